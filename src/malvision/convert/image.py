@@ -1,0 +1,203 @@
+"""Nataraj byte plots and the fixed-size images models read.
+
+A byte plot is one byte one 8-bit gray pixel, row-major, with a width chosen from the file size as in
+Nataraj et al. 2011 ("Malware images: visualization and automatic classification"). The bytes of a
+last partial row are dropped, as in Malimg.
+
+Models read a fixed-size square image made from the byte plot by exact area averaging (a box filter
+in integer arithmetic, rounded half up). Integer sums make the result independent of how the rows are
+chunked, so a multi-GB file streamed in blocks gives bit-for-bit the image of the same file in memory.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from collections.abc import Iterable, Iterator
+from typing import BinaryIO
+
+import numpy as np
+
+from malvision.errors import ConversionError
+
+__all__ = [
+    "KB",
+    "nataraj_width",
+    "plot_shape",
+    "byte_plot",
+    "iter_plot_rows",
+    "resize_plot",
+    "resize_rows",
+    "write_png",
+]
+
+KB = 1024
+# (exclusive upper bound on file size in bytes, width): Nataraj et al. 2011, Table 1.
+WIDTH_TABLE: tuple[tuple[int, int], ...] = (
+    (10 * KB, 32),
+    (30 * KB, 64),
+    (60 * KB, 128),
+    (100 * KB, 256),
+    (200 * KB, 384),
+    (500 * KB, 512),
+    (1000 * KB, 768),
+)
+MAX_WIDTH = 1024
+BLOCK_BYTES = 4 * 1024 * 1024  # rows handled per step when streaming
+
+
+def nataraj_width(size: int) -> int:
+    """Byte-plot width for a file of ``size`` bytes (half-open ranges, KB = 1024 bytes)."""
+    if size < 0:
+        raise ConversionError(f"negative file size {size}")
+    for bound, width in WIDTH_TABLE:
+        if size < bound:
+            return width
+    return MAX_WIDTH
+
+
+def plot_shape(size: int) -> tuple[int, int]:
+    """(height, width) of the byte plot of a ``size``-byte file; shorter than a row is an error."""
+    width = nataraj_width(size)
+    if size < width:
+        raise ConversionError(
+            f"{size} bytes is shorter than one {width}-pixel row of a byte plot"
+        )
+    return size // width, width
+
+
+def _as_uint8(data: object) -> np.ndarray:
+    if isinstance(data, np.ndarray):
+        if data.dtype != np.uint8:
+            raise ConversionError(f"expected uint8 bytes, got {data.dtype}")
+        return data.reshape(-1)
+    return np.frombuffer(data, dtype=np.uint8)  # type: ignore[call-overload]
+
+
+def byte_plot(data: bytes | bytearray | memoryview | np.ndarray) -> np.ndarray:
+    """The Nataraj byte plot of ``data`` as a (height, width) uint8 array (a view, no copy)."""
+    flat = _as_uint8(data)
+    height, width = plot_shape(flat.size)
+    return flat[: height * width].reshape(height, width)
+
+
+def iter_plot_rows(
+    chunks: Iterable[bytes | memoryview | np.ndarray], size: int
+) -> Iterator[np.ndarray]:
+    """Regroup a stream of byte chunks of a ``size``-byte file into blocks of whole plot rows."""
+    height, width = plot_shape(size)
+    block_rows = max(1, BLOCK_BYTES // width)
+    need = height * width
+    pending = np.empty(block_rows * width, dtype=np.uint8)
+    fill = 0
+    seen = 0
+    for chunk in chunks:
+        arr = _as_uint8(chunk)[: max(0, need - seen)]
+        seen += arr.size
+        pos = 0
+        while pos < arr.size:
+            take = min(pending.size - fill, arr.size - pos)
+            pending[fill : fill + take] = arr[pos : pos + take]
+            fill += take
+            pos += take
+            if fill == pending.size:
+                yield pending.reshape(block_rows, width)
+                pending = np.empty_like(pending)
+                fill = 0
+        if seen >= need:
+            break
+    if seen < need:
+        raise ConversionError(f"stream ended after {seen} of {size} bytes")
+    if fill:
+        yield pending[:fill].reshape(fill // width, width)
+
+
+def _overlaps(n_in: int, n_out: int) -> list[tuple[int, int, np.ndarray]]:
+    """For each output cell: (first input index, last+1, integer overlap weights).
+
+    Output cell ``i`` covers input interval [i*n_in, (i+1)*n_in) in units where an input cell is
+    ``n_out`` wide, so every overlap is an integer and each cell's weights sum to ``n_in``.
+    """
+    spans = []
+    for i in range(n_out):
+        lo, hi = i * n_in, (i + 1) * n_in
+        k0, k1 = lo // n_out, -(-hi // n_out)
+        starts = np.arange(k0, k1, dtype=np.int64) * n_out
+        weights = np.minimum(starts + n_out, hi) - np.maximum(starts, lo)
+        spans.append((k0, k1, weights))
+    return spans
+
+
+def resize_rows(blocks: Iterable[np.ndarray], height: int, width: int, size: int) -> np.ndarray:
+    """Area-average a (height, width) plot, given as consecutive row blocks, to (size, size) uint8."""
+    if size < 1:
+        raise ConversionError(f"image size must be positive, got {size}")
+    row_spans = _overlaps(height, size)
+    acc = np.zeros((size, width), dtype=np.int64)
+    k0 = 0
+    first_out = 0
+    for block in blocks:
+        k1 = k0 + block.shape[0]
+        i = first_out
+        while i < size and row_spans[i][0] < k1:
+            a, b, w = row_spans[i]
+            lo, hi = max(a, k0), min(b, k1)
+            if lo < hi:
+                ws = w[lo - a : hi - a]
+                rows = block[lo - k0 : hi - k0]
+                # Interior rows all weigh ``size``: sum them; only the (at most two) edge rows
+                # carry a partial weight.
+                partial = np.flatnonzero(ws != size)
+                acc[i] += size * rows.sum(axis=0, dtype=np.int64)
+                for p in partial:
+                    acc[i] += (int(ws[p]) - size) * rows[p].astype(np.int64)
+            if b <= k1:
+                first_out = i + 1
+            i += 1
+        k0 = k1
+    if k0 != height:
+        raise ConversionError(f"got {k0} plot rows, expected {height}")
+    col_weights = np.zeros((size, width), dtype=np.float64)
+    for j, (a, b, w) in enumerate(_overlaps(width, size)):
+        col_weights[j, a:b] = w
+    # Every product and partial sum is an integer below 2**53, so float64 is exact here.
+    total = (acc.astype(np.float64) @ col_weights.T).astype(np.int64)
+    denom = height * width
+    return ((total + denom // 2) // denom).astype(np.uint8)
+
+
+def resize_plot(plot: np.ndarray, size: int) -> np.ndarray:
+    """Area-average a byte plot (height, width) to a (size, size) uint8 image."""
+    if plot.ndim != 2 or plot.dtype != np.uint8:
+        raise ConversionError(f"expected a 2-D uint8 plot, got {plot.ndim}-D {plot.dtype}")
+    height, width = plot.shape
+    block_rows = max(1, BLOCK_BYTES // max(width, 1))
+    blocks = (plot[r : r + block_rows] for r in range(0, height, block_rows))
+    return resize_rows(blocks, height, width, size)
+
+
+def _png_chunk(kind: bytes, payload: bytes) -> bytes:
+    crc = zlib.crc32(payload, zlib.crc32(kind))
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", crc)
+
+
+def write_png(
+    out: BinaryIO, blocks: Iterable[np.ndarray], height: int, width: int, level: int = 6
+) -> None:
+    """Stream an 8-bit grayscale PNG from row blocks, never holding the whole image."""
+    out.write(b"\x89PNG\r\n\x1a\n")
+    out.write(_png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)))
+    comp = zlib.compressobj(level)
+    rows = 0
+    for block in blocks:
+        # Filter type 0 (None) before each row.
+        framed = np.zeros((block.shape[0], width + 1), dtype=np.uint8)
+        framed[:, 1:] = block
+        data = comp.compress(framed.tobytes())
+        if data:
+            out.write(_png_chunk(b"IDAT", data))
+        rows += block.shape[0]
+    if rows != height:
+        raise ConversionError(f"got {rows} plot rows, expected {height}")
+    out.write(_png_chunk(b"IDAT", comp.flush()))
+    out.write(_png_chunk(b"IEND", b""))

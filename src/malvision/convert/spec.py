@@ -1,0 +1,51 @@
+"""How a file becomes model input; stored with every dataset cache and trained model."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from malvision.convert.sequence import DEFAULT_MAX_LEN
+from malvision.errors import ConversionError
+
+__all__ = ["SPEC_VERSION", "ConvertSpec"]
+
+SPEC_VERSION = 1
+Kind = Literal["image", "bytes", "opcodes"]
+KINDS: tuple[str, ...] = ("image", "bytes", "opcodes")
+
+
+@dataclass(frozen=True)
+class ConvertSpec:
+    """Conversion settings: ``image`` (square area-resized byte plot), ``bytes`` or ``opcodes``.
+
+    ``vocab`` holds the opcode vocabulary (training data only) for ``opcodes``.
+    """
+
+    kind: Kind = "image"
+    image_size: int = 64
+    max_len: int = DEFAULT_MAX_LEN
+    vocab: tuple[str, ...] = field(default=())
+    version: int = SPEC_VERSION
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ConversionError(f"unknown input kind {self.kind!r}; use one of {', '.join(KINDS)}")
+        if self.version != SPEC_VERSION:
+            raise ConversionError(
+                f"conversion version {self.version} is not supported (this malvision reads "
+                f"{SPEC_VERSION}); upgrade malvision"
+            )
+        if self.image_size < 1 or self.max_len < 1:
+            raise ConversionError("image_size and max_len must be positive")
+        object.__setattr__(self, "vocab", tuple(self.vocab))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["vocab"] = list(self.vocab)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ConvertSpec:
+        known = {k: d[k] for k in ("kind", "image_size", "max_len", "vocab", "version") if k in d}
+        return cls(**known)

@@ -1,0 +1,36 @@
+"""Exceptions: one base class, one line each, naming the file and the fix."""
+
+from __future__ import annotations
+
+__all__ = [
+    "MalvisionError",
+    "InputError",
+    "ConversionError",
+    "DatasetError",
+    "CheckpointError",
+    "ModelError",
+]
+
+
+class MalvisionError(Exception):
+    """Base class: the CLI prints ``error: <message>`` and exits non-zero."""
+
+
+class InputError(MalvisionError):
+    """A file cannot be read: missing, empty, a directory, unreadable or too large."""
+
+
+class ConversionError(MalvisionError):
+    """Bytes cannot become the requested image or sequence."""
+
+
+class DatasetError(MalvisionError):
+    """A dataset is malformed: missing labels, bad layout, corrupt entries."""
+
+
+class CheckpointError(MalvisionError):
+    """A checkpoint is missing, truncated, unsafe or of another model."""
+
+
+class ModelError(MalvisionError):
+    """An unknown model name or bad model arguments."""

@@ -1,0 +1,195 @@
+"""Safe reads: size limits, chunked streaming, sha256, atomic writes. Never parses or runs content.
+
+Samples are opened read-only as bytes; nothing here imports, executes or unpickles what it reads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import stat
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from malvision.errors import InputError
+
+__all__ = [
+    "DEFAULT_MAX_SIZE",
+    "CHUNK",
+    "Source",
+    "FileSource",
+    "MemorySource",
+    "check_file",
+    "open_source",
+    "expand_inputs",
+    "atomic_writer",
+    "human_size",
+]
+
+DEFAULT_MAX_SIZE = 8 * 1024**3  # 8 GiB: larger inputs are refused unless the limit is raised
+CHUNK = 4 * 1024 * 1024
+
+
+def human_size(n: float) -> str:
+    """1536 -> '1.5 KiB'."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError  # unreachable
+
+
+def check_file(path: Path | str, max_size: int = DEFAULT_MAX_SIZE) -> int:
+    """Size of a readable, non-empty regular file within ``max_size``; else an ``InputError``."""
+    p = Path(path)
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        if p.is_symlink():
+            raise InputError(f"{p}: broken symbolic link") from None
+        raise InputError(f"{p}: no such file") from None
+    except OSError as e:  # symlink loop, name too long, permission on a parent
+        raise InputError(f"{p}: cannot open ({e.strerror or e})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise InputError(f"{p}: is a directory, expected a file")
+    if not stat.S_ISREG(st.st_mode):
+        raise InputError(f"{p}: not a regular file (device, FIFO or socket)")
+    if st.st_size == 0:
+        raise InputError(f"{p}: empty file")
+    if st.st_size > max_size:
+        raise InputError(
+            f"{p}: {human_size(st.st_size)} is over the {human_size(max_size)} size limit "
+            "(raise it with --max-size)"
+        )
+    if not os.access(p, os.R_OK):
+        raise InputError(f"{p}: permission denied")
+    return st.st_size
+
+
+@dataclass
+class Source:
+    """A named run of bytes read in chunks; ``sha256`` is filled by a full read."""
+
+    name: str
+    size: int
+    _digest: str | None = field(default=None, init=False, repr=False)
+
+    def _raw_chunks(self, limit: int | None) -> Iterator[memoryview]:
+        raise NotImplementedError
+
+    def chunks(self, limit: int | None = None) -> Iterator[memoryview]:
+        """Yield the bytes (at most ``limit``) in chunks; hash them when the whole file is read."""
+        whole = limit is None or limit >= self.size
+        h = hashlib.sha256() if whole and self._digest is None else None
+        got = 0
+        for chunk in self._raw_chunks(limit):
+            if h is not None:
+                h.update(chunk)
+            got += len(chunk)
+            yield chunk
+        if whole and got != self.size:
+            raise InputError(f"{self.name}: file changed while reading ({got} of {self.size} bytes)")
+        if h is not None:
+            self._digest = h.hexdigest()
+
+    def read(self, limit: int | None = None) -> bytes:
+        """The first ``limit`` bytes (all by default) as one ``bytes``."""
+        return b"".join(bytes(c) for c in self.chunks(limit))
+
+    @property
+    def sha256(self) -> str:
+        if self._digest is None:
+            for _ in self.chunks():
+                pass
+        assert self._digest is not None
+        return self._digest
+
+
+@dataclass
+class FileSource(Source):
+    """Bytes of a file on disk, read in fixed chunks so memory stays flat for any size."""
+
+    path: Path = Path()
+
+    def _raw_chunks(self, limit: int | None) -> Iterator[memoryview]:
+        remaining = self.size if limit is None else min(limit, self.size)
+        buf = bytearray(min(CHUNK, max(remaining, 1)))
+        view = memoryview(buf)
+        try:
+            with open(self.path, "rb", buffering=0) as f:
+                while remaining > 0:
+                    n = f.readinto(view[: min(len(buf), remaining)])
+                    if not n:
+                        break
+                    remaining -= n
+                    yield view[:n]
+        except OSError as e:
+            raise InputError(f"{self.name}: read failed ({e.strerror or e})") from None
+
+
+@dataclass
+class MemorySource(Source):
+    """Bytes already in memory: a zip entry, stdin or an upload."""
+
+    data: bytes = b""
+
+    def _raw_chunks(self, limit: int | None) -> Iterator[memoryview]:
+        view = memoryview(self.data)[: limit if limit is not None else len(self.data)]
+        for i in range(0, len(view), CHUNK):
+            yield view[i : i + CHUNK]
+
+    @classmethod
+    def of(cls, name: str, data: bytes) -> MemorySource:
+        if not data:
+            raise InputError(f"{name}: empty file")
+        return cls(name=name, size=len(data), data=data)
+
+
+def open_source(path: Path | str, max_size: int = DEFAULT_MAX_SIZE) -> FileSource:
+    """A checked ``FileSource`` for ``path`` (see ``check_file`` for what is refused)."""
+    size = check_file(path, max_size)
+    return FileSource(name=str(path), size=size, path=Path(path))
+
+
+def expand_inputs(paths: Iterable[Path | str]) -> Iterator[tuple[Path, Path]]:
+    """Yield (path, path relative to its input root) for files and, recursively, folders.
+
+    Folder entries come sorted; symlinked folders are not followed (no loops). Entries that are not
+    files (broken links, FIFOs) are still yielded so the caller reports them.
+    """
+    for raw in paths:
+        root = Path(raw)
+        if root.is_dir() and not root.is_symlink():
+            for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+                dirnames.sort()
+                for name in sorted(filenames + [d for d in dirnames if Path(dirpath, d).is_symlink()]):
+                    p = Path(dirpath, name)
+                    yield p, p.relative_to(root)
+        else:
+            yield root, Path(root.name)
+
+
+@contextlib.contextmanager
+def atomic_writer(path: Path | str) -> Iterator[BinaryIO]:
+    """Write ``path`` through a temporary file in the same folder, renamed into place on success.
+
+    On any error (or interrupt) the temporary file is removed: readers see the old file or the whole
+    new one, never a half-written one.
+    """
+    dest = Path(path)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name[:100]}.", suffix=".part", dir=dest.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, dest)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
