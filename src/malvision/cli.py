@@ -64,9 +64,7 @@ def report_failures(failures: list[tuple[str, str]]) -> None:
             err.print(f"error: {msg}" if msg.startswith(name) else f"error: {name}: {msg}", markup=False)
 
 
-MaxSize = Annotated[
-    str, typer.Option("--max-size", help="Refuse inputs larger than this (e.g. 8G, 500M).")
-]
+MaxSize = Annotated[str, typer.Option("--max-size", help="Refuse inputs larger than this (e.g. 8G, 500M).")]
 
 
 @app.command()
@@ -93,8 +91,14 @@ def convert(
         from malvision.data.cache import build_cache_from_paths
 
         n, failures = build_cache_from_paths(
-            inputs, out_dir, kind=kind, image_size=image_size, max_len=max_len, label=label,
-            max_size=limit, progress=progress(),
+            inputs,
+            out_dir,
+            kind=kind,
+            image_size=image_size,
+            max_len=max_len,
+            label=label,
+            max_size=limit,
+            progress=progress(),
         )
         out.print(f"wrote {n} samples to {out_dir}")
         report_failures(failures)

@@ -60,9 +60,7 @@ def plot_shape(size: int) -> tuple[int, int]:
     """(height, width) of the byte plot of a ``size``-byte file; shorter than a row is an error."""
     width = nataraj_width(size)
     if size < width:
-        raise ConversionError(
-            f"{size} bytes is shorter than one {width}-pixel row of a byte plot"
-        )
+        raise ConversionError(f"{size} bytes is shorter than one {width}-pixel row of a byte plot")
     return size // width, width
 
 
@@ -81,9 +79,7 @@ def byte_plot(data: bytes | bytearray | memoryview | np.ndarray) -> np.ndarray:
     return flat[: height * width].reshape(height, width)
 
 
-def iter_plot_rows(
-    chunks: Iterable[bytes | memoryview | np.ndarray], size: int
-) -> Iterator[np.ndarray]:
+def iter_plot_rows(chunks: Iterable[bytes | memoryview | np.ndarray], size: int) -> Iterator[np.ndarray]:
     """Regroup a stream of byte chunks of a ``size``-byte file into blocks of whole plot rows."""
     height, width = plot_shape(size)
     block_rows = max(1, BLOCK_BYTES // width)
@@ -181,9 +177,7 @@ def _png_chunk(kind: bytes, payload: bytes) -> bytes:
     return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", crc)
 
 
-def write_png(
-    out: BinaryIO, blocks: Iterable[np.ndarray], height: int, width: int, level: int = 6
-) -> None:
+def write_png(out: BinaryIO, blocks: Iterable[np.ndarray], height: int, width: int, level: int = 6) -> None:
     """Stream an 8-bit grayscale PNG from row blocks, never holding the whole image."""
     out.write(b"\x89PNG\r\n\x1a\n")
     out.write(_png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)))
