@@ -1,0 +1,149 @@
+"""k-fold architecture leaderboard: the same splits, training and metrics for every model."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from malvision.checkpoint import load_checkpoint
+from malvision.data.splits import group_kfold, stratified_kfold
+
+from malvision.evaluate.metrics import classification_metrics
+from malvision.evaluate.plots import plot_confusion, plot_leaderboard
+from malvision.io import atomic_writer
+from malvision.train import TrainConfig, fit, make_loader, predict, split_train_val
+
+__all__ = ["run_leaderboard", "leaderboard_markdown"]
+
+
+def _timed_predict(
+    ck: Any, ds: Any, idx: np.ndarray, cfg: TrainConfig
+) -> tuple[np.ndarray, np.ndarray, float]:
+    loader = make_loader(ds, idx, 64, shuffle=False, max_len=cfg.max_len)
+    if ds.spec.kind == "opcodes":
+        ds.fit_vocab_from_tokens(ck.spec.vocab)  # the model's own vocabulary, from its training rows
+    t = time.perf_counter()
+    probs, labels = predict(ck.model, loader)
+    return probs, labels, (time.perf_counter() - t) * 1000 / max(len(idx), 1)
+
+
+def run_fold(
+    ds: Any, cfg: TrainConfig, train_idx: np.ndarray, test_idx: np.ndarray, out: Path, **fit_kwargs: Any
+) -> dict[str, Any]:
+    """Train on ``train_idx`` (with its own validation split), test on ``test_idx``; cached in ``out``."""
+    done = out / "result.json"
+    if done.exists():
+        return json.loads(done.read_text())
+    tr, va = split_train_val(ds.labels, train_idx, cfg.val_fraction, cfg.seed)
+    res = fit(ds, tr, va, cfg, out, resume=True, **fit_kwargs)
+    ck = load_checkpoint(res.checkpoint)
+    probs, labels, ms = _timed_predict(ck, ds, test_idx, cfg)
+    m = classification_metrics(labels, probs, list(ds.classes))
+    result = {
+        "metrics": m,
+        "train_seconds": res.train_seconds,
+        "infer_ms_per_sample": ms,
+        "params": sum(p.numel() for p in ck.model.parameters()),
+        "best_epoch": res.best_epoch,
+        "epochs_run": len(res.history),
+        "n_train": len(tr),
+        "n_val": len(va),
+        "n_test": len(test_idx),
+    }
+    with atomic_writer(done) as f:
+        f.write(json.dumps(result, indent=2).encode())
+    (out / "last.pt").unlink(missing_ok=True)  # resumable state is no longer needed
+    return result
+
+
+def run_leaderboard(
+    ds: Any,
+    configs: Sequence[TrainConfig],
+    out_dir: Path | str,
+    *,
+    folds: int = 5,
+    seed: int = 0,
+    grouped: bool = False,
+    on_fold: Callable[[str, int, dict[str, Any]], None] | None = None,
+    **fit_kwargs: Any,
+) -> list[dict[str, Any]]:
+    """Cross-validate every config on the same seeded folds; write table, PNG and confusion matrices."""
+    out = Path(out_dir)
+    splits = (
+        group_kfold(ds.labels, ds.groups, folds, random_state=seed)
+        if grouped
+        else stratified_kfold(ds.labels, folds, random_state=seed)
+    )
+    rows = []
+    for cfg in configs:
+        cfg = replace(cfg, seed=seed)
+        fold_results = []
+        for k, (tr, te) in enumerate(splits):
+            r = run_fold(ds, cfg, np.asarray(tr), np.asarray(te), out / cfg.model / f"fold{k}", **fit_kwargs)
+            fold_results.append(r)
+            if on_fold is not None:
+                on_fold(cfg.model, k, r)
+        rows.append(_summarise(cfg, fold_results, list(ds.classes), out / cfg.model))
+    kind = "group-disjoint" if grouped else "stratified"
+    table = leaderboard_markdown(rows, f"{folds}-fold {kind} cross-validation, n={len(ds)}")
+    with atomic_writer(out / "leaderboard.md") as f:
+        f.write(table.encode())
+    with atomic_writer(out / "leaderboard.json") as f:
+        f.write(json.dumps(rows, indent=2).encode())
+    plot_leaderboard(rows, out / "leaderboard.png", f"{folds}-fold {kind} CV (mean ± std)")
+    return rows
+
+
+def _summarise(
+    cfg: TrainConfig, results: list[dict[str, Any]], classes: list[str], out: Path
+) -> dict[str, Any]:
+    acc = np.array([r["metrics"]["accuracy"] for r in results])
+    f1 = np.array([r["metrics"]["macro_f1"] for r in results])
+    cm = np.sum([np.asarray(r["metrics"]["confusion_matrix"]) for r in results], axis=0)
+    plot_confusion(cm.tolist(), classes, out / "confusion.png", f"{cfg.model}: all folds")
+    row = {
+        "model": cfg.model,
+        "model_kwargs": cfg.model_kwargs,
+        "folds": len(results),
+        "accuracy_mean": float(acc.mean()),
+        "accuracy_std": float(acc.std()),
+        "macro_f1_mean": float(f1.mean()),
+        "macro_f1_std": float(f1.std()),
+        "params": results[0]["params"],
+        "train_seconds": float(np.sum([r["train_seconds"] for r in results])),
+        "infer_ms_per_sample": float(np.mean([r["infer_ms_per_sample"] for r in results])),
+        "confusion_matrix": cm.tolist(),
+    }
+    aucs = [r["metrics"].get("roc_auc") for r in results]
+    if all(a is not None for a in aucs) and "roc_auc" in results[0]["metrics"]:
+        row["roc_auc_mean"] = float(np.mean(aucs))
+        row["tpr_at_1pct_fpr_mean"] = float(np.mean([r["metrics"]["tpr_at_1pct_fpr"] for r in results]))
+    return row
+
+
+def leaderboard_markdown(rows: list[dict[str, Any]], caption: str) -> str:
+    """The leaderboard as a Markdown table, best macro-F1 first."""
+    rows = sorted(rows, key=lambda r: -r["macro_f1_mean"])
+    det = any("roc_auc_mean" in r for r in rows)
+    head = "| model | accuracy | macro-F1 | params | train time (all folds) | inference ms/sample |"
+    sep = "|---|---|---|---|---|---|"
+    if det:
+        head += " ROC-AUC | TPR @ 1% FPR |"
+        sep += "---|---|"
+    lines = [f"{caption}\n", head, sep]
+    for r in rows:
+        line = (
+            f"| {r['model']} | {r['accuracy_mean']:.4f} ± {r['accuracy_std']:.4f} "
+            f"| {r['macro_f1_mean']:.4f} ± {r['macro_f1_std']:.4f} | {r['params']:,} "
+            f"| {r['train_seconds']:.0f} s | {r['infer_ms_per_sample']:.2f} |"
+        )
+        if det:
+            auc, tpr = r.get("roc_auc_mean"), r.get("tpr_at_1pct_fpr_mean")
+            line += f" {auc:.4f} | {tpr:.4f} |" if auc is not None else " - | - |"
+        lines.append(line)
+    return "\n".join(lines) + "\n"
