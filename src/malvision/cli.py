@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -39,7 +39,7 @@ def parse_size(text: str) -> int:
         value = float(t[:-1] if mult > 1 else t)
     except ValueError:
         raise typer.BadParameter(f"not a size: {text!r} (e.g. 8G, 300M, 4096)") from None
-    if value <= 0:
+    if not 0 < value < float("inf"):  # also refuses nan
         raise typer.BadParameter(f"size must be positive: {text!r}")
     return int(value * mult)
 
@@ -53,6 +53,7 @@ def progress() -> Progress:
         TimeRemainingColumn(),
         console=err,
         transient=True,
+        disable=not err.is_terminal,  # else it still leaves a blank line on a redirected stderr
     )
 
 
@@ -61,7 +62,8 @@ def report_failures(failures: list[tuple[str, str]]) -> None:
     if failures:
         err.print(f"[red]{len(failures)} input(s) failed:[/red]")
         for name, msg in failures:
-            err.print(f"error: {msg}" if msg.startswith(name) else f"error: {name}: {msg}", markup=False)
+            line = f"error: {msg}" if msg.startswith(name) else f"error: {name}: {msg}"
+            err.print(line, markup=False, highlight=False, soft_wrap=True)  # one line, never wrapped
 
 
 MaxSize = Annotated[str, typer.Option("--max-size", help="Refuse inputs larger than this (e.g. 8G, 500M).")]
@@ -81,6 +83,9 @@ def convert(
     * 1024,
     label: Annotated[str | None, typer.Option(help="dataset only: label for every file.")] = None,
     max_size: MaxSize = "8G",
+    png_level: Annotated[
+        int, typer.Option(min=0, max=9, help="png only: zlib level (1 fast, 9 smallest).")
+    ] = 1,
 ) -> None:
     """Convert binaries to Nataraj byte-plot PNGs (mirroring the input tree) or a dataset cache."""
     from malvision.convert.image import iter_plot_rows, plot_shape, write_png
@@ -108,6 +113,7 @@ def convert(
     items = list(expand_inputs(inputs))
     failures: list[tuple[str, str]] = []
     written = 0
+    claimed: dict[Path, Path] = {}  # destination -> input, so two inputs never share one PNG
     with progress() as bar:
         task = bar.add_task("converting", total=len(items))
         for path, rel in items:
@@ -115,8 +121,10 @@ def convert(
                 src = open_source(path, limit)
                 height, width = plot_shape(src.size)
                 dest = out_dir / rel.parent / f"{rel.name}.png"
+                if claimed.setdefault(dest, path) != path:
+                    raise MalvisionError(f"{path}: {dest} is already the output of {claimed[dest]}")
                 with atomic_writer(dest) as f:
-                    write_png(f, iter_plot_rows(src.chunks(), src.size), height, width)
+                    write_png(f, iter_plot_rows(src.chunks(), src.size), height, width, png_level)
                 written += 1
             except MalvisionError as e:
                 failures.append((str(path), str(e)))
@@ -127,6 +135,335 @@ def convert(
         raise typer.Exit(EXIT_ERROR)
 
 
+@data_app.command("info")
+def data_info(
+    data: Annotated[Path, typer.Argument(help="Folder, sample zip, labels CSV, BIG2015 folder or cache.")],
+    fmt: Annotated[
+        str | None,
+        typer.Option("--format", help="Skip detection: zip, cache, big2015, malimg, opcodes, csv, binary."),
+    ] = None,
+    label: Annotated[str | None, typer.Option(help="zip only: one label for all (default: family).")] = None,
+    password: Annotated[str, typer.Option(help="zip only: password.")] = "infected",
+) -> None:
+    """Counts per class and group, sample sizes and, for caches, the conversion settings."""
+    from rich.table import Table
+
+    from malvision.data.detect import open_dataset
+    from malvision.data.summary import summarize
+    from malvision.io import human_size
+
+    ds = open_dataset(data, format=fmt, label=label, password=password)
+    try:
+        s = summarize(ds)
+    finally:
+        if hasattr(ds, "close"):
+            ds.close()
+    table = Table(
+        title=f"{s.name} ({s.format}): {s.n} samples, {len(s.classes)} classes, {s.n_groups} groups"
+    )
+    for col in ("class", "samples", "share", "groups", "median size"):
+        table.add_column(col, justify="left" if col == "class" else "right")
+    for c in s.classes:
+        share = f"{100 * c.n / max(s.n, 1):.1f}%"
+        table.add_row(c.label, str(c.n), share, str(c.groups), human_size(c.median_size))
+    out.print(table)
+    lo, med, mean, hi = s.sizes
+    out.print(f"sizes: min {human_size(lo)}, median {human_size(med)}, ", end="")
+    out.print(f"mean {human_size(mean)}, max {human_size(hi)}")
+    if s.top_groups:
+        out.print("largest groups: " + ", ".join(f"{g} ({n})" for g, n in s.top_groups), markup=False)
+    if s.spec is not None:
+        out.print("spec: " + ", ".join(f"{k}={v}" for k, v in s.spec.items()), markup=False)
+    if s.skipped:
+        err.print(f"[yellow]{len(s.skipped)} entr(ies) skipped while listing, e.g.:[/yellow]")
+        for _, msg in s.skipped[:5]:
+            err.print(f"  {msg}", markup=False)
+
+
+@data_app.command("build")
+def data_build(
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Cache folder to create.")],
+    kind: Annotated[str, typer.Option(help="image or bytes (PE set); opcodes (BIG2015).")] = "image",
+    image_size: Annotated[int, typer.Option(help="Side of the square image.")] = 64,
+    max_len: Annotated[int | None, typer.Option(help="Bytes/opcodes kept per sample (default 2 Mi).")] = None,
+    benign: Annotated[
+        Path | None,
+        typer.Option(help="Benign corpus (pe/ + manifest_ext.csv); default ~/.cache/malvision/benign."),
+    ] = None,
+    malware_zip: Annotated[
+        Path | None, typer.Option(help="Malware sample zip; default ../shared/data/thezoo_pe_malware.zip.")
+    ] = None,
+    opcodes: Annotated[
+        Path | None, typer.Option(help="Build the BIG2015 opcode cache from this folder instead.")
+    ] = None,
+    all_kinds: Annotated[bool, typer.Option(help="Keep non-PE zip entries too.")] = False,
+    password: Annotated[str, typer.Option(help="Malware zip password.")] = "infected",
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing cache at --out.")] = False,
+    max_size: MaxSize = "8G",
+) -> None:
+    """Build a training cache: PE malware vs benign (label malware/benign) or BIG2015 opcodes (family)."""
+    import time
+
+    from malvision.data.build import build_detection_cache, build_opcode_cache
+
+    start = time.monotonic()
+    if opcodes is not None or kind == "opcodes":
+        n, failures = build_opcode_cache(out_dir, opcodes, max_len, progress=progress(), overwrite=overwrite)
+    else:
+        n, failures = build_detection_cache(
+            out_dir,
+            kind=kind,
+            image_size=image_size,
+            max_len=max_len,
+            benign_dir=benign,
+            malware_zip=malware_zip,
+            all_kinds=all_kinds,
+            password=password,
+            max_size=parse_size(max_size),
+            progress=progress(),
+            overwrite=overwrite,
+        )
+    out.print(f"wrote {n} samples to {out_dir} in {time.monotonic() - start:.1f} s", markup=False)
+    report_failures(failures)
+    if failures:
+        raise typer.Exit(EXIT_ERROR)
+
+
+def parse_kwargs(items: list[str] | None) -> dict[str, Any]:
+    """['hidden=64', 'pool="last"', 'bidirectional=true'] -> a dict (values read as JSON when they parse)."""
+    import json
+
+    kwargs: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"--set takes key=value, got {item!r}")
+        try:
+            kwargs[key] = json.loads(value)
+        except json.JSONDecodeError:
+            kwargs[key] = value
+    return kwargs
+
+
+def _train_config(model: str, sets: list[str] | None, **kw: Any) -> Any:
+    from malvision.train import TrainConfig
+
+    return TrainConfig(model=model, model_kwargs=parse_kwargs(sets), **{k: v for k, v in kw.items() if v is not None})
+
+
+def _dataset_for(data: Path, kind: str | None, image_size: int, max_len: int | None) -> Any:
+    from malvision.convert.spec import ConvertSpec
+    from malvision.evaluate.runner import open_cache
+
+    spec = None
+    if kind is not None:
+        spec = ConvertSpec(kind=kind, image_size=image_size, **({"max_len": max_len} if max_len else {}))  # type: ignore[arg-type]
+    with progress() as bar:
+        return open_cache(data, spec, progress=bar)
+
+
+ModelKw = Annotated[list[str] | None, typer.Option("--set", help="Model keyword, key=value (repeatable).")]
+DataOpt = Annotated[Path, typer.Option("--data", "-d", help="Cache folder or any dataset malvision reads.")]
+KindOpt = Annotated[str | None, typer.Option(help="Input kind when DATA is not a cache: image, bytes, opcodes.")]
+
+
+@app.command()
+def train(
+    model: Annotated[str, typer.Option("--model", "-m", help="Registered model name (see `malvision models`).")],
+    data: DataOpt,
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Run folder.")],
+    sets: ModelKw = None,
+    epochs: Annotated[int, typer.Option(help="Most epochs.")] = 20,
+    batch_size: Annotated[int, typer.Option(help="Samples per step (per process under torchrun).")] = 32,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW, warm-up then cosine).")] = 2e-3,
+    patience: Annotated[int, typer.Option(help="Stop after this many epochs without a better val macro-F1.")] = 5,
+    max_len: Annotated[int | None, typer.Option(help="Crop sequences to their first N ids.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for splits, initialisation and batching.")] = 0,
+    test_size: Annotated[float, typer.Option(help="Held-out test share.")] = 0.2,
+    group_split: Annotated[bool, typer.Option(help="Hold out whole groups (families/sources).")] = False,
+    threads: Annotated[int | None, typer.Option(help="Torch CPU threads.")] = None,
+    kind: KindOpt = None,
+    image_size: Annotated[int, typer.Option(help="Image side when DATA is not a cache.")] = 64,
+    resume: Annotated[bool, typer.Option(help="Continue from RUN/last.pt.")] = False,
+) -> None:
+    """Train a model: seeded held-out test, early stopping on val macro-F1, checkpoint + metrics + plots."""
+    import json
+
+    from malvision.train import train_run
+
+    cfg = _train_config(model, sets, epochs=epochs, batch_size=batch_size, lr=lr, patience=patience,
+                        max_len=max_len, seed=seed, threads=threads)
+    ds = _dataset_for(data, kind, image_size, max_len)
+    if out_dir.exists() and any(out_dir.iterdir()) and not resume:
+        raise MalvisionError(f"{out_dir}: run folder is not empty; pass --resume to continue it or pick another --out")
+    with progress() as bar:
+        task = bar.add_task(f"training {model}", total=None)
+
+        def on_step(step: int, total: int) -> None:
+            bar.update(task, completed=step, total=total)
+
+        def on_epoch(row: dict[str, float]) -> None:
+            bar.console.print(
+                f"epoch {int(row['epoch'])}: loss {row['train_loss']:.4f}  val acc {row['val_accuracy']:.4f}  "
+                f"val macro-F1 {row['val_macro_f1']:.4f}", markup=False
+            )
+
+        summary = train_run(ds, cfg, out_dir, test_size=test_size, grouped=group_split, resume=resume,
+                            on_epoch=on_epoch, on_step=on_step)
+    if summary:
+        t = summary["test"]
+        out.print(json.dumps({k: t[k] for k in ("n", "accuracy", "macro_f1") if k in t}
+                             | {k: t[k] for k in ("roc_auc", "tpr_at_1pct_fpr") if k in t}))
+        out.print(f"best checkpoint: {out_dir / 'best.pt'}; plots and metrics.json in {out_dir}", markup=False)
+
+
+@app.command()
+def evaluate(
+    run: Annotated[str | None, typer.Argument(help="Run folder or checkpoint file.")] = None,
+    data: Annotated[Path | None, typer.Option("--data", "-d", help="Dataset to score on.")] = None,
+    model_ref: Annotated[str | None, typer.Option("--model", help="A bundled model name instead of RUN.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as one JSON object.")] = False,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Write metrics.json and confusion.png here.")] = None,
+    extra: Annotated[list[Path] | None, typer.Argument(hidden=True)] = None,
+) -> None:
+    """Score a trained or bundled model: accuracy, macro-F1, per-class P/R/F1, confusion matrix, ROC."""
+    import json
+
+    from malvision.bundled import resolve_checkpoint
+    from malvision.checkpoint import load_checkpoint
+    from malvision.convert.spec import ConvertSpec
+    from malvision.evaluate.plots import plot_confusion
+    from malvision.evaluate.runner import evaluate_checkpoint
+
+    if model_ref is not None and run is not None and data is None:
+        data, run = Path(run), None  # `evaluate --model NAME DATA`
+    if data is None:
+        raise MalvisionError("no data: pass --data DATA (or `--model NAME DATA`)")
+    ck = load_checkpoint(resolve_checkpoint(model_ref or run or ""))
+    spec = ConvertSpec.from_dict(ck.spec)
+    ds = _dataset_for(data, spec.kind, spec.image_size, spec.max_len if spec.kind != "image" else None)
+    m = evaluate_checkpoint(ck, ds)
+    if out_dir is not None:
+        from malvision.io import atomic_writer
+
+        with atomic_writer(out_dir / "metrics.json") as f:
+            f.write(json.dumps(m, indent=2).encode())
+        plot_confusion(m["confusion_matrix"], m["classes"], out_dir / "confusion.png", f"{ck.model_name} on {data.name}")
+    if as_json:
+        print(json.dumps(m))
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{ck.model_name} on {data} (n={m['n']})")
+    for col in ("class", "precision", "recall", "F1", "support"):
+        table.add_column(col, justify="right" if col != "class" else "left")
+    for c, r in m["per_class"].items():
+        table.add_row(c, f"{r['precision']:.4f}", f"{r['recall']:.4f}", f"{r['f1']:.4f}", str(r["support"]))
+    out.print(table)
+    line = f"accuracy {m['accuracy']:.4f}   macro-F1 {m['macro_f1']:.4f}"
+    if m.get("roc_auc") is not None:
+        line += f"   ROC-AUC {m['roc_auc']:.4f}   TPR@1%FPR {m['tpr_at_1pct_fpr']:.4f}   TPR@0.1%FPR {m['tpr_at_0.1pct_fpr']:.4f}"
+    out.print(line, markup=False)
+
+
+@app.command()
+def benchmark(
+    models: Annotated[str, typer.Option(help="Comma-separated model names.")] = "cnn,rnn,lstm,gru,crnn,malconv",
+    data: DataOpt = Path("."),
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Leaderboard folder.")] = Path("leaderboard"),
+    folds: Annotated[int, typer.Option(help="Cross-validation folds.")] = 5,
+    sets: ModelKw = None,
+    epochs: Annotated[int, typer.Option(help="Most epochs per fold.")] = 10,
+    batch_size: Annotated[int, typer.Option(help="Samples per step.")] = 32,
+    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 2e-3,
+    patience: Annotated[int, typer.Option(help="Early-stopping patience (epochs).")] = 3,
+    max_len: Annotated[int | None, typer.Option(help="Crop sequences to their first N ids.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for folds and training.")] = 0,
+    grouped: Annotated[str, typer.Option(help="auto: add a group-disjoint run where groups exist; yes; no.")] = "auto",
+    threads: Annotated[int | None, typer.Option(help="Torch CPU threads.")] = None,
+    kind: KindOpt = None,
+    image_size: Annotated[int, typer.Option(help="Image side when DATA is not a cache.")] = 64,
+) -> None:
+    """k-fold leaderboard of several architectures: Markdown table + PNG (+ a group-disjoint variant)."""
+    from malvision.evaluate.leaderboard import run_leaderboard
+
+    ds = _dataset_for(data, kind, image_size, max_len)
+    names = [m.strip() for m in models.split(",") if m.strip()]
+    per_model = {}
+    for item in sets or []:  # --set MODEL.key=value applies to one model, key=value to all
+        key = item.partition("=")[0]
+        target = key.split(".", 1)[0] if "." in key else None
+        per_model.setdefault(target, []).append(item.split(".", 1)[1] if target else item)
+    configs = [
+        _train_config(n, (per_model.get(None) or []) + (per_model.get(n) or []), epochs=epochs, batch_size=batch_size,
+                      lr=lr, patience=patience, max_len=max_len, seed=seed, threads=threads)
+        for n in names
+    ]
+    runs = [False]
+    has_groups = len(set(ds.groups)) > len(ds.classes) and grouped != "no"
+    if grouped == "yes" or (grouped == "auto" and has_groups):
+        runs.append(True)
+    with progress() as bar:
+        for g in runs:
+            task = bar.add_task("group-disjoint" if g else "stratified", total=len(configs) * folds)
+
+            def on_fold(name: str, k: int, r: dict[str, Any], task: Any = task) -> None:
+                m = r["metrics"]
+                bar.console.print(f"{name} fold {k}: acc {m['accuracy']:.4f} macro-F1 {m['macro_f1']:.4f}", markup=False)
+                bar.advance(task)
+
+            sub = out_dir / ("group-disjoint" if g else "stratified")
+            run_leaderboard(ds, configs, sub, folds=folds, seed=seed, grouped=g, on_fold=on_fold)
+            out.print((sub / "leaderboard.md").read_text(), markup=False)
+            out.print(f"table, PNG and confusion matrices in {sub}", markup=False)
+
+
+@app.command()
+def gradients(
+    models: Annotated[str, typer.Option(help="Comma-separated recurrent models.")] = "rnn,lstm,gru",
+    data: DataOpt = Path("."),
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("gradients"),
+    seq_len: Annotated[int, typer.Option(help="Steps for the gradient-norm curves.")] = 256,
+    lengths: Annotated[str, typer.Option(help="Sequence lengths for accuracy-vs-length.")] = "16,64,256,1024",
+    epochs: Annotated[int, typer.Option(help="Epochs per training.")] = 4,
+    hidden: Annotated[int, typer.Option(help="Hidden units.")] = 64,
+    max_train: Annotated[int, typer.Option(help="Training samples used (subsampled, seeded).")] = 3000,
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+) -> None:
+    """The vanishing-gradient plot: ||dL/dh_t|| against t for RNN/LSTM/GRU, and accuracy against length."""
+    import json
+
+    from malvision.evaluate.gradients import run_gradients
+
+    ds = _dataset_for(data, None, 64, None)
+    if ds.spec.kind == "image":
+        raise MalvisionError(f"{data}: the gradient experiment needs sequences (an opcode or bytes dataset)")
+    lens = [int(x) for x in lengths.split(",") if x.strip()]
+    with progress() as bar:
+        task = bar.add_task("gradients", total=None)
+        summary = run_gradients(ds, [m.strip() for m in models.split(",")], out_dir, seq_len=seq_len, lengths=lens,
+                                epochs=epochs, hidden=hidden, max_train=max_train, seed=seed,
+                                on_progress=lambda s: bar.update(task, description=s))
+    out.print(json.dumps(summary, indent=2), markup=False)
+    out.print(f"plot: {out_dir / 'gradients.png'}", markup=False)
+
+
+@app.command("models")
+def models_cmd() -> None:
+    """List the registered architectures and the inputs they take."""
+    from rich.table import Table
+
+    from malvision.models import list_models, model_info
+
+    table = Table(title="models")
+    for col in ("name", "inputs", "description"):
+        table.add_column(col)
+    for name in list_models():
+        info = model_info(name)
+        table.add_row(name, ", ".join(info.input_kinds), info.description)
+    out.print(table)
+
+
 def _on_sigterm(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -135,9 +472,10 @@ def main() -> None:
     """Entry point: one line on stderr and a non-zero exit for every expected failure."""
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        app(standalone_mode=False)
+        # Not standalone, Typer *returns* the code of a ``typer.Exit`` (and 130 for Ctrl-C).
+        rc = app(standalone_mode=False)
     except MalvisionError as e:
-        err.print(f"error: {e}", markup=False, highlight=False)
+        err.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(EXIT_ERROR)
     except KeyboardInterrupt:
         err.print("error: interrupted", markup=False)
@@ -152,6 +490,9 @@ def main() -> None:
             e.show()
             sys.exit(e.exit_code)
         raise
+    if rc == EXIT_INTERRUPTED:
+        err.print("error: interrupted", markup=False)
+    sys.exit(rc if isinstance(rc, int) else EXIT_OK)
 
 
 if __name__ == "__main__":

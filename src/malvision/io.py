@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from malvision.errors import InputError
+from malvision.errors import InputError, MalvisionError
 
 __all__ = [
     "DEFAULT_MAX_SIZE",
@@ -158,12 +158,13 @@ def open_source(path: Path | str, max_size: int = DEFAULT_MAX_SIZE) -> FileSourc
 def expand_inputs(paths: Iterable[Path | str]) -> Iterator[tuple[Path, Path]]:
     """Yield (path, path relative to its input root) for files and, recursively, folders.
 
-    Folder entries come sorted; symlinked folders are not followed (no loops). Entries that are not
-    files (broken links, FIFOs) are still yielded so the caller reports them.
+    Folder entries come sorted; a folder named in ``paths`` is walked even through a symlink, but
+    symlinked folders inside it are not followed (no loops). Entries that are not files (broken
+    links, FIFOs, symlinked folders) are still yielded so the caller reports them.
     """
     for raw in paths:
         root = Path(raw)
-        if root.is_dir() and not root.is_symlink():
+        if root.is_dir():
             for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
                 dirnames.sort()
                 for name in sorted(filenames + [d for d in dirnames if Path(dirpath, d).is_symlink()]):
@@ -178,18 +179,32 @@ def atomic_writer(path: Path | str) -> Iterator[BinaryIO]:
     """Write ``path`` through a temporary file in the same folder, renamed into place on success.
 
     On any error (or interrupt) the temporary file is removed: readers see the old file or the whole
-    new one, never a half-written one.
+    new one, never a half-written one. The file gets the usual mode (0o666 less the umask), and an
+    ``OSError`` (folder not writable, disk full) becomes a one-line ``MalvisionError``.
     """
     dest = Path(path)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name[:100]}.", suffix=".part", dir=dest.parent)
+    tmp: str | None = None
     try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name[:100]}.", suffix=".part", dir=dest.parent)
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o666 & ~_umask())  # mkstemp makes it 0o600
             yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, dest)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+    except BaseException as e:
+        if tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        if isinstance(e, OSError):
+            where = f": {e.filename}" if e.filename and str(e.filename) != str(dest) else ""
+            raise MalvisionError(f"{dest}: cannot write ({e.strerror or e}{where})") from None
         raise
+
+
+def _umask() -> int:
+    """The process umask (read by setting and restoring it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

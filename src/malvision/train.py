@@ -19,11 +19,11 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
-from malvision.checkpoint import load_checkpoint, save_checkpoint
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torch.utils.data.distributed import DistributedSampler
 
+from malvision.checkpoint import load_checkpoint, save_checkpoint
 from malvision.convert.sequence import pad_batch
 from malvision.convert.spec import ConvertSpec
 from malvision.errors import MalvisionError
@@ -193,17 +193,6 @@ def _dist_info() -> tuple[bool, int, int]:
     return False, 0, 1
 
 
-def split_train_val(labels: np.ndarray, indices: np.ndarray, fraction: float, seed: int) -> tuple:
-    """Stratified validation split of ``indices`` (plain random where a class is too small)."""
-    from sklearn.model_selection import train_test_split
-
-    y = labels[indices]
-    counts = np.bincount(y)
-    strat = y if counts[counts > 0].min() >= 2 else None
-    tr, va = train_test_split(indices, test_size=fraction, random_state=seed, stratify=strat)
-    return np.sort(tr), np.sort(va)
-
-
 def fit(
     ds: Any,
     train_idx: np.ndarray,
@@ -277,7 +266,7 @@ def fit(
     if resume and last_path.exists():
         ck = load_checkpoint(last_path)
         model.load_state_dict(ck.model.state_dict())
-        state = ck.extra.get("train_state", {})
+        state = (ck.extra or {}).get("train_state", {})
         if ck.optimizer_state:
             opt.load_state_dict(ck.optimizer_state)
         start_epoch = int(state.get("epoch", -1)) + 1
@@ -344,7 +333,7 @@ def fit(
                 best_metrics=best_metrics,
             )
             save_checkpoint(
-                last_path, model, optimizer_state=opt.state_dict(), extra={"train_state": train_state}, **meta
+                last_path, model, optimizer=opt, epoch=epoch, extra={"train_state": train_state}, **meta
             )
             _write_history(out / "history.csv", history)
             if on_epoch is not None:
@@ -367,3 +356,73 @@ def _write_history(path: Path, history: list[dict[str, float]]) -> None:
         f.write((",".join(keys) + "\n").encode())
         for row in history:
             f.write((",".join(f"{row[k]:.6g}" for k in keys) + "\n").encode())
+
+
+def train_run(
+    ds: Any,
+    cfg: TrainConfig,
+    out_dir: Path | str,
+    *,
+    test_size: float = 0.2,
+    grouped: bool = False,
+    resume: bool = False,
+    on_epoch: Callable[[dict[str, float]], None] | None = None,
+    on_step: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Hold out a seeded test split (group-disjoint if ``grouped``), train, test, write plots and metrics.
+
+    Writes into ``out_dir``: ``best.pt``, ``metrics.json`` (test metrics + run facts), ``history.csv``,
+    ``curves.png``, ``confusion.png`` and ``split.json`` (the test ids, so no one tests on training data).
+    """
+    from malvision.checkpoint import load_checkpoint
+    from malvision.data.splits import group_holdout, stratified_holdout, train_val_split
+    from malvision.evaluate.plots import plot_confusion, plot_history
+
+    out = Path(out_dir)
+    if grouped:
+        train_idx, test_idx = group_holdout(ds.labels, ds.groups, test_size, random_state=cfg.seed)
+        tr, va = train_val_split(
+            train_idx, ds.labels, ds.groups, val_size=cfg.val_fraction, random_state=cfg.seed
+        )
+    else:
+        train_idx, test_idx = stratified_holdout(ds.labels, test_size, random_state=cfg.seed)
+        tr, va = train_val_split(train_idx, ds.labels, val_size=cfg.val_fraction, random_state=cfg.seed)
+    res = fit(ds, tr, va, cfg, out, resume=resume, on_epoch=on_epoch, on_step=on_step)
+    if dist.is_initialized() and dist.get_rank() != 0:
+        return {}
+    ck = load_checkpoint(res.checkpoint)
+    if ds.spec.kind == "opcodes":
+        from malvision.convert.sequence import Vocabulary
+
+        ds.set_vocab(Vocabulary(ck.spec["vocab"]))
+    t = time.perf_counter()
+    probs, labels = predict(ck.model, make_loader(ds, test_idx, 64, shuffle=False, max_len=cfg.max_len))
+    ms = (time.perf_counter() - t) * 1000 / max(len(test_idx), 1)
+    m = classification_metrics(labels, probs, list(ds.classes))
+    summary = {
+        "test": m,
+        "split": "group-disjoint holdout" if grouped else "stratified holdout",
+        "test_size": test_size,
+        "n_train": len(tr),
+        "n_val": len(va),
+        "n_test": len(test_idx),
+        "best_epoch": res.best_epoch,
+        "train_seconds": res.train_seconds,
+        "infer_ms_per_sample": ms,
+        "params": sum(p.numel() for p in ck.model.parameters()),
+        "config": asdict(cfg),
+        "data": str(getattr(ds, "path", "")),
+        "manifest_hash": ds.manifest_hash,
+    }
+    with atomic_writer(out / "metrics.json") as f:
+        f.write(json.dumps(summary, indent=2).encode())
+    with atomic_writer(out / "split.json") as f:
+        ids = list(ds.ids)
+        f.write(
+            json.dumps({"test_ids": [ids[i] for i in test_idx], "val_ids": [ids[i] for i in va]}).encode()
+        )
+    plot_history(res.history, out / "curves.png", f"{cfg.model} on {Path(str(getattr(ds, 'path', ''))).name}")
+    plot_confusion(
+        m["confusion_matrix"], list(ds.classes), out / "confusion.png", f"{cfg.model}: held-out test"
+    )
+    return summary

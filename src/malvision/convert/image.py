@@ -128,11 +128,15 @@ def resize_rows(blocks: Iterable[np.ndarray], height: int, width: int, size: int
     """Area-average a (height, width) plot, given as consecutive row blocks, to (size, size) uint8."""
     if size < 1:
         raise ConversionError(f"image size must be positive, got {size}")
+    if height < 1 or width < 1:
+        raise ConversionError(f"cannot resize an empty {height}x{width} byte plot")
     row_spans = _overlaps(height, size)
     acc = np.zeros((size, width), dtype=np.int64)
     k0 = 0
     first_out = 0
     for block in blocks:
+        if block.ndim != 2 or block.shape[1] != width:
+            raise ConversionError(f"expected plot rows {width} wide, got a block of shape {block.shape}")
         k1 = k0 + block.shape[0]
         i = first_out
         while i < size and row_spans[i][0] < k1:
@@ -177,13 +181,18 @@ def _png_chunk(kind: bytes, payload: bytes) -> bytes:
     return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", crc)
 
 
-def write_png(out: BinaryIO, blocks: Iterable[np.ndarray], height: int, width: int, level: int = 6) -> None:
-    """Stream an 8-bit grayscale PNG from row blocks, never holding the whole image."""
+def write_png(out: BinaryIO, blocks: Iterable[np.ndarray], height: int, width: int, level: int = 1) -> None:
+    """Stream an 8-bit grayscale PNG from row blocks, never holding the whole image.
+
+    ``level`` is the zlib level: on executables 1 is about 3x faster than 6 for files ~10% larger.
+    """
     out.write(b"\x89PNG\r\n\x1a\n")
     out.write(_png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)))
     comp = zlib.compressobj(level)
     rows = 0
     for block in blocks:
+        if block.ndim != 2 or block.shape[1] != width:
+            raise ConversionError(f"expected plot rows {width} wide, got a block of shape {block.shape}")
         # Filter type 0 (None) before each row.
         framed = np.zeros((block.shape[0], width + 1), dtype=np.uint8)
         framed[:, 1:] = block

@@ -36,8 +36,12 @@ class ConvertSpec:
                 f"conversion version {self.version} is not supported (this malvision reads "
                 f"{SPEC_VERSION}); upgrade malvision"
             )
-        if self.image_size < 1 or self.max_len < 1:
-            raise ConversionError("image_size and max_len must be positive")
+        for name in ("image_size", "max_len"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConversionError(f"{name} must be a positive integer, got {value!r}")
+        if not isinstance(self.vocab, list | tuple) or not all(isinstance(t, str) for t in self.vocab):
+            raise ConversionError("vocab must be a list of token strings")
         object.__setattr__(self, "vocab", tuple(self.vocab))
 
     def to_dict(self) -> dict[str, Any]:

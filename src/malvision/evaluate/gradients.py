@@ -16,13 +16,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from malvision.checkpoint import load_checkpoint
 from torch import nn
 
+from malvision.checkpoint import load_checkpoint
+from malvision.convert.sequence import Vocabulary
 from malvision.evaluate.plots import plot_gradients
 from malvision.io import atomic_writer
 from malvision.models import create_model
-from malvision.train import TrainConfig, collate, fit, make_loader, predict, split_train_val
+from malvision.train import TrainConfig, collate, fit, make_loader, predict
 
 __all__ = ["gradient_norms", "run_gradients"]
 
@@ -62,15 +63,15 @@ def run_gradients(
     on_progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Measure gradient norms (init, trained) at ``seq_len`` and accuracy for each of ``lengths``."""
-    from malvision.data.splits import holdout
+    from malvision.data.splits import stratified_holdout, train_val_split
 
     out = Path(out_dir)
     say = on_progress or (lambda s: None)
-    train_all, test_idx = holdout(ds.labels, test_size=0.2, random_state=seed)
+    train_all, test_idx = stratified_holdout(ds.labels, test_size=0.2, random_state=seed)
     rng = np.random.default_rng(seed)
     if max_train is not None and len(train_all) > max_train:
         train_all = np.sort(rng.choice(train_all, size=max_train, replace=False))
-    tr, va = split_train_val(ds.labels, np.asarray(train_all), 0.15, seed)
+    tr, va = train_val_split(np.asarray(train_all), ds.labels, val_size=0.15, random_state=seed)
     curves: dict[str, dict[str, np.ndarray]] = {}
     acc_by_len: dict[str, dict[int, float]] = {}
     for name in models:
@@ -83,8 +84,7 @@ def run_gradients(
             run = out / name / f"len{length}"
             res = fit(ds, tr, va, cfg, run, resume=True)
             ck = load_checkpoint(res.checkpoint)
-            if hasattr(ds, "use_vocab"):
-                ds.use_vocab(ck.spec.vocab)
+            ds.set_vocab(Vocabulary(ck.spec["vocab"]))
             probs, labels = predict(ck.model, make_loader(ds, test_idx, 64, shuffle=False, max_len=length))
             acc_by_len[name][length] = float((probs.argmax(1) == labels).mean())
             if length == seq_len:

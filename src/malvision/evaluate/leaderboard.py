@@ -10,13 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from malvision.checkpoint import load_checkpoint
-from malvision.data.splits import group_kfold, stratified_kfold
 
+from malvision.checkpoint import load_checkpoint
+from malvision.convert.sequence import Vocabulary
+from malvision.data.splits import group_kfold, stratified_kfold, train_val_split
 from malvision.evaluate.metrics import classification_metrics
 from malvision.evaluate.plots import plot_confusion, plot_leaderboard
 from malvision.io import atomic_writer
-from malvision.train import TrainConfig, fit, make_loader, predict, split_train_val
+from malvision.train import TrainConfig, fit, make_loader, predict
 
 __all__ = ["run_leaderboard", "leaderboard_markdown"]
 
@@ -26,7 +27,7 @@ def _timed_predict(
 ) -> tuple[np.ndarray, np.ndarray, float]:
     loader = make_loader(ds, idx, 64, shuffle=False, max_len=cfg.max_len)
     if ds.spec.kind == "opcodes":
-        ds.fit_vocab_from_tokens(ck.spec.vocab)  # the model's own vocabulary, from its training rows
+        ds.set_vocab(Vocabulary(ck.spec["vocab"]))  # the model's own vocabulary, from its training rows
     t = time.perf_counter()
     probs, labels = predict(ck.model, loader)
     return probs, labels, (time.perf_counter() - t) * 1000 / max(len(idx), 1)
@@ -39,7 +40,7 @@ def run_fold(
     done = out / "result.json"
     if done.exists():
         return json.loads(done.read_text())
-    tr, va = split_train_val(ds.labels, train_idx, cfg.val_fraction, cfg.seed)
+    tr, va = train_val_split(train_idx, ds.labels, val_size=cfg.val_fraction, random_state=cfg.seed)
     res = fit(ds, tr, va, cfg, out, resume=True, **fit_kwargs)
     ck = load_checkpoint(res.checkpoint)
     probs, labels, ms = _timed_predict(ck, ds, test_idx, cfg)

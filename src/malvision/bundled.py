@@ -1,0 +1,37 @@
+"""Models shipped inside the package, and how a model reference becomes a checkpoint path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from malvision.errors import CheckpointError
+
+__all__ = ["WEIGHTS_DIR", "BUNDLED", "DEFAULT_MODEL", "resolve_checkpoint"]
+
+WEIGHTS_DIR = Path(__file__).with_name("weights")
+# name -> file under weights/; each is trained by a command recorded in its model card.
+BUNDLED: dict[str, str] = {
+    "default": "pe-detector.pt",
+    "pe-detector": "pe-detector.pt",
+    "big2015-opcodes": "big2015-opcodes.pt",
+}
+DEFAULT_MODEL = "default"
+
+
+def resolve_checkpoint(ref: str | Path) -> Path:
+    """A bundled model name, a run folder (its ``best.pt``) or a checkpoint file -> the file's path."""
+    text = str(ref)
+    if text in BUNDLED:
+        path = WEIGHTS_DIR / BUNDLED[text]
+        if not path.is_file():
+            raise CheckpointError(f"bundled model {text!r} is missing from this installation ({path})")
+        return path
+    p = Path(text)
+    if p.is_dir():
+        if (p / "best.pt").is_file():
+            return p / "best.pt"
+        raise CheckpointError(f"{p}: no best.pt in this run folder; train into it first")
+    if p.is_file():
+        return p
+    names = ", ".join(sorted(BUNDLED))
+    raise CheckpointError(f"{text}: no such model file or run folder (bundled models: {names})")

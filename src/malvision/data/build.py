@@ -1,0 +1,150 @@
+"""Training caches from the project's real data: PE malware vs benign, and BIG2015 opcode families.
+
+Inputs are local only (nothing downloads): the benign corpus from ``tools/build_benign_corpus.sh``
+(``~/.cache/malvision/benign``), theZoo's PE sample zip (``../shared/data/thezoo_pe_malware.zip``)
+and the unpacked BIG2015 opcode sequences (``~/.cache/malvision/big2015_opcodes``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from malvision.convert.sequence import DEFAULT_MAX_LEN
+from malvision.convert.spec import ConvertSpec
+from malvision.data.cache import write_cache
+from malvision.data.readers import CsvDataset, OpcodeTreeDataset
+from malvision.data.records import ConcatDataset
+from malvision.data.zips import DEFAULT_PASSWORD, MAX_ENTRY_SIZE, ZipDataset
+from malvision.errors import DatasetError
+from malvision.io import DEFAULT_MAX_SIZE
+
+__all__ = [
+    "cache_home",
+    "shared_dir",
+    "default_benign_dir",
+    "default_malware_zip",
+    "default_opcodes_dir",
+    "benign_corpus",
+    "detection_dataset",
+    "build_detection_cache",
+    "build_opcode_cache",
+]
+
+MALWARE_ZIP = "data/thezoo_pe_malware.zip"
+GET_BENIGN = "OUT=~/.cache/malvision/benign bash ../shared/tools/build_benign_corpus.sh"
+GET_OPCODES = "tar -xJf ../shared/data/big2015_opcodes.tar.xz -C ~/.cache/malvision/"
+
+
+def cache_home() -> Path:
+    """``$MALVISION_CACHE`` or ``~/.cache/malvision``: where unpacked data and caches live."""
+    return Path(os.environ.get("MALVISION_CACHE") or Path.home() / ".cache" / "malvision")
+
+
+def shared_dir() -> Path | None:
+    """The project's read-only ``../shared`` folder (beside the repo or the working folder), if any."""
+    repo = Path(__file__).resolve().parents[3]
+    for cand in (Path.cwd() / ".." / "shared", repo / ".." / "shared"):
+        if cand.is_dir():
+            return cand.resolve()
+    return None
+
+
+def default_malware_zip() -> Path:
+    """``../shared/data/thezoo_pe_malware.zip``; a ``DatasetError`` saying where to get it."""
+    shared = shared_dir()
+    if shared is None or not (shared / MALWARE_ZIP).is_file():
+        raise DatasetError(
+            f"no malware zip found at ../shared/{MALWARE_ZIP}; pass --malware-zip ZIP "
+            "(a sample zip, password 'infected', entries <family>/<sha256>)"
+        )
+    return shared / MALWARE_ZIP
+
+
+def default_benign_dir() -> Path:
+    """``<cache home>/benign``; a ``DatasetError`` saying how to build it."""
+    d = cache_home() / "benign"
+    if not (d / "pe").is_dir():
+        raise DatasetError(f"no benign corpus at {d}; build it with `{GET_BENIGN}` or pass --benign DIR")
+    return d
+
+
+def default_opcodes_dir() -> Path:
+    """``<cache home>/big2015_opcodes``; a ``DatasetError`` saying how to unpack it."""
+    d = cache_home() / "big2015_opcodes"
+    if not d.is_dir():
+        raise DatasetError(
+            f"no BIG2015 opcodes at {d}; unpack them with `{GET_OPCODES}` or pass --opcodes DIR"
+        )
+    return d
+
+
+def benign_corpus(root: Path | str, max_size: int = DEFAULT_MAX_SIZE) -> CsvDataset:
+    """The benign corpus ``root/pe/<sha256>`` + ``manifest_ext.csv``: label benign, group = source package."""
+    root = Path(root)
+    manifest = next((root / m for m in ("manifest_ext.csv", "manifest.csv") if (root / m).is_file()), None)
+    if manifest is None or not (root / "pe").is_dir():
+        raise DatasetError(
+            f"{root}: not a benign corpus (expected pe/ and manifest_ext.csv); build it with `{GET_BENIGN}`"
+        )
+    return CsvDataset(
+        manifest, root=root / "pe", label="benign", group_column="source_package", max_size=max_size
+    )
+
+
+def detection_dataset(
+    benign_dir: Path | str | None = None,
+    malware_zip: Path | str | None = None,
+    all_kinds: bool = False,
+    password: str = DEFAULT_PASSWORD,
+    max_size: int = DEFAULT_MAX_SIZE,
+) -> ConcatDataset:
+    """Benign corpus (label benign, group = source package) + sample zip (label malware, group = family).
+
+    Only zip entries whose manifest kind is ``pe`` are kept unless ``all_kinds``: the benign side is all
+    PE, so other file types would teach the model "not PE" rather than "malicious".
+    """
+    benign = benign_corpus(benign_dir or default_benign_dir(), max_size=max_size)
+    malware = ZipDataset(
+        malware_zip or default_malware_zip(),
+        label="malware",
+        password=password,
+        kinds=None if all_kinds else ("pe",),
+        max_entry_size=min(max_size, MAX_ENTRY_SIZE),
+    )
+    return ConcatDataset([benign, malware], name="pe-malware-vs-benign")
+
+
+def build_detection_cache(
+    out_dir: Path | str,
+    kind: str = "image",
+    image_size: int = 64,
+    max_len: int | None = None,
+    benign_dir: Path | str | None = None,
+    malware_zip: Path | str | None = None,
+    all_kinds: bool = False,
+    password: str = DEFAULT_PASSWORD,
+    max_size: int = DEFAULT_MAX_SIZE,
+    progress: Any | None = None,
+    overwrite: bool = False,
+) -> tuple[int, list[tuple[str, str]]]:
+    """Cache the malware-vs-benign PE set as ``kind`` image or bytes; returns (written, failures)."""
+    if kind not in ("image", "bytes"):
+        raise DatasetError(f"--kind {kind!r}: the PE set builds as image or bytes (opcodes: use --opcodes)")
+    spec = ConvertSpec(kind=kind, image_size=image_size, max_len=max_len or DEFAULT_MAX_LEN)  # type: ignore[arg-type]
+    with detection_dataset(benign_dir, malware_zip, all_kinds, password, max_size) as raw:
+        return write_cache(raw, out_dir, spec, progress=progress, overwrite=overwrite)
+
+
+def build_opcode_cache(
+    out_dir: Path | str,
+    opcodes_dir: Path | str | None = None,
+    max_len: int | None = None,
+    progress: Any | None = None,
+    overwrite: bool = False,
+) -> tuple[int, list[tuple[str, str]]]:
+    """Cache the BIG2015 opcode sequences (label = family), at most ``max_len`` opcodes each."""
+    spec = ConvertSpec(kind="opcodes", max_len=max_len or DEFAULT_MAX_LEN)
+    with OpcodeTreeDataset(opcodes_dir or default_opcodes_dir()) as raw:
+        return write_cache(raw, out_dir, spec, progress=progress, overwrite=overwrite)

@@ -1,0 +1,474 @@
+"""Readers for the datasets users have: Malimg PNG trees, binary trees, labels CSVs, BIG2015, opcodes.
+
+Every reader lists its samples as ``Record``s when built (cheap: names, sizes, PNG headers) and reads
+a sample's bytes only in ``open(i)``. Nothing is extracted, executed or unpickled.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import zlib
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from malvision.data.records import RawDataset, Record
+from malvision.errors import DatasetError, InputError
+from malvision.io import DEFAULT_MAX_SIZE, MemorySource, Source, check_file, expand_inputs, open_source
+
+__all__ = [
+    "BIG2015_CLASSES",
+    "MalimgDataset",
+    "BinaryTreeDataset",
+    "CsvDataset",
+    "Big2015Dataset",
+    "OpcodeTreeDataset",
+    "FileListDataset",
+    "read_malimg_png",
+    "parse_bytes_dump",
+    "walk_files",
+]
+
+# trainLabels.csv Class 1..9 of the Microsoft Malware Classification Challenge (BIG2015).
+BIG2015_CLASSES: tuple[str, ...] = (
+    "Ramnit",
+    "Lollipop",
+    "Kelihos_ver3",
+    "Vundo",
+    "Simda",
+    "Tracur",
+    "Kelihos_ver1",
+    "Obfuscator.ACY",
+    "Gatak",
+)
+JUNK_FILES = frozenset({"thumbs.db", "desktop.ini"})
+_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
+
+
+def _is_junk(name: str) -> bool:
+    return name.startswith(".") or name.lower() in JUNK_FILES
+
+
+def walk_files(root: Path) -> Iterator[tuple[Path, Path]]:
+    """(path, path relative to root) of every file below ``root``, sorted; hidden and junk files skipped.
+
+    Symlinked folders are not followed (no loops).
+    """
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if not _is_junk(name):
+                p = Path(dirpath, name)
+                yield p, p.relative_to(root)
+
+
+def _require_dir(root: Path) -> Path:
+    if not root.exists():
+        raise DatasetError(f"{root}: no such folder")
+    if not root.is_dir():
+        raise DatasetError(f"{root}: not a folder")
+    return root
+
+
+def _rel_id(rel: Path) -> str:
+    return rel.as_posix()
+
+
+# ---------------------------------------------------------------------------------------------- Malimg
+
+
+def _png_error(path: Path | str, e: BaseException) -> DatasetError:
+    return DatasetError(f"{path}: corrupt or truncated PNG ({e}); re-create or remove the file")
+
+
+def _check_png_mode(path: Path | str, im: Image.Image) -> None:
+    if im.format != "PNG":
+        raise DatasetError(f"{path}: not a PNG file ({im.format}); Malimg images are 8-bit grayscale PNGs")
+    if im.mode != "L":
+        raise DatasetError(
+            f"{path}: PNG mode {im.mode!r}, expected 8-bit grayscale ('L') as in Malimg; "
+            "convert it or remove it"
+        )
+
+
+def _png_header(path: Path) -> tuple[int, int]:
+    """(width, height) of an 8-bit grayscale PNG, from its header only."""
+    try:
+        with Image.open(path) as im:
+            _check_png_mode(path, im)
+            return im.size
+    except DatasetError:
+        raise
+    except (OSError, SyntaxError, ValueError, EOFError, zlib.error, Image.DecompressionBombError) as e:
+        raise _png_error(path, e) from None
+
+
+def read_malimg_png(path: Path | str) -> np.ndarray:
+    """The pixels of an 8-bit grayscale PNG as a (height, width) uint8 array; anything else is refused."""
+    try:
+        with Image.open(path) as im:
+            _check_png_mode(path, im)
+            im.load()  # decodes everything: a truncated file fails here, not later
+            arr = np.asarray(im, dtype=np.uint8)
+    except DatasetError:
+        raise
+    except UnidentifiedImageError:
+        raise DatasetError(f"{path}: not an image file; Malimg images are 8-bit grayscale PNGs") from None
+    except (OSError, SyntaxError, ValueError, EOFError, zlib.error, Image.DecompressionBombError) as e:
+        raise _png_error(path, e) from None
+    if arr.ndim != 2 or arr.size == 0:
+        raise DatasetError(f"{path}: empty or not a 2-D grayscale image")
+    return arr
+
+
+class MalimgDataset(RawDataset):
+    """Malimg byte plots ``root/<family>/*.png`` (8-bit grayscale); label = family.
+
+    ``open(i)`` gives the image rows flattened (the original bytes minus the dropped partial row) and
+    ``plot_width`` is the PNG width, so conversion resizes the PNG as it is.
+    """
+
+    format = "malimg"
+
+    def __init__(self, root: Path | str, strict: bool = False) -> None:
+        root = _require_dir(Path(root))
+        super().__init__(root.name or str(root))
+        self.strict = strict
+        self.root = root
+        for path, rel in walk_files(root):
+            if len(rel.parts) < 2:
+                self._skip(str(path), f"{path}: not inside a family folder (expected root/<family>/*.png)")
+                continue
+            if path.suffix.lower() != ".png":
+                self._skip(str(path), f"{path}: not a .png file")
+                continue
+            try:
+                width, height = _png_header(path)
+            except DatasetError as e:
+                self._skip(str(path), str(e))
+                continue
+            rid = _rel_id(rel.with_suffix(""))
+            self.records.append(Record(rid, rel.parts[0], None, str(path), width * height, None, width))
+        self._require_records(str(root))
+
+    def open(self, i: int) -> Source:
+        rec = self.records[i]
+        arr = read_malimg_png(rec.source)
+        if arr.shape[1] != rec.plot_width:
+            raise DatasetError(f"{rec.source}: image changed while reading (width {arr.shape[1]})")
+        return MemorySource.of(rec.source, arr.tobytes())
+
+
+# ---------------------------------------------------------------------------------------- binary trees
+
+
+class BinaryTreeDataset(RawDataset):
+    """Raw files ``root/<label>/...`` (any depth below the label folder); label = top folder."""
+
+    format = "binary"
+
+    def __init__(self, root: Path | str, max_size: int = DEFAULT_MAX_SIZE, strict: bool = False) -> None:
+        root = _require_dir(Path(root))
+        super().__init__(root.name or str(root))
+        self.strict = strict
+        self.root = root
+        self.max_size = max_size
+        for path, rel in walk_files(root):
+            if len(rel.parts) < 2:
+                self._skip(str(path), f"{path}: not inside a label folder (expected root/<label>/<file>)")
+                continue
+            try:
+                size = check_file(path, max_size)
+            except InputError as e:
+                self._skip(str(path), str(e))
+                continue
+            self.records.append(Record(_rel_id(rel), rel.parts[0], None, str(path), size, None))
+        self._require_records(str(root))
+
+    def open(self, i: int) -> Source:
+        return open_source(self.records[i].source, self.max_size)
+
+
+# ------------------------------------------------------------------------------------------ labels CSV
+
+FILE_COLUMNS = ("path", "filename", "file", "name", "sha256", "id")
+
+
+def _read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            rows = [{(k or "").strip().lower(): (v or "").strip() for k, v in r.items()} for r in reader]
+            fields = [(k or "").strip().lower() for k in (reader.fieldnames or [])]
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise DatasetError(f"{path}: cannot read CSV ({e})") from None
+    if not fields:
+        raise DatasetError(f"{path}: empty CSV, expected a header row")
+    return fields, rows
+
+
+class CsvDataset(RawDataset):
+    """Files in a folder labelled by a CSV: a path/filename/sha256 column, ``label``, optional group.
+
+    File names are relative to ``root`` (default: the CSV's folder); a bare sha256 is also looked up
+    anywhere below ``root``. ``label`` gives every row the same label (no label column needed);
+    ``group_column`` defaults to ``group`` or ``family`` when present.
+    """
+
+    format = "csv"
+
+    def __init__(
+        self,
+        csv_path: Path | str,
+        root: Path | str | None = None,
+        label: str | None = None,
+        label_column: str = "label",
+        group_column: str | None = None,
+        file_column: str | None = None,
+        max_size: int = DEFAULT_MAX_SIZE,
+        strict: bool = False,
+    ) -> None:
+        csv_path = Path(csv_path)
+        fields, rows = _read_csv(csv_path)
+        self.root = _require_dir(Path(root) if root is not None else csv_path.parent)
+        super().__init__(self.root.name or str(self.root))
+        self.strict = strict
+        self.max_size = max_size
+        file_col = file_column or next((c for c in FILE_COLUMNS if c in fields), None)
+        if file_col is None or file_col not in fields:
+            raise DatasetError(
+                f"{csv_path}: no file column; name one of {', '.join(FILE_COLUMNS)} (columns: {fields})"
+            )
+        label_column = label_column.lower()
+        if label is None and label_column not in fields:
+            raise DatasetError(f"{csv_path}: no {label_column!r} column (columns: {fields}); add one")
+        if group_column is None:
+            group_column = next((c for c in ("group", "family") if c in fields and c != label_column), None)
+        elif group_column.lower() not in fields:
+            raise DatasetError(f"{csv_path}: no group column {group_column!r} (columns: {fields})")
+        group_column = group_column.lower() if group_column else None
+        by_name: dict[str, Path] | None = None
+        seen: set[Path] = set()
+        for n, row in enumerate(rows, start=2):
+            where = f"{csv_path}:{n}"
+            value = row.get(file_col, "")
+            lab = label if label is not None else row.get(label_column, "")
+            if not value:
+                self._skip(where, f"{where}: empty {file_col!r}")
+                continue
+            if not lab:
+                self._skip(where, f"{where}: no label for {value}")
+                continue
+            path = self.root / value
+            if not path.exists() and "/" not in value and "\\" not in value:
+                if by_name is None:
+                    by_name = {p.name: p for p, _ in walk_files(self.root)}
+                path = by_name.get(value, path)
+            try:
+                size = check_file(path, max_size)
+            except InputError as e:
+                self._skip(where, f"{where}: {e}")
+                continue
+            if path in seen:
+                self._skip(where, f"{where}: {value} is listed twice")
+                continue
+            seen.add(path)
+            sha = row.get("sha256", "")
+            group = (row.get(group_column) or None) if group_column else None
+            try:
+                rid = path.relative_to(self.root).as_posix()
+            except ValueError:
+                rid = str(path)
+            self.records.append(
+                Record(rid, lab, group, str(path), size, sha.lower() if _HEX64.fullmatch(sha) else None)
+            )
+        self._require_records(str(csv_path))
+
+    def open(self, i: int) -> Source:
+        return open_source(self.records[i].source, self.max_size)
+
+
+# ----------------------------------------------------------------------------------- BIG2015 .bytes
+
+_ADDRESS = re.compile(r"^[^\S\n]*\S+", re.MULTILINE)
+Unknown = Literal["zero", "drop"]
+
+
+def parse_bytes_dump(text: bytes, name: str = "<bytes>", unknown: Unknown = "zero") -> bytes:
+    """The bytes of a BIG2015 ``.bytes`` hex dump (``ADDRESS HH HH ...`` lines).
+
+    ``??`` marks bytes IDA could not read (uninitialised data). ``unknown="zero"`` (default) reads
+    them as 0x00, as most published work on BIG2015 does, so offsets keep their place; ``"drop"``
+    leaves them out.
+    """
+    if unknown not in ("zero", "drop"):
+        raise DatasetError(f"unknown ?? policy {unknown!r}; use zero or drop")
+    try:
+        s = text.decode("ascii")
+    except UnicodeDecodeError:
+        raise DatasetError(f"{name}: not a BIG2015 hex dump (not ASCII text)") from None
+    body = _ADDRESS.sub("", s).replace("??", "00" if unknown == "zero" else "")
+    try:
+        data = bytes.fromhex(body)
+    except ValueError as e:
+        raise DatasetError(
+            f"{name}: not a BIG2015 hex dump ({e}); expected 'ADDRESS HH HH ...' lines"
+        ) from None
+    if not data:
+        raise DatasetError(f"{name}: hex dump holds no bytes")
+    return data
+
+
+def _read_labels(path: Path) -> dict[str, str]:
+    fields, rows = _read_csv(path)
+    if "id" not in fields or "class" not in fields:
+        raise DatasetError(f"{path}: expected columns Id,Class as in BIG2015 trainLabels.csv (got {fields})")
+    labels: dict[str, str] = {}
+    for n, row in enumerate(rows, start=2):
+        try:
+            k = int(row["class"])
+            if not 1 <= k <= len(BIG2015_CLASSES):
+                raise ValueError
+        except ValueError:
+            raise DatasetError(f"{path}:{n}: Class {row['class']!r} is not 1..9") from None
+        if row["id"]:
+            labels[row["id"]] = BIG2015_CLASSES[k - 1]
+    return labels
+
+
+class Big2015Dataset(RawDataset):
+    """BIG2015 ``<Id>.bytes`` hex dumps anywhere below ``root`` labelled by ``root/trainLabels.csv``.
+
+    Class 1..9 becomes the family name (``BIG2015_CLASSES``). ``.bytes`` files without a label row
+    (the unlabelled test set) are not listed; label rows without a file are reported in ``skipped``.
+    ``size`` is estimated from the text (16 bytes per 58-character line) until a sample is opened.
+    """
+
+    format = "big2015"
+
+    def __init__(
+        self,
+        root: Path | str,
+        labels_csv: Path | str | None = None,
+        unknown: Unknown = "zero",
+        max_size: int = DEFAULT_MAX_SIZE,
+        strict: bool = False,
+    ) -> None:
+        root = Path(root)
+        if root.is_file():
+            labels_csv, root = labels_csv or root, root.parent
+        root = _require_dir(root)
+        super().__init__(root.name or str(root))
+        self.strict = strict
+        self.unknown: Unknown = unknown
+        self.max_size = max_size
+        labels_path = Path(labels_csv) if labels_csv is not None else root / "trainLabels.csv"
+        labels = _read_labels(labels_path)
+        files = {p.stem: p for p, _ in walk_files(root) if p.suffix == ".bytes"}
+        for sid, family in labels.items():
+            path = files.get(sid)
+            if path is None:
+                self._skip(sid, f"{labels_path}: no {sid}.bytes below {root}")
+                continue
+            try:
+                size = check_file(path, max_size)
+            except InputError as e:
+                self._skip(str(path), str(e))
+                continue
+            self.records.append(Record(sid, family, None, str(path), size * 16 // 58, None))
+        self.unlabelled = len(files) - len(self.records)
+        self._require_records(str(root))
+
+    def open(self, i: int) -> Source:
+        rec = self.records[i]
+        text = open_source(rec.source, self.max_size).read()
+        return MemorySource.of(rec.source, parse_bytes_dump(text, rec.source, self.unknown))
+
+
+# ------------------------------------------------------------------------------------- opcode trees
+
+
+class OpcodeTreeDataset(RawDataset):
+    """Opcode files ``root/<family>/<id>.txt`` (one mnemonic per line); label = family.
+
+    With ``root/manifest.csv`` (sample_id,family[,n_opcodes]) the manifest lists the samples.
+    """
+
+    format = "opcodes"
+
+    def __init__(self, root: Path | str, max_size: int = DEFAULT_MAX_SIZE, strict: bool = False) -> None:
+        root = _require_dir(Path(root))
+        super().__init__(root.name or str(root))
+        self.strict = strict
+        self.root = root
+        self.max_size = max_size
+        manifest = root / "manifest.csv"
+        if manifest.is_file():
+            fields, rows = _read_csv(manifest)
+            if "sample_id" not in fields or "family" not in fields:
+                raise DatasetError(f"{manifest}: expected columns sample_id,family (got {fields})")
+            items = [
+                (root / r["family"] / f"{r['sample_id']}.txt", r["family"], r["sample_id"])
+                for r in rows
+                if r["sample_id"] and r["family"]
+            ]
+        else:
+            items = []
+            for path, rel in walk_files(root):
+                if len(rel.parts) < 2 or path.suffix.lower() != ".txt":
+                    self._skip(str(path), f"{path}: expected root/<family>/<id>.txt")
+                    continue
+                items.append((path, rel.parts[0], path.stem))
+        for path, family, sid in items:
+            try:
+                size = check_file(path, max_size)
+            except InputError as e:
+                self._skip(str(path), str(e))
+                continue
+            self.records.append(Record(sid, family, None, str(path), size, None))
+        self._require_records(str(root))
+
+    def open(self, i: int) -> Source:
+        return open_source(self.records[i].source, self.max_size)
+
+
+# ---------------------------------------------------------------------------------- plain file lists
+
+
+class FileListDataset(RawDataset):
+    """Every file below ``inputs`` (files or folders) as one sample with the same ``label``.
+
+    group = the first folder below an input folder (e.g. the family in ``malware/<family>/...``).
+    """
+
+    format = "files"
+
+    def __init__(
+        self,
+        inputs: Sequence[Path | str],
+        label: str,
+        max_size: int = DEFAULT_MAX_SIZE,
+        strict: bool = False,
+    ) -> None:
+        super().__init__(", ".join(Path(p).name or str(p) for p in inputs))
+        self.strict = strict
+        self.max_size = max_size
+        for path, rel in expand_inputs(inputs):
+            try:
+                size = check_file(path, max_size)
+            except InputError as e:
+                self._skip(str(path), str(e))
+                continue
+            group = rel.parts[0] if len(rel.parts) > 1 else None
+            self.records.append(Record(str(path), label, group, str(path), size, None))
+        self._require_records(self.name)
+
+    def open(self, i: int) -> Source:
+        return open_source(self.records[i].source, self.max_size)

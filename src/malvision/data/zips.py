@@ -1,0 +1,207 @@
+"""Password-protected sample zips (``infected``), read entry by entry into memory, never extracted."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import zipfile
+import zlib
+from pathlib import Path, PurePosixPath
+
+import pyzipper
+
+from malvision.data.records import RawDataset, Record
+from malvision.errors import DatasetError
+from malvision.io import MemorySource, Source, human_size
+
+__all__ = [
+    "DEFAULT_PASSWORD",
+    "MAX_ENTRY_SIZE",
+    "MAX_TOTAL_SIZE",
+    "MAX_RATIO",
+    "ZipDataset",
+    "unsafe_entry_name",
+]
+
+DEFAULT_PASSWORD = "infected"
+MAX_ENTRY_SIZE = 1024**3  # 1 GiB: one sample is read whole into memory
+MAX_TOTAL_SIZE = 64 * 1024**3  # sum of the declared sizes of the listed entries
+MAX_RATIO = 200  # declared size / compressed size, for entries over RATIO_MIN_SIZE
+RATIO_MIN_SIZE = 1024**2
+MANIFEST = "manifest.csv"
+_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
+_READ_ERRORS = (
+    RuntimeError,
+    zipfile.BadZipFile,
+    pyzipper.BadZipFile,
+    zlib.error,
+    NotImplementedError,
+    EOFError,
+    OSError,
+    ValueError,
+)
+
+
+def unsafe_entry_name(name: str) -> bool:
+    """True for absolute names, drive letters and ``..`` parts (zip slip), in / or \\ form."""
+    norm = name.replace("\\", "/")
+    return norm.startswith("/") or bool(re.match(r"[A-Za-z]:", norm)) or ".." in norm.split("/")
+
+
+def _is_password_error(e: BaseException) -> bool:
+    return isinstance(e, RuntimeError) and "password" in str(e).lower()
+
+
+class ZipDataset(RawDataset):
+    """Samples in a (possibly encrypted: ZipCrypto or AES) zip, entries ``<family>/<name>``.
+
+    label = ``label`` (e.g. "malware") or, when None, the family; group = family (the top folder, or
+    the ``family`` column of a top-level ``manifest.csv`` with sha256,family,kind,size,original_name).
+    ``kinds`` keeps only entries whose manifest kind is listed (e.g. ``("pe",)``). Entries over
+    ``max_entry_size``, compressed more than ``max_ratio``:1 (zip bombs) or with unsafe names
+    (``../``, absolute) are skipped and reported; a wrong password is a ``DatasetError``.
+    """
+
+    format = "zip"
+
+    def __init__(
+        self,
+        path: Path | str,
+        label: str | None = None,
+        password: str | bytes | None = DEFAULT_PASSWORD,
+        kinds: tuple[str, ...] | None = None,
+        max_entry_size: int = MAX_ENTRY_SIZE,
+        max_total_size: int = MAX_TOTAL_SIZE,
+        max_ratio: float = MAX_RATIO,
+        strict: bool = False,
+    ) -> None:
+        self.path = Path(path)
+        super().__init__(self.path.name)
+        self.strict = strict
+        self.max_entry_size = max_entry_size
+        if not self.path.is_file():
+            raise DatasetError(f"{self.path}: no such zip file")
+        try:
+            self._zf = pyzipper.AESZipFile(self.path)
+        except (zipfile.BadZipFile, pyzipper.BadZipFile, OSError, EOFError, ValueError) as e:
+            raise DatasetError(f"{self.path}: not a zip file or corrupt ({e})") from None
+        try:
+            if password:
+                self._zf.setpassword(password.encode() if isinstance(password, str) else password)
+            self._list(label, kinds, max_total_size, max_ratio)
+        except BaseException:
+            self._zf.close()
+            raise
+
+    def _list(
+        self, label: str | None, kinds: tuple[str, ...] | None, max_total: int, max_ratio: float
+    ) -> None:
+        infos = [i for i in self._zf.infolist() if not i.is_dir()]
+        self._infos: list[zipfile.ZipInfo] = []
+        manifest_info = next((i for i in infos if i.filename == MANIFEST), None)
+        encrypted = [i for i in infos if i.flag_bits & 1 and i.file_size]
+        self._check_password(min(encrypted, key=lambda i: i.file_size, default=None))
+        manifest = self._read_manifest(manifest_info) if manifest_info is not None else None
+        total = 0
+        for info in infos:
+            name = info.filename
+            where = f"{self.path}!{name}"
+            if info is manifest_info:
+                continue
+            if unsafe_entry_name(name):
+                self._skip(where, f"{where}: unsafe entry name (absolute or '..'), skipped")
+                continue
+            parts = PurePosixPath(name.replace("\\", "/")).parts
+            if info.file_size > self.max_entry_size:
+                self._skip(
+                    where,
+                    f"{where}: {human_size(info.file_size)} is over the "
+                    f"{human_size(self.max_entry_size)} entry size limit",
+                )
+                continue
+            if info.file_size > RATIO_MIN_SIZE and info.file_size > max_ratio * max(info.compress_size, 1):
+                ratio = info.file_size / max(info.compress_size, 1)
+                self._skip(where, f"{where}: compression ratio {ratio:.0f}:1 looks like a zip bomb, skipped")
+                continue
+            family = parts[0] if len(parts) > 1 else None
+            sha = None
+            if manifest is not None:
+                row = manifest.get(parts[-1].lower())
+                if row is None:
+                    self._skip(where, f"{where}: not listed in {MANIFEST}")
+                    continue
+                if kinds is not None and row.get("kind", "") not in kinds:
+                    continue
+                family = row.get("family") or family
+                sha = parts[-1].lower()
+            elif kinds is not None:
+                raise DatasetError(f"{self.path}: no {MANIFEST} to select entry kinds from; keep all (--all-kinds)")
+            lab = label if label is not None else family
+            if lab is None:
+                self._skip(where, f"{where}: no family folder and no label given")
+                continue
+            total += info.file_size
+            self._infos.append(info)
+            self.records.append(Record(name, lab, family, where, info.file_size, sha))
+        if total > max_total:
+            raise DatasetError(
+                f"{self.path}: entries declare {human_size(total)} in total, over the "
+                f"{human_size(max_total)} limit (a zip bomb?)"
+            )
+        self._require_records(str(self.path))
+
+    def _check_password(self, info: zipfile.ZipInfo | None) -> None:
+        """Open one encrypted entry: that checks the password (ZipCrypto check byte, AES verifier).
+
+        Other read errors are left for ``open`` to report for that entry alone.
+        """
+        if info is None:
+            return
+        try:
+            with self._zf.open(info) as f:
+                f.read(1)
+        except RuntimeError as e:
+            if _is_password_error(e):
+                what = "a password is needed" if "require" in str(e).lower() else "wrong zip password"
+                raise DatasetError(f"{self.path}: {what} (default 'infected'; pass --password)") from None
+        except _READ_ERRORS:
+            pass
+
+    def _read_manifest(self, info: zipfile.ZipInfo) -> dict[str, dict[str, str]]:
+        where = f"{self.path}!{info.filename}"
+        if info.file_size > 256 * 1024**2:
+            raise DatasetError(f"{where}: manifest too large")
+        try:
+            text = self._zf.read(info).decode("utf-8-sig")
+        except (UnicodeDecodeError, *_READ_ERRORS) as e:
+            raise DatasetError(f"{where}: cannot read ({e})") from None
+        rows = list(csv.DictReader(io.StringIO(text)))
+        if not rows or "sha256" not in rows[0]:
+            raise DatasetError(f"{where}: expected columns sha256,family,kind,size,original_name")
+        out: dict[str, dict[str, str]] = {}
+        for row in rows:
+            sha = (row.get("sha256") or "").strip().lower()
+            if _HEX64.fullmatch(sha):
+                out[sha] = {k: (v or "").strip() for k, v in row.items() if k}
+        return out
+
+    def open(self, i: int) -> Source:
+        rec = self.records[i]
+        try:
+            with self._zf.open(self._infos[i]) as f:
+                data = f.read(self.max_entry_size + 1)
+        except RuntimeError as e:
+            if _is_password_error(e):
+                raise DatasetError(f"{rec.source}: wrong zip password") from None
+            raise DatasetError(f"{rec.source}: cannot read zip entry ({e})") from None
+        except _READ_ERRORS as e:
+            raise DatasetError(
+                f"{rec.source}: cannot read zip entry, corrupt or wrong password ({e})"
+            ) from None
+        if len(data) > self.max_entry_size or len(data) != rec.size:
+            raise DatasetError(f"{rec.source}: entry holds {len(data)} bytes, header says {rec.size}")
+        return MemorySource.of(rec.source, data)
+
+    def close(self) -> None:
+        self._zf.close()

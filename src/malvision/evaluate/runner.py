@@ -1,0 +1,70 @@
+"""Open data for a model and score a trained model on it."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from malvision.checkpoint import Checkpoint
+from malvision.convert.sequence import Vocabulary
+from malvision.convert.spec import ConvertSpec
+from malvision.errors import DatasetError
+from malvision.evaluate.metrics import classification_metrics
+from malvision.train import make_loader, predict
+
+__all__ = ["open_cache", "evaluate_checkpoint"]
+
+
+def open_cache(data: Path | str, spec: ConvertSpec | None = None, progress: Any = None) -> Any:
+    """A ``CachedDataset`` for ``data``: the cache itself, or one built once under ~/.cache/malvision.
+
+    Raw datasets (Malimg tree, binary tree, opcode tree, zip, BIG2015, CSV) are converted with ``spec``
+    (default: opcodes for opcode trees, 64x64 images otherwise) into a cache keyed by path and spec.
+    """
+    from malvision.data.build import cache_home
+    from malvision.data.cache import CachedDataset, is_cache, write_cache
+    from malvision.data.detect import detect_format, open_dataset
+
+    p = Path(data)
+    if is_cache(p):
+        return CachedDataset(p)
+    fmt = detect_format(p)
+    if spec is None:
+        spec = ConvertSpec(kind="opcodes") if fmt == "opcodes" else ConvertSpec(kind="image")
+    elif spec.kind == "opcodes":
+        spec = ConvertSpec(kind="opcodes", max_len=spec.max_len)  # caches keep every token
+    key = hashlib.sha256(f"{p.resolve()}|{sorted(spec.to_dict().items())}".encode()).hexdigest()[:16]
+    dest = cache_home() / "caches" / f"{p.name}-{spec.kind}-{key}"
+    if not is_cache(dest):
+        with open_dataset(p) as raw:
+            n, _ = write_cache(raw, dest, spec, progress=progress, overwrite=True)
+        if n == 0:
+            raise DatasetError(f"{p}: no sample could be converted")
+    return CachedDataset(dest)
+
+
+def evaluate_checkpoint(ck: Checkpoint, ds: Any, max_len: int | None = None) -> dict[str, Any]:
+    """Metrics of ``ck`` on every sample of ``ds`` whose label is one of the model's classes."""
+    spec = ConvertSpec.from_dict(ck.spec)
+    if ds.spec.kind != spec.kind or (spec.kind == "image" and ds.spec.image_size != spec.image_size):
+        raise DatasetError(
+            f"{ds.path}: data is {ds.spec.kind} (size {ds.spec.image_size}) but the model reads "
+            f"{spec.kind} (size {spec.image_size}); rebuild the cache with the model's settings"
+        )
+    if spec.kind == "opcodes":
+        ds.set_vocab(Vocabulary(spec.vocab))
+    model_classes = list(ck.classes)
+    mapping = {i: model_classes.index(c) for i, c in enumerate(ds.classes) if c in model_classes}
+    if not mapping:
+        raise DatasetError(f"{ds.path}: none of its labels {list(ds.classes)} is a class of the model")
+    idx = np.flatnonzero(np.isin(ds.labels, list(mapping)))
+    probs, labels = predict(
+        ck.model, make_loader(ds, idx, 64, shuffle=False, max_len=max_len or spec.max_len)
+    )
+    y = np.array([mapping[int(v)] for v in labels])
+    m = classification_metrics(y, probs, model_classes)
+    m["skipped_unknown_labels"] = int(len(ds) - len(idx))
+    return m

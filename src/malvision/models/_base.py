@@ -1,0 +1,209 @@
+"""The surface every model shares: embed / forward_embedded seam, forward_features, forward_head.
+
+Input kinds: "image" is a float (B, 1, S, S) tensor in [0, 1]; "bytes" and "opcodes" are int64 (B, L)
+ids with 0 as padding (right-padded). Sequence models embed ids first, so gradients can start at the
+embedding (``embed`` then ``forward_embedded``), as secml_malware's basee2e.py does.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from malvision.errors import ModelError
+from malvision.models._registry import BYTES_VOCAB, KINDS
+
+__all__ = [
+    "GLOBAL_POOLS",
+    "MalvisionModel",
+    "apply_mask",
+    "check_choice",
+    "check_positive",
+    "downsample_mask",
+    "global_pool",
+    "int_tuple",
+    "layers_for",
+    "pad_to_multiple",
+]
+
+GLOBAL_POOLS = ("avg", "max", "avgmax")
+
+
+class MalvisionModel(nn.Module):
+    """Base class: subclasses build ``embedding`` (sequence kinds), ``fc`` and ``features_embedded``."""
+
+    input_kinds: ClassVar[tuple[str, ...]] = KINDS
+
+    def __init__(self, *, in_kind: str, n_classes: int, vocab_size: int | None = None) -> None:
+        super().__init__()
+        name = type(self).__name__
+        if in_kind not in self.input_kinds:
+            kinds = ", ".join(self.input_kinds)
+            raise ModelError(f"{name} does not take {in_kind!r} input; it takes {kinds}")
+        if isinstance(n_classes, bool) or not isinstance(n_classes, int) or n_classes < 1:
+            raise ModelError(f"{name}: n_classes must be a positive integer, got {n_classes!r}")
+        if in_kind == "image":
+            vocab_size = None
+        elif in_kind == "bytes":
+            if vocab_size is not None and vocab_size != BYTES_VOCAB:
+                raise ModelError(f"{name}: 'bytes' input has vocab_size {BYTES_VOCAB}, got {vocab_size}")
+            vocab_size = BYTES_VOCAB
+        elif isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 2:
+            raise ModelError(
+                f"{name}: 'opcodes' input needs vocab_size (len(vocabulary) + 2), got {vocab_size!r}"
+            )
+        self.in_kind = in_kind
+        self.n_classes = n_classes
+        self.vocab_size = vocab_size
+        self.num_features = 0
+
+    @property
+    def is_sequence(self) -> bool:
+        return self.in_kind != "image"
+
+    # -- construction helpers ------------------------------------------------------------------------
+    def _init_embedding(self, dim: int) -> None:
+        if self.is_sequence:
+            assert self.vocab_size is not None
+            self.embedding = nn.Embedding(self.vocab_size, dim, padding_idx=0)
+
+    def _init_head(self, num_features: int, dropout: float) -> None:
+        if not 0.0 <= dropout < 1.0:
+            raise ModelError(f"{type(self).__name__}: dropout must be in [0, 1), got {dropout}")
+        self.num_features = num_features
+        self.head_drop = nn.Dropout(dropout)
+        self.fc = nn.Linear(num_features, self.n_classes)
+
+    # -- the seam ------------------------------------------------------------------------------------
+    def _check_input(self, x: Tensor) -> None:
+        if self.in_kind == "image":
+            if x.dim() != 4 or x.shape[1] != 1 or not x.is_floating_point():
+                raise ModelError(
+                    f"{type(self).__name__} for image input expects a float (B, 1, S, S) tensor in [0, 1], "
+                    f"got {x.dtype} {tuple(x.shape)}"
+                )
+        elif x.dim() != 2 or x.is_floating_point() or x.dtype == torch.bool:
+            raise ModelError(
+                f"{type(self).__name__} for {self.in_kind} input expects int64 (B, L) ids, "
+                f"got {x.dtype} {tuple(x.shape)}"
+            )
+
+    def embed(self, x: Tensor) -> Tensor:
+        """Ids (B, L) -> vectors (B, L, E) for sequences; the image itself for images."""
+        self._check_input(x)
+        return self.embedding(x) if self.is_sequence else x
+
+    def padding_mask(self, x: Tensor) -> Tensor | None:
+        """(B, L) bool, True on real tokens (position 0 always counts); None for images."""
+        if not self.is_sequence:
+            return None
+        mask = x != 0
+        mask[:, :1] = True
+        return mask
+
+    def features_embedded(self, e: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Pre-logit features (B, num_features) from ``embed``'s output and the padding mask."""
+        raise NotImplementedError
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        """Pre-logit features (B, num_features): what ``fc`` turns into logits."""
+        return self.features_embedded(self.embed(x), self.padding_mask(x))
+
+    def forward_head(self, features: Tensor, pre_logits: bool = False) -> Tensor:
+        """Logits (B, n_classes) from features (or the features after dropout if ``pre_logits``)."""
+        features = self.head_drop(features)
+        return features if pre_logits else self.fc(features)
+
+    def forward_embedded(self, e: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Logits from embedded input; ``mask`` (B, L) is True on real tokens (None: all real)."""
+        return self.forward_head(self.features_embedded(e, mask))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Logits (B, n_classes); no softmax or sigmoid."""
+        return self.forward_embedded(self.embed(x), self.padding_mask(x))
+
+    def reset_classifier(self, n_classes: int) -> None:
+        """Replace the last layer with a fresh one giving ``n_classes`` logits."""
+        self.n_classes = n_classes
+        self.fc = nn.Linear(self.num_features, n_classes)
+        cfg = getattr(self, "model_config", None)
+        if isinstance(cfg, dict):
+            cfg["n_classes"] = n_classes
+
+    def cam_layer(self) -> nn.Module | None:
+        """The module whose (B, C, ...) output suits Grad-CAM, or None."""
+        return None
+
+
+def layers_for(dim: int) -> tuple[type[nn.Module], type[nn.Module], type[nn.Module]]:
+    """(Conv, BatchNorm, MaxPool) classes for 1-D (sequences) or 2-D (images)."""
+    if dim == 1:
+        return nn.Conv1d, nn.BatchNorm1d, nn.MaxPool1d
+    return nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d
+
+
+def apply_mask(x: Tensor, mask: Tensor | None) -> Tensor:
+    """Zero the padded steps of a (B, C, T) activation (no-op for images / no mask)."""
+    if mask is None or x.dim() != 3:
+        return x
+    return x * mask.unsqueeze(1).to(x.dtype)
+
+
+def downsample_mask(mask: Tensor | None, stride: int) -> Tensor | None:
+    """Mask after a stride-``stride`` conv/pool of length ceil(T / stride) (masks are prefixes)."""
+    if mask is None or stride == 1:
+        return mask
+    return mask[:, ::stride]
+
+
+def pad_to_multiple(x: Tensor, mask: Tensor | None, multiple: int) -> tuple[Tensor, Tensor | None]:
+    """Right-pad a (B, C, T) tensor (and its mask) with zeros to a multiple of ``multiple``."""
+    extra = (-x.shape[-1]) % multiple
+    if extra == 0:
+        return x, mask
+    x = F.pad(x, (0, extra))
+    if mask is not None:
+        mask = F.pad(mask, (0, extra), value=False)
+    return x, mask
+
+
+def global_pool(x: Tensor, mask: Tensor | None, mode: str) -> Tensor:
+    """Pool (B, C, T) or (B, C, H, W) to (B, C) or (B, 2C) over real positions: avg, max or avgmax."""
+    if x.dim() == 4:
+        x, mask = x.flatten(2), None
+    parts = []
+    if mode in ("avg", "avgmax"):
+        if mask is None:
+            parts.append(x.mean(-1))
+        else:
+            m = mask.unsqueeze(1).to(x.dtype)
+            parts.append((x * m).sum(-1) / m.sum(-1).clamp(min=1.0))
+    if mode in ("max", "avgmax"):
+        parts.append((x if mask is None else x.masked_fill(~mask.unsqueeze(1), float("-inf"))).amax(-1))
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+
+
+def check_choice(model: str, arg: str, value: object, choices: tuple[str, ...]) -> None:
+    """A ``ModelError`` unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise ModelError(f"{model}: {arg} must be one of {', '.join(choices)}, got {value!r}")
+
+
+def check_positive(model: str, **values: int) -> None:
+    """A ``ModelError`` unless every value is a positive int."""
+    for arg, v in values.items():
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ModelError(f"{model}: {arg} must be a positive integer, got {v!r}")
+
+
+def int_tuple(model: str, arg: str, value: object) -> tuple[int, ...]:
+    """A non-empty tuple of positive ints from a list/tuple (checkpoints store lists)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = (value,)
+    if not isinstance(value, list | tuple) or not value:
+        raise ModelError(f"{model}: {arg} must be a non-empty list of positive integers, got {value!r}")
+    check_positive(model, **{f"{arg}[{i}]": v for i, v in enumerate(value)})
+    return tuple(value)

@@ -1,0 +1,124 @@
+"""One registry, one door: ``register_model`` records builders by name, ``create_model`` builds them."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from torch import nn
+
+from malvision.errors import ModelError
+
+__all__ = [
+    "KINDS",
+    "BYTES_VOCAB",
+    "ModelInfo",
+    "register_model",
+    "create_model",
+    "list_models",
+    "model_info",
+]
+
+KINDS: tuple[str, ...] = ("image", "bytes", "opcodes")
+BYTES_VOCAB = 257  # byte b is id b + 1, 0 is padding
+_RESERVED = ("in_kind", "n_classes", "vocab_size")
+
+B = TypeVar("B", bound=Callable[..., nn.Module])
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the registry knows of one model: builder, accepted input kinds, keyword defaults."""
+
+    name: str
+    builder: Callable[..., nn.Module]
+    input_kinds: tuple[str, ...]
+    description: str
+    defaults: dict[str, Any]
+
+
+_REGISTRY: dict[str, ModelInfo] = {}
+
+
+def register_model(
+    name: str, input_kinds: tuple[str, ...] | None = None, description: str | None = None
+) -> Callable[[B], B]:
+    """Record ``builder`` (a class or function taking ``in_kind, n_classes, vocab_size`` + kwargs).
+
+    ``input_kinds`` defaults to the builder's ``input_kinds`` attribute, ``description`` to the first
+    line of its docstring. Every other keyword of the builder must have a default.
+    """
+
+    def deco(builder: B) -> B:
+        if name in _REGISTRY:
+            raise ValueError(f"model {name!r} is registered twice")
+        kinds = tuple(input_kinds if input_kinds is not None else getattr(builder, "input_kinds", ()))
+        if not kinds or any(k not in KINDS for k in kinds):
+            raise ValueError(f"model {name!r}: input_kinds must be a non-empty subset of {KINDS}")
+        params = inspect.signature(builder).parameters
+        if missing := [r for r in _RESERVED if r not in params]:
+            raise ValueError(f"model {name!r}: builder lacks {missing}")
+        defaults: dict[str, Any] = {}
+        for p in params.values():
+            if p.name in _RESERVED or p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
+                continue
+            if p.default is p.empty:
+                raise ValueError(f"model {name!r}: argument {p.name!r} needs a default")
+            defaults[p.name] = p.default
+        doc = description or (inspect.getdoc(builder) or name).strip().splitlines()[0]
+        _REGISTRY[name] = ModelInfo(name, builder, kinds, doc, defaults)
+        return builder
+
+    return deco
+
+
+def list_models(input_kind: str | None = None) -> list[str]:
+    """Sorted names of registered models (only those taking ``input_kind`` when given)."""
+    return sorted(n for n, i in _REGISTRY.items() if input_kind is None or input_kind in i.input_kinds)
+
+
+def model_info(name: str) -> ModelInfo:
+    """The registry entry for ``name``; a ``ModelError`` listing valid names otherwise."""
+    try:
+        return _REGISTRY[name]
+    except (KeyError, TypeError):
+        raise ModelError(f"unknown model {name!r}; valid models: {', '.join(list_models())}") from None
+
+
+def create_model(
+    name: str, *, in_kind: str, n_classes: int, vocab_size: int | None = None, **kwargs: Any
+) -> nn.Module:
+    """Build model ``name`` for ``in_kind`` input with ``n_classes`` logits (the only way in).
+
+    ``vocab_size`` is required for "opcodes", fixed at 257 for "bytes" and ignored for "image".
+    The returned module carries ``model_config`` (name, in_kind, n_classes, vocab_size, kwargs).
+    """
+    info = model_info(name)
+    if in_kind not in info.input_kinds:
+        takers = ", ".join(list_models(in_kind)) if in_kind in KINDS else f"none (kinds: {', '.join(KINDS)})"
+        raise ModelError(
+            f"model {name!r} does not take {in_kind!r} input (it takes {', '.join(info.input_kinds)}); "
+            f"models for {in_kind!r}: {takers}"
+        )
+    if unknown := sorted(set(kwargs) - set(info.defaults)):
+        raise ModelError(
+            f"model {name!r} has no argument {', '.join(map(repr, unknown))}; "
+            f"valid: {', '.join(info.defaults) or 'none'}"
+        )
+    try:
+        model = info.builder(in_kind=in_kind, n_classes=n_classes, vocab_size=vocab_size, **kwargs)
+    except ModelError:
+        raise
+    except (TypeError, ValueError, RuntimeError, ZeroDivisionError) as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ModelError(f"model {name!r}: bad arguments {kwargs}: {msg}") from None
+    model.model_config = {  # type: ignore[assignment]
+        "name": name,
+        "in_kind": in_kind,
+        "n_classes": n_classes,
+        "vocab_size": getattr(model, "vocab_size", vocab_size),
+        "kwargs": dict(kwargs),
+    }
+    return model

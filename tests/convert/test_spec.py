@@ -1,0 +1,64 @@
+"""Conversion settings stored with caches and checkpoints (malvision.convert.spec)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+import pytest
+
+from malvision.convert.spec import SPEC_VERSION, ConvertSpec
+from malvision.errors import ConversionError
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        ConvertSpec(),
+        ConvertSpec(kind="image", image_size=224),
+        ConvertSpec(kind="bytes", max_len=4096),
+        ConvertSpec(kind="opcodes", max_len=100, vocab=("mov", "push")),
+    ],
+)
+def test_spec_round_trips_through_a_json_dict(spec: ConvertSpec) -> None:
+    d = json.loads(json.dumps(spec.to_dict()))
+    assert d["version"] == SPEC_VERSION
+    assert ConvertSpec.from_dict(d) == spec
+
+
+def test_spec_defaults_and_vocab_as_tuple() -> None:
+    spec = ConvertSpec(kind="opcodes", vocab=["mov", "push"])  # type: ignore[arg-type]
+    assert spec.vocab == ("mov", "push")
+    assert spec.to_dict()["vocab"] == ["mov", "push"]
+    assert hash(spec) == hash(ConvertSpec(kind="opcodes", vocab=("mov", "push")))
+    assert ConvertSpec().kind == "image" and ConvertSpec().image_size == 64
+
+
+def test_spec_is_frozen() -> None:
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ConvertSpec().image_size = 3  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("d", "match"),
+    [
+        ({"kind": "audio"}, "unknown input kind 'audio'"),
+        ({"version": SPEC_VERSION + 1}, "not supported"),
+        ({"version": 0}, "not supported"),
+        ({"image_size": 0}, "image_size"),
+        ({"image_size": "64"}, "image_size"),
+        ({"image_size": 64.5}, "image_size"),
+        ({"image_size": True}, "image_size"),
+        ({"max_len": -1}, "max_len"),
+        ({"vocab": "mov"}, "vocab"),
+        ({"vocab": [1, 2]}, "vocab"),
+    ],
+)
+def test_bad_spec_is_a_conversion_error(d: dict[str, Any], match: str) -> None:
+    with pytest.raises(ConversionError, match=match):
+        ConvertSpec.from_dict(d)
+
+
+def test_from_dict_ignores_keys_it_does_not_know() -> None:
+    assert ConvertSpec.from_dict({"kind": "bytes", "note": "x"}) == ConvertSpec(kind="bytes")

@@ -1,0 +1,124 @@
+"""Real-data builders on a tiny synthetic corpus and zip; the real data is only listed, when present."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from malvision.data import build
+from malvision.data.build import (
+    benign_corpus,
+    build_detection_cache,
+    build_opcode_cache,
+    detection_dataset,
+)
+from malvision.data.cache import CachedDataset
+from malvision.errors import DatasetError
+
+from .helpers import aes_zip, manifest_csv, sha
+
+
+@pytest.fixture
+def corpus(tmp_path: Path, rng: np.random.Generator) -> tuple[Path, Path]:
+    benign = tmp_path / "benign"
+    (benign / "pe").mkdir(parents=True)
+    rows = ["sha256,size,source_package,original_path,source_group,machine,pe_type,subsystem,is_dll,is_dotnet"]
+    for k in range(6):
+        data = b"MZ" + rng.integers(0, 256, 2000 + 100 * k, dtype=np.uint8).tobytes()
+        (benign / "pe" / sha(data)).write_bytes(data)
+        rows.append(f"{sha(data)},{len(data)},deb:pkg{k % 3}=1.0,usr/lib/x{k}.dll,debian,amd64,PE32+,3,1,0")
+    (benign / "manifest_ext.csv").write_text("\n".join(rows) + "\n")
+    entries, mrows = {}, []
+    for k in range(4):
+        data = b"MZ" + rng.integers(0, 256, 3000, dtype=np.uint8).tobytes()
+        fam = f"Fam{k % 2}"
+        entries[f"{fam}/{sha(data)}"] = data
+        mrows.append((sha(data), fam, "pe" if k < 3 else "script", len(data), f"s{k}.exe"))
+    entries[f"{mrows[0][1]}/{sha(b'dup')}"] = b"dup" * 10  # not in the manifest
+    entries["manifest.csv"] = manifest_csv(mrows)
+    return benign, aes_zip(tmp_path / "mal.zip", entries)
+
+
+def test_detection_dataset(corpus: tuple[Path, Path]) -> None:
+    benign, zip_path = corpus
+    with detection_dataset(benign, zip_path) as ds:
+        assert [r.label for r in ds.records] == ["benign"] * 6 + ["malware"] * 3
+        assert [r.group for r in ds.records][:3] == ["deb:pkg0=1.0", "deb:pkg1=1.0", "deb:pkg2=1.0"]
+        assert {r.group for r in ds.records[6:]} == {"Fam0", "Fam1"}
+        assert len(ds.skipped) == 1  # the entry missing from manifest.csv
+    with detection_dataset(benign, zip_path, all_kinds=True) as ds:
+        assert len(ds) == 10
+
+
+def test_build_detection_cache(corpus: tuple[Path, Path], tmp_path: Path) -> None:
+    benign, zip_path = corpus
+    n, failures = build_detection_cache(tmp_path / "c", image_size=8, benign_dir=benign, malware_zip=zip_path)
+    assert n == 9 and len(failures) == 1
+    ds = CachedDataset(tmp_path / "c")
+    assert ds.classes == ["benign", "malware"] and ds.labels.tolist() == [0] * 6 + [1] * 3
+    assert ds[0][0].shape == (8, 8)
+    for rec in ds.records[6:]:
+        assert rec.id.endswith(rec.sha256)
+    n, _ = build_detection_cache(
+        tmp_path / "b", kind="bytes", max_len=100, benign_dir=benign, malware_zip=zip_path
+    )
+    assert CachedDataset(tmp_path / "b").lengths.tolist() == [100] * 9
+    with pytest.raises(DatasetError, match="opcodes"):
+        build_detection_cache(tmp_path / "o", kind="opcodes", benign_dir=benign, malware_zip=zip_path)
+
+
+def test_duplicate_across_sides_is_skipped(corpus: tuple[Path, Path], tmp_path: Path) -> None:
+    benign, zip_path = corpus
+    first = sorted((benign / "pe").iterdir())[0]
+    z2 = aes_zip(tmp_path / "dup.zip", {f"Fam/{first.name}": first.read_bytes()})
+    with detection_dataset(benign, z2, all_kinds=True) as ds:
+        assert len(ds) == 6 and "same sha256" in ds.skipped[-1][1]
+
+
+def test_build_opcode_cache(tmp_path: Path) -> None:
+    for fam, n in (("Gatak", 3), ("Simda", 2)):
+        for k in range(n):
+            p = tmp_path / "op" / fam / f"{fam}{k}.txt"
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_text("push\nmov\n" * (k + 1))
+    n, failures = build_opcode_cache(tmp_path / "c", tmp_path / "op", max_len=3)
+    ds = CachedDataset(tmp_path / "c")
+    assert (n, failures) == (5, []) and ds.classes == ["Gatak", "Simda"]
+    assert ds.lengths.tolist() == [2, 3, 3, 2, 3]
+
+
+def test_default_paths_say_where_to_get_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MALVISION_CACHE", str(tmp_path))
+    monkeypatch.setattr(build, "shared_dir", lambda: None)
+    with pytest.raises(DatasetError, match="build_benign_corpus.sh"):
+        build.default_benign_dir()
+    with pytest.raises(DatasetError, match="tar -xJf"):
+        build.default_opcodes_dir()
+    with pytest.raises(DatasetError, match="--malware-zip"):
+        build.default_malware_zip()
+    with pytest.raises(DatasetError, match="not a benign corpus"):
+        benign_corpus(tmp_path)
+
+
+REAL_BENIGN = build.cache_home() / "benign"
+REAL_SHARED = build.shared_dir()
+
+
+@pytest.mark.realdata
+@pytest.mark.skipif(not (REAL_BENIGN / "pe").is_dir(), reason="no benign corpus at ~/.cache/malvision/benign")
+@pytest.mark.skipif(
+    REAL_SHARED is None or not (REAL_SHARED / build.MALWARE_ZIP).is_file(),
+    reason="no ../shared/data/thezoo_pe_malware.zip",
+)
+def test_real_detection_set_lists() -> None:
+    with detection_dataset() as ds:
+        labels = [r.label for r in ds.records]
+        assert labels.count("malware") > 200 and labels.count("benign") > 1000
+        assert all(r.group for r in ds.records)
+        k = labels.index("malware")
+        smallest = min(range(k, len(ds)), key=lambda i: ds.records[i].size)
+        data = ds.open(smallest).read()  # into memory only, never to disk
+        assert hashlib.sha256(data).hexdigest() == ds.records[smallest].sha256

@@ -1,0 +1,65 @@
+"""Tiny model sizes and inputs shared by the model tests (every registered model gets tested)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+from malvision.models import create_model
+
+# Small kwargs per model so the suite stays fast; a model missing here is tested at its defaults.
+TINY: dict[str, dict[str, Any]] = {
+    "cnn": {"channels": (4, 8), "embed_dim": 4, "stem_stride": 2},
+    "resnet": {"channels": (4, 8), "depths": (1, 1), "embed_dim": 4, "stem_stride": 2},
+    "rnn": {"embed_dim": 6, "hidden": 8, "row_features": 8},
+    "lstm": {"embed_dim": 6, "hidden": 8, "row_features": 8},
+    "gru": {"embed_dim": 6, "hidden": 8, "row_features": 8},
+    "crnn": {"embed_dim": 4, "channels": (4, 8), "hidden": 8},
+    "malconv": {"embed_dim": 4, "window": 8, "stride": 8, "channels": 6, "hidden": 6},
+}
+OPCODE_VOCAB = 23
+IMAGE_SIZE = 16
+SEQ_LEN = 80
+N_CLASSES = 3
+
+
+def vocab_for(kind: str) -> int | None:
+    return OPCODE_VOCAB if kind == "opcodes" else None
+
+
+@pytest.fixture
+def tiny_kwargs() -> Callable[[str], dict[str, Any]]:
+    return lambda name: dict(TINY.get(name, {}))
+
+
+@pytest.fixture
+def build() -> Callable[..., nn.Module]:
+    """build(name, kind, **overrides): a seeded tiny model with N_CLASSES outputs."""
+
+    def make(name: str, kind: str, **overrides: Any) -> nn.Module:
+        torch.manual_seed(0)
+        kwargs = {**TINY.get(name, {}), **overrides}
+        return create_model(name, in_kind=kind, n_classes=N_CLASSES, vocab_size=vocab_for(kind), **kwargs)
+
+    return make
+
+
+@pytest.fixture
+def make_input() -> Callable[..., torch.Tensor]:
+    """make_input(kind, batch=4, seed=0, length=SEQ_LEN): image in [0, 1] or right-padded id rows."""
+
+    def make(kind: str, batch: int = 4, seed: int = 0, length: int = SEQ_LEN) -> torch.Tensor:
+        g = torch.Generator().manual_seed(seed)
+        if kind == "image":
+            return torch.rand(batch, 1, IMAGE_SIZE, IMAGE_SIZE, generator=g)
+        high = 257 if kind == "bytes" else OPCODE_VOCAB
+        x = torch.randint(1, high, (batch, length), generator=g)
+        for i in range(1, batch):  # row 0 is full, later rows are shorter
+            x[i, length - 7 * i :] = 0
+        return x
+
+    return make
