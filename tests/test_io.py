@@ -239,6 +239,9 @@ def test_atomic_writer_turns_os_errors_into_one_line(tmp_path: Path) -> None:
     with pytest.raises(MalvisionError, match=r"out\.png: cannot write \(") as info, atomic_writer(dest) as f:
         f.write(b"never")
     assert "\n" not in str(info.value)
+    assert (
+        isinstance(info.value, OSError) and info.value.strerror == "File exists"
+    )  # callers may catch OSError
     dest = tmp_path / "ok" / "out.png"
     with pytest.raises(MalvisionError, match="cannot write .No space left on device"), atomic_writer(dest):
         raise OSError(28, "No space left on device")

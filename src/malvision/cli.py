@@ -199,16 +199,23 @@ def data_build(
     all_kinds: Annotated[bool, typer.Option(help="Keep non-PE zip entries too.")] = False,
     password: Annotated[str, typer.Option(help="Malware zip password.")] = "infected",
     overwrite: Annotated[bool, typer.Option(help="Replace an existing cache at --out.")] = False,
+    keep_duplicates: Annotated[
+        bool, typer.Option(help="Keep exact copies of a sample (default: drop).")
+    ] = False,
     max_size: MaxSize = "8G",
 ) -> None:
     """Build a training cache: PE malware vs benign (label malware/benign) or BIG2015 opcodes (family)."""
     import time
 
     from malvision.data.build import build_detection_cache, build_opcode_cache
+    from malvision.data.cache import CachedDataset
 
     start = time.monotonic()
+    dedupe = not keep_duplicates
     if opcodes is not None or kind == "opcodes":
-        n, failures = build_opcode_cache(out_dir, opcodes, max_len, progress=progress(), overwrite=overwrite)
+        n, failures = build_opcode_cache(
+            out_dir, opcodes, max_len, progress=progress(), overwrite=overwrite, dedupe=dedupe
+        )
     else:
         n, failures = build_detection_cache(
             out_dir,
@@ -222,8 +229,17 @@ def data_build(
             max_size=parse_size(max_size),
             progress=progress(),
             overwrite=overwrite,
+            dedupe=dedupe,
         )
     out.print(f"wrote {n} samples to {out_dir} in {time.monotonic() - start:.1f} s", markup=False)
+    dups = CachedDataset(out_dir).meta.get("duplicates", [])
+    if dups:
+        conflicts = sum(1 for d in dups if d[1] != d[3])
+        out.print(
+            f"left out {len(dups)} exact duplicate(s), {conflicts} of them labelled differently "
+            "(listed in meta.json; --keep-duplicates keeps them)",
+            markup=False,
+        )
     report_failures(failures)
     if failures:
         raise typer.Exit(EXIT_ERROR)

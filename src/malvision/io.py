@@ -27,6 +27,7 @@ __all__ = [
     "open_source",
     "expand_inputs",
     "atomic_writer",
+    "WriteError",
     "human_size",
 ]
 
@@ -180,7 +181,8 @@ def atomic_writer(path: Path | str) -> Iterator[BinaryIO]:
 
     On any error (or interrupt) the temporary file is removed: readers see the old file or the whole
     new one, never a half-written one. The file gets the usual mode (0o666 less the umask), and an
-    ``OSError`` (folder not writable, disk full) becomes a one-line ``MalvisionError``.
+    ``OSError`` (folder not writable, disk full) becomes a ``WriteError``: a one-line
+    ``MalvisionError`` that is still an ``OSError``.
     """
     dest = Path(path)
     tmp: str | None = None
@@ -197,10 +199,21 @@ def atomic_writer(path: Path | str) -> Iterator[BinaryIO]:
         if tmp is not None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
-        if isinstance(e, OSError):
-            where = f": {e.filename}" if e.filename and str(e.filename) != str(dest) else ""
-            raise MalvisionError(f"{dest}: cannot write ({e.strerror or e}{where})") from None
+        if isinstance(e, OSError) and not isinstance(e, WriteError):
+            raise WriteError(dest, e) from None
         raise
+
+
+class WriteError(MalvisionError, OSError):
+    """A failed write: one line for the CLI, still an ``OSError`` (same errno, strerror) for callers."""
+
+    def __init__(self, dest: Path, cause: OSError) -> None:
+        super().__init__(cause.errno, cause.strerror)
+        where = f": {cause.filename}" if cause.filename and str(cause.filename) != str(dest) else ""
+        self.message = f"{dest}: cannot write ({cause.strerror or cause}{where})"
+
+    def __str__(self) -> str:
+        return self.message
 
 
 def _umask() -> int:

@@ -6,6 +6,7 @@ import dataclasses
 import json
 from typing import Any
 
+import numpy as np
 import pytest
 
 from malvision.convert.spec import SPEC_VERSION, ConvertSpec
@@ -33,6 +34,13 @@ def test_spec_defaults_and_vocab_as_tuple() -> None:
     assert spec.to_dict()["vocab"] == ["mov", "push"]
     assert hash(spec) == hash(ConvertSpec(kind="opcodes", vocab=("mov", "push")))
     assert ConvertSpec().kind == "image" and ConvertSpec().image_size == 64
+
+
+def test_spec_takes_numpy_integers_as_plain_ints() -> None:
+    spec = ConvertSpec(image_size=np.int64(224), max_len=np.uint32(4096))  # type: ignore[arg-type]
+    assert type(spec.image_size) is int and type(spec.max_len) is int
+    assert spec == ConvertSpec(image_size=224, max_len=4096)
+    json.dumps(spec.to_dict())
 
 
 def test_spec_is_frozen() -> None:

@@ -25,7 +25,9 @@ from .helpers import aes_zip, manifest_csv, sha
 def corpus(tmp_path: Path, rng: np.random.Generator) -> tuple[Path, Path]:
     benign = tmp_path / "benign"
     (benign / "pe").mkdir(parents=True)
-    rows = ["sha256,size,source_package,original_path,source_group,machine,pe_type,subsystem,is_dll,is_dotnet"]
+    rows = [
+        "sha256,size,source_package,original_path,source_group,machine,pe_type,subsystem,is_dll,is_dotnet"
+    ]
     for k in range(6):
         data = b"MZ" + rng.integers(0, 256, 2000 + 100 * k, dtype=np.uint8).tobytes()
         (benign / "pe" / sha(data)).write_bytes(data)
@@ -73,9 +75,21 @@ def test_build_detection_cache(corpus: tuple[Path, Path], tmp_path: Path) -> Non
 def test_duplicate_across_sides_is_skipped(corpus: tuple[Path, Path], tmp_path: Path) -> None:
     benign, zip_path = corpus
     first = sorted((benign / "pe").iterdir())[0]
-    z2 = aes_zip(tmp_path / "dup.zip", {f"Fam/{first.name}": first.read_bytes()})
-    with detection_dataset(benign, z2, all_kinds=True) as ds:
+    data = first.read_bytes()
+    listed = {
+        f"Fam/{first.name}": data,
+        "manifest.csv": manifest_csv([(first.name, "Fam", "pe", len(data), "x")]),
+    }
+    with detection_dataset(benign, aes_zip(tmp_path / "listed.zip", listed)) as ds:
         assert len(ds) == 6 and "same sha256" in ds.skipped[-1][1]
+    # Without a manifest the zip's names are not trusted: the duplicate is caught by its bytes.
+    z2 = aes_zip(tmp_path / "dup.zip", {"Fam/renamed": data})
+    n, failures = build_detection_cache(
+        tmp_path / "c", image_size=4, benign_dir=benign, malware_zip=z2, all_kinds=True
+    )
+    assert n == 6 and failures == []
+    (dup,) = CachedDataset(tmp_path / "c").meta["duplicates"]
+    assert dup == ["Fam/renamed", "malware", first.name, "benign"]
 
 
 def test_build_opcode_cache(tmp_path: Path) -> None:
@@ -83,11 +97,11 @@ def test_build_opcode_cache(tmp_path: Path) -> None:
         for k in range(n):
             p = tmp_path / "op" / fam / f"{fam}{k}.txt"
             p.parent.mkdir(parents=True, exist_ok=True)
-            p.write_text("push\nmov\n" * (k + 1))
-    n, failures = build_opcode_cache(tmp_path / "c", tmp_path / "op", max_len=3)
+            p.write_text(f"{fam}\n" + "push\nmov\n" * (k + 1))
+    n, failures = build_opcode_cache(tmp_path / "c", tmp_path / "op", max_len=4)
     ds = CachedDataset(tmp_path / "c")
     assert (n, failures) == (5, []) and ds.classes == ["Gatak", "Simda"]
-    assert ds.lengths.tolist() == [2, 3, 3, 2, 3]
+    assert ds.lengths.tolist() == [3, 4, 4, 3, 4]
 
 
 def test_default_paths_say_where_to_get_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

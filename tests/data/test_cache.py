@@ -24,7 +24,13 @@ from .helpers import write_png
 @pytest.fixture
 def tree(tmp_path: Path, rng: np.random.Generator) -> Path:
     root = tmp_path / "tree"
-    sizes = {"benign/a": 5000, "benign/b": 40_000, "malware/x/c": 70_000, "malware/d": 900, "malware/tiny": 10}
+    sizes = {
+        "benign/a": 5000,
+        "benign/b": 40_000,
+        "malware/x/c": 70_000,
+        "malware/d": 900,
+        "malware/tiny": 10,
+    }
     for name, n in sizes.items():
         p = root / name
         p.parent.mkdir(parents=True, exist_ok=True)
@@ -116,7 +122,12 @@ def test_opcode_vocab_from_train_only(tmp_path: Path) -> None:
     for i in range(4):
         src = open_source(tmp_path / "op" / ds.records[i].label / f"{ds.ids[i]}.txt")
         np.testing.assert_array_equal(ds[i][0], convert_source(src, ds.spec))
-    assert vocab.tokens == Vocabulary.build([parse_opcodes(open_source(Path(ds.records[i].source)).read()) for i in range(3)]).tokens
+    assert (
+        vocab.tokens
+        == Vocabulary.build(
+            [parse_opcodes(open_source(Path(ds.records[i].source)).read()) for i in range(3)]
+        ).tokens
+    )
     small = ds.fit_vocab([0, 1, 2], min_count=2)
     assert small.tokens == ("mov", "push", "xor") and ds[0][0].tolist()[3] == UNK
     assert ds.fit_vocab([0, 1, 2], max_size=1).tokens == ("mov",)
@@ -132,7 +143,9 @@ def test_opcode_max_len_and_prefix_parse(tmp_path: Path) -> None:
     (tmp_path / "op" / "F").mkdir(parents=True)
     (tmp_path / "op" / "F" / "s.txt").write_bytes(text)
     (tmp_path / "op" / "F" / "bin.txt").write_bytes(b"\x00\x01binary")
-    n, failures = write_cache(OpcodeTreeDataset(tmp_path / "op"), tmp_path / "c", ConvertSpec(kind="opcodes", max_len=50))
+    n, failures = write_cache(
+        OpcodeTreeDataset(tmp_path / "op"), tmp_path / "c", ConvertSpec(kind="opcodes", max_len=50)
+    )
     assert n == 1 and "binary data" in failures[0][1]
     ds = CachedDataset(tmp_path / "c")
     ds.fit_vocab(range(1))
@@ -189,7 +202,9 @@ def test_sha256_mismatch_is_a_failure(tmp_path: Path) -> None:
     (tmp_path / "d" / "labels.csv").write_text(f"filename,label,sha256\nf,a,{'0' * 64}\ng,b,\n")
     from malvision.data.readers import CsvDataset
 
-    n, failures = write_cache(CsvDataset(tmp_path / "d" / "labels.csv"), tmp_path / "c", ConvertSpec(kind="bytes"))
+    n, failures = write_cache(
+        CsvDataset(tmp_path / "d" / "labels.csv"), tmp_path / "c", ConvertSpec(kind="bytes")
+    )
     assert n == 1 and "listed as 000" in failures[0][1]
 
 
@@ -218,7 +233,9 @@ def test_truncated_array_is_refused(tree: Path, tmp_path: Path) -> None:
 
 
 def test_build_cache_from_paths(tree: Path, tmp_path: Path) -> None:
-    n, failures = build_cache_from_paths([tree / "malware"], tmp_path / "c1", kind="bytes", max_len=32, label="malware")
+    n, failures = build_cache_from_paths(
+        [tree / "malware"], tmp_path / "c1", kind="bytes", max_len=32, label="malware"
+    )
     ds = CachedDataset(tmp_path / "c1")
     assert n == 3 and failures == [] and ds.classes == ["malware"]
     assert sorted(g for g in ds.groups if g) == ["x"]
@@ -228,3 +245,18 @@ def test_build_cache_from_paths(tree: Path, tmp_path: Path) -> None:
         build_cache_from_paths([tmp_path / "c2"], tmp_path / "c3")
     with pytest.raises(DatasetError, match="not a dataset"):
         build_cache_from_paths([tree / "benign" / "a"], tmp_path / "c3")
+
+
+def test_exact_duplicates_are_dropped_unless_asked(tmp_path: Path) -> None:
+    for name in ("a/one", "a/two", "b/three"):
+        (tmp_path / "t" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "t" / name).write_bytes(b"same" * 20)
+    (tmp_path / "t" / "b" / "other").write_bytes(b"diff" * 20)
+    n, failures = write_cache(BinaryTreeDataset(tmp_path / "t"), tmp_path / "c", ConvertSpec(kind="bytes"))
+    ds = CachedDataset(tmp_path / "c")
+    assert (n, failures, ds.ids) == (2, [], ["a/one", "b/other"])
+    assert ds.meta["duplicates"] == [["a/two", "a", "a/one", "a"], ["b/three", "b", "a/one", "a"]]
+    n, _ = write_cache(
+        BinaryTreeDataset(tmp_path / "t"), tmp_path / "k", ConvertSpec(kind="bytes"), dedupe=False
+    )
+    assert n == 4 and CachedDataset(tmp_path / "k").meta["duplicates"] == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +16,10 @@ from malvision.errors import DatasetError
 
 from .helpers import aes_zip, bytes_dump, write_png
 
+MakeFile = Callable[[str, bytes], Path]
 
-def test_detects_every_format(make_file, tmp_path: Path) -> None:  # noqa: ANN001
+
+def test_detects_every_format(make_file: MakeFile, tmp_path: Path) -> None:
     write_png(tmp_path / "malimg/Fam/a.png", np.zeros((4, 32), np.uint8))
     make_file("op/Fam/s.txt", b"mov\n")
     make_file("op/manifest.csv", b"sample_id,family\ns,Fam\n")
@@ -50,7 +53,7 @@ def test_detects_every_format(make_file, tmp_path: Path) -> None:  # noqa: ANN00
     assert forced.format == "binary"
 
 
-def test_nothing_fits(make_file, tmp_path: Path) -> None:  # noqa: ANN001
+def test_nothing_fits(make_file: MakeFile, tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(DatasetError, match="empty: no samples found; expected one folder per label"):
         open_dataset(tmp_path / "empty")

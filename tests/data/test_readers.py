@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,8 @@ from malvision.data.readers import (
 from malvision.errors import DatasetError
 
 from .helpers import bytes_dump, sha, write_png
+
+MakeFile = Callable[[str, bytes], Path]
 
 # ----------------------------------------------------------------------------------------- Malimg
 
@@ -96,7 +99,7 @@ def test_malimg_empty_tree(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------------ binary trees
 
 
-def test_binary_tree(make_file, tmp_path: Path) -> None:  # noqa: ANN001
+def test_binary_tree(make_file: MakeFile, tmp_path: Path) -> None:
     a = make_file("tree/benign/a.exe", b"A" * 100)
     b = make_file("tree/malware/deep/er/b.dll", b"B" * 50)
     make_file("tree/stray.bin", b"x")
@@ -112,7 +115,7 @@ def test_binary_tree(make_file, tmp_path: Path) -> None:  # noqa: ANN001
     assert "stray.bin: not inside a label folder" in msgs and "empty file" in msgs and "DS_Store" not in msgs
 
 
-def test_binary_tree_max_size(make_file, tmp_path: Path) -> None:  # noqa: ANN001
+def test_binary_tree_max_size(make_file: MakeFile, tmp_path: Path) -> None:
     make_file("t/x/big", b"B" * 2000)
     make_file("t/x/small", b"s" * 10)
     ds = BinaryTreeDataset(tmp_path / "t", max_size=1000)
@@ -120,7 +123,7 @@ def test_binary_tree_max_size(make_file, tmp_path: Path) -> None:  # noqa: ANN00
     assert "size limit" in ds.skipped[0][1]
 
 
-def test_file_list_groups_by_first_folder(make_file, tmp_path: Path) -> None:  # noqa: ANN001
+def test_file_list_groups_by_first_folder(make_file: MakeFile, tmp_path: Path) -> None:
     make_file("in/famA/x", b"x" * 40)
     f = make_file("loose.bin", b"y" * 40)
     ds = FileListDataset([tmp_path / "in", f], label="malware")
@@ -130,7 +133,7 @@ def test_file_list_groups_by_first_folder(make_file, tmp_path: Path) -> None:  #
 # ------------------------------------------------------------------------------------- labels CSV
 
 
-def test_csv_dataset(make_file, tmp_path: Path) -> None:  # noqa: ANN001
+def test_csv_dataset(make_file: MakeFile, tmp_path: Path) -> None:
     data = {"a.bin": b"a" * 64, "sub/b.bin": b"b" * 64}
     for name, d in data.items():
         make_file(f"ds/{name}", d)
@@ -159,16 +162,18 @@ def test_csv_dataset(make_file, tmp_path: Path) -> None:  # noqa: ANN001
         CsvDataset(tmp_path / "ds" / "labels.csv", strict=True)
 
 
-def test_csv_sha256_column_and_constant_label(make_file, tmp_path: Path) -> None:  # noqa: ANN001
+def test_csv_sha256_column_and_constant_label(make_file: MakeFile, tmp_path: Path) -> None:
     d = b"\x4d\x5a" + b"\0" * 62
     make_file(f"corpus/pe/{sha(d)}", d)
     make_file("corpus/m.csv", f"sha256,size,source_package\n{sha(d)},64,deb:wine\n".encode())
-    ds = CsvDataset(tmp_path / "corpus/m.csv", root=tmp_path / "corpus/pe", label="benign", group_column="source_package")
+    ds = CsvDataset(
+        tmp_path / "corpus/m.csv", root=tmp_path / "corpus/pe", label="benign", group_column="source_package"
+    )
     (rec,) = ds.records
     assert (rec.label, rec.group, rec.sha256) == ("benign", "deb:wine", sha(d))
 
 
-def test_csv_without_label_column(make_file, tmp_path: Path) -> None:  # noqa: ANN001
+def test_csv_without_label_column(make_file: MakeFile, tmp_path: Path) -> None:
     make_file("x/f", b"f" * 40)
     make_file("x/labels.csv", b"path,family\nf,A\n")
     with pytest.raises(DatasetError, match="no 'label' column"):
@@ -198,13 +203,15 @@ def test_parse_bytes_dump_whole_line_unknown_and_lf() -> None:
     assert parse_bytes_dump(dump, unknown="drop") == b"MZ"
 
 
-@pytest.mark.parametrize("bad", [b"MZ\x90\x00\x03\x00\xff\xfe", b"00401000 4D 5Z\r\n", b"00401000\r\n", b"\xff\xfe"])
+@pytest.mark.parametrize(
+    "bad", [b"MZ\x90\x00\x03\x00\xff\xfe", b"00401000 4D 5Z\r\n", b"00401000\r\n", b"\xff\xfe"]
+)
 def test_parse_bytes_dump_refuses_non_dumps(bad: bytes) -> None:
     with pytest.raises(DatasetError, match="sample.bytes"):
         parse_bytes_dump(bad, "sample.bytes")
 
 
-def test_big2015(make_file, tmp_path: Path, rng: np.random.Generator) -> None:  # noqa: ANN001
+def test_big2015(make_file: MakeFile, tmp_path: Path, rng: np.random.Generator) -> None:
     samples = {"0A32eTdBKayjCWhZqDOQ": 1, "0ACDbR5M3ZhBJajygTuf": 9, "0AnoOZDNbPXIr2MRBSCJ": 3}
     raw = {}
     for k, sid in enumerate(samples):
@@ -229,7 +236,7 @@ def test_big2015(make_file, tmp_path: Path, rng: np.random.Generator) -> None:  
     assert dropped.open(0).read() == raw["0A32eTdBKayjCWhZqDOQ"][1:]
 
 
-def test_big2015_bad_class(make_file, tmp_path: Path) -> None:  # noqa: ANN001
+def test_big2015_bad_class(make_file: MakeFile, tmp_path: Path) -> None:
     make_file("b/x.bytes", bytes_dump(b"x" * 16))
     make_file("b/trainLabels.csv", b"Id,Class\nx,10\n")
     with pytest.raises(DatasetError, match="trainLabels.csv:2: Class '10' is not 1..9"):
@@ -239,7 +246,7 @@ def test_big2015_bad_class(make_file, tmp_path: Path) -> None:  # noqa: ANN001
 # ------------------------------------------------------------------------------------- opcode trees
 
 
-def test_opcode_tree_with_and_without_manifest(make_file, tmp_path: Path) -> None:  # noqa: ANN001
+def test_opcode_tree_with_and_without_manifest(make_file: MakeFile, tmp_path: Path) -> None:
     make_file("op/Gatak/s1.txt", b"push\nmov\ncall\n")
     make_file("op/Simda/s2.txt", b"xor\nret\n")
     ds = OpcodeTreeDataset(tmp_path / "op")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from malvision.convert.spec import ConvertSpec
@@ -9,11 +10,15 @@ from malvision.data.cache import CachedDataset, write_cache
 from malvision.data.readers import CsvDataset
 from malvision.data.summary import summarize
 
+MakeFile = Callable[[str, bytes], Path]
 
-def test_summary_of_raw_and_cache(make_file, tmp_path: Path) -> None:  # noqa: ANN001
+
+def test_summary_of_raw_and_cache(make_file: MakeFile, tmp_path: Path) -> None:
     for name, n in {"a": 100, "b": 300, "c": 200, "d": 1000}.items():
         make_file(f"d/{name}", b"x" * n)
-    make_file("d/labels.csv", b"filename,label,group\na,benign,p1\nb,benign,p2\nc,malware,f1\nd,malware,f1\nz,x,y\n")
+    make_file(
+        "d/labels.csv", b"filename,label,group\na,benign,p1\nb,benign,p2\nc,malware,f1\nd,malware,f1\nz,x,y\n"
+    )
     s = summarize(CsvDataset(tmp_path / "d/labels.csv"))
     assert s.n == 4 and s.format == "csv" and s.n_groups == 3
     assert [(c.label, c.n, c.groups, c.median_size) for c in s.classes] == [

@@ -52,7 +52,9 @@ def test_manifest_kinds_and_sha(tmp_path: Path, samples: dict[str, bytes]) -> No
         (names[1].split("/")[1], "Emotet.B", "pe", 202, "b.exe"),
         (names[2].split("/")[1], "WannaCry", "script", 502, "c.js"),
     ]
-    z = aes_zip(tmp_path / "m.zip", {**entries, "manifest.csv": manifest_csv(rows), "Other/unlisted": b"xyz" * 20})
+    z = aes_zip(
+        tmp_path / "m.zip", {**entries, "manifest.csv": manifest_csv(rows), "Other/unlisted": b"xyz" * 20}
+    )
     ds = ZipDataset(z, label="malware", kinds=("pe",))
     assert [r.id for r in ds.records] == names[:2]
     assert [r.group for r in ds.records] == ["Emotet", "Emotet.B"]  # the manifest's family wins
@@ -104,7 +106,15 @@ def test_zip_slip_entries_skipped(tmp_path: Path, samples: dict[str, bytes]) -> 
 
 @pytest.mark.parametrize(
     ("name", "unsafe"),
-    [("a/b", False), ("a/..b", False), ("../a", True), ("a/../../b", True), ("/a", True), ("C:/a", True), ("\\a", True)],
+    [
+        ("a/b", False),
+        ("a/..b", False),
+        ("../a", True),
+        ("a/../../b", True),
+        ("/a", True),
+        ("C:/a", True),
+        ("\\a", True),
+    ],
 )
 def test_unsafe_entry_name(name: str, unsafe: bool) -> None:
     assert unsafe_entry_name(name) is unsafe

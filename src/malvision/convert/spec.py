@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -38,8 +39,9 @@ class ConvertSpec:
             )
         for name in ("image_size", "max_len"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
                 raise ConversionError(f"{name} must be a positive integer, got {value!r}")
+            object.__setattr__(self, name, int(value))  # numpy integers become plain ints
         if not isinstance(self.vocab, list | tuple) or not all(isinstance(t, str) for t in self.vocab):
             raise ConversionError("vocab must be a list of token strings")
         object.__setattr__(self, "vocab", tuple(self.vocab))

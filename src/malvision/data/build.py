@@ -128,13 +128,14 @@ def build_detection_cache(
     max_size: int = DEFAULT_MAX_SIZE,
     progress: Any | None = None,
     overwrite: bool = False,
+    dedupe: bool = True,
 ) -> tuple[int, list[tuple[str, str]]]:
     """Cache the malware-vs-benign PE set as ``kind`` image or bytes; returns (written, failures)."""
     if kind not in ("image", "bytes"):
         raise DatasetError(f"--kind {kind!r}: the PE set builds as image or bytes (opcodes: use --opcodes)")
     spec = ConvertSpec(kind=kind, image_size=image_size, max_len=max_len or DEFAULT_MAX_LEN)  # type: ignore[arg-type]
     with detection_dataset(benign_dir, malware_zip, all_kinds, password, max_size) as raw:
-        return write_cache(raw, out_dir, spec, progress=progress, overwrite=overwrite)
+        return write_cache(raw, out_dir, spec, progress=progress, overwrite=overwrite, dedupe=dedupe)
 
 
 def build_opcode_cache(
@@ -143,8 +144,9 @@ def build_opcode_cache(
     max_len: int | None = None,
     progress: Any | None = None,
     overwrite: bool = False,
+    dedupe: bool = True,
 ) -> tuple[int, list[tuple[str, str]]]:
     """Cache the BIG2015 opcode sequences (label = family), at most ``max_len`` opcodes each."""
     spec = ConvertSpec(kind="opcodes", max_len=max_len or DEFAULT_MAX_LEN)
     with OpcodeTreeDataset(opcodes_dir or default_opcodes_dir()) as raw:
-        return write_cache(raw, out_dir, spec, progress=progress, overwrite=overwrite)
+        return write_cache(raw, out_dir, spec, progress=progress, overwrite=overwrite, dedupe=dedupe)

@@ -194,11 +194,16 @@ def write_cache(
     spec: ConvertSpec,
     progress: Any | None = None,
     overwrite: bool = False,
+    dedupe: bool = True,
 ) -> tuple[int, list[tuple[str, str]]]:
     """Convert every sample of ``raw`` under ``spec`` into a cache at ``out_dir``.
 
     Samples that fail (unreadable, too short, sha256 mismatch) are skipped and returned with the
-    reader's own ``skipped`` list as (name, message). ``progress`` is a rich ``Progress`` or None.
+    reader's own ``skipped`` list as (name, message). With ``dedupe`` an exact copy of an earlier
+    sample (same sha256 of what ``open`` returns) is left out too, since copies split between train
+    and test inflate scores; these are not failures but listed in meta.json ``duplicates`` as
+    [id, label, kept id, kept label] (two labels flag a labelling conflict).
+    ``progress`` is a rich ``Progress`` or None.
 
     Returns:
         (samples written, failures).
@@ -219,6 +224,8 @@ def write_cache(
         offsets = [0]
         rows: list[Record] = []
         seen_ids: set[str] = set()
+        seen_sha: dict[str, tuple[str, str]] = {}
+        duplicates: list[list[str]] = []
         ctx = progress if progress is not None else contextlib.nullcontext()
         with ctx, contextlib.closing(arrays):
             task = progress.add_task(f"caching {raw.name}", total=len(raw)) if progress is not None else None
@@ -234,7 +241,13 @@ def write_cache(
                 except MalvisionError as e:
                     failures.append((rec.source, str(e)))
                 else:
+                    if dedupe and digest in seen_sha:
+                        duplicates.append([rec.id, rec.label, *seen_sha[digest]])
+                        if task is not None:
+                            progress.advance(task)
+                        continue
                     seen_ids.add(rec.id)
+                    seen_sha[digest] = (rec.id, rec.label)
                     if spec.kind == "image":
                         arrays.append(arr[None])
                     else:
@@ -264,6 +277,7 @@ def write_cache(
             "counts": dict(sorted(counts.items())),
             "n": len(rows),
             "n_failed": len(failures),
+            "duplicates": duplicates,
             "manifest_hash": hashlib.sha256(manifest).hexdigest(),
             "created": {
                 "at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -504,6 +518,15 @@ class CachedDataset:
         self._remap = remap
         self.vocab = vocab
         self.spec = replace(self._base_spec, vocab=vocab.tokens)
+
+    def close(self) -> None:
+        """Nothing to release (memory maps go with the object); here so every dataset has it."""
+
+    def __enter__(self) -> CachedDataset:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def __repr__(self) -> str:
         return f"CachedDataset({str(self.path)!r}, {len(self)} samples, kind={self.spec.kind})"

@@ -136,7 +136,9 @@ class ZipDataset(RawDataset):
                 family = row.get("family") or family
                 sha = parts[-1].lower()
             elif kinds is not None:
-                raise DatasetError(f"{self.path}: no {MANIFEST} to select entry kinds from; keep all (--all-kinds)")
+                raise DatasetError(
+                    f"{self.path}: no {MANIFEST} to select entry kinds from; keep all (--all-kinds)"
+                )
             lab = label if label is not None else family
             if lab is None:
                 self._skip(where, f"{where}: no family folder and no label given")

@@ -82,8 +82,8 @@ class CRNN(MalvisionModel):
         self.rnn = RecurrentLayers(rnn, in_ch, hidden, layers, bool(bidirectional), dropout)
         self._init_head(self.rnn.out_features, dropout)
 
-    def sequence_states(self, e: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor | None]:
-        """Recurrent states (B, T', H * dirs) over the shortened input, real lengths, step mask."""
+    def _steps(self, e: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Conv front end: steps (B, T', C), real lengths (B,), step mask (B, T') or None."""
         x = apply_mask(e.transpose(1, 2), mask) if self.is_sequence else e
         for b in self.blocks:
             x = b["pool"](apply_mask(b["act"](b["bn"](b["conv"](x))), mask))
@@ -93,6 +93,11 @@ class CRNN(MalvisionModel):
             lengths = torch.full((steps.shape[0],), steps.shape[1], dtype=torch.long, device=steps.device)
         else:
             lengths = mask.sum(1).clamp(min=1)
+        return steps, lengths, mask
+
+    def sequence_states(self, e: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Recurrent states (B, T', H * dirs) over the shortened input, real lengths, step mask."""
+        steps, lengths, mask = self._steps(e, mask)
         return self.rnn(steps, lengths), lengths, mask
 
     def features_embedded(self, e: Tensor, mask: Tensor | None = None) -> Tensor:
@@ -100,9 +105,10 @@ class CRNN(MalvisionModel):
         return pool_states(states, lengths, mask, self.pool, self.rnn.hidden, self.rnn.bidirectional)
 
     def forward_sequence(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """(logits, states): the recurrent states (B, T', H * dirs) that fed the logits."""
-        states, lengths, mask = self.sequence_states(self.embed(x), self.padding_mask(x))
-        feats = pool_states(states, lengths, mask, self.pool, self.rnn.hidden, self.rnn.bidirectional)
+        """(logits, states): after a backward pass ``states.grad[:, t]`` is dL/dh_t over the T' steps."""
+        steps, lengths, mask = self._steps(self.embed(x), self.padding_mask(x))
+        states, out = self.rnn.forward_tapped(steps, lengths)
+        feats = pool_states(out, lengths, mask, self.pool, self.rnn.hidden, self.rnn.bidirectional)
         return self.forward_head(feats), states
 
     def cam_layer(self) -> nn.Module:

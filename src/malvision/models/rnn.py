@@ -8,8 +8,11 @@ order): each of the S rows is one step, area-resized to ``row_features`` values 
 Padding never changes a real sample's output, without packing: the forward direction is causal, so
 right padding comes after every real step, and the backward direction runs on each sequence reversed
 within its own length (a gather), so its padding also comes last. This keeps the graph free of
-data-dependent Python (ONNX-friendly) and lets ``forward_sequence`` return the exact state tensor
-the logits came from.
+data-dependent Python (ONNX-friendly).
+
+``forward_sequence`` returns the top layer's states (B, T, hidden * directions) wired into the
+recurrence, so after a backward pass ``states.grad[:, t]`` is the total dL/dh_t (through later steps,
+not only the pooling): what a vanishing-gradient study needs.
 """
 
 from __future__ import annotations
@@ -69,19 +72,64 @@ class RecurrentLayers(nn.Module):
     def out_features(self) -> int:
         return self.hidden * (2 if self.bidirectional else 1)
 
+    def _layer(self, i: int, h: Tensor, rev: Tensor | None, taps: Tensor | None = None) -> Tensor:
+        """Outputs of layer ``i`` (both directions); ``taps`` (B, T, D) are added to them step by step."""
+        fwd = self.fwd[i]
+        out = fwd(h)[0] if taps is None else _run_tapped(fwd, h, taps[..., : self.hidden])
+        if self.bwd is not None and rev is not None:
+            hr = _take(h, rev)
+            if taps is None:
+                back = self.bwd[i](hr)[0]
+            else:
+                back = _run_tapped(self.bwd[i], hr, _take(taps[..., self.hidden :], rev))
+            out = torch.cat([out, _take(back, rev)], dim=-1)
+        return out
+
+    def _below_top(self, x: Tensor, rev: Tensor | None) -> Tensor:
+        """Input of the top layer: x through the lower layers (with dropout between layers)."""
+        h = x
+        for i in range(len(self.fwd) - 1):
+            h = self.drop(self._layer(i, h, rev))
+        return h
+
+    def _rev(self, x: Tensor, lengths: Tensor) -> Tensor | None:
+        return _reverse_index(lengths, x.shape[1]) if self.bwd is not None else None
+
     def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
         """States (B, T, hidden * directions) of the top layer for x (B, T, F) with real ``lengths``."""
-        rev = _reverse_index(lengths, x.shape[1]) if self.bwd is not None else None
-        h = x
-        for i, fwd in enumerate(self.fwd):
-            if i:
-                h = self.drop(h)
-            out = fwd(h)[0]
-            if self.bwd is not None and rev is not None:
-                back = _take(self.bwd[i](_take(h, rev))[0], rev)
-                out = torch.cat([out, back], dim=-1)
-            h = out
-        return h
+        rev = self._rev(x, lengths)
+        return self._layer(len(self.fwd) - 1, self._below_top(x, rev), rev)
+
+    def forward_tapped(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """(states, outputs): ``states`` holds the top layer's h_t and is wired into the recurrence.
+
+        The top layer is recomputed step by step with ``states[:, t] - states[:, t].detach()`` (zero)
+        added to h_t before it feeds step t + 1 and the output, so ``states.grad`` after a backward
+        pass is the total dL/dh_t through the recurrence, not only the direct path to the pooling.
+        """
+        rev = self._rev(x, lengths)
+        h = self._below_top(x, rev)
+        top = len(self.fwd) - 1
+        if not torch.is_grad_enabled():
+            out = self._layer(top, h, rev)
+            return out, out
+        with torch.no_grad():
+            values = self._layer(top, h, rev)
+        states = values.requires_grad_(True)
+        return states, self._layer(top, h, rev, taps=states)
+
+
+def _run_tapped(rnn: nn.RNNBase, x: Tensor, taps: Tensor) -> Tensor:
+    """Run a one-layer ``rnn`` over x (B, T, F) one step at a time, adding zero-valued taps to h_t."""
+    hx: Tensor | tuple[Tensor, Tensor] | None = None
+    outs = []
+    for t in range(x.shape[1]):
+        o, hx = rnn(x[:, t : t + 1], hx)
+        tap = taps[:, t]
+        h = o[:, 0] + (tap - tap.detach())
+        hx = (h.unsqueeze(0), hx[1]) if isinstance(hx, tuple) else h.unsqueeze(0)
+        outs.append(h)
+    return torch.stack(outs, dim=1)
 
 
 def pool_states(
@@ -162,9 +210,14 @@ class RecurrentNet(MalvisionModel):
         return pool_states(states, lengths, mask, self.pool, self.rnn.hidden, self.rnn.bidirectional)
 
     def forward_sequence(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """(logits, states): states (B, T, H * dirs) fed the logits; ``retain_grad`` it for dL/dh_t."""
-        states, lengths, mask = self.sequence_states(self.embed(x), self.padding_mask(x))
-        feats = pool_states(states, lengths, mask, self.pool, self.rnn.hidden, self.rnn.bidirectional)
+        """(logits, states): after a backward pass ``states.grad[:, t]`` is dL/dh_t (B, T, H * dirs).
+
+        For analysis (e.g. vanishing gradients): the top layer runs step by step, so it is slower than
+        ``forward``; the logits match ``forward``'s up to float rounding.
+        """
+        steps, lengths, mask = self._steps(self.embed(x), self.padding_mask(x))
+        states, out = self.rnn.forward_tapped(steps, lengths)
+        feats = pool_states(out, lengths, mask, self.pool, self.rnn.hidden, self.rnn.bidirectional)
         return self.forward_head(feats), states
 
 

@@ -1,0 +1,290 @@
+"""The one inference path: bytes -> triage -> conversion -> model (torch or ONNX) -> ``Verdict``.
+
+``Scanner`` loads a model once, reads and converts files on worker threads while the model scores
+full batches, and keeps the input order. Files outside what the model was made for (see ``triage``)
+get ``unknown`` with a reason instead of a confident guess.
+"""
+
+from __future__ import annotations
+
+import sys
+import zipfile
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from malvision.bundled import DEFAULT_MODEL, resolve_checkpoint
+from malvision.convert.image import iter_plot_rows, plot_shape, resize_rows
+from malvision.convert.opcodes import parse_opcodes
+from malvision.convert.sequence import Vocabulary, byte_sequence, pad_batch
+from malvision.convert.spec import ConvertSpec
+from malvision.errors import ConversionError, InputError, MalvisionError
+from malvision.io import DEFAULT_MAX_SIZE, MemorySource, Source, expand_inputs, open_source
+from malvision.triage import byte_stats, triage
+
+__all__ = ["Verdict", "ScanError", "Scanner", "HEAD_BYTES"]
+
+HEAD_BYTES = 64 * 1024  # what triage reads: magic, PE headers and section table
+EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+FIELDS = ("path", "sha256", "size", "verdict", "score", "family", "reason")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One scanned file: ``verdict`` is malware, benign or unknown; ``score`` the malware probability."""
+
+    path: str
+    sha256: str | None
+    size: int | None
+    verdict: str
+    score: float | None
+    family: str | None
+    reason: str | None
+    family_score: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ScanError:
+    """A file that could not be scanned (unreadable, too large, ...): the run goes on."""
+
+    path: str
+    message: str
+
+
+@dataclass
+class _Prepared:
+    name: str
+    sha256: str | None
+    size: int
+    x: np.ndarray | None
+    reason: str | None
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    z = logits.astype(np.float64) / temperature
+    z -= z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+class Scanner:
+    """Scan files, folders, stdin (``-``) and sample zips with one loaded model.
+
+    Args:
+        model: bundled model name, run folder or checkpoint file.
+        threshold: malware-probability threshold (default: the model card's, chosen for a target FPR).
+        backend: ``torch``, ``onnx`` or ``auto`` (ONNX when the model has a verified ONNX export).
+        zip_password: open ``.zip`` inputs with this password and scan their entries in memory.
+    """
+
+    def __init__(
+        self,
+        model: str | Path = DEFAULT_MODEL,
+        *,
+        threshold: float | None = None,
+        backend: str = "auto",
+        batch_size: int = 32,
+        workers: int = 2,
+        max_size: int = DEFAULT_MAX_SIZE,
+        zip_password: str | None = None,
+    ) -> None:
+        from malvision.checkpoint import load_checkpoint
+
+        self.model_path = resolve_checkpoint(model)
+        ck = load_checkpoint(self.model_path)
+        self.checkpoint = ck
+        self.spec = ConvertSpec.from_dict(ck.spec)
+        self.classes = list(ck.classes)
+        self.card: dict[str, Any] = dict((ck.extra or {}).get("card", {}))
+        self.detector = sorted(self.classes) == ["benign", "malware"]
+        self.temperature = float(self.card.get("temperature", 1.0))
+        self.threshold = float(threshold if threshold is not None else self.card.get("threshold", 0.5))
+        if not 0.0 <= self.threshold <= 1.0:
+            raise MalvisionError(f"--threshold must be between 0 and 1, got {self.threshold}")
+        self.vocab = Vocabulary(self.spec.vocab) if self.spec.kind == "opcodes" else None
+        self.expects = "text" if self.spec.kind == "opcodes" else "pe"
+        self.batch_size, self.workers, self.max_size = batch_size, max(1, workers), max_size
+        self.zip_password = zip_password
+        self.backend = self._pick_backend(backend)
+
+    def _pick_backend(self, backend: str) -> str:
+        if backend not in ("auto", "torch", "onnx"):
+            raise MalvisionError(f"unknown backend {backend!r}; use auto, torch or onnx")
+        onnx_path = self.model_path.with_suffix(".onnx")
+        if backend == "onnx" or (backend == "auto" and onnx_path.is_file() and self.card.get("onnx_faster")):
+            from malvision.export import OnnxModel
+
+            self._onnx = OnnxModel(onnx_path)
+            return "onnx"
+        import torch
+
+        self.checkpoint.model.eval()
+        self._torch = torch
+        return "torch"
+
+    # -- the one path --------------------------------------------------------------------------
+    def prepare(self, src: Source) -> _Prepared:
+        """Read ``src`` once: sha256, byte histogram, head for triage and the model input."""
+        hist = np.zeros(256, dtype=np.int64)
+        head = bytearray()
+        kept = bytearray()
+        keep = (
+            self.spec.max_len
+            if self.spec.kind == "bytes"
+            else (self.max_size if self.expects == "text" else 0)
+        )
+
+        def tapped() -> Iterator[memoryview]:
+            for chunk in src.chunks():
+                arr = np.frombuffer(chunk, dtype=np.uint8)
+                hist[:] += np.bincount(arr, minlength=256)
+                if len(head) < HEAD_BYTES:
+                    head.extend(chunk[: HEAD_BYTES - len(head)])
+                if len(kept) < keep:
+                    kept.extend(chunk[: keep - len(kept)])
+                yield chunk
+
+        x: np.ndarray | None = None
+        problem: str | None = None
+        if self.spec.kind == "image":
+            try:
+                h, w = plot_shape(src.size)
+                x = resize_rows(iter_plot_rows(tapped(), src.size), h, w, self.spec.image_size)
+            except ConversionError as e:
+                problem = f"too small for a byte plot ({e})"
+        if self.spec.kind != "image" or problem:
+            for _ in tapped():
+                pass
+        reason = triage(bytes(head), byte_stats(hist), self.expects) or problem
+        if reason is None and self.spec.kind == "bytes":
+            x = byte_sequence(bytes(kept), self.spec.max_len)
+        elif reason is None and self.spec.kind == "opcodes":
+            try:
+                assert self.vocab is not None
+                x = self.vocab.encode(parse_opcodes(bytes(kept), src.name), self.spec.max_len)
+            except ConversionError as e:
+                reason = str(e).removeprefix(f"{src.name}: ")
+        return _Prepared(src.name, src.sha256, src.size, x if reason is None else None, reason)
+
+    def infer(self, xs: list[np.ndarray]) -> np.ndarray:
+        """Calibrated class probabilities for a batch of converted inputs."""
+        if xs[0].ndim == 2:
+            batch = np.stack(xs).astype(np.float32)[:, None] / np.float32(255.0)
+        else:
+            batch = pad_batch(xs)
+        if self.backend == "onnx":
+            logits = self._onnx.run(batch)
+        else:
+            torch = self._torch
+            with torch.inference_mode():
+                logits = self.checkpoint.model(torch.from_numpy(batch)).float().numpy()
+        return softmax(logits, self.temperature)
+
+    def _verdict(self, p: _Prepared, probs: np.ndarray | None) -> Verdict:
+        if probs is None:
+            return Verdict(p.name, p.sha256, p.size, "unknown", None, None, p.reason)
+        if self.detector:
+            score = float(probs[self.classes.index("malware")])
+            label = "malware" if score >= self.threshold else "benign"
+            return Verdict(p.name, p.sha256, p.size, label, round(score, 6), None, None)
+        top = int(probs.argmax())
+        # A family model presumes malware; it names the family, it cannot say benign.
+        return Verdict(
+            p.name, p.sha256, p.size, "malware", None, self.classes[top], None, round(float(probs[top]), 6)
+        )
+
+    # -- inputs ------------------------------------------------------------------------------------
+    def _openers(self, paths: Iterable[str | Path]) -> Iterator[tuple[str, Callable[[], Source]]]:
+        for raw in paths:
+            if str(raw) == "-":
+                yield "-", self._stdin
+                continue
+            for path, _ in expand_inputs([raw]):
+                if self.zip_password is not None and path.is_file() and zipfile.is_zipfile(path):
+                    yield from self._zip_openers(path)
+                else:
+                    yield str(path), lambda path=path: open_source(path, self.max_size)
+
+    def _stdin(self) -> Source:
+        data = sys.stdin.buffer.read(self.max_size + 1)
+        if len(data) > self.max_size:
+            raise MalvisionError(f"-: standard input is over the {self.max_size}-byte size limit")
+        return MemorySource.of("-", data)
+
+    def _zip_openers(self, path: Path) -> Iterator[tuple[str, Callable[[], Source]]]:
+        from malvision.data.zips import ZipDataset
+
+        try:
+            zd = ZipDataset(path, label="sample", password=self.zip_password)
+        except MalvisionError as e:
+            msg = str(e)
+            yield str(path), lambda msg=msg: (_ for _ in ()).throw(MalvisionError(msg))
+            return
+        for name, msg in zd.skipped:
+            yield name, lambda msg=msg: (_ for _ in ()).throw(MalvisionError(msg))
+        for i, rec in enumerate(zd.records):
+            yield rec.source, lambda i=i: zd.open(i)
+
+    def scan(self, paths: Iterable[str | Path]) -> Iterator[Verdict | ScanError]:
+        """Verdicts (and errors) for every file under ``paths``, in input order."""
+
+        def work(name: str, opener: Callable[[], Source]) -> _Prepared:
+            try:
+                src = opener()
+            except InputError as e:
+                if str(e).endswith(": empty file"):  # a verdict, not an error: there is nothing to judge
+                    return _Prepared(name, EMPTY_SHA256, 0, None, "empty file")
+                raise
+            return self.prepare(src)
+
+        window = max(2 * self.batch_size, 4 * self.workers)
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="malvision-read") as pool:
+            pending: deque[tuple[str, Future[_Prepared]]] = deque()
+            ready: list[tuple[str, _Prepared | ScanError]] = []
+            for name, opener in self._openers(paths):
+                pending.append((name, pool.submit(work, name, opener)))
+                if len(pending) >= window:
+                    ready.append(self._collect(*pending.popleft()))
+                    if (
+                        sum(1 for _, r in ready if isinstance(r, _Prepared) and r.x is not None)
+                        >= self.batch_size
+                    ):
+                        yield from self._flush(ready)
+                        ready = []
+            while pending:
+                ready.append(self._collect(*pending.popleft()))
+            yield from self._flush(ready)
+
+    @staticmethod
+    def _collect(name: str, fut: Future[_Prepared]) -> tuple[str, _Prepared | ScanError]:
+        try:
+            return name, fut.result()
+        except MalvisionError as e:
+            return name, ScanError(name, str(e))
+        except OSError as e:
+            return name, ScanError(name, f"{name}: {e.strerror or e}")
+
+    def _flush(self, ready: list[tuple[str, _Prepared | ScanError]]) -> Iterator[Verdict | ScanError]:
+        todo = [r for _, r in ready if isinstance(r, _Prepared) and r.x is not None]
+        probs: dict[int, np.ndarray] = {}
+        for i in range(0, len(todo), self.batch_size):
+            chunk = todo[i : i + self.batch_size]
+            for p, pr in zip(chunk, self.infer([c.x for c in chunk]), strict=True):  # type: ignore[misc]
+                probs[id(p)] = pr
+        for _, r in ready:
+            yield r if isinstance(r, ScanError) else self._verdict(r, probs.get(id(r)))
+
+    def scan_bytes(self, name: str, data: bytes) -> Verdict:
+        """Verdict for bytes already in memory (an upload, a zip entry)."""
+        if not data:
+            return Verdict(name, EMPTY_SHA256, 0, "unknown", None, None, "empty file")
+        p = self.prepare(MemorySource.of(name, data))
+        return self._verdict(p, self.infer([p.x])[0] if p.x is not None else None)
