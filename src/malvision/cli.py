@@ -480,6 +480,125 @@ def models_cmd() -> None:
     out.print(table)
 
 
+@app.command()
+def scan(
+    paths: Annotated[list[str], typer.Argument(help="Files, folders (recursive), zips, or - for stdin.")],
+    model: Annotated[str, typer.Option("--model", "-m", help="Bundled model name, run folder or .pt file.")] = "default",
+    threshold: Annotated[float | None, typer.Option(help="Malware-probability threshold (default: the model card's).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON array of records.")] = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV records.")] = False,
+    zip_password: Annotated[str | None, typer.Option(help="Open .zip inputs with this password (e.g. infected) and scan their entries in memory.")] = None,
+    backend: Annotated[str, typer.Option(help="auto, torch or onnx.")] = "auto",
+    batch_size: Annotated[int, typer.Option(help="Files per inference batch.")] = 32,
+    workers: Annotated[int, typer.Option(help="Reader/converter threads.")] = 2,
+    max_size: MaxSize = "8G",
+) -> None:
+    """Scan files for malware: verdict (malware, benign, unknown), score and reason per file.
+
+    Exit status as ClamAV: 0 nothing found, 1 malware found, 2 errors (listed at the end).
+    """
+    import csv
+    import json
+
+    from malvision.scan import FIELDS, ScanError, Scanner
+
+    if as_json and as_csv:
+        raise MalvisionError("pick one of --json and --csv")
+    scanner = Scanner(model, threshold=threshold, backend=backend, batch_size=batch_size, workers=workers,
+                      max_size=parse_size(max_size), zip_password=zip_password)
+    records, failures = [], []
+    writer = csv.DictWriter(sys.stdout, fieldnames=list(FIELDS), extrasaction="ignore") if as_csv else None
+    if writer:
+        writer.writeheader()
+    with progress() as bar:
+        task = bar.add_task("scanning", total=None)
+        for r in scanner.scan(paths):
+            bar.advance(task)
+            if isinstance(r, ScanError):
+                failures.append((r.path, r.message))
+                continue
+            records.append(r)
+            if writer:
+                writer.writerow(r.to_dict())
+    if as_json:
+        print(json.dumps([r.to_dict() for r in records], indent=1))
+    elif not as_csv:
+        from rich.table import Table
+
+        table = Table(title=f"malvision scan ({scanner.model_path.name}, threshold {scanner.threshold:.4g})")
+        for col in ("path", "verdict", "score", "family", "reason"):
+            table.add_column(col, overflow="fold")
+        style = {"malware": "bold red", "benign": "green", "unknown": "yellow"}
+        for r in records:
+            score = "" if r.score is None else f"{r.score:.4f}"
+            fam = r.family or ""
+            if r.family_score is not None:
+                fam += f" ({r.family_score:.2f})"
+            table.add_row(r.path, f"[{style[r.verdict]}]{r.verdict}[/]", score, fam, r.reason or "")
+        out.print(table)
+        counts = {v: sum(r.verdict == v for r in records) for v in ("malware", "benign", "unknown")}
+        out.print(f"{len(records)} scanned: {counts['malware']} malware, {counts['benign']} benign, "
+                  f"{counts['unknown']} unknown; {len(failures)} error(s)", markup=False)
+    report_failures(failures)
+    if failures:
+        raise typer.Exit(EXIT_ERROR)
+    raise typer.Exit(EXIT_FOUND if any(r.verdict == "malware" for r in records) else EXIT_OK)
+
+
+@app.command()
+def export(
+    model: Annotated[str, typer.Argument(help="Bundled model name, run folder or .pt file.")] = "default",
+    onnx: Annotated[bool, typer.Option("--onnx", help="Export to ONNX (the only format for now).")] = True,
+    out_path: Annotated[Path | None, typer.Option("--out", "-o", help="Output .onnx (default: beside the .pt).")] = None,
+) -> None:
+    """Export a model to ONNX and check its logits match torch (max abs difference < 1e-4)."""
+    import json
+
+    from malvision.bundled import resolve_checkpoint
+    from malvision.export import export_onnx
+
+    if not onnx:
+        raise MalvisionError("only --onnx export is supported")
+    report = export_onnx(resolve_checkpoint(model), out_path)
+    out.print(json.dumps(report, indent=2), markup=False)
+
+
+@app.command()
+def info(
+    model: Annotated[str, typer.Argument(help="Bundled model name, run folder or .pt file.")] = "default",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the model card as JSON.")] = False,
+) -> None:
+    """Show a model's card: architecture, input spec, training data, split, metrics, command."""
+    import json
+
+    from malvision.bundled import resolve_checkpoint
+    from malvision.checkpoint import load_checkpoint
+
+    path = resolve_checkpoint(model)
+    ck = load_checkpoint(path)
+    card = dict((ck.extra or {}).get("card", {}))
+    spec = {k: v for k, v in ck.spec.items() if k != "vocab"}
+    if ck.spec.get("vocab"):
+        spec["vocab_size"] = len(ck.spec["vocab"]) + 2
+    summary = {
+        "file": str(path),
+        "model": ck.model_name,
+        "model_kwargs": ck.model_kwargs,
+        "parameters": sum(p.numel() for p in ck.model.parameters()),
+        "input": spec,
+        "classes": ck.classes,
+        "seed": ck.seed,
+        "manifest_hash": ck.manifest_hash,
+    } | {k: v for k, v in card.items() if k != "training_sha256"}
+    if "training_sha256" in card:
+        summary["training_files"] = f"{len(card['training_sha256'])} sha256 (malvision info --json lists them)"
+    if as_json:
+        print(json.dumps(summary | ({"training_sha256": card["training_sha256"]} if "training_sha256" in card else {}), indent=1))
+        return
+    for k, v in summary.items():
+        out.print(f"[bold]{k}[/bold]: {json.dumps(v) if isinstance(v, dict | list) else v}", soft_wrap=True)
+
+
 def _on_sigterm(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 

@@ -21,7 +21,7 @@ import numpy as np
 from malvision.bundled import DEFAULT_MODEL, resolve_checkpoint
 from malvision.convert.image import iter_plot_rows, plot_shape, resize_rows
 from malvision.convert.opcodes import parse_opcodes
-from malvision.convert.sequence import Vocabulary, byte_sequence, pad_batch
+from malvision.convert.sequence import UNK, Vocabulary, byte_sequence, pad_batch
 from malvision.convert.spec import ConvertSpec
 from malvision.errors import ConversionError, InputError, MalvisionError
 from malvision.io import DEFAULT_MAX_SIZE, MemorySource, Source, expand_inputs, open_source
@@ -30,6 +30,7 @@ from malvision.triage import byte_stats, triage
 __all__ = ["Verdict", "ScanError", "Scanner", "HEAD_BYTES"]
 
 HEAD_BYTES = 64 * 1024  # what triage reads: magic, PE headers and section table
+MAX_UNKNOWN_TOKENS = 0.5  # opcode input with more unknown mnemonics than this is not what the model read
 EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 FIELDS = ("path", "sha256", "size", "verdict", "score", "family", "reason")
 
@@ -170,6 +171,9 @@ class Scanner:
             try:
                 assert self.vocab is not None
                 x = self.vocab.encode(parse_opcodes(bytes(kept), src.name), self.spec.max_len)
+                unknown = float(np.mean(x == UNK))
+                if unknown > MAX_UNKNOWN_TOKENS:
+                    reason = f"not opcode text the model knows ({unknown:.0%} of tokens are unknown to it)"
             except ConversionError as e:
                 reason = str(e).removeprefix(f"{src.name}: ")
         return _Prepared(src.name, src.sha256, src.size, x if reason is None else None, reason)
