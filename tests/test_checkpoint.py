@@ -150,6 +150,9 @@ def test_truncated_and_foreign_files(tmp_path: Path) -> None:
     truncated = tmp_path / "trunc.pt"
     truncated.write_bytes(data[: len(data) // 2])
     assert "truncated" in _one_line_error(truncated)
+    random_bytes = tmp_path / "random.bin"
+    random_bytes.write_bytes(bytes(range(256)) * 4)
+    assert "not a malvision checkpoint" in _one_line_error(random_bytes)
     text = tmp_path / "notes.txt"
     text.write_text("hello, not a checkpoint\n")
     _one_line_error(text)
@@ -180,9 +183,13 @@ def test_unknown_version_and_missing_keys(tmp_path: Path) -> None:
 
 def test_other_architecture_or_damaged_weights(tmp_path: Path) -> None:
     path = _save(tmp_path / "a.pt")
-    _rewrite(path, lambda p: p["model"].update(name="resnet"))
+    _rewrite(path, lambda p: p["model"].update(name="crnn"))  # same kwargs, other weights
     msg = _one_line_error(path)
-    assert "do not fit model 'resnet'" in msg and "missing" in msg
+    assert "do not fit model 'crnn'" in msg and "missing" in msg and "another architecture" in msg
+
+    path = _save(tmp_path / "a2.pt")
+    _rewrite(path, lambda p: p["model"].update(name="resnet"))
+    assert "cannot rebuild the model" in _one_line_error(path)
 
     path = _save(tmp_path / "b.pt")
     _rewrite(path, lambda p: p["state_dict"].pop("fc.weight"))

@@ -9,6 +9,7 @@ atomically and read with ``torch.load(weights_only=True)``: a file that would ru
 from __future__ import annotations
 
 import pickle
+import warnings
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -86,7 +87,7 @@ class Checkpoint:
 
 
 def _first_line(e: BaseException, limit: int = 160) -> str:
-    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    text = str(e).strip().splitlines()[0].split(". ")[0] if str(e).strip() else type(e).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -226,18 +227,37 @@ def save_checkpoint(
 
 
 def _version() -> str:
-    try:
-        from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
 
+    try:
         return version("malvision")
-    except Exception:  # not installed (source checkout)
+    except PackageNotFoundError:  # a source checkout that is not installed
         return "unknown"
 
 
 def _read(p: Path) -> Any:
     """torch.load with weights_only=True; every failure becomes a one-line ``CheckpointError``."""
+    if not zipfile.is_zipfile(p):  # torch.save writes a zip archive; anything else is never unpickled
+        with open(p, "rb") as f:
+            head = f.read(4)
+        if head == b"PK\x03\x04":
+            raise CheckpointError(
+                f"{p}: truncated or damaged checkpoint (incomplete zip archive); save it again"
+            )
+        raise CheckpointError(f"{p}: not a malvision checkpoint (not a PyTorch zip archive)")
     try:
-        return torch.load(p, map_location="cpu", weights_only=True)
+        with zipfile.ZipFile(p) as z:
+            names = z.namelist()
+    except (zipfile.BadZipFile, OSError) as e:
+        raise CheckpointError(
+            f"{p}: truncated or damaged checkpoint ({_first_line(e)}); save it again"
+        ) from None
+    if not any(n == "data.pkl" or n.endswith("/data.pkl") for n in names):
+        raise CheckpointError(f"{p}: not a malvision checkpoint (a zip archive without PyTorch data)")
+    try:
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the error below says it
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         if "weights only" in str(e).lower() or "unsupported global" in str(e).lower():
             raise CheckpointError(
