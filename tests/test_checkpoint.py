@@ -5,6 +5,7 @@ from __future__ import annotations
 import pickle
 import pickletools
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,15 @@ from malvision.errors import CheckpointError
 from malvision.models import create_model
 
 KWARGS = {"channels": (4, 8), "embed_dim": 4}
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """Tiny tensors run much faster on one thread than with threads contending for 2 shared cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def _model(name: str = "cnn", **kwargs: Any) -> torch.nn.Module:

@@ -158,20 +158,24 @@ def data_info(
     finally:
         if hasattr(ds, "close"):
             ds.close()
-    table = Table(
-        title=f"{s.name} ({s.format}): {s.n} samples, {len(s.classes)} classes, {s.n_groups} groups"
+    out.print(
+        f"{s.name} ({s.format}): {s.n} samples, {len(s.classes)} classes, {s.n_groups} groups", markup=False
     )
+    table = Table()
     for col in ("class", "samples", "share", "groups", "median size"):
         table.add_column(col, justify="left" if col == "class" else "right")
     for c in s.classes:
         share = f"{100 * c.n / max(s.n, 1):.1f}%"
-        table.add_row(c.label, str(c.n), share, str(c.groups), human_size(c.median_size))
+        table.add_row(c.label, str(c.n), share, str(c.groups or "-"), human_size(c.median_size))
     out.print(table)
     lo, med, mean, hi = s.sizes
     out.print(f"sizes: min {human_size(lo)}, median {human_size(med)}, ", end="")
     out.print(f"mean {human_size(mean)}, max {human_size(hi)}")
     if s.top_groups:
         out.print("largest groups: " + ", ".join(f"{g} ({n})" for g, n in s.top_groups), markup=False)
+    if s.lengths is not None:
+        lo, med, mean, hi = s.lengths
+        out.print(f"tokens per sample: min {lo}, median {med:.0f}, mean {mean:.0f}, max {hi}")
     if s.spec is not None:
         out.print("spec: " + ", ".join(f"{k}={v}" for k, v in s.spec.items()), markup=False)
     if s.skipped:
@@ -597,6 +601,109 @@ def info(
         return
     for k, v in summary.items():
         out.print(f"[bold]{k}[/bold]: {json.dumps(v) if isinstance(v, dict | list) else v}", soft_wrap=True)
+
+
+@app.command("train-detector")
+def train_detector(
+    data: DataOpt,
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Run folder: model.pt, card.json, roc.png.")],
+    model: Annotated[str, typer.Option("--model", "-m", help="Architecture.")] = "cnn",
+    sets: ModelKw = None,
+    folds: Annotated[int, typer.Option(help="Group-disjoint cross-validation folds.")] = 5,
+    target_fpr: Annotated[float, typer.Option(help="False-positive rate the threshold is picked for.")] = 0.001,
+    epochs: Annotated[int, typer.Option(help="Most epochs.")] = 20,
+    batch_size: Annotated[int, typer.Option(help="Samples per step.")] = 32,
+    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 2e-3,
+    patience: Annotated[int, typer.Option(help="Early-stopping patience.")] = 5,
+    max_len: Annotated[int | None, typer.Option(help="Crop byte sequences to their first N bytes.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    threads: Annotated[int | None, typer.Option(help="Torch CPU threads.")] = None,
+) -> None:
+    """Build a malware/benign detector with a model card: group-disjoint CV, calibration, FPR threshold."""
+    import json
+
+    from malvision.detector import build_detector
+
+    cfg = _train_config(model, sets, epochs=epochs, batch_size=batch_size, lr=lr, patience=patience,
+                        max_len=max_len, seed=seed, threads=threads)
+    ds = _dataset_for(data, None, 64, None)
+    command = "malvision " + " ".join(sys.argv[1:])
+    with progress() as bar:
+        task = bar.add_task("detector", total=None)
+        card = build_detector(ds, cfg, out_dir, folds=folds, target_fpr=target_fpr, command=command,
+                              on_progress=lambda s: bar.update(task, description=s))
+    out.print(json.dumps(card["metrics"], indent=2), markup=False)
+    out.print(f"model with card: {out_dir / 'model.pt'}", markup=False)
+
+
+@app.command()
+def explain(
+    file: Annotated[Path, typer.Argument(help="The file to explain.")],
+    model: Annotated[str, typer.Option("--model", "-m", help="Bundled model name, run folder or .pt file.")] = "default",
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for <name>.explain.png and .json.")] = Path("."),
+    top_k: Annotated[int, typer.Option("--top-k", min=1, max=50, help="How many byte ranges to report.")] = 5,
+    method: Annotated[str, typer.Option(help="ig (integrated gradients), gradient, or gradcam (CNNs).")] = "ig",
+    steps: Annotated[int, typer.Option(min=1, max=512, help="Integrated-gradients steps.")] = 32,
+    target: Annotated[str | None, typer.Option(help="Class to explain (default: the verdict's).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the JSON record.")] = False,
+    max_size: Annotated[str, typer.Option("--max-size", help="Refuse inputs larger than this (read whole into memory).")] = "1G",
+) -> None:
+    """Explain a verdict: which byte ranges (and PE sections) drove it; writes a heat-map PNG and JSON."""
+    import json
+
+    from malvision.explain import explain_bytes, write_explanation
+    from malvision.io import open_source
+    from malvision.scan import Scanner
+
+    data = open_source(file, parse_size(max_size)).read()
+    scanner = Scanner(model, backend="torch")
+    expl = explain_bytes(scanner, str(file), data, top_k=top_k, method=method, steps=steps, target=target)
+    json_path, png_path = write_explanation(expl, data, out_dir)
+    if as_json:
+        print(json.dumps(expl.to_dict() | {"png": str(png_path), "json": str(json_path)}, indent=1))
+        return
+    from rich.table import Table
+
+    v = expl.verdict
+    score = "" if v.score is None else f" score {v.score:.4f}"
+    out.print(f"{file}: {v.verdict}{score}" + (f" family {v.family}" if v.family else "")
+              + (f" ({v.reason})" if v.reason else ""), markup=False)
+    out.print(f"explained: {expl.method} for class {expl.target!r} (model probability "
+              f"{expl.target_probability:.4f})", markup=False)
+    if expl.note:
+        out.print(f"note: {expl.note}", markup=False)
+    table = Table(title=f"top {len(expl.ranges)} {expl.unit} ranges by share of positive attribution")
+    for col in ("#", "start", "end", "length", "share", "section", "entropy"):
+        table.add_column(col, justify="left" if col == "section" else "right")
+    for i, r in enumerate(expl.ranges, 1):
+        fmt = hex if r.unit == "byte" else str
+        ent = "" if r.section_entropy is None else f"{r.section_entropy:.2f}"
+        table.add_row(str(i), fmt(r.start), fmt(r.end), f"{r.end - r.start:,}", f"{r.share:.1%}",
+                      " + ".join(r.sections), ent)
+    out.print(table)
+    out.print(f"wrote {png_path} and {json_path}", markup=False)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to bind (default: loopback only).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port.")] = 8000,
+    model: Annotated[str, typer.Option("--model", "-m", help="Bundled model name, run folder or .pt file.")] = "default",
+    max_upload: Annotated[str, typer.Option(help="Largest upload per request (413 beyond).")] = "64M",
+    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds per request (504 beyond).")] = 30.0,
+    max_concurrent: Annotated[int, typer.Option(min=1, help="Inferences running at once.")] = 2,
+    queue: Annotated[int, typer.Option(min=0, help="Requests waiting for a worker (503 beyond).")] = 8,
+    api_key: Annotated[str | None, typer.Option(envvar="MALVISION_API_KEY", help="Require this X-API-Key header (or set MALVISION_API_KEY).")] = None,
+) -> None:
+    """Serve the HTTP API (/v1/scan, /v1/explain, /v1/model, /healthz, /docs) and the web page at /."""
+    from malvision.server import ServerSettings
+    from malvision.server import serve as run_server
+
+    settings = ServerSettings(max_upload=parse_size(max_upload), timeout=timeout, max_concurrent=max_concurrent,
+                              queue=queue, api_key=api_key)
+    if host not in ("127.0.0.1", "localhost", "::1") and api_key is None:
+        err.print(f"warning: serving on {host} without --api-key: anyone who can reach it can use it", markup=False)
+    run_server(model, settings, host=host, port=port)
 
 
 def _on_sigterm(signum: int, frame: object) -> None:

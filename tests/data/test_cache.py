@@ -260,3 +260,30 @@ def test_exact_duplicates_are_dropped_unless_asked(tmp_path: Path) -> None:
         BinaryTreeDataset(tmp_path / "t"), tmp_path / "k", ConvertSpec(kind="bytes"), dedupe=False
     )
     assert n == 4 and CachedDataset(tmp_path / "k").meta["duplicates"] == []
+
+
+def test_unwritable_out_dir_is_one_error(tree: Path, tmp_path: Path) -> None:
+    (tmp_path / "afile").write_bytes(b"x")
+    with pytest.raises(DatasetError, match="afile/c: cannot create the cache here"):
+        write_cache(BinaryTreeDataset(tree), tmp_path / "afile" / "c", ConvertSpec(image_size=4))
+
+
+def test_progress_counts_every_sample(tree: Path, tmp_path: Path) -> None:
+    import io
+
+    from rich.console import Console
+    from rich.progress import Progress
+
+    bar = Progress(console=Console(file=io.StringIO()))
+    write_cache(BinaryTreeDataset(tree), tmp_path / "c", ConvertSpec(image_size=4), progress=bar)
+    (task,) = bar.tasks
+    assert task.total == 5 and task.completed == 5  # the failed sample counts as done too
+
+
+def test_cache_folder_has_ordinary_permissions(tree: Path, tmp_path: Path) -> None:
+    import os
+
+    write_cache(BinaryTreeDataset(tree), tmp_path / "c", ConvertSpec(image_size=4))
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert (tmp_path / "c").stat().st_mode & 0o777 == 0o777 & ~umask

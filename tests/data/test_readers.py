@@ -256,3 +256,13 @@ def test_opcode_tree_with_and_without_manifest(make_file: MakeFile, tmp_path: Pa
     ds = OpcodeTreeDataset(tmp_path / "op")
     assert [r.id for r in ds.records] == ["s2"]
     assert "s9.txt" in ds.skipped[0][1]
+
+
+def test_parse_bytes_dump_in_blocks(monkeypatch: pytest.MonkeyPatch, rng: np.random.Generator) -> None:
+    from malvision.data import readers
+
+    data = rng.integers(0, 256, 5000, dtype=np.uint8).tobytes()
+    dump = bytes_dump(data, unknown={77, 4999})
+    whole = parse_bytes_dump(dump)
+    monkeypatch.setattr(readers, "_DUMP_BLOCK", 100)  # many blocks, each cut after a newline
+    assert parse_bytes_dump(dump) == whole and len(whole) == 5000 and whole[77] == 0

@@ -123,3 +123,12 @@ def test_train_val_split(data: tuple[np.ndarray, list[str | None]]) -> None:
     assert sorted(np.concatenate([gtr, gva]).tolist()) == train.tolist()
     with pytest.raises(DatasetError, match="out of range"):
         train_val_split([0, 999], labels)
+
+
+def test_group_holdout_avoids_the_fold_with_a_huge_group() -> None:
+    labels = np.array(["benign"] * 200 + ["malware"] * 50)
+    groups = ["wine"] * 100 + [f"pkg{k % 40}" for k in range(100)] + [f"fam{k % 25}" for k in range(50)]
+    for seed in range(5):
+        tr, te = group_holdout(labels, groups, test_size=0.2, random_state=seed)
+        assert "wine" not in {groups[i] for i in te}
+        assert 0.1 <= (labels[te] == "benign").sum() / 200 <= 0.3

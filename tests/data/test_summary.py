@@ -31,3 +31,4 @@ def test_summary_of_raw_and_cache(make_file: MakeFile, tmp_path: Path) -> None:
     sc = summarize(CachedDataset(tmp_path / "c"))
     assert sc.spec is not None and sc.spec["kind"] == "bytes" and sc.spec["max_len"] == 64
     assert sc.sizes == s.sizes and sc.format == "cache"
+    assert sc.lengths == (64, 64.0, 64.0, 64)  # 100..1000 bytes cut at 64

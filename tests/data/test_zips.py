@@ -123,14 +123,18 @@ def test_unsafe_entry_name(name: str, unsafe: bool) -> None:
 def test_zip_bomb_and_size_guards(tmp_path: Path) -> None:
     z = tmp_path / "bomb.zip"
     with zipfile.ZipFile(z, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        zf.writestr("fam/zeros", b"\0" * (3 * 1024 * 1024))  # ~1000:1
+        # bzip2 packs zeros far tighter than DEFLATE's ~1032:1 ceiling: a bomb-like ratio.
+        zf.writestr("fam/zeros", b"\0" * (3 * 1024 * 1024), compress_type=zipfile.ZIP_BZIP2)
+        zf.writestr(
+            "fam/padded", b"MZ" + b"\0" * (3 * 1024 * 1024)
+        )  # ~1000:1 DEFLATE: real malware does this
         zf.writestr("fam/ok", bytes(range(256)) * 8)
     ds = ZipDataset(z, label="malware")
-    assert [r.id for r in ds.records] == ["fam/ok"]
-    assert "looks like a zip bomb" in ds.skipped[0][1]
+    assert [r.id for r in ds.records] == ["fam/padded", "fam/ok"]
+    assert "looks like a zip bomb" in ds.skipped[0][1] and "fam/zeros" in ds.skipped[0][1]
     with pytest.raises(DatasetError, match="no samples found.*entry size limit"):
         ZipDataset(z, label="malware", max_entry_size=1000, max_ratio=1e9)
-    assert len(ZipDataset(z, label="malware", max_ratio=1e9).records) == 2
+    assert len(ZipDataset(z, label="malware", max_ratio=1e9).records) == 3
     with pytest.raises(DatasetError, match="over the 1.0 KiB limit"):
         ZipDataset(z, label="malware", max_ratio=1e9, max_total_size=1024)
 

@@ -145,6 +145,9 @@ def test_wrong_input_is_a_model_error(name: str, kind: str, build) -> None:
     wrong = torch.randint(0, 5, (2, 16)) if kind == "image" else torch.rand(2, 1, 8, 8)
     with pytest.raises(ModelError, match="expects"):
         model(wrong)
+    if kind != "image":
+        with pytest.raises(ModelError, match=r"ids must be in \[0, \d+\)"):
+            model(torch.full((1, 40), 999))
 
 
 @pytest.mark.parametrize(("name", "kind"), CASES)

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from malvision.convert import convert_source, resize_plot
 from malvision.convert.sequence import DEFAULT_MAX_LEN, PAD, UNK, Vocabulary
@@ -116,7 +117,7 @@ def _opcode_tokens(data: bytes, name: str, max_len: int) -> list[str]:
 
 
 class _Codebook:
-    """Token -> id (2, 3, ... in order of first appearance; 0 padding, 1 unknown) with counts."""
+    """Token -> id: 2, 3, ... in order of first appearance (0 is padding, 1 unknown)."""
 
     def __init__(self) -> None:
         self.index: dict[str, int] = {}
@@ -131,8 +132,6 @@ class _Codebook:
                 j = index[t] = len(self.tokens) + 2
                 self.tokens.append(t)
             ids.append(j)
-        if len(self.tokens) + 2 > np.iinfo(np.uint32).max:
-            raise DatasetError("opcode codebook is over 2**32 tokens")
         return np.asarray(ids, dtype=np.uint32)
 
 
@@ -212,40 +211,62 @@ def write_cache(
         raise DatasetError("an opcode cache keeps every token; build it with a spec without a vocabulary")
     out = Path(out_dir)
     _prepare_out(out, overwrite)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    failures: list[tuple[str, str]] = list(raw.skipped)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
-        codebook = _Codebook() if spec.kind == "opcodes" else None
-        if spec.kind == "image":
-            arrays = _NpyAppender(tmp / "x.npy", np.uint8, (spec.image_size, spec.image_size))
-        else:
-            arrays = _NpyAppender(tmp / "tokens.npy", np.uint16 if spec.kind == "bytes" else np.uint32)
-        offsets = [0]
-        rows: list[Record] = []
-        seen_ids: set[str] = set()
-        seen_sha: dict[str, tuple[str, str]] = {}
-        duplicates: list[list[str]] = []
-        ctx = progress if progress is not None else contextlib.nullcontext()
-        with ctx, contextlib.closing(arrays):
-            task = progress.add_task(f"caching {raw.name}", total=len(raw)) if progress is not None else None
-            for i, rec in enumerate(raw.records):
-                try:
-                    if rec.id in seen_ids:
-                        raise DatasetError(f"{rec.source}: duplicate id {rec.id!r}")
-                    src = raw.open(i)
-                    arr = _convert(src, rec, spec, codebook)
-                    digest = src.sha256
-                    if rec.sha256 is not None and rec.sha256 != digest:
-                        raise DatasetError(f"{rec.source}: sha256 is {digest}, listed as {rec.sha256}")
-                except MalvisionError as e:
-                    failures.append((rec.source, str(e)))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+        umask = os.umask(0o022)
+        os.umask(umask)
+        tmp.chmod(0o777 & ~umask)  # mkdtemp makes it 0o700; a cache is an ordinary folder
+    except OSError as e:
+        raise DatasetError(f"{out}: cannot create the cache here ({e.strerror or e})") from None
+    try:
+        return _write(raw, tmp, out, spec, progress, overwrite, dedupe)
+    except OSError as e:  # disk full, folder made read-only mid-build
+        raise DatasetError(f"{out}: cannot write the cache ({e.strerror or e})") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # gone after the rename; else the half-built cache
+
+
+def _write(
+    raw: RawDataset,
+    tmp: Path,
+    out: Path,
+    spec: ConvertSpec,
+    progress: Any | None,
+    overwrite: bool,
+    dedupe: bool,
+) -> tuple[int, list[tuple[str, str]]]:
+    failures: list[tuple[str, str]] = list(raw.skipped)
+    codebook = _Codebook() if spec.kind == "opcodes" else None
+    if spec.kind == "image":
+        arrays = _NpyAppender(tmp / "x.npy", np.uint8, (spec.image_size, spec.image_size))
+    else:
+        arrays = _NpyAppender(tmp / "tokens.npy", np.uint16 if spec.kind == "bytes" else np.uint32)
+    offsets = [0]
+    rows: list[Record] = []
+    seen_ids: set[str] = set()
+    seen_sha: dict[str, tuple[str, str]] = {}
+    duplicates: list[list[str]] = []
+    ctx = progress if progress is not None else contextlib.nullcontext()
+    # The image resize ends in a small matrix product: BLAS threads cost far more than they save
+    # there (10x slower on a busy 2-core machine), so the build runs them single-threaded.
+    with ctx, contextlib.closing(arrays), threadpool_limits(limits=1, user_api="blas"):
+        task = progress.add_task(f"caching {raw.name}", total=len(raw)) if progress is not None else None
+        for i, rec in enumerate(raw.records):
+            try:
+                if rec.id in seen_ids:
+                    raise DatasetError(f"{rec.source}: duplicate id {rec.id!r}")
+                src = raw.open(i)
+                arr = _convert(src, rec, spec, codebook)
+                digest = src.sha256
+                if rec.sha256 is not None and rec.sha256 != digest:
+                    raise DatasetError(f"{rec.source}: sha256 is {digest}, listed as {rec.sha256}")
+            except MalvisionError as e:
+                failures.append((rec.source, str(e)))
+            else:
+                if dedupe and digest in seen_sha:
+                    duplicates.append([rec.id, rec.label, *seen_sha[digest]])
                 else:
-                    if dedupe and digest in seen_sha:
-                        duplicates.append([rec.id, rec.label, *seen_sha[digest]])
-                        if task is not None:
-                            progress.advance(task)
-                        continue
                     seen_ids.add(rec.id)
                     seen_sha[digest] = (rec.id, rec.label)
                     if spec.kind == "image":
@@ -254,48 +275,45 @@ def write_cache(
                         arrays.append(arr)
                         offsets.append(offsets[-1] + len(arr))
                     rows.append(replace(rec, size=src.size, sha256=digest, plot_width=None))
-                if task is not None:
-                    progress.advance(task)
-            arrays.finish()
-        if not rows:
-            first = f"; first error: {failures[0][1]}" if failures else ""
-            raise DatasetError(f"{raw.name}: no sample could be converted{first}")
-        if codebook is not None:
-            _narrow_tokens(tmp / "tokens.npy", len(codebook.tokens) + 2)
-        if spec.kind != "image":
-            np.save(tmp / "offsets.npy", np.asarray(offsets, dtype=np.int64))
-        manifest = _manifest_bytes(rows)
-        (tmp / "manifest.csv").write_bytes(manifest)
-        counts: dict[str, int] = {}
-        for r in rows:
-            counts[r.label] = counts.get(r.label, 0) + 1
-        meta: dict[str, Any] = {
-            "format": CACHE_FORMAT,
-            "format_version": CACHE_VERSION,
-            "spec": spec.to_dict(),
-            "classes": sorted(counts),
-            "counts": dict(sorted(counts.items())),
-            "n": len(rows),
-            "n_failed": len(failures),
-            "duplicates": duplicates,
-            "manifest_hash": hashlib.sha256(manifest).hexdigest(),
-            "created": {
-                "at": datetime.now(UTC).isoformat(timespec="seconds"),
-                "malvision": _version(),
-                "python": platform.python_version(),
-                "numpy": np.__version__,
-                "source": raw.name,
-                "source_format": raw.format,
-            },
-        }
-        if codebook is not None:
-            meta["codebook"] = codebook.tokens
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
-        _prepare_out(out, overwrite)
-        _swap_in(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+            if task is not None:
+                progress.advance(task)
+        arrays.finish()
+    if not rows:
+        first = f"; first error: {failures[0][1]}" if failures else ""
+        raise DatasetError(f"{raw.name}: no sample could be converted{first}")
+    if codebook is not None:
+        _narrow_tokens(tmp / "tokens.npy", len(codebook.tokens) + 2)
+    if spec.kind != "image":
+        np.save(tmp / "offsets.npy", np.asarray(offsets, dtype=np.int64))
+    manifest = _manifest_bytes(rows)
+    (tmp / "manifest.csv").write_bytes(manifest)
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r.label] = counts.get(r.label, 0) + 1
+    meta: dict[str, Any] = {
+        "format": CACHE_FORMAT,
+        "format_version": CACHE_VERSION,
+        "spec": spec.to_dict(),
+        "classes": sorted(counts),
+        "counts": dict(sorted(counts.items())),
+        "n": len(rows),
+        "n_failed": len(failures),
+        "duplicates": duplicates,
+        "manifest_hash": hashlib.sha256(manifest).hexdigest(),
+        "created": {
+            "at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "malvision": _version(),
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+            "source": raw.name,
+            "source_format": raw.format,
+        },
+    }
+    if codebook is not None:
+        meta["codebook"] = codebook.tokens
+    (tmp / "meta.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+    _prepare_out(out, overwrite)
+    _swap_in(tmp, out)
     return len(rows), failures
 
 

@@ -299,6 +299,7 @@ class CsvDataset(RawDataset):
 
 _ADDRESS = re.compile(r"^[^\S\n]*\S+", re.MULTILINE)
 Unknown = Literal["zero", "drop"]
+_DUMP_BLOCK = 8 * 1024 * 1024
 
 
 def parse_bytes_dump(text: bytes, name: str = "<bytes>", unknown: Unknown = "zero") -> bytes:
@@ -306,24 +307,30 @@ def parse_bytes_dump(text: bytes, name: str = "<bytes>", unknown: Unknown = "zer
 
     ``??`` marks bytes IDA could not read (uninitialised data). ``unknown="zero"`` (default) reads
     them as 0x00, as most published work on BIG2015 does, so offsets keep their place; ``"drop"``
-    leaves them out.
+    leaves them out. The text is parsed in line-aligned blocks, so memory stays near the output size.
     """
     if unknown not in ("zero", "drop"):
         raise DatasetError(f"unknown ?? policy {unknown!r}; use zero or drop")
-    try:
-        s = text.decode("ascii")
-    except UnicodeDecodeError:
-        raise DatasetError(f"{name}: not a BIG2015 hex dump (not ASCII text)") from None
-    body = _ADDRESS.sub("", s).replace("??", "00" if unknown == "zero" else "")
-    try:
-        data = bytes.fromhex(body)
-    except ValueError as e:
-        raise DatasetError(
-            f"{name}: not a BIG2015 hex dump ({e}); expected 'ADDRESS HH HH ...' lines"
-        ) from None
-    if not data:
+    fill = "00" if unknown == "zero" else ""
+    out = bytearray()
+    start = 0
+    while start < len(text):
+        end = text.find(b"\n", start + _DUMP_BLOCK)
+        end = len(text) if end < 0 else end + 1
+        try:
+            block = text[start:end].decode("ascii")
+        except UnicodeDecodeError:
+            raise DatasetError(f"{name}: not a BIG2015 hex dump (not ASCII text)") from None
+        try:
+            out += bytes.fromhex(_ADDRESS.sub("", block).replace("??", fill))
+        except ValueError as e:
+            raise DatasetError(
+                f"{name}: not a BIG2015 hex dump ({e}); expected 'ADDRESS HH HH ...' lines"
+            ) from None
+        start = end
+    if not out:
         raise DatasetError(f"{name}: hex dump holds no bytes")
-    return data
+    return bytes(out)
 
 
 def _read_labels(path: Path) -> dict[str, str]:

@@ -126,8 +126,9 @@ def group_holdout(
 ) -> Split:
     """One group-disjoint (train, test) split: whole groups are held out.
 
-    With ``stratify`` (default) the test side is the first fold of a ``StratifiedGroupKFold`` with
-    k = round(1 / test_size) folds, so its share is about 1/k (0.2 -> 5 folds, 0.3 -> 3 folds: a third).
+    With ``stratify`` (default) the test side is one fold of a ``StratifiedGroupKFold`` with
+    k = round(1 / test_size) folds (0.2 -> 5 folds, 0.3 -> 3 folds: about a third): the fold whose
+    per-class shares come nearest ``test_size``, as a very large group can swell the fold it lands in.
     A class with fewer than k (but at least 2) groups lowers k to its group count, so it keeps a
     group on each side (the test share grows). Without ``stratify``, ``GroupShuffleSplit`` holds out
     ``test_size`` of the groups regardless of class.
@@ -147,7 +148,17 @@ def group_holdout(
         # A class with 2..k-1 groups: fewer folds, so it still has a group on each side.
         k = min(len(np.unique(g[y == c])) for c in np.unique(y))
     sgkf = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=random_state)
-    return _sorted(next(sgkf.split(np.zeros(len(y)), y, g)))
+    classes, totals = np.unique(y, return_counts=True)
+
+    def badness(split: tuple[np.ndarray, np.ndarray]) -> tuple[int, float]:
+        held = np.array([(y[split[1]] == c).sum() for c in classes])
+        missing = int(np.sum(held == 0) + np.sum(held == totals))
+        return missing, float(np.abs(held / totals - test_size).sum())
+
+    # One big group (e.g. half the benign files from one package) can swell a fold: hold out the
+    # fold whose per-class shares are nearest test_size, preferring folds with every class on both sides.
+    folds = list(sgkf.split(np.zeros(len(y)), y, g))
+    return _sorted(min(folds, key=badness))
 
 
 def train_val_split(

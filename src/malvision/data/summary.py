@@ -37,6 +37,7 @@ class Summary:
     spec: dict[str, Any] | None = None
     skipped: list[tuple[str, str]] = field(default_factory=list)
     top_groups: list[tuple[str, int]] = field(default_factory=list)
+    lengths: tuple[int, float, float, int] | None = None  # sequence caches: tokens per sample
 
 
 def summarize(ds: RawDataset | CachedDataset, top: int = 10) -> Summary:
@@ -57,11 +58,15 @@ def summarize(ds: RawDataset | CachedDataset, top: int = 10) -> Summary:
     ]
     groups = Counter(r.group for r in recs if r.group is not None)
     spec = None
+    lengths = None
     if isinstance(ds, CachedDataset):
         spec = ds.spec.to_dict()
         spec.pop("vocab", None)
         if ds.codebook:
             spec["codebook"] = len(ds.codebook)
+        if spec["kind"] != "image" and len(ds):
+            n = ds.lengths
+            lengths = (int(n.min()), float(np.median(n)), float(n.mean()), int(n.max()))
     stats = (
         (int(sizes.min()), float(np.median(sizes)), float(sizes.mean()), int(sizes.max()))
         if sizes.size
@@ -77,4 +82,5 @@ def summarize(ds: RawDataset | CachedDataset, top: int = 10) -> Summary:
         spec=spec,
         skipped=list(ds.skipped),
         top_groups=groups.most_common(top),
+        lengths=lengths,
     )

@@ -177,7 +177,7 @@ class ZipDataset(RawDataset):
         try:
             text = self._zf.read(info).decode("utf-8-sig")
         except (UnicodeDecodeError, *_READ_ERRORS) as e:
-            raise DatasetError(f"{where}: cannot read ({e})") from None
+            raise DatasetError(f"{where}: cannot read, corrupt or wrong password ({e})") from None
         rows = list(csv.DictReader(io.StringIO(text)))
         if not rows or "sha256" not in rows[0]:
             raise DatasetError(f"{where}: expected columns sha256,family,kind,size,original_name")

@@ -90,6 +90,13 @@ class MalvisionModel(nn.Module):
                 f"{type(self).__name__} for {self.in_kind} input expects int64 (B, L) ids, "
                 f"got {x.dtype} {tuple(x.shape)}"
             )
+        elif x.numel() and not (torch.jit.is_tracing() or torch.compiler.is_compiling()):
+            lo, hi = (int(v) for v in torch.aminmax(x))
+            if lo < 0 or hi >= (self.vocab_size or 0):
+                raise ModelError(
+                    f"{type(self).__name__}: ids must be in [0, {self.vocab_size}), got {lo}..{hi}; "
+                    "convert the input with the model's own vocabulary"
+                )
 
     def embed(self, x: Tensor) -> Tensor:
         """Ids (B, L) -> vectors (B, L, E) for sequences; the image itself for images."""

@@ -75,24 +75,22 @@ class MalConv(MalvisionModel):
 
     def _max_pool(
         self,
-        length: int,
-        lengths: Tensor,
+        valid: Tensor,
         span: Callable[[int, int], Tensor],
         windows: Callable[[Tensor], Tensor],
     ) -> Tensor:
         """Max over windows of the gated conv: (B, C).
 
-        ``span(a, b)`` gives the embedded input [a, b) as (B, E, b - a) (zeros past the end);
+        ``valid`` (B, n) marks the windows (one every ``stride`` steps from 0) that hold a real token;
+        ``span(a, b)`` gives the embedded input [a, b) as (B, E, b - a) (zeros past the end; b < 0:
+        all of it, right-padded with window - 1 zeros);
         ``windows(starts)`` gives the windows starting at ``starts`` (B, C) as (B, C, window, E).
         """
         k, s = self.window, self.stride
-        n_out = 1 if length <= k else -(-(length - k) // s) + 1
-        starts = torch.arange(n_out, device=lengths.device) * s
-        valid = starts.unsqueeze(0) < lengths.unsqueeze(1)  # windows holding a real token
-        valid[:, 0] = True
+        n_out = valid.shape[1]
         per_chunk = self._positions_per_chunk()
-        if n_out <= per_chunk:  # one piece: the plain, unchunked forward
-            g = self._gated(span(0, (n_out - 1) * s + k))
+        if n_out <= per_chunk:  # one piece: the plain, unchunked forward (traceable for ONNX)
+            g = self._gated(span(0, -1))
             return g.masked_fill(~valid.unsqueeze(1), float("-inf")).amax(-1)
         best: Tensor | None = None
         best_pos: Tensor | None = None
@@ -121,19 +119,22 @@ class MalConv(MalvisionModel):
         src = ids if ids is not None else e
         assert src is not None
         b, length = src.shape[0], src.shape[1]
-        k = self.window
+        k, s = self.window, self.stride
         if mask is None:
             mask = torch.ones(b, length, dtype=torch.bool, device=src.device)
-        lengths = mask.sum(1)
+        valid = mask[:, ::s]  # a window every s steps while it starts on a real token (masks are prefixes)
 
         def embed_range(a: int, z: int) -> Tensor:
-            if ids is not None:
-                part = self.embedding(ids[:, a : min(z, length)])
-            else:
+            """Embedded [a, z) as (B, E, z - a), zeros past the end; z < 0: all, padded by window - 1."""
+            whole = z < 0  # no slicing: the traced (ONNX) graph keeps a dynamic length
+            part = self.embedding(ids if whole else ids[:, a:z]) if ids is not None else None
+            if part is None:
                 assert e is not None
-                part = e[:, a : min(z, length)]
-            part = part * mask[:, a : min(z, length)].unsqueeze(-1).to(part.dtype)
-            return F.pad(part.transpose(1, 2), (0, z - a - part.shape[1]))
+                part = e if whole else e[:, a:z]
+            m = mask if whole else mask[:, a:z]
+            part = part * m.unsqueeze(-1).to(part.dtype)
+            extra = k - 1 if whole else z - a - part.shape[1]
+            return F.pad(part.transpose(1, 2), (0, extra))
 
         def windows(starts: Tensor) -> Tensor:
             c = starts.shape[1]
@@ -148,7 +149,7 @@ class MalConv(MalvisionModel):
                 w = e.gather(1, flat.unsqueeze(-1).expand(-1, -1, e.shape[-1])).view(b, c, k, -1)
             return w * keep.to(w.dtype)
 
-        return self._max_pool(length, lengths, embed_range, windows)
+        return self._max_pool(valid, embed_range, windows)
 
     # -- the model surface --------------------------------------------------------------------------
     def features_embedded(self, e: Tensor, mask: Tensor | None = None) -> Tensor:

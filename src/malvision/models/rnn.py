@@ -39,6 +39,15 @@ def _reverse_index(lengths: Tensor, steps: int) -> Tensor:
     return torch.where(t < n, n - 1 - t, t)
 
 
+def _area_matrix(n_in: int, n_out: int, like: Tensor) -> Tensor:
+    """(n_in, n_out) weights averaging n_in values into n_out by overlapped area (a MatMul in ONNX)."""
+    r = n_in / n_out
+    i = torch.arange(n_in, device=like.device, dtype=like.dtype).unsqueeze(1)
+    j = torch.arange(n_out, device=like.device, dtype=like.dtype).unsqueeze(0)
+    overlap = torch.minimum(i + 1, (j + 1) * r) - torch.maximum(i, j * r)
+    return overlap.clamp(min=0) / r
+
+
 def _take(x: Tensor, index: Tensor) -> Tensor:
     """x (B, T, F) reordered along T by index (B, T)."""
     return x.gather(1, index.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
@@ -120,14 +129,28 @@ class RecurrentLayers(nn.Module):
 
 
 def _run_tapped(rnn: nn.RNNBase, x: Tensor, taps: Tensor) -> Tensor:
-    """Run a one-layer ``rnn`` over x (B, T, F) one step at a time, adding zero-valued taps to h_t."""
-    hx: Tensor | tuple[Tensor, Tensor] | None = None
+    """Run a one-layer ``rnn`` over x (B, T, F) step by step (PyTorch's cell equations), adding
+    zero-valued taps to each h_t before it feeds the next step."""
+    w_hh, b_hh = rnn.weight_hh_l0, rnn.bias_hh_l0
+    pre = F.linear(x, rnn.weight_ih_l0, rnn.bias_ih_l0)  # input projections of all steps at once
+    h = x.new_zeros(x.shape[0], rnn.hidden_size)
+    c = torch.zeros_like(h)
     outs = []
-    for t in range(x.shape[1]):
-        o, hx = rnn(x[:, t : t + 1], hx)
-        tap = taps[:, t]
-        h = o[:, 0] + (tap - tap.detach())
-        hx = (h.unsqueeze(0), hx[1]) if isinstance(hx, tuple) else h.unsqueeze(0)
+    # unbind once: one backward node for all steps (indexing per step would cost O(T^2) in backward)
+    for pre_t, tap in zip(pre.unbind(1), taps.unbind(1), strict=True):
+        gh = F.linear(h, w_hh, b_hh)
+        if rnn.mode == "LSTM":
+            i, f, g, o = (pre_t + gh).chunk(4, dim=1)
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+            h = torch.sigmoid(o) * torch.tanh(c)
+        elif rnn.mode == "GRU":
+            ir, iz, in_ = pre_t.chunk(3, dim=1)
+            hr, hz, hn = gh.chunk(3, dim=1)
+            r, z = torch.sigmoid(ir + hr), torch.sigmoid(iz + hz)
+            h = (1 - z) * torch.tanh(in_ + r * hn) + z * h
+        else:  # RNN_TANH
+            h = torch.tanh(pre_t + gh)
+        h = h + (tap - tap.detach())
         outs.append(h)
     return torch.stack(outs, dim=1)
 
@@ -191,7 +214,7 @@ class RecurrentNet(MalvisionModel):
         else:
             rows = e[:, 0]  # (B, S rows, S columns): row i is step i
             if rows.shape[-1] != self.row_features:
-                rows = F.adaptive_avg_pool1d(rows, self.row_features)
+                rows = rows @ _area_matrix(rows.shape[-1], self.row_features, rows)
             steps, mask = self.row_proj(rows), None
         b, t = steps.shape[:2]
         if mask is None:

@@ -1,0 +1,376 @@
+"""HTTP API: scan and explain records, upload limit while streaming, queue (503), timeout (504), API key,
+JSON errors, the model card, OpenAPI and the offline page."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import random
+import re
+import socket
+import struct
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from malvision.cli import app as cli_app
+from malvision.scan import FIELDS, Scanner
+from malvision.server import STATIC, ServerSettings, create_app, model_card
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+def _pe(text: bytes) -> bytes:
+    """A PE32 with one .text section at 0x400 holding ``text`` (a multiple of 0x200 bytes)."""
+    dos = bytearray(0x40)
+    dos[0:2] = b"MZ"
+    struct.pack_into("<I", dos, 0x3C, 0x40)
+    coff = struct.pack("<HHIIIHH", 0x14C, 1, 0, 0, 0, 224, 0x0102)
+    opt = struct.pack(
+        "<HBBIIIIIIIIIHHHHHHIIIIHHIIIIII",
+        0x10B, 14, 0, len(text), 0, 0, 0x1000, 0x1000, 0, 0x400000, 0x1000, 0x200,
+        6, 0, 0, 0, 6, 0, 0, 0x1000 + len(text), 0x400, 0, 2, 0, 0x100000, 0x1000, 0x100000, 0x1000, 0, 16,
+    ) + bytes(16 * 8)  # fmt: skip
+    sec = struct.pack("<8sIIIIIIHHI", b".text", len(text), 0x1000, len(text), 0x400, 0, 0, 0, 0, 0x60000020)
+    return (bytes(dos) + b"PE\0\0" + coff + opt + sec).ljust(0x400, b"\0") + text
+
+
+PE = _pe(random.Random(1).randbytes(0x2000))
+TEXT = b"just some text, not a program\n" * 20
+
+
+@pytest.fixture(scope="module")
+def scanner(tiny_detector: Path) -> Scanner:
+    return Scanner(tiny_detector, backend="torch")
+
+
+@pytest.fixture
+def make_client(scanner: Scanner) -> Iterator[Callable[..., TestClient]]:
+    clients: list[TestClient] = []
+
+    def make(raise_errors: bool = True, **settings: Any) -> TestClient:
+        c = TestClient(create_app(scanner, ServerSettings(**settings)), raise_server_exceptions=raise_errors)
+        clients.append(c)
+        return c
+
+    yield make
+    for c in clients:
+        c.close()
+
+
+@pytest.fixture
+def client(make_client: Callable[..., TestClient]) -> TestClient:
+    return make_client()
+
+
+@contextlib.contextmanager
+def blocked(scanner: Scanner, monkeypatch: pytest.MonkeyPatch) -> Iterator[threading.Event]:
+    """Make ``scan_bytes`` wait until the yielded event is set (set on exit in any case)."""
+    release = threading.Event()
+    real = scanner.scan_bytes
+
+    def slow(name: str, data: bytes) -> Any:
+        release.wait(10)
+        return real(name, data)
+
+    monkeypatch.setattr(scanner, "scan_bytes", slow)
+    try:
+        yield release
+    finally:
+        release.set()
+
+
+def _wait_for(cond: Callable[[], bool], timeout: float = 5.0) -> None:
+    end = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < end, "condition not met in time"
+        time.sleep(0.01)
+
+
+def _error(resp: Any, status: int) -> str:
+    assert resp.status_code == status, resp.text
+    body = resp.json()
+    assert list(body) == ["error"] and isinstance(body["error"], str) and body["error"]
+    assert "Traceback" not in resp.text
+    return body["error"]
+
+
+# -- scan ------------------------------------------------------------------------------------------------
+def test_scan_one_file_gives_the_scan_json_record(client: TestClient, scanner: Scanner) -> None:
+    resp = client.post("/v1/scan", files=[("files", ("a.exe", PE))])
+    assert resp.status_code == 200
+    (record,) = resp.json()
+    assert set(FIELDS) <= set(record)
+    assert record == scanner.scan_bytes("a.exe", PE).to_dict()
+    assert record["verdict"] in ("benign", "malware") and 0.0 <= record["score"] <= 1.0
+
+
+def test_scan_several_files_in_order(client: TestClient, tmp_path: Path) -> None:
+    files = [("files", ("one.exe", PE)), ("files", ("dir/../notes.txt", TEXT)), ("files", ("empty", b""))]
+    resp = client.post("/v1/scan", files=files)
+    assert resp.status_code == 200
+    records = resp.json()
+    assert [r["path"] for r in records] == ["one.exe", "notes.txt", "empty"]  # base names only
+    assert records[1]["verdict"] == "unknown" and "text file" in records[1]["reason"]
+    assert records[2]["verdict"] == "unknown" and records[2]["reason"] == "empty file"
+    # Same verdict as the command line on the same bytes.
+    (tmp_path / "one.exe").write_bytes(PE)
+    model = str(client.app.state.scanner.model_path)  # type: ignore[attr-defined]
+    cli = CliRunner().invoke(cli_app, ["scan", str(tmp_path / "one.exe"), "--model", model, "--json"])
+    (cli_record,) = json.loads(cli.stdout)
+    assert {k: v for k, v in cli_record.items() if k != "path"} == {
+        k: v for k, v in records[0].items() if k != "path"
+    }
+
+
+def test_uploads_never_touch_the_disk(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 3 MB upload (Starlette would spool anything over 1 MB to a temp file) stays in memory."""
+
+    def refuse(*a: Any, **k: Any) -> Any:
+        raise AssertionError("upload written to a temporary file")
+
+    for name in ("SpooledTemporaryFile", "NamedTemporaryFile", "TemporaryFile", "mkstemp"):
+        monkeypatch.setattr(tempfile, name, refuse)
+    big = _pe(random.Random(2).randbytes(3 * 1024 * 1024))
+    resp = client.post("/v1/scan", files={"files": ("big.exe", big)})
+    assert resp.status_code == 200 and resp.json()[0]["size"] == len(big)
+
+
+# -- limits ---------------------------------------------------------------------------------------------
+def test_too_large_upload_is_413(make_client: Callable[..., TestClient]) -> None:
+    c = make_client(max_upload=4096)
+    msg = _error(c.post("/v1/scan", files={"files": ("big", b"x" * 100_000)}), 413)
+    assert "4.0 KiB size limit" in msg
+    # Without Content-Length (chunked): counted while streaming.
+    body, ctype = _multipart({"files": ("big", b"x" * 100_000)})
+    chunks = (body[i : i + 1000] for i in range(0, len(body), 1000))
+    _error(c.post("/v1/scan", content=chunks, headers={"content-type": ctype}), 413)
+    # Just under the limit passes.
+    assert c.post("/v1/scan", files={"files": ("ok", b"x" * 4000)}).status_code == 200
+
+
+def test_too_many_files_is_413(make_client: Callable[..., TestClient]) -> None:
+    c = make_client(max_files=2)
+    files = [("files", (f"f{i}", TEXT)) for i in range(3)]
+    assert "too many files" in _error(c.post("/v1/scan", files=files), 413)
+
+
+def test_queue_full_is_503(make_client: Callable[..., TestClient], scanner: Scanner, monkeypatch: pytest.MonkeyPatch) -> None:
+    c = make_client(max_concurrent=1, queue=1)
+    limiter = c.app.state.limiter  # type: ignore[attr-defined]
+    results: list[int] = []
+
+    def post() -> None:
+        results.append(c.post("/v1/scan", files={"files": ("a.exe", PE)}).status_code)
+
+    with blocked(scanner, monkeypatch):
+        first = threading.Thread(target=post)
+        first.start()
+        _wait_for(lambda: limiter.stats()["running"] == 1)
+        second = threading.Thread(target=post)  # waits in the queue
+        second.start()
+        _wait_for(lambda: limiter.stats()["waiting"] == 1)
+        resp = c.post("/v1/scan", files={"files": ("a.exe", PE)})
+        assert "busy" in _error(resp, 503) and resp.headers["retry-after"] == "1"
+        assert {"running": 1, "waiting": 1, "capacity": 2}.items() <= c.get("/healthz").json().items()
+    first.join(10)
+    second.join(10)
+    assert results == [200, 200]
+    assert limiter.stats() == {"running": 0, "waiting": 0, "capacity": 2}
+    assert c.post("/v1/scan", files={"files": ("a.exe", PE)}).status_code == 200
+
+
+def test_slow_request_is_504_and_frees_its_place(
+    make_client: Callable[..., TestClient], scanner: Scanner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    c = make_client(timeout=1.0, max_concurrent=1, queue=0)
+    limiter = c.app.state.limiter  # type: ignore[attr-defined]
+    with blocked(scanner, monkeypatch) as release:
+        t0 = time.monotonic()
+        assert "longer than 1 s" in _error(c.post("/v1/scan", files={"files": ("a.exe", PE)}), 504)
+        assert time.monotonic() - t0 < 5
+        # The inference still runs and keeps its place until it ends...
+        assert limiter.stats()["running"] == 1
+        _error(c.post("/v1/scan", files={"files": ("a.exe", PE)}), 503)
+        release.set()
+        _wait_for(lambda: limiter.stats()["running"] == 0)
+    assert limiter.stats()["waiting"] == 0  # ...then gives it back
+    assert c.post("/v1/scan", files={"files": ("a.exe", PE)}).status_code == 200
+
+
+# -- errors and auth ----------------------------------------------------------------------------------
+def test_errors_are_one_json_line(make_client: Callable[..., TestClient], scanner: Scanner, monkeypatch: pytest.MonkeyPatch) -> None:
+    c = make_client(raise_errors=False)
+    _error(c.get("/nope"), 404)
+    _error(c.get("/v1/scan"), 405)
+    assert "multipart" in _error(c.post("/v1/scan", json={"files": []}), 415)
+    assert "field 'files'" in _error(c.post("/v1/scan", files={"other": ("a", b"abc")}), 400)
+    assert "one file" in _error(c.post("/v1/explain", files=[("file", ("a", PE)), ("file", ("b", PE))]), 400)
+    assert "method" in _error(c.post("/v1/explain?method=shap", files={"file": ("a", PE)}), 422)
+    assert "top_k" in _error(c.post("/v1/explain?top_k=0", files={"file": ("a", PE)}), 422)
+    assert "too small" in _error(c.post("/v1/explain", files={"file": ("tiny", b"MZ\0\0")}), 422)
+    bad = b"--xyz\r\nContent-Disposition: form-data; name=\"files\"; filename=\"a\"\r\n\r\nabc"
+    _error(c.post("/v1/scan", content=bad, headers={"content-type": "multipart/form-data; boundary=q"}), 400)
+
+    def crash(name: str, data: bytes) -> Any:
+        raise RuntimeError("secret internal detail")
+
+    monkeypatch.setattr(scanner, "scan_bytes", crash)
+    resp = c.post("/v1/scan", files={"files": ("a.exe", PE)})
+    assert "internal error" in _error(resp, 500) and "secret" not in resp.text
+
+
+def test_api_key(make_client: Callable[..., TestClient]) -> None:
+    c = make_client(api_key="s3cret-key")
+    files = {"files": ("a.exe", PE)}
+    assert "API key" in _error(c.post("/v1/scan", files=files), 401)
+    _error(c.post("/v1/scan", files=files, headers={"X-API-Key": "wrong-key"}), 401)
+    _error(c.get("/v1/model"), 401)
+    _error(c.post("/v1/explain", files={"file": ("a", PE)}), 401)
+    assert c.post("/v1/scan", files=files, headers={"X-API-Key": "s3cret-key"}).status_code == 200
+    assert c.get("/v1/model", headers={"X-API-Key": "s3cret-key"}).status_code == 200
+    health = c.get("/healthz")
+    assert health.status_code == 200 and health.json()["auth"] is True
+    assert c.get("/").status_code == 200  # the page itself is public; it asks for the key
+    with pytest.raises(Exception, match="at least 8"):
+        ServerSettings(api_key="short")
+
+
+# -- model, health, docs, page ------------------------------------------------------------------------
+def test_healthz_and_model_card(client: TestClient, scanner: Scanner, tiny_detector: Path) -> None:
+    health = client.get("/healthz").json()
+    assert health == {"status": "ok", "model": "cnn", "auth": False, "running": 0, "waiting": 0, "capacity": 10}
+    card = client.get("/v1/model").json()
+    assert card["limits"]["max_upload"] == 64 * 1024**2 and card["threshold"] == scanner.threshold
+    assert {k: v for k, v in card.items() if k not in ("threshold", "backend", "limits")} == model_card(scanner)
+    info = json.loads(CliRunner().invoke(cli_app, ["info", str(tiny_detector), "--json"]).stdout)
+    assert card["file"] == tiny_detector.name and info["file"] == str(tiny_detector)
+    assert {k: v for k, v in card.items() if k in info and k != "file"} == {k: v for k, v in info.items() if k != "file"}
+
+
+def test_openapi_schema(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    assert {"/v1/scan", "/v1/explain", "/v1/explain/{png_id}.png", "/v1/model", "/healthz"} <= set(spec["paths"])
+    body = spec["paths"]["/v1/scan"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
+    assert body["properties"]["files"]["type"] == "array"
+    assert "APIKeyHeader" in spec["components"]["securitySchemes"]
+    assert {"413", "503", "504"} <= set(spec["paths"]["/v1/scan"]["post"]["responses"])
+    assert client.get("/docs").status_code == 200
+
+
+def test_explain_endpoint_and_bounded_png_store(make_client: Callable[..., TestClient]) -> None:
+    c = make_client(png_store=2)
+    links = []
+    for i in range(3):
+        resp = c.post("/v1/explain?top_k=3", files={"file": (f"s{i}.exe", PE)})
+        assert resp.status_code == 200, resp.text
+        record = resp.json()
+        assert record["path"] == f"s{i}.exe" and record["verdict"] in ("benign", "malware")
+        assert 1 <= len(record["ranges"]) <= 3 and record["ranges"][0]["sections"]
+        assert [s["name"] for s in record["sections"]] == ["headers", ".text"]
+        assert re.fullmatch(r"/v1/explain/[A-Za-z0-9_-]{24}\.png", record["png"])
+        links.append(record["png"])
+    png = c.get(links[-1])
+    assert png.status_code == 200 and png.headers["content-type"] == "image/png" and png.content[:4] == b"\x89PNG"
+    _error(c.get(links[0]), 404)  # only the last two are kept
+    _error(c.get("/v1/explain/not-an-id.png"), 404)
+
+
+def test_page_is_self_contained(client: TestClient) -> None:
+    page = client.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    refs = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert refs and all(r.startswith("/") and not r.startswith("//") for r in refs), refs
+    for name in ("app.js", "style.css"):
+        text = (STATIC / name).read_text()
+        assert "http://" not in text and "https://" not in text and "innerHTML" not in text
+        assert client.get(f"/static/{name}").status_code == 200
+
+
+# -- a real server: the limit holds while the body is still coming -----------------------------------------------
+@contextlib.contextmanager
+def live(app: Any) -> Iterator[int]:
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    _wait_for(lambda: server.started, 10)
+    try:
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def _raw(port: int, head: bytes, body_chunks: Iterator[bytes]) -> bytes:
+    """Send ``head`` then chunks until the server answers; the whole answer (the body is never finished)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(head)
+        answer = b""
+        for chunk in body_chunks:
+            try:
+                s.sendall(chunk)
+            except OSError:
+                break
+            s.settimeout(0.05)
+            with contextlib.suppress(TimeoutError):
+                if answer := s.recv(65536):
+                    break
+        s.settimeout(1)
+        with contextlib.suppress(OSError):  # the rest of the answer, until the server closes
+            while data := s.recv(65536):
+                answer += data
+        return answer
+
+
+def test_limit_enforced_while_streaming(scanner: Scanner) -> None:
+    app = create_app(scanner, ServerSettings(max_upload=8192))
+    with live(app) as port:
+        # A declared Content-Length of 10 GB: refused before any body byte is read.
+        head = (
+            b"POST /v1/scan HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+            b"Content-Length: 10000000000\r\n\r\n"
+        )
+        answer = _raw(port, head, iter([b"--b\r\n"]))
+        assert answer.startswith(b"HTTP/1.1 413") and b'"error"' in answer
+        # Chunked, no length: refused once the count passes the limit, the body never finished.
+        head = (
+            b"POST /v1/scan HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+        )
+        part = b'--b\r\nContent-Disposition: form-data; name="files"; filename="a"\r\n\r\n'
+        sent = []
+
+        def chunks() -> Iterator[bytes]:
+            yield b"%x\r\n%s\r\n" % (len(part), part)
+            for _ in range(10_000):  # up to 80 MB, far past the 8 KiB (+64 KiB framing) limit
+                sent.append(8192)
+                yield b"2000\r\n" + b"x" * 8192 + b"\r\n"
+
+        answer = _raw(port, head, chunks())
+        assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+        assert sum(sent) < 2 * 1024 * 1024  # answered long before the client stopped sending
+
+
+def _multipart(files: dict[str, tuple[str, bytes]]) -> tuple[bytes, str]:
+    boundary = "testboundary123"
+    out = b""
+    for field, (name, data) in files.items():
+        out += (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{name}"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        ).encode() + data + b"\r\n"
+    out += f"--{boundary}--\r\n".encode()
+    return out, f"multipart/form-data; boundary={boundary}"
