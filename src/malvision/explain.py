@@ -514,14 +514,14 @@ def render_png(expl: Explanation, data: bytes, dpi: int = 100) -> bytes:
                 r0, r1 = r.start / width, r.end / width
                 ax.add_patch(Rectangle((0, r0), width, r1 - r0, fill=False, ec="lime", lw=0.9))
                 ax.text(
-                    -0.01 * width,
-                    (r0 + r1) / 2,
+                    width * 0.99,
+                    r0,
                     f"#{i + 1}",
-                    color="green",
+                    color="lime",
                     fontsize=8,
-                    va="center",
+                    va="bottom",
                     ha="right",
-                    clip_on=False,
+                    bbox={"facecolor": "black", "alpha": 0.5, "pad": 1, "lw": 0},
                 )
             ax.set_xlim(0, width)
             ax.set_ylim(height, 0)
