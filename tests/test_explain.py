@@ -61,11 +61,17 @@ def _train(kind: str, path: Path, size: int = SIZE) -> Path:
     torch.manual_seed(0)
     if kind == "image":
         name, kwargs, vocab = "cnn", {"channels": [8, 16], "dropout": 0.0}, None
-        x = torch.from_numpy(np.stack([resize_plot(byte_plot(f), 32) for f in files]).astype(np.float32)[:, None])
+        x = torch.from_numpy(
+            np.stack([resize_plot(byte_plot(f), 32) for f in files]).astype(np.float32)[:, None]
+        )
         x = x / 255.0
         spec = ConvertSpec(kind="image", image_size=32)
     else:
-        name, kwargs, vocab = "cnn", {"channels": [8, 16], "embed_dim": 4, "stem_stride": 8, "dropout": 0.0}, 257
+        name, kwargs, vocab = (
+            "cnn",
+            {"channels": [8, 16], "embed_dim": 4, "stem_stride": 8, "dropout": 0.0},
+            257,
+        )
         x = torch.from_numpy(pad_batch([byte_sequence(f, size) for f in files]))
         spec = ConvertSpec(kind="bytes", max_len=size)
     model = create_model(name, in_kind=kind, n_classes=2, vocab_size=vocab, **kwargs)
@@ -162,12 +168,15 @@ def test_image_model_attribution_follows_a_moved_marker(trained: dict[str, Scann
 @pytest.mark.parametrize(("at", "not_at"), [(MARKER, None), ((1024, 1536), MARKER)])
 def test_bytes_model_top_range_is_the_marker(trained: dict[str, Scanner], at: Any, not_at: Any) -> None:
     rng = np.random.default_rng(3)
-    expl = explain_bytes(trained["bytes"], "marked.bin", _sample(rng, True, at, size=8192))
+    data = _sample(rng, True, at, size=8192)
+    expl = explain_bytes(trained["bytes"], "marked.bin", data)
     assert expl.target == "malware" and expl.target_probability > 0.9
     top = expl.ranges[0]
     assert _overlaps(top, at), expl.ranges
     assert not_at is None or not _overlaps(top, not_at)
     assert top.end - top.start < 2048  # a byte range, not the whole file
+    assert expl.heat.shape == (8192,) and expl.plot_width == 32
+    assert render_png(expl, data)[:4] == b"\x89PNG"
 
 
 def test_integrated_gradients_add_up_to_the_output_change(trained: dict[str, Scanner]) -> None:
@@ -199,20 +208,27 @@ def test_malconv_attribution_is_the_same_chunked_or_not() -> None:
 
 
 def test_gradcam_needs_a_conv_layer() -> None:
-    model = create_model("malconv", in_kind="bytes", n_classes=2, embed_dim=4, window=8, stride=8, channels=4, hidden=4)
+    model = create_model(
+        "malconv", in_kind="bytes", n_classes=2, embed_dim=4, window=8, stride=8, channels=4, hidden=4
+    )
     with pytest.raises(MalvisionError, match="Grad-CAM"):
         attribute(model, byte_sequence(b"abc" * 20, 64), 1, "gradcam")
     with pytest.raises(MalvisionError, match="method"):
         attribute(model, byte_sequence(b"abc" * 20, 64), 1, "shap")
 
 
-def test_model_input_is_what_scan_sees(tiny_detector: Path) -> None:
-    """explain converts with the same functions as Scanner.prepare: the same array, bit for bit."""
-    sc = Scanner(tiny_detector, backend="torch")
-    pe = _pe([(b".text", 0x400, _random(0x2000, 6))])
-    prepared = sc.prepare(MemorySource.of("pe", pe))
-    assert prepared.reason is None
-    np.testing.assert_array_equal(_model_input(sc, "pe", pe), prepared.x)
+@pytest.mark.parametrize("kind", ["image", "bytes"])
+def test_model_input_past_triage_is_what_scan_would_see(
+    trained: dict[str, Scanner], kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Random bytes are triaged (no model input from prepare); explain's own conversion gives exactly
+    the array prepare makes when triage lets the same bytes through."""
+    sc = trained[kind]
+    data = _random(8192, 6)
+    assert sc.prepare(MemorySource.of("r", data)).x is None
+    ours = _model_input(sc, "r", data)
+    monkeypatch.setattr("malvision.scan.triage", lambda *a, **k: None)
+    np.testing.assert_array_equal(ours, sc.prepare(MemorySource.of("r", data)).x)
 
 
 # -- mapping to the file ---------------------------------------------------------------------------------
@@ -298,7 +314,9 @@ def test_write_explanation_png_and_json(trained: dict[str, Scanner], tmp_path: P
 
 def test_opcode_model_explains_tokens(tmp_path: Path) -> None:
     vocab = ["push", "mov", "call", "ret", "pop", "xor"]
-    model = create_model("cnn", in_kind="opcodes", n_classes=3, vocab_size=len(vocab) + 2, channels=[4], embed_dim=4)
+    model = create_model(
+        "cnn", in_kind="opcodes", n_classes=3, vocab_size=len(vocab) + 2, channels=[4], embed_dim=4
+    )
     path = save_checkpoint(
         tmp_path / "op.pt", model, model_name="cnn", model_kwargs={"channels": [4], "embed_dim": 4},
         in_kind="opcodes", n_classes=3, vocab_size=len(vocab) + 2,
@@ -327,13 +345,26 @@ def test_cli_explain_json(tiny_detector: Path, tmp_path: Path) -> None:
     f = tmp_path / "sample.exe"
     f.write_bytes(_pe([(b".text", 0x400, _random(0x2000, 13))]))
     res = CliRunner().invoke(
-        app, ["explain", str(f), "--model", str(tiny_detector), "--out", str(tmp_path / "o"), "--json", "--top-k", "2"]
+        app,
+        [
+            "explain",
+            str(f),
+            "--model",
+            str(tiny_detector),
+            "--out",
+            str(tmp_path / "o"),
+            "--json",
+            "--top-k",
+            "2",
+        ],
     )
     assert res.exit_code == 0, res.output
     record = json.loads(res.stdout)
     assert record["path"] == str(f) and record["verdict"] in ("benign", "malware")
     assert len(record["ranges"]) <= 2 and Path(record["png"]).is_file() and Path(record["json"]).is_file()
-    res = CliRunner().invoke(app, ["explain", str(f), "--model", str(tiny_detector), "--out", str(tmp_path / "o")])
+    res = CliRunner().invoke(
+        app, ["explain", str(f), "--model", str(tiny_detector), "--out", str(tmp_path / "o")]
+    )
     assert res.exit_code == 0 and "top" in res.stdout and ".text" in res.stdout
 
 

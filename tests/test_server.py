@@ -162,7 +162,9 @@ def test_too_many_files_is_413(make_client: Callable[..., TestClient]) -> None:
     assert "too many files" in _error(c.post("/v1/scan", files=files), 413)
 
 
-def test_queue_full_is_503(make_client: Callable[..., TestClient], scanner: Scanner, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_queue_full_is_503(
+    make_client: Callable[..., TestClient], scanner: Scanner, monkeypatch: pytest.MonkeyPatch
+) -> None:
     c = make_client(max_concurrent=1, queue=1)
     limiter = c.app.state.limiter  # type: ignore[attr-defined]
     results: list[int] = []
@@ -206,7 +208,9 @@ def test_slow_request_is_504_and_frees_its_place(
 
 
 # -- errors and auth ----------------------------------------------------------------------------------
-def test_errors_are_one_json_line(make_client: Callable[..., TestClient], scanner: Scanner, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_errors_are_one_json_line(
+    make_client: Callable[..., TestClient], scanner: Scanner, monkeypatch: pytest.MonkeyPatch
+) -> None:
     c = make_client(raise_errors=False)
     _error(c.get("/nope"), 404)
     _error(c.get("/v1/scan"), 405)
@@ -216,7 +220,7 @@ def test_errors_are_one_json_line(make_client: Callable[..., TestClient], scanne
     assert "method" in _error(c.post("/v1/explain?method=shap", files={"file": ("a", PE)}), 422)
     assert "top_k" in _error(c.post("/v1/explain?top_k=0", files={"file": ("a", PE)}), 422)
     assert "too small" in _error(c.post("/v1/explain", files={"file": ("tiny", b"MZ\0\0")}), 422)
-    bad = b"--xyz\r\nContent-Disposition: form-data; name=\"files\"; filename=\"a\"\r\n\r\nabc"
+    bad = b'--xyz\r\nContent-Disposition: form-data; name="files"; filename="a"\r\n\r\nabc'
     _error(c.post("/v1/scan", content=bad, headers={"content-type": "multipart/form-data; boundary=q"}), 400)
 
     def crash(name: str, data: bytes) -> Any:
@@ -246,18 +250,31 @@ def test_api_key(make_client: Callable[..., TestClient]) -> None:
 # -- model, health, docs, page ------------------------------------------------------------------------
 def test_healthz_and_model_card(client: TestClient, scanner: Scanner, tiny_detector: Path) -> None:
     health = client.get("/healthz").json()
-    assert health == {"status": "ok", "model": "cnn", "auth": False, "running": 0, "waiting": 0, "capacity": 10}
+    assert health == {
+        "status": "ok",
+        "model": "cnn",
+        "auth": False,
+        "running": 0,
+        "waiting": 0,
+        "capacity": 10,
+    }
     card = client.get("/v1/model").json()
     assert card["limits"]["max_upload"] == 64 * 1024**2 and card["threshold"] == scanner.threshold
-    assert {k: v for k, v in card.items() if k not in ("threshold", "backend", "limits")} == model_card(scanner)
+    assert {k: v for k, v in card.items() if k not in ("threshold", "backend", "limits")} == model_card(
+        scanner
+    )
     info = json.loads(CliRunner().invoke(cli_app, ["info", str(tiny_detector), "--json"]).stdout)
     assert card["file"] == tiny_detector.name and info["file"] == str(tiny_detector)
-    assert {k: v for k, v in card.items() if k in info and k != "file"} == {k: v for k, v in info.items() if k != "file"}
+    assert {k: v for k, v in card.items() if k in info and k != "file"} == {
+        k: v for k, v in info.items() if k != "file"
+    }
 
 
 def test_openapi_schema(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
-    assert {"/v1/scan", "/v1/explain", "/v1/explain/{png_id}.png", "/v1/model", "/healthz"} <= set(spec["paths"])
+    assert {"/v1/scan", "/v1/explain", "/v1/explain/{png_id}.png", "/v1/model", "/healthz"} <= set(
+        spec["paths"]
+    )
     body = spec["paths"]["/v1/scan"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
     assert body["properties"]["files"]["type"] == "array"
     assert "APIKeyHeader" in spec["components"]["securitySchemes"]
@@ -278,7 +295,11 @@ def test_explain_endpoint_and_bounded_png_store(make_client: Callable[..., TestC
         assert re.fullmatch(r"/v1/explain/[A-Za-z0-9_-]{24}\.png", record["png"])
         links.append(record["png"])
     png = c.get(links[-1])
-    assert png.status_code == 200 and png.headers["content-type"] == "image/png" and png.content[:4] == b"\x89PNG"
+    assert (
+        png.status_code == 200
+        and png.headers["content-type"] == "image/png"
+        and png.content[:4] == b"\x89PNG"
+    )
     _error(c.get(links[0]), 404)  # only the last two are kept
     _error(c.get("/v1/explain/not-an-id.png"), 404)
 
@@ -369,8 +390,12 @@ def _multipart(files: dict[str, tuple[str, bytes]]) -> tuple[bytes, str]:
     out = b""
     for field, (name, data) in files.items():
         out += (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{name}"\r\n'
-            "Content-Type: application/octet-stream\r\n\r\n"
-        ).encode() + data + b"\r\n"
+            (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{name}"\r\n'
+                "Content-Type: application/octet-stream\r\n\r\n"
+            ).encode()
+            + data
+            + b"\r\n"
+        )
     out += f"--{boundary}--\r\n".encode()
     return out, f"multipart/form-data; boundary={boundary}"

@@ -333,6 +333,12 @@ def load_checkpoint(path: Path | str) -> Checkpoint:
         or (epoch is not None and not isinstance(epoch, int))
     ):
         raise CheckpointError(f"{p}: malformed metadata (seed, spec or epoch)")
+    from malvision.convert.spec import ConvertSpec
+
+    try:  # refuse a bad or hostile spec (say, a billion-pixel image side) before anyone converts with it
+        ConvertSpec.from_dict(obj["spec"])
+    except MalvisionError as e:
+        raise CheckpointError(f"{p}: bad conversion settings ({e})") from None
     return Checkpoint(
         path=p,
         model=model,

@@ -404,7 +404,12 @@ def benchmark(
     kind: KindOpt = None,
     image_size: Annotated[int, typer.Option(help="Image side when DATA is not a cache.")] = 64,
 ) -> None:
-    """k-fold leaderboard of several architectures: Markdown table + PNG (+ a group-disjoint variant)."""
+    """k-fold leaderboard of several architectures: Markdown table + PNG (+ a group-disjoint variant).
+
+    Fold results are kept in OUT/<split>/<model>/fold<k>/: a rerun (or a run with more models) reuses them.
+    """
+    import json
+
     from malvision.evaluate.leaderboard import run_leaderboard
 
     ds = _dataset_for(data, kind, image_size, max_len)
@@ -414,11 +419,14 @@ def benchmark(
         key = item.partition("=")[0]
         target = key.split(".", 1)[0] if "." in key else None
         per_model.setdefault(target, []).append(item.split(".", 1)[1] if target else item)
-    configs = [
-        _train_config(n, (per_model.get(None) or []) + (per_model.get(n) or []), epochs=epochs, batch_size=batch_size,
-                      lr=lr, patience=patience, max_len=max_len, seed=seed, threads=threads)
-        for n in names
-    ]
+    configs = []
+    for n in names:
+        # Training settings may be set per model too: --set rnn.max_len=512 --set cnn.epochs=8.
+        kw = parse_kwargs((per_model.get(None) or []) + (per_model.get(n) or []))
+        train_kw = {k: kw.pop(k) for k in ("max_len", "epochs", "batch_size", "lr", "patience") if k in kw}
+        base = dict(epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, max_len=max_len)
+        configs.append(_train_config(n, [f"{k}={json.dumps(v)}" for k, v in kw.items()],
+                                     **(base | train_kw), seed=seed, threads=threads))
     runs = [False]
     has_groups = len(set(ds.groups)) > len(ds.classes) and grouped != "no"
     if grouped == "yes" or (grouped == "auto" and has_groups):
@@ -652,10 +660,14 @@ def explain(
     import json
 
     from malvision.explain import explain_bytes, write_explanation
-    from malvision.io import open_source
+    from malvision.io import check_file
     from malvision.scan import Scanner
 
-    data = open_source(file, parse_size(max_size)).read()
+    check_file(file, parse_size(max_size))
+    try:
+        data = file.read_bytes()
+    except OSError as e:
+        raise MalvisionError(f"{file}: read failed ({e.strerror or e})") from None
     scanner = Scanner(model, backend="torch")
     expl = explain_bytes(scanner, str(file), data, top_k=top_k, method=method, steps=steps, target=target)
     json_path, png_path = write_explanation(expl, data, out_dir)

@@ -8,6 +8,7 @@ get ``unknown`` with a reason instead of a confident guess.
 from __future__ import annotations
 
 import sys
+import threading
 import zipfile
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -24,13 +25,14 @@ from malvision.convert.opcodes import parse_opcodes
 from malvision.convert.sequence import UNK, Vocabulary, byte_sequence, pad_batch
 from malvision.convert.spec import ConvertSpec
 from malvision.errors import ConversionError, InputError, MalvisionError
-from malvision.io import DEFAULT_MAX_SIZE, MemorySource, Source, expand_inputs, open_source
+from malvision.io import CHUNK, DEFAULT_MAX_SIZE, MemorySource, Source, expand_inputs, open_source
 from malvision.triage import byte_stats, triage
 
 __all__ = ["Verdict", "ScanError", "Scanner", "HEAD_BYTES"]
 
 HEAD_BYTES = 64 * 1024  # what triage reads: magic, PE headers and section table
 MAX_UNKNOWN_TOKENS = 0.5  # opcode input with more unknown mnemonics than this is not what the model read
+OPCODE_BYTES_PER_TOKEN = 64  # opcode text kept per token of max_len: memory follows max_len, not file size
 EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 FIELDS = ("path", "sha256", "size", "verdict", "score", "family", "reason")
 
@@ -102,7 +104,7 @@ class Scanner:
         self.model_path = resolve_checkpoint(model)
         ck = load_checkpoint(self.model_path)
         self.checkpoint = ck
-        self.spec = ConvertSpec.from_dict(ck.spec)
+        self.spec: ConvertSpec = ck.convert_spec()  # a CheckpointError naming the file for a bad spec
         self.classes = list(ck.classes)
         self.card: dict[str, Any] = dict((ck.extra or {}).get("card", {}))
         self.detector = sorted(self.classes) == ["benign", "malware"]
@@ -112,6 +114,8 @@ class Scanner:
             raise MalvisionError(f"--threshold must be between 0 and 1, got {self.threshold}")
         self.vocab = Vocabulary(self.spec.vocab) if self.spec.kind == "opcodes" else None
         self.expects = "text" if self.spec.kind == "opcodes" else "pe"
+        if batch_size < 1:
+            raise MalvisionError(f"--batch-size must be at least 1, got {batch_size}")
         self.batch_size, self.workers, self.max_size = batch_size, max(1, workers), max_size
         self.zip_password = zip_password
         self.backend = self._pick_backend(backend)
@@ -132,19 +136,28 @@ class Scanner:
         return "torch"
 
     # -- the one path --------------------------------------------------------------------------
-    def prepare(self, src: Source) -> _Prepared:
-        """Read ``src`` once: sha256, byte histogram, head for triage and the model input."""
+    def prepare(self, src: Source, stop: threading.Event | None = None) -> _Prepared:
+        """Read ``src`` once: sha256, byte histogram, head for triage and the model input.
+
+        ``stop``, when set by another thread, ends the read at the next chunk (an interrupted scan).
+        """
         hist = np.zeros(256, dtype=np.int64)
         head = bytearray()
         kept = bytearray()
         keep = (
             self.spec.max_len
             if self.spec.kind == "bytes"
-            else (self.max_size if self.expects == "text" else 0)
+            else (
+                min(self.max_size, OPCODE_BYTES_PER_TOKEN * self.spec.max_len)
+                if self.expects == "text"
+                else 0
+            )
         )
 
         def tapped() -> Iterator[memoryview]:
             for chunk in src.chunks():
+                if stop is not None and stop.is_set():
+                    raise InputError(f"{src.name}: interrupted")
                 arr = np.frombuffer(chunk, dtype=np.uint8)
                 hist[:] += np.bincount(arr, minlength=256)
                 if len(head) < HEAD_BYTES:
@@ -170,6 +183,13 @@ class Scanner:
         elif reason is None and self.spec.kind == "opcodes":
             try:
                 assert self.vocab is not None
+                # We keep a prefix; refuse non-ASCII anywhere, as parse_opcodes does for a whole file.
+                if hist[128:].any():
+                    raise ConversionError(
+                        f"{src.name}: not ASCII text, expected one opcode mnemonic per line"
+                    )
+                if len(kept) < src.size:  # a cut prefix: drop the partial last line
+                    del kept[kept.rfind(b"\n") + 1 :]
                 x = self.vocab.encode(parse_opcodes(bytes(kept), src.name), self.spec.max_len)
                 unknown = float(np.mean(x == UNK))
                 if unknown > MAX_UNKNOWN_TOKENS:
@@ -218,16 +238,23 @@ class Scanner:
                     yield str(path), lambda path=path: open_source(path, self.max_size)
 
     def _stdin(self) -> Source:
-        data = sys.stdin.buffer.read(self.max_size + 1)
+        data = bytearray()  # in chunks: read(max_size + 1) would allocate the whole limit up front
+        while len(data) <= self.max_size and (chunk := sys.stdin.buffer.read(CHUNK)):
+            data += chunk
         if len(data) > self.max_size:
             raise MalvisionError(f"-: standard input is over the {self.max_size}-byte size limit")
-        return MemorySource.of("-", data)
+        return MemorySource.of("-", data)  # type: ignore[arg-type]  # bytes-like, never resized
 
     def _zip_openers(self, path: Path) -> Iterator[tuple[str, Callable[[], Source]]]:
-        from malvision.data.zips import ZipDataset
+        from malvision.data.zips import MAX_ENTRY_SIZE, ZipDataset
 
         try:
-            zd = ZipDataset(path, label="sample", password=self.zip_password)
+            zd = ZipDataset(
+                path,
+                label="sample",
+                password=self.zip_password,
+                max_entry_size=min(self.max_size, MAX_ENTRY_SIZE),
+            )
         except MalvisionError as e:
             msg = str(e)
             yield str(path), lambda msg=msg: (_ for _ in ()).throw(MalvisionError(msg))
@@ -240,32 +267,41 @@ class Scanner:
     def scan(self, paths: Iterable[str | Path]) -> Iterator[Verdict | ScanError]:
         """Verdicts (and errors) for every file under ``paths``, in input order."""
 
+        stop = threading.Event()
+
         def work(name: str, opener: Callable[[], Source]) -> _Prepared:
+            if stop.is_set():
+                raise InputError(f"{name}: interrupted")
             try:
                 src = opener()
             except InputError as e:
                 if str(e).endswith(": empty file"):  # a verdict, not an error: there is nothing to judge
                     return _Prepared(name, EMPTY_SHA256, 0, None, "empty file")
                 raise
-            return self.prepare(src)
+            return self.prepare(src, stop)
 
         window = max(2 * self.batch_size, 4 * self.workers)
         with ThreadPoolExecutor(self.workers, thread_name_prefix="malvision-read") as pool:
-            pending: deque[tuple[str, Future[_Prepared]]] = deque()
-            ready: list[tuple[str, _Prepared | ScanError]] = []
-            for name, opener in self._openers(paths):
-                pending.append((name, pool.submit(work, name, opener)))
-                if len(pending) >= window:
+            try:
+                pending: deque[tuple[str, Future[_Prepared]]] = deque()
+                ready: list[tuple[str, _Prepared | ScanError]] = []
+                for name, opener in self._openers(paths):
+                    pending.append((name, pool.submit(work, name, opener)))
+                    if len(pending) >= window:
+                        ready.append(self._collect(*pending.popleft()))
+                        if (
+                            sum(1 for _, r in ready if isinstance(r, _Prepared) and r.x is not None)
+                            >= self.batch_size
+                        ):
+                            yield from self._flush(ready)
+                            ready = []
+                while pending:
                     ready.append(self._collect(*pending.popleft()))
-                    if (
-                        sum(1 for _, r in ready if isinstance(r, _Prepared) and r.x is not None)
-                        >= self.batch_size
-                    ):
-                        yield from self._flush(ready)
-                        ready = []
-            while pending:
-                ready.append(self._collect(*pending.popleft()))
-            yield from self._flush(ready)
+                yield from self._flush(ready)
+            except BaseException:  # Ctrl-C, SIGTERM or a closed generator: drop queued files, stop readers
+                stop.set()
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
 
     @staticmethod
     def _collect(name: str, fut: Future[_Prepared]) -> tuple[str, _Prepared | ScanError]:

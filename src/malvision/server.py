@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import os
 import re
 import secrets
 import threading
@@ -564,6 +565,10 @@ def serve(
     import uvicorn
 
     settings = settings or ServerSettings()
+    import torch
+
+    # Each running inference gets its share of the cores instead of all of them fighting for every core.
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // settings.max_concurrent))
     app = create_app(model, settings)
     # Connections beyond a few per ticket are refused by uvicorn itself (503) before any body is read.
     try:

@@ -87,6 +87,12 @@ def pe_problem(head: bytes, size: int) -> str | None:
     (e_lfanew,) = struct.unpack_from("<I", head, 0x3C)
     if e_lfanew + 24 > size:
         return f"truncated PE: the PE header offset {e_lfanew} lies past the end of the file"
+    if head[e_lfanew : e_lfanew + 4] == b"PE\0\0" and e_lfanew + 24 <= len(head):
+        # pefile parses only the section headers that fit; the loader wants the whole declared table.
+        (n_sections,) = struct.unpack_from("<H", head, e_lfanew + 6)
+        (opt_size,) = struct.unpack_from("<H", head, e_lfanew + 20)
+        if e_lfanew + 24 + opt_size + 40 * n_sections > size:
+            return f"truncated PE: the table of {n_sections} sections runs past the end of the file"
     try:
         pe = pefile.PE(data=head, fast_load=True)
     except pefile.PEFormatError as e:

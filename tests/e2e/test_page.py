@@ -26,7 +26,9 @@ MALVISION = Path(sys.executable).with_name("malvision")
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not CHROMIUM.is_file(), reason="/usr/bin/chromium absent (apt-get install -y chromium)"),
+    pytest.mark.skipif(
+        not CHROMIUM.is_file(), reason="/usr/bin/chromium absent (apt-get install -y chromium)"
+    ),
     pytest.mark.skipif(
         not CHROMEDRIVER.is_file(), reason="chromedriver absent (apt-get install -y chromium-driver)"
     ),
@@ -89,7 +91,9 @@ def server(tiny_detector: Path, tmp_path: Path) -> Iterator[str]:
 
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[object]:
-    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium not installed (pip install selenium)")
+    webdriver = pytest.importorskip(
+        "selenium.webdriver", reason="selenium not installed (pip install selenium)"
+    )
     from selenium.webdriver.chrome.service import Service
 
     os.environ.setdefault("SE_AVOID_STATS", "true")
@@ -138,7 +142,11 @@ def test_upload_shows_verdict_heat_map_and_ranges(server: str, browser: object, 
     score = float(driver.find_element(By.ID, "score").text)  # type: ignore[attr-defined]
     assert 0.0 <= score <= 1.0
     rows = driver.find_elements(By.CSS_SELECTOR, "#ranges tbody tr")  # type: ignore[attr-defined]
-    assert rows and rows[0].find_elements(By.TAG_NAME, "td")[5].text in ("headers", ".text", "headers + .text")
+    assert rows and rows[0].find_elements(By.TAG_NAME, "td")[5].text in (
+        "headers",
+        ".text",
+        "headers + .text",
+    )
     sections = [r.text for r in driver.find_elements(By.CSS_SELECTOR, "#sections tbody td:first-child")]  # type: ignore[attr-defined]
     assert sections == ["headers", ".text"]
     wait.until(

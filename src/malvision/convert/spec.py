@@ -9,9 +9,10 @@ from typing import Any, Literal
 from malvision.convert.sequence import DEFAULT_MAX_LEN
 from malvision.errors import ConversionError
 
-__all__ = ["SPEC_VERSION", "ConvertSpec"]
+__all__ = ["SPEC_VERSION", "MAX_IMAGE_SIZE", "ConvertSpec"]
 
 SPEC_VERSION = 1
+MAX_IMAGE_SIZE = 4096  # resizing holds two (side, 1024) 8-byte arrays: 64 MiB at this side
 Kind = Literal["image", "bytes", "opcodes"]
 KINDS: tuple[str, ...] = ("image", "bytes", "opcodes")
 
@@ -42,6 +43,8 @@ class ConvertSpec:
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
                 raise ConversionError(f"{name} must be a positive integer, got {value!r}")
             object.__setattr__(self, name, int(value))  # numpy integers become plain ints
+        if self.image_size > MAX_IMAGE_SIZE:
+            raise ConversionError(f"image_size {self.image_size} is over the limit of {MAX_IMAGE_SIZE}")
         if not isinstance(self.vocab, list | tuple) or not all(isinstance(t, str) for t in self.vocab):
             raise ConversionError("vocab must be a list of token strings")
         object.__setattr__(self, "vocab", tuple(self.vocab))

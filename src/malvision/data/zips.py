@@ -13,13 +13,14 @@ import pyzipper
 
 from malvision.data.records import RawDataset, Record
 from malvision.errors import DatasetError
-from malvision.io import MemorySource, Source, human_size
+from malvision.io import CHUNK, MemorySource, Source, human_size
 
 __all__ = [
     "DEFAULT_PASSWORD",
     "MAX_ENTRY_SIZE",
     "MAX_TOTAL_SIZE",
     "MAX_RATIO",
+    "MAX_ENTRIES",
     "ZipDataset",
     "unsafe_entry_name",
 ]
@@ -29,6 +30,8 @@ MAX_ENTRY_SIZE = 1024**3  # 1 GiB: one sample is read whole into memory
 MAX_TOTAL_SIZE = 64 * 1024**3  # sum of the declared sizes of the listed entries
 MAX_RATIO = 1100  # declared / compressed size; DEFLATE tops out near 1032:1, zero-padded malware nears it
 RATIO_MIN_SIZE = 1024**2
+MAX_ENTRIES = 1_000_000  # listing costs ~1 KB of memory per entry; VirusShare zips hold 65,536-131,072
+_LOCAL_HEADER = 30
 MANIFEST = "manifest.csv"
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 _READ_ERRORS = (
@@ -49,6 +52,17 @@ def unsafe_entry_name(name: str) -> bool:
     return norm.startswith("/") or bool(re.match(r"[A-Za-z]:", norm)) or ".." in norm.split("/")
 
 
+def _overlapping(infos: list[zipfile.ZipInfo]) -> set[int]:
+    """ids of entries whose compressed bytes start inside an earlier entry's (overlapping entries)."""
+    bad: set[int] = set()
+    end = -1
+    for info in sorted(infos, key=lambda i: i.header_offset):
+        if info.header_offset < end:
+            bad.add(id(info))
+        end = max(end, info.header_offset + _LOCAL_HEADER + info.compress_size)
+    return bad
+
+
 def _is_password_error(e: BaseException) -> bool:
     return isinstance(e, RuntimeError) and "password" in str(e).lower()
 
@@ -60,7 +74,8 @@ class ZipDataset(RawDataset):
     the ``family`` column of a top-level ``manifest.csv`` with sha256,family,kind,size,original_name).
     ``kinds`` keeps only entries whose manifest kind is listed (e.g. ``("pe",)``). Entries over
     ``max_entry_size``, compressed more than ``max_ratio``:1 (zip bombs) or with unsafe names
-    (``../``, absolute) are skipped and reported; a wrong password is a ``DatasetError``.
+    (``../``, absolute) or overlapping another entry's bytes (a non-recursive zip bomb) are skipped and
+    reported; more than ``max_entries`` entries or a wrong password is a ``DatasetError``.
     """
 
     format = "zip"
@@ -75,6 +90,7 @@ class ZipDataset(RawDataset):
         max_total_size: int = MAX_TOTAL_SIZE,
         max_ratio: float = MAX_RATIO,
         strict: bool = False,
+        max_entries: int = MAX_ENTRIES,
     ) -> None:
         self.path = Path(path)
         super().__init__(self.path.name)
@@ -86,6 +102,11 @@ class ZipDataset(RawDataset):
             self._zf = pyzipper.AESZipFile(self.path)
         except (zipfile.BadZipFile, pyzipper.BadZipFile, OSError, EOFError, ValueError) as e:
             raise DatasetError(f"{self.path}: not a zip file or corrupt ({e})") from None
+        if len(self._zf.filelist) > max_entries:
+            self._zf.close()
+            raise DatasetError(
+                f"{self.path}: {len(self._zf.filelist):,} entries, over the {max_entries:,} entry limit"
+            )
         try:
             if password:
                 self._zf.setpassword(password.encode() if isinstance(password, str) else password)
@@ -104,6 +125,7 @@ class ZipDataset(RawDataset):
         self._check_password(min(encrypted, key=lambda i: i.file_size, default=None))
         manifest = self._read_manifest(manifest_info) if manifest_info is not None else None
         total = 0
+        overlapping = _overlapping(infos)
         for info in infos:
             name = info.filename
             where = f"{self.path}!{name}"
@@ -111,6 +133,9 @@ class ZipDataset(RawDataset):
                 continue
             if unsafe_entry_name(name):
                 self._skip(where, f"{where}: unsafe entry name (absolute or '..'), skipped")
+                continue
+            if id(info) in overlapping:
+                self._skip(where, f"{where}: shares its bytes with another entry (a zip bomb?), skipped")
                 continue
             parts = PurePosixPath(name.replace("\\", "/")).parts
             if info.file_size > self.max_entry_size:
@@ -190,9 +215,14 @@ class ZipDataset(RawDataset):
 
     def open(self, i: int) -> Source:
         rec = self.records[i]
+        # Into one buffer of the declared size: reading it whole would briefly hold two copies.
+        data = bytearray(min(rec.size, self.max_entry_size) + 1)
+        got = 0
         try:
             with self._zf.open(self._infos[i]) as f:
-                data = f.read(self.max_entry_size + 1)
+                while got < len(data) and (chunk := f.read(min(CHUNK, len(data) - got))):
+                    data[got : got + len(chunk)] = chunk
+                    got += len(chunk)
         except RuntimeError as e:
             if _is_password_error(e):
                 raise DatasetError(f"{rec.source}: wrong zip password") from None
@@ -201,9 +231,10 @@ class ZipDataset(RawDataset):
             raise DatasetError(
                 f"{rec.source}: cannot read zip entry, corrupt or wrong password ({e})"
             ) from None
-        if len(data) > self.max_entry_size or len(data) != rec.size:
-            raise DatasetError(f"{rec.source}: entry holds {len(data)} bytes, header says {rec.size}")
-        return MemorySource.of(rec.source, data)
+        if got > self.max_entry_size or got != rec.size:
+            raise DatasetError(f"{rec.source}: entry holds {got} bytes, header says {rec.size}")
+        del data[got:]
+        return MemorySource.of(rec.source, data)  # type: ignore[arg-type]  # bytes-like, never resized
 
     def close(self) -> None:
         self._zf.close()
