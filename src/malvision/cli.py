@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from malvision.errors import MalvisionError
@@ -57,13 +58,19 @@ def progress() -> Progress:
     )
 
 
+def clean(text: str) -> str:
+    """``text`` safe for a terminal, on one line: control characters, bidi overrides and undecodable
+    bytes of file names shown as escapes (``\\x1b``, ``\\n``, ``\\udce9``)."""
+    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def report_failures(failures: list[tuple[str, str]]) -> None:
     """Print each failed input on one line at the end of a batch run."""
     if failures:
         err.print(f"[red]{len(failures)} input(s) failed:[/red]")
         for name, msg in failures:
             line = f"error: {msg}" if msg.startswith(name) else f"error: {name}: {msg}"
-            err.print(line, markup=False, highlight=False, soft_wrap=True)  # one line, never wrapped
+            err.print(clean(line), markup=False, highlight=False, soft_wrap=True)  # one line, never wrapped
 
 
 MaxSize = Annotated[str, typer.Option("--max-size", help="Refuse inputs larger than this (e.g. 8G, 500M).")]
@@ -71,7 +78,7 @@ MaxSize = Annotated[str, typer.Option("--max-size", help="Refuse inputs larger t
 
 @app.command()
 def convert(
-    inputs: Annotated[list[Path], typer.Argument(help="Files or folders (recursive).")],
+    inputs: Annotated[list[Path], typer.Argument(help="Files or folders (recursive).", readable=False)],  # we report it
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
     fmt: Annotated[
         str, typer.Option("--format", help="png: one byte plot per file; dataset: one cache.")
@@ -105,7 +112,7 @@ def convert(
             max_size=limit,
             progress=progress(),
         )
-        out.print(f"wrote {n} samples to {out_dir}")
+        out.print(f"wrote {n} samples to {out_dir}", markup=False)
         report_failures(failures)
         raise typer.Exit(EXIT_ERROR if failures else 0)
     if fmt != "png":
@@ -129,7 +136,7 @@ def convert(
             except MalvisionError as e:
                 failures.append((str(path), str(e)))
             bar.advance(task)
-    out.print(f"wrote {written} PNG(s) to {out_dir}")
+    out.print(f"wrote {written} PNG(s) to {out_dir}", markup=False)
     report_failures(failures)
     if failures:
         raise typer.Exit(EXIT_ERROR)
@@ -166,7 +173,7 @@ def data_info(
         table.add_column(col, justify="left" if col == "class" else "right")
     for c in s.classes:
         share = f"{100 * c.n / max(s.n, 1):.1f}%"
-        table.add_row(c.label, str(c.n), share, str(c.groups or "-"), human_size(c.median_size))
+        table.add_row(escape(clean(c.label)), str(c.n), share, str(c.groups or "-"), human_size(c.median_size))
     out.print(table)
     lo, med, mean, hi = s.sizes
     out.print(f"sizes: min {human_size(lo)}, median {human_size(med)}, ", end="")
@@ -181,7 +188,7 @@ def data_info(
     if s.skipped:
         err.print(f"[yellow]{len(s.skipped)} entr(ies) skipped while listing, e.g.:[/yellow]")
         for _, msg in s.skipped[:5]:
-            err.print(f"  {msg}", markup=False)
+            err.print(f"  {clean(msg)}", markup=False, soft_wrap=True)
 
 
 @data_app.command("build")
@@ -329,7 +336,7 @@ def train(
             )
 
         summary = train_run(ds, cfg, out_dir, test_size=test_size, grouped=group_split, resume=resume,
-                            on_epoch=on_epoch, on_step=on_step)
+                            on_epoch=on_epoch, on_step=on_step, command="malvision " + " ".join(sys.argv[1:]))
     if summary:
         t = summary["test"]
         out.print(json.dumps({k: t[k] for k in ("n", "accuracy", "macro_f1") if k in t}
@@ -374,11 +381,11 @@ def evaluate(
         return
     from rich.table import Table
 
-    table = Table(title=f"{ck.model_name} on {data} (n={m['n']})")
+    table = Table(title=escape(f"{ck.model_name} on {data} (n={m['n']})"))
     for col in ("class", "precision", "recall", "F1", "support"):
         table.add_column(col, justify="right" if col != "class" else "left")
     for c, r in m["per_class"].items():
-        table.add_row(c, f"{r['precision']:.4f}", f"{r['recall']:.4f}", f"{r['f1']:.4f}", str(r["support"]))
+        table.add_row(escape(c), f"{r['precision']:.4f}", f"{r['recall']:.4f}", f"{r['f1']:.4f}", str(r["support"]))
     out.print(table)
     line = f"accuracy {m['accuracy']:.4f}   macro-F1 {m['macro_f1']:.4f}"
     if m.get("roc_auc") is not None:
@@ -537,7 +544,7 @@ def scan(
     elif not as_csv:
         from rich.table import Table
 
-        table = Table(title=f"malvision scan ({scanner.model_path.name}, threshold {scanner.threshold:.4g})")
+        table = Table(title=escape(f"malvision scan ({scanner.model_path.name}, threshold {scanner.threshold:.4g})"))
         for col in ("path", "verdict", "score", "family", "reason"):
             table.add_column(col, overflow="fold")
         style = {"malware": "bold red", "benign": "green", "unknown": "yellow"}
@@ -546,7 +553,8 @@ def scan(
             fam = r.family or ""
             if r.family_score is not None:
                 fam += f" ({r.family_score:.2f})"
-            table.add_row(r.path, f"[{style[r.verdict]}]{r.verdict}[/]", score, fam, r.reason or "")
+            table.add_row(escape(clean(r.path)), f"[{style[r.verdict]}]{r.verdict}[/]", score, escape(clean(fam)),
+                          escape(clean(r.reason or "")))
         out.print(table)
         counts = {v: sum(r.verdict == v for r in records) for v in ("malware", "benign", "unknown")}
         out.print(f"{len(records)} scanned: {counts['malware']} malware, {counts['benign']} benign, "
@@ -608,7 +616,7 @@ def info(
         print(json.dumps(summary | ({"training_sha256": card["training_sha256"]} if "training_sha256" in card else {}), indent=1))
         return
     for k, v in summary.items():
-        out.print(f"[bold]{k}[/bold]: {json.dumps(v) if isinstance(v, dict | list) else v}", soft_wrap=True)
+        out.print(f"[bold]{escape(clean(str(k)))}[/bold]: {escape(clean(json.dumps(v) if isinstance(v, dict | list) else str(v)))}", soft_wrap=True)
 
 
 @app.command("train-detector")
@@ -691,7 +699,7 @@ def explain(
         fmt = hex if r.unit == "byte" else str
         ent = "" if r.section_entropy is None else f"{r.section_entropy:.2f}"
         table.add_row(str(i), fmt(r.start), fmt(r.end), f"{r.end - r.start:,}", f"{r.share:.1%}",
-                      " + ".join(r.sections), ent)
+                      escape(" + ".join(r.sections)), ent)
     out.print(table)
     out.print(f"wrote {png_path} and {json_path}", markup=False)
 
@@ -725,11 +733,13 @@ def _on_sigterm(signum: int, frame: object) -> None:
 def main() -> None:
     """Entry point: one line on stderr and a non-zero exit for every expected failure."""
     signal.signal(signal.SIGTERM, _on_sigterm)
+    if hasattr(sys.stdout, "reconfigure"):  # file names that are not UTF-8 print as \udcXX, never crash
+        sys.stdout.reconfigure(errors="backslashreplace")
     try:
         # Not standalone, Typer *returns* the code of a ``typer.Exit`` (and 130 for Ctrl-C).
         rc = app(standalone_mode=False)
     except MalvisionError as e:
-        err.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
+        err.print(f"error: {clean(str(e))}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(EXIT_ERROR)
     except KeyboardInterrupt:
         err.print("error: interrupted", markup=False)

@@ -89,7 +89,9 @@ class ByteRange:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["length"] = self.end - self.start
+        d["share"] = round(self.share, 6)
         d["sections"] = list(self.sections)
+        d["section_entropy"] = None if self.section_entropy is None else round(self.section_entropy, 4)
         return d
 
 
@@ -174,8 +176,14 @@ def _gradcam(model: Any, run: Callable[[], Any], target: int, out_len: tuple[int
     if layer is None:
         raise MalvisionError(f"model {type(model).__name__} has no conv layer for Grad-CAM; use --method ig")
     acts: list[Any] = []
+    me = threading.get_ident()  # a scan running on another thread must not feed this hook
+
+    def keep(_m: Any, _i: Any, o: Any) -> None:
+        if threading.get_ident() == me:
+            acts.append(o)
+
     with _HOOK_LOCK:
-        handle = layer.register_forward_hook(lambda _m, _i, o: acts.append(o))
+        handle = layer.register_forward_hook(keep)
         try:
             logits = run()
         finally:
@@ -192,13 +200,22 @@ def attribute(
     model: Any, x: np.ndarray, target: int, method: str = "ig", steps: int = DEFAULT_STEPS
 ) -> np.ndarray:
     """Attribution to the target's log-odds: (S, S) for an image, one value per position for ids."""
-    import torch
 
     if method not in METHODS:
         raise MalvisionError(f"unknown explanation method {method!r}; use one of {', '.join(METHODS)}")
     if steps < 1:
         raise MalvisionError(f"--steps must be positive, got {steps}")
-    model.eval()
+    was_training = model.training
+    model.eval()  # batch norm must use its running statistics; the mode is restored below
+    try:
+        return _attribute(model, x, target, method, steps)
+    finally:
+        model.train(was_training)
+
+
+def _attribute(model: Any, x: np.ndarray, target: int, method: str, steps: int) -> np.ndarray:
+    import torch
+
     with torch.enable_grad():
         if x.ndim == 2:  # an image, as Scanner.infer feeds it
             xt = torch.from_numpy(x.astype(np.float32)[None, None] / np.float32(255.0))

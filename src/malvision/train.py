@@ -368,6 +368,7 @@ def train_run(
     resume: bool = False,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
     on_step: Callable[[int, int], None] | None = None,
+    command: str = "",
 ) -> dict[str, Any]:
     """Hold out a seeded test split (group-disjoint if ``grouped``), train, test, write plots and metrics.
 
@@ -413,6 +414,7 @@ def train_run(
         "config": asdict(cfg),
         "data": str(getattr(ds, "path", "")),
         "manifest_hash": ds.manifest_hash,
+        "command": command,
     }
     with atomic_writer(out / "metrics.json") as f:
         f.write(json.dumps(summary, indent=2).encode())

@@ -107,8 +107,7 @@ def pe_problem(head: bytes, size: int) -> str | None:
             return "truncated PE: headers run past the end of the file"
     except (ValueError, AttributeError):
         return "malformed PE: unreadable section table"
-    finally:
-        pe.close()
+    # No pe.close(): it only unmaps files, and it runs gc.collect(), ~160 ms per file beside torch.
     return None
 
 

@@ -86,8 +86,7 @@ def minimal_pe(text_size: int = 0x1000, data_size: int = 0x1000, seed: int = SEE
     assert text_size % 0x200 == 0 and data_size % 0x200 == 0
     rng = random.Random(seed)
     # Mostly a few common opcodes: looks like code, not like noise (entropy well below "random").
-    ops = [0x55, 0x89, 0xE5, 0x8B, 0x45, 0x08, 0x83, 0xEC, 0x50, 0x6A, 0x00, 0xE8, 0xC3, 0x90, 0x31, 0xC0]
-    text = bytes(rng.choice(ops) for _ in range(text_size - 1)) + b"\xc3"
+    text = _code(text_size - 1, seed) + b"\xc3"
     data = bytes(rng.randrange(0, 96) for _ in range(data_size))
     text_rva, data_rva = 0x1000, 0x1000 + max(0x1000, -(-text_size // 0x1000) * 0x1000)
     size_of_image = data_rva + max(0x1000, -(-data_size // 0x1000) * 0x1000)
@@ -198,15 +197,22 @@ def _jpeg() -> bytes:
     return buf.getvalue()
 
 
-def _elf() -> bytes:
+def _code(n: int, seed: int = SEED) -> bytes:
+    """Bytes that look like x86 code (a few common opcodes), not like noise."""
+    rng = random.Random(seed)
+    ops = [0x55, 0x48, 0x89, 0xE5, 0x8B, 0x45, 0x08, 0x83, 0xEC, 0x50, 0x6A, 0x00, 0xE8, 0xC3, 0x90, 0x31]
+    return bytes(rng.choice(ops) for _ in range(n))
+
+
+def _elf(body: bytes | None = None) -> bytes:
     ident = b"\x7fELF\x02\x01\x01" + bytes(9)
     hdr = ident + struct.pack("<HHIQQQIHHHHHH", 2, 0x3E, 1, 0x401000, 64, 0, 0, 64, 56, 1, 64, 0, 0)
-    return hdr + _rand(8 * KB, SEED + 1)[: 8 * KB] + bytes(range(256)) * 8
+    return hdr + (body if body is not None else _code(12 * KB))
 
 
 def _macho() -> bytes:
     hdr = struct.pack("<IiiIIIII", 0xFEEDFACF, 0x01000007, 3, 2, 0, 0, 0x85, 0)
-    return hdr + bytes(range(256)) * 32
+    return hdr + _code(12 * KB, SEED + 3)
 
 
 def _text() -> bytes:
@@ -227,6 +233,7 @@ FILES: dict[str, Callable[[], bytes]] = {
     "image_rgb.png": lambda: _png("RGB"),
     "image.jpg": _jpeg,
     "elf.bin": _elf,
+    "elf_packed.bin": lambda: _elf(_rand(12 * KB, SEED + 1)),  # high entropy: "random" wins over "ELF"
     "macho.bin": _macho,
     "pdf.pdf": lambda: b"%PDF-1.4\n" + _text(),
     "gzip.gz": lambda: gzip.compress(_text(), mtime=0),
@@ -250,6 +257,7 @@ EXPECT: dict[str, tuple[str, str | None]] = {
     "image_rgb.png": ("unknown", "not a"),
     "image.jpg": ("unknown", "JPEG"),
     "elf.bin": ("unknown", "ELF"),
+    "elf_packed.bin": ("unknown", None),
     "macho.bin": ("unknown", "Mach-O"),
     "pdf.pdf": ("unknown", "PDF"),
     "gzip.gz": ("unknown", "not a"),
@@ -440,9 +448,12 @@ def make_zips(folder: Path, password: bytes = b"infected") -> dict[str, Path]:
     return out
 
 
-def make_zip_bomb(path: Path, size: int = 1000 * 1024**2, entries: int = 1, declared: int | None = None) -> Path:
+def make_zip_bomb(
+    path: Path, size: int = 1000 * 1024**2, entries: int = 1, declared: int | None = None, overlap: bool = False
+) -> Path:
     """A zip of ``entries`` entries, each ``size`` zeros deflated (~1030:1); ``declared`` overrides the
-    size the headers claim (a lying bomb). Written in 16 MiB steps: a 1 GB entry takes ~1-2 s."""
+    size the headers claim (a lying bomb); ``overlap`` points every entry at the same compressed bytes
+    (a non-recursive zip bomb: N entries for the price of one). A 1 GB entry takes about a second."""
     step = 16 * 1024**2
     block = bytes(step)
     # Deflate 16 MiB of zeros once; after a full flush the stream is byte-aligned with an empty
@@ -471,9 +482,13 @@ def make_zip_bomb(path: Path, size: int = 1000 * 1024**2, entries: int = 1, decl
             )
             + name
         )
-        offset += len(lh) + len(body)
+        if not overlap:
+            offset += len(lh) + len(body)
     cd = b"".join(central)
-    end = struct.pack("<4sHHHHIIH", b"PK\x05\x06", 0, 0, entries, entries, len(cd), offset, 0)
+    if overlap:
+        local = local[:1]
+    cd_offset = sum(len(part) for part in local)
+    end = struct.pack("<4sHHHHIIH", b"PK\x05\x06", 0, 0, entries, entries, len(cd), cd_offset, 0)
     with open(path, "wb") as f:
         for part in local:
             f.write(part)
@@ -571,6 +586,12 @@ def make_never_run(folder: Path, marker: Path) -> dict[str, Path]:
     py.chmod(0o755)
     pk = folder / "evil.pkl"
     pk.write_bytes(pickle.dumps(Marker(marker)) + bytes(range(256)) * 8)
-    pe = folder / "dropper.exe"  # a PE whose file name is a shell command
+    pe = folder / "dropper.exe"
     pe.write_bytes(minimal_pe())
-    return {"sh": sh, "py": py, "pickle": pk, "pe": pe}
+    out = {"sh": sh, "py": py, "pickle": pk, "pe": pe}
+    # Modules a Python process might import from its working folder if it ever put it on sys.path.
+    for mod in ("numpy", "torch", "typer", "rich", "sitecustomize", "usercustomize", "pefile", "PIL"):
+        path = folder / f"{mod}.py"
+        path.write_text(f"import os\nos.mkdir({str(marker)!r})\n")
+        out[f"shadow_{mod}"] = path
+    return out

@@ -215,14 +215,14 @@ class ZipDataset(RawDataset):
 
     def open(self, i: int) -> Source:
         rec = self.records[i]
-        # Into one buffer of the declared size: reading it whole would briefly hold two copies.
-        data = bytearray(min(rec.size, self.max_entry_size) + 1)
-        got = 0
+        # In chunks into one growing buffer: one read of it all briefly holds two copies, and a buffer
+        # of the declared size would let a lying header make us allocate it.
+        want = min(rec.size, self.max_entry_size) + 1
+        data = bytearray()
         try:
             with self._zf.open(self._infos[i]) as f:
-                while got < len(data) and (chunk := f.read(min(CHUNK, len(data) - got))):
-                    data[got : got + len(chunk)] = chunk
-                    got += len(chunk)
+                while len(data) < want and (chunk := f.read(min(CHUNK, want - len(data)))):
+                    data += chunk
         except RuntimeError as e:
             if _is_password_error(e):
                 raise DatasetError(f"{rec.source}: wrong zip password") from None
@@ -231,9 +231,8 @@ class ZipDataset(RawDataset):
             raise DatasetError(
                 f"{rec.source}: cannot read zip entry, corrupt or wrong password ({e})"
             ) from None
-        if got > self.max_entry_size or got != rec.size:
-            raise DatasetError(f"{rec.source}: entry holds {got} bytes, header says {rec.size}")
-        del data[got:]
+        if len(data) > self.max_entry_size or len(data) != rec.size:
+            raise DatasetError(f"{rec.source}: entry holds {len(data)} bytes, header says {rec.size}")
         return MemorySource.of(rec.source, data)  # type: ignore[arg-type]  # bytes-like, never resized
 
     def close(self) -> None:

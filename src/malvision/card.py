@@ -1,0 +1,75 @@
+"""Model cards: what a shipped model is, what it was trained on, how it was measured."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from malvision.errors import CheckpointError
+
+__all__ = ["card_from_run", "bundle_run", "training_ids"]
+
+
+def card_from_run(run: Path | str) -> dict[str, Any]:
+    """A card from a ``malvision train`` run folder: its metrics.json, split.json and config."""
+    r = Path(run)
+    try:
+        metrics = json.loads((r / "metrics.json").read_text())
+        split = json.loads((r / "split.json").read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{r}: not a finished `malvision train` run ({e})") from None
+    test = metrics["test"]
+    return {
+        "task": "classification",
+        "architecture": metrics["config"]["model"],
+        "split": (
+            f"{metrics['split']} (seed {metrics['config']['seed']}): trained on {metrics['n_train']} samples, "
+            f"early-stopped on {metrics['n_val']}, tested on {metrics['n_test']} never seen in training"
+        ),
+        "metrics": {k: test[k] for k in ("n", "accuracy", "macro_f1", "per_class") if k in test},
+        "training_ids": sorted(split["train_ids"] + split["val_ids"]),
+        "test_ids": sorted(split["test_ids"]),
+        "data": {"cache": metrics.get("data"), "manifest_hash": metrics.get("manifest_hash")},
+        "train_config": metrics["config"],
+        "train_seconds": metrics.get("train_seconds"),
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d"),
+        "command": metrics.get("command", ""),
+    }
+
+
+def bundle_run(run: Path | str, dest: Path | str) -> Path:
+    """Copy a run's model with its card to ``dest`` (a detector's model.pt already carries one)."""
+    from malvision.checkpoint import load_checkpoint, save_checkpoint
+
+    r = Path(run)
+    src = r / "model.pt" if (r / "model.pt").is_file() else r / "best.pt"
+    ck = load_checkpoint(src)
+    if (ck.extra or {}).get("card"):
+        Path(dest).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dest)
+        return Path(dest)
+    card = card_from_run(r)
+    save_checkpoint(
+        dest,
+        ck.model,
+        model_name=ck.model_name,
+        model_kwargs=ck.model_kwargs,
+        in_kind=ck.in_kind,
+        n_classes=ck.n_classes,
+        vocab_size=ck.vocab_size,
+        spec=ck.spec,
+        classes=ck.classes,
+        seed=ck.seed,
+        manifest_hash=ck.manifest_hash,
+        metrics=card["metrics"],
+        extra={"card": card},
+    )
+    return Path(dest)
+
+
+def training_ids(card: dict[str, Any]) -> set[str]:
+    """Ids (opcode sample ids or sha256) of every file the model was trained or validated on."""
+    return set(card.get("training_ids", [])) | set(card.get("training_sha256", []))
