@@ -339,7 +339,7 @@ def test_data_info_and_evaluate_on_a_tree_full_of_bad_files(
     m = json.loads(run.stdout)
     assert m["n"] >= len(FILES) and set(m["classes"]) == {"benign", "malware"}
     for data, fragment in (
-        (tree / "malware" / "special" / "fifo", "not a dataset"),
+        (tree / "malware" / "special" / "fifo", "no samples found"),
         (tree / "nowhere", "no such file or folder"),
         (tree / "benign" / "text.txt", "not a dataset"),
     ):

@@ -78,7 +78,7 @@ MaxSize = Annotated[str, typer.Option("--max-size", help="Refuse inputs larger t
 
 @app.command()
 def convert(
-    inputs: Annotated[list[Path], typer.Argument(help="Files or folders (recursive).", readable=False)],  # we report it
+    inputs: Annotated[list[Path], typer.Argument(help="Files, folders (recursive) or sample zips.", readable=False)],  # we report it
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
     fmt: Annotated[
         str, typer.Option("--format", help="png: one byte plot per file; dataset: one cache.")
@@ -93,10 +93,14 @@ def convert(
     png_level: Annotated[
         int, typer.Option(min=0, max=9, help="png only: zlib level (1 fast, 9 smallest).")
     ] = 1,
+    zip_password: Annotated[
+        str | None, typer.Option(help="png only: convert the entries of .zip inputs (read in memory).")
+    ] = None,
 ) -> None:
     """Convert binaries to Nataraj byte-plot PNGs (mirroring the input tree) or a dataset cache."""
     from malvision.convert.image import iter_plot_rows, plot_shape, write_png
-    from malvision.io import atomic_writer, expand_inputs, open_source
+    from malvision.io import atomic_writer
+    from malvision.sources import iter_sources
 
     limit = parse_size(max_size)
     if fmt == "dataset":
@@ -117,24 +121,24 @@ def convert(
         raise typer.Exit(EXIT_ERROR if failures else 0)
     if fmt != "png":
         raise MalvisionError(f"unknown --format {fmt!r}; use png or dataset")
-    items = list(expand_inputs(inputs))
+    items = list(iter_sources(inputs, zip_password=zip_password, max_size=limit))
     failures: list[tuple[str, str]] = []
     written = 0
-    claimed: dict[Path, Path] = {}  # destination -> input, so two inputs never share one PNG
+    claimed: dict[Path, str] = {}  # destination -> input, so two inputs never share one PNG
     with progress() as bar:
         task = bar.add_task("converting", total=len(items))
-        for path, rel in items:
+        for name, rel, opener in items:
             try:
-                src = open_source(path, limit)
+                src = opener()
                 height, width = plot_shape(src.size)
                 dest = out_dir / rel.parent / f"{rel.name}.png"
-                if claimed.setdefault(dest, path) != path:
-                    raise MalvisionError(f"{path}: {dest} is already the output of {claimed[dest]}")
+                if claimed.setdefault(dest, name) != name:
+                    raise MalvisionError(f"{name}: {dest} is already the output of {claimed[dest]}")
                 with atomic_writer(dest) as f:
                     write_png(f, iter_plot_rows(src.chunks(), src.size), height, width, png_level)
                 written += 1
             except MalvisionError as e:
-                failures.append((str(path), str(e)))
+                failures.append((name, str(e)))
             bar.advance(task)
     out.print(f"wrote {written} PNG(s) to {out_dir}", markup=False)
     report_failures(failures)

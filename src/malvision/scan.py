@@ -7,9 +7,7 @@ get ``unknown`` with a reason instead of a confident guess.
 
 from __future__ import annotations
 
-import sys
 import threading
-import zipfile
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -25,7 +23,8 @@ from malvision.convert.opcodes import parse_opcodes
 from malvision.convert.sequence import UNK, Vocabulary, byte_sequence, pad_batch
 from malvision.convert.spec import ConvertSpec
 from malvision.errors import ConversionError, InputError, MalvisionError
-from malvision.io import CHUNK, DEFAULT_MAX_SIZE, MemorySource, Source, expand_inputs, open_source
+from malvision.io import DEFAULT_MAX_SIZE, MemorySource, Source
+from malvision.sources import iter_sources
 from malvision.triage import byte_stats, triage
 
 __all__ = ["Verdict", "ScanError", "Scanner", "HEAD_BYTES"]
@@ -226,44 +225,6 @@ class Scanner:
         )
 
     # -- inputs ------------------------------------------------------------------------------------
-    def _openers(self, paths: Iterable[str | Path]) -> Iterator[tuple[str, Callable[[], Source]]]:
-        for raw in paths:
-            if str(raw) == "-":
-                yield "-", self._stdin
-                continue
-            for path, _ in expand_inputs([raw]):
-                if self.zip_password is not None and path.is_file() and zipfile.is_zipfile(path):
-                    yield from self._zip_openers(path)
-                else:
-                    yield str(path), lambda path=path: open_source(path, self.max_size)
-
-    def _stdin(self) -> Source:
-        data = bytearray()  # in chunks: read(max_size + 1) would allocate the whole limit up front
-        while len(data) <= self.max_size and (chunk := sys.stdin.buffer.read(CHUNK)):
-            data += chunk
-        if len(data) > self.max_size:
-            raise MalvisionError(f"-: standard input is over the {self.max_size}-byte size limit")
-        return MemorySource.of("-", data)  # type: ignore[arg-type]  # bytes-like, never resized
-
-    def _zip_openers(self, path: Path) -> Iterator[tuple[str, Callable[[], Source]]]:
-        from malvision.data.zips import MAX_ENTRY_SIZE, ZipDataset
-
-        try:
-            zd = ZipDataset(
-                path,
-                label="sample",
-                password=self.zip_password,
-                max_entry_size=min(self.max_size, MAX_ENTRY_SIZE),
-            )
-        except MalvisionError as e:
-            msg = str(e)
-            yield str(path), lambda msg=msg: (_ for _ in ()).throw(MalvisionError(msg))
-            return
-        for name, msg in zd.skipped:
-            yield name, lambda msg=msg: (_ for _ in ()).throw(MalvisionError(msg))
-        for i, rec in enumerate(zd.records):
-            yield rec.source, lambda i=i: zd.open(i)
-
     def scan(self, paths: Iterable[str | Path]) -> Iterator[Verdict | ScanError]:
         """Verdicts (and errors) for every file under ``paths``, in input order."""
 
@@ -285,7 +246,9 @@ class Scanner:
             try:
                 pending: deque[tuple[str, Future[_Prepared]]] = deque()
                 ready: list[tuple[str, _Prepared | ScanError]] = []
-                for name, opener in self._openers(paths):
+                for name, _, opener in iter_sources(
+                    paths, zip_password=self.zip_password, max_size=self.max_size
+                ):
                     pending.append((name, pool.submit(work, name, opener)))
                     if len(pending) >= window:
                         ready.append(self._collect(*pending.popleft()))

@@ -1,0 +1,63 @@
+"""What a command's inputs expand to: files, folders (recursive), stdin and sample-zip entries.
+
+Each input becomes (display name, relative output path, opener). Openers run later, on worker threads,
+and raise ``MalvisionError`` for what cannot be read, so a batch reports it and goes on.
+"""
+
+from __future__ import annotations
+
+import sys
+import zipfile
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path, PurePosixPath
+
+from malvision.errors import InputError, MalvisionError
+from malvision.io import DEFAULT_MAX_SIZE, MemorySource, Source, expand_inputs, open_source
+
+__all__ = ["Opener", "iter_sources"]
+
+Opener = Callable[[], Source]
+
+
+def _failing(msg: str) -> Opener:
+    def opener() -> Source:
+        raise MalvisionError(msg)
+
+    return opener
+
+
+def _stdin(max_size: int) -> Source:
+    data = sys.stdin.buffer.read(max_size + 1)
+    if len(data) > max_size:
+        raise InputError(f"-: standard input is over the {max_size}-byte size limit")
+    return MemorySource.of("-", data)
+
+
+def _zip_entries(path: Path, rel: Path, password: str, max_size: int) -> Iterator[tuple[str, Path, Opener]]:
+    from malvision.data.zips import MAX_ENTRY_SIZE, ZipDataset
+
+    try:
+        zd = ZipDataset(path, label="sample", password=password, max_entry_size=min(max_size, MAX_ENTRY_SIZE))
+    except MalvisionError as e:
+        yield str(path), rel, _failing(str(e))
+        return
+    for name, msg in zd.skipped:
+        yield name, rel, _failing(msg)
+    for i, rec in enumerate(zd.records):
+        entry = PurePosixPath(rec.id.replace("\\", "/"))
+        yield rec.source, rel / Path(*entry.parts), (lambda i=i: zd.open(i))
+
+
+def iter_sources(
+    paths: Iterable[str | Path], *, zip_password: str | None = None, max_size: int = DEFAULT_MAX_SIZE
+) -> Iterator[tuple[str, Path, Opener]]:
+    """Expand inputs; with ``zip_password``, zip files yield their entries (read in memory, never extracted)."""
+    for raw in paths:
+        if str(raw) == "-":
+            yield "-", Path("stdin"), lambda: _stdin(max_size)
+            continue
+        for path, rel in expand_inputs([raw]):
+            if zip_password is not None and path.is_file() and zipfile.is_zipfile(path):
+                yield from _zip_entries(path, rel, zip_password, max_size)
+            else:
+                yield str(path), rel, (lambda path=path: open_source(path, max_size))
