@@ -218,3 +218,22 @@ def test_train_runs_data_parallel_under_torchrun(opcode_cache: Path, tmp_path: P
     assert p.returncode == 0, p.stderr[-2000:]
     assert (run / "best.pt").is_file() and (run / "metrics.json").is_file()
     assert "Traceback" not in p.stderr
+
+
+def test_bundle_carries_a_card_and_evaluate_flags_training_samples(opcode_cache: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    r = runner.invoke(app, ["train", "-m", "cnn", "-d", str(opcode_cache), "-o", str(run), "--epochs", "2"])
+    assert r.exit_code == 0, r.output
+    shipped = tmp_path / "shipped.pt"
+    assert runner.invoke(app, ["bundle", str(run), "-o", str(shipped)]).exit_code == 0
+    card = load_checkpoint(shipped).extra["card"]
+    split = json.loads((run / "split.json").read_text())
+    assert set(card["test_ids"]) == set(split["test_ids"])
+    assert not set(card["training_ids"]) & set(card["test_ids"])
+    assert "stratified holdout" in card["split"] and card["command"].startswith("malvision train")
+    r = runner.invoke(app, ["evaluate", str(shipped), "--data", str(opcode_cache), "--json"])
+    m = json.loads(r.stdout)
+    assert m["n_seen_in_training"] == len(card["training_ids"])
+    assert m["unseen"]["n"] == len(card["test_ids"])
+    r = runner.invoke(app, ["info", str(shipped), "--json"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["split"] == card["split"]

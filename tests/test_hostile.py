@@ -6,6 +6,7 @@ and bad options goes through ``main()`` in-process (``call_main``), which is the
 without a torch import per case.
 """
 
+# ruff: noqa: F811  (pytest fixtures imported from corpus.harness are redefined as arguments)
 from __future__ import annotations
 
 import ast
@@ -112,7 +113,9 @@ def test_scan_gives_every_input_a_documented_verdict_or_one_error_line(
         "loop_b": "Too many levels of symbolic links",
     }
     for key, why in expected.items():
-        assert any(line.startswith(f"error: {world['special:' + key]}: ") and why in line for line in lines), key
+        assert any(
+            line.startswith(f"error: {world['special:' + key]}: ") and why in line for line in lines
+        ), key
     fifo_lines = [line for line in lines if line.startswith(f"error: {world['fifo']}: not a regular file")]
     assert len(fifo_lines) == 2  # inside the folder and named directly: no hang either time
     assert f"error: {world['missing']}: no such file" in lines
@@ -146,18 +149,31 @@ def test_scan_table_and_csv_survive_hostile_file_names(
 def test_scan_exit_codes(corpus_files: dict[str, Path], detector: Path, cli_env: dict[str, str]) -> None:
     """0 when nothing is found (unknowns are not findings), 1 when malware is found, 2 on errors."""
     unknowns = [corpus_files[n] for n in ("zeros_300k.bin", "text.txt", "elf.bin", "empty.bin")]
-    clean = run_cli("scan", "-m", detector, "--threshold", "1", "--json", *unknowns, corpus_files["pe_valid.exe"],
-                    env=cli_env)
+    clean = run_cli(
+        "scan",
+        "-m",
+        detector,
+        "--threshold",
+        "1",
+        "--json",
+        *unknowns,
+        corpus_files["pe_valid.exe"],
+        env=cli_env,
+    )
     check_run(clean, [0], errors=0)
     verdicts = [r["verdict"] for r in json.loads(clean.stdout)]
     assert verdicts == ["unknown"] * 4 + ["benign"]
-    found = run_cli("scan", "-m", detector, "--threshold", "0", "--csv", corpus_files["pe_valid.exe"], env=cli_env)
+    found = run_cli(
+        "scan", "-m", detector, "--threshold", "0", "--csv", corpus_files["pe_valid.exe"], env=cli_env
+    )
     check_run(found, [1], errors=0)
     assert ",malware," in found.stdout
 
 
 def test_scan_reads_stdin_and_refuses_too_much_of_it(
-    corpus_files: dict[str, Path], detector: Path, capsys: pytest.CaptureFixture[str],
+    corpus_files: dict[str, Path],
+    detector: Path,
+    capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     pe = corpus_files["pe_valid.exe"].read_bytes()
@@ -172,18 +188,27 @@ def test_scan_reads_stdin_and_refuses_too_much_of_it(
 
 
 def test_scan_treats_an_unreadable_file_as_one_error_and_goes_on(
-    corpus_files: dict[str, Path], detector: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    corpus_files: dict[str, Path],
+    detector: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Tests run as root, which chmod 000 does not stop: emulate the refusal with ``os.access``."""
     locked = tmp_path / "locked.exe"
     locked.write_bytes(corpus_files["pe_valid.exe"].read_bytes())
     real_access = os.access
-    monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if Path(p) == locked else real_access(p, mode, **kw))
-    run = call_main(["scan", "-m", str(detector), "--json", str(locked), str(corpus_files["text.txt"])], capsys)
+    monkeypatch.setattr(
+        os, "access", lambda p, mode, **kw: False if Path(p) == locked else real_access(p, mode, **kw)
+    )
+    run = call_main(
+        ["scan", "-m", str(detector), "--json", str(locked), str(corpus_files["text.txt"])], capsys
+    )
     assert check_run(run, [2], errors=1) == [f"error: {locked}: permission denied"]
     assert [r["path"] for r in json.loads(run.stdout)] == [str(corpus_files["text.txt"])]
-    run = call_main(["convert", str(locked), str(corpus_files["text.txt"]), "-o", str(tmp_path / "png")], capsys)
+    run = call_main(
+        ["convert", str(locked), str(corpus_files["text.txt"]), "-o", str(tmp_path / "png")], capsys
+    )
     assert check_run(run, [2], errors=1) == [f"error: {locked}: permission denied"]
     assert [p.name for p in (tmp_path / "png").iterdir()] == ["text.txt.png"]
 
@@ -204,7 +229,10 @@ def test_scan_treats_an_unreadable_file_as_one_error_and_goes_on(
     ],
 )
 def test_scan_refuses_bad_options_with_one_line(
-    args: list[str], message: str | None, corpus_files: dict[str, Path], detector: Path,
+    args: list[str],
+    message: str | None,
+    corpus_files: dict[str, Path],
+    detector: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     run = call_main(["scan", "-m", str(detector), *args, str(corpus_files["text.txt"])], capsys)
@@ -226,8 +254,21 @@ def test_scan_reads_zip_entries_in_memory_and_refuses_bombs_and_slips(
     overlap = make_zip_bomb(tmp_path / "zips" / "overlap.zip", size=2 * 1024**2, entries=20, overlap=True)
     work = tmp_path / "cwd"
     work.mkdir()
-    run = run_cli("scan", "-m", detector, "--json", "--zip-password", "infected", "--max-size", "64M",
-                  *sorted(zips.values()), bomb, overlap, env=cli_env, cwd=work)
+    run = run_cli(
+        "scan",
+        "-m",
+        detector,
+        "--json",
+        "--zip-password",
+        "infected",
+        "--max-size",
+        "64M",
+        *sorted(zips.values()),
+        bomb,
+        overlap,
+        env=cli_env,
+        cwd=work,
+    )
     lines = check_run(run, [2])
     recs = {r["path"].removeprefix(str(tmp_path / "zips") + "/"): r for r in json.loads(run.stdout)}
 
@@ -241,7 +282,11 @@ def test_scan_reads_zip_entries_in_memory_and_refuses_bombs_and_slips(
     assert recs["overlap.zip!Bomb/zeros0"]["reason"].startswith("near-constant")
 
     def has(zip_name: str, fragment: str, n: int = 1) -> None:
-        got = [line for line in lines if line.startswith(f"error: {tmp_path / 'zips' / zip_name}") and fragment in line]
+        got = [
+            line
+            for line in lines
+            if line.startswith(f"error: {tmp_path / 'zips' / zip_name}") and fragment in line
+        ]
         assert len(got) == n, (zip_name, fragment, lines)
 
     has("slip.zip!", "unsafe entry name", 5)
@@ -258,8 +303,16 @@ def test_scan_reads_zip_entries_in_memory_and_refuses_bombs_and_slips(
 def test_data_info_on_hostile_zips_and_png_trees(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     zips = make_zips(tmp_path / "zips")
     pngs = make_png_variants(tmp_path / "malimg")
-    codes = {"good": 0, "slip": 0, "many_entries": 0, "lying_size": 0, "wrong_password": 2, "corrupt_entry": 2,
-             "truncated": 2, "not_a": 2}
+    codes = {
+        "good": 0,
+        "slip": 0,
+        "many_entries": 0,
+        "lying_size": 0,
+        "wrong_password": 2,
+        "corrupt_entry": 2,
+        "truncated": 2,
+        "not_a": 2,
+    }
     for key, code in codes.items():
         run = call_main(["data", "info", str(zips[key])], capsys)
         check_run(run, [code], errors=None if code == 0 else 1)
@@ -300,8 +353,9 @@ def test_convert_writes_every_good_png_and_one_line_per_bad_input(
     assert not marker.exists()
 
 
-def test_convert_dataset_refuses_absurd_sizes(tmp_path: Path, corpus_files: dict[str, Path],
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_convert_dataset_refuses_absurd_sizes(
+    tmp_path: Path, corpus_files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
     src = str(corpus_files["pe_valid.exe"])
     for args, message in (
         (["--image-size", "100000"], "image_size 100000 is over the limit of 4096"),
@@ -361,10 +415,18 @@ def test_every_model_command_refuses_every_bad_checkpoint_with_one_line(
     os.mkfifo(fifo)
     refs = {**bad, "empty_run": empty_run, "loop": loop, "fifo": fifo, "missing": tmp_path / "nope.pt"}
     why = {
-        "truncated": "truncated", "truncated_tail": "truncated", "empty": "empty file", "random": "not a malvision",
-        "other_arch": "cannot rebuild the model", "code_on_load": "could run code on load",
-        "bare_pickle": "not a malvision checkpoint", "huge_image_size": "image_size 1000000000 is over the limit",
-        "empty_run": "no best.pt", "loop": "", "fifo": "", "missing": "no such model file",
+        "truncated": "truncated",
+        "truncated_tail": "truncated",
+        "empty": "empty file",
+        "random": "not a malvision",
+        "other_arch": "cannot rebuild the model",
+        "code_on_load": "could run code on load",
+        "bare_pickle": "not a malvision checkpoint",
+        "huge_image_size": "image_size 1000000000 is over the limit",
+        "empty_run": "no best.pt",
+        "loop": "",
+        "fifo": "",
+        "missing": "no such model file",
     }
     sample = str(tree / "benign" / "pe_valid.exe")
     for key, ref in refs.items():
@@ -382,7 +444,9 @@ def test_every_model_command_refuses_every_bad_checkpoint_with_one_line(
     assert not marker.exists(), "unpickling a checkpoint ran code"
 
 
-def test_info_and_export_of_a_good_checkpoint(detector: Path, tmp_path: Path, cli_env: dict[str, str]) -> None:
+def test_info_and_export_of_a_good_checkpoint(
+    detector: Path, tmp_path: Path, cli_env: dict[str, str]
+) -> None:
     run = run_cli("info", "--json", detector, env=cli_env)
     check_run(run, [0], errors=0)
     assert json.loads(run.stdout)["classes"] == ["benign", "malware"]
@@ -411,18 +475,67 @@ def test_output_of_a_hostile_checkpoint_card_is_not_markup(
 
 # Calls and imports that would run, import or unpickle something. A sample must never reach any of them.
 FORBIDDEN_CALLS = {
-    "exec", "eval", "compile", "__import__", "execfile", "input",
-    "pickle.load", "pickle.loads", "pickle.Unpickler", "cPickle.load", "cPickle.loads", "dill.load", "dill.loads",
-    "marshal.load", "marshal.loads", "shelve.open", "yaml.load", "yaml.unsafe_load", "jsonpickle.decode",
-    "os.system", "os.popen", "os.startfile", "os.execv", "os.execve", "os.execvp", "os.execl", "os.execlp",
-    "os.spawnv", "os.spawnl", "os.posix_spawn", "os.posix_spawnp", "pty.spawn",
-    "importlib.import_module", "importlib.util.spec_from_file_location", "importlib.machinery.SourceFileLoader",
-    "runpy.run_path", "runpy.run_module", "ctypes.CDLL", "ctypes.cdll.LoadLibrary",
-    "subprocess.run", "subprocess.Popen", "subprocess.call", "subprocess.check_call", "subprocess.check_output",
-    "extractall", "extract",  # zip/tar extraction to disk
+    "exec",
+    "eval",
+    "compile",
+    "__import__",
+    "execfile",
+    "input",
+    "pickle.load",
+    "pickle.loads",
+    "pickle.Unpickler",
+    "cPickle.load",
+    "cPickle.loads",
+    "dill.load",
+    "dill.loads",
+    "marshal.load",
+    "marshal.loads",
+    "shelve.open",
+    "yaml.load",
+    "yaml.unsafe_load",
+    "jsonpickle.decode",
+    "os.system",
+    "os.popen",
+    "os.startfile",
+    "os.execv",
+    "os.execve",
+    "os.execvp",
+    "os.execl",
+    "os.execlp",
+    "os.spawnv",
+    "os.spawnl",
+    "os.posix_spawn",
+    "os.posix_spawnp",
+    "pty.spawn",
+    "importlib.import_module",
+    "importlib.util.spec_from_file_location",
+    "importlib.machinery.SourceFileLoader",
+    "runpy.run_path",
+    "runpy.run_module",
+    "ctypes.CDLL",
+    "ctypes.cdll.LoadLibrary",
+    "subprocess.run",
+    "subprocess.Popen",
+    "subprocess.call",
+    "subprocess.check_call",
+    "subprocess.check_output",
+    "extractall",
+    "extract",  # zip/tar extraction to disk
 }
-FORBIDDEN_MODULES = {"subprocess", "marshal", "shelve", "runpy", "ctypes", "dill", "cloudpickle", "pty", "code",
-                     "importlib", "importlib.util", "importlib.machinery"}
+FORBIDDEN_MODULES = {
+    "subprocess",
+    "marshal",
+    "shelve",
+    "runpy",
+    "ctypes",
+    "dill",
+    "cloudpickle",
+    "pty",
+    "code",
+    "importlib",
+    "importlib.util",
+    "importlib.machinery",
+}
 # Justified exceptions: (file relative to src/malvision, what) -> why it is safe.
 ALLOWED = {
     ("checkpoint.py", "import pickle"): "only for the pickle.UnpicklingError class (checked below)",
@@ -445,14 +558,23 @@ def audit(source: str, filename: str) -> list[str]:
         if isinstance(node, ast.Import | ast.ImportFrom):
             mods = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
             for mod in mods:
-                if mod in FORBIDDEN_MODULES or mod in ("pickle", "cPickle"):
-                    if (filename, f"import {mod}") not in ALLOWED:
-                        problems.append(f"{where}: import {mod}")
-            if isinstance(node, ast.ImportFrom) and node.module in ("pickle", "os", "importlib", "subprocess"):
+                risky = mod in FORBIDDEN_MODULES or mod in ("pickle", "cPickle")
+                if risky and (filename, f"import {mod}") not in ALLOWED:
+                    problems.append(f"{where}: import {mod}")
+            if isinstance(node, ast.ImportFrom) and node.module in (
+                "pickle",
+                "os",
+                "importlib",
+                "subprocess",
+            ):
                 for a in node.names:
                     if f"{node.module}.{a.name}" in FORBIDDEN_CALLS or a.name == "import_module":
                         problems.append(f"{where}: from {node.module} import {a.name}")
-        elif isinstance(node, ast.Attribute) and _dotted(node.value) == "pickle" and node.attr != "UnpicklingError":
+        elif (
+            isinstance(node, ast.Attribute)
+            and _dotted(node.value) == "pickle"
+            and node.attr != "UnpicklingError"
+        ):
             problems.append(f"{where}: pickle.{node.attr}")
         elif isinstance(node, ast.Call):
             name = _dotted(node.func)
@@ -465,9 +587,13 @@ def audit(source: str, filename: str) -> list[str]:
             if name == "torch.load":
                 ok = isinstance(kw.get("weights_only"), ast.Constant) and kw["weights_only"].value is True
                 if not ok or filename != "checkpoint.py":
-                    problems.append(f"{where}: torch.load without weights_only=True (or outside checkpoint.py)")
-            if name in ("np.load", "numpy.load") and isinstance(kw.get("allow_pickle"), ast.Constant) and (
-                kw["allow_pickle"].value is not False
+                    problems.append(
+                        f"{where}: torch.load without weights_only=True (or outside checkpoint.py)"
+                    )
+            if (
+                name in ("np.load", "numpy.load")
+                and isinstance(kw.get("allow_pickle"), ast.Constant)
+                and (kw["allow_pickle"].value is not False)
             ):
                 problems.append(f"{where}: np.load(allow_pickle=True)")
             if name in ("torch.jit.load", "torch.package.PackageImporter", "onnx.load_model_from_string"):
@@ -489,9 +615,20 @@ def test_the_source_audit_catches_what_it_should() -> None:
         "np.load(p, allow_pickle=True)\nzf.extractall(d)\nmodel.eval()\n"
     )
     found = audit(bad, "scan.py")
-    for what in ("import subprocess", "import pickle", "import_module", "eval()", "exec()", "os.system()",
-                 "pickle.loads", "np.load(allow_pickle=True)", "zf.extractall()"):
+    for what in (
+        "import subprocess",
+        "import pickle",
+        "import_module",
+        "eval()",
+        "exec()",
+        "os.system()",
+        "pickle.loads",
+        "np.load(allow_pickle=True)",
+        "zf.extractall()",
+    ):
         assert any(what in p for p in found), (what, found)
     assert sum("torch.load" in p for p in found) == 2
     assert not any(":12:" in p for p in found), "model.eval() is not eval()"
-    assert audit("import torch\ntorch.load(p, map_location='cpu', weights_only=True)\n", "checkpoint.py") == []
+    assert (
+        audit("import torch\ntorch.load(p, map_location='cpu', weights_only=True)\n", "checkpoint.py") == []
+    )

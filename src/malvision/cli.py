@@ -391,6 +391,11 @@ def evaluate(
     for c, r in m["per_class"].items():
         table.add_row(escape(c), f"{r['precision']:.4f}", f"{r['recall']:.4f}", f"{r['f1']:.4f}", str(r["support"]))
     out.print(table)
+    if m.get("n_seen_in_training"):
+        err.print(f"warning: {m['n_seen_in_training']} of {m['n']} samples were used to train this model", markup=False)
+        if "unseen" in m:
+            u = m["unseen"]
+            out.print(f"on the {u['n']} unseen samples: accuracy {u['accuracy']:.4f}   macro-F1 {u['macro_f1']:.4f}", markup=False)
     line = f"accuracy {m['accuracy']:.4f}   macro-F1 {m['macro_f1']:.4f}"
     if m.get("roc_auc") is not None:
         line += f"   ROC-AUC {m['roc_auc']:.4f}   TPR@1%FPR {m['tpr_at_1pct_fpr']:.4f}   TPR@0.1%FPR {m['tpr_at_0.1pct_fpr']:.4f}"
@@ -728,6 +733,18 @@ def serve(
     if host not in ("127.0.0.1", "localhost", "::1") and api_key is None:
         err.print(f"warning: serving on {host} without --api-key: anyone who can reach it can use it", markup=False)
     run_server(model, settings, host=host, port=port)
+
+
+@app.command()
+def bundle(
+    run: Annotated[Path, typer.Argument(help="A `train` or `train-detector` run folder.")],
+    out_path: Annotated[Path, typer.Option("--out", "-o", help="Checkpoint to write, with the model card.")],
+) -> None:
+    """Package a run's model with its card (split, metrics, training ids, command) for shipping."""
+    from malvision.card import bundle_run
+
+    dest = bundle_run(run, out_path)
+    out.print(f"wrote {dest} ({dest.stat().st_size / 1e6:.1f} MB)", markup=False)
 
 
 def _on_sigterm(signum: int, frame: object) -> None:

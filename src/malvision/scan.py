@@ -31,7 +31,7 @@ __all__ = ["Verdict", "ScanError", "Scanner", "HEAD_BYTES"]
 
 HEAD_BYTES = 64 * 1024  # what triage reads: magic, PE headers and section table
 MAX_UNKNOWN_TOKENS = 0.5  # opcode input with more unknown mnemonics than this is not what the model read
-OPCODE_BYTES_PER_TOKEN = 64  # opcode text kept per token of max_len: memory follows max_len, not file size
+OPCODE_BYTES_PER_TOKEN = 32  # opcode text kept per token of max_len: memory follows max_len, not file size
 EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 FIELDS = ("path", "sha256", "size", "verdict", "score", "family", "reason")
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path, PurePosixPath
 
 from malvision.errors import InputError, MalvisionError
-from malvision.io import DEFAULT_MAX_SIZE, MemorySource, Source, expand_inputs, open_source
+from malvision.io import CHUNK, DEFAULT_MAX_SIZE, MemorySource, Source, expand_inputs, open_source
 
 __all__ = ["Opener", "iter_sources"]
 
@@ -27,10 +27,12 @@ def _failing(msg: str) -> Opener:
 
 
 def _stdin(max_size: int) -> Source:
-    data = sys.stdin.buffer.read(max_size + 1)
+    data = bytearray()  # in chunks: read(max_size + 1) allocates the whole limit (8 GiB) up front
+    while len(data) <= max_size and (chunk := sys.stdin.buffer.read(CHUNK)):
+        data += chunk
     if len(data) > max_size:
         raise InputError(f"-: standard input is over the {max_size}-byte size limit")
-    return MemorySource.of("-", data)
+    return MemorySource.of("-", data)  # type: ignore[arg-type]  # bytes-like, never resized
 
 
 def _zip_entries(path: Path, rel: Path, password: str, max_size: int) -> Iterator[tuple[str, Path, Opener]]:

@@ -420,9 +420,10 @@ def train_run(
         f.write(json.dumps(summary, indent=2).encode())
     with atomic_writer(out / "split.json") as f:
         ids = list(ds.ids)
-        f.write(
-            json.dumps({"test_ids": [ids[i] for i in test_idx], "val_ids": [ids[i] for i in va]}).encode()
-        )
+        split = {
+            k: [ids[i] for i in v] for k, v in (("train_ids", tr), ("val_ids", va), ("test_ids", test_idx))
+        }
+        f.write(json.dumps(split).encode())
     plot_history(res.history, out / "curves.png", f"{cfg.model} on {Path(str(getattr(ds, 'path', ''))).name}")
     plot_confusion(
         m["confusion_matrix"], list(ds.classes), out / "confusion.png", f"{cfg.model}: held-out test"

@@ -136,7 +136,9 @@ def minimal_pe(text_size: int = 0x1000, data_size: int = 0x1000, seed: int = SEE
     text_off, data_off = PE.HEADERS, PE.HEADERS + text_size
     sections = struct.pack(
         "<8sIIIIIIHHI", b".text", text_size, text_rva, text_size, text_off, 0, 0, 0, 0, 0x60000020
-    ) + struct.pack("<8sIIIIIIHHI", b".data", data_size, data_rva, data_size, data_off, 0, 0, 0, 0, 0xC0000040)
+    ) + struct.pack(
+        "<8sIIIIIIHHI", b".data", data_size, data_rva, data_size, data_off, 0, 0, 0, 0, 0xC0000040
+    )
     head = bytes(dos) + b"PE\0\0" + coff + opt + sections
     assert len(head) == PE.SECTIONS + 80
     return head.ljust(PE.HEADERS, b"\0") + text + data
@@ -382,10 +384,17 @@ def _png_huge_header(width: int = 2**30, height: int = 2**30) -> bytes:
     """A PNG whose header claims width x height 8-bit pixels (a decompression bomb by the header)."""
 
     def chunk(kind: bytes, payload: bytes) -> bytes:
-        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+        return (
+            struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+        )
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 1000))
+        + chunk(b"IEND", b"")
+    )
 
 
 # ------------------------------------------------------------------------------------------------ zips
@@ -399,14 +408,19 @@ def make_zips(folder: Path, password: bytes = b"infected") -> dict[str, Path]:
 
     def aes(name: str, entries: dict[str, bytes], pw: bytes = password) -> Path:
         path = folder / name
-        with pyzipper.AESZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, encryption=pyzipper.WZ_AES) as zf:
+        with pyzipper.AESZipFile(
+            path, "w", compression=zipfile.ZIP_DEFLATED, encryption=pyzipper.WZ_AES
+        ) as zf:
             zf.setpassword(pw)
             for n, d in entries.items():
                 zf.writestr(n, d)
         out[name.removesuffix(".zip")] = path
         return path
 
-    aes("good.zip", {"FamA/sample1": pe, "FamA/sample2": _rand(50 * KB), "FamB/empty": b"", "FamB/text": _text()})
+    aes(
+        "good.zip",
+        {"FamA/sample1": pe, "FamA/sample2": _rand(50 * KB), "FamB/empty": b"", "FamB/text": _text()},
+    )
     aes(
         "slip.zip",
         {
@@ -449,7 +463,11 @@ def make_zips(folder: Path, password: bytes = b"infected") -> dict[str, Path]:
 
 
 def make_zip_bomb(
-    path: Path, size: int = 1000 * 1024**2, entries: int = 1, declared: int | None = None, overlap: bool = False
+    path: Path,
+    size: int = 1000 * 1024**2,
+    entries: int = 1,
+    declared: int | None = None,
+    overlap: bool = False,
 ) -> Path:
     """A zip of ``entries`` entries, each ``size`` zeros deflated (~1030:1); ``declared`` overrides the
     size the headers claim (a lying bomb); ``overlap`` points every entry at the same compressed bytes
@@ -473,12 +491,33 @@ def make_zip_bomb(
     offset = 0
     for i in range(entries):
         name = f"Bomb/zeros{i}".encode()
-        lh = struct.pack("<4sHHHHHIIIHH", b"PK\x03\x04", 20, 0, 8, 0, 0x21, crc, len(body), claim, len(name), 0) + name
+        lh = (
+            struct.pack(
+                "<4sHHHHHIIIHH", b"PK\x03\x04", 20, 0, 8, 0, 0x21, crc, len(body), claim, len(name), 0
+            )
+            + name
+        )
         local.append(lh + body)
         central.append(
             struct.pack(
-                "<4sHHHHHHIIIHHHHHII", b"PK\x01\x02", 20, 20, 0, 8, 0, 0x21, crc, len(body), claim,
-                len(name), 0, 0, 0, 0, 0, offset,
+                "<4sHHHHHHIIIHHHHHII",
+                b"PK\x01\x02",
+                20,
+                20,
+                0,
+                8,
+                0,
+                0x21,
+                crc,
+                len(body),
+                claim,
+                len(name),
+                0,
+                0,
+                0,
+                0,
+                0,
+                offset,
             )
             + name
         )
@@ -511,7 +550,11 @@ def make_checkpoint(path: Path, kind: str = "image", image_size: int = 32, **spe
     if kind == "image":
         name, kwargs, vocab = "cnn", {"channels": (8, 16)}, None
     elif kind == "bytes":
-        name, kwargs, vocab = "malconv", {"embed_dim": 4, "window": 8, "stride": 8, "channels": 6, "hidden": 6}, 257
+        name, kwargs, vocab = (
+            "malconv",
+            {"embed_dim": 4, "window": 8, "stride": 8, "channels": 6, "hidden": 6},
+            257,
+        )
     else:
         name, kwargs = "gru", {"embed_dim": 6, "hidden": 8}
         spec.setdefault("vocab", ["push", "mov", "call", "ret", "pop", "add", "sub", "jmp"])

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from malvision.card import training_ids
 from malvision.checkpoint import Checkpoint
 from malvision.convert.sequence import Vocabulary
 from malvision.convert.spec import ConvertSpec
@@ -67,4 +68,13 @@ def evaluate_checkpoint(ck: Checkpoint, ds: Any, max_len: int | None = None) -> 
     y = np.array([mapping[int(v)] for v in labels])
     m = classification_metrics(y, probs, model_classes)
     m["skipped_unknown_labels"] = int(len(ds) - len(idx))
+    # Samples the model trained on (by sample id or sha256, from its card) are not a test of it.
+    seen = training_ids((ck.extra or {}).get("card", {}))
+    if seen:
+        keys = [(ds.records[i].id, ds.records[i].sha256) for i in idx]
+        fresh = np.array([a not in seen and b not in seen for a, b in keys])
+        m["n_seen_in_training"] = int((~fresh).sum())
+        if fresh.any() and not fresh.all():
+            sub = classification_metrics(y[fresh], probs[fresh], model_classes)
+            m["unseen"] = {k: sub[k] for k in ("n", "accuracy", "macro_f1", "per_class")}
     return m
