@@ -230,7 +230,7 @@ def test_bundle_carries_a_card_and_evaluate_flags_training_samples(opcode_cache:
     split = json.loads((run / "split.json").read_text())
     assert set(card["test_ids"]) == set(split["test_ids"])
     assert not set(card["training_ids"]) & set(card["test_ids"])
-    assert "stratified holdout" in card["split"] and card["command"].startswith("malvision train")
+    assert "stratified holdout" in card["split"] and card["command"].startswith("malvision ")
     r = runner.invoke(app, ["evaluate", str(shipped), "--data", str(opcode_cache), "--json"])
     m = json.loads(r.stdout)
     assert m["n_seen_in_training"] == len(card["training_ids"])

@@ -451,7 +451,8 @@ def test_info_and_export_of_a_good_checkpoint(
     check_run(run, [0], errors=0)
     assert json.loads(run.stdout)["classes"] == ["benign", "malware"]
     run = run_cli("export", detector, "-o", tmp_path / "m.onnx", env=cli_env)
-    check_run(run, [0], errors=0)
+    assert run.code == 0 and "Traceback" not in run.stderr and not error_lines(run.stderr), run  # torch.onnx
+    # may warn (TracerWarning) on stderr: noise, not a failure
     assert json.loads(run.stdout)["parity_ok"] is True
 
 
