@@ -589,7 +589,7 @@ def export(
     if not onnx:
         raise MalvisionError("only --onnx export is supported")
     report = export_onnx(resolve_checkpoint(model), out_path)
-    out.print(json.dumps(report, indent=2), markup=False)
+    out.print(json.dumps(report, indent=2), markup=False, soft_wrap=True)  # JSON: never wrapped
 
 
 @app.command()

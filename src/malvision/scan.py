@@ -122,10 +122,12 @@ class Scanner:
     def _pick_backend(self, backend: str) -> str:
         if backend not in ("auto", "torch", "onnx"):
             raise MalvisionError(f"unknown backend {backend!r}; use auto, torch or onnx")
-        onnx_path = self.model_path.with_suffix(".onnx")
-        if backend == "onnx" or (backend == "auto" and onnx_path.is_file() and self.card.get("onnx_faster")):
-            from malvision.export import OnnxModel
+        from malvision.export import OnnxModel, onnx_preferred
 
+        onnx_path = self.model_path.with_suffix(".onnx")
+        if backend == "onnx" and not onnx_path.is_file():
+            raise MalvisionError(f"{onnx_path}: no ONNX export; run `malvision export {self.model_path} --onnx`")
+        if backend == "onnx" or (backend == "auto" and onnx_preferred(self.model_path)):
             self._onnx = OnnxModel(onnx_path)
             return "onnx"
         import torch

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import struct
 import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
@@ -43,13 +44,25 @@ _READ_ERRORS = (
     EOFError,
     OSError,
     ValueError,
+    # pyzipper on damaged AES entries (found by fuzzing): an unknown key strength, an AES entry
+    # without the encrypted flag
+    KeyError,
+    IndexError,
+    AttributeError,
+    TypeError,
+    struct.error,
 )
 
 
 def unsafe_entry_name(name: str) -> bool:
-    """True for absolute names, drive letters and ``..`` parts (zip slip), in / or \\ form."""
+    """True for empty or absolute names, drive letters and ``..`` parts (zip slip), in / or \\ form."""
     norm = name.replace("\\", "/")
-    return norm.startswith("/") or bool(re.match(r"[A-Za-z]:", norm)) or ".." in norm.split("/")
+    return (
+        not norm.strip("/")
+        or norm.startswith("/")
+        or bool(re.match(r"[A-Za-z]:", norm))
+        or ".." in norm.split("/")
+    )
 
 
 def _overlapping(infos: list[zipfile.ZipInfo]) -> set[int]:
@@ -100,7 +113,7 @@ class ZipDataset(RawDataset):
             raise DatasetError(f"{self.path}: no such zip file")
         try:
             self._zf = pyzipper.AESZipFile(self.path)
-        except (zipfile.BadZipFile, pyzipper.BadZipFile, OSError, EOFError, ValueError) as e:
+        except _READ_ERRORS as e:
             raise DatasetError(f"{self.path}: not a zip file or corrupt ({e})") from None
         if len(self._zf.filelist) > max_entries:
             self._zf.close()
@@ -118,7 +131,7 @@ class ZipDataset(RawDataset):
     def _list(
         self, label: str | None, kinds: tuple[str, ...] | None, max_total: int, max_ratio: float
     ) -> None:
-        infos = [i for i in self._zf.infolist() if not i.is_dir()]
+        infos = [i for i in self._zf.infolist() if not i.filename.endswith("/")]  # is_dir() fails on ""
         self._infos: list[zipfile.ZipInfo] = []
         manifest_info = next((i for i in infos if i.filename == MANIFEST), None)
         encrypted = [i for i in infos if i.flag_bits & 1 and i.file_size]
@@ -132,7 +145,7 @@ class ZipDataset(RawDataset):
             if info is manifest_info:
                 continue
             if unsafe_entry_name(name):
-                self._skip(where, f"{where}: unsafe entry name (absolute or '..'), skipped")
+                self._skip(where, f"{where}: unsafe entry name (empty, absolute or '..'), skipped")
                 continue
             if id(info) in overlapping:
                 self._skip(where, f"{where}: shares its bytes with another entry (a zip bomb?), skipped")

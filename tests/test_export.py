@@ -1,0 +1,61 @@
+"""ONNX export: torch and ONNX Runtime agree on real PE files; the scanner picks the export only when
+it is verified, current and faster."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pip
+import pytest
+from typer.testing import CliRunner
+
+from malvision.cli import app
+from malvision.export import PARITY_ATOL, export_onnx, onnx_preferred, sidecar
+from malvision.scan import Scanner, Verdict
+
+runner = CliRunner()
+# Real Windows PE files present in every environment: the launchers pip vendors from distlib.
+PIP_LAUNCHERS = sorted(Path(pip.__file__).parent.joinpath("_vendor", "distlib").glob("*.exe"))
+
+
+@pytest.fixture
+def detector(tiny_detector: Path, tmp_path: Path) -> Path:
+    dest = tmp_path / "detector.pt"
+    shutil.copyfile(tiny_detector, dest)
+    return dest
+
+
+@pytest.mark.skipif(not PIP_LAUNCHERS, reason="pip ships no distlib launchers here")
+def test_torch_and_onnx_scores_agree_on_real_pe_files(detector: Path) -> None:
+    report = export_onnx(detector)
+    assert report["parity_ok"] and report["max_abs_diff"] < PARITY_ATOL
+    torch_v = [v for v in Scanner(detector, backend="torch").scan(PIP_LAUNCHERS) if isinstance(v, Verdict)]
+    onnx_v = [v for v in Scanner(detector, backend="onnx").scan(PIP_LAUNCHERS) if isinstance(v, Verdict)]
+    scored = [(a, b) for a, b in zip(torch_v, onnx_v, strict=True) if a.score is not None]
+    assert len(scored) >= 2
+    for a, b in scored:
+        assert a.path == b.path and a.sha256 == b.sha256
+        assert abs(a.score - b.score) < PARITY_ATOL
+
+
+def test_auto_backend_uses_only_a_current_verified_export(detector: Path) -> None:
+    assert onnx_preferred(detector) is None  # nothing exported yet
+    runner.invoke(app, ["export", str(detector), "--onnx"])
+    report = json.loads(sidecar(detector.with_suffix(".onnx")).read_text())
+    assert report["parity_ok"]
+    assert (onnx_preferred(detector) is not None) == report["onnx_faster"]
+    # A retrained checkpoint makes the export stale: auto falls back to torch.
+    detector.write_bytes(detector.read_bytes())  # same bytes: still current
+    assert (onnx_preferred(detector) is not None) == report["onnx_faster"]
+    report["checkpoint_sha256"] = "0" * 64
+    sidecar(detector.with_suffix(".onnx")).write_text(json.dumps(report))
+    assert onnx_preferred(detector) is None
+    assert Scanner(detector).backend == "torch"
+
+
+def test_onnx_backend_without_export_is_a_clear_error(detector: Path) -> None:
+    r = runner.invoke(app, ["scan", "--model", str(detector), "--backend", "onnx", str(detector)])
+    assert r.exit_code != 0
+    assert "malvision export" in str(r.exception) or "malvision export" in r.output
