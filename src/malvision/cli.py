@@ -415,7 +415,7 @@ def benchmark(
     patience: Annotated[int, typer.Option(help="Early-stopping patience (epochs).")] = 3,
     max_len: Annotated[int | None, typer.Option(help="Crop sequences to their first N ids.")] = None,
     seed: Annotated[int, typer.Option(help="Seed for folds and training.")] = 0,
-    grouped: Annotated[str, typer.Option(help="auto: add a group-disjoint run where groups exist; yes; no.")] = "auto",
+    grouped: Annotated[str, typer.Option(help="auto: add a group-disjoint run where groups exist; yes; no; only (group-disjoint alone).")] = "auto",
     threads: Annotated[int | None, typer.Option(help="Torch CPU threads.")] = None,
     kind: KindOpt = None,
     image_size: Annotated[int, typer.Option(help="Image side when DATA is not a cache.")] = 64,
@@ -443,9 +443,11 @@ def benchmark(
         base = dict(epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, max_len=max_len)
         configs.append(_train_config(n, [f"{k}={json.dumps(v)}" for k, v in kw.items()],
                                      **(base | train_kw), seed=seed, threads=threads))
-    runs = [False]
-    has_groups = len(set(ds.groups)) > len(ds.classes) and grouped != "no"
-    if grouped == "yes" or (grouped == "auto" and has_groups):
+    if grouped not in ("auto", "yes", "no", "only"):
+        raise MalvisionError(f"--grouped {grouped!r}: use auto, yes, no or only")
+    has_groups = len(set(ds.groups)) > len(ds.classes)
+    runs = [] if grouped == "only" else [False]
+    if grouped in ("yes", "only") or (grouped == "auto" and has_groups):
         runs.append(True)
     with progress() as bar:
         for g in runs:
