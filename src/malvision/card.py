@@ -10,7 +10,7 @@ from typing import Any
 
 from malvision.errors import CheckpointError
 
-__all__ = ["card_from_run", "bundle_run", "training_ids"]
+__all__ = ["card_from_run", "bundle_run", "training_ids", "model_summary"]
 
 
 def card_from_run(run: Path | str) -> dict[str, Any]:
@@ -73,3 +73,33 @@ def bundle_run(run: Path | str, dest: Path | str) -> Path:
 def training_ids(card: dict[str, Any]) -> set[str]:
     """Ids (opcode sample ids or sha256) of every file the model was trained or validated on."""
     return set(card.get("training_ids", [])) | set(card.get("training_sha256", []))
+
+
+ID_LISTS = ("training_sha256", "training_ids", "test_ids")
+
+
+def model_summary(ck: Any, path: Path, *, full_path: bool = True, with_ids: bool = False) -> dict[str, Any]:
+    """What ``malvision info`` and ``GET /v1/model`` show: the model, its input and its card.
+
+    The card's id lists (training files, test ids) are summarised as counts unless ``with_ids``.
+    """
+    card = dict((ck.extra or {}).get("card", {}))
+    spec = {k: v for k, v in ck.spec.items() if k != "vocab"}
+    if ck.spec.get("vocab"):
+        spec["vocab_size"] = len(ck.spec["vocab"]) + 2
+    summary: dict[str, Any] = {
+        "file": str(path) if full_path else Path(path).name,
+        "model": ck.model_name,
+        "model_kwargs": ck.model_kwargs,
+        "parameters": sum(p.numel() for p in ck.model.parameters()),
+        "input": spec,
+        "classes": ck.classes,
+        "seed": ck.seed,
+        "manifest_hash": ck.manifest_hash,
+    } | {k: v for k, v in card.items() if k not in ID_LISTS}
+    for key in ID_LISTS:
+        if key in card:
+            summary[key] = (
+                card[key] if with_ids else f"{len(card[key])} ids (listed by `malvision info --json`)"
+            )
+    return summary

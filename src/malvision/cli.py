@@ -603,29 +603,16 @@ def info(
     import json
 
     from malvision.bundled import resolve_checkpoint
+    from malvision.card import model_summary
     from malvision.checkpoint import load_checkpoint
 
     path = resolve_checkpoint(model)
-    ck = load_checkpoint(path)
-    card = dict((ck.extra or {}).get("card", {}))
-    spec = {k: v for k, v in ck.spec.items() if k != "vocab"}
-    if ck.spec.get("vocab"):
-        spec["vocab_size"] = len(ck.spec["vocab"]) + 2
-    summary = {
-        "file": str(path),
-        "model": ck.model_name,
-        "model_kwargs": ck.model_kwargs,
-        "parameters": sum(p.numel() for p in ck.model.parameters()),
-        "input": spec,
-        "classes": ck.classes,
-        "seed": ck.seed,
-        "manifest_hash": ck.manifest_hash,
-    } | {k: v for k, v in card.items() if k != "training_sha256"}
-    if "training_sha256" in card:
-        summary["training_files"] = f"{len(card['training_sha256'])} sha256 (malvision info --json lists them)"
+    summary = model_summary(load_checkpoint(path), path, with_ids=as_json)
     if as_json:
-        print(json.dumps(summary | ({"training_sha256": card["training_sha256"]} if "training_sha256" in card else {}), indent=1))
+        print(json.dumps(summary, indent=1))
         return
+    if "per_group_flagged" in summary:
+        summary["per_group_flagged"] = f"{len(summary['per_group_flagged'])} groups (listed by --json)"
     for k, v in summary.items():
         out.print(f"[bold]{escape(clean(str(k)))}[/bold]: {escape(clean(json.dumps(v) if isinstance(v, dict | list) else str(v)))}", soft_wrap=True)
 

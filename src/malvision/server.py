@@ -282,28 +282,9 @@ async def read_uploads(request: Request, limit: int, max_files: int) -> list[Upl
 # -- the model card -------------------------------------------------------------------------------------
 def model_card(scanner: Scanner, *, full_path: bool = False, with_hashes: bool = False) -> dict[str, Any]:
     """What ``malvision info --json`` shows for the scanner's model (file name only unless ``full_path``)."""
-    ck = scanner.checkpoint
-    card = dict((ck.extra or {}).get("card", {}))
-    spec = {k: v for k, v in ck.spec.items() if k != "vocab"}
-    if ck.spec.get("vocab"):
-        spec["vocab_size"] = len(ck.spec["vocab"]) + 2
-    summary: dict[str, Any] = {
-        "file": str(scanner.model_path) if full_path else scanner.model_path.name,
-        "model": ck.model_name,
-        "model_kwargs": ck.model_kwargs,
-        "parameters": sum(p.numel() for p in ck.model.parameters()),
-        "input": spec,
-        "classes": ck.classes,
-        "seed": ck.seed,
-        "manifest_hash": ck.manifest_hash,
-    } | {k: v for k, v in card.items() if k != "training_sha256"}
-    if "training_sha256" in card:
-        summary["training_files"] = (
-            f"{len(card['training_sha256'])} sha256 (malvision info --json lists them)"
-        )
-        if with_hashes:
-            summary["training_sha256"] = card["training_sha256"]
-    return summary
+    from malvision.card import model_summary
+
+    return model_summary(scanner.checkpoint, scanner.model_path, full_path=full_path, with_ids=with_hashes)
 
 
 # -- the app -----------------------------------------------------------------------------------------
