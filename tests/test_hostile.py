@@ -289,13 +289,14 @@ def test_scan_reads_zip_entries_in_memory_and_refuses_bombs_and_slips(
         ]
         assert len(got) == n, (zip_name, fragment, lines)
 
-    has("slip.zip!", "unsafe entry name", 5)
+    has("slip.zip!", "unsafe entry name", 6)
+    assert any("slip.zip!../evil\\n4.exe: unsafe" in line for line in lines)  # escaped: still one line
     has("wrong_password.zip", "wrong zip password")
     has("lying_size.zip!FamA/liar", "Bad CRC-32")
     has("corrupt_entry.zip", "")
     has("bomb.zip", "over the 64.0 MiB entry size limit")
     has("overlap.zip!", "shares its bytes with another entry", 19)
-    assert len(lines) == 5 + 1 + 1 + 1 + 1 + 19
+    assert len(lines) == 6 + 1 + 1 + 1 + 1 + 19
     assert list(work.iterdir()) == [], "something was extracted to disk"
     assert not list(tmp_path.rglob("evil*.exe"))
 

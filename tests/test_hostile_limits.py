@@ -265,6 +265,23 @@ def test_zip_entry_count_ratio_and_size_limits(tmp_path: Path) -> None:
         )
 
 
+@pytest.mark.slow
+def test_a_1gb_zip_bomb_costs_its_size_once_and_max_size_refuses_it(
+    tmp_path: Path, detector: Path, cli_env: dict[str, str]
+) -> None:
+    """1,000 MiB of zeros in a 1 MB zip: held once in memory (not twice), or refused by --max-size."""
+    bomb = make_zip_bomb(tmp_path / "bomb.zip")
+    assert bomb.stat().st_size < 1_100_000
+    args = ("scan", "-m", detector, "--csv", "--zip-password", "infected")
+    code, out, err, peak = run_measured(*args, bomb, env=cli_env)
+    assert code == 0 and "near-constant" in out, err
+    assert peak < 1000 * 1024 + PEAK_LIMIT_KB, f"peak RSS {peak / 1024:.0f} MiB"
+    print(f"scan of a 1000 MiB zip entry: peak RSS {peak / 1024:.0f} MiB")
+    code, out, err, peak = run_measured(*args, "--max-size", "100M", bomb, env=cli_env)
+    assert code == 2 and "over the 100.0 MiB entry size limit" in err
+    assert peak < PEAK_LIMIT_KB
+
+
 def test_lying_zip_headers_cost_no_memory(tmp_path: Path) -> None:
     """Declared sizes that lie either way: a one-line error, and memory follows the real bytes."""
     small_claim = make_zip_bomb(tmp_path / "small_claim.zip", size=64 * MiB, declared=1000)

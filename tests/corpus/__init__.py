@@ -429,6 +429,7 @@ def make_zips(folder: Path, password: bytes = b"infected") -> dict[str, Path]:
             "FamA/../../evil2.exe": pe,
             "C:/windows/evil.exe": pe,
             "..\\..\\evil3.exe": pe,
+            "../evil\n4.exe": pe,  # and a newline for the error line to escape
             "FamA/ok.exe": pe,
         },
     )

