@@ -343,8 +343,8 @@ def train(
                             on_epoch=on_epoch, on_step=on_step, command="malvision " + " ".join(sys.argv[1:]))
     if summary:
         t = summary["test"]
-        out.print(json.dumps({k: t[k] for k in ("n", "accuracy", "macro_f1") if k in t}
-                             | {k: t[k] for k in ("roc_auc", "tpr_at_1pct_fpr") if k in t}))
+        keys = ("n", "accuracy", "macro_f1", "roc_auc", "tpr_at_1pct_fpr")
+        out.print(json.dumps({k: t[k] for k in keys if k in t}), markup=False, soft_wrap=True)
         out.print(f"best checkpoint: {out_dir / 'best.pt'}; plots and metrics.json in {out_dir}", markup=False)
 
 
@@ -490,7 +490,7 @@ def gradients(
         summary = run_gradients(ds, [m.strip() for m in models.split(",")], out_dir, seq_len=seq_len, lengths=lens,
                                 epochs=epochs, hidden=hidden, max_train=max_train, seed=seed,
                                 on_progress=lambda s: bar.update(task, description=s))
-    out.print(json.dumps(summary, indent=2), markup=False)
+    out.print(json.dumps(summary, indent=2), markup=False, soft_wrap=True)
     out.print(f"plot: {out_dir / 'gradients.png'}", markup=False)
 
 
@@ -646,7 +646,7 @@ def train_detector(
         task = bar.add_task("detector", total=None)
         card = build_detector(ds, cfg, out_dir, folds=folds, target_fpr=target_fpr, command=command,
                               on_progress=lambda s: bar.update(task, description=s))
-    out.print(json.dumps(card["metrics"], indent=2), markup=False)
+    out.print(json.dumps(card["metrics"], indent=2), markup=False, soft_wrap=True)
     out.print(f"model with card: {out_dir / 'model.pt'}", markup=False)
 
 

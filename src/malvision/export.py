@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -83,16 +84,18 @@ def export_onnx(
     dyn = {0: "batch"} if example.ndim == 4 else {0: "batch", 1: "length"}
     tmp = dest.with_name(f".{dest.name}.export")
     try:
-        torch.onnx.export(
-            model,
-            (example,),
-            str(tmp),
-            input_names=["x"],
-            output_names=["logits"],
-            dynamic_axes={"x": dyn, "logits": {0: "batch"}},
-            opset_version=17,
-            dynamo=False,
-        )
+        with warnings.catch_warnings():  # tracer notes about shape checks are not the user's concern
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                model,
+                (example,),
+                str(tmp),
+                input_names=["x"],
+                output_names=["logits"],
+                dynamic_axes={"x": dyn, "logits": {0: "batch"}},
+                opset_version=17,
+                dynamo=False,
+            )
         with open(tmp, "rb") as f, atomic_writer(dest) as g:
             g.write(f.read())
     except MalvisionError:
