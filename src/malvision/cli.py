@@ -632,6 +632,7 @@ def train_detector(
     max_len: Annotated[int | None, typer.Option(help="Crop byte sequences to their first N bytes.")] = None,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
     threads: Annotated[int | None, typer.Option(help="Torch CPU threads.")] = None,
+    label_smoothing: Annotated[float, typer.Option(help="Cross-entropy label smoothing.")] = 0.0,
 ) -> None:
     """Build a malware/benign detector with a model card: group-disjoint CV, calibration, FPR threshold."""
     import json
@@ -639,7 +640,7 @@ def train_detector(
     from malvision.detector import build_detector
 
     cfg = _train_config(model, sets, epochs=epochs, batch_size=batch_size, lr=lr, patience=patience,
-                        max_len=max_len, seed=seed, threads=threads)
+                        max_len=max_len, seed=seed, threads=threads, label_smoothing=label_smoothing)
     ds = _dataset_for(data, None, 64, None)
     command = "malvision " + " ".join(sys.argv[1:])
     with progress() as bar:

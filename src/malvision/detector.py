@@ -102,6 +102,15 @@ def build_detector(
             "accuracy_at_threshold": float((flagged == (y == 1)).mean()),
         }
     )
+    cv["operating_points"] = {}
+    for fpr in sorted({0.001, 0.01, target_fpr}):
+        t = threshold_for_fpr(oof[y == 0], fpr)
+        hit = oof >= t
+        cv["operating_points"][f"{fpr:g}"] = {
+            "threshold": t,
+            "fpr": float(hit[y == 0].mean()),
+            "tpr": float(hit[y == 1].mean()),
+        }
     per_group: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for i in range(len(ds)):
         g = f"{ds.classes[ds.labels[i]]}:{ds.groups[i]}"

@@ -53,6 +53,7 @@ class TrainConfig:
     vocab_size: int | None = None  # opcodes: cap on the vocabulary built from the training rows
     threads: int | None = None
     clip_norm: float = 1.0
+    label_smoothing: float = 0.0
 
 
 @dataclass
@@ -235,7 +236,7 @@ def fit(
         train_model = nn.parallel.DistributedDataParallel(model)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     weights = class_weights(ds.labels[train_idx], n_classes) if cfg.class_weighting else None
-    loss_fn = nn.CrossEntropyLoss(weight=weights)
+    loss_fn = nn.CrossEntropyLoss(weight=weights, label_smoothing=cfg.label_smoothing)
     train_loader = make_loader(
         ds,
         train_idx,
