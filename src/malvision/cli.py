@@ -460,7 +460,7 @@ def benchmark(
 
             sub = out_dir / ("group-disjoint" if g else "stratified")
             run_leaderboard(ds, configs, sub, folds=folds, seed=seed, grouped=g, on_fold=on_fold)
-            out.print((sub / "leaderboard.md").read_text(), markup=False)
+            out.print((sub / "leaderboard.md").read_text(), markup=False, soft_wrap=True)
             out.print(f"table, PNG and confusion matrices in {sub}", markup=False)
 
 
