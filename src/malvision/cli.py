@@ -202,8 +202,11 @@ def data_build(
     image_size: Annotated[int, typer.Option(help="Side of the square image.")] = 64,
     max_len: Annotated[int | None, typer.Option(help="Bytes/opcodes kept per sample (default 2 Mi).")] = None,
     benign: Annotated[
-        Path | None,
-        typer.Option(help="Benign corpus (pe/ + manifest_ext.csv); default ~/.cache/malvision/benign."),
+        list[Path] | None,
+        typer.Option(
+            help="Benign corpus (pe/ + manifest_ext.csv); repeat to combine several, each file kept once; "
+            "default ~/.cache/malvision/benign."
+        ),
     ] = None,
     malware_zip: Annotated[
         Path | None, typer.Option(help="Malware sample zip; default ../shared/data/thezoo_pe_malware.zip.")
@@ -237,7 +240,7 @@ def data_build(
             kind=kind,
             image_size=image_size,
             max_len=max_len,
-            benign_dir=benign,
+            benign_dir=benign or None,
             malware_zip=malware_zip,
             all_kinds=all_kinds,
             password=password,
@@ -521,6 +524,7 @@ def scan(
     backend: Annotated[str, typer.Option(help="auto, torch or onnx.")] = "auto",
     batch_size: Annotated[int, typer.Option(help="Files per inference batch.")] = 32,
     workers: Annotated[int, typer.Option(help="Reader/converter threads.")] = 2,
+    threads: Annotated[int, typer.Option(help="Inference threads (readers give the parallelism).")] = 1,
     max_size: MaxSize = "8G",
 ) -> None:
     """Scan files for malware: verdict (malware, benign, unknown), score and reason per file.
@@ -535,7 +539,7 @@ def scan(
     if as_json and as_csv:
         raise MalvisionError("pick one of --json and --csv")
     scanner = Scanner(model, threshold=threshold, backend=backend, batch_size=batch_size, workers=workers,
-                      max_size=parse_size(max_size), zip_password=zip_password)
+                      max_size=parse_size(max_size), zip_password=zip_password, threads=threads)
     records, failures = [], []
     writer = csv.DictWriter(sys.stdout, fieldnames=list(FIELDS), extrasaction="ignore") if as_csv else None
     if writer:

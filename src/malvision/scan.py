@@ -70,6 +70,17 @@ class _Prepared:
     reason: str | None
 
 
+def _limit_threads(n: int) -> None:
+    """Cap torch's and the BLAS libraries' thread pools (process-wide)."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    if n < 1:
+        raise MalvisionError(f"--threads must be at least 1, got {n}")
+    torch.set_num_threads(n)
+    threadpool_limits(n)
+
+
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     z = logits.astype(np.float64) / temperature
     z -= z.max(axis=1, keepdims=True)
@@ -85,6 +96,9 @@ class Scanner:
         threshold: malware-probability threshold (default: the model card's, chosen for a target FPR).
         backend: ``torch``, ``onnx`` or ``auto`` (ONNX when the model has a verified ONNX export).
         zip_password: open ``.zip`` inputs with this password and scan their entries in memory.
+        threads: intra-op threads for inference and numpy's BLAS (process-wide). Parallelism comes
+            from the ``workers`` that read and convert files; one inference thread is fastest for
+            these small models, and more only fight the readers for the cores. None leaves them be.
     """
 
     def __init__(
@@ -97,8 +111,12 @@ class Scanner:
         workers: int = 2,
         max_size: int = DEFAULT_MAX_SIZE,
         zip_password: str | None = None,
+        threads: int | None = 1,
     ) -> None:
         from malvision.checkpoint import load_checkpoint
+
+        if threads is not None:
+            _limit_threads(threads)
 
         self.model_path = resolve_checkpoint(model)
         ck = load_checkpoint(self.model_path)
@@ -117,6 +135,7 @@ class Scanner:
             raise MalvisionError(f"--batch-size must be at least 1, got {batch_size}")
         self.batch_size, self.workers, self.max_size = batch_size, max(1, workers), max_size
         self.zip_password = zip_password
+        self.threads = threads
         self.backend = self._pick_backend(backend)
 
     def _pick_backend(self, backend: str) -> str:
@@ -128,7 +147,7 @@ class Scanner:
         if backend == "onnx" and not onnx_path.is_file():
             raise MalvisionError(f"{onnx_path}: no ONNX export; run `malvision export {self.model_path} --onnx`")
         if backend == "onnx" or (backend == "auto" and onnx_preferred(self.model_path)):
-            self._onnx = OnnxModel(onnx_path)
+            self._onnx = OnnxModel(onnx_path, threads=self.threads)
             return "onnx"
         import torch
 

@@ -136,3 +136,13 @@ def test_real_detection_set_lists() -> None:
         smallest = min(range(k, len(ds)), key=lambda i: ds.records[i].size)
         data = ds.open(smallest).read()  # into memory only, never to disk
         assert hashlib.sha256(data).hexdigest() == ds.records[smallest].sha256
+
+
+def test_benign_groups_are_projects_not_releases() -> None:
+    from malvision.data.build import source_project
+
+    assert source_project("pypi:NumPy==2.4.6") == source_project("pypi:numpy==2.2.6") == "pypi:numpy"
+    assert source_project("deb:libwine=8.0~repack-4") == "deb:libwine"
+    assert source_project("deb:memtest86+=6.10-4") == "deb:memtest86+"
+    assert source_project("npm:@esbuild/win32-x64@0.28.2") == "npm:@esbuild/win32-x64"
+    assert source_project("npm:7zip-bin@5.2.0") == "npm:7zip-bin"

@@ -11,6 +11,7 @@ chunked, so a multi-GB file streamed in blocks gives bit-for-bit the image of th
 
 from __future__ import annotations
 
+import functools
 import struct
 import zlib
 from collections.abc import Iterable, Iterator
@@ -108,6 +109,7 @@ def iter_plot_rows(chunks: Iterable[bytes | memoryview | np.ndarray], size: int)
         yield pending[:fill].reshape(fill // width, width)
 
 
+@functools.lru_cache(maxsize=4096)
 def _overlaps(n_in: int, n_out: int) -> list[tuple[int, int, np.ndarray]]:
     """For each output cell: (first input index, last+1, integer overlap weights).
 
@@ -120,6 +122,7 @@ def _overlaps(n_in: int, n_out: int) -> list[tuple[int, int, np.ndarray]]:
         k0, k1 = lo // n_out, -(-hi // n_out)
         starts = np.arange(k0, k1, dtype=np.int64) * n_out
         weights = np.minimum(starts + n_out, hi) - np.maximum(starts, lo)
+        weights.setflags(write=False)  # cached: shared by every call
         spans.append((k0, k1, weights))
     return spans
 

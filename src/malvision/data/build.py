@@ -8,6 +8,9 @@ and the unpacked BIG2015 opcode sequences (``~/.cache/malvision/big2015_opcodes`
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +30,7 @@ __all__ = [
     "default_malware_zip",
     "default_opcodes_dir",
     "benign_corpus",
+    "benign_corpora",
     "detection_dataset",
     "build_detection_cache",
     "build_opcode_cache",
@@ -88,24 +92,62 @@ def benign_corpus(root: Path | str, max_size: int = DEFAULT_MAX_SIZE) -> CsvData
         raise DatasetError(
             f"{root}: not a benign corpus (expected pe/ and manifest_ext.csv); build it with `{GET_BENIGN}`"
         )
-    return CsvDataset(
-        manifest, root=root / "pe", label="benign", group_column="source_package", max_size=max_size
-    )
+    ds = CsvDataset(manifest, root=root / "pe", label="benign", group_column="source_package", max_size=max_size)
+    # Group by project, not by release: numpy 2.2.6 and 2.4.6 must not sit on both sides of a split.
+    ds.records = [replace(r, group=source_project(r.group)) if r.group else r for r in ds.records]
+    return ds
+
+
+def source_project(source_package: str) -> str:
+    """'pypi:numpy==2.4.6' -> 'pypi:numpy'; 'deb:libwine=8.0~repack-4' -> 'deb:libwine';
+    'npm:@esbuild/win32-x64@0.28.2' -> 'npm:@esbuild/win32-x64'."""
+    kind, sep, rest = source_package.partition(":")
+    if not sep:
+        return source_package
+    if kind == "npm":
+        name = rest.rsplit("@", 1)[0] if rest.count("@") > (1 if rest.startswith("@") else 0) else rest
+    else:
+        name = re.split(r"==|=", rest, maxsplit=1)[0]
+    return f"{kind}:{name.lower()}"
+
+
+BenignDirs = Path | str | Sequence[Path | str] | None
+
+
+def benign_corpora(benign_dir: BenignDirs = None, max_size: int = DEFAULT_MAX_SIZE) -> list[CsvDataset]:
+    """One or several benign corpora (default: ``default_benign_dir()``), each file kept once.
+
+    A file already listed (same sha256) in an earlier corpus is left out of later ones: a benign copy
+    of a benign file is expected, not a failure to report.
+    """
+    if benign_dir is None or isinstance(benign_dir, (str, os.PathLike)):
+        dirs: list[Path | str] = [benign_dir or default_benign_dir()]
+    else:
+        dirs = list(benign_dir) or [default_benign_dir()]
+    parts: list[CsvDataset] = []
+    seen: set[str] = set()
+    for d in dirs:
+        part = benign_corpus(d, max_size=max_size)
+        part.records = [r for r in part.records if r.sha256 is None or r.sha256 not in seen]
+        seen.update(r.sha256 for r in part.records if r.sha256 is not None)
+        if part.records:
+            parts.append(part)
+    return parts
 
 
 def detection_dataset(
-    benign_dir: Path | str | None = None,
+    benign_dir: BenignDirs = None,
     malware_zip: Path | str | None = None,
     all_kinds: bool = False,
     password: str = DEFAULT_PASSWORD,
     max_size: int = DEFAULT_MAX_SIZE,
 ) -> ConcatDataset:
-    """Benign corpus (label benign, group = source package) + sample zip (label malware, group = family).
+    """Benign corpora (label benign, group = source package) + sample zip (label malware, group = family).
 
-    Only zip entries whose manifest kind is ``pe`` are kept unless ``all_kinds``: the benign side is all
+    ``benign_dir`` is one corpus folder or several (combined by ``benign_corpora``). Only zip entries whose manifest kind is ``pe`` are kept unless ``all_kinds``: the benign side is all
     PE, so other file types would teach the model "not PE" rather than "malicious".
     """
-    benign = benign_corpus(benign_dir or default_benign_dir(), max_size=max_size)
+    benign = benign_corpora(benign_dir, max_size=max_size)
     malware = ZipDataset(
         malware_zip or default_malware_zip(),
         label="malware",
@@ -113,7 +155,7 @@ def detection_dataset(
         kinds=None if all_kinds else ("pe",),
         max_entry_size=min(max_size, MAX_ENTRY_SIZE),
     )
-    return ConcatDataset([benign, malware], name="pe-malware-vs-benign")
+    return ConcatDataset([*benign, malware], name="pe-malware-vs-benign")
 
 
 def build_detection_cache(
@@ -121,7 +163,7 @@ def build_detection_cache(
     kind: str = "image",
     image_size: int = 64,
     max_len: int | None = None,
-    benign_dir: Path | str | None = None,
+    benign_dir: BenignDirs = None,
     malware_zip: Path | str | None = None,
     all_kinds: bool = False,
     password: str = DEFAULT_PASSWORD,

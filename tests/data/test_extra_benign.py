@@ -1,0 +1,86 @@
+"""Several benign corpora combine into one cache (``data build --benign A --benign B``), each file once."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from malvision import cli
+from malvision.data.build import benign_corpora
+from malvision.data.cache import CachedDataset
+
+from .helpers import aes_zip, manifest_csv, sha
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "build_extra_benign.sh"
+
+
+def corpus(root: Path, files: dict[str, bytes], ext: bool) -> Path:
+    """A benign corpus: pe/<sha256> + manifest_ext.csv (``ext``) or the plain manifest.csv."""
+    (root / "pe").mkdir(parents=True)
+    head = "sha256,size,source_package,original_path" + (",source_group,machine" if ext else "")
+    rows = [head]
+    for name, data in files.items():
+        (root / "pe" / sha(data)).write_bytes(data)
+        rows.append(f"{sha(data)},{len(data)},pkg:{root.name},{name}" + (",pypi,amd64" if ext else ""))
+    (root / ("manifest_ext.csv" if ext else "manifest.csv")).write_text("\n".join(rows) + "\n")
+    return root
+
+
+@pytest.fixture
+def two_corpora(tmp_path: Path, rng: np.random.Generator) -> tuple[Path, Path, Path, set[str]]:
+    blob = [b"MZ" + rng.integers(0, 256, 1500 + 100 * k, dtype=np.uint8).tobytes() for k in range(5)]
+    a = corpus(tmp_path / "a", {"a0.dll": blob[0], "a1.exe": blob[1], "same.dll": blob[2]}, ext=True)
+    b = corpus(tmp_path / "b", {"copy.dll": blob[2], "b0.pyd": blob[3], "b1.exe": blob[4]}, ext=False)
+    mal = b"MZ" + rng.integers(0, 256, 3000, dtype=np.uint8).tobytes()
+    zip_path = aes_zip(
+        tmp_path / "mal.zip",
+        {f"Fam/{sha(mal)}": mal, "manifest.csv": manifest_csv([(sha(mal), "Fam", "pe", len(mal), "m.exe")])},
+    )
+    return a, b, zip_path, {sha(x) for x in blob}
+
+
+def test_benign_corpora_keep_each_file_once(two_corpora: tuple[Path, Path, Path, set[str]]) -> None:
+    a, b, _, shas = two_corpora
+    parts = benign_corpora([a, b])
+    assert [len(p) for p in parts] == [3, 2]  # b's copy of a file in a is left out
+    assert {r.sha256 for p in parts for r in p.records} == shas
+    assert [len(p) for p in benign_corpora(str(a))] == [3]  # one folder, as before
+
+
+def test_cli_combines_benign_dirs(
+    two_corpora: tuple[Path, Path, Path, set[str]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    a, b, zip_path, shas = two_corpora
+    out = tmp_path / "cache"
+    args = ["data", "build", "--kind", "image", "--image-size", "8", "--benign", a, "--benign", b]
+    monkeypatch.setattr(
+        sys, "argv", ["malvision", *map(str, [*args, "--malware-zip", zip_path, "--out", out])]
+    )
+    with pytest.raises(SystemExit) as exc:
+        cli.main()
+        sys.exit(0)
+    assert exc.value.code in (0, None), capsys.readouterr().err
+    ds = CachedDataset(out)
+    benign = [r for r in ds.records if r.label == "benign"]
+    assert {r.sha256 for r in benign} == shas and len(benign) == 5
+    assert {r.group for r in benign} == {"pkg:a", "pkg:b"}
+    assert ds.labels.tolist().count(ds.classes.index("malware")) == 1
+    assert ds.meta["n_failed"] == 0 and not ds.meta.get("duplicates")
+
+
+def test_extra_benign_script_pins_every_package() -> None:
+    text = SCRIPT.read_text()
+    arrays = dict(re.findall(r"^(\w+_PKGS|PYPI_\w+)=\((.*?)^\)", text, re.S | re.M))
+    assert set(arrays) == {"DEB_PKGS", "MONO_PKGS", "CIL_PKGS", "PYPI_AMD64", "PYPI_WIN32", "NPM_PKGS"}
+    pin = {"PYPI": r"[\w.-]+==[\w.]+", "NPM": r"(@[\w.-]+/)?[\w.-]+@\d[\w.+-]*", "": r"[\w.+-]+=[\w.:~+-]+"}
+    for name, body in arrays.items():
+        items = re.sub(r"#.*", "", body).split()
+        pattern = pin["PYPI" if name.startswith("PYPI") else "NPM" if name.startswith("NPM") else ""]
+        assert items and all(re.fullmatch(pattern, p) for p in items), name
