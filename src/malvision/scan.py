@@ -238,7 +238,7 @@ class Scanner:
         if self.detector:
             score = float(probs[self.classes.index("malware")])
             label = "malware" if score >= self.threshold else "benign"
-            return Verdict(p.name, p.sha256, p.size, label, round(score, 6), None, None)
+            return Verdict(p.name, p.sha256, p.size, label, score, None, None)  # unrounded: it met the threshold
         top = int(probs.argmax())
         # A family model presumes malware; it names the family, it cannot say benign.
         return Verdict(
