@@ -30,3 +30,49 @@ leaderboard() {
     wait
     $MV benchmark --models cnn,rnn,lstm,gru,crnn,malconv "${common[@]}"
 }
+
+# Vanishing gradients: RNN vs LSTM vs GRU read out at their last step, on real opcode sequences.
+gradients() {
+    $MV gradients --models rnn,lstm,gru --data "$C/caches/big2015-opcodes-16k" --out "$C/runs/big2015-gradients" \
+        --seq-len 256 --lengths 16,64,256,1024 --epochs 4 --hidden 64 --max-train 3000
+}
+
+# The shipped BIG2015 opcode model (src/malvision/weights/big2015-opcodes.pt).
+big2015_model() {
+    $MV train --model crnn --data "$C/caches/big2015-opcodes-16k" --out "$C/runs/big2015-crnn" \
+        --max-len 1024 --set hidden=64 --epochs 8 --patience 3 --threads 1
+    $MV bundle "$C/runs/big2015-crnn" -o src/malvision/weights/big2015-opcodes.pt
+}
+
+# PE malware vs benign, family- and source-disjoint 5-fold CV (issue 4, run 2).
+pe_leaderboard() {
+    $MV benchmark --models cnn,crnn --data "$C/caches/pe_image64" --out "$C/runs/pe-leaderboard-image" \
+        --folds 5 --epochs 10 --patience 3 --threads 1 --grouped only &
+    $MV benchmark --models malconv --data "$C/caches/pe-bytes-1m" --out "$C/runs/pe-leaderboard-bytes" \
+        --folds 5 --epochs 6 --patience 3 --max-len 65536 --threads 1 --grouped only
+    wait
+}
+
+# Malimg-format tree (root/<class>/*.png) made from the same real PE files, read unchanged.
+malimg() {
+    local M="$C/malimg-pe" S="$C/malimg-pe-staging"
+    rm -rf "$M" "$S"
+    $MV convert "$C/benign/pe" --out "$M/benign"
+    $MV convert ../shared/data/thezoo_pe_malware.zip --zip-password infected --out "$S"
+    mkdir -p "$M/malware" && find "$S" -name '*.png' -exec mv {} "$M/malware/" \; && rm -rf "$S"
+    $MV benchmark --models cnn --data "$M" --out "$C/runs/malimg-pe" --folds 5 --epochs 10 --patience 3 --threads 1
+}
+
+# The shipped detector (src/malvision/weights/pe-detector.pt): wider benign corpus, group-disjoint CV.
+detector() {
+    OUT="$C/benign-extra" bash scripts/build_extra_benign.sh
+    $MV data build --kind image --image-size 64 --benign "$C/benign" --benign "$C/benign-extra" \
+        --out "$C/caches/pe_image64_wide"
+    $MV train-detector --data "$C/caches/pe_image64_wide" --out "$C/runs/pe-detector-wide" --model cnn \
+        --epochs 15 --patience 4 --threads 1 --label-smoothing 0.1
+    $MV bundle "$C/runs/pe-detector-wide" -o src/malvision/weights/pe-detector.pt
+    $MV export pe-detector --onnx
+}
+
+if [ $# -eq 0 ]; then set -- data leaderboard gradients big2015_model pe_leaderboard malimg detector; fi
+for step in "$@"; do "$step"; done

@@ -59,6 +59,7 @@ def test_build_detector_writes_an_honest_card(grouped_cache: Path, tmp_path: Pat
     assert m["fpr_at_threshold"] <= 0.05  # the threshold keeps the target on out-of-fold benign scores
     assert m["roc_auc"] > 0.9  # entropy separates the classes even across unseen groups
     assert set(m["operating_points"]) == {"0.001", "0.01", "0.05"}
+    assert card["platt"]["a"] > 0  # Platt scaling keeps the order of scores
     assert card["data"]["counts"] == {"benign": 30, "malware": 30}
     assert len(card["training_sha256"]) == 60 and card["temperature"] > 0
     oof = json.loads((tmp_path / "run" / "oof_scores.json").read_text())

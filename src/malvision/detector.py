@@ -25,7 +25,7 @@ from malvision.evaluate.metrics import detection_metrics, threshold_for_fpr
 from malvision.io import atomic_writer
 from malvision.train import TrainConfig, fit, make_loader, predict
 
-__all__ = ["fit_temperature", "build_detector"]
+__all__ = ["fit_temperature", "fit_platt", "platt_scale", "build_detector"]
 
 
 def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
@@ -40,6 +40,24 @@ def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
         if nll < best_nll:
             best_t, best_nll = float(t), nll
     return best_t
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype=np.float64), 1e-15, 1 - 1e-15)
+    return np.log(p) - np.log1p(-p)
+
+
+def fit_platt(scores: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """Platt scaling sigmoid(a * logit(s) + b) fitted on out-of-fold scores (files of unseen groups)."""
+    from sklearn.linear_model import LogisticRegression
+
+    lr = LogisticRegression(C=1e6, max_iter=1000).fit(_logit(scores)[:, None], y)
+    return {"a": float(lr.coef_[0, 0]), "b": float(lr.intercept_[0])}
+
+
+def platt_scale(scores: np.ndarray, platt: dict[str, float]) -> np.ndarray:
+    """Apply ``fit_platt``'s map; monotonic, so rankings (ROC, TPR at FPR) are unchanged."""
+    return 1.0 / (1.0 + np.exp(-(platt["a"] * _logit(scores) + platt["b"])))
 
 
 def _calibrated(probs: np.ndarray, t: float) -> np.ndarray:
@@ -88,6 +106,8 @@ def build_detector(
         probs, _ = predict(ck.model, make_loader(ds, te, 64, shuffle=False, max_len=cfg.max_len))
         oof[te] = _calibrated(probs, t)[:, mal]
         np.save(done, oof[te])
+    platt = fit_platt(oof, y)
+    oof = platt_scale(oof, platt)
     threshold = threshold_for_fpr(oof[y == 0], target_fpr)
     flagged = oof >= threshold
     cv = detection_metrics(y, oof)
@@ -122,6 +142,12 @@ def build_detector(
         "task": "malware vs benign detection (Windows PE)",
         "architecture": cfg.model,
         "temperature": temperature,
+        "platt": platt,
+        "score": (
+            "P(malware) for a file of an unseen family or source: softmax(logits / temperature) "
+            "(temperature fitted on a group-disjoint validation split), then Platt scaling fitted "
+            "on the out-of-fold scores of the cross-validation"
+        ),
         "threshold": threshold,
         "target_fpr": target_fpr,
         "threshold_source": f"out-of-fold calibrated scores of the {len(splits)}-fold group-disjoint CV, benign files",

@@ -126,6 +126,7 @@ class Scanner:
         self.card: dict[str, Any] = dict((ck.extra or {}).get("card", {}))
         self.detector = sorted(self.classes) == ["benign", "malware"]
         self.temperature = float(self.card.get("temperature", 1.0))
+        self.platt: dict[str, float] | None = self.card.get("platt")
         self.threshold = float(threshold if threshold is not None else self.card.get("threshold", 0.5))
         if not 0.0 <= self.threshold <= 1.0:
             raise MalvisionError(f"--threshold must be between 0 and 1, got {self.threshold}")
@@ -237,6 +238,10 @@ class Scanner:
             return Verdict(p.name, p.sha256, p.size, "unknown", None, None, p.reason)
         if self.detector:
             score = float(probs[self.classes.index("malware")])
+            if self.platt is not None:
+                from malvision.detector import platt_scale
+
+                score = float(platt_scale(np.array([score]), self.platt)[0])
             label = "malware" if score >= self.threshold else "benign"
             return Verdict(p.name, p.sha256, p.size, label, score, None, None)  # unrounded: it met the threshold
         top = int(probs.argmax())
