@@ -37,6 +37,14 @@ gradients() {
         --seq-len 256 --lengths 16,64,256,1024 --epochs 4 --hidden 64 --max-train 3000
 }
 
+# What the length cap costs: the leaderboard's CNN on the first N opcodes, one stratified hold-out.
+caps() {
+    for n in 512 1024 2048 4096; do
+        $MV train --model cnn --data "$C/caches/big2015-opcodes-16k" --out "$C/runs/big2015-cnn-cap$n" \
+            --max-len "$n" --epochs 8 --patience 3 --threads 1
+    done
+}
+
 # The shipped BIG2015 opcode model (src/malvision/weights/big2015-opcodes.pt).
 big2015_model() {
     $MV train --model crnn --data "$C/caches/big2015-opcodes-16k" --out "$C/runs/big2015-crnn" \
@@ -74,5 +82,5 @@ detector() {
     $MV export pe-detector --onnx
 }
 
-if [ $# -eq 0 ]; then set -- data leaderboard gradients big2015_model pe_leaderboard malimg detector; fi
+if [ $# -eq 0 ]; then set -- data leaderboard gradients caps big2015_model pe_leaderboard malimg detector; fi
 for step in "$@"; do "$step"; done
