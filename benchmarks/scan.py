@@ -405,13 +405,13 @@ def main() -> None:
 
     try:
         t = time.perf_counter()
-        base = Scanner(args.model, backend="torch", workers=2)
+        base = Scanner(args.model, backend="torch", workers=2, threads=None)
         load_seconds = time.perf_counter() - t
     except MalvisionError as e:
         raise SystemExit(
             f"error: {e}\n  (no shipped model yet? pass --model PATH, e.g. --model /tmp/det1/model.pt)"
         ) from None
-    auto_backend = Scanner(base.model_path).backend
+    auto_backend = Scanner(base.model_path, threads=None).backend
     py = peer_python(args.malvizv1_python)
     card = base.card
     training = set(card.get("training_sha256", []))
@@ -443,11 +443,12 @@ def main() -> None:
         for backend, model_path in backends:
             for pools in POOLS:
                 for workers in (1, 2):
-                    scanner = Scanner(model_path, backend=backend, workers=workers)
+                    # threads=None: this script sets the pools itself (thread_pools), so that `default`
+                    # really is every library's default; `malvision scan` runs as `1 thread`.
+                    scanner = Scanner(model_path, backend=backend, workers=workers, threads=None)
                     if backend == "onnx" and pools == "1 thread":
                         from malvision.export import OnnxModel
 
-                        # Scanner has no threads option: swap in a one-thread session on the same file
                         scanner._onnx = OnnxModel(model_path.with_suffix(".onnx"), threads=1)
                     plural = "s" if workers > 1 else ""
                     config = f"`Scanner.scan`, {backend}, {workers} reader{plural}, batch 32"
