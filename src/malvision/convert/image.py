@@ -15,7 +15,7 @@ import functools
 import struct
 import zlib
 from collections.abc import Iterable, Iterator
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -179,6 +179,17 @@ def resize_plot(plot: np.ndarray, size: int) -> np.ndarray:
     return resize_rows(blocks, height, width, size)
 
 
+def _compressor(level: int) -> Any:
+    """A zlib-format compressor: ISA-L for levels 1-3, the standard library for 0 (stored) and 4-9."""
+    if not 0 <= level <= 9:
+        raise ConversionError(f"PNG compression level must be 0-9, got {level}")
+    if 1 <= level <= 3:
+        from isal import isal_zlib
+
+        return isal_zlib.compressobj(level)
+    return zlib.compressobj(level)
+
+
 def _png_chunk(kind: bytes, payload: bytes) -> bytes:
     crc = zlib.crc32(payload, zlib.crc32(kind))
     return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", crc)
@@ -188,10 +199,12 @@ def write_png(out: BinaryIO, blocks: Iterable[np.ndarray], height: int, width: i
     """Stream an 8-bit grayscale PNG from row blocks, never holding the whole image.
 
     ``level`` is the zlib level: on executables 1 is about 3x faster than 6 for files ~10% larger.
+    Levels 1-3 use ISA-L's deflate (python-isal), several times faster than zlib at the same level;
+    the stream is ordinary zlib either way, so every PNG reader takes it.
     """
     out.write(b"\x89PNG\r\n\x1a\n")
     out.write(_png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)))
-    comp = zlib.compressobj(level)
+    comp = _compressor(level)
     rows = 0
     for block in blocks:
         if block.ndim != 2 or block.shape[1] != width:
