@@ -6,9 +6,11 @@ a sample's bytes only in ``open(i)``. Nothing is extracted, executed or unpickle
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import re
+import warnings
 import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -96,10 +98,19 @@ def _check_png_mode(path: Path | str, im: Image.Image) -> None:
         )
 
 
+@contextlib.contextmanager
+def _no_bomb_warning() -> Iterator[None]:
+    """Byte plots of 90-180 MB files pass Pillow's pixel limit quietly; larger ones still fail with
+    Pillow's DecompressionBombError, reported as a one-line DatasetError."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        yield
+
+
 def _png_header(path: Path) -> tuple[int, int]:
     """(width, height) of an 8-bit grayscale PNG, from its header only."""
     try:
-        with Image.open(path) as im:
+        with _no_bomb_warning(), Image.open(path) as im:
             _check_png_mode(path, im)
             return im.size
     except DatasetError:
@@ -111,7 +122,7 @@ def _png_header(path: Path) -> tuple[int, int]:
 def read_malimg_png(path: Path | str) -> np.ndarray:
     """The pixels of an 8-bit grayscale PNG as a (height, width) uint8 array; anything else is refused."""
     try:
-        with Image.open(path) as im:
+        with _no_bomb_warning(), Image.open(path) as im:
             _check_png_mode(path, im)
             im.load()  # decodes everything: a truncated file fails here, not later
             arr = np.asarray(im, dtype=np.uint8)
