@@ -68,6 +68,16 @@ malimg() {
     $MV convert ../shared/data/thezoo_pe_malware.zip --zip-password infected --out "$S"
     mkdir -p "$M/malware" && find "$S" -name '*.png' -exec mv {} "$M/malware/" \; && rm -rf "$S"
     $MV benchmark --models cnn --data "$M" --out "$C/runs/malimg-pe" --folds 5 --epochs 10 --patience 3 --threads 1
+    # The images read from the PNG tree against those made from the original files, by sha256.
+    .venv/bin/python - "$C/caches/pe_image64" "$C"/caches/malimg-pe-image-* <<'PY'
+import sys
+import numpy as np
+from malvision.data.cache import CachedDataset
+a, b = CachedDataset(sys.argv[1]), CachedDataset(sys.argv[2])
+where = {r.sha256: i for i, r in enumerate(a.records)}
+same = sum(np.array_equal(a[where[r.sha256]][0], b[j][0]) for j, r in enumerate(b.records) if r.sha256 in where)
+print(f"{same} of {len(b)} images from the PNG tree equal those from the original files")
+PY
 }
 
 # The shipped detector (src/malvision/weights/pe-detector.pt): wider benign corpus, group-disjoint CV.
