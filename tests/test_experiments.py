@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -220,7 +222,9 @@ def test_train_runs_data_parallel_under_torchrun(opcode_cache: Path, tmp_path: P
     assert "Traceback" not in p.stderr
 
 
-def test_bundle_carries_a_card_and_evaluate_flags_training_samples(opcode_cache: Path, tmp_path: Path) -> None:
+def test_bundle_carries_a_card_and_evaluate_flags_training_samples(
+    opcode_cache: Path, tmp_path: Path
+) -> None:
     run = tmp_path / "run"
     r = runner.invoke(app, ["train", "-m", "cnn", "-d", str(opcode_cache), "-o", str(run), "--epochs", "2"])
     assert r.exit_code == 0, r.output
@@ -237,3 +241,31 @@ def test_bundle_carries_a_card_and_evaluate_flags_training_samples(opcode_cache:
     assert m["unseen"]["n"] == len(card["test_ids"])
     r = runner.invoke(app, ["info", str(shipped), "--json"])
     assert r.exit_code == 0 and json.loads(r.stdout)["split"] == card["split"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_train_leaves_whole_files_and_resumes(
+    opcode_cache: Path, tmp_path: Path, sig: int
+) -> None:
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "malvision.cli", "train", "-m", "cnn", "-d", str(opcode_cache), "-o", str(run),
+           "--epochs", "400", "--patience", "400", "--batch-size", "4", "--threads", "1"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (run / "last.pt").exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    time.sleep(1.0)  # land somewhere inside a later epoch
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-2000:]
+    assert "Traceback" not in err and err.strip().splitlines()[-1] == "error: interrupted"
+    assert not [p for p in run.iterdir() if p.name.endswith(".part")]
+    ck = load_checkpoint(run / "last.pt")  # whole, not half-written
+    done = ck.extra["train_state"]["epoch"]
+    r = runner.invoke(app, ["train", "-m", "cnn", "-d", str(opcode_cache), "-o", str(run), "--epochs", str(done + 3),
+                            "--patience", "400", "--batch-size", "4", "--resume"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    history = (run / "history.csv").read_text().splitlines()[1:]
+    assert [int(float(line.split(",")[0])) for line in history] == list(range(done + 3))
+    assert (run / "metrics.json").is_file()
