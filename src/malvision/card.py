@@ -10,7 +10,7 @@ from typing import Any
 
 from malvision.errors import CheckpointError
 
-__all__ = ["card_from_run", "bundle_run", "training_ids", "model_summary"]
+__all__ = ["card_from_run", "save_with_card", "bundle_run", "training_ids", "model_summary"]
 
 
 def card_from_run(run: Path | str) -> dict[str, Any]:
@@ -40,19 +40,11 @@ def card_from_run(run: Path | str) -> dict[str, Any]:
     }
 
 
-def bundle_run(run: Path | str, dest: Path | str) -> Path:
-    """Copy a run's model with its card to ``dest`` (a detector's model.pt already carries one)."""
-    from malvision.checkpoint import load_checkpoint, save_checkpoint
+def save_with_card(ck: Any, dest: Path | str, card: dict[str, Any]) -> Path:
+    """Write checkpoint ``ck``'s model and metadata again to ``dest``, with ``card`` (metrics from it)."""
+    from malvision.checkpoint import save_checkpoint
 
-    r = Path(run)
-    src = r / "model.pt" if (r / "model.pt").is_file() else r / "best.pt"
-    ck = load_checkpoint(src)
-    if (ck.extra or {}).get("card"):
-        Path(dest).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src, dest)
-        return Path(dest)
-    card = card_from_run(r)
-    save_checkpoint(
+    return save_checkpoint(
         dest,
         ck.model,
         model_name=ck.model_name,
@@ -64,9 +56,23 @@ def bundle_run(run: Path | str, dest: Path | str) -> Path:
         classes=ck.classes,
         seed=ck.seed,
         manifest_hash=ck.manifest_hash,
-        metrics=card["metrics"],
+        metrics=card.get("metrics"),
         extra={"card": card},
     )
+
+
+def bundle_run(run: Path | str, dest: Path | str) -> Path:
+    """Copy a run's model with its card to ``dest`` (a detector's model.pt already carries one)."""
+    from malvision.checkpoint import load_checkpoint
+
+    r = Path(run)
+    src = r / "model.pt" if (r / "model.pt").is_file() else r / "best.pt"
+    ck = load_checkpoint(src)
+    if (ck.extra or {}).get("card"):
+        Path(dest).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dest)
+        return Path(dest)
+    save_with_card(ck, dest, card_from_run(r))
     return Path(dest)
 
 

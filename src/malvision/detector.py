@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from malvision.checkpoint import load_checkpoint, save_checkpoint
+from malvision.card import save_with_card
+from malvision.checkpoint import load_checkpoint
 from malvision.data.splits import group_kfold, train_val_split
 from malvision.evaluate.metrics import detection_metrics, threshold_for_fpr
 from malvision.io import atomic_writer
@@ -173,18 +174,7 @@ def build_detector(
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d"),
         "command": command,
     }
-    meta = dict(
-        model_name=ck.model_name,
-        model_kwargs=ck.model_kwargs,
-        in_kind=ck.in_kind,
-        n_classes=ck.n_classes,
-        vocab_size=ck.vocab_size,
-        spec=ck.spec,
-        classes=ck.classes,
-        seed=ck.seed,
-        manifest_hash=ck.manifest_hash,
-    )
-    save_checkpoint(out / "model.pt", ck.model, metrics=cv, extra={"card": card}, **meta)
+    save_with_card(ck, out / "model.pt", card)
     with atomic_writer(out / "card.json") as f:
         f.write(json.dumps({k: v for k, v in card.items() if k != "training_sha256"}, indent=2).encode())
     with atomic_writer(out / "oof_scores.json") as f:
