@@ -27,13 +27,13 @@ from malvision.models._base import (
     layers_for,
 )
 from malvision.models._registry import KINDS, register_model
-from malvision.models.rnn import POOLS, RecurrentLayers, pool_states
+from malvision.models.rnn import POOLS, RecurrentLayers, RecurrentReadout
 
 __all__ = ["CRNN"]
 
 
 @register_model("crnn")
-class CRNN(MalvisionModel):
+class CRNN(RecurrentReadout, MalvisionModel):
     """Conv front end (shortens the sequence) feeding a GRU or LSTM, pooled over time, linear layer."""
 
     input_kinds = KINDS
@@ -94,22 +94,6 @@ class CRNN(MalvisionModel):
         else:
             lengths = mask.sum(1).clamp(min=1)
         return steps, lengths, mask
-
-    def sequence_states(self, e: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor | None]:
-        """Recurrent states (B, T', H * dirs) over the shortened input, real lengths, step mask."""
-        steps, lengths, mask = self._steps(e, mask)
-        return self.rnn(steps, lengths), lengths, mask
-
-    def features_embedded(self, e: Tensor, mask: Tensor | None = None) -> Tensor:
-        states, lengths, mask = self.sequence_states(e, mask)
-        return pool_states(states, lengths, mask, self.pool, self.rnn.hidden, self.rnn.bidirectional)
-
-    def forward_sequence(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """(logits, states): after a backward pass ``states.grad[:, t]`` is dL/dh_t over the T' steps."""
-        steps, lengths, mask = self._steps(self.embed(x), self.padding_mask(x))
-        states, out = self.rnn.forward_tapped(steps, lengths)
-        feats = pool_states(out, lengths, mask, self.pool, self.rnn.hidden, self.rnn.bidirectional)
-        return self.forward_head(feats), states
 
     def cam_layer(self) -> nn.Module:
         return self.blocks[-1]["act"]

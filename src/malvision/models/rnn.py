@@ -175,7 +175,38 @@ def pool_states(
     return (states * m).sum(1) / lengths.unsqueeze(1).to(states.dtype)
 
 
-class RecurrentNet(MalvisionModel):
+class RecurrentReadout:
+    """What every model with a recurrent layer shares: states, pooled features, dL/dh_t access.
+
+    Subclasses give ``_steps(e, mask) -> (steps (B, T, C), lengths (B,), mask)``, ``rnn``
+    (a ``RecurrentLayers``) and ``pool``.
+    """
+
+    rnn: RecurrentLayers
+    pool: str
+
+    def sequence_states(self, e: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Recurrent states (B, T, H * dirs), real lengths (B,), step mask (B, T) or None."""
+        steps, lengths, mask = self._steps(e, mask)
+        return self.rnn(steps, lengths), lengths, mask
+
+    def features_embedded(self, e: Tensor, mask: Tensor | None = None) -> Tensor:
+        states, lengths, mask = self.sequence_states(e, mask)
+        return pool_states(states, lengths, mask, self.pool, self.rnn.hidden, self.rnn.bidirectional)
+
+    def forward_sequence(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(logits, states): after a backward pass ``states.grad[:, t]`` is dL/dh_t (B, T, H * dirs).
+
+        For analysis (e.g. vanishing gradients): the top layer runs step by step, so it is slower than
+        ``forward``; the logits match ``forward``'s up to float rounding.
+        """
+        steps, lengths, mask = self._steps(self.embed(x), self.padding_mask(x))
+        states, out = self.rnn.forward_tapped(steps, lengths)
+        feats = pool_states(out, lengths, mask, self.pool, self.rnn.hidden, self.rnn.bidirectional)
+        return self.forward_head(feats), states
+
+
+class RecurrentNet(RecurrentReadout, MalvisionModel):
     """Recurrent classifier; subclasses pick the cell."""
 
     cell: ClassVar[str] = "lstm"
@@ -222,26 +253,6 @@ class RecurrentNet(MalvisionModel):
         else:
             lengths = mask.sum(1).clamp(min=1)
         return steps, lengths, mask
-
-    def sequence_states(self, e: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor | None]:
-        """Recurrent states (B, T, H * dirs), real lengths (B,), step mask (B, T) or None."""
-        steps, lengths, mask = self._steps(e, mask)
-        return self.rnn(steps, lengths), lengths, mask
-
-    def features_embedded(self, e: Tensor, mask: Tensor | None = None) -> Tensor:
-        states, lengths, mask = self.sequence_states(e, mask)
-        return pool_states(states, lengths, mask, self.pool, self.rnn.hidden, self.rnn.bidirectional)
-
-    def forward_sequence(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """(logits, states): after a backward pass ``states.grad[:, t]`` is dL/dh_t (B, T, H * dirs).
-
-        For analysis (e.g. vanishing gradients): the top layer runs step by step, so it is slower than
-        ``forward``; the logits match ``forward``'s up to float rounding.
-        """
-        steps, lengths, mask = self._steps(self.embed(x), self.padding_mask(x))
-        states, out = self.rnn.forward_tapped(steps, lengths)
-        feats = pool_states(out, lengths, mask, self.pool, self.rnn.hidden, self.rnn.bidirectional)
-        return self.forward_head(feats), states
 
 
 @register_model("rnn")
