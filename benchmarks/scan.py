@@ -583,7 +583,7 @@ def main() -> None:
         f"{human_size(size)}; page cache warmed by reading every file once before any timing",
         "- pools: `default` leaves every thread pool as the library sets it; `1 thread` caps torch, OpenMP "
         "and OpenBLAS (threadpoolctl) and ONNX Runtime's intra-op pool at one thread, for both tools "
-        "(ours: an `OnnxModel(threads=1)` swapped into the Scanner, which has no threads option)",
+        "(ours: Scanner(threads=None) with the pools set by this script, and an `OnnxModel(threads=1)` session for ONNX; `malvision scan` itself runs as `1 thread`, its default `--threads 1`)",
         "",
         "## Throughput",
         "",
