@@ -165,7 +165,16 @@ def main() -> None:
             t = best_time(png, args.repeat)
             ratio = dest.stat().st_size / size
             note = f"PNG is {ratio:.0%} of the input" + (" (default level)" if level == 1 else "")
-            rows.append(row(f"PNG, level {level} ({'ISA-L' if 1 <= level <= 3 else 'zlib'})", label, size, t, goal="MB/s", note=note))
+            rows.append(
+                row(
+                    f"PNG, level {level} ({'ISA-L' if 1 <= level <= 3 else 'zlib'})",
+                    label,
+                    size,
+                    t,
+                    goal="MB/s",
+                    note=note,
+                )
+            )
 
         # (c) byte sequence of the whole file (the default keeps only the first 2 MiB)
         spec = ConvertSpec(kind="bytes", max_len=size)

@@ -78,7 +78,9 @@ MaxSize = Annotated[str, typer.Option("--max-size", help="Refuse inputs larger t
 
 @app.command()
 def convert(
-    inputs: Annotated[list[Path], typer.Argument(help="Files, folders (recursive) or sample zips.", readable=False)],  # we report it
+    inputs: Annotated[
+        list[Path], typer.Argument(help="Files, folders (recursive) or sample zips.", readable=False)
+    ],  # we report it
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
     fmt: Annotated[
         str, typer.Option("--format", help="png: one byte plot per file; dataset: one cache.")
@@ -177,7 +179,9 @@ def data_info(
         table.add_column(col, justify="left" if col == "class" else "right")
     for c in s.classes:
         share = f"{100 * c.n / max(s.n, 1):.1f}%"
-        table.add_row(escape(clean(c.label)), str(c.n), share, str(c.groups or "-"), human_size(c.median_size))
+        table.add_row(
+            escape(clean(c.label)), str(c.n), share, str(c.groups or "-"), human_size(c.median_size)
+        )
     out.print(table)
     lo, med, mean, hi = s.sizes
     out.print(f"sizes: min {human_size(lo)}, median {human_size(med)}, ", end="")
@@ -282,7 +286,9 @@ def parse_kwargs(items: list[str] | None) -> dict[str, Any]:
 def _train_config(model: str, sets: list[str] | None, **kw: Any) -> Any:
     from malvision.train import TrainConfig
 
-    return TrainConfig(model=model, model_kwargs=parse_kwargs(sets), **{k: v for k, v in kw.items() if v is not None})
+    return TrainConfig(
+        model=model, model_kwargs=parse_kwargs(sets), **{k: v for k, v in kw.items() if v is not None}
+    )
 
 
 def _dataset_for(data: Path, kind: str | None, image_size: int, max_len: int | None) -> Any:
@@ -298,19 +304,25 @@ def _dataset_for(data: Path, kind: str | None, image_size: int, max_len: int | N
 
 ModelKw = Annotated[list[str] | None, typer.Option("--set", help="Model keyword, key=value (repeatable).")]
 DataOpt = Annotated[Path, typer.Option("--data", "-d", help="Cache folder or any dataset malvision reads.")]
-KindOpt = Annotated[str | None, typer.Option(help="Input kind when DATA is not a cache: image, bytes, opcodes.")]
+KindOpt = Annotated[
+    str | None, typer.Option(help="Input kind when DATA is not a cache: image, bytes, opcodes.")
+]
 
 
 @app.command()
 def train(
-    model: Annotated[str, typer.Option("--model", "-m", help="Registered model name (see `malvision models`).")],
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="Registered model name (see `malvision models`).")
+    ],
     data: DataOpt,
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Run folder.")],
     sets: ModelKw = None,
     epochs: Annotated[int, typer.Option(help="Most epochs.")] = 20,
     batch_size: Annotated[int, typer.Option(help="Samples per step (per process under torchrun).")] = 32,
     lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW, warm-up then cosine).")] = 2e-3,
-    patience: Annotated[int, typer.Option(help="Stop after this many epochs without a better val macro-F1.")] = 5,
+    patience: Annotated[
+        int, typer.Option(help="Stop after this many epochs without a better val macro-F1.")
+    ] = 5,
     max_len: Annotated[int | None, typer.Option(help="Crop sequences to their first N ids.")] = None,
     seed: Annotated[int, typer.Option(help="Seed for splits, initialisation and batching.")] = 0,
     test_size: Annotated[float, typer.Option(help="Held-out test share.")] = 0.2,
@@ -325,11 +337,22 @@ def train(
 
     from malvision.train import train_run
 
-    cfg = _train_config(model, sets, epochs=epochs, batch_size=batch_size, lr=lr, patience=patience,
-                        max_len=max_len, seed=seed, threads=threads)
+    cfg = _train_config(
+        model,
+        sets,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        patience=patience,
+        max_len=max_len,
+        seed=seed,
+        threads=threads,
+    )
     ds = _dataset_for(data, kind, image_size, max_len)
     if out_dir.exists() and any(out_dir.iterdir()) and not resume:
-        raise MalvisionError(f"{out_dir}: run folder is not empty; pass --resume to continue it or pick another --out")
+        raise MalvisionError(
+            f"{out_dir}: run folder is not empty; pass --resume to continue it or pick another --out"
+        )
     with progress() as bar:
         task = bar.add_task(f"training {model}", total=None)
 
@@ -339,25 +362,41 @@ def train(
         def on_epoch(row: dict[str, float]) -> None:
             bar.console.print(
                 f"epoch {int(row['epoch'])}: loss {row['train_loss']:.4f}  val acc {row['val_accuracy']:.4f}  "
-                f"val macro-F1 {row['val_macro_f1']:.4f}", markup=False
+                f"val macro-F1 {row['val_macro_f1']:.4f}",
+                markup=False,
             )
 
-        summary = train_run(ds, cfg, out_dir, test_size=test_size, grouped=group_split, resume=resume,
-                            on_epoch=on_epoch, on_step=on_step, command="malvision " + " ".join(sys.argv[1:]))
+        summary = train_run(
+            ds,
+            cfg,
+            out_dir,
+            test_size=test_size,
+            grouped=group_split,
+            resume=resume,
+            on_epoch=on_epoch,
+            on_step=on_step,
+            command="malvision " + " ".join(sys.argv[1:]),
+        )
     if summary:
         t = summary["test"]
         keys = ("n", "accuracy", "macro_f1", "roc_auc", "tpr_at_1pct_fpr")
         out.print(json.dumps({k: t[k] for k in keys if k in t}), markup=False, soft_wrap=True)
-        out.print(f"best checkpoint: {out_dir / 'best.pt'}; plots and metrics.json in {out_dir}", markup=False)
+        out.print(
+            f"best checkpoint: {out_dir / 'best.pt'}; plots and metrics.json in {out_dir}", markup=False
+        )
 
 
 @app.command()
 def evaluate(
     run: Annotated[str | None, typer.Argument(help="Run folder or checkpoint file.")] = None,
     data: Annotated[Path | None, typer.Option("--data", "-d", help="Dataset to score on.")] = None,
-    model_ref: Annotated[str | None, typer.Option("--model", help="A bundled model name instead of RUN.")] = None,
+    model_ref: Annotated[
+        str | None, typer.Option("--model", help="A bundled model name instead of RUN.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as one JSON object.")] = False,
-    out_dir: Annotated[Path | None, typer.Option("--out", help="Write metrics.json and confusion.png here.")] = None,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Write metrics.json and confusion.png here.")
+    ] = None,
     extra: Annotated[list[Path] | None, typer.Argument(hidden=True)] = None,
 ) -> None:
     """Score a trained or bundled model: accuracy, macro-F1, per-class P/R/F1, confusion matrix, ROC."""
@@ -382,7 +421,9 @@ def evaluate(
 
         with atomic_writer(out_dir / "metrics.json") as f:
             f.write(json.dumps(m, indent=2).encode())
-        plot_confusion(m["confusion_matrix"], m["classes"], out_dir / "confusion.png", f"{ck.model_name} on {data.name}")
+        plot_confusion(
+            m["confusion_matrix"], m["classes"], out_dir / "confusion.png", f"{ck.model_name} on {data.name}"
+        )
     if as_json:
         print(json.dumps(m))
         return
@@ -392,13 +433,21 @@ def evaluate(
     for col in ("class", "precision", "recall", "F1", "support"):
         table.add_column(col, justify="right" if col != "class" else "left")
     for c, r in m["per_class"].items():
-        table.add_row(escape(c), f"{r['precision']:.4f}", f"{r['recall']:.4f}", f"{r['f1']:.4f}", str(r["support"]))
+        table.add_row(
+            escape(c), f"{r['precision']:.4f}", f"{r['recall']:.4f}", f"{r['f1']:.4f}", str(r["support"])
+        )
     out.print(table)
     if m.get("n_seen_in_training"):
-        err.print(f"warning: {m['n_seen_in_training']} of {m['n']} samples were used to train this model", markup=False)
+        err.print(
+            f"warning: {m['n_seen_in_training']} of {m['n']} samples were used to train this model",
+            markup=False,
+        )
         if "unseen" in m:
             u = m["unseen"]
-            out.print(f"on the {u['n']} unseen samples: accuracy {u['accuracy']:.4f}   macro-F1 {u['macro_f1']:.4f}", markup=False)
+            out.print(
+                f"on the {u['n']} unseen samples: accuracy {u['accuracy']:.4f}   macro-F1 {u['macro_f1']:.4f}",
+                markup=False,
+            )
     line = f"accuracy {m['accuracy']:.4f}   macro-F1 {m['macro_f1']:.4f}"
     if m.get("roc_auc") is not None:
         line += f"   ROC-AUC {m['roc_auc']:.4f}   TPR@1%FPR {m['tpr_at_1pct_fpr']:.4f}   TPR@0.1%FPR {m['tpr_at_0.1pct_fpr']:.4f}"
@@ -407,7 +456,9 @@ def evaluate(
 
 @app.command()
 def benchmark(
-    models: Annotated[str, typer.Option(help="Comma-separated model names.")] = "cnn,rnn,lstm,gru,crnn,malconv",
+    models: Annotated[
+        str, typer.Option(help="Comma-separated model names.")
+    ] = "cnn,rnn,lstm,gru,crnn,malconv",
     data: DataOpt = Path("."),
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Leaderboard folder.")] = Path("leaderboard"),
     folds: Annotated[int, typer.Option(help="Cross-validation folds.")] = 5,
@@ -418,7 +469,12 @@ def benchmark(
     patience: Annotated[int, typer.Option(help="Early-stopping patience (epochs).")] = 3,
     max_len: Annotated[int | None, typer.Option(help="Crop sequences to their first N ids.")] = None,
     seed: Annotated[int, typer.Option(help="Seed for folds and training.")] = 0,
-    grouped: Annotated[str, typer.Option(help="auto: add a group-disjoint run where groups exist; yes; no; only (group-disjoint alone).")] = "auto",
+    grouped: Annotated[
+        str,
+        typer.Option(
+            help="auto: add a group-disjoint run where groups exist; yes; no; only (group-disjoint alone)."
+        ),
+    ] = "auto",
     threads: Annotated[int | None, typer.Option(help="Torch CPU threads.")] = None,
     kind: KindOpt = None,
     image_size: Annotated[int, typer.Option(help="Image side when DATA is not a cache.")] = 64,
@@ -444,8 +500,15 @@ def benchmark(
         kw = parse_kwargs((per_model.get(None) or []) + (per_model.get(n) or []))
         train_kw = {k: kw.pop(k) for k in ("max_len", "epochs", "batch_size", "lr", "patience") if k in kw}
         base = dict(epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, max_len=max_len)
-        configs.append(_train_config(n, [f"{k}={json.dumps(v)}" for k, v in kw.items()],
-                                     **(base | train_kw), seed=seed, threads=threads))
+        configs.append(
+            _train_config(
+                n,
+                [f"{k}={json.dumps(v)}" for k, v in kw.items()],
+                **(base | train_kw),
+                seed=seed,
+                threads=threads,
+            )
+        )
     if grouped not in ("auto", "yes", "no", "only"):
         raise MalvisionError(f"--grouped {grouped!r}: use auto, yes, no or only")
     has_groups = len(set(ds.groups)) > len(ds.classes)
@@ -458,7 +521,9 @@ def benchmark(
 
             def on_fold(name: str, k: int, r: dict[str, Any], task: Any = task) -> None:
                 m = r["metrics"]
-                bar.console.print(f"{name} fold {k}: acc {m['accuracy']:.4f} macro-F1 {m['macro_f1']:.4f}", markup=False)
+                bar.console.print(
+                    f"{name} fold {k}: acc {m['accuracy']:.4f} macro-F1 {m['macro_f1']:.4f}", markup=False
+                )
                 bar.advance(task)
 
             sub = out_dir / ("group-disjoint" if g else "stratified")
@@ -490,9 +555,18 @@ def gradients(
     lens = [int(x) for x in lengths.split(",") if x.strip()]
     with progress() as bar:
         task = bar.add_task("gradients", total=None)
-        summary = run_gradients(ds, [m.strip() for m in models.split(",")], out_dir, seq_len=seq_len, lengths=lens,
-                                epochs=epochs, hidden=hidden, max_train=max_train, seed=seed,
-                                on_progress=lambda s: bar.update(task, description=s))
+        summary = run_gradients(
+            ds,
+            [m.strip() for m in models.split(",")],
+            out_dir,
+            seq_len=seq_len,
+            lengths=lens,
+            epochs=epochs,
+            hidden=hidden,
+            max_train=max_train,
+            seed=seed,
+            on_progress=lambda s: bar.update(task, description=s),
+        )
     out.print(json.dumps(summary, indent=2), markup=False, soft_wrap=True)
     out.print(f"plot: {out_dir / 'gradients.png'}", markup=False)
 
@@ -516,11 +590,20 @@ def models_cmd() -> None:
 @app.command()
 def scan(
     paths: Annotated[list[str], typer.Argument(help="Files, folders (recursive), zips, or - for stdin.")],
-    model: Annotated[str, typer.Option("--model", "-m", help="Bundled model name, run folder or .pt file.")] = "default",
-    threshold: Annotated[float | None, typer.Option(help="Malware-probability threshold (default: the model card's).")] = None,
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="Bundled model name, run folder or .pt file.")
+    ] = "default",
+    threshold: Annotated[
+        float | None, typer.Option(help="Malware-probability threshold (default: the model card's).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON array of records.")] = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV records.")] = False,
-    zip_password: Annotated[str | None, typer.Option(help="Open .zip inputs with this password (e.g. infected) and scan their entries in memory.")] = None,
+    zip_password: Annotated[
+        str | None,
+        typer.Option(
+            help="Open .zip inputs with this password (e.g. infected) and scan their entries in memory."
+        ),
+    ] = None,
     backend: Annotated[str, typer.Option(help="auto, torch or onnx.")] = "auto",
     batch_size: Annotated[int, typer.Option(help="Files per inference batch.")] = 32,
     workers: Annotated[int, typer.Option(help="Reader/converter threads.")] = 2,
@@ -538,8 +621,16 @@ def scan(
 
     if as_json and as_csv:
         raise MalvisionError("pick one of --json and --csv")
-    scanner = Scanner(model, threshold=threshold, backend=backend, batch_size=batch_size, workers=workers,
-                      max_size=parse_size(max_size), zip_password=zip_password, threads=threads)
+    scanner = Scanner(
+        model,
+        threshold=threshold,
+        backend=backend,
+        batch_size=batch_size,
+        workers=workers,
+        max_size=parse_size(max_size),
+        zip_password=zip_password,
+        threads=threads,
+    )
     records, failures = [], []
     writer = csv.DictWriter(sys.stdout, fieldnames=list(FIELDS), extrasaction="ignore") if as_csv else None
     if writer:
@@ -559,7 +650,9 @@ def scan(
     elif not as_csv:
         from rich.table import Table
 
-        table = Table(title=escape(f"malvision scan ({scanner.model_path.name}, threshold {scanner.threshold:.4g})"))
+        table = Table(
+            title=escape(f"malvision scan ({scanner.model_path.name}, threshold {scanner.threshold:.4g})")
+        )
         for col in ("path", "verdict", "score", "family", "reason"):
             table.add_column(col, overflow="fold")
         style = {"malware": "bold red", "benign": "green", "unknown": "yellow"}
@@ -568,12 +661,20 @@ def scan(
             fam = r.family or ""
             if r.family_score is not None:
                 fam += f" ({r.family_score:.2f})"
-            table.add_row(escape(clean(r.path)), f"[{style[r.verdict]}]{r.verdict}[/]", score, escape(clean(fam)),
-                          escape(clean(r.reason or "")))
+            table.add_row(
+                escape(clean(r.path)),
+                f"[{style[r.verdict]}]{r.verdict}[/]",
+                score,
+                escape(clean(fam)),
+                escape(clean(r.reason or "")),
+            )
         out.print(table)
         counts = {v: sum(r.verdict == v for r in records) for v in ("malware", "benign", "unknown")}
-        out.print(f"{len(records)} scanned: {counts['malware']} malware, {counts['benign']} benign, "
-                  f"{counts['unknown']} unknown; {len(failures)} error(s)", markup=False)
+        out.print(
+            f"{len(records)} scanned: {counts['malware']} malware, {counts['benign']} benign, "
+            f"{counts['unknown']} unknown; {len(failures)} error(s)",
+            markup=False,
+        )
     report_failures(failures)
     if failures:
         raise typer.Exit(EXIT_ERROR)
@@ -584,7 +685,9 @@ def scan(
 def export(
     model: Annotated[str, typer.Argument(help="Bundled model name, run folder or .pt file.")] = "default",
     onnx: Annotated[bool, typer.Option("--onnx", help="Export to ONNX (the only format for now).")] = True,
-    out_path: Annotated[Path | None, typer.Option("--out", "-o", help="Output .onnx (default: beside the .pt).")] = None,
+    out_path: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Output .onnx (default: beside the .pt).")
+    ] = None,
 ) -> None:
     """Export a model to ONNX and check its logits match torch (max abs difference < 1e-4)."""
     import json
@@ -618,7 +721,10 @@ def info(
     if "per_group_flagged" in summary:
         summary["per_group_flagged"] = f"{len(summary['per_group_flagged'])} groups (listed by --json)"
     for k, v in summary.items():
-        out.print(f"[bold]{escape(clean(str(k)))}[/bold]: {escape(clean(json.dumps(v) if isinstance(v, dict | list) else str(v)))}", soft_wrap=True)
+        out.print(
+            f"[bold]{escape(clean(str(k)))}[/bold]: {escape(clean(json.dumps(v) if isinstance(v, dict | list) else str(v)))}",
+            soft_wrap=True,
+        )
 
 
 @app.command("train-detector")
@@ -628,7 +734,9 @@ def train_detector(
     model: Annotated[str, typer.Option("--model", "-m", help="Architecture.")] = "cnn",
     sets: ModelKw = None,
     folds: Annotated[int, typer.Option(help="Group-disjoint cross-validation folds.")] = 5,
-    target_fpr: Annotated[float, typer.Option(help="False-positive rate the threshold is picked for.")] = 0.001,
+    target_fpr: Annotated[
+        float, typer.Option(help="False-positive rate the threshold is picked for.")
+    ] = 0.001,
     epochs: Annotated[int, typer.Option(help="Most epochs.")] = 20,
     batch_size: Annotated[int, typer.Option(help="Samples per step.")] = 32,
     lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 2e-3,
@@ -643,14 +751,31 @@ def train_detector(
 
     from malvision.detector import build_detector
 
-    cfg = _train_config(model, sets, epochs=epochs, batch_size=batch_size, lr=lr, patience=patience,
-                        max_len=max_len, seed=seed, threads=threads, label_smoothing=label_smoothing)
+    cfg = _train_config(
+        model,
+        sets,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        patience=patience,
+        max_len=max_len,
+        seed=seed,
+        threads=threads,
+        label_smoothing=label_smoothing,
+    )
     ds = _dataset_for(data, None, 64, None)
     command = "malvision " + " ".join(sys.argv[1:])
     with progress() as bar:
         task = bar.add_task("detector", total=None)
-        card = build_detector(ds, cfg, out_dir, folds=folds, target_fpr=target_fpr, command=command,
-                              on_progress=lambda s: bar.update(task, description=s))
+        card = build_detector(
+            ds,
+            cfg,
+            out_dir,
+            folds=folds,
+            target_fpr=target_fpr,
+            command=command,
+            on_progress=lambda s: bar.update(task, description=s),
+        )
     out.print(json.dumps(card["metrics"], indent=2), markup=False, soft_wrap=True)
     out.print(f"model with card: {out_dir / 'model.pt'}", markup=False)
 
@@ -658,14 +783,22 @@ def train_detector(
 @app.command()
 def explain(
     file: Annotated[Path, typer.Argument(help="The file to explain.")],
-    model: Annotated[str, typer.Option("--model", "-m", help="Bundled model name, run folder or .pt file.")] = "default",
-    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for <name>.explain.png and .json.")] = Path("."),
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="Bundled model name, run folder or .pt file.")
+    ] = "default",
+    out_dir: Annotated[
+        Path, typer.Option("--out", "-o", help="Folder for <name>.explain.png and .json.")
+    ] = Path("."),
     top_k: Annotated[int, typer.Option("--top-k", min=1, max=50, help="How many byte ranges to report.")] = 5,
-    method: Annotated[str, typer.Option(help="ig (integrated gradients), gradient, or gradcam (CNNs).")] = "ig",
+    method: Annotated[
+        str, typer.Option(help="ig (integrated gradients), gradient, or gradcam (CNNs).")
+    ] = "ig",
     steps: Annotated[int, typer.Option(min=1, max=512, help="Integrated-gradients steps.")] = 32,
     target: Annotated[str | None, typer.Option(help="Class to explain (default: the verdict's).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the JSON record.")] = False,
-    max_size: Annotated[str, typer.Option("--max-size", help="Refuse inputs larger than this (read whole into memory).")] = "1G",
+    max_size: Annotated[
+        str, typer.Option("--max-size", help="Refuse inputs larger than this (read whole into memory).")
+    ] = "1G",
 ) -> None:
     """Explain a verdict: which byte ranges (and PE sections) drove it; writes a heat-map PNG and JSON."""
     import json
@@ -689,10 +822,17 @@ def explain(
 
     v = expl.verdict
     score = "" if v.score is None else f" score {v.score:.4f}"
-    out.print(f"{file}: {v.verdict}{score}" + (f" family {v.family}" if v.family else "")
-              + (f" ({v.reason})" if v.reason else ""), markup=False)
-    out.print(f"explained: {expl.method} for class {expl.target!r} (model probability "
-              f"{expl.target_probability:.4f})", markup=False)
+    out.print(
+        f"{file}: {v.verdict}{score}"
+        + (f" family {v.family}" if v.family else "")
+        + (f" ({v.reason})" if v.reason else ""),
+        markup=False,
+    )
+    out.print(
+        f"explained: {expl.method} for class {expl.target!r} (model probability "
+        f"{expl.target_probability:.4f})",
+        markup=False,
+    )
     if expl.note:
         out.print(f"note: {expl.note}", markup=False)
     table = Table(title=f"top {len(expl.ranges)} {expl.unit} ranges by share of positive attribution")
@@ -701,8 +841,15 @@ def explain(
     for i, r in enumerate(expl.ranges, 1):
         fmt = hex if r.unit == "byte" else str
         ent = "" if r.section_entropy is None else f"{r.section_entropy:.2f}"
-        table.add_row(str(i), fmt(r.start), fmt(r.end), f"{r.end - r.start:,}", f"{r.share:.1%}",
-                      escape(" + ".join(r.sections)), ent)
+        table.add_row(
+            str(i),
+            fmt(r.start),
+            fmt(r.end),
+            f"{r.end - r.start:,}",
+            f"{r.share:.1%}",
+            escape(" + ".join(r.sections)),
+            ent,
+        )
     out.print(table)
     out.print(f"wrote {png_path} and {json_path}", markup=False)
 
@@ -711,21 +858,35 @@ def explain(
 def serve(
     host: Annotated[str, typer.Option(help="Address to bind (default: loopback only).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port.")] = 8000,
-    model: Annotated[str, typer.Option("--model", "-m", help="Bundled model name, run folder or .pt file.")] = "default",
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="Bundled model name, run folder or .pt file.")
+    ] = "default",
     max_upload: Annotated[str, typer.Option(help="Largest upload per request (413 beyond).")] = "64M",
     timeout: Annotated[float, typer.Option(min=0.1, help="Seconds per request (504 beyond).")] = 30.0,
     max_concurrent: Annotated[int, typer.Option(min=1, help="Inferences running at once.")] = 2,
     queue: Annotated[int, typer.Option(min=0, help="Requests waiting for a worker (503 beyond).")] = 8,
-    api_key: Annotated[str | None, typer.Option(envvar="MALVISION_API_KEY", help="Require this X-API-Key header (or set MALVISION_API_KEY).")] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            envvar="MALVISION_API_KEY", help="Require this X-API-Key header (or set MALVISION_API_KEY)."
+        ),
+    ] = None,
 ) -> None:
     """Serve the HTTP API (/v1/scan, /v1/explain, /v1/model, /healthz, /docs) and the web page at /."""
     from malvision.server import ServerSettings
     from malvision.server import serve as run_server
 
-    settings = ServerSettings(max_upload=parse_size(max_upload), timeout=timeout, max_concurrent=max_concurrent,
-                              queue=queue, api_key=api_key)
+    settings = ServerSettings(
+        max_upload=parse_size(max_upload),
+        timeout=timeout,
+        max_concurrent=max_concurrent,
+        queue=queue,
+        api_key=api_key,
+    )
     if host not in ("127.0.0.1", "localhost", "::1") and api_key is None:
-        err.print(f"warning: serving on {host} without --api-key: anyone who can reach it can use it", markup=False)
+        err.print(
+            f"warning: serving on {host} without --api-key: anyone who can reach it can use it", markup=False
+        )
     run_server(model, settings, host=host, port=port)
 
 

@@ -146,7 +146,9 @@ class Scanner:
 
         onnx_path = self.model_path.with_suffix(".onnx")
         if backend == "onnx" and not onnx_path.is_file():
-            raise MalvisionError(f"{onnx_path}: no ONNX export; run `malvision export {self.model_path} --onnx`")
+            raise MalvisionError(
+                f"{onnx_path}: no ONNX export; run `malvision export {self.model_path} --onnx`"
+            )
         if backend == "onnx" or (backend == "auto" and onnx_preferred(self.model_path)):
             self._onnx = OnnxModel(onnx_path, threads=self.threads)
             return "onnx"
@@ -243,7 +245,9 @@ class Scanner:
 
                 score = float(platt_scale(np.array([score]), self.platt)[0])
             label = "malware" if score >= self.threshold else "benign"
-            return Verdict(p.name, p.sha256, p.size, label, score, None, None)  # unrounded: it met the threshold
+            return Verdict(
+                p.name, p.sha256, p.size, label, score, None, None
+            )  # unrounded: it met the threshold
         top = int(probs.argmax())
         # A family model presumes malware; it names the family, it cannot say benign.
         return Verdict(

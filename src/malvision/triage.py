@@ -104,7 +104,10 @@ def _whole_pe(head: bytes, size: int) -> bool:
     if head[e : e + 4] != b"PE\0\0" or opt + 64 > len(head):
         return False
     n_sections, opt_size = struct.unpack_from("<H", head, e + 6)[0], struct.unpack_from("<H", head, e + 20)[0]
-    magic, (size_of_headers,) = struct.unpack_from("<H", head, opt)[0], struct.unpack_from("<I", head, opt + 60)
+    magic, (size_of_headers,) = (
+        struct.unpack_from("<H", head, opt)[0],
+        struct.unpack_from("<I", head, opt + 60),
+    )
     table = opt + opt_size
     if n_sections == 0 or magic not in (0x10B, 0x20B) or opt_size < 64 or table + 40 * n_sections > len(head):
         return False

@@ -48,7 +48,11 @@ def test_detection_dataset(corpus: tuple[Path, Path]) -> None:
     benign, zip_path = corpus
     with detection_dataset(benign, zip_path) as ds:
         assert [r.label for r in ds.records] == ["benign"] * 6 + ["malware"] * 3
-        assert [r.group for r in ds.records][:3] == ["deb:pkg0", "deb:pkg1", "deb:pkg2"]  # projects, not releases
+        assert [r.group for r in ds.records][:3] == [
+            "deb:pkg0",
+            "deb:pkg1",
+            "deb:pkg2",
+        ]  # projects, not releases
         assert {r.group for r in ds.records[6:]} == {"Fam0", "Fam1"}
         assert len(ds.skipped) == 1  # the entry missing from manifest.csv
     with detection_dataset(benign, zip_path, all_kinds=True) as ds:

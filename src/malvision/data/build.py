@@ -92,7 +92,9 @@ def benign_corpus(root: Path | str, max_size: int = DEFAULT_MAX_SIZE) -> CsvData
         raise DatasetError(
             f"{root}: not a benign corpus (expected pe/ and manifest_ext.csv); build it with `{GET_BENIGN}`"
         )
-    ds = CsvDataset(manifest, root=root / "pe", label="benign", group_column="source_package", max_size=max_size)
+    ds = CsvDataset(
+        manifest, root=root / "pe", label="benign", group_column="source_package", max_size=max_size
+    )
     # Group by project, not by release: numpy 2.2.6 and 2.4.6 must not sit on both sides of a split.
     ds.records = [replace(r, group=source_project(r.group)) if r.group else r for r in ds.records]
     return ds

@@ -204,7 +204,9 @@ class ZipDataset(RawDataset):
         except RuntimeError as e:
             if _is_password_error(e):
                 what = "a password is needed" if "require" in str(e).lower() else "wrong zip password"
-                raise DatasetError(f"{self.path}: {what} (tried the default 'infected' or the one given; pass the right one)") from None
+                raise DatasetError(
+                    f"{self.path}: {what} (tried the default 'infected' or the one given; pass the right one)"
+                ) from None
         except _READ_ERRORS:
             pass
 
