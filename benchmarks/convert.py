@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+from _machine import cpu_model  # benchmarks/ is on sys.path when a script runs
 
 from malvision.convert import ConvertSpec, convert_source
 from malvision.convert.image import iter_plot_rows, plot_shape, write_png
@@ -80,16 +81,6 @@ def best_time(fn: Callable[[], object], repeat: int) -> float:
         fn()
         times.append(time.perf_counter() - t)
     return min(times)
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def pick_input(tmp: Path, min_size: int) -> tuple[Path, str]:

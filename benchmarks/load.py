@@ -33,6 +33,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import psutil
+from _machine import cpu_model  # benchmarks/ is on sys.path when a script runs
 
 ROOT = Path(__file__).resolve().parent.parent
 PE_DIR = Path.home() / ".cache" / "malvision" / "benign" / "pe"
@@ -103,16 +104,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -224,7 +215,7 @@ def report(args: argparse.Namespace, r: dict) -> str:
         "",
         f"- command: `{shlex.join([sys.executable.replace(str(ROOT) + '/', ''), *sys.argv])}` (from the repository root)",
         f"- date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
-        f"- machine: {cpu_name()}, {os.cpu_count()} cores; load average at the end: "
+        f"- machine: {cpu_model()}, {os.cpu_count()} cores; load average at the end: "
         + ", ".join(f"{x:.2f}" for x in os.getloadavg()),
         f"- Python {platform.python_version()}, torch {torch_v}",
         f"- server: `malvision serve --max-concurrent {args.max_concurrent} --queue {args.queue} "

@@ -45,6 +45,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from _machine import cpu_model  # benchmarks/ is on sys.path when a script runs
 from threadpoolctl import threadpool_limits
 
 import malvision
@@ -87,16 +88,6 @@ class Run:
 
 
 # -- environment ---------------------------------------------------------------------------------------
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def load1() -> float:

@@ -8,6 +8,7 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 LOAD = Path(__file__).resolve().parents[2] / "benchmarks" / "load.py"
 
@@ -20,13 +21,16 @@ def _load_module():
     return mod
 
 
-def test_concurrent_uploads_keep_zero_errors(tiny_detector: Path, tmp_path: Path) -> None:
+def test_concurrent_uploads_keep_zero_errors(
+    tiny_detector: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     rng = np.random.default_rng(0)
     files = tmp_path / "files"
     files.mkdir()
     for i in range(6):  # PE-looking inputs of a few sizes (only bytes: nothing is run)
         body = rng.integers(0, 256, int(rng.integers(20_000, 200_000)), dtype=np.uint8).tobytes()
         (files / f"f{i}.bin").write_bytes(b"MZ" + body)
+    monkeypatch.syspath_prepend(str(LOAD.parent))  # load.py imports benchmarks/_machine.py
     load = _load_module()
     args = argparse.Namespace(
         clients=4, duration=4.0, endpoint="scan", model=str(tiny_detector), files=files,
