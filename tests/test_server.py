@@ -8,7 +8,6 @@ import json
 import random
 import re
 import socket
-import struct
 import tempfile
 import threading
 import time
@@ -20,6 +19,7 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
+from corpus import pe_with_text
 from malvision.cli import app as cli_app
 from malvision.scan import FIELDS, Scanner
 from malvision.server import STATIC, ServerSettings, create_app, model_card
@@ -27,22 +27,7 @@ from malvision.server import STATIC, ServerSettings, create_app, model_card
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
-def _pe(text: bytes) -> bytes:
-    """A PE32 with one .text section at 0x400 holding ``text`` (a multiple of 0x200 bytes)."""
-    dos = bytearray(0x40)
-    dos[0:2] = b"MZ"
-    struct.pack_into("<I", dos, 0x3C, 0x40)
-    coff = struct.pack("<HHIIIHH", 0x14C, 1, 0, 0, 0, 224, 0x0102)
-    opt = struct.pack(
-        "<HBBIIIIIIIIIHHHHHHIIIIHHIIIIII",
-        0x10B, 14, 0, len(text), 0, 0, 0x1000, 0x1000, 0, 0x400000, 0x1000, 0x200,
-        6, 0, 0, 0, 6, 0, 0, 0x1000 + len(text), 0x400, 0, 2, 0, 0x100000, 0x1000, 0x100000, 0x1000, 0, 16,
-    ) + bytes(16 * 8)  # fmt: skip
-    sec = struct.pack("<8sIIIIIIHHI", b".text", len(text), 0x1000, len(text), 0x400, 0, 0, 0, 0, 0x60000020)
-    return (bytes(dos) + b"PE\0\0" + coff + opt + sec).ljust(0x400, b"\0") + text
-
-
-PE = _pe(random.Random(1).randbytes(0x2000))
+PE = pe_with_text(random.Random(1).randbytes(0x2000))
 TEXT = b"just some text, not a program\n" * 20
 
 
@@ -138,7 +123,7 @@ def test_uploads_never_touch_the_disk(client: TestClient, monkeypatch: pytest.Mo
 
     for name in ("SpooledTemporaryFile", "NamedTemporaryFile", "TemporaryFile", "mkstemp"):
         monkeypatch.setattr(tempfile, name, refuse)
-    big = _pe(random.Random(2).randbytes(3 * 1024 * 1024))
+    big = pe_with_text(random.Random(2).randbytes(3 * 1024 * 1024))
     resp = client.post("/v1/scan", files={"files": ("big.exe", big)})
     assert resp.status_code == 200 and resp.json()[0]["size"] == len(big)
 

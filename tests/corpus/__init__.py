@@ -639,3 +639,18 @@ def make_never_run(folder: Path, marker: Path) -> dict[str, Path]:
         path.write_text(f"import os\nos.mkdir({str(marker)!r})\n")
         out[f"shadow_{mod}"] = path
     return out
+
+
+def pe_with_text(text: bytes) -> bytes:
+    """A PE32 with one .text section at 0x400 holding ``text`` (a multiple of 0x200 bytes)."""
+    dos = bytearray(0x40)
+    dos[0:2] = b"MZ"
+    struct.pack_into("<I", dos, 0x3C, 0x40)
+    coff = struct.pack("<HHIIIHH", 0x14C, 1, 0, 0, 0, 224, 0x0102)
+    opt = struct.pack(
+        "<HBBIIIIIIIIIHHHHHHIIIIHHIIIIII",
+        0x10B, 14, 0, len(text), 0, 0, 0x1000, 0x1000, 0, 0x400000, 0x1000, 0x200,
+        6, 0, 0, 0, 6, 0, 0, 0x1000 + len(text), 0x400, 0, 2, 0, 0x100000, 0x1000, 0x100000, 0x1000, 0, 16,
+    ) + bytes(16 * 8)  # fmt: skip
+    sec = struct.pack("<8sIIIIIIHHI", b".text", len(text), 0x1000, len(text), 0x400, 0, 0, 0, 0, 0x60000020)
+    return (bytes(dos) + b"PE\0\0" + coff + opt + sec).ljust(0x400, b"\0") + text

@@ -10,7 +10,6 @@ import os
 import random
 import shutil
 import socket
-import struct
 import subprocess
 import sys
 import time
@@ -19,6 +18,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from corpus import pe_with_text
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path(shutil.which("chromedriver") or "/usr/bin/chromedriver")
@@ -33,21 +34,6 @@ pytestmark = [
         not CHROMEDRIVER.is_file(), reason="chromedriver absent (apt-get install -y chromium-driver)"
     ),
 ]
-
-
-def _pe(text: bytes) -> bytes:
-    """A PE32 with one .text section at 0x400 holding ``text`` (a multiple of 0x200 bytes)."""
-    dos = bytearray(0x40)
-    dos[0:2] = b"MZ"
-    struct.pack_into("<I", dos, 0x3C, 0x40)
-    coff = struct.pack("<HHIIIHH", 0x14C, 1, 0, 0, 0, 224, 0x0102)
-    opt = struct.pack(
-        "<HBBIIIIIIIIIHHHHHHIIIIHHIIIIII",
-        0x10B, 14, 0, len(text), 0, 0, 0x1000, 0x1000, 0, 0x400000, 0x1000, 0x200,
-        6, 0, 0, 0, 6, 0, 0, 0x1000 + len(text), 0x400, 0, 2, 0, 0x100000, 0x1000, 0x100000, 0x1000, 0, 16,
-    ) + bytes(16 * 8)  # fmt: skip
-    sec = struct.pack("<8sIIIIIIHHI", b".text", len(text), 0x1000, len(text), 0x400, 0, 0, 0, 0, 0x60000020)
-    return (bytes(dos) + b"PE\0\0" + coff + opt + sec).ljust(0x400, b"\0") + text
 
 
 def _free_port() -> int:
@@ -126,7 +112,7 @@ def test_upload_shows_verdict_heat_map_and_ranges(server: str, browser: object, 
 
     driver = browser
     sample = tmp_path / "sample.exe"
-    sample.write_bytes(_pe(random.Random(7).randbytes(0x3000)))
+    sample.write_bytes(pe_with_text(random.Random(7).randbytes(0x3000)))
     notes = tmp_path / "notes.txt"
     notes.write_text("plain text, not a program\n" * 40)
 
