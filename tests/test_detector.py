@@ -8,11 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from malvision.calibration import fit_temperature
 from malvision.checkpoint import load_checkpoint
 from malvision.convert.spec import ConvertSpec
 from malvision.data.cache import CachedDataset, write_cache
 from malvision.data.readers import CsvDataset
-from malvision.detector import build_detector, fit_temperature
+from malvision.detector import build_detector
 from malvision.scan import Scanner
 from malvision.train import TrainConfig
 

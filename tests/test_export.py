@@ -59,3 +59,32 @@ def test_onnx_backend_without_export_is_a_clear_error(detector: Path) -> None:
     r = runner.invoke(app, ["scan", "--model", str(detector), "--backend", "onnx", str(detector)])
     assert r.exit_code != 0
     assert "malvision export" in str(r.exception) or "malvision export" in r.output
+
+
+def test_onnx_scan_never_imports_torch(detector: Path, tmp_path: Path) -> None:
+    """A current export carries the spec and card: scanning on ONNX starts without torch (fast)."""
+    import subprocess
+    import sys
+
+    export_onnx(detector)
+    report = json.loads(sidecar(detector.with_suffix(".onnx")).read_text())
+    assert report["model"]["spec"]["kind"] == "image" and "training_sha256" not in report["model"]["card"]
+    sample = tmp_path / "sample.exe"
+    sample.write_bytes((PIP_LAUNCHERS[0] if PIP_LAUNCHERS else detector).read_bytes())
+    code = (
+        "import sys, json\n"
+        "from malvision.scan import Scanner\n"
+        f"s = Scanner({str(detector)!r}, backend='onnx')\n"
+        f"v = list(s.scan([{str(sample)!r}]))[0]\n"
+        "print(json.dumps({'torch': 'torch' in sys.modules, 'score': v.score, 'backend': s.backend}))\n"
+    )
+    out = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, check=True).stdout)
+    assert out == {"torch": False, "score": out["score"], "backend": "onnx"}
+    torch_v = next(iter(Scanner(detector, backend="torch").scan([sample])))
+    assert isinstance(torch_v, Verdict)
+    if torch_v.score is None:
+        assert out["score"] is None
+    else:
+        assert abs(torch_v.score - out["score"]) < PARITY_ATOL
+    # explain and the HTTP model summary still reach the checkpoint, loaded on first use
+    assert Scanner(detector, backend="onnx").checkpoint.model_name == report["model"]["name"]

@@ -606,7 +606,16 @@ def scan(
     ] = None,
     backend: Annotated[str, typer.Option(help="auto, torch or onnx.")] = "auto",
     batch_size: Annotated[int, typer.Option(help="Files per inference batch.")] = 32,
-    workers: Annotated[int, typer.Option(help="Reader/converter threads.")] = 2,
+    workers: Annotated[int, typer.Option(help="Readers/converters working beside inference.")] = 2,
+    processes: Annotated[
+        bool | None,
+        typer.Option(
+            "--processes/--no-processes",
+            help="Readers as processes (files on disk) or threads; default: processes once a run "
+            "passes 64 files.",
+            show_default=False,
+        ),
+    ] = None,
     threads: Annotated[int, typer.Option(help="Inference threads (readers give the parallelism).")] = 1,
     max_size: MaxSize = "8G",
 ) -> None:
@@ -627,6 +636,7 @@ def scan(
         backend=backend,
         batch_size=batch_size,
         workers=workers,
+        processes=processes,
         max_size=parse_size(max_size),
         zip_password=zip_password,
         threads=threads,

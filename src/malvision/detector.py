@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from malvision.calibration import fit_platt, fit_temperature, platt_scale, softmax
 from malvision.card import save_with_card
 from malvision.checkpoint import load_checkpoint
 from malvision.data.splits import group_kfold, train_val_split
@@ -26,46 +27,11 @@ from malvision.evaluate.metrics import detection_metrics, threshold_for_fpr
 from malvision.io import atomic_writer
 from malvision.train import TrainConfig, fit, make_loader, predict
 
-__all__ = ["fit_temperature", "fit_platt", "platt_scale", "build_detector"]
-
-
-def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
-    """Temperature T minimising validation NLL of softmax(log p / T) (grid search, 0.05..20)."""
-    logp = np.log(np.clip(probs, 1e-12, 1.0))
-    best_t, best_nll = 1.0, np.inf
-    for t in np.exp(np.linspace(np.log(0.05), np.log(20.0), 300)):
-        z = logp / t
-        z -= z.max(axis=1, keepdims=True)
-        lse = np.log(np.exp(z).sum(axis=1))
-        nll = float(np.mean(lse - z[np.arange(len(labels)), labels]))
-        if nll < best_nll:
-            best_t, best_nll = float(t), nll
-    return best_t
-
-
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(np.asarray(p, dtype=np.float64), 1e-15, 1 - 1e-15)
-    return np.log(p) - np.log1p(-p)
-
-
-def fit_platt(scores: np.ndarray, y: np.ndarray) -> dict[str, float]:
-    """Platt scaling sigmoid(a * logit(s) + b) fitted on out-of-fold scores (files of unseen groups)."""
-    from sklearn.linear_model import LogisticRegression
-
-    lr = LogisticRegression(C=1e6, max_iter=1000).fit(_logit(scores)[:, None], y)
-    return {"a": float(lr.coef_[0, 0]), "b": float(lr.intercept_[0])}
-
-
-def platt_scale(scores: np.ndarray, platt: dict[str, float]) -> np.ndarray:
-    """Apply ``fit_platt``'s map; monotonic, so rankings (ROC, TPR at FPR) are unchanged."""
-    return 1.0 / (1.0 + np.exp(-(platt["a"] * _logit(scores) + platt["b"])))
+__all__ = ["build_detector"]
 
 
 def _calibrated(probs: np.ndarray, t: float) -> np.ndarray:
-    z = np.log(np.clip(probs, 1e-12, 1.0)) / t
-    z -= z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
+    return softmax(np.log(np.clip(probs, 1e-12, 1.0)), t)
 
 
 def _train_calibrated(ds: Any, idx: np.ndarray, cfg: TrainConfig, out: Path, seed: int) -> tuple[Any, float]:

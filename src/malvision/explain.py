@@ -35,7 +35,7 @@ from malvision.convert.sequence import byte_sequence
 from malvision.errors import ConversionError, InputError, MalvisionError
 from malvision.io import MemorySource, atomic_writer
 from malvision.scan import Scanner, Verdict
-from malvision.triage import byte_stats
+from malvision.triage import entropy_bits
 
 __all__ = [
     "METHODS",
@@ -326,15 +326,7 @@ def pe_regions(data: bytes) -> list[Region]:
     # No pe.close(): it only matters for memory-mapped files, and it runs a full gc.collect()
     # (~0.15 s in a process holding torch).
     view = memoryview(data)  # no copies of the sections
-    return [Region(n, a, z, _entropy(view[a:z])) for n, a, z in regions]
-
-
-def _entropy(data: memoryview, chunk: int = 1 << 22) -> float:
-    """Shannon entropy (bits/byte), counted in chunks: ``np.bincount`` widens its input to 8 bytes a byte."""
-    hist = np.zeros(256, dtype=np.int64)
-    for i in range(0, len(data), chunk):
-        hist += np.bincount(np.frombuffer(data[i : i + chunk], dtype=np.uint8), minlength=256)
-    return byte_stats(hist).entropy
+    return [Region(n, a, z, entropy_bits(view[a:z])) for n, a, z in regions]
 
 
 def _locate(start: int, end: int, regions: list[Region]) -> tuple[str | None, tuple[str, ...], float | None]:

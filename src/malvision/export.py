@@ -12,7 +12,7 @@ import numpy as np
 
 from malvision.errors import CheckpointError, MalvisionError
 
-__all__ = ["export_onnx", "OnnxModel", "PARITY_ATOL", "sidecar", "onnx_preferred"]
+__all__ = ["export_onnx", "OnnxModel", "PARITY_ATOL", "sidecar", "onnx_report", "onnx_preferred"]
 
 PARITY_ATOL = 1e-4
 
@@ -37,7 +37,8 @@ class OnnxModel:
 
 
 def sidecar(onnx_path: Path) -> Path:
-    """The JSON written beside an export: parity and timing, tied to the checkpoint's sha256."""
+    """The JSON written beside an export: parity, timing and what a scan needs of the checkpoint
+    (architecture, input spec, classes, card without its id lists), tied to the checkpoint's sha256."""
     return onnx_path.with_name(onnx_path.name + ".json")
 
 
@@ -74,6 +75,7 @@ def export_onnx(
     """
     import torch
 
+    from malvision.card import ID_LISTS
     from malvision.checkpoint import load_checkpoint
     from malvision.io import atomic_writer
 
@@ -130,22 +132,32 @@ def export_onnx(
         "onnx_ms_per_batch": 1000 * t_onnx,
         "batch_size": len(batch),
         "onnx_faster": t_onnx < t_torch,
+        "model": {
+            "name": ck.model_name,
+            "spec": ck.spec,
+            "classes": list(ck.classes),
+            "card": {k: v for k, v in (ck.extra or {}).get("card", {}).items() if k not in ID_LISTS},
+        },
     }
     with atomic_writer(sidecar(dest)) as f:
         f.write(json.dumps(report, indent=2).encode())
     return report
 
 
-def onnx_preferred(checkpoint: Path) -> Path | None:
-    """The verified ONNX export beside ``checkpoint`` if it is faster than torch, else None."""
+def onnx_report(checkpoint: Path) -> dict[str, Any] | None:
+    """The sidecar report of the ONNX export beside ``checkpoint`` if that export exists, passed its
+    parity check and was made from this very checkpoint (same sha256); else None."""
     onnx_path = checkpoint.with_suffix(".onnx")
     try:
         report = json.loads(sidecar(onnx_path).read_text())
     except (OSError, ValueError):
         return None
-    fresh = report.get("checkpoint_sha256") == _sha256(checkpoint)
-    return (
-        onnx_path
-        if onnx_path.is_file() and fresh and report.get("parity_ok") and report.get("onnx_faster")
-        else None
-    )
+    if not isinstance(report, dict) or not onnx_path.is_file() or not report.get("parity_ok"):
+        return None
+    return report if report.get("checkpoint_sha256") == _sha256(checkpoint) else None
+
+
+def onnx_preferred(checkpoint: Path) -> Path | None:
+    """The verified ONNX export beside ``checkpoint`` if it is faster than torch, else None."""
+    report = onnx_report(checkpoint)
+    return checkpoint.with_suffix(".onnx") if report and report.get("onnx_faster") else None

@@ -7,32 +7,43 @@ get ``unknown`` with a reason instead of a confident guess.
 
 from __future__ import annotations
 
+import functools
+import multiprocessing
+import signal
+import sys
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from malvision.bundled import DEFAULT_MODEL, resolve_checkpoint
+from malvision.calibration import platt_scale, softmax
 from malvision.convert.image import iter_plot_rows, plot_shape, resize_rows
 from malvision.convert.opcodes import parse_opcodes
 from malvision.convert.sequence import UNK, Vocabulary, byte_sequence, pad_batch
 from malvision.convert.spec import ConvertSpec
-from malvision.errors import ConversionError, InputError, MalvisionError
+from malvision.errors import CheckpointError, ConversionError, InputError, MalvisionError
+from malvision.export import OnnxModel, onnx_report, sidecar
 from malvision.io import DEFAULT_MAX_SIZE, MemorySource, Source
-from malvision.sources import iter_sources
-from malvision.triage import byte_stats, triage
+from malvision.sources import FileOpener, Opener, iter_sources
+from malvision.triage import byte_histogram, byte_stats, triage
 
-__all__ = ["Verdict", "ScanError", "Scanner", "HEAD_BYTES"]
+if TYPE_CHECKING:
+    from malvision.checkpoint import Checkpoint
+
+__all__ = ["Verdict", "ScanError", "Scanner", "Preparer", "HEAD_BYTES", "PROCESS_AFTER"]
 
 HEAD_BYTES = 64 * 1024  # what triage reads: magic, PE headers and section table
 MAX_UNKNOWN_TOKENS = 0.5  # opcode input with more unknown mnemonics than this is not what the model read
 OPCODE_BYTES_PER_TOKEN = 32  # opcode text kept per token of max_len: memory follows max_len, not file size
 EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+PROCESS_AFTER = 64  # processes="auto": files on disk read on threads before worker processes start
 FIELDS = ("path", "sha256", "size", "verdict", "score", "family", "reason")
 
 
@@ -70,99 +81,32 @@ class _Prepared:
     reason: str | None
 
 
-def _limit_threads(n: int) -> None:
-    """Cap torch's and the BLAS libraries' thread pools (process-wide)."""
-    import torch
-    from threadpoolctl import threadpool_limits
-
-    if n < 1:
-        raise MalvisionError(f"--threads must be at least 1, got {n}")
-    torch.set_num_threads(n)
-    threadpool_limits(n)
+class _Stop(Protocol):
+    def is_set(self) -> bool: ...
 
 
-def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    z = logits.astype(np.float64) / temperature
-    z -= z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
+@dataclass
+class Preparer:
+    """Bytes to model input for one model's spec: triage, conversion, sha256, in one read.
 
-
-class Scanner:
-    """Scan files, folders, stdin (``-``) and sample zips with one loaded model.
-
-    Args:
-        model: bundled model name, run folder or checkpoint file.
-        threshold: malware-probability threshold (default: the model card's, chosen for a target FPR).
-        backend: ``torch``, ``onnx`` or ``auto`` (ONNX when the model has a verified ONNX export).
-        zip_password: open ``.zip`` inputs with this password and scan their entries in memory.
-        threads: intra-op threads for inference and numpy's BLAS (process-wide). Parallelism comes
-            from the ``workers`` that read and convert files; one inference thread is fastest for
-            these small models, and more only fight the readers for the cores. None leaves them be.
+    Holds only the spec, so it pickles: a worker process gets one when it starts.
     """
 
-    def __init__(
-        self,
-        model: str | Path = DEFAULT_MODEL,
-        *,
-        threshold: float | None = None,
-        backend: str = "auto",
-        batch_size: int = 32,
-        workers: int = 2,
-        max_size: int = DEFAULT_MAX_SIZE,
-        zip_password: str | None = None,
-        threads: int | None = 1,
-    ) -> None:
-        from malvision.checkpoint import load_checkpoint
+    spec: ConvertSpec
+    max_size: int = DEFAULT_MAX_SIZE
+    vocab: Vocabulary | None = field(init=False, default=None)
 
-        if threads is not None:
-            _limit_threads(threads)
-
-        self.model_path = resolve_checkpoint(model)
-        ck = load_checkpoint(self.model_path)
-        self.checkpoint = ck
-        self.spec: ConvertSpec = ck.convert_spec()  # a CheckpointError naming the file for a bad spec
-        self.classes = list(ck.classes)
-        self.card: dict[str, Any] = dict((ck.extra or {}).get("card", {}))
-        self.detector = sorted(self.classes) == ["benign", "malware"]
-        self.temperature = float(self.card.get("temperature", 1.0))
-        self.platt: dict[str, float] | None = self.card.get("platt")
-        self.threshold = float(threshold if threshold is not None else self.card.get("threshold", 0.5))
-        if not 0.0 <= self.threshold <= 1.0:
-            raise MalvisionError(f"--threshold must be between 0 and 1, got {self.threshold}")
+    def __post_init__(self) -> None:
         self.vocab = Vocabulary(self.spec.vocab) if self.spec.kind == "opcodes" else None
-        self.expects = "text" if self.spec.kind == "opcodes" else "pe"
-        if batch_size < 1:
-            raise MalvisionError(f"--batch-size must be at least 1, got {batch_size}")
-        self.batch_size, self.workers, self.max_size = batch_size, max(1, workers), max_size
-        self.zip_password = zip_password
-        self.threads = threads
-        self.backend = self._pick_backend(backend)
 
-    def _pick_backend(self, backend: str) -> str:
-        if backend not in ("auto", "torch", "onnx"):
-            raise MalvisionError(f"unknown backend {backend!r}; use auto, torch or onnx")
-        from malvision.export import OnnxModel, onnx_preferred
+    @property
+    def expects(self) -> str:
+        return "text" if self.spec.kind == "opcodes" else "pe"
 
-        onnx_path = self.model_path.with_suffix(".onnx")
-        if backend == "onnx" and not onnx_path.is_file():
-            raise MalvisionError(
-                f"{onnx_path}: no ONNX export; run `malvision export {self.model_path} --onnx`"
-            )
-        if backend == "onnx" or (backend == "auto" and onnx_preferred(self.model_path)):
-            self._onnx = OnnxModel(onnx_path, threads=self.threads)
-            return "onnx"
-        import torch
-
-        self.checkpoint.model.eval()
-        self._torch = torch
-        return "torch"
-
-    # -- the one path --------------------------------------------------------------------------
-    def prepare(self, src: Source, stop: threading.Event | None = None) -> _Prepared:
+    def prepare(self, src: Source, stop: _Stop | None = None) -> _Prepared:
         """Read ``src`` once: sha256, byte histogram, head for triage and the model input.
 
-        ``stop``, when set by another thread, ends the read at the next chunk (an interrupted scan).
+        ``stop``, when set by another thread or process, ends the read at the next chunk.
         """
         hist = np.zeros(256, dtype=np.int64)
         head = bytearray()
@@ -181,8 +125,7 @@ class Scanner:
             for chunk in src.chunks():
                 if stop is not None and stop.is_set():
                     raise InputError(f"{src.name}: interrupted")
-                arr = np.frombuffer(chunk, dtype=np.uint8)
-                hist[:] += np.bincount(arr, minlength=256)
+                hist[:] += byte_histogram(chunk)
                 if len(head) < HEAD_BYTES:
                     head.extend(chunk[: HEAD_BYTES - len(head)])
                 if len(kept) < keep:
@@ -221,6 +164,186 @@ class Scanner:
                 reason = str(e).removeprefix(f"{src.name}: ")
         return _Prepared(src.name, src.sha256, src.size, x if reason is None else None, reason)
 
+    def open_and_prepare(self, name: str, opener: Opener, stop: _Stop | None = None) -> _Prepared:
+        """``prepare`` what ``opener`` opens; an empty file is a verdict (unknown), not an error."""
+        if stop is not None and stop.is_set():
+            raise InputError(f"{name}: interrupted")
+        try:
+            src = opener()
+        except InputError as e:
+            if str(e).endswith(": empty file"):  # there is nothing to judge
+                return _Prepared(name, EMPTY_SHA256, 0, None, "empty file")
+            raise
+        return self.prepare(src, stop)
+
+
+# A worker process's preparer and stop flag, set once by ``_start_worker``.
+_worker: tuple[Preparer, _Stop] | None = None
+
+
+def _start_worker(preparer: Preparer, stop: _Stop) -> None:
+    """Worker-process set-up: Ctrl-C is the parent's to handle; one BLAS thread per worker."""
+    global _worker
+    from threadpoolctl import threadpool_limits
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threadpool_limits(1)
+    _worker = (preparer, stop)
+
+
+def _prepare_in_worker(name: str, opener: Opener) -> _Prepared:
+    assert _worker is not None, "not a scan worker process"
+    preparer, stop = _worker
+    return preparer.open_and_prepare(name, opener, stop)
+
+
+class _ProcessReaders:
+    """Worker processes that open and prepare files on disk, free of this process's GIL.
+
+    Started with ``spawn``: forking a parent that runs threads (ours, torch's) is not safe.
+    """
+
+    def __init__(self, preparer: Preparer, n: int) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self.stop = ctx.Event()
+        self.pool = ProcessPoolExecutor(
+            n, mp_context=ctx, initializer=_start_worker, initargs=(preparer, self.stop)
+        )
+        self.usable = True
+
+    def submit(self, name: str, opener: Opener) -> Future[_Prepared] | None:
+        """A future for the file, or None when the pool has broken (the caller reads it on a thread)."""
+        if not self.usable:
+            return None
+        try:
+            return self.pool.submit(_prepare_in_worker, name, opener)
+        except (BrokenProcessPool, RuntimeError):
+            self.usable = False
+            return None
+
+    def close(self, cancel: bool = False) -> None:
+        if cancel:
+            self.stop.set()
+        self.pool.shutdown(wait=not cancel, cancel_futures=cancel)
+
+
+def _limit_threads(n: int) -> None:
+    """Cap numpy's BLAS pool, and torch's if torch is loaded (process-wide)."""
+    from threadpoolctl import threadpool_limits
+
+    if n < 1:
+        raise MalvisionError(f"--threads must be at least 1, got {n}")
+    threadpool_limits(n)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(n)
+
+
+class Scanner:
+    """Scan files, folders, stdin (``-``) and sample zips with one loaded model.
+
+    Args:
+        model: bundled model name, run folder or checkpoint file.
+        threshold: malware-probability threshold (default: the model card's, chosen for a target FPR).
+        backend: ``torch``, ``onnx`` or ``auto``: ONNX when the model has a verified, current ONNX
+            export that timed faster. That path reads the model's spec and card from the export's
+            sidecar and never imports torch (a cold start of a fraction of a second).
+        workers: threads (or processes) that read and convert files while the model scores batches.
+        processes: read and convert files on disk in ``workers`` processes instead of threads, which
+            the GIL does not serialise: ``True`` always, ``None`` (auto) once a run has passed
+            ``PROCESS_AFTER`` files, ``False`` never. Processes start with ``spawn``, which imports
+            the calling script again: in your own script, keep the scan under
+            ``if __name__ == "__main__":`` (as for any multiprocessing). Stdin and zip entries are
+            always read on threads in this process.
+        zip_password: open ``.zip`` inputs with this password and scan their entries in memory.
+        threads: intra-op threads for inference and numpy's BLAS (process-wide). Parallelism comes
+            from the ``workers``; one inference thread is fastest for these small models, and more
+            only fight the readers for the cores. None leaves them be.
+    """
+
+    def __init__(
+        self,
+        model: str | Path = DEFAULT_MODEL,
+        *,
+        threshold: float | None = None,
+        backend: str = "auto",
+        batch_size: int = 32,
+        workers: int = 2,
+        processes: bool | None = False,
+        max_size: int = DEFAULT_MAX_SIZE,
+        zip_password: str | None = None,
+        threads: int | None = 1,
+    ) -> None:
+        if backend not in ("auto", "torch", "onnx"):
+            raise MalvisionError(f"unknown backend {backend!r}; use auto, torch or onnx")
+        if batch_size < 1:
+            raise MalvisionError(f"--batch-size must be at least 1, got {batch_size}")
+        if threads is not None:
+            _limit_threads(threads)
+        self.model_path = resolve_checkpoint(model)
+        self.threads = threads
+        info = self._onnx_info(backend)
+        if info is None:
+            self.backend = "torch"
+            ck = self.checkpoint
+            self.model_name, spec, self.classes = ck.model_name, ck.convert_spec(), list(ck.classes)
+            self.card: dict[str, Any] = dict((ck.extra or {}).get("card", {}))
+            ck.model.eval()
+        else:
+            self.backend = "onnx"
+            self.model_name, self.classes, self.card = info["name"], list(info["classes"]), info["card"]
+            try:
+                spec = ConvertSpec.from_dict(info["spec"])
+            except MalvisionError as e:
+                raise CheckpointError(f"{sidecar(self.model_path.with_suffix('.onnx'))}: {e}") from None
+        self.spec: ConvertSpec = spec
+        self.detector = sorted(self.classes) == ["benign", "malware"]
+        self.temperature = float(self.card.get("temperature", 1.0))
+        self.platt: dict[str, float] | None = self.card.get("platt")
+        self.threshold = float(threshold if threshold is not None else self.card.get("threshold", 0.5))
+        if not 0.0 <= self.threshold <= 1.0:
+            raise MalvisionError(f"--threshold must be between 0 and 1, got {self.threshold}")
+        self.preparer = Preparer(spec, max_size)
+        self.vocab, self.expects = self.preparer.vocab, self.preparer.expects
+        self.batch_size, self.workers, self.max_size = batch_size, max(1, workers), max_size
+        self.processes = processes
+        self.zip_password = zip_password
+
+    def _onnx_info(self, backend: str) -> dict[str, Any] | None:
+        """The model's metadata from its ONNX export's sidecar when scanning will use ONNX, else None."""
+        onnx_path = self.model_path.with_suffix(".onnx")
+        if backend == "torch":
+            return None
+        if backend == "onnx" and not onnx_path.is_file():
+            raise MalvisionError(
+                f"{onnx_path}: no ONNX export; run `malvision export {self.model_path} --onnx`"
+            )
+        report = onnx_report(self.model_path)
+        if backend == "auto" and not (report and report.get("onnx_faster")):
+            return None
+        if report is None or "model" not in report:  # an old or stale sidecar: the checkpoint says
+            ck = self.checkpoint
+            card = (ck.extra or {}).get("card", {})
+            info = {"name": ck.model_name, "spec": ck.spec, "classes": ck.classes, "card": card}
+        else:
+            info = report["model"]
+        self._onnx = OnnxModel(onnx_path, threads=self.threads)
+        return info
+
+    @functools.cached_property
+    def checkpoint(self) -> Checkpoint:
+        """The torch checkpoint (loaded on first use when scanning runs on ONNX: explain needs it)."""
+        from malvision.checkpoint import load_checkpoint
+
+        ck = load_checkpoint(self.model_path)
+        if self.threads is not None:
+            _limit_threads(self.threads)
+        return ck
+
+    # -- the one path --------------------------------------------------------------------------
+    def prepare(self, src: Source, stop: _Stop | None = None) -> _Prepared:
+        """Read ``src`` once and convert it for this model (see ``Preparer.prepare``)."""
+        return self.preparer.prepare(src, stop)
+
     def infer(self, xs: list[np.ndarray]) -> np.ndarray:
         """Calibrated class probabilities for a batch of converted inputs."""
         if xs[0].ndim == 2:
@@ -230,7 +353,8 @@ class Scanner:
         if self.backend == "onnx":
             logits = self._onnx.run(batch)
         else:
-            torch = self._torch
+            import torch
+
             with torch.inference_mode():
                 logits = self.checkpoint.model(torch.from_numpy(batch)).float().numpy()
         return softmax(logits, self.temperature)
@@ -241,8 +365,6 @@ class Scanner:
         if self.detector:
             score = float(probs[self.classes.index("malware")])
             if self.platt is not None:
-                from malvision.detector import platt_scale
-
                 score = float(platt_scale(np.array([score]), self.platt)[0])
             label = "malware" if score >= self.threshold else "benign"
             return Verdict(
@@ -257,31 +379,31 @@ class Scanner:
     # -- inputs ------------------------------------------------------------------------------------
     def scan(self, paths: Iterable[str | Path]) -> Iterator[Verdict | ScanError]:
         """Verdicts (and errors) for every file under ``paths``, in input order."""
-
         stop = threading.Event()
-
-        def work(name: str, opener: Callable[[], Source]) -> _Prepared:
-            if stop.is_set():
-                raise InputError(f"{name}: interrupted")
-            try:
-                src = opener()
-            except InputError as e:
-                if str(e).endswith(": empty file"):  # a verdict, not an error: there is nothing to judge
-                    return _Prepared(name, EMPTY_SHA256, 0, None, "empty file")
-                raise
-            return self.prepare(src, stop)
-
+        procs: _ProcessReaders | None = None
+        files = 0
         window = max(2 * self.batch_size, 4 * self.workers)
         with ThreadPoolExecutor(self.workers, thread_name_prefix="malvision-read") as pool:
             try:
-                pending: deque[tuple[str, Future[_Prepared]]] = deque()
+                pending: deque[tuple[str, Opener, Future[_Prepared]]] = deque()
                 ready: list[tuple[str, _Prepared | ScanError]] = []
                 for name, _, opener in iter_sources(
                     paths, zip_password=self.zip_password, max_size=self.max_size
                 ):
-                    pending.append((name, pool.submit(work, name, opener)))
+                    if isinstance(opener, FileOpener):
+                        files += 1
+                    if (
+                        procs is None
+                        and isinstance(opener, FileOpener)
+                        and (self.processes or (self.processes is None and files > PROCESS_AFTER))
+                    ):
+                        procs = _ProcessReaders(self.preparer, self.workers)
+                    fut = procs.submit(name, opener) if procs and isinstance(opener, FileOpener) else None
+                    if fut is None:
+                        fut = pool.submit(self.preparer.open_and_prepare, name, opener, stop)
+                    pending.append((name, opener, fut))
                     if len(pending) >= window:
-                        ready.append(self._collect(*pending.popleft()))
+                        ready.append(self._collect(*pending.popleft(), procs))
                         if (
                             sum(1 for _, r in ready if isinstance(r, _Prepared) and r.x is not None)
                             >= self.batch_size
@@ -289,17 +411,27 @@ class Scanner:
                             yield from self._flush(ready)
                             ready = []
                 while pending:
-                    ready.append(self._collect(*pending.popleft()))
+                    ready.append(self._collect(*pending.popleft(), procs))
                 yield from self._flush(ready)
             except BaseException:  # Ctrl-C, SIGTERM or a closed generator: drop queued files, stop readers
                 stop.set()
                 pool.shutdown(wait=False, cancel_futures=True)
+                if procs is not None:
+                    procs.close(cancel=True)
                 raise
+            if procs is not None:
+                procs.close()
 
-    @staticmethod
-    def _collect(name: str, fut: Future[_Prepared]) -> tuple[str, _Prepared | ScanError]:
+    def _collect(
+        self, name: str, opener: Opener, fut: Future[_Prepared], procs: _ProcessReaders | None
+    ) -> tuple[str, _Prepared | ScanError]:
         try:
-            return name, fut.result()
+            try:
+                return name, fut.result()
+            except BrokenProcessPool:  # a worker died (killed, out of memory): read it here instead
+                if procs is not None:
+                    procs.usable = False
+                return name, self.preparer.open_and_prepare(name, opener)
         except MalvisionError as e:
             return name, ScanError(name, str(e))
         except OSError as e:

@@ -1,7 +1,9 @@
 """What a command's inputs expand to: files, folders (recursive), stdin and sample-zip entries.
 
-Each input becomes (display name, relative output path, opener). Openers run later, on worker threads,
-and raise ``MalvisionError`` for what cannot be read, so a batch reports it and goes on.
+Each input becomes (display name, relative output path, opener). Openers run later, on worker threads
+or processes, and raise ``MalvisionError`` for what cannot be read, so a batch reports it and goes on.
+Files on disk get a ``FileOpener``, which pickles, so a worker process can open the file itself;
+stdin and zip entries are read in this process.
 """
 
 from __future__ import annotations
@@ -9,14 +11,26 @@ from __future__ import annotations
 import sys
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from malvision.errors import InputError, MalvisionError
 from malvision.io import CHUNK, DEFAULT_MAX_SIZE, MemorySource, Source, expand_inputs, open_source
 
-__all__ = ["Opener", "iter_sources"]
+__all__ = ["Opener", "FileOpener", "iter_sources"]
 
 Opener = Callable[[], Source]
+
+
+@dataclass(frozen=True)
+class FileOpener:
+    """Opens (checks) one file on disk when called; picklable, unlike a closure."""
+
+    path: Path
+    max_size: int = DEFAULT_MAX_SIZE
+
+    def __call__(self) -> Source:
+        return open_source(self.path, self.max_size)
 
 
 def _failing(msg: str) -> Opener:
@@ -62,4 +76,4 @@ def iter_sources(
             if zip_password is not None and path.is_file() and zipfile.is_zipfile(path):
                 yield from _zip_entries(path, rel, zip_password, max_size)
             else:
-                yield str(path), rel, (lambda path=path: open_source(path, max_size))
+                yield str(path), rel, FileOpener(path, max_size)

@@ -8,14 +8,13 @@ only) and returns a reason when the input is outside what the model was made for
 from __future__ import annotations
 
 import functools
-import math
 import struct
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-__all__ = ["ByteStats", "byte_stats", "file_type", "pe_problem", "triage"]
+__all__ = ["ByteStats", "byte_histogram", "byte_stats", "entropy_bits", "file_type", "pe_problem", "triage"]
 
 # Near-constant: the most common byte value covers at least this share of the file.
 CONSTANT_SHARE = 0.95
@@ -51,6 +50,27 @@ class ByteStats:
     size: int
     entropy: float
     top_share: float
+
+
+HIST_PIECE = 1 << 20  # bytes counted per bincount call: the int64 copy bincount makes stays small
+
+
+def byte_histogram(data: bytes | bytearray | memoryview) -> np.ndarray:
+    """Count of each byte value in ``data`` (256 int64 bins).
+
+    Counts byte pairs as uint16 (65,536 bins, then folded to 256): ``np.bincount`` copies its input
+    to int64 first, and pairs halve that copy; about 4x faster than counting single bytes.
+    """
+    view = memoryview(data).cast("B")
+    out = np.zeros(256, dtype=np.int64)
+    for i in range(0, len(view), HIST_PIECE):
+        piece = view[i : i + HIST_PIECE]
+        pairs = np.bincount(np.frombuffer(piece, dtype=np.uint16, count=len(piece) // 2), minlength=1 << 16)
+        pairs = pairs.reshape(256, 256)  # [high byte, low byte] of each little- or big-endian pair
+        out += pairs.sum(axis=0) + pairs.sum(axis=1)
+        if len(piece) % 2:
+            out[piece[-1]] += 1
+    return out
 
 
 def byte_stats(hist: np.ndarray) -> ByteStats:
@@ -173,9 +193,6 @@ def triage(head: bytes, stats: ByteStats, expects: str = "pe") -> str | None:
     return pe_problem(head, stats.size)
 
 
-def entropy_bits(data: bytes) -> float:
-    """Shannon entropy of ``data`` in bits per byte."""
-    if not data:
-        return 0.0
-    hist = np.bincount(np.frombuffer(data, dtype=np.uint8), minlength=256)
-    return byte_stats(hist).entropy if hist.sum() else math.nan
+def entropy_bits(data: bytes | bytearray | memoryview) -> float:
+    """Shannon entropy of ``data`` in bits per byte (0 for no bytes)."""
+    return byte_stats(byte_histogram(data)).entropy

@@ -9,11 +9,26 @@ from hypothesis import strategies as st
 
 from corpus import FILES
 from fuzz.strategies import fuzz, mutated_pe
-from malvision.triage import byte_stats, file_type, pe_problem, triage
+from malvision.triage import byte_histogram, byte_stats, file_type, pe_problem, triage
 
 
 def _stats(data: bytes):  # noqa: ANN202
     return byte_stats(np.bincount(np.frombuffer(data, dtype=np.uint8), minlength=256))
+
+
+@fuzz(300)
+@given(st.binary(max_size=5000), st.integers(1, 4096))
+def test_byte_histogram_counts_every_byte(data: bytes, piece: int) -> None:
+    """Pairs counted as uint16 and folded give np.bincount's answer, odd lengths and pieces too."""
+    import malvision.triage as t
+
+    want = np.bincount(np.frombuffer(data, dtype=np.uint8), minlength=256)
+    assert np.array_equal(byte_histogram(data), want)
+    saved, t.HIST_PIECE = t.HIST_PIECE, piece
+    try:
+        assert np.array_equal(byte_histogram(memoryview(data)), want)
+    finally:
+        t.HIST_PIECE = saved
 
 
 def check_triage(head: bytes, size: int) -> None:

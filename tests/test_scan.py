@@ -1,0 +1,92 @@
+"""The scanner's reader pools: worker processes give the same records, in the same order, as threads."""
+
+from __future__ import annotations
+
+from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+
+import pip
+import pytest
+
+import malvision.scan as scan_mod
+from corpus import write_files
+from malvision.scan import ScanError, Scanner, Verdict
+
+PIP_LAUNCHERS = sorted(Path(pip.__file__).parent.joinpath("_vendor", "distlib").glob("*.exe"))
+
+
+@pytest.fixture
+def inputs(tmp_path: Path) -> list[Path]:
+    """The corpus (PE variants, text, images, empty, random), real PE launchers, and a missing file."""
+    folder = tmp_path / "files"
+    write_files(folder)
+    for exe in PIP_LAUNCHERS:
+        (folder / exe.name).write_bytes(exe.read_bytes())
+    return [folder, tmp_path / "missing.exe", *PIP_LAUNCHERS[:2]]
+
+
+def _records(results: list[Verdict | ScanError]) -> list[tuple]:
+    return [
+        ("error", r.path, r.message)
+        if isinstance(r, ScanError)
+        else (r.path, r.sha256, r.size, r.verdict, None if r.score is None else round(r.score, 6), r.reason)
+        for r in results
+    ]
+
+
+def test_worker_processes_give_what_threads_give(tiny_detector: Path, inputs: list[Path]) -> None:
+    threads = _records(list(Scanner(tiny_detector, backend="torch", processes=False).scan(inputs)))
+    procs = _records(list(Scanner(tiny_detector, backend="torch", processes=True).scan(inputs)))
+    assert procs == threads
+    assert len(threads) >= 30
+    assert any(r[0] == "error" and "no such file" in r[2] for r in threads)
+    assert any(r[3] == "unknown" and r[5] == "empty file" for r in threads if r[0] != "error")
+
+
+def test_auto_starts_processes_only_after_many_files(
+    tiny_detector: Path, inputs: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started: list[int] = []
+    real = scan_mod._ProcessReaders
+
+    class Counting(real):  # type: ignore[misc,valid-type]
+        def __init__(self, preparer: scan_mod.Preparer, n: int) -> None:
+            started.append(n)
+            super().__init__(preparer, n)
+
+    monkeypatch.setattr(scan_mod, "_ProcessReaders", Counting)
+    scanner = Scanner(tiny_detector, backend="torch", processes=None)
+    list(scanner.scan(inputs))
+    assert started == []  # fewer files than PROCESS_AFTER
+    monkeypatch.setattr(scan_mod, "PROCESS_AFTER", 5)
+    assert len(list(scanner.scan(inputs))) >= 30
+    assert started == [scanner.workers]
+
+
+def test_a_broken_process_pool_falls_back_to_threads(
+    tiny_detector: Path, inputs: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker killed mid-run (say by the OOM killer) costs speed, not files."""
+
+    class Broken:
+        usable = True
+
+        def __init__(self, preparer: scan_mod.Preparer, n: int) -> None:
+            self.calls = 0
+
+        def submit(self, name: str, opener: object) -> Future | None:
+            self.calls += 1
+            if self.calls > 3:  # later files: the pool knows it is broken
+                return None
+            fut: Future = Future()
+            fut.set_exception(BrokenProcessPool("a worker died"))
+            return fut
+
+        def close(self, cancel: bool = False) -> None:
+            pass
+
+    want = _records(list(Scanner(tiny_detector, backend="torch").scan(inputs)))
+    monkeypatch.setattr(scan_mod, "_ProcessReaders", Broken)
+    got = _records(list(Scanner(tiny_detector, backend="torch", processes=True).scan(inputs)))
+    assert got == want
