@@ -205,13 +205,14 @@ def test_interrupted_convert_leaves_only_whole_pngs(
         assert png_is_complete(png, 1024, 128 * MiB // 1024), png
 
 
+@pytest.mark.parametrize("pool", ["--no-processes", "--processes"])
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_interrupted_scan_stops_promptly_with_one_line(
-    many_big: Path, detector: Path, sig: int, cli_env: dict[str, str]
+    many_big: Path, detector: Path, sig: int, pool: str, cli_env: dict[str, str]
 ) -> None:
     started_at = time.monotonic()
     code, err, took = _interrupt(
-        ["scan", "-m", detector, "--csv", "--workers", "2", many_big], sig, _header_seen(0.3), cli_env
+        ["scan", "-m", detector, "--csv", "--workers", "2", pool, many_big], sig, _header_seen(0.3), cli_env
     )
     assert code == 130, err
     assert error_lines(err) == ["error: interrupted"], err

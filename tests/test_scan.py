@@ -37,8 +37,13 @@ def _records(results: list[Verdict | ScanError]) -> list[tuple]:
 
 def test_worker_processes_give_what_threads_give(tiny_detector: Path, inputs: list[Path]) -> None:
     threads = _records(list(Scanner(tiny_detector, backend="torch", processes=False).scan(inputs)))
-    procs = _records(list(Scanner(tiny_detector, backend="torch", processes=True).scan(inputs)))
+    with Scanner(tiny_detector, backend="torch", processes=True) as scanner:
+        procs = _records(list(scanner.scan(inputs)))
+        assert scanner._procs is not None and scanner._procs.usable
+        again = _records(list(scanner.scan(inputs[:1])))  # the same workers, kept for the next scan
+    assert scanner._procs is None
     assert procs == threads
+    assert again == [r for r in threads if r[0] != "error" and r[0].startswith(str(inputs[0]))]
     assert len(threads) >= 30
     assert any(r[0] == "error" and "no such file" in r[2] for r in threads)
     assert any(r[3] == "unknown" and r[5] == "empty file" for r in threads if r[0] != "error")
@@ -60,7 +65,8 @@ def test_auto_starts_processes_only_after_many_files(
     list(scanner.scan(inputs))
     assert started == []  # fewer files than PROCESS_AFTER
     monkeypatch.setattr(scan_mod, "PROCESS_AFTER", 5)
-    assert len(list(scanner.scan(inputs))) >= 30
+    with scanner:
+        assert len(list(scanner.scan(inputs))) >= 30
     assert started == [scanner.workers]
 
 

@@ -645,7 +645,7 @@ def scan(
     writer = csv.DictWriter(sys.stdout, fieldnames=list(FIELDS), extrasaction="ignore") if as_csv else None
     if writer:
         writer.writeheader()
-    with progress() as bar:
+    with scanner, progress() as bar:
         task = bar.add_task("scanning", total=None)
         for r in scanner.scan(paths):
             bar.advance(task)

@@ -252,8 +252,9 @@ class Scanner:
             the GIL does not serialise: ``True`` always, ``None`` (auto) once a run has passed
             ``PROCESS_AFTER`` files, ``False`` never. Processes start with ``spawn``, which imports
             the calling script again: in your own script, keep the scan under
-            ``if __name__ == "__main__":`` (as for any multiprocessing). Stdin and zip entries are
-            always read on threads in this process.
+            ``if __name__ == "__main__":`` (as for any multiprocessing). The processes stay up for
+            later scans until ``close()`` (or the end of a ``with Scanner(...)`` block). Stdin and
+            zip entries are always read on threads in this process.
         zip_password: open ``.zip`` inputs with this password and scan their entries in memory.
         threads: intra-op threads for inference and numpy's BLAS (process-wide). Parallelism comes
             from the ``workers``; one inference thread is fastest for these small models, and more
@@ -306,6 +307,7 @@ class Scanner:
         self.vocab, self.expects = self.preparer.vocab, self.preparer.expects
         self.batch_size, self.workers, self.max_size = batch_size, max(1, workers), max_size
         self.processes = processes
+        self._procs: _ProcessReaders | None = None  # started by the first scan that wants them
         self.zip_password = zip_password
 
     def _onnx_info(self, backend: str) -> dict[str, Any] | None:
@@ -328,6 +330,18 @@ class Scanner:
             info = report["model"]
         self._onnx = OnnxModel(onnx_path, threads=self.threads)
         return info
+
+    def close(self) -> None:
+        """Stop the worker processes, if a scan started them (they are kept for the next scan)."""
+        if self._procs is not None:
+            self._procs.close()
+            self._procs = None
+
+    def __enter__(self) -> Scanner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     @functools.cached_property
     def checkpoint(self) -> Checkpoint:
@@ -380,7 +394,12 @@ class Scanner:
     def scan(self, paths: Iterable[str | Path]) -> Iterator[Verdict | ScanError]:
         """Verdicts (and errors) for every file under ``paths``, in input order."""
         stop = threading.Event()
-        procs: _ProcessReaders | None = None
+        if self._procs is not None and not self._procs.usable:  # broken in an earlier scan
+            self._procs.close(cancel=True)
+            self._procs = None
+        procs = self._procs
+        if procs is not None:
+            procs.stop.clear()
         files = 0
         window = max(2 * self.batch_size, 4 * self.workers)
         with ThreadPoolExecutor(self.workers, thread_name_prefix="malvision-read") as pool:
@@ -397,7 +416,7 @@ class Scanner:
                         and isinstance(opener, FileOpener)
                         and (self.processes or (self.processes is None and files > PROCESS_AFTER))
                     ):
-                        procs = _ProcessReaders(self.preparer, self.workers)
+                        procs = self._procs = _ProcessReaders(self.preparer, self.workers)
                     fut = procs.submit(name, opener) if procs and isinstance(opener, FileOpener) else None
                     if fut is None:
                         fut = pool.submit(self.preparer.open_and_prepare, name, opener, stop)
@@ -418,9 +437,8 @@ class Scanner:
                 pool.shutdown(wait=False, cancel_futures=True)
                 if procs is not None:
                     procs.close(cancel=True)
+                    self._procs = None
                 raise
-            if procs is not None:
-                procs.close()
 
     def _collect(
         self, name: str, opener: Opener, fut: Future[_Prepared], procs: _ProcessReaders | None

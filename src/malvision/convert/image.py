@@ -146,14 +146,13 @@ def resize_rows(blocks: Iterable[np.ndarray], height: int, width: int, size: int
             a, b, w = row_spans[i]
             lo, hi = max(a, k0), min(b, k1)
             if lo < hi:
-                ws = w[lo - a : hi - a]
                 rows = block[lo - k0 : hi - k0]
-                # Interior rows all weigh ``size``: sum them; only the (at most two) edge rows
-                # carry a partial weight.
-                partial = np.flatnonzero(ws != size)
+                # Interior rows all weigh ``size``: sum them; only the first and last row of the
+                # cell's span can carry a partial weight.
                 acc[i] += size * rows.sum(axis=0, dtype=np.int64)
-                for p in partial:
-                    acc[i] += (int(ws[p]) - size) * rows[p].astype(np.int64)
+                for k in {lo, hi - 1}:
+                    if (wk := int(w[k - a])) != size:
+                        acc[i] += (wk - size) * block[k - k0].astype(np.int64)
             if b <= k1:
                 first_out = i + 1
             i += 1
