@@ -71,3 +71,55 @@ def test_build_detector_writes_an_honest_card(grouped_cache: Path, tmp_path: Pat
     assert scanner.threshold == card["threshold"] and scanner.temperature == card["temperature"]
     assert Scanner(tmp_path / "run" / "model.pt", threshold=0.3).threshold == 0.3
     assert (tmp_path / "run" / "roc.png").stat().st_size > 1000
+
+
+@pytest.fixture(scope="module")
+def pe_feature_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Valid small PEs: benign ones end at their last section, malware carries a random overlay."""
+    from corpus import minimal_pe
+
+    base = tmp_path_factory.mktemp("pefeat")
+    rng = np.random.default_rng(2)
+    rows = ["file,label,group"]
+    for label in ("benign", "malware"):
+        for g in range(6):
+            for i in range(5):
+                data = minimal_pe(
+                    0x200 * int(rng.integers(2, 9)), 0x200 * int(rng.integers(1, 5)), seed=g * 10 + i
+                )
+                if label == "malware":
+                    data += rng.integers(0, 256, int(rng.integers(4000, 12000)), dtype=np.uint8).tobytes()
+                name = f"{label}-{g}-{i}.exe"
+                (base / name).write_bytes(data)
+                rows.append(f"{name},{label},{label}{g}")
+    (base / "labels.csv").write_text("\n".join(rows) + "\n")
+    write_cache(
+        CsvDataset(base / "labels.csv", group_column="group"), base / "cache", ConvertSpec(kind="features")
+    )
+    return base
+
+
+def test_a_features_detector_trains_scans_and_exports(pe_feature_cache: Path, tmp_path: Path) -> None:
+    from malvision.export import PARITY_ATOL, export_onnx
+    from malvision.scan import Verdict
+
+    ds = CachedDataset(pe_feature_cache / "cache")
+    assert ds[0][0].dtype == np.float32 and ds[0][0].ndim == 1
+    cfg = TrainConfig(model="mlp", model_kwargs={"hidden": [16]}, epochs=12, batch_size=8, lr=1e-2)
+    card = build_detector(ds, cfg, tmp_path / "run", folds=3, target_fpr=0.05, command="test")
+    assert card["metrics"]["roc_auc"] > 0.9  # the overlay gives malware away, across unseen groups
+    model = tmp_path / "run" / "model.pt"
+    assert export_onnx(model)["max_abs_diff"] < PARITY_ATOL
+    files = [pe_feature_cache / f"{label}-0-{i}.exe" for label in ("benign", "malware") for i in range(5)]
+    torch_v = [v for v in Scanner(model, backend="torch").scan(files) if isinstance(v, Verdict)]
+    onnx_v = [v for v in Scanner(model, backend="onnx").scan(files) if isinstance(v, Verdict)]
+    assert len(torch_v) == len(onnx_v) == 10
+    for a, b in zip(torch_v, onnx_v, strict=True):
+        assert a.score is not None and b.score is not None and abs(a.score - b.score) < PARITY_ATOL
+    benign, malware = [v.score for v in torch_v[:5]], [v.score for v in torch_v[5:]]
+    assert min(malware) > max(benign)  # type: ignore[type-var]
+    from malvision.errors import MalvisionError
+    from malvision.explain import explain_bytes
+
+    with pytest.raises(MalvisionError, match="explain works for image, bytes and opcodes models"):
+        explain_bytes(Scanner(model, backend="torch"), "x.exe", files[0].read_bytes())

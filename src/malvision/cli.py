@@ -202,7 +202,9 @@ def data_info(
 @data_app.command("build")
 def data_build(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Cache folder to create.")],
-    kind: Annotated[str, typer.Option(help="image or bytes (PE set); opcodes (BIG2015).")] = "image",
+    kind: Annotated[
+        str, typer.Option(help="image, bytes or features (PE set); opcodes (BIG2015).")
+    ] = "image",
     image_size: Annotated[int, typer.Option(help="Side of the square image.")] = 64,
     max_len: Annotated[int | None, typer.Option(help="Bytes/opcodes kept per sample (default 2 Mi).")] = None,
     benign: Annotated[

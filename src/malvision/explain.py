@@ -392,6 +392,11 @@ def explain_bytes(
     """Verdict (via ``scanner.scan_bytes``) and attribution of in-memory ``data`` mapped to the file."""
     if not data:
         raise InputError(f"{name}: empty file, nothing to explain")
+    if scanner.spec.kind == "features":
+        raise MalvisionError(
+            f"{scanner.model_name} reads PE header fields, not byte ranges: explain works for image, "
+            "bytes and opcodes models (try --model with one of those)"
+        )
     verdict = scanner.scan_bytes(name, data)
     x = _model_input(scanner, name, data)
     probs = scanner.infer([x])[0]

@@ -61,6 +61,8 @@ def _example(ck: Any, batch: int = 2, length: int = 4096) -> np.ndarray:
     rng = np.random.default_rng(0)
     if spec.kind == "image":
         return (rng.integers(0, 256, (batch, 1, spec.image_size, spec.image_size)) / 255.0).astype(np.float32)
+    if spec.kind == "features":
+        return rng.normal(2.0, 3.0, (batch, ck.model.n_features)).astype(np.float32)
     high = 257 if spec.kind == "bytes" else int(ck.vocab_size or 2)
     return rng.integers(1, high, (batch, min(length, spec.max_len))).astype(np.int64)
 
@@ -83,7 +85,7 @@ def export_onnx(
     dest = Path(out) if out else Path(checkpoint).with_suffix(".onnx")
     model = ck.model.eval()
     example = torch.from_numpy(_example(ck))
-    dyn = {0: "batch"} if example.ndim == 4 else {0: "batch", 1: "length"}
+    dyn = {0: "batch"} if example.is_floating_point() else {0: "batch", 1: "length"}
     tmp = dest.with_name(f".{dest.name}.export")
     try:
         with warnings.catch_warnings():  # tracer notes about shape checks are not the user's concern

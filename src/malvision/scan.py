@@ -26,6 +26,7 @@ from malvision.bundled import DEFAULT_MODEL, resolve_checkpoint
 from malvision.calibration import platt_scale, softmax
 from malvision.convert.image import iter_plot_rows, plot_shape, resize_rows
 from malvision.convert.opcodes import parse_opcodes
+from malvision.convert.pefeatures import HEAD_BYTES, pe_features  # HEAD_BYTES: what triage reads too
 from malvision.convert.sequence import UNK, Vocabulary, byte_sequence, pad_batch
 from malvision.convert.spec import ConvertSpec
 from malvision.errors import CheckpointError, ConversionError, InputError, MalvisionError
@@ -39,7 +40,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Verdict", "ScanError", "Scanner", "Preparer", "HEAD_BYTES", "PROCESS_AFTER"]
 
-HEAD_BYTES = 64 * 1024  # what triage reads: magic, PE headers and section table
 MAX_UNKNOWN_TOKENS = 0.5  # opcode input with more unknown mnemonics than this is not what the model read
 OPCODE_BYTES_PER_TOKEN = 32  # opcode text kept per token of max_len: memory follows max_len, not file size
 EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
@@ -146,6 +146,8 @@ class Preparer:
         reason = triage(bytes(head), byte_stats(hist), self.expects) or problem
         if reason is None and self.spec.kind == "bytes":
             x = byte_sequence(bytes(kept), self.spec.max_len)
+        elif reason is None and self.spec.kind == "features":
+            x = pe_features(bytes(head), src.size, hist)
         elif reason is None and self.spec.kind == "opcodes":
             try:
                 assert self.vocab is not None
@@ -360,7 +362,9 @@ class Scanner:
 
     def infer(self, xs: list[np.ndarray]) -> np.ndarray:
         """Calibrated class probabilities for a batch of converted inputs."""
-        if xs[0].ndim == 2:
+        if xs[0].dtype == np.float32:
+            batch = np.stack(xs)
+        elif xs[0].ndim == 2:
             batch = np.stack(xs).astype(np.float32)[:, None] / np.float32(255.0)
         else:
             batch = pad_batch(xs)

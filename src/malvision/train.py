@@ -99,10 +99,13 @@ class _Subset(Dataset):
 
 
 def collate(batch: list[tuple[np.ndarray, int]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images -> (B, 1, S, S) float in [0, 1]; sequences -> (B, L) int64 padded with 0 to the longest."""
+    """Images -> (B, 1, S, S) float in [0, 1]; feature vectors -> (B, F) float; sequences -> (B, L)
+    int64 padded with 0 to the longest."""
     xs, ys = zip(*batch, strict=True)
     y = torch.as_tensor(ys, dtype=torch.long)
-    if xs[0].ndim == 2:
+    if xs[0].dtype == np.float32:
+        x = torch.from_numpy(np.stack(xs))
+    elif xs[0].ndim == 2:
         x = torch.from_numpy(np.stack(xs)).float().div_(255.0).unsqueeze(1)
     else:
         x = torch.from_numpy(pad_batch(list(xs)))
@@ -146,7 +149,7 @@ def make_loader(
         sampler = DistributedSampler(sub, shuffle=shuffle, seed=seed, drop_last=False)
         return DataLoader(sub, batch_size=batch_size, sampler=sampler, collate_fn=collate)
     lengths = getattr(ds, "lengths", None)
-    if lengths is not None and ds.spec.kind != "image":
+    if lengths is not None and ds.spec.kind not in ("image", "features"):
         lens = np.asarray(lengths)[np.asarray(indices)]
         if max_len is not None:
             lens = np.minimum(lens, max_len)

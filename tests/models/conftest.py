@@ -20,7 +20,9 @@ TINY: dict[str, dict[str, Any]] = {
     "gru": {"embed_dim": 6, "hidden": 8, "row_features": 8},
     "crnn": {"embed_dim": 4, "channels": (4, 8), "hidden": 8},
     "malconv": {"embed_dim": 4, "window": 8, "stride": 8, "channels": 6, "hidden": 6},
+    "mlp": {"n_features": 12, "hidden": (8, 6)},
 }
+N_FEATURES = 12
 OPCODE_VOCAB = 23
 IMAGE_SIZE = 16
 SEQ_LEN = 80
@@ -65,6 +67,8 @@ def make_input() -> Callable[..., torch.Tensor]:
         g = torch.Generator().manual_seed(seed)
         if kind == "image":
             return torch.rand(batch, 1, IMAGE_SIZE, IMAGE_SIZE, generator=g)
+        if kind == "features":
+            return torch.randn(batch, N_FEATURES, generator=g) * 3 + 1
         high = 257 if kind == "bytes" else OPCODE_VOCAB
         x = torch.randint(1, high, (batch, length), generator=g)
         for i in range(1, batch):  # row 0 is full, later rows are shorter

@@ -12,13 +12,13 @@ from malvision.checkpoint import load_checkpoint, save_checkpoint
 from malvision.models import MalvisionModel, list_models, model_info
 
 CASES = [(name, kind) for name in list_models() for kind in model_info(name).input_kinds]
-SEQ_CASES = [(n, k) for n, k in CASES if k != "image"]
+SEQ_CASES = [(n, k) for n, k in CASES if k in ("bytes", "opcodes")]
 N_CLASSES = 3
 
 
 def test_every_model_is_covered() -> None:
     names = {n for n, _ in CASES}
-    assert {"cnn", "resnet", "rnn", "lstm", "gru", "crnn", "malconv"} <= names
+    assert {"cnn", "resnet", "rnn", "lstm", "gru", "crnn", "malconv", "mlp"} <= names
 
 
 @pytest.mark.parametrize(("name", "kind"), CASES)
@@ -142,10 +142,13 @@ def test_wrong_input_is_a_model_error(name: str, kind: str, build) -> None:
     from malvision.errors import ModelError
 
     model = build(name, kind)
-    wrong = torch.randint(0, 5, (2, 16)) if kind == "image" else torch.rand(2, 1, 8, 8)
+    wrong = torch.randint(0, 5, (2, 16)) if kind in ("image", "features") else torch.rand(2, 1, 8, 8)
     with pytest.raises(ModelError, match="expects"):
         model(wrong)
-    if kind != "image":
+    if kind == "features":
+        with pytest.raises(ModelError, match="expects 12 features"):
+            model(torch.rand(2, 13))
+    if kind in ("bytes", "opcodes"):
         with pytest.raises(ModelError, match=r"ids must be in \[0, \d+\)"):
             model(torch.full((1, 40), 999))
 

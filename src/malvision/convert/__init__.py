@@ -13,9 +13,11 @@ from malvision.convert.image import (
     resize_rows,
 )
 from malvision.convert.opcodes import parse_opcodes
+from malvision.convert.pefeatures import HEAD_BYTES, pe_features
 from malvision.convert.sequence import Vocabulary, byte_sequence, pad_batch
 from malvision.convert.spec import ConvertSpec
 from malvision.io import Source
+from malvision.triage import byte_histogram
 
 __all__ = [
     "ConvertSpec",
@@ -32,15 +34,24 @@ __all__ = [
 
 
 def convert_source(source: Source, spec: ConvertSpec, vocab: Vocabulary | None = None) -> np.ndarray:
-    """Model input for ``source`` under ``spec``: (S, S) uint8 image, or a 1-D id sequence.
+    """Model input for ``source`` under ``spec``: (S, S) uint8 image, a 1-D id sequence, or the
+    float32 PE feature vector.
 
-    Image conversion streams the file in blocks (memory stays flat for any size); byte and opcode
-    sequences read only what they keep.
+    Image and feature conversion stream the file in blocks (memory stays flat for any size); byte and
+    opcode sequences read only what they keep.
     """
     if spec.kind == "image":
         height, width = plot_shape(source.size)
         return resize_rows(iter_plot_rows(source.chunks(), source.size), height, width, spec.image_size)
     if spec.kind == "bytes":
         return byte_sequence(source.read(spec.max_len), spec.max_len)
+    if spec.kind == "features":
+        hist = np.zeros(256, dtype=np.int64)
+        head = bytearray()
+        for chunk in source.chunks():
+            hist += byte_histogram(chunk)
+            if len(head) < HEAD_BYTES:
+                head += chunk[: HEAD_BYTES - len(head)]
+        return pe_features(bytes(head), source.size, hist)
     vocab = vocab or Vocabulary(spec.vocab)
     return vocab.encode(parse_opcodes(source.read(), source.name), spec.max_len)

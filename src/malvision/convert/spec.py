@@ -13,13 +13,14 @@ __all__ = ["SPEC_VERSION", "MAX_IMAGE_SIZE", "ConvertSpec"]
 
 SPEC_VERSION = 1
 MAX_IMAGE_SIZE = 4096  # resizing holds two (side, 1024) 8-byte arrays: 64 MiB at this side
-Kind = Literal["image", "bytes", "opcodes"]
-KINDS: tuple[str, ...] = ("image", "bytes", "opcodes")
+Kind = Literal["image", "bytes", "opcodes", "features"]
+KINDS: tuple[str, ...] = ("image", "bytes", "opcodes", "features")
 
 
 @dataclass(frozen=True)
 class ConvertSpec:
-    """Conversion settings: ``image`` (square area-resized byte plot), ``bytes`` or ``opcodes``.
+    """Conversion settings: ``image`` (square area-resized byte plot), ``bytes``, ``opcodes`` or
+    ``features`` (the PE structure vector of ``convert.pefeatures``).
 
     ``vocab`` holds the opcode vocabulary (training data only) for ``opcodes``.
     """

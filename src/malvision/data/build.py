@@ -174,9 +174,11 @@ def build_detection_cache(
     overwrite: bool = False,
     dedupe: bool = True,
 ) -> tuple[int, list[tuple[str, str]]]:
-    """Cache the malware-vs-benign PE set as ``kind`` image or bytes; returns (written, failures)."""
-    if kind not in ("image", "bytes"):
-        raise DatasetError(f"--kind {kind!r}: the PE set builds as image or bytes (opcodes: use --opcodes)")
+    """Cache the malware-vs-benign PE set as ``kind`` image, bytes or features; returns (written, failures)."""
+    if kind not in ("image", "bytes", "features"):
+        raise DatasetError(
+            f"--kind {kind!r}: the PE set builds as image, bytes or features (opcodes: use --opcodes)"
+        )
     spec = ConvertSpec(kind=kind, image_size=image_size, max_len=max_len or DEFAULT_MAX_LEN)  # type: ignore[arg-type]
     with detection_dataset(benign_dir, malware_zip, all_kinds, password, max_size) as raw:
         return write_cache(raw, out_dir, spec, progress=progress, overwrite=overwrite, dedupe=dedupe)

@@ -39,6 +39,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from malvision.convert import convert_source, resize_plot
+from malvision.convert.pefeatures import N_FEATURES
 from malvision.convert.sequence import DEFAULT_MAX_LEN, PAD, UNK, Vocabulary
 from malvision.convert.spec import ConvertSpec
 from malvision.data.records import RawDataset, Record
@@ -142,7 +143,7 @@ def _convert(src: Source, rec: Record, spec: ConvertSpec, codebook: _Codebook | 
             plot = flat[: flat.size - flat.size % rec.plot_width].reshape(-1, rec.plot_width)
             return resize_plot(plot, spec.image_size)
         return convert_source(src, spec)
-    if spec.kind == "bytes":
+    if spec.kind in ("bytes", "features"):
         return convert_source(src, spec)
     assert codebook is not None
     return codebook.encode(_opcode_tokens(src.read(), src.name, spec.max_len))
@@ -240,6 +241,8 @@ def _write(
     codebook = _Codebook() if spec.kind == "opcodes" else None
     if spec.kind == "image":
         arrays = _NpyAppender(tmp / "x.npy", np.uint8, (spec.image_size, spec.image_size))
+    elif spec.kind == "features":
+        arrays = _NpyAppender(tmp / "x.npy", np.float32, (N_FEATURES,))
     else:
         arrays = _NpyAppender(tmp / "tokens.npy", np.uint16 if spec.kind == "bytes" else np.uint32)
     offsets = [0]
@@ -269,7 +272,7 @@ def _write(
                 else:
                     seen_ids.add(rec.id)
                     seen_sha[digest] = (rec.id, rec.label)
-                    if spec.kind == "image":
+                    if spec.kind in ("image", "features"):
                         arrays.append(arr[None])
                     else:
                         arrays.append(arr)
@@ -283,7 +286,7 @@ def _write(
         raise DatasetError(f"{raw.name}: no sample could be converted{first}")
     if codebook is not None:
         _narrow_tokens(tmp / "tokens.npy", len(codebook.tokens) + 2)
-    if spec.kind != "image":
+    if spec.kind not in ("image", "features"):
         np.save(tmp / "offsets.npy", np.asarray(offsets, dtype=np.int64))
     manifest = _manifest_bytes(rows)
     (tmp / "manifest.csv").write_bytes(manifest)
@@ -427,11 +430,16 @@ class CachedDataset:
         self._x: np.ndarray | None = None
         self._tokens: np.ndarray | None = None
         self._offsets: np.ndarray | None = None
-        if self.spec.kind == "image":
+        if self.spec.kind in ("image", "features"):
             self._x = self._load("x.npy")
             s = self.spec.image_size
-            if self._x.shape != (n, s, s) or self._x.dtype != np.uint8:
-                raise DatasetError(f"{self.path}/x.npy: shape {self._x.shape}, expected {(n, s, s)} uint8")
+            shape, dtype = (
+                ((n, s, s), np.uint8) if self.spec.kind == "image" else ((n, N_FEATURES), np.float32)
+            )
+            if self._x.shape != shape or self._x.dtype != dtype:
+                raise DatasetError(
+                    f"{self.path}/x.npy: {self._x.shape} {self._x.dtype}, expected {shape} {np.dtype(dtype)}"
+                )
         else:
             self._tokens = self._load("tokens.npy")
             self._offsets = np.asarray(self._load("offsets.npy"))
@@ -472,11 +480,12 @@ class CachedDataset:
 
     @property
     def lengths(self) -> np.ndarray:
-        """Sequence length of every sample (S*S for images), for batching similar sizes together."""
+        """Sequence length of every sample (S*S for images, the vector length for features), for
+        batching similar sizes together."""
         if self._offsets is not None:
             return np.diff(self._offsets)
-        s = self.spec.image_size
-        return np.full(len(self), s * s, dtype=np.int64)
+        assert self._x is not None
+        return np.full(len(self), int(np.prod(self._x.shape[1:])), dtype=np.int64)
 
     def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
         n = len(self)

@@ -1,7 +1,7 @@
 """The surface every model shares: embed / forward_embedded seam, forward_features, forward_head.
 
 Input kinds: "image" is a float (B, 1, S, S) tensor in [0, 1]; "bytes" and "opcodes" are int64 (B, L)
-ids with 0 as padding (right-padded). Sequence models embed ids first, so gradients can start at the
+ids with 0 as padding (right-padded); "features" is a float (B, F) PE feature vector. Sequence models embed ids first, so gradients can start at the
 embedding (``embed`` then ``forward_embedded``), as secml_malware's basee2e.py does.
 """
 
@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from malvision.errors import ModelError
-from malvision.models._registry import BYTES_VOCAB, KINDS
+from malvision.models._registry import BYTE_KINDS, BYTES_VOCAB
 
 __all__ = [
     "GLOBAL_POOLS",
@@ -35,7 +35,7 @@ GLOBAL_POOLS = ("avg", "max", "avgmax")
 class MalvisionModel(nn.Module):
     """Base class: subclasses build ``embedding`` (sequence kinds), ``fc`` and ``features_embedded``."""
 
-    input_kinds: ClassVar[tuple[str, ...]] = KINDS
+    input_kinds: ClassVar[tuple[str, ...]] = BYTE_KINDS
 
     def __init__(self, *, in_kind: str, n_classes: int, vocab_size: int | None = None) -> None:
         super().__init__()
@@ -45,7 +45,7 @@ class MalvisionModel(nn.Module):
             raise ModelError(f"{name} does not take {in_kind!r} input; it takes {kinds}")
         if isinstance(n_classes, bool) or not isinstance(n_classes, int) or n_classes < 1:
             raise ModelError(f"{name}: n_classes must be a positive integer, got {n_classes!r}")
-        if in_kind == "image":
+        if in_kind in ("image", "features"):
             vocab_size = None
         elif in_kind == "bytes":
             if vocab_size is not None and vocab_size != BYTES_VOCAB:
@@ -62,7 +62,7 @@ class MalvisionModel(nn.Module):
 
     @property
     def is_sequence(self) -> bool:
-        return self.in_kind != "image"
+        return self.in_kind in ("bytes", "opcodes")
 
     # -- construction helpers ------------------------------------------------------------------------
     def _init_embedding(self, dim: int) -> None:
@@ -79,7 +79,13 @@ class MalvisionModel(nn.Module):
 
     # -- the seam ------------------------------------------------------------------------------------
     def _check_input(self, x: Tensor) -> None:
-        if self.in_kind == "image":
+        if self.in_kind == "features":
+            if x.dim() != 2 or not x.is_floating_point():
+                raise ModelError(
+                    f"{type(self).__name__} for features input expects a float (B, F) tensor, "
+                    f"got {x.dtype} {tuple(x.shape)}"
+                )
+        elif self.in_kind == "image":
             if x.dim() != 4 or x.shape[1] != 1 or not x.is_floating_point():
                 raise ModelError(
                     f"{type(self).__name__} for image input expects a float (B, 1, S, S) tensor in [0, 1], "

@@ -12,6 +12,7 @@ from torch import nn
 from malvision.errors import ModelError
 
 __all__ = [
+    "BYTE_KINDS",
     "KINDS",
     "BYTES_VOCAB",
     "ModelInfo",
@@ -21,7 +22,8 @@ __all__ = [
     "model_info",
 ]
 
-KINDS: tuple[str, ...] = ("image", "bytes", "opcodes")
+BYTE_KINDS: tuple[str, ...] = ("image", "bytes", "opcodes")  # inputs drawn from the bytes themselves
+KINDS: tuple[str, ...] = (*BYTE_KINDS, "features")  # features: the PE structure vector
 BYTES_VOCAB = 257  # byte b is id b + 1, 0 is padding
 _RESERVED = ("in_kind", "n_classes", "vocab_size")
 

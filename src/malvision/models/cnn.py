@@ -29,7 +29,7 @@ from malvision.models._base import (
     layers_for,
     pad_to_multiple,
 )
-from malvision.models._registry import KINDS, register_model
+from malvision.models._registry import BYTE_KINDS, register_model
 
 __all__ = ["CNN", "ResNet"]
 
@@ -55,7 +55,7 @@ class _SeqStem(nn.Module):
 class CNN(MalvisionModel):
     """Small fast CNN: conv-BN-ReLU-maxpool blocks, global pool, one linear layer."""
 
-    input_kinds = KINDS
+    input_kinds = BYTE_KINDS
 
     def __init__(
         self,
@@ -140,7 +140,7 @@ class _BasicBlock(nn.Module):
 class ResNet(MalvisionModel):
     """Residual CNN (basic blocks, stride-2 stages) trained from scratch, global pool, linear layer."""
 
-    input_kinds = KINDS
+    input_kinds = BYTE_KINDS
 
     def __init__(
         self,

@@ -26,7 +26,7 @@ from malvision.models._base import (
     int_tuple,
     layers_for,
 )
-from malvision.models._registry import KINDS, register_model
+from malvision.models._registry import BYTE_KINDS, register_model
 from malvision.models.rnn import POOLS, RecurrentLayers, RecurrentReadout
 
 __all__ = ["CRNN"]
@@ -36,7 +36,7 @@ __all__ = ["CRNN"]
 class CRNN(RecurrentReadout, MalvisionModel):
     """Conv front end (shortens the sequence) feeding a GRU or LSTM, pooled over time, linear layer."""
 
-    input_kinds = KINDS
+    input_kinds = BYTE_KINDS
 
     def __init__(
         self,

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from malvision.models._base import MalvisionModel, check_choice, check_positive
-from malvision.models._registry import KINDS, register_model
+from malvision.models._registry import BYTE_KINDS, register_model
 
 __all__ = ["POOLS", "CELLS", "RecurrentLayers", "pool_states", "RecurrentNet", "RNN", "LSTM", "GRU"]
 
@@ -210,7 +210,7 @@ class RecurrentNet(RecurrentReadout, MalvisionModel):
     """Recurrent classifier; subclasses pick the cell."""
 
     cell: ClassVar[str] = "lstm"
-    input_kinds = KINDS
+    input_kinds = BYTE_KINDS
 
     def __init__(
         self,

@@ -1,0 +1,187 @@
+"""PE structure as a fixed-length feature vector: what a byte plot cannot see.
+
+The headers (file header, optional header, data directories, section table) are read with ``struct``
+from the first 64 KiB; the byte statistics cover the whole file. Fields that name a toolchain or a
+build date rather than behaviour (TimeDateStamp, linker version, checksum, Rich header) are left out
+on purpose: our benign corpus is mostly open-source builds, and a detector keyed on those would learn
+the toolchain, not the malware. Any bytes give a vector (a header that does not parse leaves its block
+at zero with ``pe_parsed`` 0); triage decides separately whether a file is a PE worth judging.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+
+import numpy as np
+
+__all__ = ["FEATURE_NAMES", "N_FEATURES", "HEAD_BYTES", "pe_features"]
+
+HEAD_BYTES = 64 * 1024
+
+_MACHINES = {0x14C: "i386", 0x8664: "amd64", 0xAA64: "arm64"}
+_SUBSYSTEMS = {1: "native", 2: "gui", 3: "console", 10: "efi", 11: "efi", 12: "efi", 13: "efi"}
+_SECTION_NAMES = (
+    ".text", ".data", ".rdata", ".rsrc", ".reloc", ".bss", ".idata", ".edata", ".pdata", ".tls", ".crt", "upx",
+)  # fmt: skip
+_DIRECTORIES = (
+    "export", "import", "resource", "exception", "security", "basereloc", "debug", "architecture",
+    "globalptr", "tls", "load_config", "bound_import", "iat", "delay_import", "clr", "reserved",
+)  # fmt: skip
+
+FEATURE_NAMES: tuple[str, ...] = (
+    ("log_size", "entropy", "share_00", "share_ff", "share_printable")
+    + tuple(f"hist_{i:x}x" for i in range(16))
+    + ("pe_parsed", "pe32_plus")
+    + tuple(f"machine_{m}" for m in ("i386", "amd64", "arm64", "other"))
+    + tuple(f"subsystem_{s}" for s in ("native", "gui", "console", "efi", "other"))
+    + tuple(f"characteristics_bit{b}" for b in range(16))
+    + tuple(f"dll_characteristics_bit{b}" for b in range(16))
+    + (
+        "log_size_of_code", "log_size_of_initialized_data", "log_size_of_uninitialized_data",
+        "log_size_of_image", "log_size_of_headers", "log_entry_point", "log_stack_reserve",
+        "log_stack_commit", "log_heap_reserve", "log2_file_alignment", "log2_section_alignment",
+        "os_version_major", "subsystem_version_major", "n_data_directories",
+    )
+    + tuple(f"dir_{d}" for d in _DIRECTORIES)
+    + tuple(f"log_dir_{d}_size" for d in ("import", "resource", "security", "debug", "tls", "basereloc"))
+    + (
+        "n_sections", "n_executable", "n_writable", "n_writable_executable", "n_empty_raw",
+        "n_virtual_over_raw", "n_unnamed_or_odd", "entry_in_executable", "entry_in_last_section",
+        "entry_outside_sections", "log_overlay", "overlay_share", "head_entropy",
+    )
+    + tuple(f"section_{n.strip('.')}" for n in _SECTION_NAMES)
+)  # fmt: skip
+N_FEATURES = len(FEATURE_NAMES)
+_INDEX = {n: i for i, n in enumerate(FEATURE_NAMES)}
+
+
+def _log(v: float) -> float:
+    return math.log1p(max(0.0, float(v)))
+
+
+def _entropy(counts: np.ndarray) -> float:
+    total = counts.sum()
+    if total == 0:
+        return 0.0
+    p = counts[counts > 0] / total
+    return float(-(p * np.log2(p)).sum())
+
+
+def _header(head: bytes, size: int, f: np.ndarray) -> None:
+    """Fill the header and section block of ``f``; raises struct.error/ValueError on what does not parse."""
+    put = lambda name, v: f.__setitem__(_INDEX[name], v)  # noqa: E731
+    if head[:2] != b"MZ":
+        raise ValueError("no MZ")
+    (e,) = struct.unpack_from("<I", head, 0x3C)
+    if head[e : e + 4] != b"PE\0\0":
+        raise ValueError("no PE signature")
+    machine, n_sections, _, _, _, opt_size, chars = struct.unpack_from("<HHIIIHH", head, e + 4)
+    opt = e + 24
+    (magic,) = struct.unpack_from("<H", head, opt)
+    plus = magic == 0x20B
+    if magic not in (0x10B, 0x20B):
+        raise ValueError("bad optional header magic")
+    size_code, size_init, size_uninit, entry = struct.unpack_from("<IIII", head, opt + 4)
+    file_align, os_major = (
+        struct.unpack_from("<I", head, opt + 36)[0],
+        struct.unpack_from("<H", head, opt + 40)[0],
+    )
+    sect_align = struct.unpack_from("<I", head, opt + 32)[0]
+    subsys_major = struct.unpack_from("<H", head, opt + 48)[0]
+    size_image, size_headers = struct.unpack_from("<II", head, opt + 56)
+    subsystem, dll_chars = struct.unpack_from("<HH", head, opt + 68)
+    if plus:
+        stack_reserve, stack_commit, heap_reserve = struct.unpack_from("<QQQ", head, opt + 72)
+        n_dirs_at = opt + 108
+    else:
+        stack_reserve, stack_commit, heap_reserve = struct.unpack_from("<III", head, opt + 72)
+        n_dirs_at = opt + 92
+    (n_dirs,) = struct.unpack_from("<I", head, n_dirs_at)
+    put("pe_parsed", 1.0)
+    put("pe32_plus", float(plus))
+    put(f"machine_{_MACHINES.get(machine, 'other')}", 1.0)
+    put(f"subsystem_{_SUBSYSTEMS.get(subsystem, 'other')}", 1.0)
+    for b in range(16):
+        put(f"characteristics_bit{b}", float(chars >> b & 1))
+        put(f"dll_characteristics_bit{b}", float(dll_chars >> b & 1))
+    for name, v in (
+        ("log_size_of_code", size_code), ("log_size_of_initialized_data", size_init),
+        ("log_size_of_uninitialized_data", size_uninit), ("log_size_of_image", size_image),
+        ("log_size_of_headers", size_headers), ("log_entry_point", entry), ("log_stack_reserve", stack_reserve),
+        ("log_stack_commit", stack_commit), ("log_heap_reserve", heap_reserve),
+    ):  # fmt: skip
+        put(name, _log(v))
+    put("log2_file_alignment", math.log2(file_align) if file_align else 0.0)
+    put("log2_section_alignment", math.log2(sect_align) if sect_align else 0.0)
+    put("os_version_major", float(min(os_major, 20)))
+    put("subsystem_version_major", float(min(subsys_major, 20)))
+    put("n_data_directories", float(min(n_dirs, 16)))
+    sizes = {}
+    for i, d in enumerate(_DIRECTORIES[: min(n_dirs, 16)]):
+        at = n_dirs_at + 4 + 8 * i
+        if at + 8 > len(head) or at + 8 > opt + opt_size:
+            break
+        _, dsize = struct.unpack_from("<II", head, at)
+        put(f"dir_{d}", float(dsize > 0))
+        sizes[d] = dsize
+    for d in ("import", "resource", "security", "debug", "tls", "basereloc"):
+        put(f"log_dir_{d}_size", _log(sizes.get(d, 0)))
+    table = opt + opt_size
+    n = min(n_sections, (len(head) - table) // 40, 96)
+    put("n_sections", float(min(n_sections, 96)))
+    counts = dict.fromkeys(("n_executable", "n_writable", "n_writable_executable", "n_empty_raw",
+                            "n_virtual_over_raw", "n_unnamed_or_odd"), 0)  # fmt: skip
+    end, entry_section, last = 0, None, n - 1
+    for i in range(n):
+        raw_name, vsize, vaddr, rsize, rptr = struct.unpack_from("<8sIIII", head, table + 40 * i)
+        (sc,) = struct.unpack_from("<I", head, table + 40 * i + 36)
+        name = raw_name.rstrip(b"\0").decode("latin-1").lower()
+        known = next((k for k in _SECTION_NAMES if name.startswith(k)), None)
+        if known:
+            put(f"section_{known.strip('.')}", 1.0)
+        else:
+            counts["n_unnamed_or_odd"] += 1
+        x, w = bool(sc & 0x20000000), bool(sc & 0x80000000)
+        counts["n_executable"] += x
+        counts["n_writable"] += w
+        counts["n_writable_executable"] += x and w
+        counts["n_empty_raw"] += rsize == 0
+        counts["n_virtual_over_raw"] += vsize > 2 * rsize + 4096
+        if rsize:
+            end = max(end, rptr + rsize)
+        if vaddr <= entry < vaddr + max(vsize, rsize):
+            entry_section = (i, x)
+    for k, v in counts.items():
+        put(k, float(v))
+    put("entry_in_executable", float(bool(entry_section and entry_section[1])))
+    put("entry_in_last_section", float(entry_section is not None and entry_section[0] == last))
+    put("entry_outside_sections", float(entry_section is None))
+    overlay = max(0, size - end) if end else 0
+    put("log_overlay", _log(overlay))
+    put("overlay_share", overlay / size if size else 0.0)
+
+
+def pe_features(head: bytes, size: int, hist: np.ndarray) -> np.ndarray:
+    """The float32 feature vector (``FEATURE_NAMES``) of a file: its first 64 KiB ``head``, its
+    ``size`` and its whole-file 256-bin byte histogram ``hist``."""
+    f = np.zeros(N_FEATURES, dtype=np.float64)
+    hist = np.asarray(hist, dtype=np.float64)
+    total = hist.sum()
+    f[_INDEX["log_size"]] = _log(size)
+    if total:
+        f[_INDEX["entropy"]] = _entropy(hist)
+        f[_INDEX["share_00"]] = hist[0] / total
+        f[_INDEX["share_ff"]] = hist[255] / total
+        f[_INDEX["share_printable"]] = hist[0x20:0x7F].sum() / total
+        f[_INDEX["hist_0x"] : _INDEX["hist_0x"] + 16] = hist.reshape(16, 16).sum(axis=1) / total
+    head = bytes(head[:HEAD_BYTES])
+    f[_INDEX["head_entropy"]] = _entropy(np.bincount(np.frombuffer(head, dtype=np.uint8), minlength=256))
+    block = f.copy()
+    try:
+        _header(head, size, block)
+    except (struct.error, ValueError, OverflowError):
+        pass  # not a PE, or headers cut short: the header block stays zero, pe_parsed 0
+    else:
+        f = block
+    return f.astype(np.float32)

@@ -1,0 +1,58 @@
+"""``mlp``: a multilayer perceptron over the PE structure vector (``convert.pefeatures``).
+
+The first layer is a BatchNorm without affine weights: it standardises each feature with running
+statistics learnt in training, so raw log-sizes, flags and shares can go in as they are, and the
+export to ONNX keeps that step inside the model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import Tensor, nn
+
+from malvision.convert.pefeatures import N_FEATURES
+from malvision.errors import ModelError
+from malvision.models._base import MalvisionModel, check_positive, int_tuple
+from malvision.models._registry import register_model
+
+__all__ = ["MLP"]
+
+
+@register_model("mlp")
+class MLP(MalvisionModel):
+    """MLP on the PE structure vector: standardise, hidden ReLU layers with dropout, one linear layer."""
+
+    input_kinds = ("features",)
+
+    def __init__(
+        self,
+        *,
+        in_kind: str,
+        n_classes: int,
+        vocab_size: int | None = None,
+        n_features: int = N_FEATURES,
+        hidden: Sequence[int] = (128, 64),
+        dropout: float = 0.2,
+    ) -> None:
+        super().__init__(in_kind=in_kind, n_classes=n_classes, vocab_size=vocab_size)
+        check_positive("mlp", n_features=n_features)
+        widths = int_tuple("mlp", "hidden", hidden)
+        if not 0.0 <= dropout < 1.0:
+            raise ModelError(f"mlp: dropout must be in [0, 1), got {dropout}")
+        self.n_features = n_features
+        layers: list[nn.Module] = [nn.BatchNorm1d(n_features, affine=False)]
+        width = n_features
+        for w in widths:
+            layers += [nn.Linear(width, w), nn.ReLU(), nn.Dropout(dropout)]
+            width = w
+        self.body = nn.Sequential(*layers)
+        self._init_head(width, 0.0)
+
+    def _check_input(self, x: Tensor) -> None:
+        super()._check_input(x)
+        if x.shape[1] != self.n_features:
+            raise ModelError(f"mlp expects {self.n_features} features per row, got {x.shape[1]}")
+
+    def features_embedded(self, e: Tensor, mask: Tensor | None = None) -> Tensor:
+        return self.body(e)
