@@ -91,5 +91,16 @@ detector() {
     $MV export pe-detector --onnx
 }
 
-if [ $# -eq 0 ]; then set -- data leaderboard gradients caps big2015_model pe_leaderboard malimg detector; fi
+# The PE-structure detector (src/malvision/weights/pe-features.pt): the same files and CV as `detector`,
+# read as 125 header and byte-statistics features by an MLP. Settings: the best TPR at 1% FPR of five
+# tried on this CV (label smoothing 0.1 or 0; lr 0.002 or 0.001; dropout 0.1, 0.2 or 0.3).
+features_detector() {
+    $MV data build --kind features --benign "$C/benign" --benign "$C/benign-extra" --out "$C/caches/pe-features-wide"
+    $MV train-detector --data "$C/caches/pe-features-wide" --out "$C/runs/pe-detector-features" --model mlp \
+        --epochs 200 --patience 40 --lr 0.001 --threads 1
+    $MV bundle "$C/runs/pe-detector-features" -o src/malvision/weights/pe-features.pt
+    $MV export pe-features --onnx
+}
+
+if [ $# -eq 0 ]; then set -- data leaderboard gradients caps big2015_model pe_leaderboard malimg detector features_detector; fi
 for step in "$@"; do "$step"; done

@@ -11,8 +11,9 @@ __all__ = ["WEIGHTS_DIR", "BUNDLED", "DEFAULT_MODEL", "resolve_checkpoint"]
 WEIGHTS_DIR = Path(__file__).with_name("weights")
 # name -> file under weights/; each is trained by a command recorded in its model card.
 BUNDLED: dict[str, str] = {
-    "default": "pe-detector.pt",
-    "pe-detector": "pe-detector.pt",
+    "default": "pe-features.pt",  # the detector that finds the most unseen families at 0.1% FPR
+    "pe-features": "pe-features.pt",
+    "pe-detector": "pe-detector.pt",  # the byte-plot CNN: what `explain` and the page's heat map use
     "big2015-opcodes": "big2015-opcodes.pt",
 }
 DEFAULT_MODEL = "default"

@@ -796,8 +796,13 @@ def train_detector(
 def explain(
     file: Annotated[Path, typer.Argument(help="The file to explain.")],
     model: Annotated[
-        str, typer.Option("--model", "-m", help="Bundled model name, run folder or .pt file.")
-    ] = "default",
+        str,
+        typer.Option(
+            "--model",
+            "-m",
+            help="Bundled model name, run folder or .pt file (an image, bytes or opcodes model).",
+        ),
+    ] = "pe-detector",
     out_dir: Annotated[
         Path, typer.Option("--out", "-o", help="Folder for <name>.explain.png and .json.")
     ] = Path("."),

@@ -45,10 +45,30 @@ def _free_port() -> int:
 @pytest.fixture
 def server(tiny_detector: Path, tmp_path: Path) -> Iterator[str]:
     """``malvision serve`` on a free loopback port; its URL once /healthz answers."""
+    yield from _serve(tiny_detector, tmp_path)
+
+
+@pytest.fixture
+def features_server(tmp_path: Path) -> Iterator[str]:
+    """The same with an untrained PE-features detector (mlp), which has no byte-level explanation."""
+    import torch
+
+    from malvision.checkpoint import save_checkpoint
+    from malvision.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("mlp", in_kind="features", n_classes=2, hidden=[8]).eval()
+    path = save_checkpoint(tmp_path / "features.pt", model, model_name="mlp", model_kwargs={"hidden": [8]},
+                           in_kind="features", n_classes=2, vocab_size=None, spec={"kind": "features"},
+                           classes=["benign", "malware"], seed=0, manifest_hash=None)  # fmt: skip
+    yield from _serve(path, tmp_path)
+
+
+def _serve(model: Path, tmp_path: Path) -> Iterator[str]:
     port = _free_port()
     log = (tmp_path / "server.log").open("wb")
     proc = subprocess.Popen(
-        [MALVISION, "serve", "--port", str(port), "--model", str(tiny_detector), "--timeout", "60"],
+        [MALVISION, "serve", "--port", str(port), "--model", str(model), "--timeout", "60"],
         stdout=log,
         stderr=subprocess.STDOUT,
     )
@@ -152,3 +172,24 @@ def test_upload_shows_verdict_heat_map_and_ranges(server: str, browser: object, 
     assert driver.find_element(By.ID, "verdict").text.lower() == "unknown"  # type: ignore[attr-defined]
     assert "text file" in driver.find_element(By.ID, "reason").text  # type: ignore[attr-defined]
     assert driver.find_element(By.ID, "note").is_displayed()  # type: ignore[attr-defined]
+
+
+def test_a_features_model_shows_its_verdict_without_a_heat_map(
+    features_server: str, browser: object, tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = browser
+    sample = tmp_path / "sample.exe"
+    sample.write_bytes(pe_with_text(random.Random(7).randbytes(0x3000)))
+    driver.get(features_server + "/")  # type: ignore[attr-defined]
+    wait = WebDriverWait(driver, 60)
+    wait.until(lambda d: d.find_element(By.ID, "model").text.startswith("model: mlp"))
+    driver.find_element(By.ID, "file").send_keys(str(sample))  # type: ignore[attr-defined]
+    wait.until(lambda d: d.find_element(By.ID, "result").is_displayed())
+    assert driver.find_element(By.ID, "verdict").text.lower() in ("benign", "malware")  # type: ignore[attr-defined]
+    assert 0.0 <= float(driver.find_element(By.ID, "score").text) <= 1.0  # type: ignore[attr-defined]
+    assert "header fields" in driver.find_element(By.ID, "target").text  # type: ignore[attr-defined]
+    assert not driver.find_element(By.ID, "explained").is_displayed()  # type: ignore[attr-defined]
+    assert not driver.find_element(By.ID, "error").is_displayed()  # type: ignore[attr-defined]

@@ -1,9 +1,12 @@
-// malvision web page: pick or drop one file, POST it to /v1/explain, show the answer.
+// malvision web page: pick or drop one file, POST it to /v1/explain, show the answer. A model that
+// reads PE header fields (input kind "features") has no byte-level explanation: the page asks
+// /v1/scan for its verdict instead.
 // Server data is only ever set through textContent and attributes, never parsed as HTML.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
 let needKey = false;
+let explainable = true;
 
 function headers() {
   const key = $("api-key").value.trim();
@@ -52,6 +55,7 @@ async function loadModel() {
     }
     const m = await resp.json();
     const input = m.input || {};
+    explainable = input.kind !== "features";
     const what = input.kind === "image" ? `${input.kind} ${input.image_size}x${input.image_size}` : input.kind;
     $("model").textContent =
       `model: ${m.model} (${m.file}), input ${what}, classes ${(m.classes || []).join(", ")}, ` +
@@ -61,7 +65,7 @@ async function loadModel() {
   }
 }
 
-function render(r) {
+function renderVerdict(r) {
   $("file-name").textContent = r.path;
   const v = $("verdict");
   v.textContent = r.verdict;
@@ -71,10 +75,23 @@ function render(r) {
     ? r.family + (r.family_score !== null ? ` (${Number(r.family_score).toFixed(2)})` : "")
     : "–";
   $("reason").textContent = r.reason || "–";
+  $("sha256").textContent = r.sha256 || "–";
+}
+
+function renderScan(r) {
+  renderVerdict(r);
+  $("target").textContent = "no heat map: this model reads PE header fields, not byte ranges";
+  show("note", false);
+  show("explained", false);
+  show("result", true);
+}
+
+function render(r) {
+  renderVerdict(r);
   $("target").textContent =
     `${r.method} for class "${r.target}" (model probability ${Number(r.target_probability).toFixed(3)})`;
-  $("sha256").textContent = r.sha256 || "–";
   $("note").textContent = r.note || "";
+  show("explained", true);
   show("note", Boolean(r.note));
   $("heatmap").src = r.png;
 
@@ -118,15 +135,25 @@ async function send(file) {
   show("result", false);
   $("status").textContent = `analysing ${file.name} (${file.size.toLocaleString()} bytes)…`;
   const form = new FormData();
-  form.append("file", file, file.name);
+  form.append(explainable ? "file" : "files", file, file.name);
   try {
-    const resp = await fetch("/v1/explain", { method: "POST", body: form, headers: headers() });
+    const url = explainable ? "/v1/explain" : "/v1/scan";
+    const resp = await fetch(url, { method: "POST", body: form, headers: headers() });
     if (!resp.ok) {
       $("status").textContent = "";
       setError(`${file.name}: ${await errorText(resp)}`);
       return;
     }
-    render(await resp.json());
+    const body = await resp.json();
+    if (explainable) {
+      render(body);
+    } else if (body[0] && body[0].error) {
+      $("status").textContent = "";
+      setError(body[0].error);
+      return;
+    } else {
+      renderScan(body[0]);
+    }
     $("status").textContent = "done";
   } catch (e) {
     $("status").textContent = "";
