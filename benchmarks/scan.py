@@ -470,8 +470,8 @@ def main() -> None:
                         from malvision.export import OnnxModel
 
                         scanner._onnx = OnnxModel(model_path.with_suffix(".onnx"), threads=1)
-                    plural = "s" if workers > 1 else ""
-                    config = f"`Scanner.scan`, {backend}, {workers} reader {readers}{plural}, batch 32"
+                    noun = readers if workers == 1 else {"thread": "threads", "process": "processes"}[readers]
+                    config = f"`Scanner.scan`, {backend}, {workers} reader {noun}, batch 32"
                     note = ""
                     if readers == "process":  # start the workers first, as the peer's session is loaded first
                         t = time.perf_counter()

@@ -610,14 +610,13 @@ def scan(
     batch_size: Annotated[int, typer.Option(help="Files per inference batch.")] = 32,
     workers: Annotated[int, typer.Option(help="Readers/converters working beside inference.")] = 2,
     processes: Annotated[
-        bool | None,
+        bool,
         typer.Option(
             "--processes/--no-processes",
-            help="Readers as processes (files on disk) or threads; default: processes once a run "
-            "passes 64 files.",
-            show_default=False,
+            help="Read files on disk in worker processes instead of threads (for many cores; on 2 "
+            "cores threads are as fast and start at once).",
         ),
-    ] = None,
+    ] = False,
     threads: Annotated[int, typer.Option(help="Inference threads (readers give the parallelism).")] = 1,
     max_size: MaxSize = "8G",
 ) -> None:
