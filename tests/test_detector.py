@@ -118,8 +118,7 @@ def test_a_features_detector_trains_scans_and_exports(pe_feature_cache: Path, tm
         assert a.score is not None and b.score is not None and abs(a.score - b.score) < PARITY_ATOL
     benign, malware = [v.score for v in torch_v[:5]], [v.score for v in torch_v[5:]]
     assert min(malware) > max(benign)  # type: ignore[type-var]
-    from malvision.errors import MalvisionError
     from malvision.explain import explain_bytes
 
-    with pytest.raises(MalvisionError, match="explain works for image, bytes and opcodes models"):
-        explain_bytes(Scanner(model, backend="torch"), "x.exe", files[0].read_bytes())
+    expl = explain_bytes(Scanner(model, backend="torch"), "x.exe", files[5].read_bytes(), target="malware")
+    assert expl.unit == "feature" and len(expl.features) == 5 and expl.verdict.score == torch_v[5].score

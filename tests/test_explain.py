@@ -377,3 +377,36 @@ def test_cli_explain_missing_file_is_one_line(tiny_detector: Path, tmp_path: Pat
     )
     assert res.returncode == EXIT_ERROR
     assert res.stderr.strip() == f"error: {tmp_path / 'nope'}: no such file"
+
+
+def test_a_features_model_is_explained_by_named_features(tmp_path: Path) -> None:
+    """An mlp whose malware logit is one feature (log_size): that feature takes the whole attribution."""
+    from corpus import minimal_pe
+    from malvision.convert.pefeatures import FEATURE_NAMES
+
+    k = FEATURE_NAMES.index("log_size")
+    model = create_model("mlp", in_kind="features", n_classes=2, hidden=[2], dropout=0.0).eval()
+    with torch.no_grad():
+        lin = model.body[1]
+        lin.weight.zero_()
+        lin.bias.zero_()
+        lin.weight[0, k] = 1.0
+        model.fc.weight.copy_(torch.tensor([[0.0, 0.0], [0.5, 0.0]]))
+        model.fc.bias.zero_()
+    path = save_checkpoint(tmp_path / "f.pt", model, model_name="mlp", model_kwargs={"hidden": [2], "dropout": 0.0},
+                           in_kind="features", n_classes=2, vocab_size=None, spec={"kind": "features"},
+                           classes=["benign", "malware"], seed=0, manifest_hash=None)  # fmt: skip
+    data = minimal_pe()
+    expl = explain_bytes(Scanner(path, backend="torch"), "a.exe", data, top_k=3, target="malware")
+    assert expl.unit == "feature" and expl.ranges == [] and len(expl.features) == 3
+    top = expl.features[0]
+    assert top.name == "log_size" and top.share > 0.99 and top.attribution > 0
+    assert abs(top.value - np.log1p(len(data))) < 1e-4 and top.typical == 0.0  # untouched running mean
+    # integrated gradients are complete: they add up to the log-odds change from the baseline
+    assert abs(top.attribution - 0.5 * np.log1p(len(data))) < 1e-3
+    record = expl.to_dict()
+    assert record["features"][0]["name"] == "log_size" and record["features"][0]["rank"] == 1
+    png = render_png(expl, data)
+    assert png.startswith(b"\x89PNG") and len(png) > 5000
+    with pytest.raises(MalvisionError, match="gradcam needs a convolutional model"):
+        explain_bytes(Scanner(path, backend="torch"), "a.exe", data, method="gradcam")

@@ -799,9 +799,9 @@ def explain(
         typer.Option(
             "--model",
             "-m",
-            help="Bundled model name, run folder or .pt file (an image, bytes or opcodes model).",
+            help="Bundled model name, run folder or .pt file.",
         ),
-    ] = "pe-detector",
+    ] = "default",
     out_dir: Annotated[
         Path, typer.Option("--out", "-o", help="Folder for <name>.explain.png and .json.")
     ] = Path("."),
@@ -816,7 +816,8 @@ def explain(
         str, typer.Option("--max-size", help="Refuse inputs larger than this (read whole into memory).")
     ] = "1G",
 ) -> None:
-    """Explain a verdict: which byte ranges (and PE sections) drove it; writes a heat-map PNG and JSON."""
+    """Explain a verdict: which byte ranges and PE sections (or, for a features model, which PE
+    features) drove it; writes a PNG and JSON."""
     import json
 
     from malvision.explain import explain_bytes, write_explanation
@@ -851,6 +852,22 @@ def explain(
     )
     if expl.note:
         out.print(f"note: {expl.note}", markup=False)
+    if expl.features:
+        table = Table(title=f"top {len(expl.features)} features by share of attribution")
+        for col in ("#", "feature", "value", "typical", "attribution", "share"):
+            table.add_column(col, justify="left" if col == "feature" else "right")
+        for i, f in enumerate(expl.features, 1):
+            table.add_row(
+                str(i),
+                f.name,
+                f"{f.value:.4g}",
+                f"{f.typical:.4g}",
+                f"{f.attribution:+.4f}",
+                f"{f.share:.1%}",
+            )
+        out.print(table)
+        out.print(f"wrote {png_path} and {json_path}", markup=False)
+        return
     table = Table(title=f"top {len(expl.ranges)} {expl.unit} ranges by share of positive attribution")
     for col in ("#", "start", "end", "length", "share", "section", "entropy"):
         table.add_column(col, justify="left" if col == "section" else "right")

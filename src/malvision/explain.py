@@ -10,6 +10,10 @@ Sequence models (bytes, opcodes): integrated gradients in embedding space (``emb
 ``forward_embedded``; baseline: the padding embedding, zeros), summed over the embedding: one value per
 position. For ``bytes`` position i is byte offset i; for ``opcodes`` it is token i (no byte offsets).
 
+Feature models (``features``, the PE structure vector): integrated gradients over the named features
+from an average training file (the input BatchNorm's running mean), so each feature's attribution is
+what its value, against the typical one, adds to the target's log-odds; ranked by absolute size.
+
 What is explained is the log-odds of the target class (the verdict's class unless asked otherwise):
 positive attribution is evidence for it. Ranges merge neighbouring high-attribution regions and carry
 their share of the total positive attribution. The model is never edited: gradients are taken with
@@ -31,16 +35,18 @@ import numpy as np
 
 from malvision.convert.image import iter_plot_rows, nataraj_width, plot_shape, resize_rows
 from malvision.convert.opcodes import parse_opcodes
+from malvision.convert.pefeatures import FEATURE_NAMES, HEAD_BYTES, pe_features
 from malvision.convert.sequence import byte_sequence
 from malvision.errors import ConversionError, InputError, MalvisionError
 from malvision.io import MemorySource, atomic_writer
 from malvision.scan import Scanner, Verdict
-from malvision.triage import entropy_bits
+from malvision.triage import byte_histogram, entropy_bits
 
 __all__ = [
     "METHODS",
     "Region",
     "ByteRange",
+    "FeatureShare",
     "Explanation",
     "explain_bytes",
     "attribute",
@@ -95,6 +101,21 @@ class ByteRange:
         return d
 
 
+@dataclass(frozen=True)
+class FeatureShare:
+    """One feature of a features model: its value, a typical training value, signed attribution to the
+    target's log-odds, and its share of the total absolute attribution."""
+
+    name: str
+    value: float
+    typical: float
+    attribution: float
+    share: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: round(v, 6) if isinstance(v, float) else v for k, v in asdict(self).items()}
+
+
 @dataclass
 class Explanation:
     """A verdict with what drove it: attributions, top ranges and, for PE files, sections."""
@@ -113,6 +134,7 @@ class Explanation:
     unit_bytes: int = 1  # bytes per profile unit (the plot width for image models)
     plot_width: int | None = None
     note: str | None = None
+    features: list[FeatureShare] = field(default_factory=list)  # features models: the top features
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON record: the verdict's fields, then how it was explained, ranges and sections."""
@@ -130,6 +152,7 @@ class Explanation:
                 {"name": s.name, "start": s.start, "end": s.end, "entropy": round(s.entropy, 4)}
                 for s in self.sections
             ],
+            "features": [dict(f.to_dict(), rank=i + 1) for i, f in enumerate(self.features)],
         }
 
 
@@ -217,6 +240,17 @@ def _attribute(model: Any, x: np.ndarray, target: int, method: str, steps: int) 
     import torch
 
     with torch.enable_grad():
+        if x.dtype == np.float32:  # a PE feature vector: from the average training file
+            if method == "gradcam":
+                raise MalvisionError("gradcam needs a convolutional model; use --method ig or gradient")
+            xt = torch.from_numpy(x[None])
+            base = model.body[0].running_mean[None].detach().clone()
+
+            def fv(xs: Any) -> Any:
+                return _log_odds(model(xs), target)
+
+            attr = _integrated(fv, xt, base, steps, steps) if method == "ig" else _gradient(fv, xt, base)
+            return attr[0].detach().numpy()
         if x.ndim == 2:  # an image, as Scanner.infer feeds it
             xt = torch.from_numpy(x.astype(np.float32)[None, None] / np.float32(255.0))
 
@@ -357,6 +391,8 @@ def _model_input(scanner: Scanner, name: str, data: bytes) -> np.ndarray:
         return resize_rows(iter_plot_rows([data], len(data)), h, w, spec.image_size)
     if spec.kind == "bytes":
         return byte_sequence(data, spec.max_len)
+    if spec.kind == "features":
+        return pe_features(data[:HEAD_BYTES], len(data), byte_histogram(data))
     assert scanner.vocab is not None
     text = data[: OPCODE_PREFIX * spec.max_len]  # as prepare: a prefix, without its cut last line
     if len(text) < len(data):
@@ -392,11 +428,6 @@ def explain_bytes(
     """Verdict (via ``scanner.scan_bytes``) and attribution of in-memory ``data`` mapped to the file."""
     if not data:
         raise InputError(f"{name}: empty file, nothing to explain")
-    if scanner.spec.kind == "features":
-        raise MalvisionError(
-            f"{scanner.model_name} reads PE header fields, not byte ranges: explain works for image, "
-            "bytes and opcodes models (try --model with one of those)"
-        )
     verdict = scanner.scan_bytes(name, data)
     x = _model_input(scanner, name, data)
     probs = scanner.infer([x])[0]
@@ -406,6 +437,8 @@ def explain_bytes(
     note = None
     if verdict.verdict == "unknown":
         note = f"verdict is unknown ({verdict.reason}); the heat map shows what the model would key on anyway"
+    if kind == "features":
+        return _feature_explanation(scanner, verdict, x, heat, t, float(probs[t]), method, top_k, data, note)
     unit, unit_bytes, width = "byte", 1, None
     if kind == "image":
         height, width = plot_shape(len(data))
@@ -441,6 +474,46 @@ def explain_bytes(
         unit_bytes=unit_bytes,
         plot_width=width,
         note=note,
+    )
+
+
+def _feature_explanation(
+    scanner: Scanner,
+    verdict: Verdict,
+    x: np.ndarray,
+    heat: np.ndarray,
+    target: int,
+    probability: float,
+    method: str,
+    top_k: int,
+    data: bytes,
+    note: str | None,
+) -> Explanation:
+    typical = scanner.checkpoint.model.body[0].running_mean.numpy()
+    total = float(np.abs(heat).sum()) or 1.0
+    order = np.argsort(-np.abs(heat), kind="stable")[:top_k]
+    feats = [
+        FeatureShare(
+            FEATURE_NAMES[i], float(x[i]), float(typical[i]), float(heat[i]), abs(float(heat[i])) / total
+        )
+        for i in order
+    ]
+    against = "an average training file"
+    note = f"{note}; attribution against {against}" if note else f"attribution against {against}"
+    return Explanation(
+        verdict=verdict,
+        model=scanner.checkpoint.model_name,
+        kind="features",
+        method=method,
+        target=scanner.classes[target],
+        target_probability=probability,
+        unit="feature",
+        ranges=[],
+        sections=pe_regions(data),
+        heat=heat,
+        profile=np.abs(heat).astype(np.float64),
+        note=note,
+        features=feats,
     )
 
 
@@ -494,7 +567,19 @@ def render_png(expl: Explanation, data: bytes, dpi: int = 100) -> bytes:
     title = f"{Path(v.path).name[:60]}: {v.verdict}{score}{fam}  ({expl.model}, {expl.method} for {expl.target!r})"
     with _RENDER_LOCK:
         fig = Figure(figsize=(9, 7.5), dpi=dpi, layout="constrained")
-        if expl.unit == "token" or len(data) < nataraj_width(len(data)):  # no byte plot to draw on
+        if expl.unit == "feature":
+            fig.set_size_inches(9, max(3.0, 1.5 + 0.45 * len(expl.features)))
+            ax = fig.add_subplot(1, 1, 1)
+            shown = expl.features[::-1]  # the largest at the top
+            ys = np.arange(len(shown))
+            vals = [f.attribution for f in shown]
+            ax.barh(ys, vals, color=["tab:red" if v > 0 else "tab:blue" for v in vals])
+            ax.set_yticks(
+                ys, [f"{f.name} = {f.value:.3g} (typical {f.typical:.3g})" for f in shown], fontsize=8
+            )
+            ax.axvline(0, color="black", lw=0.6)
+            ax.set_xlabel(f"attribution to the log-odds of {expl.target!r} (red: for it, blue: against)")
+        elif expl.unit == "token" or len(data) < nataraj_width(len(data)):  # no byte plot to draw on
             ax = fig.add_subplot(1, 1, 1)
             ax.plot(np.arange(len(expl.profile)), expl.profile, lw=0.8, color="tab:red")
             for i, r in enumerate(expl.ranges):

@@ -174,11 +174,13 @@ def test_upload_shows_verdict_heat_map_and_ranges(server: str, browser: object, 
     assert driver.find_element(By.ID, "note").is_displayed()  # type: ignore[attr-defined]
 
 
-def test_a_features_model_shows_its_verdict_without_a_heat_map(
+def test_a_features_model_shows_its_verdict_and_top_features(
     features_server: str, browser: object, tmp_path: Path
 ) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
+
+    from malvision.convert.pefeatures import FEATURE_NAMES
 
     driver = browser
     sample = tmp_path / "sample.exe"
@@ -190,6 +192,14 @@ def test_a_features_model_shows_its_verdict_without_a_heat_map(
     wait.until(lambda d: d.find_element(By.ID, "result").is_displayed())
     assert driver.find_element(By.ID, "verdict").text.lower() in ("benign", "malware")  # type: ignore[attr-defined]
     assert 0.0 <= float(driver.find_element(By.ID, "score").text) <= 1.0  # type: ignore[attr-defined]
-    assert "header fields" in driver.find_element(By.ID, "target").text  # type: ignore[attr-defined]
-    assert not driver.find_element(By.ID, "explained").is_displayed()  # type: ignore[attr-defined]
+    rows = driver.find_elements(By.CSS_SELECTOR, "#features tbody tr")  # type: ignore[attr-defined]
+    assert len(rows) == 5
+    assert all(r.find_elements(By.TAG_NAME, "td")[1].text in FEATURE_NAMES for r in rows)
+    assert not driver.find_element(By.ID, "range-box").is_displayed()  # type: ignore[attr-defined]
+    assert "PE feature" in driver.find_element(By.ID, "caption").text  # type: ignore[attr-defined]
+    wait.until(
+        lambda d: d.execute_script(
+            "const i = document.getElementById('heatmap'); return i.complete && i.naturalWidth > 0;"
+        )
+    )
     assert not driver.find_element(By.ID, "error").is_displayed()  # type: ignore[attr-defined]

@@ -1,12 +1,18 @@
-// malvision web page: pick or drop one file, POST it to /v1/explain, show the answer. A model that
-// reads PE header fields (input kind "features") has no byte-level explanation: the page asks
-// /v1/scan for its verdict instead.
+// malvision web page: pick or drop one file, POST it to /v1/explain, show the answer: byte ranges
+// for image and sequence models, named PE features for a features model.
 // Server data is only ever set through textContent and attributes, never parsed as HTML.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
 let needKey = false;
-let explainable = true;
+const CAPTIONS = {
+  feature:
+    "Attribution of each PE feature to the class explained, against an average training file " +
+    "(red: for it, blue: against).",
+  byte:
+    "Byte plot (one byte, one gray pixel, row by row) with the attribution heat map; dashed lines " +
+    "are PE section starts, green boxes the top ranges.",
+};
 
 function headers() {
   const key = $("api-key").value.trim();
@@ -55,7 +61,6 @@ async function loadModel() {
     }
     const m = await resp.json();
     const input = m.input || {};
-    explainable = input.kind !== "features";
     const what = input.kind === "image" ? `${input.kind} ${input.image_size}x${input.image_size}` : input.kind;
     $("model").textContent =
       `model: ${m.model} (${m.file}), input ${what}, classes ${(m.classes || []).join(", ")}, ` +
@@ -78,22 +83,31 @@ function renderVerdict(r) {
   $("sha256").textContent = r.sha256 || "–";
 }
 
-function renderScan(r) {
-  renderVerdict(r);
-  $("target").textContent = "no heat map: this model reads PE header fields, not byte ranges";
-  show("note", false);
-  show("explained", false);
-  show("result", true);
-}
-
 function render(r) {
   renderVerdict(r);
   $("target").textContent =
     `${r.method} for class "${r.target}" (model probability ${Number(r.target_probability).toFixed(3)})`;
   $("note").textContent = r.note || "";
-  show("explained", true);
   show("note", Boolean(r.note));
   $("heatmap").src = r.png;
+  $("heatmap").alt =
+    r.unit === "feature" ? "bar chart of feature attributions" : "byte plot with the attribution heat map";
+  const byFeature = r.unit === "feature";
+  $("caption").textContent = byFeature ? CAPTIONS.feature : CAPTIONS.byte;
+  show("feature-box", byFeature);
+  show("range-box", !byFeature);
+  const fbody = $("features").querySelector("tbody");
+  fbody.replaceChildren();
+  for (const f of r.features || []) {
+    const tr = document.createElement("tr");
+    cell(tr, String(f.rank));
+    cell(tr, f.name, "mono");
+    cell(tr, Number(f.value).toPrecision(4));
+    cell(tr, Number(f.typical).toPrecision(4));
+    cell(tr, (f.attribution > 0 ? "+" : "") + Number(f.attribution).toFixed(4));
+    cell(tr, (100 * f.share).toFixed(1) + "%");
+    fbody.appendChild(tr);
+  }
 
   const unit = r.unit === "token" ? "token" : "byte";
   const body = $("ranges").querySelector("tbody");
@@ -135,25 +149,15 @@ async function send(file) {
   show("result", false);
   $("status").textContent = `analysing ${file.name} (${file.size.toLocaleString()} bytes)…`;
   const form = new FormData();
-  form.append(explainable ? "file" : "files", file, file.name);
+  form.append("file", file, file.name);
   try {
-    const url = explainable ? "/v1/explain" : "/v1/scan";
-    const resp = await fetch(url, { method: "POST", body: form, headers: headers() });
+    const resp = await fetch("/v1/explain", { method: "POST", body: form, headers: headers() });
     if (!resp.ok) {
       $("status").textContent = "";
       setError(`${file.name}: ${await errorText(resp)}`);
       return;
     }
-    const body = await resp.json();
-    if (explainable) {
-      render(body);
-    } else if (body[0] && body[0].error) {
-      $("status").textContent = "";
-      setError(body[0].error);
-      return;
-    } else {
-      renderScan(body[0]);
-    }
+    render(await resp.json());
     $("status").textContent = "done";
   } catch (e) {
     $("status").textContent = "";
