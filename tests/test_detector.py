@@ -62,6 +62,10 @@ def test_build_detector_writes_an_honest_card(grouped_cache: Path, tmp_path: Pat
     assert set(m["operating_points"]) == {"0.001", "0.01", "0.05"}
     assert card["platt"]["a"] > 0  # Platt scaling keeps the order of scores
     assert card["data"]["counts"] == {"benign": 30, "malware": 30}
+    # where the files came from: here one folder (the CSV's) holds both classes
+    assert card["data"]["sources"] == {
+        str(grouped_cache.parent): {"files": {"benign": 30, "malware": 30}, "registries": {}}
+    }
     assert len(card["training_sha256"]) == 60 and card["temperature"] > 0
     oof = json.loads((tmp_path / "run" / "oof_scores.json").read_text())
     assert len(oof["score"]) == 60 and all(0 <= s <= 1 for s in oof["score"])
@@ -110,10 +114,13 @@ def test_a_features_detector_trains_scans_and_exports(pe_feature_cache: Path, tm
     assert card["metrics"]["roc_auc"] > 0.9  # the overlay gives malware away, across unseen groups
     model = tmp_path / "run" / "model.pt"
     assert export_onnx(model)["max_abs_diff"] < PARITY_ATOL
+    import pip
+
+    launchers = sorted(Path(pip.__file__).parent.joinpath("_vendor", "distlib").glob("*.exe"))  # real PEs
     files = [pe_feature_cache / f"{label}-0-{i}.exe" for label in ("benign", "malware") for i in range(5)]
-    torch_v = [v for v in Scanner(model, backend="torch").scan(files) if isinstance(v, Verdict)]
-    onnx_v = [v for v in Scanner(model, backend="onnx").scan(files) if isinstance(v, Verdict)]
-    assert len(torch_v) == len(onnx_v) == 10
+    torch_v = [v for v in Scanner(model, backend="torch").scan(files + launchers) if isinstance(v, Verdict)]
+    onnx_v = [v for v in Scanner(model, backend="onnx").scan(files + launchers) if isinstance(v, Verdict)]
+    assert len(torch_v) == len(onnx_v) == 10 + len(launchers)
     for a, b in zip(torch_v, onnx_v, strict=True):
         assert a.score is not None and b.score is not None and abs(a.score - b.score) < PARITY_ATOL
     benign, malware = [v.score for v in torch_v[:5]], [v.score for v in torch_v[5:]]

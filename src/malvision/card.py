@@ -91,6 +91,12 @@ def model_summary(ck: Any, path: Path, *, full_path: bool = True, with_ids: bool
     """
     card = dict((ck.extra or {}).get("card", {}))
     spec = {k: v for k, v in ck.spec.items() if k != "vocab"}
+    if spec.get("kind") == "features":  # image_size and max_len mean nothing to it
+        spec = {
+            "kind": "features",
+            "n_features": getattr(ck.model, "n_features", None),
+            "version": spec.get("version"),
+        }
     if ck.spec.get("vocab"):
         spec["vocab_size"] = len(ck.spec["vocab"]) + 2
     summary: dict[str, Any] = {

@@ -27,7 +27,23 @@ from malvision.evaluate.metrics import detection_metrics, threshold_for_fpr
 from malvision.io import atomic_writer
 from malvision.train import TrainConfig, fit, make_loader, predict
 
-__all__ = ["build_detector"]
+__all__ = ["build_detector", "data_sources"]
+
+
+def data_sources(records: Any) -> dict[str, dict[str, Any]]:
+    """Where the training files came from: per corpus folder or sample zip, files per label and, for
+    benign files, per package registry (the part of the group before ':')."""
+    out: dict[str, dict[str, Any]] = {}
+    for r in records:
+        folder = Path(r.source).parent
+        folder = folder.parent if folder.name == "pe" else folder  # a benign corpus keeps files in pe/
+        origin = r.source.split("!", 1)[0] if "!" in r.source else str(folder)
+        entry = out.setdefault(origin, {"files": {}, "registries": {}})
+        entry["files"][r.label] = entry["files"].get(r.label, 0) + 1
+        registry = r.group.split(":", 1)[0] if r.group and ":" in r.group else None
+        if r.label == "benign" and registry:
+            entry["registries"][registry] = entry["registries"].get(registry, 0) + 1
+    return out
 
 
 def _calibrated(probs: np.ndarray, t: float) -> np.ndarray:
@@ -133,7 +149,7 @@ def build_detector(
                 c: len({ds.groups[i] for i in np.flatnonzero(ds.labels == k)})
                 for k, c in enumerate(ds.classes)
             },
-            "sources": sources or {},
+            "sources": sources or data_sources(ds.records),
         },
         "training_sha256": sorted(r.sha256 or r.id for r in ds.records),
         "train_config": asdict(cfg),
