@@ -100,6 +100,7 @@ features_detector() {
         --epochs 200 --patience 40 --lr 0.001 --threads 1
     $MV bundle "$C/runs/pe-detector-features" -o src/malvision/weights/pe-features.pt
     $MV export pe-features --onnx
+    $MV info pe-features --groups --markdown > docs/pe-features-families.md
 }
 
 if [ $# -eq 0 ]; then set -- data leaderboard gradients caps big2015_model pe_leaderboard malimg detector features_detector; fi

@@ -75,6 +75,17 @@ def test_build_detector_writes_an_honest_card(grouped_cache: Path, tmp_path: Pat
     assert scanner.threshold == card["threshold"] and scanner.temperature == card["temperature"]
     assert Scanner(tmp_path / "run" / "model.pt", threshold=0.3).threshold == 0.3
     assert (tmp_path / "run" / "roc.png").stat().st_size > 1000
+    # per-family results, as `malvision info --groups --markdown` prints them
+    from typer.testing import CliRunner
+
+    from malvision.cli import app
+
+    r = CliRunner().invoke(app, ["info", str(tmp_path / "run" / "model.pt"), "--groups", "--markdown"])
+    assert r.exit_code == 0, r.output
+    rows = [line for line in r.output.splitlines() if line.startswith("| malware |")]
+    assert len(rows) == 6 and all(line.count("|") == 6 for line in rows)
+    flagged = sum(int(line.split("|")[4]) for line in rows)
+    assert flagged == card["metrics"]["detected"]
 
 
 @pytest.fixture(scope="module")

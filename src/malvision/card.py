@@ -10,7 +10,7 @@ from typing import Any
 
 from malvision.errors import CheckpointError
 
-__all__ = ["card_from_run", "save_with_card", "bundle_run", "training_ids", "model_summary"]
+__all__ = ["group_rows", "card_from_run", "save_with_card", "bundle_run", "training_ids", "model_summary"]
 
 
 def card_from_run(run: Path | str) -> dict[str, Any]:
@@ -82,6 +82,27 @@ def training_ids(card: dict[str, Any]) -> set[str]:
 
 
 ID_LISTS = ("training_sha256", "training_ids", "test_ids")
+
+
+def group_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """A detector card's per-group results as table rows: malware families (most detected first),
+    then the benign projects with a false positive. A model without them is an error."""
+    from malvision.errors import MalvisionError
+
+    per = summary.get("per_group_flagged")
+    if not isinstance(per, dict):
+        raise MalvisionError(
+            f"{summary.get('file')}: no per-group results in this model's card (not a detector)"
+        )
+    rows = []
+    for key, v in per.items():
+        label, _, name = str(key).partition(":")
+        flagged, n = int(v.get("flagged", 0)), int(v.get("n", 0))
+        if label == "malware" or flagged:
+            share = f"{flagged / n:.0%}" if n else ""
+            rows.append([label, name, str(n), str(flagged), share])
+    rows.sort(key=lambda r: (r[0] != "malware", -int(r[3]) / max(int(r[2]), 1), r[1]))
+    return ["class", "group", "files", "flagged", "share"], rows
 
 
 def model_summary(ck: Any, path: Path, *, full_path: bool = True, with_ids: bool = False) -> dict[str, Any]:

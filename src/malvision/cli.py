@@ -716,16 +716,48 @@ def export(
 def info(
     model: Annotated[str, typer.Argument(help="Bundled model name, run folder or .pt file.")] = "default",
     as_json: Annotated[bool, typer.Option("--json", help="Print the model card as JSON.")] = False,
+    groups: Annotated[
+        bool,
+        typer.Option(
+            "--groups", help="A detector's out-of-fold results per malware family and benign project."
+        ),
+    ] = False,
+    markdown: Annotated[bool, typer.Option("--markdown", help="With --groups: a Markdown table.")] = False,
 ) -> None:
     """Show a model's card: architecture, input spec, training data, split, metrics, command."""
     import json
 
     from malvision.bundled import resolve_checkpoint
-    from malvision.card import model_summary
+    from malvision.card import group_rows, model_summary
     from malvision.checkpoint import load_checkpoint
 
     path = resolve_checkpoint(model)
     summary = model_summary(load_checkpoint(path), path, with_ids=as_json)
+    if groups:
+        header, rows = group_rows(summary)
+        if markdown:
+            m = summary.get("metrics", {})
+            print(f"# {summary['model']} detector ({path.name}): results per group\n")
+            print(
+                f"Out-of-fold, {summary.get('split', '')}. At the card's threshold "
+                f"{summary.get('threshold', 0):.4g} (target FPR {summary.get('target_fpr')}): "
+                f"{m.get('detected')} of {m.get('n_malware')} malware files detected, "
+                f"{m.get('false_positives')} of {m.get('n_benign')} benign files flagged. Made by "
+                f"`malvision info {model} --groups --markdown`.\n"
+            )
+            print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
+            for r in rows:
+                print("| " + " | ".join(r) + " |")
+            return
+        from rich.table import Table
+
+        table = Table(title=f"{path.name}: out-of-fold results per group")
+        for col in header:
+            table.add_column(col, justify="left" if col in ("class", "group") else "right")
+        for r in rows:
+            table.add_row(*(escape(clean(c)) for c in r))
+        out.print(table)
+        return
     if as_json:
         print(json.dumps(summary, indent=1))
         return
