@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from malvision.cli import app
+from malvision.errors import CheckpointError
 from malvision.export import PARITY_ATOL, export_onnx, onnx_preferred, sidecar
 from malvision.scan import Scanner, Verdict
 
@@ -88,3 +89,14 @@ def test_onnx_scan_never_imports_torch(detector: Path, tmp_path: Path) -> None:
         assert abs(torch_v.score - out["score"]) < PARITY_ATOL
     # explain and the HTTP model summary still reach the checkpoint, loaded on first use
     assert Scanner(detector, backend="onnx").checkpoint.model_name == report["model"]["name"]
+
+
+def test_a_malformed_sidecar_record_is_one_line(detector: Path) -> None:
+    export_onnx(detector)
+    side = sidecar(detector.with_suffix(".onnx"))
+    report = json.loads(side.read_text())
+    report["model"]["card"] = ["not", "a", "dict"]
+    side.write_text(json.dumps(report))
+    r = runner.invoke(app, ["scan", "--model", str(detector), "--backend", "onnx", str(detector)])
+    assert isinstance(r.exception, CheckpointError)  # the CLI's main prints it as one line, exit 2
+    assert "malformed model record" in str(r.exception)

@@ -330,6 +330,19 @@ class Scanner:
             info = {"name": ck.model_name, "spec": ck.spec, "classes": ck.classes, "card": card}
         else:
             info = report["model"]
+            ok = (
+                isinstance(info, dict)
+                and isinstance(info.get("name"), str)
+                and isinstance(info.get("classes"), list)
+                and all(isinstance(c, str) for c in info["classes"])
+                and isinstance(info.get("card"), dict)
+                and isinstance(info.get("spec"), dict)
+            )
+            if not ok:
+                raise CheckpointError(
+                    f"{sidecar(onnx_path)}: malformed model record; re-export with "
+                    f"`malvision export {self.model_path} --onnx`"
+                )
         self._onnx = OnnxModel(onnx_path, threads=self.threads)
         return info
 
