@@ -244,7 +244,7 @@ def _attribute(model: Any, x: np.ndarray, target: int, method: str, steps: int) 
             if method == "gradcam":
                 raise MalvisionError("gradcam needs a convolutional model; use --method ig or gradient")
             xt = torch.from_numpy(x[None])
-            base = model.body[0].running_mean[None].detach().clone()
+            base = model.typical_input()[0][None]
 
             def fv(xs: Any) -> Any:
                 return _log_odds(model(xs), target)
@@ -489,7 +489,7 @@ def _feature_explanation(
     data: bytes,
     note: str | None,
 ) -> Explanation:
-    typical = scanner.checkpoint.model.body[0].running_mean.numpy()
+    typical = scanner.checkpoint.model.typical_input()[0].numpy()
     total = float(np.abs(heat).sum()) or 1.0
     order = np.argsort(-np.abs(heat), kind="stable")[:top_k]
     feats = [

@@ -54,5 +54,11 @@ class MLP(MalvisionModel):
         if x.shape[1] != self.n_features:
             raise ModelError(f"mlp expects {self.n_features} features per row, got {x.shape[1]}")
 
+    def typical_input(self) -> tuple[Tensor, Tensor]:
+        """Mean and standard deviation of the training inputs, per feature (the input BatchNorm's
+        running statistics): the baseline explanations measure against."""
+        bn = self.body[0]
+        return bn.running_mean.detach().clone(), bn.running_var.detach().sqrt()
+
     def features_embedded(self, e: Tensor, mask: Tensor | None = None) -> Tensor:
         return self.body(e)
