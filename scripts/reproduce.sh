@@ -58,6 +58,10 @@ pe_leaderboard() {
     $MV benchmark --models malconv --data "$C/caches/pe-bytes-1m" --out "$C/runs/pe-leaderboard-bytes" \
         --folds 5 --epochs 6 --patience 3 --max-len 65536 --threads 1 --grouped only
     wait
+    # The PE-structure MLP on the same files, with the shipped features detector's settings.
+    $MV data build --kind features --out "$C/caches/pe-features"
+    $MV benchmark --models mlp --data "$C/caches/pe-features" --out "$C/runs/pe-leaderboard-features" \
+        --folds 5 --epochs 200 --patience 40 --lr 0.001 --threads 1 --grouped only
 }
 
 # Malimg-format tree (root/<class>/*.png) made from the same real PE files, read unchanged.
