@@ -7,11 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pip
-from hypothesis import example, given
-from hypothesis import strategies as st
 
 from corpus import FILES, PE, minimal_pe, patch
-from fuzz.strategies import fuzz, mutated_pe
 from malvision.convert.pefeatures import FEATURE_NAMES, N_FEATURES, pe_features
 from malvision.triage import byte_histogram
 
@@ -58,19 +55,3 @@ def test_what_is_not_a_pe_keeps_its_header_block_at_zero() -> None:
     for name in ("text.txt", "image.png", "elf.bin", "zeros_300k.bin", "empty.bin"):
         f = features(FILES[name]())
         assert f["pe_parsed"] == 0 and f["n_sections"] == 0, name
-
-
-@fuzz(300)
-@given(mutated_pe(), st.integers(0, 2**33))
-@example(FILES["pe_65535_sections.exe"](), 0)
-@example(FILES["pe_optional_header_0xffff.exe"](), 0)
-def test_any_damaged_pe_gives_a_finite_vector(data: bytes, extra: int) -> None:
-    v = pe_features(data[: 64 * 1024], len(data) + extra, byte_histogram(data))
-    assert v.shape == (N_FEATURES,) and np.isfinite(v).all()
-
-
-@fuzz(200)
-@given(st.binary(max_size=4096))
-def test_any_bytes_give_a_finite_vector(data: bytes) -> None:
-    features(b"MZ" + data)
-    features(data)

@@ -1,0 +1,32 @@
+"""Fuzz the PE structure vector: any bytes, any damaged PE, any claimed size give a finite vector."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+from corpus import FILES
+from fuzz.strategies import fuzz, mutated_pe
+from malvision.convert.pefeatures import N_FEATURES, pe_features
+from malvision.triage import byte_histogram
+
+
+def check(head: bytes, size: int, data: bytes) -> None:
+    v = pe_features(head, size, byte_histogram(data))
+    assert v.shape == (N_FEATURES,) and v.dtype == np.float32 and np.isfinite(v).all()
+
+
+@fuzz(300)
+@given(mutated_pe(), st.integers(0, 2**33))
+@example(FILES["pe_65535_sections.exe"](), 0)
+@example(FILES["pe_optional_header_0xffff.exe"](), 0)
+def test_any_damaged_pe_gives_a_finite_vector(data: bytes, extra: int) -> None:
+    check(data[: 64 * 1024], len(data) + extra, data)
+
+
+@fuzz(200)
+@given(st.binary(max_size=4096))
+def test_any_bytes_give_a_finite_vector(data: bytes) -> None:
+    check(b"MZ" + data, len(data) + 2, b"MZ" + data)
+    check(data, len(data), data)
