@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -32,23 +33,30 @@ def test_temperature_undoes_overconfidence() -> None:
     assert 0.8 < fit_temperature(honest, labels) < 1.25
 
 
+def _grouped_set(base: Path, suffix: str, make: Callable[[str, int, int], bytes]) -> CsvDataset:
+    """6 groups of 5 files per class, ``make(label, group, index)`` giving each file's bytes."""
+    rows = ["file,label,group"]
+    for label in ("benign", "malware"):
+        for g in range(6):
+            for i in range(5):
+                name = f"{label}-{g}-{i}{suffix}"
+                (base / name).write_bytes(make(label, g, i))
+                rows.append(f"{name},{label},{label}{g}")
+    (base / "labels.csv").write_text("\n".join(rows) + "\n")
+    return CsvDataset(base / "labels.csv", group_column="group")
+
+
 @pytest.fixture(scope="module")
 def grouped_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """benign: low-entropy files; malware: high-entropy files; 6 groups of 5 files per class."""
     base = tmp_path_factory.mktemp("det")
     rng = np.random.default_rng(1)
-    rows = ["file,label,group"]
-    for label in ("benign", "malware"):
-        for g in range(6):
-            for i in range(5):
-                n = int(rng.integers(4000, 9000))
-                data = rng.integers(0, 256 if label == "malware" else 8, n, dtype=np.uint8) * (1 + g % 2)
-                name = f"{label}-{g}-{i}.bin"
-                (base / name).write_bytes(data.tobytes())
-                rows.append(f"{name},{label},{label}{g}")
-    (base / "labels.csv").write_text("\n".join(rows) + "\n")
-    raw = CsvDataset(base / "labels.csv", group_column="group")
-    write_cache(raw, base / "cache", ConvertSpec(kind="image", image_size=16))
+
+    def make(label: str, g: int, i: int) -> bytes:
+        n = int(rng.integers(4000, 9000))
+        return (rng.integers(0, 256 if label == "malware" else 8, n, dtype=np.uint8) * (1 + g % 2)).tobytes()
+
+    write_cache(_grouped_set(base, ".bin", make), base / "cache", ConvertSpec(kind="image", image_size=16))
     return base / "cache"
 
 
@@ -95,22 +103,14 @@ def pe_feature_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     base = tmp_path_factory.mktemp("pefeat")
     rng = np.random.default_rng(2)
-    rows = ["file,label,group"]
-    for label in ("benign", "malware"):
-        for g in range(6):
-            for i in range(5):
-                data = minimal_pe(
-                    0x200 * int(rng.integers(2, 9)), 0x200 * int(rng.integers(1, 5)), seed=g * 10 + i
-                )
-                if label == "malware":
-                    data += rng.integers(0, 256, int(rng.integers(4000, 12000)), dtype=np.uint8).tobytes()
-                name = f"{label}-{g}-{i}.exe"
-                (base / name).write_bytes(data)
-                rows.append(f"{name},{label},{label}{g}")
-    (base / "labels.csv").write_text("\n".join(rows) + "\n")
-    write_cache(
-        CsvDataset(base / "labels.csv", group_column="group"), base / "cache", ConvertSpec(kind="features")
-    )
+
+    def make(label: str, g: int, i: int) -> bytes:
+        data = minimal_pe(0x200 * int(rng.integers(2, 9)), 0x200 * int(rng.integers(1, 5)), seed=g * 10 + i)
+        if label == "malware":
+            data += rng.integers(0, 256, int(rng.integers(4000, 12000)), dtype=np.uint8).tobytes()
+        return data
+
+    write_cache(_grouped_set(base, ".exe", make), base / "cache", ConvertSpec(kind="features"))
     return base
 
 
