@@ -15,6 +15,8 @@ import struct
 
 import numpy as np
 
+from malvision.triage import byte_stats, entropy_bits
+
 __all__ = ["FEATURE_NAMES", "N_FEATURES", "HEAD_BYTES", "pe_features"]
 
 HEAD_BYTES = 64 * 1024
@@ -58,14 +60,6 @@ _INDEX = {n: i for i, n in enumerate(FEATURE_NAMES)}
 
 def _log(v: float) -> float:
     return math.log1p(max(0.0, float(v)))
-
-
-def _entropy(counts: np.ndarray) -> float:
-    total = counts.sum()
-    if total == 0:
-        return 0.0
-    p = counts[counts > 0] / total
-    return float(-(p * np.log2(p)).sum())
 
 
 def _header(head: bytes, size: int, f: np.ndarray) -> None:
@@ -170,13 +164,13 @@ def pe_features(head: bytes, size: int, hist: np.ndarray) -> np.ndarray:
     total = hist.sum()
     f[_INDEX["log_size"]] = _log(size)
     if total:
-        f[_INDEX["entropy"]] = _entropy(hist)
+        f[_INDEX["entropy"]] = byte_stats(hist).entropy
         f[_INDEX["share_00"]] = hist[0] / total
         f[_INDEX["share_ff"]] = hist[255] / total
         f[_INDEX["share_printable"]] = hist[0x20:0x7F].sum() / total
         f[_INDEX["hist_0x"] : _INDEX["hist_0x"] + 16] = hist.reshape(16, 16).sum(axis=1) / total
     head = bytes(head[:HEAD_BYTES])
-    f[_INDEX["head_entropy"]] = _entropy(np.bincount(np.frombuffer(head, dtype=np.uint8), minlength=256))
+    f[_INDEX["head_entropy"]] = entropy_bits(head)
     block = f.copy()
     try:
         _header(head, size, block)
