@@ -174,3 +174,22 @@ def test_corrupt_entry_is_an_error_on_open(tmp_path: Path) -> None:
     ds = ZipDataset(z, label="m")
     with pytest.raises(DatasetError, match="cannot read zip entry"):
         ds.open(0)
+
+
+def test_entries_read_from_many_threads_at_once_are_whole(tmp_path: Path) -> None:
+    """`scan` reads entries on worker threads: concurrent reads of one archive once gave Bad CRC-32."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    path = tmp_path / "many.zip"
+    want = {f"FamA/{i:05d}": bytes([i % 251]) * 200 + i.to_bytes(4, "little") for i in range(300)}
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, data in want.items():
+            zf.writestr(name, data)
+    zd = ZipDataset(path, label="x", password=None)
+    try:
+        for _ in range(3):
+            with ThreadPoolExecutor(4) as pool:
+                got = list(pool.map(lambda i: (zd.records[i].id, zd.open(i).read()), range(len(zd))))
+            assert dict(got) == want
+    finally:
+        zd.close()

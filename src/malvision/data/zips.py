@@ -6,6 +6,7 @@ import csv
 import io
 import re
 import struct
+import threading
 import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
@@ -111,6 +112,9 @@ class ZipDataset(RawDataset):
         self.max_entry_size = max_entry_size
         if not self.path.is_file():
             raise DatasetError(f"{self.path}: no such zip file")
+        # One reader at a time: concurrent reads of one archive (scan's worker threads) corrupted
+        # entries now and then ("Bad CRC-32"); decryption holds the GIL anyway.
+        self._lock = threading.Lock()
         try:
             self._zf = pyzipper.AESZipFile(self.path)
         except _READ_ERRORS as e:
@@ -235,7 +239,7 @@ class ZipDataset(RawDataset):
         want = min(rec.size, self.max_entry_size) + 1
         data = bytearray()
         try:
-            with self._zf.open(self._infos[i]) as f:
+            with self._lock, self._zf.open(self._infos[i]) as f:
                 while len(data) < want and (chunk := f.read(min(CHUNK, want - len(data)))):
                     data += chunk
         except RuntimeError as e:
