@@ -1,7 +1,8 @@
 """Conversion speed and memory, run on demand (not in CI).
 
 Measures (a) byte plot -> fixed image (``convert_source``, kind image), (b) PNG writing (what
-``malvision convert`` does: stream rows, zlib, fsync, rename), (c) byte sequences, all in MB/s on a
+``malvision convert`` does: stream rows, zlib, fsync, rename), (c) byte sequences, (e) the PE feature
+vector and the byte histogram under it (against ``np.bincount`` on single bytes), all in MB/s on a
 large real file (the biggest benign PE in ~/.cache/malvision/benign/pe, else a generated random
 file), and (d) peak RSS of a fresh child process converting a >= 2 GiB sparse file to a 224x224 image
 and to a PNG (VmHWM). Prints a Markdown table and writes it to benchmarks/results/convert.md.
@@ -30,7 +31,8 @@ from _machine import cpu_model  # benchmarks/ is on sys.path when a script runs
 
 from malvision.convert import ConvertSpec, convert_source
 from malvision.convert.image import iter_plot_rows, plot_shape, write_png
-from malvision.io import atomic_writer, human_size, open_source
+from malvision.io import CHUNK, atomic_writer, human_size, open_source
+from malvision.triage import byte_histogram
 
 ROOT = Path(__file__).resolve().parent.parent
 PE_DIR = Path.home() / ".cache" / "malvision" / "benign" / "pe"
@@ -174,6 +176,21 @@ def main() -> None:
         spec2 = ConvertSpec(kind="bytes")
         t = best_time(lambda: convert_source(open_source(path), spec2), max(args.repeat, 5))
         rows.append(row("byte sequence, first 2 MiB", label, spec2.max_len, t, goal="MB/s"))
+
+        # (e) the PE structure vector (the default model's input) and the byte histogram under it,
+        # against np.bincount on single bytes, chunk by chunk as the scanner reads
+        spec3 = ConvertSpec(kind="features")
+        t = best_time(lambda: convert_source(open_source(path), spec3), args.repeat)
+        rows.append(row("PE features (`convert_source`, kind features)", label, size, t, goal="MB/s"))
+        whole = path.read_bytes()  # in the scanner's 4 MiB chunks (FileSource reuses one buffer)
+        chunks = [whole[i : i + CHUNK] for i in range(0, len(whole), CHUNK)]
+        t = best_time(lambda: [byte_histogram(c) for c in chunks], args.repeat)
+        rows.append(row("byte histogram (`triage.byte_histogram`, uint16 pairs)", label, size, t))
+        t = best_time(
+            lambda: [np.bincount(np.frombuffer(c, dtype=np.uint8), minlength=256) for c in chunks],
+            args.repeat,
+        )
+        rows.append(row("byte histogram, `np.bincount` of single bytes (reference)", label, size, t))
 
         # (d) peak RSS of a fresh process on a sparse file bigger than any real sample
         sparse = tmp / "sparse.bin"
