@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from malvision.cli import app
 from malvision.errors import CheckpointError
-from malvision.export import PARITY_ATOL, export_onnx, onnx_preferred, sidecar
+from malvision.export import PARITY_ATOL, export_onnx, onnx_report, sidecar
 from malvision.scan import Scanner, Verdict
 
 runner = CliRunner()
@@ -42,17 +42,19 @@ def test_torch_and_onnx_scores_agree_on_real_pe_files(detector: Path) -> None:
 
 
 def test_auto_backend_uses_only_a_current_verified_export(detector: Path) -> None:
-    assert onnx_preferred(detector) is None  # nothing exported yet
+    assert onnx_report(detector) is None  # nothing exported yet
+    assert Scanner(detector).backend == "torch"
     runner.invoke(app, ["export", str(detector), "--onnx"])
     report = json.loads(sidecar(detector.with_suffix(".onnx")).read_text())
-    assert report["parity_ok"]
-    assert (onnx_preferred(detector) is not None) == report["onnx_faster"]
+    assert report["parity_ok"] and onnx_report(detector) == report
+    faster = "onnx" if report["onnx_faster"] else "torch"
+    assert Scanner(detector).backend == faster
     # A retrained checkpoint makes the export stale: auto falls back to torch.
     detector.write_bytes(detector.read_bytes())  # same bytes: still current
-    assert (onnx_preferred(detector) is not None) == report["onnx_faster"]
+    assert Scanner(detector).backend == faster
     report["checkpoint_sha256"] = "0" * 64
     sidecar(detector.with_suffix(".onnx")).write_text(json.dumps(report))
-    assert onnx_preferred(detector) is None
+    assert onnx_report(detector) is None
     assert Scanner(detector).backend == "torch"
 
 

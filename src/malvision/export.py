@@ -12,7 +12,7 @@ import numpy as np
 
 from malvision.errors import CheckpointError, MalvisionError
 
-__all__ = ["export_onnx", "OnnxModel", "PARITY_ATOL", "sidecar", "onnx_report", "onnx_preferred"]
+__all__ = ["export_onnx", "OnnxModel", "PARITY_ATOL", "sidecar", "onnx_report"]
 
 PARITY_ATOL = 1e-4
 
@@ -158,9 +158,3 @@ def onnx_report(checkpoint: Path) -> dict[str, Any] | None:
     if not isinstance(report, dict) or not onnx_path.is_file() or not report.get("parity_ok"):
         return None
     return report if report.get("checkpoint_sha256") == _sha256(checkpoint) else None
-
-
-def onnx_preferred(checkpoint: Path) -> Path | None:
-    """The verified ONNX export beside ``checkpoint`` if it is faster than torch, else None."""
-    report = onnx_report(checkpoint)
-    return checkpoint.with_suffix(".onnx") if report and report.get("onnx_faster") else None
