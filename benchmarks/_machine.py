@@ -1,8 +1,9 @@
-"""What the benchmarks record about the machine they ran on."""
+"""What the benchmarks share: the machine they ran on, and where their reports go."""
 
 from __future__ import annotations
 
 import platform
+import sys
 from pathlib import Path
 
 
@@ -15,3 +16,11 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
+
+
+def write_report(text: str, out: Path) -> None:
+    """Print a benchmark's Markdown report and write it to ``out`` (results/<name>.md)."""
+    print(text)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    print(f"wrote {out}", file=sys.stderr)

@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-from _machine import cpu_model  # benchmarks/ is on sys.path when a script runs
+from _machine import cpu_model, write_report  # benchmarks/ is on sys.path when a script runs
 
 from malvision.convert import ConvertSpec, convert_source
 from malvision.convert.image import iter_plot_rows, plot_shape, write_png
@@ -227,10 +227,7 @@ def main() -> None:
         "",
     ]
     text = "\n".join(env + table) + "\n"
-    print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    print(f"wrote {args.out}", file=sys.stderr)
+    write_report(text, args.out)
 
 
 if __name__ == "__main__":

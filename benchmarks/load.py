@@ -33,7 +33,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import psutil
-from _machine import cpu_model  # benchmarks/ is on sys.path when a script runs
+from _machine import cpu_model, write_report  # benchmarks/ is on sys.path when a script runs
 
 ROOT = Path(__file__).resolve().parent.parent
 PE_DIR = Path.home() / ".cache" / "malvision" / "benign" / "pe"
@@ -250,9 +250,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "load.md")
     args = ap.parse_args()
     text = report(args, run(args))
-    print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
+    write_report(text, args.out)
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from _machine import cpu_model  # benchmarks/ is on sys.path when a script runs
+from _machine import cpu_model, write_report  # benchmarks/ is on sys.path when a script runs
 from threadpoolctl import threadpool_limits
 
 import malvision
@@ -693,10 +693,7 @@ def main() -> None:
         "resnet18 on 224x224 RGB ImageNet-normalised images), so the speed ratio is partly a model-size ratio.",
     ]
     text = "\n".join(lines) + "\n"
-    print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    print(f"wrote {args.out}", file=sys.stderr)
+    write_report(text, args.out)
 
 
 if __name__ == "__main__":
