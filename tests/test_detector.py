@@ -114,23 +114,29 @@ def pe_feature_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return base
 
 
-def test_a_features_detector_trains_scans_and_exports(pe_feature_cache: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("model", "kwargs", "method"),
+    [("mlp", {"hidden": [16]}, "ig"), ("gbt", {"n_trees": 30, "max_depth": 3}, "occlusion")],
+)
+def test_a_features_detector_trains_scans_and_exports(
+    pe_feature_cache: Path, tmp_path: Path, model: str, kwargs: dict, method: str
+) -> None:
     from malvision.export import PARITY_ATOL, export_onnx
     from malvision.scan import Verdict
 
     ds = CachedDataset(pe_feature_cache / "cache")
     assert ds[0][0].dtype == np.float32 and ds[0][0].ndim == 1
-    cfg = TrainConfig(model="mlp", model_kwargs={"hidden": [16]}, epochs=12, batch_size=8, lr=1e-2)
+    cfg = TrainConfig(model=model, model_kwargs=kwargs, epochs=12, batch_size=8, lr=1e-2)
     card = build_detector(ds, cfg, tmp_path / "run", folds=3, target_fpr=0.05, command="test")
     assert card["metrics"]["roc_auc"] > 0.9  # the overlay gives malware away, across unseen groups
-    model = tmp_path / "run" / "model.pt"
-    assert export_onnx(model)["max_abs_diff"] < PARITY_ATOL
+    path = tmp_path / "run" / "model.pt"
+    assert export_onnx(path)["max_abs_diff"] < PARITY_ATOL
     import pip
 
     launchers = sorted(Path(pip.__file__).parent.joinpath("_vendor", "distlib").glob("*.exe"))  # real PEs
     files = [pe_feature_cache / f"{label}-0-{i}.exe" for label in ("benign", "malware") for i in range(5)]
-    torch_v = [v for v in Scanner(model, backend="torch").scan(files + launchers) if isinstance(v, Verdict)]
-    onnx_v = [v for v in Scanner(model, backend="onnx").scan(files + launchers) if isinstance(v, Verdict)]
+    torch_v = [v for v in Scanner(path, backend="torch").scan(files + launchers) if isinstance(v, Verdict)]
+    onnx_v = [v for v in Scanner(path, backend="onnx").scan(files + launchers) if isinstance(v, Verdict)]
     assert len(torch_v) == len(onnx_v) == 10 + len(launchers)
     for a, b in zip(torch_v, onnx_v, strict=True):
         assert a.score is not None and b.score is not None and abs(a.score - b.score) < PARITY_ATOL
@@ -138,5 +144,18 @@ def test_a_features_detector_trains_scans_and_exports(pe_feature_cache: Path, tm
     assert min(malware) > max(benign)  # type: ignore[type-var]
     from malvision.explain import explain_bytes
 
-    expl = explain_bytes(Scanner(model, backend="torch"), "x.exe", files[5].read_bytes(), target="malware")
+    expl = explain_bytes(Scanner(path, backend="torch"), "x.exe", files[5].read_bytes(), target="malware")
     assert expl.unit == "feature" and len(expl.features) == 5 and expl.verdict.score == torch_v[5].score
+    assert expl.method == method and expl.features[0].attribution != 0
+    if model == "gbt":  # occlusion: the top feature set to its typical value moves the log-odds by that much
+        import torch
+
+        from malvision.convert.pefeatures import FEATURE_NAMES, features_of
+
+        net = load_checkpoint(path).model.eval()
+        x = torch.from_numpy(features_of(files[5].read_bytes()))[None]
+        top = expl.features[0]
+        moved = x.clone()
+        moved[0, FEATURE_NAMES.index(top.name)] = top.typical
+        odds = [float(net(t)[0, 1] - net(t)[0, 0]) for t in (x, moved)]
+        assert abs(odds[0] - odds[1] - top.attribution) < 1e-4

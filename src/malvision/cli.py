@@ -500,7 +500,8 @@ def benchmark(
     for n in names:
         # Training settings may be set per model too: --set rnn.max_len=512 --set cnn.epochs=8.
         kw = parse_kwargs((per_model.get(None) or []) + (per_model.get(n) or []))
-        train_kw = {k: kw.pop(k) for k in ("max_len", "epochs", "batch_size", "lr", "patience") if k in kw}
+        train_keys = ("max_len", "epochs", "batch_size", "lr", "patience", "class_weighting")
+        train_kw = {k: kw.pop(k) for k in train_keys if k in kw}
         base = dict(epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, max_len=max_len)
         configs.append(
             _train_config(
@@ -788,6 +789,9 @@ def train_detector(
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
     threads: Annotated[int | None, typer.Option(help="Torch CPU threads.")] = None,
     label_smoothing: Annotated[float, typer.Option(help="Cross-entropy label smoothing.")] = 0.0,
+    class_weighting: Annotated[
+        bool, typer.Option(help="Weight the classes by inverse frequency in training.")
+    ] = True,
 ) -> None:
     """Build a malware/benign detector with a model card: group-disjoint CV, calibration, FPR threshold."""
     import json
@@ -805,6 +809,7 @@ def train_detector(
         seed=seed,
         threads=threads,
         label_smoothing=label_smoothing,
+        class_weighting=class_weighting,
     )
     ds = _dataset_for(data, None, 64, None)
     command = "malvision " + " ".join(sys.argv[1:])

@@ -11,8 +11,10 @@ Sequence models (bytes, opcodes): integrated gradients in embedding space (``emb
 position. For ``bytes`` position i is byte offset i; for ``opcodes`` it is token i (no byte offsets).
 
 Feature models (``features``, the PE structure vector): integrated gradients over the named features
-from an average training file (the input BatchNorm's running mean), so each feature's attribution is
-what its value, against the typical one, adds to the target's log-odds; ranked by absolute size.
+from an average training file (the mean of the training inputs), so each feature's attribution is
+what its value, against the typical one, adds to the target's log-odds; ranked by absolute size. Tree
+models have no gradient: for them each feature is measured by occlusion, the change in log-odds when
+that feature alone takes its typical value.
 
 What is explained is the log-odds of the target class (the verdict's class unless asked otherwise):
 positive attribution is evidence for it. Ranges merge neighbouring high-attribution regions and carry
@@ -35,12 +37,12 @@ import numpy as np
 
 from malvision.convert.image import iter_plot_rows, nataraj_width, plot_shape, resize_rows
 from malvision.convert.opcodes import parse_opcodes
-from malvision.convert.pefeatures import FEATURE_NAMES, HEAD_BYTES, pe_features
+from malvision.convert.pefeatures import FEATURE_NAMES, features_of
 from malvision.convert.sequence import byte_sequence
 from malvision.errors import ConversionError, InputError, MalvisionError
 from malvision.io import MemorySource, atomic_writer
 from malvision.scan import Scanner, Verdict
-from malvision.triage import byte_histogram, entropy_bits
+from malvision.triage import entropy_bits
 
 __all__ = [
     "METHODS",
@@ -236,6 +238,17 @@ def attribute(
         model.train(was_training)
 
 
+def _occlusion(f: Any, x: Any, base: Any) -> Any:
+    """Per feature of a (1, F) ``x``: ``f(x)`` minus ``f`` with that one feature set to ``base``'s."""
+    import torch
+
+    n = x.shape[1]
+    rows = x.repeat(n, 1)
+    rows[torch.arange(n), torch.arange(n)] = base[0]
+    with torch.no_grad():
+        return f(x)[0] - f(rows)
+
+
 def _attribute(model: Any, x: np.ndarray, target: int, method: str, steps: int) -> np.ndarray:
     import torch
 
@@ -248,6 +261,9 @@ def _attribute(model: Any, x: np.ndarray, target: int, method: str, steps: int) 
 
             def fv(xs: Any) -> Any:
                 return _log_odds(model(xs), target)
+
+            if not getattr(model, "differentiable", True):  # trees: no gradient, measure by occlusion
+                return _occlusion(fv, xt, base).numpy()
 
             attr = _integrated(fv, xt, base, steps, steps) if method == "ig" else _gradient(fv, xt, base)
             return attr[0].detach().numpy()
@@ -392,7 +408,7 @@ def _model_input(scanner: Scanner, name: str, data: bytes) -> np.ndarray:
     if spec.kind == "bytes":
         return byte_sequence(data, spec.max_len)
     if spec.kind == "features":
-        return pe_features(data[:HEAD_BYTES], len(data), byte_histogram(data))
+        return features_of(data)
     assert scanner.vocab is not None
     text = data[: OPCODE_PREFIX * spec.max_len]  # as prepare: a prefix, without its cut last line
     if len(text) < len(data):
@@ -432,7 +448,10 @@ def explain_bytes(
     x = _model_input(scanner, name, data)
     probs = scanner.infer([x])[0]
     t = _target_index(scanner, verdict, probs, target)
-    heat = attribute(scanner.checkpoint.model, x, t, method, steps)
+    model = scanner.checkpoint.model
+    heat = attribute(model, x, t, method, steps)
+    if not getattr(model, "differentiable", True):
+        method = "occlusion"  # what attribute measured: a tree model has no gradient
     kind = scanner.spec.kind
     note = None
     if verdict.verdict == "unknown":

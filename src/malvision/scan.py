@@ -26,14 +26,14 @@ from malvision.bundled import DEFAULT_MODEL, resolve_checkpoint
 from malvision.calibration import platt_scale, softmax
 from malvision.convert.image import iter_plot_rows, plot_shape, resize_rows
 from malvision.convert.opcodes import parse_opcodes
-from malvision.convert.pefeatures import HEAD_BYTES, pe_features  # HEAD_BYTES: what triage reads too
+from malvision.convert.pefeatures import HEAD_BYTES, FeatureTap  # HEAD_BYTES: what triage reads too
 from malvision.convert.sequence import UNK, Vocabulary, byte_sequence, pad_batch
 from malvision.convert.spec import ConvertSpec
 from malvision.errors import CheckpointError, ConversionError, InputError, MalvisionError
 from malvision.export import OnnxModel, onnx_report, sidecar
 from malvision.io import DEFAULT_MAX_SIZE, MemorySource, Source
 from malvision.sources import FileOpener, Opener, iter_sources
-from malvision.triage import byte_histogram, byte_stats, triage
+from malvision.triage import byte_stats, triage
 
 if TYPE_CHECKING:
     from malvision.checkpoint import Checkpoint
@@ -108,8 +108,7 @@ class Preparer:
 
         ``stop``, when set by another thread or process, ends the read at the next chunk.
         """
-        hist = np.zeros(256, dtype=np.int64)
-        head = bytearray()
+        tap = FeatureTap(imports=self.spec.kind == "features")
         kept = bytearray()
         keep = (
             self.spec.max_len
@@ -125,9 +124,7 @@ class Preparer:
             for chunk in src.chunks():
                 if stop is not None and stop.is_set():
                     raise InputError(f"{src.name}: interrupted")
-                hist[:] += byte_histogram(chunk)
-                if len(head) < HEAD_BYTES:
-                    head.extend(chunk[: HEAD_BYTES - len(head)])
+                tap.update(chunk)
                 if len(kept) < keep:
                     kept.extend(chunk[: keep - len(kept)])
                 yield chunk
@@ -143,11 +140,12 @@ class Preparer:
         if self.spec.kind != "image" or problem:
             for _ in tapped():
                 pass
-        reason = triage(bytes(head), byte_stats(hist), self.expects) or problem
+        head, hist = bytes(tap.head), tap.hist
+        reason = triage(head, byte_stats(hist), self.expects) or problem
         if reason is None and self.spec.kind == "bytes":
             x = byte_sequence(bytes(kept), self.spec.max_len)
         elif reason is None and self.spec.kind == "features":
-            x = pe_features(bytes(head), src.size, hist)
+            x = tap.features(src.size)
         elif reason is None and self.spec.kind == "opcodes":
             try:
                 assert self.vocab is not None
@@ -224,9 +222,14 @@ class _ProcessReaders:
             return None
 
     def close(self, cancel: bool = False) -> None:
+        """Shut the pool down; ``cancel`` drops queued files and ends reads at their next chunk.
+
+        Always waits for the workers: one still starting when its parent left would print a
+        traceback as it failed to find the parent's stop flag.
+        """
         if cancel:
             self.stop.set()
-        self.pool.shutdown(wait=not cancel, cancel_futures=cancel)
+        self.pool.shutdown(wait=True, cancel_futures=cancel)
 
 
 def _limit_threads(n: int) -> None:

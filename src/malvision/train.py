@@ -234,6 +234,23 @@ def fit(
     model = create_model(
         cfg.model, in_kind=in_kind, n_classes=n_classes, vocab_size=vocab_size, **cfg.model_kwargs
     )
+    meta = dict(
+        model_name=cfg.model,
+        model_kwargs=cfg.model_kwargs,
+        in_kind=in_kind,
+        n_classes=n_classes,
+        vocab_size=vocab_size,
+        spec=spec.to_dict(),
+        classes=list(ds.classes),
+        seed=cfg.seed,
+        manifest_hash=ds.manifest_hash,
+    )
+    if hasattr(model, "fit_arrays"):
+        if distributed:
+            raise MalvisionError(
+                f"{cfg.model} is fitted in one call, not data-parallel; run it without torchrun"
+            )
+        return _fit_direct(model, ds, train_idx, val_idx, cfg, out, meta, resume)
     train_model: nn.Module = model
     if distributed:
         train_model = nn.parallel.DistributedDataParallel(model)
@@ -252,17 +269,6 @@ def fit(
     val_loader = make_loader(ds, val_idx, cfg.batch_size * 2, shuffle=False, max_len=cfg.max_len)
     steps_per_epoch = len(train_loader)
     total = steps_per_epoch * cfg.epochs
-    meta = dict(
-        model_name=cfg.model,
-        model_kwargs=cfg.model_kwargs,
-        in_kind=in_kind,
-        n_classes=n_classes,
-        vocab_size=vocab_size,
-        spec=spec.to_dict(),
-        classes=list(ds.classes),
-        seed=cfg.seed,
-        manifest_hash=ds.manifest_hash,
-    )
     start_epoch, step, best_f1, best_epoch, stale = 0, 0, -1.0, -1, 0
     history: list[dict[str, float]] = []
     best_metrics: dict[str, Any] = {}
@@ -352,6 +358,44 @@ def fit(
     with open(out / "config.json", "w") as f:
         json.dump(asdict(cfg), f, indent=2)
     return TrainResult(best_path, best_epoch, best_metrics, history, seconds)
+
+
+def _fit_direct(
+    model: nn.Module,
+    ds: Any,
+    train_idx: np.ndarray,
+    val_idx: np.ndarray,
+    cfg: TrainConfig,
+    out: Path,
+    meta: dict[str, Any],
+    resume: bool,
+) -> TrainResult:
+    """Fit a model that learns in one call (``fit_arrays``: trees), not by gradient steps.
+
+    Writes ``best.pt`` and a one-row ``history.csv``; ``resume`` keeps a ``best.pt`` already there.
+    """
+    best_path = out / "best.pt"
+    t0 = time.perf_counter()
+    if not (resume and best_path.exists()):
+        x = np.stack([ds[int(i)][0] for i in train_idx]).astype(np.float32)
+        y = np.asarray(ds.labels)[train_idx]
+        weights = class_weights(y, len(ds.classes)).numpy()[y] if cfg.class_weighting else None
+        model.fit_arrays(x, y, weights, cfg.seed)  # type: ignore[operator]
+        probs, labels = predict(model, make_loader(ds, val_idx, cfg.batch_size * 2, shuffle=False))
+        m = classification_metrics(labels, probs, list(ds.classes))
+        save_checkpoint(best_path, model, metrics=m, **meta)
+        row = {
+            "epoch": 0,
+            "val_accuracy": m["accuracy"],
+            "val_macro_f1": m["macro_f1"],
+            "seconds": time.perf_counter() - t0,
+        }
+        _write_history(out / "history.csv", [row])
+        with open(out / "config.json", "w") as f:
+            json.dump(asdict(cfg), f, indent=2)
+    metrics = load_checkpoint(best_path).metrics or {}
+    history = [{"epoch": 0.0, "val_macro_f1": float(metrics.get("macro_f1", 0.0))}]
+    return TrainResult(best_path, 0, dict(metrics), history, time.perf_counter() - t0)
 
 
 def _write_history(path: Path, history: list[dict[str, float]]) -> None:

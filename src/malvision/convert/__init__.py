@@ -13,11 +13,10 @@ from malvision.convert.image import (
     resize_rows,
 )
 from malvision.convert.opcodes import parse_opcodes
-from malvision.convert.pefeatures import HEAD_BYTES, pe_features
+from malvision.convert.pefeatures import FeatureTap
 from malvision.convert.sequence import Vocabulary, byte_sequence, pad_batch
 from malvision.convert.spec import ConvertSpec
 from malvision.io import Source
-from malvision.triage import byte_histogram
 
 __all__ = [
     "ConvertSpec",
@@ -46,12 +45,9 @@ def convert_source(source: Source, spec: ConvertSpec, vocab: Vocabulary | None =
     if spec.kind == "bytes":
         return byte_sequence(source.read(spec.max_len), spec.max_len)
     if spec.kind == "features":
-        hist = np.zeros(256, dtype=np.int64)
-        head = bytearray()
+        tap = FeatureTap()
         for chunk in source.chunks():
-            hist += byte_histogram(chunk)
-            if len(head) < HEAD_BYTES:
-                head += chunk[: HEAD_BYTES - len(head)]
-        return pe_features(bytes(head), source.size, hist)
+            tap.update(chunk)
+        return tap.features(source.size)
     vocab = vocab or Vocabulary(spec.vocab)
     return vocab.encode(parse_opcodes(source.read(), source.name), spec.max_len)

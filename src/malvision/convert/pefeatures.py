@@ -1,7 +1,9 @@
 """PE structure as a fixed-length feature vector: what a byte plot cannot see.
 
 The headers (file header, optional header, data directories, section table) are read with ``struct``
-from the first 64 KiB; the byte statistics cover the whole file. Fields that name a toolchain or a
+from the first 64 KiB; the byte statistics cover the whole file; the import table (``peimports``)
+comes from the range of the file that holds it. ``FeatureTap`` gathers all three in one pass over a
+file's chunks. Fields that name a toolchain or a
 build date rather than behaviour (TimeDateStamp, linker version, checksum, Rich header) are left out
 on purpose: our benign corpus is mostly open-source builds, and a detector keyed on those would learn
 the toolchain, not the malware. Any bytes give a vector (a header that does not parse leaves its block
@@ -12,12 +14,14 @@ from __future__ import annotations
 
 import math
 import struct
+import zlib
 
 import numpy as np
 
-from malvision.triage import byte_stats, entropy_bits
+from malvision.convert.peimports import import_window, read_imports
+from malvision.triage import byte_histogram, byte_stats, entropy_bits
 
-__all__ = ["FEATURE_NAMES", "N_FEATURES", "HEAD_BYTES", "pe_features"]
+__all__ = ["FEATURE_NAMES", "N_FEATURES", "HEAD_BYTES", "FeatureTap", "pe_features", "features_of"]
 
 HEAD_BYTES = 64 * 1024
 
@@ -30,6 +34,38 @@ _DIRECTORIES = (
     "export", "import", "resource", "exception", "security", "basereloc", "debug", "architecture",
     "globalptr", "tls", "load_config", "bound_import", "iat", "delay_import", "clr", "reserved",
 )  # fmt: skip
+
+# Functions whose import says something about behaviour (injection, persistence, networking, crypto,
+# anti-debugging, resources, process and file handling), plus common runtime ones as a contrast. Named
+# without the A/W suffix (``peimports.api_name``); every other name lands in one of N_HASHED buckets.
+_APIS = """
+VirtualAlloc VirtualAllocEx VirtualProtect VirtualProtectEx VirtualFree WriteProcessMemory ReadProcessMemory
+CreateRemoteThread CreateRemoteThreadEx NtUnmapViewOfSection ZwUnmapViewOfSection SetThreadContext
+GetThreadContext ResumeThread SuspendThread OpenProcess OpenThread CreateProcess CreateProcessAsUser WinExec
+ShellExecute ShellExecuteEx TerminateProcess ExitProcess LoadLibrary LoadLibraryEx GetProcAddress
+GetModuleHandle LdrLoadDll CreateToolhelp32Snapshot Process32First Process32Next Module32First Module32Next
+EnumProcesses EnumProcessModules IsDebuggerPresent CheckRemoteDebuggerPresent OutputDebugString
+NtQueryInformationProcess GetTickCount QueryPerformanceCounter Sleep GetSystemTime GetLocalTime
+SetWindowsHookEx GetAsyncKeyState GetKeyState GetForegroundWindow FindWindow RegOpenKeyEx RegSetValueEx
+RegCreateKeyEx RegDeleteKey RegDeleteValue RegQueryValueEx CreateService OpenSCManager StartService
+ControlService DeleteService CreateFile WriteFile ReadFile DeleteFile MoveFile MoveFileEx CopyFile
+FindFirstFile FindNextFile GetTempPath GetTempFileName SetFileAttributes GetWindowsDirectory
+GetSystemDirectory CreateMutex OpenMutex InternetOpen InternetOpenUrl InternetReadFile InternetConnect
+HttpOpenRequest HttpSendRequest URLDownloadToFile WSAStartup socket connect send recv bind listen accept
+gethostbyname inet_addr CryptAcquireContext CryptEncrypt CryptDecrypt CryptGenKey CryptImportKey
+CryptCreateHash CryptHashData AdjustTokenPrivileges OpenProcessToken LookupPrivilegeValue GetComputerName
+GetUserName GetVersionEx GetVolumeInformation GetLogicalDrives GetDriveType FindResource LoadResource
+LockResource SizeofResource CreateThread GetCurrentProcess GetCurrentProcessId GetStartupInfo GetCommandLine
+HeapAlloc HeapFree GetLastError SetUnhandledExceptionFilter UnhandledExceptionFilter RaiseException MessageBox
+CreateWindowEx DispatchMessage CoCreateInstance CoInitialize CoInitializeEx SysAllocString _CorExeMain
+_CorDllMain malloc free memcpy memset strlen printf __getmainargs _initterm __set_app_type _cexit _exit
+""".split()  # noqa: SIM905 (a word list reads better than 145 quoted strings)
+_DLLS = """
+kernel32 user32 advapi32 gdi32 shell32 ole32 oleaut32 comctl32 comdlg32 ws2_32 wsock32 wininet urlmon winhttp
+crypt32 ntdll msvcrt shlwapi psapi netapi32 mpr version winmm iphlpapi mscoree rpcrt4 setupapi userenv wtsapi32
+secur32 dnsapi
+""".split()  # noqa: SIM905
+N_HASHED = 128
 
 FEATURE_NAMES: tuple[str, ...] = (
     ("log_size", "entropy", "share_00", "share_ff", "share_printable")
@@ -53,9 +89,16 @@ FEATURE_NAMES: tuple[str, ...] = (
         "entry_outside_sections", "log_overlay", "overlay_share", "head_entropy",
     )
     + tuple(f"section_{n.strip('.')}" for n in _SECTION_NAMES)
+    + ("imports_parsed", "log_n_imports", "log_n_import_dlls", "log_n_ordinal_imports")
+    + tuple(f"import_dll_{d}" for d in _DLLS)
+    + tuple(f"import_{a}" for a in _APIS)
+    + tuple(f"import_other_{k:02x}" for k in range(N_HASHED))
 )  # fmt: skip
 N_FEATURES = len(FEATURE_NAMES)
 _INDEX = {n: i for i, n in enumerate(FEATURE_NAMES)}
+_API_INDEX = {a.lower(): _INDEX[f"import_{a}"] for a in _APIS}
+_DLL_INDEX = {f"{d}.dll": _INDEX[f"import_dll_{d}"] for d in _DLLS}
+_OTHER = _INDEX["import_other_00"]
 
 
 def _log(v: float) -> float:
@@ -156,9 +199,30 @@ def _header(head: bytes, size: int, f: np.ndarray) -> None:
     put("overlay_share", overlay / size if size else 0.0)
 
 
-def pe_features(head: bytes, size: int, hist: np.ndarray) -> np.ndarray:
+def _imports(head: bytes, window: bytes, start: int, f: np.ndarray) -> None:
+    """Fill the import block of ``f`` from the import table in ``window`` (file bytes from ``start``)."""
+    imports = read_imports(head, window, start)
+    if not imports.parsed:
+        return
+    f[_INDEX["imports_parsed"]] = 1.0
+    f[_INDEX["log_n_imports"]] = _log(len(imports.functions))
+    f[_INDEX["log_n_import_dlls"]] = _log(len(imports.dlls))
+    f[_INDEX["log_n_ordinal_imports"]] = _log(imports.n_ordinal)
+    for dll in imports.dlls:
+        if (i := _DLL_INDEX.get(dll)) is not None:
+            f[i] = 1.0
+    for name in imports.functions:
+        low = name.lower()
+        i = _API_INDEX.get(low)
+        f[i if i is not None else _OTHER + zlib.crc32(low.encode()) % N_HASHED] = 1.0
+
+
+def pe_features(
+    head: bytes, size: int, hist: np.ndarray, window: bytes | None = None, start: int = 0
+) -> np.ndarray:
     """The float32 feature vector (``FEATURE_NAMES``) of a file: its first 64 KiB ``head``, its
-    ``size`` and its whole-file 256-bin byte histogram ``hist``."""
+    ``size``, its whole-file 256-bin byte histogram ``hist`` and the bytes of ``import_window(head)``
+    (``window``, from file offset ``start``; without it, the import table is read from ``head``)."""
     f = np.zeros(N_FEATURES, dtype=np.float64)
     hist = np.asarray(hist, dtype=np.float64)
     total = hist.sum()
@@ -178,4 +242,54 @@ def pe_features(head: bytes, size: int, hist: np.ndarray) -> np.ndarray:
         pass  # not a PE, or headers cut short: the header block stays zero, pe_parsed 0
     else:
         f = block
+        _imports(head, head if window is None else window, 0 if window is None else start, f)
     return f.astype(np.float32)
+
+
+class FeatureTap:
+    """One pass over a file's chunks: whole-file byte histogram, first ``HEAD_BYTES`` and, once the
+    headers are in, the range ``import_window`` names (at most 2 MiB). ``imports=False`` keeps only
+    the first two, which is what triage needs for any model."""
+
+    def __init__(self, imports: bool = True) -> None:
+        self.hist = np.zeros(256, dtype=np.int64)
+        self.head = bytearray()
+        self.window = bytearray()
+        self._imports = imports
+        self._range: tuple[int, int] | None = None
+        self._pos = 0
+
+    def update(self, chunk: bytes | bytearray | memoryview) -> None:
+        self.hist += byte_histogram(chunk)
+        if len(self.head) < HEAD_BYTES:
+            self.head += chunk[: HEAD_BYTES - len(self.head)]
+            if self._imports and len(self.head) == HEAD_BYTES:
+                self._locate()  # every byte read so far is in head
+        self._pos += len(chunk)
+        if self._range is not None:
+            self._take(chunk, self._pos - len(chunk))
+
+    def _locate(self) -> None:
+        self._range = import_window(bytes(self.head)) or (0, 0)
+        self._take(self.head, 0)
+
+    def _take(self, buf: bytes | bytearray | memoryview, at: int) -> None:
+        assert self._range is not None
+        lo = max(self._range[0] + len(self.window), at)
+        hi = min(self._range[1], at + len(buf))
+        if hi > lo:
+            self.window += buf[lo - at : hi - at]
+
+    def features(self, size: int) -> np.ndarray:
+        """The feature vector, once every chunk of a ``size``-byte file has gone through ``update``."""
+        if self._imports and self._range is None:
+            self._locate()  # a file shorter than HEAD_BYTES
+        start = self._range[0] if self._range else 0
+        return pe_features(bytes(self.head), size, self.hist, bytes(self.window), start)
+
+
+def features_of(data: bytes | bytearray | memoryview) -> np.ndarray:
+    """The feature vector of a whole file in memory."""
+    tap = FeatureTap()
+    tap.update(data)
+    return tap.features(len(data))

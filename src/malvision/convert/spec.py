@@ -9,9 +9,11 @@ from typing import Any, Literal
 from malvision.convert.sequence import DEFAULT_MAX_LEN
 from malvision.errors import ConversionError
 
-__all__ = ["SPEC_VERSION", "MAX_IMAGE_SIZE", "ConvertSpec"]
+__all__ = ["SPEC_VERSION", "KIND_VERSIONS", "MAX_IMAGE_SIZE", "ConvertSpec"]
 
 SPEC_VERSION = 1
+# A kind whose conversion changed since SPEC_VERSION; features 2 added the import table.
+KIND_VERSIONS = {"features": 2}
 MAX_IMAGE_SIZE = 4096  # resizing holds two (side, 1024) 8-byte arrays: 64 MiB at this side
 Kind = Literal["image", "bytes", "opcodes", "features"]
 KINDS: tuple[str, ...] = ("image", "bytes", "opcodes", "features")
@@ -29,15 +31,19 @@ class ConvertSpec:
     image_size: int = 64
     max_len: int = DEFAULT_MAX_LEN
     vocab: tuple[str, ...] = field(default=())
-    version: int = SPEC_VERSION
+    version: int | None = None  # None: this malvision's version for ``kind``
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ConversionError(f"unknown input kind {self.kind!r}; use one of {', '.join(KINDS)}")
-        if self.version != SPEC_VERSION:
+        current = KIND_VERSIONS.get(self.kind, SPEC_VERSION)
+        if self.version is None:
+            object.__setattr__(self, "version", current)
+        elif self.version != current:
+            fix = "upgrade malvision" if self.version > current else "rebuild the cache or retrain the model"
             raise ConversionError(
-                f"conversion version {self.version} is not supported (this malvision reads "
-                f"{SPEC_VERSION}); upgrade malvision"
+                f"{self.kind} conversion version {self.version} is not supported (this malvision reads "
+                f"{current}); {fix}"
             )
         for name in ("image_size", "max_len"):
             value = getattr(self, name)

@@ -9,7 +9,7 @@ Models return logits and share one surface (see ``_base.MalvisionModel``): ``emb
 
 from __future__ import annotations
 
-from malvision.models import cnn, crnn, malconv, mlp, rnn  # noqa: F401  (importing registers the models)
+from malvision.models import cnn, crnn, malconv, mlp, rnn, trees  # noqa: F401  (importing registers the models)
 from malvision.models._base import MalvisionModel
 from malvision.models._registry import (
     BYTES_VOCAB,

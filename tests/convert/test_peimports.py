@@ -1,0 +1,89 @@
+"""The import table read with struct agrees with pefile, streams in any chunking, and survives damage."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pefile
+import pip
+import pytest
+
+from malvision.convert.pefeatures import FEATURE_NAMES, HEAD_BYTES, FeatureTap, features_of, pe_features
+from malvision.convert.peimports import MAX_FUNCTIONS, api_name, import_window, read_imports
+from malvision.convert.spec import ConvertSpec
+from malvision.errors import ConversionError
+from malvision.triage import byte_histogram
+
+# Real PE files (MSVC-built script launchers, x86, x64 and arm64) that ship inside pip.
+LAUNCHERS = sorted(Path(pip.__file__).parent.joinpath("_vendor", "distlib").glob("*.exe"))
+
+
+def _ours(data: bytes):  # noqa: ANN202
+    start, end = import_window(data[:HEAD_BYTES]) or (0, 0)
+    return read_imports(data[:HEAD_BYTES], data[start:end], start)
+
+
+@pytest.mark.parametrize("exe", LAUNCHERS, ids=lambda p: p.name)
+def test_imports_match_pefile(exe: Path) -> None:
+    data = exe.read_bytes()
+    pe = pefile.PE(data=data)
+    dlls = [e.dll.decode().lower() for e in pe.DIRECTORY_ENTRY_IMPORT]
+    names = [api_name(i.name.decode()) for e in pe.DIRECTORY_ENTRY_IMPORT for i in e.imports]
+    got = _ours(data)
+    assert got.parsed and list(got.dlls) == dlls and list(got.functions) == names and len(names) > 50
+
+
+@pytest.mark.parametrize("exe", LAUNCHERS, ids=lambda p: p.name)
+def test_any_chunking_gives_the_whole_file_vector(exe: Path) -> None:
+    data = exe.read_bytes()
+    whole = features_of(data)
+    for size in (4096, HEAD_BYTES - 1, HEAD_BYTES + 1000, 1 << 20):
+        tap = FeatureTap()
+        for i in range(0, len(data), size):
+            tap.update(memoryview(data)[i : i + size])
+        np.testing.assert_array_equal(tap.features(len(data)), whole)
+    f = dict(zip(FEATURE_NAMES, whole.tolist(), strict=True))
+    assert f["imports_parsed"] == 1 and f["import_dll_kernel32"] == 1 and f["import_GetCommandLine"] == 1
+    assert f["log_n_imports"] > 4
+
+
+def test_a_table_past_the_head_needs_the_window() -> None:
+    exe = next(p for p in LAUNCHERS if p.name == "t64-arm.exe")
+    data = exe.read_bytes()
+    start, _ = import_window(data[:HEAD_BYTES]) or (0, 0)
+    assert start > HEAD_BYTES  # the import table sits past the first 64 KiB
+    head_only = dict(
+        zip(FEATURE_NAMES, pe_features(data[:HEAD_BYTES], len(data), byte_histogram(data)), strict=True)
+    )
+    streamed = dict(zip(FEATURE_NAMES, features_of(data), strict=True))
+    assert head_only["imports_parsed"] == 0 and streamed["imports_parsed"] == 1
+
+
+def test_damaged_tables_and_cut_files_never_raise() -> None:
+    data = LAUNCHERS[0].read_bytes()
+    start, end = import_window(data[:HEAD_BYTES]) or (0, 0)
+    rng = random.Random(0)
+    for _ in range(300):
+        window = bytearray(data[start:end])
+        for _ in range(rng.randint(1, 40)):
+            window[rng.randrange(len(window))] = rng.randrange(256)
+        got = read_imports(data[:HEAD_BYTES], bytes(window), start)
+        assert len(got.functions) <= MAX_FUNCTIONS
+    for cut in range(0, len(data), 1999):
+        v = features_of(data[:cut])
+        assert np.isfinite(v).all()
+
+
+def test_api_names_drop_the_character_set_only() -> None:
+    assert api_name("CreateFileW") == api_name("CreateFileA") == "CreateFile"
+    assert api_name("Process32FirstW") == "Process32First"
+    for same in ("GetProcAddress", "WinExec", "VirtualAllocEx", "A", "_CorExeMain", "MAPI"):
+        assert api_name(same) == same
+
+
+def test_an_old_feature_list_is_refused() -> None:
+    assert ConvertSpec(kind="features").version == 2 and ConvertSpec(kind="image").version == 1
+    with pytest.raises(ConversionError, match="features conversion version 1 .* rebuild the cache"):
+        ConvertSpec(kind="features", version=1)
