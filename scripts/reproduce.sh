@@ -108,6 +108,7 @@ features_detector() {
     $MV bundle "$C/runs/pe-detector-gbt" -o src/malvision/weights/pe-features.pt
     $MV export pe-features --onnx
     $MV info pe-features --groups --markdown > docs/pe-features-families.md
+    cp "$C/runs/pe-detector-gbt/roc.png" docs/img/pe-features-roc.png
 }
 
 # How much the features detector's figures move with the seed (seeds 1 and 2 of the same recipe), and

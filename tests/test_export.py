@@ -1,5 +1,5 @@
 """ONNX export: torch and ONNX Runtime agree on real PE files; the scanner picks the export only when
-it is verified, current and faster."""
+it is verified and current, and then when it is faster or torch is not loaded."""
 
 from __future__ import annotations
 
@@ -83,6 +83,13 @@ def test_onnx_scan_never_imports_torch(detector: Path, tmp_path: Path) -> None:
     )
     out = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, check=True).stdout)
     assert out == {"torch": False, "score": out["score"], "backend": "onnx"}
+    # auto, in a process without torch: ONNX even where torch timed faster per batch (the import costs more)
+    side = sidecar(detector.with_suffix(".onnx"))
+    side.write_text(json.dumps({**report, "onnx_faster": False}))
+    auto = code.replace("backend='onnx'", "backend='auto'")
+    again = json.loads(subprocess.run([sys.executable, "-c", auto], capture_output=True, check=True).stdout)
+    assert again == {**out, "score": again["score"]} and again["score"] == out["score"]
+    assert Scanner(detector).backend == "torch"  # this process has torch loaded: the per-batch timing decides
     torch_v = next(iter(Scanner(detector, backend="torch").scan([sample])))
     assert isinstance(torch_v, Verdict)
     if torch_v.score is None:

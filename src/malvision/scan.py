@@ -250,8 +250,10 @@ class Scanner:
         model: bundled model name, run folder or checkpoint file.
         threshold: malware-probability threshold (default: the model card's, chosen for a target FPR).
         backend: ``torch``, ``onnx`` or ``auto``: ONNX when the model has a verified, current ONNX
-            export that timed faster. That path reads the model's spec and card from the export's
-            sidecar and never imports torch (a cold start of a fraction of a second).
+            export and either it timed faster per batch or torch is not loaded yet (importing torch
+            costs about a second and 150 MB, more than any per-batch gap saves on a scan of fewer
+            than tens of thousands of files). That path reads the model's spec and card from the
+            export's sidecar and never imports torch (a cold start of a fraction of a second).
         workers: threads (or processes) that read and convert files while the model scores batches.
         processes: read and convert files on disk in ``workers`` processes instead of threads, which
             the GIL does not serialise: ``True`` always, ``None`` (auto) once a run has passed
@@ -325,7 +327,7 @@ class Scanner:
                 f"{onnx_path}: no ONNX export; run `malvision export {self.model_path} --onnx`"
             )
         report = onnx_report(self.model_path)
-        if backend == "auto" and not (report and report.get("onnx_faster")):
+        if backend == "auto" and not (report and (report.get("onnx_faster") or "torch" not in sys.modules)):
             return None
         if report is None or "model" not in report:  # an old or stale sidecar: the checkpoint says
             ck = self.checkpoint

@@ -1,4 +1,5 @@
-"""Fuzz the PE structure vector: any bytes, any damaged PE, any claimed size give a finite vector."""
+"""Fuzz the PE structure vector: any bytes, any damaged PE, any claimed size give a finite vector,
+the same however the file is cut into chunks."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from hypothesis import strategies as st
 
 from corpus import FILES
 from fuzz.strategies import fuzz, mutated_pe
-from malvision.convert.pefeatures import N_FEATURES, pe_features
+from malvision.convert.pefeatures import N_FEATURES, FeatureTap, features_of, pe_features
 from malvision.triage import byte_histogram
 
 
@@ -30,3 +31,12 @@ def test_any_damaged_pe_gives_a_finite_vector(data: bytes, extra: int) -> None:
 def test_any_bytes_give_a_finite_vector(data: bytes) -> None:
     check(b"MZ" + data, len(data) + 2, b"MZ" + data)
     check(data, len(data), data)
+
+
+@fuzz(200)
+@given(mutated_pe(), st.integers(1, 70 * 1024))
+def test_any_chunking_of_a_damaged_pe_gives_the_same_vector(data: bytes, chunk: int) -> None:
+    tap = FeatureTap()
+    for i in range(0, len(data), chunk):
+        tap.update(data[i : i + chunk])
+    np.testing.assert_array_equal(tap.features(len(data)), features_of(data))

@@ -108,11 +108,18 @@ def read_imports(head: bytes, window: bytes, start: int) -> Imports:
     except (struct.error, ValueError):
         return Imports()
 
+    # Nearly every lookup lands in the section that holds the directory: map that one without a search.
+    home = next((s for s in layout.sections if s[0] <= layout.import_rva < s[0] + s[3]), (0, 0, 0, 0))
+    lo, hi, shift = home[0], home[0] + home[3], home[2] - home[0] - start
+
     def at(rva: int, n: int) -> int | None:
-        off = _offset(layout, rva)
-        if off is None or off < start or off - start + n > len(window):
+        if lo <= rva < hi:
+            i = rva + shift
+        elif (off := _offset(layout, rva)) is not None:
+            i = off - start
+        else:
             return None
-        return off - start
+        return i if 0 <= i and i + n <= len(window) else None
 
     def cstring(rva: int) -> str | None:
         i = at(rva, 1)
