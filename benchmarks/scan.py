@@ -425,7 +425,11 @@ def main() -> None:
         raise SystemExit(
             f"error: {e}\n  (no shipped model yet? pass --model PATH, e.g. --model /tmp/det1/model.pt)"
         ) from None
-    auto_backend = Scanner(base.model_path, threads=None).backend
+    # What `auto` picks in a fresh process (this one has torch loaded, which changes the choice).
+    auto_backend = subprocess.run(
+        [sys.executable, "-c", f"from malvision.scan import Scanner; print(Scanner({str(base.model_path)!r}).backend)"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
     py = peer_python(args.malvizv1_python)
     card = base.card
     training = set(card.get("training_sha256", []))

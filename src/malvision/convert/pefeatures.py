@@ -3,11 +3,11 @@
 The headers (file header, optional header, data directories, section table) are read with ``struct``
 from the first 64 KiB; the byte statistics cover the whole file; the import table (``peimports``)
 comes from the range of the file that holds it. ``FeatureTap`` gathers all three in one pass over a
-file's chunks. Fields that name a toolchain or a
-build date rather than behaviour (TimeDateStamp, linker version, checksum, Rich header) are left out
-on purpose: our benign corpus is mostly open-source builds, and a detector keyed on those would learn
-the toolchain, not the malware. Any bytes give a vector (a header that does not parse leaves its block
-at zero with ``pe_parsed`` 0); triage decides separately whether a file is a PE worth judging.
+file's chunks. Fields that name a toolchain or a build date rather than behaviour (TimeDateStamp,
+linker version, checksum, Rich header) are left out on purpose: our benign corpus is mostly
+open-source builds, and a detector keyed on those would learn the toolchain, not the malware. Any
+bytes give a vector (a header that does not parse leaves its block at zero with ``pe_parsed`` 0);
+triage decides separately whether a file is a PE worth judging.
 """
 
 from __future__ import annotations

@@ -119,7 +119,7 @@ def read_imports(head: bytes, window: bytes, start: int) -> Imports:
             i = off - start
         else:
             return None
-        return i if 0 <= i and i + n <= len(window) else None
+        return i if i >= 0 and i + n <= len(window) else None
 
     def cstring(rva: int) -> str | None:
         i = at(rva, 1)
