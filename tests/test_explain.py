@@ -410,3 +410,26 @@ def test_a_features_model_is_explained_by_named_features(tmp_path: Path) -> None
     assert png.startswith(b"\x89PNG") and len(png) > 5000
     with pytest.raises(MalvisionError, match="gradcam needs a convolutional model"):
         explain_bytes(Scanner(path, backend="torch"), "a.exe", data, method="gradcam")
+
+
+def test_the_default_model_names_the_imports_behind_its_features() -> None:
+    """The shipped trees on a real PE: each import feature in the top list shows the file's own imports
+    that set it, and a hashed bucket the file leaves empty shows none."""
+    import pip
+
+    from malvision.convert.pefeatures import FEATURE_NAMES, imports_behind
+
+    exe = Path(pip.__file__).parent / "_vendor" / "distlib" / "t64.exe"
+    data = exe.read_bytes()
+    expl = explain_bytes(Scanner("default", backend="torch"), exe.name, data, top_k=len(FEATURE_NAMES))
+    assert expl.method == "occlusion" and len(expl.features) == len(FEATURE_NAMES)
+    behind = imports_behind(data)
+    assert sum(len(v) for v in behind.values()) > 50  # every imported function lands in some feature
+    for f in expl.features:
+        if f.name.startswith(("import_other_", "import_")) and not f.name.startswith("import_dll_"):
+            assert bool(f.imports) == (f.value == 1), f
+            assert f.imports == behind.get(f.name, [])
+        else:
+            assert f.imports == []
+    assert any(f.name.startswith("import_other_") and f.imports for f in expl.features)
+    assert json.loads(json.dumps(expl.to_dict()))["features"][0].keys() >= {"name", "imports", "rank"}

@@ -285,6 +285,12 @@ def parse_kwargs(items: list[str] | None) -> dict[str, Any]:
     return kwargs
 
 
+def _names(names: list[str], most: int = 4) -> str:
+    """``a, b, c, d +3 more``: a short list for a table cell."""
+    more = f" +{len(names) - most} more" if len(names) > most else ""
+    return ", ".join(names[:most]) + more
+
+
 def _train_config(model: str, sets: list[str] | None, **kw: Any) -> Any:
     from malvision.train import TrainConfig
 
@@ -891,17 +897,21 @@ def explain(
         out.print(f"note: {expl.note}", markup=False)
     if expl.features:
         table = Table(title=f"top {len(expl.features)} features by share of attribution")
-        for col in ("#", "feature", "value", "typical", "attribution", "share"):
-            table.add_column(col, justify="left" if col == "feature" else "right")
+        named = any(f.imports for f in expl.features)  # a column for hashed import buckets, when shown
+        for col in ("#", "feature", "value", "typical", "attribution", "share") + (
+            ("imports",) if named else ()
+        ):
+            table.add_column(col, justify="left" if col in ("feature", "imports") else "right")
         for i, f in enumerate(expl.features, 1):
-            table.add_row(
+            row = [
                 str(i),
                 f.name,
                 f"{f.value:.4g}",
                 f"{f.typical:.4g}",
                 f"{f.attribution:+.4f}",
                 f"{f.share:.1%}",
-            )
+            ]
+            table.add_row(*row, *((_names(f.imports),) if named else ()))
         out.print(table)
         out.print(f"wrote {png_path} and {json_path}", markup=False)
         return

@@ -37,7 +37,7 @@ import numpy as np
 
 from malvision.convert.image import iter_plot_rows, nataraj_width, plot_shape, resize_rows
 from malvision.convert.opcodes import parse_opcodes
-from malvision.convert.pefeatures import FEATURE_NAMES, features_of
+from malvision.convert.pefeatures import FEATURE_NAMES, features_of, imports_behind
 from malvision.convert.sequence import byte_sequence
 from malvision.errors import ConversionError, InputError, MalvisionError
 from malvision.io import MemorySource, atomic_writer
@@ -113,6 +113,7 @@ class FeatureShare:
     typical: float
     attribution: float
     share: float
+    imports: list[str] = field(default_factory=list)  # the file's imported functions behind an import feature
 
     def to_dict(self) -> dict[str, Any]:
         return {k: round(v, 6) if isinstance(v, float) else v for k, v in asdict(self).items()}
@@ -511,9 +512,15 @@ def _feature_explanation(
     typical = scanner.checkpoint.model.typical_input()[0].numpy()
     total = float(np.abs(heat).sum()) or 1.0
     order = np.argsort(-np.abs(heat), kind="stable")[:top_k]
+    behind = imports_behind(data)
     feats = [
         FeatureShare(
-            FEATURE_NAMES[i], float(x[i]), float(typical[i]), float(heat[i]), abs(float(heat[i])) / total
+            FEATURE_NAMES[i],
+            float(x[i]),
+            float(typical[i]),
+            float(heat[i]),
+            abs(float(heat[i])) / total,
+            behind.get(FEATURE_NAMES[i], []),
         )
         for i in order
     ]

@@ -21,7 +21,9 @@ import numpy as np
 from malvision.convert.peimports import import_window, read_imports
 from malvision.triage import byte_histogram, byte_stats, entropy_bits
 
-__all__ = ["FEATURE_NAMES", "N_FEATURES", "HEAD_BYTES", "FeatureTap", "pe_features", "features_of"]
+__all__ = [
+    "FEATURE_NAMES", "N_FEATURES", "HEAD_BYTES", "FeatureTap", "pe_features", "features_of", "imports_behind",
+]  # fmt: skip
 
 HEAD_BYTES = 64 * 1024
 
@@ -212,9 +214,25 @@ def _imports(head: bytes, window: bytes, start: int, f: np.ndarray) -> None:
         if (i := _DLL_INDEX.get(dll)) is not None:
             f[i] = 1.0
     for name in imports.functions:
-        low = name.lower()
-        i = _API_INDEX.get(low)
-        f[i if i is not None else _OTHER + zlib.crc32(low.encode()) % N_HASHED] = 1.0
+        f[_function_index(name)] = 1.0
+
+
+def _function_index(name: str) -> int:
+    """The feature an imported function sets: its own, or its hash bucket."""
+    low = name.lower()
+    i = _API_INDEX.get(low)
+    return i if i is not None else _OTHER + zlib.crc32(low.encode()) % N_HASHED
+
+
+def imports_behind(data: bytes | bytearray | memoryview) -> dict[str, list[str]]:
+    """For a whole file in memory: which of its imported functions set each import feature (what
+    stands behind a hashed bucket such as ``import_other_2a``, for explanations)."""
+    head = bytes(data[:HEAD_BYTES])
+    start, end = import_window(head) or (0, 0)
+    out: dict[str, list[str]] = {}
+    for name in read_imports(head, bytes(data[start:end]), start).functions:
+        out.setdefault(FEATURE_NAMES[_function_index(name)], []).append(name)
+    return out
 
 
 def pe_features(

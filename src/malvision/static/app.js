@@ -106,6 +106,8 @@ function render(r) {
     cell(tr, Number(f.typical).toPrecision(4));
     cell(tr, (f.attribution > 0 ? "+" : "") + Number(f.attribution).toFixed(4));
     cell(tr, (100 * f.share).toFixed(1) + "%");
+    const names = f.imports || [];
+    cell(tr, names.slice(0, 4).join(", ") + (names.length > 4 ? ` +${names.length - 4} more` : ""), "mono");
     fbody.appendChild(tr);
   }
 
