@@ -4,7 +4,8 @@
 package on both sides), so every file gets an out-of-fold score from a model that never saw its family
 or its source. Those scores give the card's metrics and the threshold for the target false-positive
 rate. The final model trains on everything, with temperature scaling fitted on a group-disjoint
-validation split, and carries the card inside its checkpoint.
+validation split (trees, fitted in one call, use every row and no temperature), and carries the card
+inside its checkpoint.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from malvision.checkpoint import load_checkpoint
 from malvision.data.splits import group_kfold, train_val_split
 from malvision.evaluate.metrics import detection_metrics, threshold_for_fpr
 from malvision.io import atomic_writer
+from malvision.models import model_info
 from malvision.train import TrainConfig, fit, make_loader, predict
 
 __all__ = ["build_detector", "data_sources"]
@@ -51,6 +53,12 @@ def _calibrated(probs: np.ndarray, t: float) -> np.ndarray:
 
 
 def _train_calibrated(ds: Any, idx: np.ndarray, cfg: TrainConfig, out: Path, seed: int) -> tuple[Any, float]:
+    """Train on ``idx``; return the checkpoint and a temperature fitted on a group-disjoint validation
+    split. A model fitted in one call (trees) has no epoch to pick, so every row trains it and its
+    temperature stays 1: Platt scaling on the out-of-fold scores calibrates it."""
+    if hasattr(model_info(cfg.model).builder, "fit_arrays"):
+        res = fit(ds, np.asarray(idx), np.asarray(idx)[:0], cfg, out, resume=True)
+        return load_checkpoint(res.checkpoint), 1.0
     groups = list(ds.groups)
     tr, va = train_val_split(idx, ds.labels, groups, val_size=cfg.val_fraction, random_state=seed)
     res = fit(ds, tr, va, cfg, out, resume=True)
@@ -128,8 +136,12 @@ def build_detector(
         "platt": platt,
         "score": (
             "P(malware) for a file of an unseen family or source: softmax(logits / temperature) "
-            "(temperature fitted on a group-disjoint validation split), then Platt scaling fitted "
-            "on the out-of-fold scores of the cross-validation"
+            + (
+                "(temperature 1: a model fitted in one call trains on every row, with no validation split)"
+                if hasattr(model_info(cfg.model).builder, "fit_arrays")
+                else "(temperature fitted on a group-disjoint validation split)"
+            )
+            + ", then Platt scaling fitted on the out-of-fold scores of the cross-validation"
         ),
         "threshold": threshold,
         "target_fpr": target_fpr,

@@ -373,6 +373,7 @@ def _fit_direct(
     """Fit a model that learns in one call (``fit_arrays``: trees), not by gradient steps.
 
     Writes ``best.pt`` and a one-row ``history.csv``; ``resume`` keeps a ``best.pt`` already there.
+    ``val_idx`` may be empty (there is nothing to select): there are then no validation metrics.
     """
     best_path = out / "best.pt"
     t0 = time.perf_counter()
@@ -381,13 +382,15 @@ def _fit_direct(
         y = np.asarray(ds.labels)[train_idx]
         weights = class_weights(y, len(ds.classes)).numpy()[y] if cfg.class_weighting else None
         model.fit_arrays(x, y, weights, cfg.seed)  # type: ignore[operator]
-        probs, labels = predict(model, make_loader(ds, val_idx, cfg.batch_size * 2, shuffle=False))
-        m = classification_metrics(labels, probs, list(ds.classes))
+        m: dict[str, Any] = {}  # no validation rows, no metrics
+        if len(val_idx):
+            probs, labels = predict(model, make_loader(ds, val_idx, cfg.batch_size * 2, shuffle=False))
+            m = classification_metrics(labels, probs, list(ds.classes))
         save_checkpoint(best_path, model, metrics=m, **meta)
         row = {
             "epoch": 0,
-            "val_accuracy": m["accuracy"],
-            "val_macro_f1": m["macro_f1"],
+            "val_accuracy": m.get("accuracy", float("nan")),
+            "val_macro_f1": m.get("macro_f1", float("nan")),
             "seconds": time.perf_counter() - t0,
         }
         _write_history(out / "history.csv", [row])
