@@ -18,7 +18,7 @@ import zlib
 
 import numpy as np
 
-from malvision.convert.peimports import import_window, read_imports
+from malvision.convert.peimports import import_window, nt_headers, read_imports
 from malvision.triage import byte_histogram, byte_stats, entropy_bits
 
 __all__ = [
@@ -110,17 +110,10 @@ def _log(v: float) -> float:
 def _header(head: bytes, size: int, f: np.ndarray) -> None:
     """Fill the header and section block of ``f``; raises struct.error/ValueError on what does not parse."""
     put = lambda name, v: f.__setitem__(_INDEX[name], v)  # noqa: E731
-    if head[:2] != b"MZ":
-        raise ValueError("no MZ")
-    (e,) = struct.unpack_from("<I", head, 0x3C)
-    if head[e : e + 4] != b"PE\0\0":
-        raise ValueError("no PE signature")
-    machine, n_sections, _, _, _, opt_size, chars = struct.unpack_from("<HHIIIHH", head, e + 4)
-    opt = e + 24
-    (magic,) = struct.unpack_from("<H", head, opt)
-    plus = magic == 0x20B
-    if magic not in (0x10B, 0x20B):
-        raise ValueError("bad optional header magic")
+    nt = nt_headers(head)
+    machine, n_sections, opt_size, chars, opt, plus = (
+        nt.machine, nt.n_sections, nt.opt_size, nt.characteristics, nt.opt, nt.plus
+    )  # fmt: skip
     size_code, size_init, size_uninit, entry = struct.unpack_from("<IIII", head, opt + 4)
     file_align, os_major = (
         struct.unpack_from("<I", head, opt + 36)[0],

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from ordlookup import ordLookup  # pefile's table of well-known ordinals (ws2_32, oleaut32)
 
-__all__ = ["WINDOW", "Imports", "import_window", "read_imports", "api_name"]
+__all__ = ["WINDOW", "Imports", "NtHeaders", "nt_headers", "import_window", "read_imports", "api_name"]
 
 WINDOW = 1 << 20  # bytes kept either side of the import directory
 MAX_DLLS = 512
@@ -41,19 +41,37 @@ class _Layout:
     import_size: int
 
 
-def _layout(head: bytes) -> _Layout:
-    """Section table and import directory from the headers; raises struct.error/ValueError."""
+@dataclass(frozen=True)
+class NtHeaders:
+    """The file header's fields, where the optional header starts and whether it is PE32+."""
+
+    machine: int
+    n_sections: int
+    opt_size: int
+    characteristics: int
+    opt: int
+    plus: bool
+
+
+def nt_headers(head: bytes) -> NtHeaders:
+    """Find and check the NT headers (MZ, PE signature, optional header magic); raises
+    struct.error/ValueError on what does not parse."""
     if head[:2] != b"MZ":
         raise ValueError("no MZ")
     (e,) = struct.unpack_from("<I", head, 0x3C)
     if head[e : e + 4] != b"PE\0\0":
         raise ValueError("no PE signature")
-    _, n_sections, _, _, _, opt_size, _ = struct.unpack_from("<HHIIIHH", head, e + 4)
-    opt = e + 24
-    (magic,) = struct.unpack_from("<H", head, opt)
+    machine, n_sections, _, _, _, opt_size, chars = struct.unpack_from("<HHIIIHH", head, e + 4)
+    (magic,) = struct.unpack_from("<H", head, e + 24)
     if magic not in (0x10B, 0x20B):
         raise ValueError("bad optional header magic")
-    plus = magic == 0x20B
+    return NtHeaders(machine, n_sections, opt_size, chars, e + 24, magic == 0x20B)
+
+
+def _layout(head: bytes) -> _Layout:
+    """Section table and import directory from the headers; raises struct.error/ValueError."""
+    nt = nt_headers(head)
+    n_sections, opt_size, opt, plus = nt.n_sections, nt.opt_size, nt.opt, nt.plus
     n_dirs_at = opt + (108 if plus else 92)
     (n_dirs,) = struct.unpack_from("<I", head, n_dirs_at)
     if n_dirs < 2 or n_dirs_at + 20 > opt + opt_size:
