@@ -159,3 +159,18 @@ def test_a_features_detector_trains_scans_and_exports(
         moved[0, FEATURE_NAMES.index(top.name)] = top.typical
         odds = [float(net(t)[0, 1] - net(t)[0, 0]) for t in (x, moved)]
         assert abs(odds[0] - odds[1] - top.attribution) < 1e-4
+
+
+def test_trees_train_on_every_row_of_a_leaderboard_fold(pe_feature_cache: Path, tmp_path: Path) -> None:
+    """A model fitted in one call has no epoch to pick: no validation rows are held back from it."""
+    from malvision.evaluate.leaderboard import run_fold
+
+    ds = CachedDataset(pe_feature_cache / "cache")
+    idx = np.arange(len(ds))
+    train, test = idx[idx % 4 != 0], idx[idx % 4 == 0]
+    kw = {"n_trees": 20, "max_depth": 3}
+    trees = run_fold(ds, TrainConfig(model="gbt", model_kwargs=kw), train, test, tmp_path / "gbt")
+    assert trees["n_train"] == len(train) and trees["n_val"] == 0 and trees["n_test"] == len(test)
+    assert trees["metrics"]["accuracy"] > 0.8  # the overlay gives malware away
+    mlp = run_fold(ds, TrainConfig(model="mlp", epochs=1), train, test, tmp_path / "mlp")
+    assert mlp["n_val"] > 0 and mlp["n_train"] + mlp["n_val"] == len(train)

@@ -26,8 +26,7 @@ from malvision.checkpoint import load_checkpoint
 from malvision.data.splits import group_kfold, train_val_split
 from malvision.evaluate.metrics import detection_metrics, threshold_for_fpr
 from malvision.io import atomic_writer
-from malvision.models import model_info
-from malvision.train import TrainConfig, fit, make_loader, predict
+from malvision.train import TrainConfig, fit, fitted_in_one_call, make_loader, predict
 
 __all__ = ["build_detector", "data_sources"]
 
@@ -52,16 +51,11 @@ def _calibrated(probs: np.ndarray, t: float) -> np.ndarray:
     return softmax(np.log(np.clip(probs, 1e-12, 1.0)), t)
 
 
-def _one_call(model: str) -> bool:
-    """Whether ``model`` is fitted in one call (trees: ``fit_arrays``) rather than by epochs."""
-    return hasattr(model_info(model).builder, "fit_arrays")
-
-
 def _train_calibrated(ds: Any, idx: np.ndarray, cfg: TrainConfig, out: Path, seed: int) -> tuple[Any, float]:
     """Train on ``idx``; return the checkpoint and a temperature fitted on a group-disjoint validation
     split. A model fitted in one call (trees) has no epoch to pick, so every row trains it and its
     temperature stays 1: Platt scaling on the out-of-fold scores calibrates it."""
-    if _one_call(cfg.model):
+    if fitted_in_one_call(cfg.model):
         res = fit(ds, np.asarray(idx), np.asarray(idx)[:0], cfg, out, resume=True)
         return load_checkpoint(res.checkpoint), 1.0
     groups = list(ds.groups)
@@ -143,7 +137,7 @@ def build_detector(
             "P(malware) for a file of an unseen family or source: softmax(logits / temperature) "
             + (
                 "(temperature 1: a model fitted in one call trains on every row, with no validation split)"
-                if _one_call(cfg.model)
+                if fitted_in_one_call(cfg.model)
                 else "(temperature fitted on a group-disjoint validation split)"
             )
             + ", then Platt scaling fitted on the out-of-fold scores of the cross-validation"

@@ -29,9 +29,11 @@ from malvision.convert.spec import ConvertSpec
 from malvision.errors import MalvisionError
 from malvision.evaluate.metrics import classification_metrics
 from malvision.io import atomic_writer
-from malvision.models import create_model
+from malvision.models import create_model, model_info
 
-__all__ = ["TrainConfig", "TrainResult", "seed_everything", "get_lr", "fit", "predict", "make_loader"]
+__all__ = [
+    "TrainConfig", "TrainResult", "seed_everything", "get_lr", "fit", "fitted_in_one_call", "predict", "make_loader",
+]  # fmt: skip
 
 
 @dataclass
@@ -358,6 +360,12 @@ def fit(
     with open(out / "config.json", "w") as f:
         json.dump(asdict(cfg), f, indent=2)
     return TrainResult(best_path, best_epoch, best_metrics, history, seconds)
+
+
+def fitted_in_one_call(model: str) -> bool:
+    """Whether registered ``model`` is fitted in one call (trees: ``fit_arrays``), not by epochs; such
+    a model has no epoch to pick, so it needs no validation rows."""
+    return hasattr(model_info(model).builder, "fit_arrays")
 
 
 def _fit_direct(

@@ -17,7 +17,7 @@ from malvision.data.splits import group_kfold, stratified_kfold, train_val_split
 from malvision.evaluate.metrics import classification_metrics
 from malvision.evaluate.plots import plot_confusion, plot_leaderboard
 from malvision.io import atomic_writer
-from malvision.train import TrainConfig, fit, make_loader, predict
+from malvision.train import TrainConfig, fit, fitted_in_one_call, make_loader, predict
 
 __all__ = ["run_leaderboard", "leaderboard_markdown"]
 
@@ -36,11 +36,15 @@ def _timed_predict(
 def run_fold(
     ds: Any, cfg: TrainConfig, train_idx: np.ndarray, test_idx: np.ndarray, out: Path, **fit_kwargs: Any
 ) -> dict[str, Any]:
-    """Train on ``train_idx`` (with its own validation split), test on ``test_idx``; cached in ``out``."""
+    """Train on ``train_idx`` (with its own validation split, except for a model fitted in one call,
+    which has no epoch to pick), test on ``test_idx``; cached in ``out``."""
     done = out / "result.json"
     if done.exists():
         return json.loads(done.read_text())
-    tr, va = train_val_split(train_idx, ds.labels, val_size=cfg.val_fraction, random_state=cfg.seed)
+    if fitted_in_one_call(cfg.model):
+        tr, va = np.asarray(train_idx), np.asarray(train_idx)[:0]
+    else:
+        tr, va = train_val_split(train_idx, ds.labels, val_size=cfg.val_fraction, random_state=cfg.seed)
     res = fit(ds, tr, va, cfg, out, resume=True, **fit_kwargs)
     ck = load_checkpoint(res.checkpoint)
     probs, labels, ms = _timed_predict(ck, ds, test_idx, cfg)
