@@ -161,7 +161,7 @@ def test_a_features_detector_trains_scans_and_exports(
         assert abs(odds[0] - odds[1] - top.attribution) < 1e-4
 
 
-def test_trees_train_on_every_row_of_a_leaderboard_fold(pe_feature_cache: Path, tmp_path: Path) -> None:
+def test_trees_train_on_every_row_of_a_fold(pe_feature_cache: Path, tmp_path: Path) -> None:
     """A model fitted in one call has no epoch to pick: no validation rows are held back from it."""
     from malvision.evaluate.leaderboard import run_fold
 
@@ -174,3 +174,9 @@ def test_trees_train_on_every_row_of_a_leaderboard_fold(pe_feature_cache: Path, 
     assert trees["metrics"]["accuracy"] > 0.8  # the overlay gives malware away
     mlp = run_fold(ds, TrainConfig(model="mlp", epochs=1), train, test, tmp_path / "mlp")
     assert mlp["n_val"] > 0 and mlp["n_train"] + mlp["n_val"] == len(train)
+    # `malvision train`: the same, with a held-out test split, plots and metrics, and no training curves
+    from malvision.train import train_run
+
+    summary = train_run(ds, TrainConfig(model="gbt", model_kwargs=kw), tmp_path / "run", test_size=0.25)
+    assert summary["n_val"] == 0 and summary["n_train"] + summary["n_test"] == len(ds)
+    assert (tmp_path / "run" / "confusion.png").exists() and not (tmp_path / "run" / "curves.png").exists()

@@ -447,6 +447,9 @@ def train_run(
     else:
         train_idx, test_idx = stratified_holdout(ds.labels, test_size, random_state=cfg.seed)
         tr, va = train_val_split(train_idx, ds.labels, val_size=cfg.val_fraction, random_state=cfg.seed)
+    one_call = fitted_in_one_call(cfg.model)
+    if one_call:  # no epoch to pick: every training row trains it
+        tr, va = np.asarray(train_idx), np.asarray(train_idx)[:0]
     res = fit(ds, tr, va, cfg, out, resume=resume, on_epoch=on_epoch, on_step=on_step)
     if dist.is_initialized() and dist.get_rank() != 0:
         return {}
@@ -483,7 +486,10 @@ def train_run(
             k: [ids[i] for i in v] for k, v in (("train_ids", tr), ("val_ids", va), ("test_ids", test_idx))
         }
         f.write(json.dumps(split).encode())
-    plot_history(res.history, out / "curves.png", f"{cfg.model} on {Path(str(getattr(ds, 'path', ''))).name}")
+    if not one_call:  # a model fitted in one call has no training curves
+        plot_history(
+            res.history, out / "curves.png", f"{cfg.model} on {Path(str(getattr(ds, 'path', ''))).name}"
+        )
     plot_confusion(
         m["confusion_matrix"], list(ds.classes), out / "confusion.png", f"{cfg.model}: held-out test"
     )
