@@ -298,6 +298,16 @@ def load_checkpoint(path: Path | str) -> Checkpoint:
     state = obj["state_dict"]
     if not isinstance(kwargs, dict) or not isinstance(state, dict):
         raise CheckpointError(f"{p}: malformed checkpoint (model kwargs or state dict is not a mapping)")
+    from malvision.convert.spec import ConvertSpec
+
+    # Before the model: refuse a bad or hostile spec (say, a billion-pixel image side) before anyone
+    # converts with it, and an old input version with its own message, not as mismatched weights.
+    if not isinstance(obj["spec"], dict):
+        raise CheckpointError(f"{p}: malformed metadata (the conversion spec is not a mapping)")
+    try:
+        ConvertSpec.from_dict(obj["spec"])
+    except MalvisionError as e:
+        raise CheckpointError(f"{p}: bad conversion settings ({e})") from None
     try:
         model = create_model(
             meta["name"],
@@ -327,18 +337,8 @@ def load_checkpoint(path: Path | str) -> Checkpoint:
         raise CheckpointError(f"{p}: malformed class list")
     seed = obj["seed"]
     epoch = obj.get("epoch")
-    if (
-        not isinstance(seed, int)
-        or not isinstance(obj["spec"], dict)
-        or (epoch is not None and not isinstance(epoch, int))
-    ):
-        raise CheckpointError(f"{p}: malformed metadata (seed, spec or epoch)")
-    from malvision.convert.spec import ConvertSpec
-
-    try:  # refuse a bad or hostile spec (say, a billion-pixel image side) before anyone converts with it
-        ConvertSpec.from_dict(obj["spec"])
-    except MalvisionError as e:
-        raise CheckpointError(f"{p}: bad conversion settings ({e})") from None
+    if not isinstance(seed, int) or (epoch is not None and not isinstance(epoch, int)):
+        raise CheckpointError(f"{p}: malformed metadata (seed or epoch)")
     return Checkpoint(
         path=p,
         model=model,

@@ -87,3 +87,20 @@ def test_an_old_feature_list_is_refused() -> None:
     assert ConvertSpec(kind="features").version == 2 and ConvertSpec(kind="image").version == 1
     with pytest.raises(ConversionError, match="features conversion version 1 .* rebuild the cache"):
         ConvertSpec(kind="features", version=1)
+
+
+def test_a_model_of_the_old_feature_list_says_so(tmp_path: Path) -> None:
+    """A checkpoint of the 125-feature list is refused for its input version: its weights would load,
+    and every input would then be converted with the wrong list."""
+    from malvision.checkpoint import load_checkpoint, save_checkpoint
+    from malvision.errors import CheckpointError
+    from malvision.models import create_model
+
+    model = create_model("mlp", in_kind="features", n_classes=2, n_features=125)
+    path = save_checkpoint(
+        tmp_path / "old.pt", model, model_name="mlp", model_kwargs={"n_features": 125}, in_kind="features", n_classes=2,
+        vocab_size=None, spec={"kind": "features", "version": 1}, classes=["benign", "malware"], seed=0,
+        manifest_hash=None,
+    )  # fmt: skip
+    with pytest.raises(CheckpointError, match="features conversion version 1 .* retrain the model"):
+        load_checkpoint(path)
