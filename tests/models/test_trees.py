@@ -80,3 +80,21 @@ def test_bad_settings_and_inputs_are_model_errors(fitted: torch.nn.Module) -> No
     fresh = create_model("gbt", in_kind="features", n_classes=2, **KW)
     with pytest.raises(ModelError, match="both classes"):
         fresh.fit_arrays(np.zeros((10, 12), np.float32), np.zeros(10, np.int64), None, 0)
+
+
+def test_a_tree_pointing_outside_itself_is_a_checkpoint_error(
+    fitted: torch.nn.Module, tmp_path: Path
+) -> None:
+    from malvision.errors import CheckpointError
+
+    for name, bad in (("feature", 12), ("left", -1), ("right", 10**6)):
+        path = tmp_path / f"{name}.pt"
+        save_checkpoint(
+            path, fitted, model_name="gbt", model_kwargs=KW, in_kind="features", n_classes=2, vocab_size=None,
+            spec={"kind": "features"}, classes=["benign", "malware"], seed=0, manifest_hash=None,
+        )  # fmt: skip
+        blob = torch.load(path, weights_only=True)
+        blob["state_dict"][name][0] = bad
+        torch.save(blob, path)
+        with pytest.raises(CheckpointError, match=f"{name} indices leave"):
+            load_checkpoint(path)

@@ -150,8 +150,16 @@ class GradientBoostedTrees(MalvisionModel):
         if gap > 1e-3:
             raise ModelError(f"gbt: the tensor trees disagree with scikit-learn by {gap:.2g}")
 
+    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
+        """Load, then refuse trees that point outside their nodes or the feature vector (a damaged
+        or hostile checkpoint), which would otherwise fail on the first file scanned."""
+        result = super().load_state_dict(state_dict, strict=strict, assign=assign)
+        n = self.feature.numel()
+        for name, high in (("feature", self.n_features), ("left", n), ("right", n)):
+            t = getattr(self, name)
+            if int(t.min()) < 0 or int(t.max()) >= high:
+                raise RuntimeError(f"gbt: {name} indices leave [0, {high})")
+        return result
+
     def extra_repr(self) -> str:
         return f"n_trees={self.n_trees}, max_depth={self.max_depth}, {self.params}"
-
-    def cam_layer(self) -> Any:
-        return None
