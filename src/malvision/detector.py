@@ -23,10 +23,10 @@ import numpy as np
 from malvision.calibration import fit_platt, fit_temperature, platt_scale, softmax
 from malvision.card import save_with_card
 from malvision.checkpoint import load_checkpoint
-from malvision.data.splits import group_kfold, train_val_split
+from malvision.data.splits import group_kfold
 from malvision.evaluate.metrics import detection_metrics, threshold_for_fpr
 from malvision.io import atomic_writer
-from malvision.train import TrainConfig, fit, fitted_in_one_call, make_loader, predict
+from malvision.train import TrainConfig, fit, fitted_in_one_call, make_loader, predict, train_val_rows
 
 __all__ = ["build_detector", "data_sources"]
 
@@ -51,17 +51,15 @@ def _calibrated(probs: np.ndarray, t: float) -> np.ndarray:
     return softmax(np.log(np.clip(probs, 1e-12, 1.0)), t)
 
 
-def _train_calibrated(ds: Any, idx: np.ndarray, cfg: TrainConfig, out: Path, seed: int) -> tuple[Any, float]:
+def _train_calibrated(ds: Any, idx: np.ndarray, cfg: TrainConfig, out: Path) -> tuple[Any, float]:
     """Train on ``idx``; return the checkpoint and a temperature fitted on a group-disjoint validation
     split. A model fitted in one call (trees) has no epoch to pick, so every row trains it and its
     temperature stays 1: Platt scaling on the out-of-fold scores calibrates it."""
-    if fitted_in_one_call(cfg.model):
-        res = fit(ds, np.asarray(idx), np.asarray(idx)[:0], cfg, out, resume=True)
-        return load_checkpoint(res.checkpoint), 1.0
-    groups = list(ds.groups)
-    tr, va = train_val_split(idx, ds.labels, groups, val_size=cfg.val_fraction, random_state=seed)
+    tr, va = train_val_rows(cfg, idx, ds.labels, list(ds.groups))
     res = fit(ds, tr, va, cfg, out, resume=True)
     ck = load_checkpoint(res.checkpoint)
+    if not len(va):
+        return ck, 1.0
     probs, labels = predict(ck.model, make_loader(ds, va, 64, shuffle=False, max_len=cfg.max_len))
     return ck, fit_temperature(probs, labels)
 
@@ -92,7 +90,7 @@ def build_detector(
         if done.exists():
             oof[te] = np.load(done)
             continue
-        ck, t = _train_calibrated(ds, np.asarray(tr), cfg, out / "cv" / f"fold{k}", cfg.seed)
+        ck, t = _train_calibrated(ds, np.asarray(tr), cfg, out / "cv" / f"fold{k}")
         probs, _ = predict(ck.model, make_loader(ds, te, 64, shuffle=False, max_len=cfg.max_len))
         oof[te] = _calibrated(probs, t)[:, mal]
         np.save(done, oof[te])
@@ -127,7 +125,7 @@ def build_detector(
         per_group[g][0] += int(flagged[i])
         per_group[g][1] += 1
     say("final model on all data")
-    ck, temperature = _train_calibrated(ds, np.arange(len(ds)), cfg, out / "final", cfg.seed)
+    ck, temperature = _train_calibrated(ds, np.arange(len(ds)), cfg, out / "final")
     card = {
         "task": "malware vs benign detection (Windows PE)",
         "architecture": cfg.model,

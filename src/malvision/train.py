@@ -32,7 +32,8 @@ from malvision.io import atomic_writer
 from malvision.models import create_model, model_info
 
 __all__ = [
-    "TrainConfig", "TrainResult", "seed_everything", "get_lr", "fit", "fitted_in_one_call", "predict", "make_loader",
+    "TrainConfig", "TrainResult", "seed_everything", "get_lr", "fit", "fitted_in_one_call", "train_val_rows",
+    "predict", "make_loader",
 ]  # fmt: skip
 
 
@@ -247,7 +248,7 @@ def fit(
         seed=cfg.seed,
         manifest_hash=ds.manifest_hash,
     )
-    if hasattr(model, "fit_arrays"):
+    if fitted_in_one_call(cfg.model):
         if distributed:
             raise MalvisionError(
                 f"{cfg.model} is fitted in one call, not data-parallel; run it without torchrun"
@@ -368,6 +369,19 @@ def fitted_in_one_call(model: str) -> bool:
     return hasattr(model_info(model).builder, "fit_arrays")
 
 
+def train_val_rows(
+    cfg: TrainConfig, idx: Sequence[int] | np.ndarray, labels: np.ndarray, groups: Any = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Training and validation rows out of ``idx``: a seeded stratified split (group-disjoint given
+    ``groups``), or every row and none for a model fitted in one call, which has no epoch to pick."""
+    from malvision.data.splits import train_val_split
+
+    idx = np.asarray(idx, dtype=np.int64)
+    if fitted_in_one_call(cfg.model):
+        return idx, idx[:0]
+    return train_val_split(idx, labels, groups, val_size=cfg.val_fraction, random_state=cfg.seed)
+
+
 def _fit_direct(
     model: nn.Module,
     ds: Any,
@@ -435,21 +449,15 @@ def train_run(
     ``curves.png``, ``confusion.png`` and ``split.json`` (the test ids, so no one tests on training data).
     """
     from malvision.checkpoint import load_checkpoint
-    from malvision.data.splits import group_holdout, stratified_holdout, train_val_split
+    from malvision.data.splits import group_holdout, stratified_holdout
     from malvision.evaluate.plots import plot_confusion, plot_history
 
     out = Path(out_dir)
     if grouped:
         train_idx, test_idx = group_holdout(ds.labels, ds.groups, test_size, random_state=cfg.seed)
-        tr, va = train_val_split(
-            train_idx, ds.labels, ds.groups, val_size=cfg.val_fraction, random_state=cfg.seed
-        )
     else:
         train_idx, test_idx = stratified_holdout(ds.labels, test_size, random_state=cfg.seed)
-        tr, va = train_val_split(train_idx, ds.labels, val_size=cfg.val_fraction, random_state=cfg.seed)
-    one_call = fitted_in_one_call(cfg.model)
-    if one_call:  # no epoch to pick: every training row trains it
-        tr, va = np.asarray(train_idx), np.asarray(train_idx)[:0]
+    tr, va = train_val_rows(cfg, train_idx, ds.labels, ds.groups if grouped else None)
     res = fit(ds, tr, va, cfg, out, resume=resume, on_epoch=on_epoch, on_step=on_step)
     if dist.is_initialized() and dist.get_rank() != 0:
         return {}
@@ -486,7 +494,7 @@ def train_run(
             k: [ids[i] for i in v] for k, v in (("train_ids", tr), ("val_ids", va), ("test_ids", test_idx))
         }
         f.write(json.dumps(split).encode())
-    if not one_call:  # a model fitted in one call has no training curves
+    if len(va):  # a model fitted in one call has no validation rows and no training curves
         plot_history(
             res.history, out / "curves.png", f"{cfg.model} on {Path(str(getattr(ds, 'path', ''))).name}"
         )

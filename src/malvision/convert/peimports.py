@@ -38,7 +38,6 @@ class _Layout:
     plus: bool
     sections: tuple[tuple[int, int, int, int], ...]  # virtual address, virtual size, raw pointer, raw size
     import_rva: int
-    import_size: int
 
 
 @dataclass(frozen=True)
@@ -76,14 +75,14 @@ def _layout(head: bytes) -> _Layout:
     (n_dirs,) = struct.unpack_from("<I", head, n_dirs_at)
     if n_dirs < 2 or n_dirs_at + 20 > opt + opt_size:
         raise ValueError("no import directory entry")
-    rva, size = struct.unpack_from("<II", head, n_dirs_at + 12)
+    (rva,) = struct.unpack_from("<I", head, n_dirs_at + 12)
     table = opt + opt_size
     n = min(n_sections, max(0, (len(head) - table) // 40), 96)
     sections = []
     for i in range(n):
         vsize, vaddr, rsize, raw = struct.unpack_from("<IIII", head, table + 40 * i + 8)
         sections.append((vaddr, vsize, raw, rsize))
-    return _Layout(plus, tuple(sections), rva, size)
+    return _Layout(plus, tuple(sections), rva)
 
 
 def _offset(layout: _Layout, rva: int) -> int | None:

@@ -13,11 +13,11 @@ import numpy as np
 
 from malvision.checkpoint import load_checkpoint
 from malvision.convert.sequence import Vocabulary
-from malvision.data.splits import group_kfold, stratified_kfold, train_val_split
+from malvision.data.splits import group_kfold, stratified_kfold
 from malvision.evaluate.metrics import classification_metrics
 from malvision.evaluate.plots import plot_confusion, plot_leaderboard
 from malvision.io import atomic_writer
-from malvision.train import TrainConfig, fit, fitted_in_one_call, make_loader, predict
+from malvision.train import TrainConfig, fit, make_loader, predict, train_val_rows
 
 __all__ = ["run_leaderboard", "leaderboard_markdown"]
 
@@ -41,10 +41,7 @@ def run_fold(
     done = out / "result.json"
     if done.exists():
         return json.loads(done.read_text())
-    if fitted_in_one_call(cfg.model):
-        tr, va = np.asarray(train_idx), np.asarray(train_idx)[:0]
-    else:
-        tr, va = train_val_split(train_idx, ds.labels, val_size=cfg.val_fraction, random_state=cfg.seed)
+    tr, va = train_val_rows(cfg, train_idx, ds.labels)
     res = fit(ds, tr, va, cfg, out, resume=True, **fit_kwargs)
     ck = load_checkpoint(res.checkpoint)
     probs, labels, ms = _timed_predict(ck, ds, test_idx, cfg)
