@@ -180,3 +180,30 @@ def test_trees_train_on_every_row_of_a_fold(pe_feature_cache: Path, tmp_path: Pa
     summary = train_run(ds, TrainConfig(model="gbt", model_kwargs=kw), tmp_path / "run", test_size=0.25)
     assert summary["n_val"] == 0 and summary["n_train"] + summary["n_test"] == len(ds)
     assert (tmp_path / "run" / "confusion.png").exists() and not (tmp_path / "run" / "curves.png").exists()
+
+
+def test_a_run_folder_is_reused_only_by_the_same_run(pe_feature_cache: Path, tmp_path: Path) -> None:
+    """Fold results left in a run folder are reused by the same run, and refused for other data or settings."""
+    from malvision.errors import MalvisionError
+    from malvision.train import train_run
+
+    ds = CachedDataset(pe_feature_cache / "cache")
+    cfg = TrainConfig(model="gbt", model_kwargs={"n_trees": 10, "max_depth": 2})
+    first = build_detector(ds, cfg, tmp_path / "run", folds=3, target_fpr=0.05)
+    fold0 = tmp_path / "run" / "cv" / "fold0" / "scores.npy"
+    stamp = fold0.stat().st_mtime_ns
+    again = build_detector(ds, cfg, tmp_path / "run", folds=3, target_fpr=0.05)
+    assert fold0.stat().st_mtime_ns == stamp and again["metrics"] == first["metrics"]  # reused, not redone
+    with pytest.raises(MalvisionError, match=r"other data or settings \(train_config\.seed\)"):
+        build_detector(ds, TrainConfig(model="gbt", model_kwargs=cfg.model_kwargs, seed=1), tmp_path / "run", folds=3)
+    ds.manifest_hash = "0" * 64  # the same folder, another data set
+    with pytest.raises(MalvisionError, match=r"other data or settings \(the data\)"):
+        build_detector(ds, cfg, tmp_path / "run", folds=3, target_fpr=0.05)
+    (tmp_path / "run" / "run.json").unlink()  # fold results no run claims (an older release's folder)
+    with pytest.raises(MalvisionError, match="fold results of an unknown run"):
+        build_detector(ds, cfg, tmp_path / "run", folds=3, target_fpr=0.05)
+    # `malvision train --resume` on a folder trained on other data: trees, and a model trained by epochs
+    for c in (cfg, TrainConfig(model="mlp", epochs=1)):
+        train_run(CachedDataset(pe_feature_cache / "cache"), c, tmp_path / c.model, test_size=0.25)
+        with pytest.raises(MalvisionError, match="was trained on other data"):
+            train_run(ds, c, tmp_path / c.model, test_size=0.25, resume=True)

@@ -24,6 +24,7 @@ from malvision.calibration import fit_platt, fit_temperature, platt_scale, softm
 from malvision.card import save_with_card
 from malvision.checkpoint import load_checkpoint
 from malvision.data.splits import group_kfold
+from malvision.errors import MalvisionError
 from malvision.evaluate.metrics import detection_metrics, threshold_for_fpr
 from malvision.io import atomic_writer
 from malvision.train import TrainConfig, fit, fitted_in_one_call, make_loader, predict, train_val_rows
@@ -64,6 +65,31 @@ def _train_calibrated(ds: Any, idx: np.ndarray, cfg: TrainConfig, out: Path) -> 
     return ck, fit_temperature(probs, labels)
 
 
+def _claim_run(out: Path, stamp: dict[str, Any]) -> None:
+    """Reuse the fold results in ``out`` only if the same data and settings made them; else refuse."""
+    stamp = json.loads(json.dumps(stamp))
+    path = out / "run.json"
+    if path.exists():
+        old = json.loads(path.read_text())
+        changed = sorted(k for k in stamp if old.get(k) != stamp[k]) + sorted(
+            f"train_config.{k}"
+            for k in stamp["train_config"]
+            if old.get("train_config", {}).get(k) != stamp["train_config"][k]
+        )
+        if changed:
+            what = ", ".join("the data" if c == "manifest_hash" else c for c in changed if c != "train_config")
+            raise MalvisionError(
+                f"{out} holds a detector run on other data or settings ({what}); "
+                "pick another --out or delete that folder"
+            )
+        return
+    if (out / "cv").exists():
+        raise MalvisionError(f"{out} holds fold results of an unknown run; pick another --out or delete that folder")
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_writer(path) as f:
+        f.write(json.dumps(stamp, indent=2).encode())
+
+
 def build_detector(
     ds: Any,
     cfg: TrainConfig,
@@ -84,6 +110,7 @@ def build_detector(
     y = (ds.labels == mal).astype(int)
     oof = np.full(len(ds), np.nan)
     splits = group_kfold(ds.labels, ds.groups, folds, random_state=cfg.seed)
+    _claim_run(out, {"manifest_hash": ds.manifest_hash, "folds": folds, "train_config": asdict(cfg)})
     for k, (tr, te) in enumerate(splits):
         say(f"fold {k + 1}/{len(splits)}")
         done = out / "cv" / f"fold{k}" / "scores.npy"

@@ -277,7 +277,7 @@ def fit(
     best_metrics: dict[str, Any] = {}
     last_path, best_path = out / "last.pt", out / "best.pt"
     if resume and last_path.exists():
-        ck = load_checkpoint(last_path)
+        ck = _resumable(last_path, ds)
         model.load_state_dict(ck.model.state_dict())
         state = (ck.extra or {}).get("train_state", {})
         if ck.optimizer_state:
@@ -382,6 +382,14 @@ def train_val_rows(
     return train_val_split(idx, labels, groups, val_size=cfg.val_fraction, random_state=cfg.seed)
 
 
+def _resumable(path: Path, ds: Any) -> Any:
+    """The checkpoint a run resumes from, refused in one line if it was trained on other data."""
+    ck = load_checkpoint(path)
+    if ck.manifest_hash and ds.manifest_hash and ck.manifest_hash != ds.manifest_hash:
+        raise MalvisionError(f"{path} was trained on other data; pick another run folder or delete it")
+    return ck
+
+
 def _fit_direct(
     model: nn.Module,
     ds: Any,
@@ -399,7 +407,9 @@ def _fit_direct(
     """
     best_path = out / "best.pt"
     t0 = time.perf_counter()
-    if not (resume and best_path.exists()):
+    if resume and best_path.exists():
+        _resumable(best_path, ds)
+    else:
         x = np.stack([ds[int(i)][0] for i in train_idx]).astype(np.float32)
         y = np.asarray(ds.labels)[train_idx]
         weights = class_weights(y, len(ds.classes)).numpy()[y] if cfg.class_weighting else None
