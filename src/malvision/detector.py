@@ -77,14 +77,18 @@ def _claim_run(out: Path, stamp: dict[str, Any]) -> None:
             if old.get("train_config", {}).get(k) != stamp["train_config"][k]
         )
         if changed:
-            what = ", ".join("the data" if c == "manifest_hash" else c for c in changed if c != "train_config")
+            what = ", ".join(
+                "the data" if c == "manifest_hash" else c for c in changed if c != "train_config"
+            )
             raise MalvisionError(
                 f"{out} holds a detector run on other data or settings ({what}); "
                 "pick another --out or delete that folder"
             )
         return
     if (out / "cv").exists():
-        raise MalvisionError(f"{out} holds fold results of an unknown run; pick another --out or delete that folder")
+        raise MalvisionError(
+            f"{out} holds fold results of an unknown run; pick another --out or delete that folder"
+        )
     out.mkdir(parents=True, exist_ok=True)
     with atomic_writer(path) as f:
         f.write(json.dumps(stamp, indent=2).encode())
