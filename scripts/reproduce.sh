@@ -102,12 +102,14 @@ detector() {
 # no epoch to pick, so each fold trains on all its rows; no class weights.
 features_detector() {
     SET=tools bash scripts/build_extra_benign.sh
+    rm -rf "$C/runs/pe-detector-gbt"   # a run folder keeps fold results only for the same data and settings
     $MV data build --kind features --benign "$C/benign" --benign "$C/benign-extra" --benign "$C/benign-tools" --out "$C/caches/pe-features-wide" --overwrite
     $MV train-detector --data "$C/caches/pe-features-wide" --out "$C/runs/pe-detector-gbt" --model gbt \
         --no-class-weighting --threads 1
     $MV bundle "$C/runs/pe-detector-gbt" -o src/malvision/weights/pe-features.pt
     $MV export pe-features --onnx
     $MV info pe-features --groups --markdown > docs/pe-features-families.md
+    .venv/bin/python scripts/pe_types.py "$C/runs/pe-detector-gbt" "$C/caches/pe-features-wide" > docs/pe-features-types.md
     cp "$C/runs/pe-detector-gbt/roc.png" docs/img/pe-features-roc.png
 }
 
@@ -115,6 +117,7 @@ features_detector() {
 # the MLP it replaced, on the same features with the MLP's settings of the earlier release (seeds 0-2:
 # lr 0.001, no label smoothing, 100 epochs keeping the best validation epoch).
 features_seeds() {
+    rm -rf "$C"/runs/pe-detector-gbt-seed[12] "$C"/runs/pe-detector-mlp-seed[012]
     for s in 1 2; do
         $MV train-detector --data "$C/caches/pe-features-wide" --out "$C/runs/pe-detector-gbt-seed$s" \
             --model gbt --no-class-weighting --threads 1 --seed "$s"
