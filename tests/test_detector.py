@@ -189,7 +189,9 @@ def test_a_run_folder_is_reused_only_by_the_same_run(pe_feature_cache: Path, tmp
 
     ds = CachedDataset(pe_feature_cache / "cache")
     cfg = TrainConfig(model="gbt", model_kwargs={"n_trees": 10, "max_depth": 2})
-    first = build_detector(ds, cfg, tmp_path / "run", folds=3, target_fpr=0.05)
+    said: list[str] = []
+    first = build_detector(ds, cfg, tmp_path / "run", folds=3, target_fpr=0.05, on_progress=said.append)
+    assert {"fold 1/3: 10%", "fold 3/3: 100%", "final model: 100%"} <= set(said)  # one step per tree
     fold0 = tmp_path / "run" / "cv" / "fold0" / "scores.npy"
     stamp = fold0.stat().st_mtime_ns
     again = build_detector(ds, cfg, tmp_path / "run", folds=3, target_fpr=0.05)

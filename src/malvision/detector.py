@@ -52,17 +52,32 @@ def _calibrated(probs: np.ndarray, t: float) -> np.ndarray:
     return softmax(np.log(np.clip(probs, 1e-12, 1.0)), t)
 
 
-def _train_calibrated(ds: Any, idx: np.ndarray, cfg: TrainConfig, out: Path) -> tuple[Any, float]:
+def _train_calibrated(
+    ds: Any, idx: np.ndarray, cfg: TrainConfig, out: Path, on_step: Callable[[int, int], None] | None = None
+) -> tuple[Any, float]:
     """Train on ``idx``; return the checkpoint and a temperature fitted on a group-disjoint validation
     split. A model fitted in one call (trees) has no epoch to pick, so every row trains it and its
     temperature stays 1: Platt scaling on the out-of-fold scores calibrates it."""
     tr, va = train_val_rows(cfg, idx, ds.labels, list(ds.groups))
-    res = fit(ds, tr, va, cfg, out, resume=True)
+    res = fit(ds, tr, va, cfg, out, resume=True, on_step=on_step)
     ck = load_checkpoint(res.checkpoint)
     if not len(va):
         return ck, 1.0
     probs, labels = predict(ck.model, make_loader(ds, va, 64, shuffle=False, max_len=cfg.max_len))
     return ck, fit_temperature(probs, labels)
+
+
+def _steps(say: Callable[[str], None], what: str) -> Callable[[int, int], None]:
+    """A fit's progress as ``what: N%``, said only when the percentage changes."""
+    last = [-1]
+
+    def on_step(done: int, total: int) -> None:
+        pct = 100 * done // max(total, 1)
+        if pct != last[0]:
+            last[0] = pct
+            say(f"{what}: {pct}%")
+
+    return on_step
 
 
 def _claim_run(out: Path, stamp: dict[str, Any]) -> None:
@@ -121,7 +136,9 @@ def build_detector(
         if done.exists():
             oof[te] = np.load(done)
             continue
-        ck, t = _train_calibrated(ds, np.asarray(tr), cfg, out / "cv" / f"fold{k}")
+        ck, t = _train_calibrated(
+            ds, np.asarray(tr), cfg, out / "cv" / f"fold{k}", _steps(say, f"fold {k + 1}/{len(splits)}")
+        )
         probs, _ = predict(ck.model, make_loader(ds, te, 64, shuffle=False, max_len=cfg.max_len))
         oof[te] = _calibrated(probs, t)[:, mal]
         np.save(done, oof[te])
@@ -156,7 +173,9 @@ def build_detector(
         per_group[g][0] += int(flagged[i])
         per_group[g][1] += 1
     say("final model on all data")
-    ck, temperature = _train_calibrated(ds, np.arange(len(ds)), cfg, out / "final")
+    ck, temperature = _train_calibrated(
+        ds, np.arange(len(ds)), cfg, out / "final", _steps(say, "final model")
+    )
     card = {
         "task": "malware vs benign detection (Windows PE)",
         "architecture": cfg.model,

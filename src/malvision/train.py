@@ -253,7 +253,7 @@ def fit(
             raise MalvisionError(
                 f"{cfg.model} is fitted in one call, not data-parallel; run it without torchrun"
             )
-        return _fit_direct(model, ds, train_idx, val_idx, cfg, out, meta, resume)
+        return _fit_direct(model, ds, train_idx, val_idx, cfg, out, meta, resume, on_step)
     train_model: nn.Module = model
     if distributed:
         train_model = nn.parallel.DistributedDataParallel(model)
@@ -399,11 +399,13 @@ def _fit_direct(
     out: Path,
     meta: dict[str, Any],
     resume: bool,
+    on_step: Callable[[int, int], None] | None = None,
 ) -> TrainResult:
     """Fit a model that learns in one call (``fit_arrays``: trees), not by gradient steps.
 
     Writes ``best.pt`` and a one-row ``history.csv``; ``resume`` keeps a ``best.pt`` already there.
     ``val_idx`` may be empty (there is nothing to select): there are then no validation metrics.
+    ``on_step(done, total)`` follows the fit (for trees, one step per tree).
     """
     best_path = out / "best.pt"
     t0 = time.perf_counter()
@@ -413,7 +415,7 @@ def _fit_direct(
         x = np.stack([ds[int(i)][0] for i in train_idx]).astype(np.float32)
         y = np.asarray(ds.labels)[train_idx]
         weights = class_weights(y, len(ds.classes)).numpy()[y] if cfg.class_weighting else None
-        model.fit_arrays(x, y, weights, cfg.seed)  # type: ignore[operator]
+        model.fit_arrays(x, y, weights, cfg.seed, on_step)  # type: ignore[operator]
         m: dict[str, Any] = {}  # no validation rows, no metrics
         if len(val_idx):
             probs, labels = predict(model, make_loader(ds, val_idx, cfg.batch_size * 2, shuffle=False))

@@ -98,3 +98,11 @@ def test_a_tree_pointing_outside_itself_is_a_checkpoint_error(
         torch.save(blob, path)
         with pytest.raises(CheckpointError, match=f"{name} indices leave"):
             load_checkpoint(path)
+
+
+def test_the_fit_reports_each_tree_as_it_is_grown() -> None:
+    x, y = _data(200, 0)
+    model = create_model("gbt", in_kind="features", n_classes=2, **{**KW, "n_trees": 7})
+    seen: list[tuple[int, int]] = []
+    model.fit_arrays(x, y, None, 0, on_tree=lambda done, total: seen.append((done, total)))
+    assert seen == [(i, 7) for i in range(1, 8)]

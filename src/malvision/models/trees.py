@@ -11,6 +11,7 @@ and explanations measure each feature by occlusion (``differentiable`` is False)
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -103,8 +104,16 @@ class GradientBoostedTrees(MalvisionModel):
         """Mean and standard deviation of the training inputs, per feature."""
         return self.feature_mean.clone(), self.feature_std.clone()
 
-    def fit_arrays(self, x: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None, seed: int) -> None:
-        """Grow the trees on float32 rows ``x`` and labels ``y`` (0/1), then load them as tensors."""
+    def fit_arrays(
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        sample_weight: np.ndarray | None,
+        seed: int,
+        on_tree: Callable[[int, int], None] | None = None,
+    ) -> None:
+        """Grow the trees on float32 rows ``x`` and labels ``y`` (0/1), then load them as tensors;
+        ``on_tree(done, total)`` is called as each tree is grown."""
         from sklearn.ensemble import GradientBoostingClassifier
 
         if x.ndim != 2 or x.shape[1] != self.n_features:
@@ -115,7 +124,8 @@ class GradientBoostedTrees(MalvisionModel):
         clf = GradientBoostingClassifier(
             n_estimators=self.n_trees, max_depth=self.max_depth, random_state=seed, **self.params
         )
-        clf.fit(x, y, sample_weight=sample_weight)
+        monitor = None if on_tree is None else (lambda i, _est, _locals: on_tree(i + 1, self.n_trees))
+        clf.fit(x, y, sample_weight=sample_weight, monitor=monitor)
         nodes = 2 ** (self.max_depth + 1) - 1
         feature = np.zeros((self.n_trees, nodes), np.int64)
         threshold = np.zeros((self.n_trees, nodes), np.float32)
