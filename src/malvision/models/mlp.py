@@ -2,7 +2,9 @@
 
 The first layer is a BatchNorm without affine weights: it standardises each feature with running
 statistics learnt in training, so raw log-sizes, flags and shares can go in as they are, and the
-export to ONNX keeps that step inside the model.
+export to ONNX keeps that step inside the model. Standardised values are clipped to +-CLIP: a feature
+that never varied in training (an import only one held-out project uses) would otherwise come out
+hundreds of deviations off and push every file that has it to a certain verdict.
 """
 
 from __future__ import annotations
@@ -16,7 +18,16 @@ from malvision.errors import ModelError
 from malvision.models._base import MalvisionModel, check_positive, int_tuple
 from malvision.models._registry import register_model
 
-__all__ = ["MLP"]
+__all__ = ["MLP", "CLIP"]
+
+CLIP = 5.0
+
+
+class _Standardise(nn.BatchNorm1d):
+    """BatchNorm without affine weights, its output clipped to +-CLIP (same weights as a BatchNorm1d)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return super().forward(x).clamp(-CLIP, CLIP)
 
 
 @register_model("mlp")
@@ -41,7 +52,7 @@ class MLP(MalvisionModel):
         if not 0.0 <= dropout < 1.0:
             raise ModelError(f"mlp: dropout must be in [0, 1), got {dropout}")
         self.n_features = n_features
-        layers: list[nn.Module] = [nn.BatchNorm1d(n_features, affine=False)]
+        layers: list[nn.Module] = [_Standardise(n_features, affine=False)]
         width = n_features
         for w in widths:
             layers += [nn.Linear(width, w), nn.ReLU(), nn.Dropout(dropout)]
