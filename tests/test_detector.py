@@ -33,6 +33,22 @@ def test_temperature_undoes_overconfidence() -> None:
     assert 0.8 < fit_temperature(honest, labels) < 1.25
 
 
+def test_confident_scores_keep_their_order_as_the_scanner_sees_them() -> None:
+    """Out-of-fold scores (predict, then temperature) rank very confident files as the scanner does."""
+    import torch
+
+    from malvision.calibration import softmax
+    from malvision.detector import _calibrated
+    from malvision.train import predict
+
+    logits = torch.tensor([[0.0, 18.0], [0.0, 24.0], [0.0, 30.0], [0.0, -30.0]])
+    probs, _ = predict(torch.nn.Identity(), [(logits, torch.zeros(4, dtype=torch.long))])
+    for t in (1.0, 2.5):
+        ours = _calibrated(probs, t)[:, 1]
+        assert np.all(np.diff(ours[:3]) > 0)  # float32 would tie all three at 1.0
+        assert np.allclose(ours, softmax(logits.numpy(), t)[:, 1], rtol=0, atol=1e-12)
+
+
 def _grouped_set(base: Path, suffix: str, make: Callable[[str, int, int], bytes]) -> CsvDataset:
     """6 groups of 5 files per class, ``make(label, group, index)`` giving each file's bytes."""
     rows = ["file,label,group"]

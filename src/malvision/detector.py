@@ -49,7 +49,8 @@ def data_sources(records: Any) -> dict[str, dict[str, Any]]:
 
 
 def _calibrated(probs: np.ndarray, t: float) -> np.ndarray:
-    return softmax(np.log(np.clip(probs, 1e-12, 1.0)), t)
+    """softmax(log p / t): the scanner's softmax(logits / t), as long as log p is not clipped."""
+    return softmax(np.log(np.clip(probs, np.finfo(np.float64).tiny, 1.0)), t)
 
 
 def _train_calibrated(

@@ -170,11 +170,13 @@ def make_loader(
 
 @torch.no_grad()
 def predict(model: nn.Module, loader: DataLoader) -> tuple[np.ndarray, np.ndarray]:
-    """(probabilities (N, C), labels (N,)) for a loader, in the loader's index order."""
+    """(probabilities (N, C), labels (N,)) for a loader, in the loader's index order. The softmax runs
+    in float64, as the scanner's does: in float32 every logit gap over ~17 rounds to 1.0, and such
+    ties at the top would set a detector's threshold on a coarser scale than the scores it judges."""
     model.eval()
     probs, labels = [], []
     for x, y in loader:
-        probs.append(torch.softmax(model(x).float(), dim=1).numpy())
+        probs.append(torch.softmax(model(x).double(), dim=1).numpy())
         labels.append(y.numpy())
     p, y = np.concatenate(probs), np.concatenate(labels)
     restore = getattr(loader, "restore_order", None)
