@@ -34,19 +34,22 @@ def test_temperature_undoes_overconfidence() -> None:
 
 
 def test_confident_scores_keep_their_order_as_the_scanner_sees_them() -> None:
-    """Out-of-fold scores (predict, then temperature) rank very confident files as the scanner does."""
+    """Out-of-fold log-odds (predict, then temperature) rank very confident files as the scanner does."""
     import torch
 
-    from malvision.calibration import softmax
-    from malvision.detector import _calibrated
+    from malvision.calibration import log_odds, platt_scale
+    from malvision.detector import _malware_log_odds
     from malvision.train import predict
 
-    logits = torch.tensor([[0.0, 18.0], [0.0, 24.0], [0.0, 30.0], [0.0, -30.0]])
-    probs, _ = predict(torch.nn.Identity(), [(logits, torch.zeros(4, dtype=torch.long))])
-    for t in (1.0, 2.5):
-        ours = _calibrated(probs, t)[:, 1]
-        assert np.all(np.diff(ours[:3]) > 0)  # float32 would tie all three at 1.0
-        assert np.allclose(ours, softmax(logits.numpy(), t)[:, 1], rtol=0, atol=1e-12)
+    logits = torch.tensor([[0.0, 18.0], [0.0, 24.0], [0.0, 60.0], [0.0, 90.0], [0.0, -30.0]])
+    probs, _ = predict(torch.nn.Identity(), [(logits, torch.zeros(5, dtype=torch.long))])
+    for t in (0.5, 1.0, 2.5):
+        ours = _malware_log_odds(probs, 1, t)
+        assert np.allclose(ours, log_odds(logits.numpy(), 1, t), rtol=1e-9, atol=0)  # the scanner's z
+        assert np.all(np.diff(ours[:4]) > 0)  # a probability would tie 60 and 90 (and in float32, all four)
+    platt = {"a": 0.2, "b": -2.0}
+    scores = platt_scale(log_odds(logits.numpy(), 1, 0.5), platt)
+    assert np.all(np.diff(scores[:4]) > 0) and 0 < scores[4] < scores[0] < scores[3] < 1
 
 
 def _grouped_set(base: Path, suffix: str, make: Callable[[str, int, int], bytes]) -> CsvDataset:

@@ -1,14 +1,16 @@
 """Score calibration, numpy only so scanning never imports torch or scikit-learn for it.
 
-Temperature scaling softens or sharpens the softmax; Platt scaling then maps a malware probability
-through a fitted sigmoid of its logit. Both are monotonic: rankings (ROC, TPR at FPR) are unchanged.
+Temperature scaling softens or sharpens the softmax; Platt scaling then maps a detector's malware
+log-odds through a fitted sigmoid. Log-odds, not probabilities, go between the two: a probability
+rounds to exactly 1.0 once the log-odds pass ~37, and ties there would blur the top of the ranking.
+Both maps are monotonic: rankings (ROC, TPR at FPR) are unchanged.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["softmax", "fit_temperature", "fit_platt", "platt_scale"]
+__all__ = ["softmax", "fit_temperature", "log_odds", "fit_platt", "platt_scale", "sigmoid"]
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -33,19 +35,26 @@ def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
     return best_t
 
 
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(np.asarray(p, dtype=np.float64), 1e-15, 1 - 1e-15)
-    return np.log(p) - np.log1p(-p)
+def log_odds(logits: np.ndarray, index: int, temperature: float = 1.0) -> np.ndarray:
+    """log P(index) - log P(other) under softmax(logits / temperature), for two-class rows. Log-probabilities
+    serve as well as logits. Exact where the probability itself would round to 0 or 1."""
+    z = np.asarray(logits, dtype=np.float64)
+    return (z[:, index] - z[:, 1 - index]) / temperature
 
 
-def fit_platt(scores: np.ndarray, y: np.ndarray) -> dict[str, float]:
-    """Platt scaling sigmoid(a * logit(s) + b) fitted on out-of-fold scores (files of unseen groups)."""
+def fit_platt(log_odds: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """Platt scaling sigmoid(a * log_odds + b) fitted on out-of-fold log-odds (files of unseen groups)."""
     from sklearn.linear_model import LogisticRegression
 
-    lr = LogisticRegression(C=1e6, max_iter=1000).fit(_logit(scores)[:, None], y)
+    lr = LogisticRegression(C=1e6, max_iter=1000).fit(np.asarray(log_odds, dtype=np.float64)[:, None], y)
     return {"a": float(lr.coef_[0, 0]), "b": float(lr.intercept_[0])}
 
 
-def platt_scale(scores: np.ndarray, platt: dict[str, float]) -> np.ndarray:
-    """Apply ``fit_platt``'s map."""
-    return 1.0 / (1.0 + np.exp(-(platt["a"] * _logit(scores) + platt["b"])))
+def platt_scale(log_odds: np.ndarray, platt: dict[str, float]) -> np.ndarray:
+    """Apply ``fit_platt``'s map: a probability."""
+    return sigmoid(platt["a"] * np.asarray(log_odds, dtype=np.float64) + platt["b"])
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """1 / (1 + exp(-x)) without overflow."""
+    return np.exp(-np.logaddexp(0.0, -np.asarray(x, dtype=np.float64)))

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from malvision.calibration import fit_platt, fit_temperature, platt_scale, softmax
+from malvision.calibration import fit_platt, fit_temperature, log_odds, platt_scale
 from malvision.card import save_with_card
 from malvision.checkpoint import load_checkpoint
 from malvision.data.splits import group_kfold
@@ -48,9 +48,9 @@ def data_sources(records: Any) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _calibrated(probs: np.ndarray, t: float) -> np.ndarray:
-    """softmax(log p / t): the scanner's softmax(logits / t), as long as log p is not clipped."""
-    return softmax(np.log(np.clip(probs, np.finfo(np.float64).tiny, 1.0)), t)
+def _malware_log_odds(probs: np.ndarray, mal: int, t: float) -> np.ndarray:
+    """Log-odds of malware at temperature ``t`` from (float64) probabilities: the scanner's, from logits."""
+    return log_odds(np.log(np.clip(probs, np.finfo(np.float64).tiny, 1.0)), mal, t)
 
 
 def _train_calibrated(
@@ -130,7 +130,13 @@ def build_detector(
     y = (ds.labels == mal).astype(int)
     oof = np.full(len(ds), np.nan)
     splits = group_kfold(ds.labels, ds.groups, folds, random_state=cfg.seed)
-    _claim_run(out, {"manifest_hash": ds.manifest_hash, "folds": folds, "train_config": asdict(cfg)})
+    stamp = {
+        "manifest_hash": ds.manifest_hash,
+        "folds": folds,
+        "fold_scores": "log-odds",
+        "train_config": asdict(cfg),
+    }
+    _claim_run(out, stamp)
     for k, (tr, te) in enumerate(splits):
         say(f"fold {k + 1}/{len(splits)}")
         done = out / "cv" / f"fold{k}" / "scores.npy"
@@ -141,7 +147,7 @@ def build_detector(
             ds, np.asarray(tr), cfg, out / "cv" / f"fold{k}", _steps(say, f"fold {k + 1}/{len(splits)}")
         )
         probs, _ = predict(ck.model, make_loader(ds, te, 64, shuffle=False, max_len=cfg.max_len))
-        oof[te] = _calibrated(probs, t)[:, mal]
+        oof[te] = _malware_log_odds(probs, mal, t)
         np.save(done, oof[te])
     platt = fit_platt(oof, y)
     oof = platt_scale(oof, platt)
@@ -183,13 +189,14 @@ def build_detector(
         "temperature": temperature,
         "platt": platt,
         "score": (
-            "P(malware) for a file of an unseen family or source: softmax(logits / temperature) "
+            "P(malware) for a file of an unseen family or source: sigmoid(a * z + b), z = (malware logit - "
+            "benign logit) / temperature "
             + (
                 "(temperature 1: a model fitted in one call trains on every row, with no validation split)"
                 if fitted_in_one_call(cfg.model)
                 else "(temperature fitted on a group-disjoint validation split)"
             )
-            + ", then Platt scaling fitted on the out-of-fold scores of the cross-validation"
+            + "; Platt's a and b fitted on the out-of-fold z of the cross-validation"
         ),
         "threshold": threshold,
         "target_fpr": target_fpr,

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from malvision.bundled import DEFAULT_MODEL, resolve_checkpoint
-from malvision.calibration import platt_scale, softmax
+from malvision.calibration import log_odds, platt_scale, sigmoid, softmax
 from malvision.convert.image import iter_plot_rows, plot_shape, resize_rows
 from malvision.convert.opcodes import parse_opcodes
 from malvision.convert.pefeatures import HEAD_BYTES, FeatureTap  # HEAD_BYTES: what triage reads too
@@ -380,6 +380,10 @@ class Scanner:
 
     def infer(self, xs: list[np.ndarray]) -> np.ndarray:
         """Calibrated class probabilities for a batch of converted inputs."""
+        return softmax(self.logits(xs), self.temperature)
+
+    def logits(self, xs: list[np.ndarray]) -> np.ndarray:
+        """The model's raw logits (N, classes) for a batch of converted inputs."""
         if xs[0].dtype == np.float32:
             batch = np.stack(xs)
         elif xs[0].ndim == 2:
@@ -393,19 +397,19 @@ class Scanner:
 
             with torch.inference_mode():
                 logits = self.checkpoint.model(torch.from_numpy(batch)).float().numpy()
-        return softmax(logits, self.temperature)
+        return logits
 
-    def _verdict(self, p: _Prepared, probs: np.ndarray | None) -> Verdict:
-        if probs is None:
+    def _verdict(self, p: _Prepared, logits: np.ndarray | None) -> Verdict:
+        if logits is None:
             return Verdict(p.name, p.sha256, p.size, "unknown", None, None, p.reason)
-        if self.detector:
-            score = float(probs[self.classes.index("malware")])
-            if self.platt is not None:
-                score = float(platt_scale(np.array([score]), self.platt)[0])
+        if self.detector:  # from log-odds, so a very confident score never rounds to a tie at 1.0
+            z = log_odds(logits[None], self.classes.index("malware"), self.temperature)
+            score = float((platt_scale(z, self.platt) if self.platt is not None else sigmoid(z))[0])
             label = "malware" if score >= self.threshold else "benign"
             return Verdict(
                 p.name, p.sha256, p.size, label, score, None, None
             )  # unrounded: it met the threshold
+        probs = softmax(logits[None], self.temperature)[0]
         top = int(probs.argmax())
         # A family model presumes malware; it names the family, it cannot say benign.
         return Verdict(
@@ -479,17 +483,17 @@ class Scanner:
 
     def _flush(self, ready: list[tuple[str, _Prepared | ScanError]]) -> Iterator[Verdict | ScanError]:
         todo = [r for _, r in ready if isinstance(r, _Prepared) and r.x is not None]
-        probs: dict[int, np.ndarray] = {}
+        logits: dict[int, np.ndarray] = {}
         for i in range(0, len(todo), self.batch_size):
             chunk = todo[i : i + self.batch_size]
-            for p, pr in zip(chunk, self.infer([c.x for c in chunk]), strict=True):  # type: ignore[misc]
-                probs[id(p)] = pr
+            for p, z in zip(chunk, self.logits([c.x for c in chunk]), strict=True):  # type: ignore[misc]
+                logits[id(p)] = z
         for _, r in ready:
-            yield r if isinstance(r, ScanError) else self._verdict(r, probs.get(id(r)))
+            yield r if isinstance(r, ScanError) else self._verdict(r, logits.get(id(r)))
 
     def scan_bytes(self, name: str, data: bytes) -> Verdict:
         """Verdict for bytes already in memory (an upload, a zip entry)."""
         if not data:
             return Verdict(name, EMPTY_SHA256, 0, "unknown", None, None, "empty file")
         p = self.prepare(MemorySource.of(name, data))
-        return self._verdict(p, self.infer([p.x])[0] if p.x is not None else None)
+        return self._verdict(p, self.logits([p.x])[0] if p.x is not None else None)
