@@ -44,12 +44,15 @@ def main(run: Path, cache: Path) -> None:
         key = (pe_type(ds[where[i]][0]), int(y))
         n[key] += 1
         hit[key] += int(f)
+    print(f"# {card['architecture']} detector: out-of-fold results per PE type\n")
     print(
-        f"Threshold {card['threshold']:.3f} ({card['target_fpr']:g} target FPR), out-of-fold scores of `{run.name}`.\n"
+        f"Run `{run.name}`, threshold {card['threshold']:.3f} (target FPR {card['target_fpr']:g}), "
+        f"{card['split'].split(':')[0]}. Made by `scripts/pe_types.py`; the type comes from the file's headers "
+        "(machine, DLL flag, subsystem).\n"
     )
     print("| PE type | benign files | false positives | malware files | detected |")
     print("|---|---|---|---|---|")
-    for t in sorted({t for t, _ in n}, key=lambda t: -(n[(t, 0)] + n[(t, 1)])):
+    for t in sorted({t for t, _ in n}, key=lambda t: (-(n[(t, 0)] + n[(t, 1)]), t)):
         rate = f" ({hit[(t, 1)] / n[(t, 1)]:.0%})" if n[(t, 1)] else ""
         print(f"| {t} | {n[(t, 0)]} | {hit[(t, 0)]} | {n[(t, 1)]} | {hit[(t, 1)]}{rate} |")
 
