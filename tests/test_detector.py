@@ -222,6 +222,9 @@ def test_a_run_folder_is_reused_only_by_the_same_run(pe_feature_cache: Path, tmp
     ds.manifest_hash = "0" * 64  # the same folder, another data set
     with pytest.raises(MalvisionError, match=r"other data or settings \(the data\)"):
         build_detector(ds, cfg, tmp_path / "run", folds=3, target_fpr=0.05)
+    (tmp_path / "run" / "run.json").write_text("{not json")
+    with pytest.raises(MalvisionError, match="run.json: unreadable"):
+        build_detector(ds, cfg, tmp_path / "run", folds=3, target_fpr=0.05)
     (tmp_path / "run" / "run.json").unlink()  # fold results no run claims (an older release's folder)
     with pytest.raises(MalvisionError, match="fold results of an unknown run"):
         build_detector(ds, cfg, tmp_path / "run", folds=3, target_fpr=0.05)

@@ -70,12 +70,13 @@ def _train_calibrated(
 
 def _steps(say: Callable[[str], None], what: str) -> Callable[[int, int], None]:
     """A fit's progress as ``what: N%``, said only when the percentage changes."""
-    last = [-1]
+    last = -1
 
     def on_step(done: int, total: int) -> None:
+        nonlocal last
         pct = 100 * done // max(total, 1)
-        if pct != last[0]:
-            last[0] = pct
+        if pct != last:
+            last = pct
             say(f"{what}: {pct}%")
 
     return on_step
@@ -86,16 +87,18 @@ def _claim_run(out: Path, stamp: dict[str, Any]) -> None:
     stamp = json.loads(json.dumps(stamp))
     path = out / "run.json"
     if path.exists():
-        old = json.loads(path.read_text())
-        changed = sorted(k for k in stamp if old.get(k) != stamp[k]) + sorted(
+        try:
+            old = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise MalvisionError(f"{path}: unreadable ({e}); pick another --out or delete that folder") from e
+        changed = [k for k in stamp if k != "train_config" and old.get(k) != stamp[k]]
+        changed += [
             f"train_config.{k}"
-            for k in stamp["train_config"]
-            if old.get("train_config", {}).get(k) != stamp["train_config"][k]
-        )
+            for k, v in stamp["train_config"].items()
+            if old.get("train_config", {}).get(k) != v
+        ]
         if changed:
-            what = ", ".join(
-                "the data" if c == "manifest_hash" else c for c in changed if c != "train_config"
-            )
+            what = ", ".join("the data" if c == "manifest_hash" else c for c in changed)
             raise MalvisionError(
                 f"{out} holds a detector run on other data or settings ({what}); "
                 "pick another --out or delete that folder"
