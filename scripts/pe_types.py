@@ -18,6 +18,7 @@ import numpy as np
 
 from malvision.convert.pefeatures import FEATURE_NAMES
 from malvision.data.cache import CachedDataset
+from malvision.errors import MalvisionError
 
 
 def pe_type(x: np.ndarray) -> str:
@@ -32,9 +33,15 @@ def pe_type(x: np.ndarray) -> str:
 
 
 def main(run: Path, cache: Path) -> None:
-    card = json.loads((run / "card.json").read_text())
-    oof = json.loads((run / "oof_scores.json").read_text())
-    ds = CachedDataset(cache)
+    try:
+        card = json.loads((run / "card.json").read_text())
+        oof = json.loads((run / "oof_scores.json").read_text())
+    except (OSError, ValueError) as e:
+        sys.exit(f"error: {run} is not a `malvision train-detector` run folder ({e})")
+    try:
+        ds = CachedDataset(cache)
+    except MalvisionError as e:
+        sys.exit(f"error: {e}")
     if ds.manifest_hash != card["data"]["manifest_hash"]:
         sys.exit(f"error: {cache} is not the cache {run} was trained on")
     where = {i: k for k, i in enumerate(ds.ids)}
