@@ -8,7 +8,7 @@
 #
 # SET=tools builds a second, later widening into its own folder (default ~/.cache/malvision/benign-tools), so
 # the first one and every figure built on it stay as they were: small native Windows tools from npm and
-# PyPI, most of them 32-bit (i386) executables: half our malware is 32-bit GUI executables, and the benign
+# PyPI, many of them 32-bit (i386) executables: half our malware is 32-bit GUI executables, and the benign
 # side had few (7-Zip, NirCmd, AutoHotkey, freezer stubs of py2exe / cx_Freeze / PyInstaller 5, ...).
 # Its files are deduplicated against both earlier corpora (BASE is a ':'-separated list of corpus folders),
 # so build the first widening before this one.

@@ -98,7 +98,7 @@ detector() {
 
 # The PE-structure detector (src/malvision/weights/pe-features.pt): gradient-boosted trees on 433 header,
 # byte-statistics and import-table features, family- and project-disjoint 5-fold CV. Benign side: the
-# shared corpus, the first widening (`detector`) and the 32-bit tools widening (SET=tools). Trees have
+# shared corpus, the first widening (`detector`) and the native tools widening (SET=tools). Trees have
 # no epoch to pick, so each fold trains on all its rows; no class weights.
 features_detector() {
     SET=tools bash scripts/build_extra_benign.sh
