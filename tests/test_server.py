@@ -264,6 +264,19 @@ def test_openapi_schema(client: TestClient) -> None:
     assert body["properties"]["files"]["type"] == "array"
     assert "APIKeyHeader" in spec["components"]["securitySchemes"]
     assert {"413", "503", "504"} <= set(spec["paths"]["/v1/scan"]["post"]["responses"])
+    # one record per file, with the fields of malvision.scan.Verdict (as `malvision scan --json` prints)
+    ok = spec["paths"]["/v1/scan"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
+    record = spec["components"]["schemas"][ok["items"]["$ref"].rsplit("/", 1)[1]]
+    assert set(record["properties"]) == {
+        "path",
+        "sha256",
+        "size",
+        "verdict",
+        "score",
+        "family",
+        "reason",
+        "family_score",
+    }
     assert client.get("/docs").status_code == 200
 
 

@@ -46,7 +46,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from malvision.bundled import DEFAULT_MODEL
 from malvision.errors import MalvisionError
 from malvision.io import human_size
-from malvision.scan import Scanner
+from malvision.scan import Scanner, Verdict
 
 __all__ = ["DEFAULT_MAX_UPLOAD", "ServerSettings", "Limiter", "PngStore", "model_card", "create_app", "serve"]
 
@@ -294,19 +294,6 @@ class ErrorOut(BaseModel):
     error: str
 
 
-class VerdictOut(BaseModel):
-    """One scanned file, as ``malvision scan --json`` prints it."""
-
-    path: str
-    sha256: str | None
-    size: int | None
-    verdict: str
-    score: float | None
-    family: str | None
-    reason: str | None
-    family_score: float | None = None
-
-
 def _multipart(field_name: str, many: bool) -> dict[str, Any]:
     item = {"type": "string", "format": "binary"}
     prop = {"type": "array", "items": item} if many else item
@@ -426,7 +413,7 @@ def create_app(scanner_or_model: Any = DEFAULT_MODEL, settings: ServerSettings |
         "/v1/scan",
         dependencies=[Depends(require_key)],
         openapi_extra=_multipart("files", many=True),
-        responses={200: {"model": list[VerdictOut], "description": "one record per file"}} | _ERRORS,
+        responses={200: {"model": list[Verdict], "description": "one record per file"}} | _ERRORS,
         tags=["scan"],
     )
     async def scan(request: Request) -> JSONResponse:
