@@ -31,6 +31,10 @@ def test_temperature_undoes_overconfidence() -> None:
     honest = np.full((2000, 2), 0.3)
     honest[np.arange(2000), pred] = 0.7
     assert 0.8 < fit_temperature(honest, labels) < 1.25
+    # a split the model separates perfectly: NLL alone would sharpen without end (to the grid's 0.05)
+    separable = np.full((100, 2), 0.01)
+    separable[np.arange(100), labels[:100]] = 0.99
+    assert 0.4 < fit_temperature(separable, labels[:100]) < 1.0
 
 
 def test_confident_scores_keep_their_order_as_the_scanner_sees_them() -> None:
