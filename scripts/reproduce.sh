@@ -90,6 +90,7 @@ detector() {
     OUT="$C/benign-extra" bash scripts/build_extra_benign.sh
     $MV data build --kind image --image-size 64 --benign "$C/benign" --benign "$C/benign-extra" \
         --out "$C/caches/pe_image64_wide"
+    rm -rf "$C/runs/pe-detector-wide"   # a run folder keeps fold results only for the same data and settings
     $MV train-detector --data "$C/caches/pe_image64_wide" --out "$C/runs/pe-detector-wide" --model cnn \
         --epochs 15 --patience 4 --threads 1 --label-smoothing 0.1
     $MV bundle "$C/runs/pe-detector-wide" -o src/malvision/weights/pe-detector.pt
