@@ -42,6 +42,8 @@ def main(run: Path, cache: Path) -> None:
         ds = CachedDataset(cache)
     except MalvisionError as e:
         sys.exit(f"error: {e}")
+    if ds.spec.kind != "features":
+        sys.exit(f"error: {cache} holds {ds.spec.kind} inputs; the PE type is read from a features cache")
     if ds.manifest_hash != card["data"]["manifest_hash"]:
         sys.exit(f"error: {cache} is not the cache {run} was trained on")
     where = {i: k for k, i in enumerate(ds.ids)}
