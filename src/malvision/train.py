@@ -412,7 +412,7 @@ def _fit_direct(
     best_path = out / "best.pt"
     t0 = time.perf_counter()
     if resume and best_path.exists():
-        _resumable(best_path, ds)
+        metrics = _resumable(best_path, ds).metrics or {}
     else:
         x = np.stack([ds[int(i)][0] for i in train_idx]).astype(np.float32)
         y = np.asarray(ds.labels)[train_idx]
@@ -432,7 +432,7 @@ def _fit_direct(
         _write_history(out / "history.csv", [row])
         with open(out / "config.json", "w") as f:
             json.dump(asdict(cfg), f, indent=2)
-    metrics = load_checkpoint(best_path).metrics or {}
+        metrics = load_checkpoint(best_path).metrics or {}
     history = [{"epoch": 0.0, "val_macro_f1": float(metrics.get("macro_f1", 0.0))}]
     return TrainResult(best_path, 0, dict(metrics), history, time.perf_counter() - t0)
 
