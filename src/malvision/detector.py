@@ -141,14 +141,13 @@ def build_detector(
     }
     _claim_run(out, stamp)
     for k, (tr, te) in enumerate(splits):
-        say(f"fold {k + 1}/{len(splits)}")
+        fold = f"fold {k + 1}/{len(splits)}"
+        say(fold)
         done = out / "cv" / f"fold{k}" / "scores.npy"
         if done.exists():
             oof[te] = np.load(done)
             continue
-        ck, t = _train_calibrated(
-            ds, np.asarray(tr), cfg, out / "cv" / f"fold{k}", _steps(say, f"fold {k + 1}/{len(splits)}")
-        )
+        ck, t = _train_calibrated(ds, np.asarray(tr), cfg, out / "cv" / f"fold{k}", _steps(say, fold))
         probs, _ = predict(ck.model, make_loader(ds, te, 64, shuffle=False, max_len=cfg.max_len))
         oof[te] = _malware_log_odds(probs, mal, t)
         np.save(done, oof[te])
