@@ -45,17 +45,17 @@ def log_odds(logits: np.ndarray, index: int, temperature: float = 1.0) -> np.nda
     return (z[:, index] - z[:, 1 - index]) / temperature
 
 
-def fit_platt(log_odds: np.ndarray, y: np.ndarray) -> dict[str, float]:
-    """Platt scaling sigmoid(a * log_odds + b) fitted on out-of-fold log-odds (files of unseen groups)."""
+def fit_platt(z: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """Platt scaling sigmoid(a * z + b) fitted on out-of-fold log-odds ``z`` (files of unseen groups)."""
     from sklearn.linear_model import LogisticRegression
 
-    lr = LogisticRegression(C=1e6, max_iter=1000).fit(np.asarray(log_odds, dtype=np.float64)[:, None], y)
+    lr = LogisticRegression(C=1e6, max_iter=1000).fit(np.asarray(z, dtype=np.float64)[:, None], y)
     return {"a": float(lr.coef_[0, 0]), "b": float(lr.intercept_[0])}
 
 
-def platt_scale(log_odds: np.ndarray, platt: dict[str, float]) -> np.ndarray:
-    """Apply ``fit_platt``'s map: a probability."""
-    return sigmoid(platt["a"] * np.asarray(log_odds, dtype=np.float64) + platt["b"])
+def platt_scale(z: np.ndarray, platt: dict[str, float]) -> np.ndarray:
+    """Apply ``fit_platt``'s map to log-odds ``z``: a probability."""
+    return sigmoid(platt["a"] * np.asarray(z, dtype=np.float64) + platt["b"])
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
