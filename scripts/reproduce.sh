@@ -111,6 +111,7 @@ features_detector() {
     $MV export pe-features --onnx
     $MV info pe-features --groups --markdown > docs/pe-features-families.md
     .venv/bin/python scripts/pe_types.py "$C/runs/pe-detector-gbt" "$C/caches/pe-features-wide" > docs/pe-features-types.md
+    .venv/bin/python scripts/interval_drivers.py "$C/runs/pe-detector-gbt" "$C/caches/pe-features-wide" > docs/pe-features-interval.md
     cp "$C/runs/pe-detector-gbt/roc.png" docs/img/pe-features-roc.png
 }
 

@@ -15,6 +15,7 @@ from malvision.convert.spec import ConvertSpec
 from malvision.data.cache import CachedDataset, write_cache
 from malvision.data.readers import CsvDataset
 from malvision.detector import build_detector
+from malvision.evaluate.metrics import tpr_interval
 from malvision.scan import Scanner
 from malvision.train import TrainConfig
 
@@ -91,6 +92,10 @@ def test_build_detector_writes_an_honest_card(grouped_cache: Path, tmp_path: Pat
     assert m["fpr_at_threshold"] <= 0.05  # the threshold keeps the target on out-of-fold benign scores
     assert m["roc_auc"] > 0.9  # entropy separates the classes even across unseen groups
     assert set(m["operating_points"]) == {"0.001", "0.01", "0.05"}
+    for point in m["operating_points"].values():
+        lo, hi = point["tpr_ci95"]
+        assert 0 <= lo <= hi <= 1
+    assert m["tpr_ci95"] == m["operating_points"]["0.05"]["tpr_ci95"]
     assert card["platt"]["a"] > 0  # Platt scaling keeps the order of scores
     assert card["data"]["counts"] == {"benign": 30, "malware": 30}
     # where the files came from: here one folder (the CSV's) holds both classes
@@ -117,6 +122,29 @@ def test_build_detector_writes_an_honest_card(grouped_cache: Path, tmp_path: Pat
     assert len(rows) == 6 and all(line.count("|") == 6 for line in rows)
     flagged = sum(int(line.split("|")[4]) for line in rows)
     assert flagged == card["metrics"]["detected"]
+    # the plain card: operating points as a table, the card's own marked, with their intervals
+    r = CliRunner().invoke(app, ["info", str(tmp_path / "run" / "model.pt")], env={"COLUMNS": "200"})
+    assert r.exit_code == 0, r.output
+    (own,) = [line for line in r.output.splitlines() if "5% (card)" in line]
+    lo, hi = m["tpr_ci95"]
+    assert f"{m['detected']} = {m['tpr_at_threshold']:.1%}" in own and f"{lo:.1%} to {hi:.1%}" in own
+    assert "operating_points" not in r.output  # not dumped as JSON as well
+    # the script that splits the bootstrap by benign project reproduces the card's interval
+    import subprocess
+    import sys
+
+    script = Path(__file__).parents[1] / "scripts" / "interval_drivers.py"
+    run = subprocess.run(
+        [sys.executable, script, tmp_path / "run", grouped_cache], capture_output=True, text=True, check=False
+    )
+    assert run.returncode == 0, run.stderr
+    assert f"95% interval {lo:.3f} to {hi:.3f}" in run.stdout and "| benign project |" in run.stdout
+    run = subprocess.run([sys.executable, script, tmp_path, grouped_cache], capture_output=True, text=True)
+    assert (
+        run.returncode == 1
+        and run.stderr.count("\n") == 1
+        and "not a `malvision train-detector` run" in run.stderr
+    )
 
 
 @pytest.fixture(scope="module")
@@ -237,3 +265,39 @@ def test_a_run_folder_is_reused_only_by_the_same_run(pe_feature_cache: Path, tmp
         train_run(CachedDataset(pe_feature_cache / "cache"), c, tmp_path / c.model, test_size=0.25)
         with pytest.raises(MalvisionError, match="was trained on other data"):
             train_run(ds, c, tmp_path / c.model, test_size=0.25, resume=True)
+
+
+def _clustered_scores(n_groups: int, per_group: int, seed: int = 0) -> tuple[np.ndarray, ...]:
+    """Scores whose groups differ: each group has its own mean, so files within one move together."""
+    rng = np.random.default_rng(seed)
+    y, score, groups = [], [], []
+    for c, centre in ((0, 0.0), (1, 2.0)):
+        for g in range(n_groups):
+            mean = centre + rng.normal(0, 1.0)
+            score += list(mean + rng.normal(0, 0.1, per_group))
+            y += [c] * per_group
+            groups += [f"{c}-{g}"] * per_group
+    return np.array(y), np.array(score), np.array(groups)
+
+
+def test_tpr_interval_covers_the_figure_and_counts_groups_not_files() -> None:
+    y, score, groups = _clustered_scores(n_groups=20, per_group=10)
+    thr = np.sort(score[y == 0])[::-1][int(0.1 * (y == 0).sum())]
+    point = float((score[y == 1] > thr).mean())
+    lo, hi = tpr_interval(y, score, groups, 0.1, n_boot=500)
+    assert lo < point < hi
+    # treating every file as its own group claims far more certainty than the data holds
+    lo1, hi1 = tpr_interval(y, score, np.arange(len(y)), 0.1, n_boot=500)
+    assert hi1 - lo1 < (hi - lo) / 2
+    # more groups, a narrower interval; the same seed, the same interval
+    lo_w, hi_w = tpr_interval(*_clustered_scores(n_groups=200, per_group=10), 0.1, n_boot=500)
+    assert hi_w - lo_w < hi - lo
+    assert tpr_interval(y, score, groups, 0.1, n_boot=500) == (lo, hi)
+
+
+def test_tpr_interval_of_separated_classes_is_a_point() -> None:
+    y = np.array([0] * 50 + [1] * 50)
+    score = np.where(y == 1, 5.0, 0.0) + np.linspace(0, 1, 100)
+    assert tpr_interval(y, score, np.arange(100) // 5, 0.01, n_boot=200) == (1.0, 1.0)
+    with pytest.raises(ValueError, match="needs both classes"):
+        tpr_interval(np.zeros(10), score[:10], np.arange(10), 0.01)

@@ -105,6 +105,30 @@ def group_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     return ["class", "group", "files", "flagged", "share"], rows
 
 
+def operating_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """A detector card's out-of-fold operating points as table rows (the card's own threshold marked),
+    with the 95% group-bootstrap interval of the detection rate where the card has one."""
+    m = summary.get("metrics") or {}
+    points = m.get("operating_points") or {}
+    n_b, n_m = int(m.get("n_benign") or 0), int(m.get("n_malware") or 0)
+    with_ci = any(p.get("tpr_ci95") for p in points.values())
+    rows = []
+    for target, p in sorted(points.items(), key=lambda kv: float(kv[0])):
+        mark = " (card)" if float(target) == summary.get("target_fpr") else ""
+        row = [
+            f"{float(target) * 100:g}%{mark}",
+            f"{p['threshold']:.4g}",
+            f"{round(p['fpr'] * n_b)} = {p['fpr']:.3%}",
+            f"{round(p['tpr'] * n_m)} = {p['tpr']:.1%}",
+        ]
+        if with_ci:
+            ci = p.get("tpr_ci95")
+            row.append(f"{ci[0]:.1%} to {ci[1]:.1%}" if ci else "")
+        rows.append(row)
+    header = ["target FPR", "threshold", f"benign flagged (of {n_b})", f"detected (of {n_m})"]
+    return header + ["95% interval"] * with_ci, rows
+
+
 def model_summary(ck: Any, path: Path, *, full_path: bool = True, with_ids: bool = False) -> dict[str, Any]:
     """What ``malvision info`` and ``GET /v1/model`` show: the model, its input and its card.
 

@@ -711,12 +711,16 @@ def export(
     import json
 
     from malvision.bundled import resolve_checkpoint
-    from malvision.export import export_onnx
+    from malvision.export import export_onnx, sidecar
 
     if not onnx:
         raise MalvisionError("only --onnx export is supported")
-    report = export_onnx(resolve_checkpoint(model), out_path)
-    out.print(json.dumps(report, indent=2), markup=False, soft_wrap=True)  # JSON: never wrapped
+    checkpoint = resolve_checkpoint(model)
+    report = export_onnx(checkpoint, out_path)
+    # the model's spec and card go to the sidecar file; the terminal gets what the export measured
+    shown = {k: v for k, v in report.items() if k != "model"}
+    shown["sidecar"] = str(sidecar(out_path or checkpoint.with_suffix(".onnx")))
+    out.print(json.dumps(shown, indent=2), markup=False, soft_wrap=True)  # JSON: never wrapped
 
 
 @app.command()
@@ -735,7 +739,7 @@ def info(
     import json
 
     from malvision.bundled import resolve_checkpoint
-    from malvision.card import group_rows, model_summary
+    from malvision.card import group_rows, model_summary, operating_rows
     from malvision.checkpoint import load_checkpoint
 
     path = resolve_checkpoint(model)
@@ -769,12 +773,22 @@ def info(
         print(json.dumps(summary, indent=1))
         return
     if "per_group_flagged" in summary:
-        summary["per_group_flagged"] = f"{len(summary['per_group_flagged'])} groups (listed by --json)"
+        summary["per_group_flagged"] = f"{len(summary['per_group_flagged'])} groups (listed by --groups)"
+    header, points = operating_rows(summary)
     for k, v in summary.items():
-        out.print(
-            f"[bold]{escape(clean(str(k)))}[/bold]: {escape(clean(json.dumps(v) if isinstance(v, dict | list) else str(v)))}",
-            soft_wrap=True,
-        )
+        if k == "metrics" and points:
+            v = {m: x for m, x in v.items() if m in ("roc_auc", "n_malware", "n_benign", "tpr_ci95_method")}
+        text = json.dumps(v) if isinstance(v, dict | list) else str(v)
+        out.print(f"[bold]{escape(clean(str(k)))}[/bold]: {escape(clean(text))}", soft_wrap=True)
+    if points:
+        from rich.table import Table
+
+        table = Table(title="out-of-fold detection (group-disjoint CV)")
+        for col in header:
+            table.add_column(col, justify="right")
+        for r in points:
+            table.add_row(*(escape(clean(c)) for c in r))
+        out.print(table)
 
 
 @app.command("train-detector")

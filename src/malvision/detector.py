@@ -23,9 +23,9 @@ import numpy as np
 from malvision.calibration import fit_platt, fit_temperature, log_odds, platt_scale
 from malvision.card import save_with_card
 from malvision.checkpoint import load_checkpoint
-from malvision.data.splits import group_kfold
+from malvision.data.splits import group_keys, group_kfold
 from malvision.errors import MalvisionError
-from malvision.evaluate.metrics import detection_metrics, threshold_for_fpr
+from malvision.evaluate.metrics import detection_metrics, threshold_for_fpr, tpr_interval
 from malvision.io import atomic_writer
 from malvision.train import TrainConfig, fit, fitted_in_one_call, make_loader, predict, train_val_rows
 
@@ -151,6 +151,7 @@ def build_detector(
         probs, _ = predict(ck.model, make_loader(ds, te, 64, shuffle=False, max_len=cfg.max_len))
         oof[te] = _malware_log_odds(probs, mal, t)
         np.save(done, oof[te])
+    groups = group_keys(ds.groups, len(ds))
     platt = fit_platt(oof, y)
     oof = platt_scale(oof, platt)
     threshold = threshold_for_fpr(oof[y == 0], target_fpr)
@@ -165,6 +166,7 @@ def build_detector(
             "tpr_at_threshold": float(flagged[y == 1].mean()),
             "detected": int(flagged[y == 1].sum()),
             "accuracy_at_threshold": float((flagged == (y == 1)).mean()),
+            "tpr_ci95": tpr_interval(y, oof, groups, target_fpr, seed=cfg.seed),
         }
     )
     cv["operating_points"] = {}
@@ -175,7 +177,12 @@ def build_detector(
             "threshold": t,
             "fpr": float(hit[y == 0].mean()),
             "tpr": float(hit[y == 1].mean()),
+            "tpr_ci95": tpr_interval(y, oof, groups, fpr, seed=cfg.seed),
         }
+    cv["tpr_ci95_method"] = (
+        "95% percentile interval over 2,000 group-bootstrap replicates: whole malware families and benign "
+        "projects redrawn with replacement, the threshold set again on each replicate's benign files"
+    )
     per_group: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for i in range(len(ds)):
         g = f"{ds.classes[ds.labels[i]]}:{ds.groups[i]}"

@@ -26,6 +26,7 @@ __all__ = [
     "group_kfold",
     "group_holdout",
     "train_val_split",
+    "group_keys",
 ]
 
 Split = tuple[np.ndarray, np.ndarray]  # (train indices, test indices)
@@ -38,7 +39,8 @@ def _labels(labels: Sequence[object] | np.ndarray) -> np.ndarray:
     return y
 
 
-def _groups(groups: Sequence[object] | np.ndarray, n: int) -> np.ndarray:
+def group_keys(groups: Sequence[object] | np.ndarray, n: int) -> np.ndarray:
+    """The groups as strings, each None a group of its own; ``n`` is the number of labels."""
     if len(groups) != n:
         raise DatasetError(f"{len(groups)} groups for {n} labels")
     # None: a group of its own (a name no real group has).
@@ -109,7 +111,7 @@ def group_kfold(
 ) -> list[Split]:
     """``n_splits`` stratified folds where no group (family, source package) is on both sides."""
     y = _labels(labels)
-    g = _groups(groups, len(y))
+    g = group_keys(groups, len(y))
     if n_splits < 2:
         raise DatasetError(f"n_splits must be at least 2, got {n_splits}")
     _check_groups(y, g, n_splits, "use fewer folds or drop the class")
@@ -134,7 +136,7 @@ def group_holdout(
     ``test_size`` of the groups regardless of class.
     """
     y = _labels(labels)
-    g = _groups(groups, len(y))
+    g = group_keys(groups, len(y))
     if not stratify:
         if not 0 < test_size < 1:
             raise DatasetError(f"test_size must be in (0, 1), got {test_size}")

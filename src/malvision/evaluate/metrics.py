@@ -14,7 +14,10 @@ from sklearn.metrics import (
     roc_curve,
 )
 
-__all__ = ["classification_metrics", "detection_metrics", "tpr_at_fpr", "threshold_for_fpr"]
+__all__ = [
+    "classification_metrics", "detection_metrics", "tpr_at_fpr", "threshold_for_fpr", "bootstrap_tpr",
+    "tpr_interval",
+]  # fmt: skip
 
 
 def classification_metrics(y_true: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict[str, Any]:
@@ -60,6 +63,56 @@ def threshold_for_fpr(benign_scores: np.ndarray, fpr_target: float) -> float:
     if allowed >= len(s):
         return 0.0
     return float(np.nextafter(s[allowed], np.inf))
+
+
+def bootstrap_tpr(
+    y: np.ndarray,
+    score: np.ndarray,
+    groups: np.ndarray,
+    fpr_target: float,
+    *,
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Detection rates at the threshold for ``fpr_target`` over a group bootstrap, and how often each
+    benign group was drawn in each replicate (``{group: counts}``, counts of shape ``(n_boot,)``).
+
+    Each replicate redraws whole groups (malware families, benign projects) with replacement within
+    each class, sets the threshold on its benign scores and counts its malware above it. Files of one
+    group are not independent, so redrawing files would understate the spread. The scores stay fixed:
+    this is the spread from which files were there to test, not from training again."""
+    y, score, groups = np.asarray(y), np.asarray(score, dtype=np.float64), np.asarray(groups)
+    names = {c: np.unique(groups[y == c]) for c in (0, 1)}
+    if not len(names[0]) or not len(names[1]):
+        raise ValueError("a bootstrap of detection rates needs both classes")
+    members = {c: [np.flatnonzero((y == c) & (groups == g)) for g in names[c]] for c in (0, 1)}
+    rng = np.random.default_rng(seed)
+    rates = np.empty(n_boot)
+    counts = np.zeros((n_boot, len(names[0])), dtype=np.int64)
+    for b in range(n_boot):
+        picks = {c: rng.integers(0, len(names[c]), len(names[c])) for c in (0, 1)}
+        drawn = {c: np.concatenate([members[c][i] for i in picks[c]]) for c in (0, 1)}
+        t = threshold_for_fpr(score[drawn[0]], fpr_target)
+        rates[b] = float((score[drawn[1]] >= t).mean())
+        counts[b] = np.bincount(picks[0], minlength=len(names[0]))
+    return rates, {str(g): counts[:, k] for k, g in enumerate(names[0])}
+
+
+def tpr_interval(
+    y: np.ndarray,
+    score: np.ndarray,
+    groups: np.ndarray,
+    fpr_target: float,
+    *,
+    n_boot: int = 2000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile interval (``level``) of the detection rate at the threshold for ``fpr_target``, over
+    the group bootstrap of ``bootstrap_tpr``."""
+    rates, _ = bootstrap_tpr(y, score, groups, fpr_target, n_boot=n_boot, seed=seed)
+    tail = 100 * (1 - level) / 2
+    return float(np.percentile(rates, tail)), float(np.percentile(rates, 100 - tail))
 
 
 def detection_metrics(y: np.ndarray, score: np.ndarray) -> dict[str, Any]:
