@@ -28,33 +28,46 @@ def test_temperature_undoes_overconfidence() -> None:
     pred = np.where(correct, labels, 1 - labels)
     probs = np.full((2000, 2), 0.01)
     probs[np.arange(2000), pred] = 0.99
-    assert fit_temperature(probs, labels) > 2.0
+    assert fit_temperature(np.log(probs), labels) > 2.0
     honest = np.full((2000, 2), 0.3)
     honest[np.arange(2000), pred] = 0.7
-    assert 0.8 < fit_temperature(honest, labels) < 1.25
+    assert 0.8 < fit_temperature(np.log(honest), labels) < 1.25
     # a split the model separates perfectly: NLL alone would sharpen without end (to the grid's 0.05)
     separable = np.full((100, 2), 0.01)
     separable[np.arange(100), labels[:100]] = 0.99
-    assert 0.4 < fit_temperature(separable, labels[:100]) < 1.0
+    assert 0.4 < fit_temperature(np.log(separable), labels[:100]) < 1.0
 
 
 def test_confident_scores_keep_their_order_as_the_scanner_sees_them() -> None:
-    """Out-of-fold log-odds (predict, then temperature) rank very confident files as the scanner does."""
+    """Out-of-fold log-odds (logits, then temperature) rank very confident files as the scanner does."""
     import torch
 
     from malvision.calibration import log_odds, platt_scale
-    from malvision.detector import _malware_log_odds
-    from malvision.train import predict
+    from malvision.train import predict, predict_logits
 
-    logits = torch.tensor([[0.0, 18.0], [0.0, 24.0], [0.0, 60.0], [0.0, 90.0], [0.0, -30.0]])
-    probs, _ = predict(torch.nn.Identity(), [(logits, torch.zeros(5, dtype=torch.long))])
+    logits = torch.tensor([[0.0, 18.0], [0.0, 24.0], [0.0, 60.0], [0.0, 90.0], [0.0, 800.0], [0.0, -30.0]])
+    batches = [(logits, torch.zeros(6, dtype=torch.long))]
+    z, _ = predict_logits(torch.nn.Identity(), batches)
+    probs, _ = predict(torch.nn.Identity(), batches)
+    assert np.allclose(probs, torch.softmax(logits.double(), dim=1).numpy())
     for t in (0.5, 1.0, 2.5):
-        ours = _malware_log_odds(probs, 1, t)
-        assert np.allclose(ours, log_odds(logits.numpy(), 1, t), rtol=1e-9, atol=0)  # the scanner's z
-        assert np.all(np.diff(ours[:4]) > 0)  # a probability would tie 60 and 90 (and in float32, all four)
+        ours = log_odds(z, 1, t)
+        assert np.all(np.diff(ours[:5]) > 0)  # a probability would tie 60, 90 and 800 (float32: all five)
     platt = {"a": 0.2, "b": -2.0}
-    scores = platt_scale(log_odds(logits.numpy(), 1, 0.5), platt)
-    assert np.all(np.diff(scores[:4]) > 0) and 0 < scores[4] < scores[0] < scores[3] < 1
+    scores = platt_scale(log_odds(z, 1, 0.5), platt)
+    assert np.all(np.diff(scores[:4]) > 0) and 0 < scores[5] < scores[0] < scores[3] <= 1
+
+
+def test_temperature_sees_how_wrong_a_confident_mistake_is() -> None:
+    """Clipped probabilities would cap a mistake's cost at -log(1e-12); logits keep all of it."""
+    labels = np.array([0] * 50 + [1] * 50)
+    logits = np.zeros((100, 2))
+    logits[np.arange(100), labels] = 6.0  # right, and sure of it
+    mild = logits.copy()
+    mild[0] = [0.0, 30.0]  # one file wrong at a logit gap of 30
+    wild = logits.copy()
+    wild[0] = [0.0, 300.0]  # the same file, wrong at a gap of 300
+    assert fit_temperature(wild, labels) > 1.5 * fit_temperature(mild, labels)
 
 
 def _grouped_set(base: Path, suffix: str, make: Callable[[str, int, int], bytes]) -> CsvDataset:

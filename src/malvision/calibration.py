@@ -21,15 +21,16 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
-    """Temperature T for softmax(log p / T) on a validation split (grid search, 0.05..20): the most
-    probable T under a standard normal prior on log T. Where the split is not perfectly separated,
-    its NLL decides; where it is, the NLL alone keeps falling as T -> 0 and has no minimum (one fold
-    of a detector would then be sharpened far past the others), and the prior keeps T near 1."""
-    logp = np.log(np.clip(probs, 1e-12, 1.0))
+def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Temperature T for softmax(logits / T) on a validation split (grid search, 0.05..20): the most
+    probable T under a standard normal prior on log T. Log-probabilities serve as well as logits.
+    Where the split is not perfectly separated, its NLL decides; where it is, the NLL alone keeps
+    falling as T -> 0 and has no minimum (one fold of a detector would then be sharpened far past the
+    others), and the prior keeps T near 1."""
+    logits = np.asarray(logits, dtype=np.float64)
     best_t, best = 1.0, np.inf
     for t in np.exp(np.linspace(np.log(0.05), np.log(20.0), 300)):
-        z = logp / t
+        z = logits / t
         z -= z.max(axis=1, keepdims=True)
         lse = np.log(np.exp(z).sum(axis=1))
         objective = float(np.sum(lse - z[np.arange(len(labels)), labels])) + 0.5 * np.log(t) ** 2

@@ -27,7 +27,7 @@ from malvision.data.splits import group_keys, group_kfold
 from malvision.errors import MalvisionError
 from malvision.evaluate.metrics import detection_metrics, threshold_for_fpr, tpr_interval
 from malvision.io import atomic_writer
-from malvision.train import TrainConfig, fit, fitted_in_one_call, make_loader, predict, train_val_rows
+from malvision.train import TrainConfig, fit, fitted_in_one_call, make_loader, predict_logits, train_val_rows
 
 __all__ = ["build_detector", "data_sources"]
 
@@ -48,11 +48,6 @@ def data_sources(records: Any) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _malware_log_odds(probs: np.ndarray, mal: int, t: float) -> np.ndarray:
-    """Log-odds of malware at temperature ``t`` from (float64) probabilities: the scanner's, from logits."""
-    return log_odds(np.log(np.clip(probs, np.finfo(np.float64).tiny, 1.0)), mal, t)
-
-
 def _train_calibrated(
     ds: Any, idx: np.ndarray, cfg: TrainConfig, out: Path, on_step: Callable[[int, int], None] | None = None
 ) -> tuple[Any, float]:
@@ -64,8 +59,8 @@ def _train_calibrated(
     ck = load_checkpoint(res.checkpoint)
     if not len(va):
         return ck, 1.0
-    probs, labels = predict(ck.model, make_loader(ds, va, 64, shuffle=False, max_len=cfg.max_len))
-    return ck, fit_temperature(probs, labels)
+    logits, labels = predict_logits(ck.model, make_loader(ds, va, 64, shuffle=False, max_len=cfg.max_len))
+    return ck, fit_temperature(logits, labels)
 
 
 def _steps(say: Callable[[str], None], what: str) -> Callable[[int, int], None]:
@@ -148,8 +143,8 @@ def build_detector(
             oof[te] = np.load(done)
             continue
         ck, t = _train_calibrated(ds, np.asarray(tr), cfg, out / "cv" / f"fold{k}", _steps(say, fold))
-        probs, _ = predict(ck.model, make_loader(ds, te, 64, shuffle=False, max_len=cfg.max_len))
-        oof[te] = _malware_log_odds(probs, mal, t)
+        logits, _ = predict_logits(ck.model, make_loader(ds, te, 64, shuffle=False, max_len=cfg.max_len))
+        oof[te] = log_odds(logits, mal, t)
         np.save(done, oof[te])
     groups = group_keys(ds.groups, len(ds))
     platt = fit_platt(oof, y)

@@ -23,6 +23,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torch.utils.data.distributed import DistributedSampler
 
+from malvision.calibration import softmax
 from malvision.checkpoint import load_checkpoint, save_checkpoint
 from malvision.convert.sequence import pad_batch
 from malvision.convert.spec import ConvertSpec
@@ -33,7 +34,7 @@ from malvision.models import create_model, model_info
 
 __all__ = [
     "TrainConfig", "TrainResult", "seed_everything", "get_lr", "fit", "fitted_in_one_call", "train_val_rows",
-    "predict", "make_loader",
+    "predict", "predict_logits", "make_loader",
 ]  # fmt: skip
 
 
@@ -169,20 +170,27 @@ def make_loader(
 
 
 @torch.no_grad()
+def predict_logits(model: nn.Module, loader: DataLoader) -> tuple[np.ndarray, np.ndarray]:
+    """(logits (N, C) in float64, labels (N,)) for a loader, in the loader's index order. Log-odds and
+    temperatures come from these directly: a probability near 1 has lost them to rounding."""
+    model.eval()
+    logits, labels = [], []
+    for x, y in loader:
+        logits.append(model(x).double().numpy())
+        labels.append(y.numpy())
+    z, y = np.concatenate(logits), np.concatenate(labels)
+    restore = getattr(loader, "restore_order", None)
+    if restore is not None:
+        z, y = z[restore], y[restore]
+    return z, y
+
+
 def predict(model: nn.Module, loader: DataLoader) -> tuple[np.ndarray, np.ndarray]:
     """(probabilities (N, C), labels (N,)) for a loader, in the loader's index order. The softmax runs
     in float64, as the scanner's does: in float32 every logit gap over ~17 rounds to 1.0, and such
     ties at the top would set a detector's threshold on a coarser scale than the scores it judges."""
-    model.eval()
-    probs, labels = [], []
-    for x, y in loader:
-        probs.append(torch.softmax(model(x).double(), dim=1).numpy())
-        labels.append(y.numpy())
-    p, y = np.concatenate(probs), np.concatenate(labels)
-    restore = getattr(loader, "restore_order", None)
-    if restore is not None:
-        p, y = p[restore], y[restore]
-    return p, y
+    logits, y = predict_logits(model, loader)
+    return softmax(logits), y
 
 
 def class_weights(labels: np.ndarray, n_classes: int) -> torch.Tensor:
@@ -318,15 +326,13 @@ def fit(
             if on_step is not None and rank == 0:
                 on_step(step, total)
         if rank == 0:
-            probs, labels = predict(model, val_loader)
-            m = classification_metrics(labels, probs, list(ds.classes))
+            logits, labels = predict_logits(model, val_loader)
+            m = classification_metrics(labels, softmax(logits), list(ds.classes))
             row = {
                 "epoch": epoch,
                 "train_loss": total_loss / max(seen, 1),
                 "val_loss": float(
-                    nn.functional.nll_loss(
-                        torch.log(torch.from_numpy(probs).clamp_min(1e-12)), torch.from_numpy(labels)
-                    )
+                    nn.functional.cross_entropy(torch.from_numpy(logits), torch.from_numpy(labels))
                 ),
                 "val_accuracy": m["accuracy"],
                 "val_macro_f1": m["macro_f1"],
