@@ -95,6 +95,7 @@ detector() {
         --epochs 15 --patience 4 --threads 1 --label-smoothing 0.1
     $MV bundle "$C/runs/pe-detector-wide" -o src/malvision/weights/pe-detector.pt
     $MV export pe-detector --onnx
+    cp "$C/runs/pe-detector-wide/roc.png" docs/img/pe-detector-roc.png
 }
 
 # The PE-structure detector (src/malvision/weights/pe-features.pt): gradient-boosted trees on 433 header,

@@ -62,6 +62,11 @@ def test_threshold_for_fpr_keeps_the_false_positive_rate() -> None:
     assert (benign >= t).sum() == 10
     y = np.r_[np.zeros(1000), np.ones(10)]
     assert tpr_at_fpr(y, np.r_[benign, np.full(10, 2.0)], 0.001) == 1.0
+    # several targets at once: the same thresholds as one at a time (ties and "flag all" included)
+    tied = np.r_[benign, np.full(30, 0.5)]
+    targets = [0.0, 0.001, 0.01, 0.5, 1.0]
+    assert threshold_for_fpr(tied, targets).tolist() == [threshold_for_fpr(tied, f) for f in targets]
+    assert threshold_for_fpr(tied, 1.0) == 0.0 and threshold_for_fpr([], 0.01) == 0.0
 
 
 def test_train_learns_and_resume_continues(opcode_cache: Path, tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ from malvision.card import save_with_card
 from malvision.checkpoint import load_checkpoint
 from malvision.data.splits import group_keys, group_kfold
 from malvision.errors import MalvisionError
-from malvision.evaluate.metrics import detection_metrics, threshold_for_fpr, tpr_interval
+from malvision.evaluate.metrics import bootstrap_tpr, detection_metrics, threshold_for_fpr, tpr_interval
 from malvision.io import atomic_writer
 from malvision.train import TrainConfig, fit, fitted_in_one_call, make_loader, predict_logits, train_val_rows
 
@@ -232,28 +232,37 @@ def build_detector(
         f.write(json.dumps({k: v for k, v in card.items() if k != "training_sha256"}, indent=2).encode())
     with atomic_writer(out / "oof_scores.json") as f:
         f.write(json.dumps({"ids": list(ds.ids), "y": y.tolist(), "score": oof.tolist()}).encode())
-    _plot_roc(y, oof, threshold, out / "roc.png", cfg.model)
+    _plot_roc(y, oof, groups, threshold, out / "roc.png", cfg.model, cfg.seed)
     return card
 
 
-def _plot_roc(y: np.ndarray, score: np.ndarray, threshold: float, path: Path, name: str) -> None:
+def _plot_roc(
+    y: np.ndarray, score: np.ndarray, groups: np.ndarray, threshold: float, path: Path, name: str, seed: int
+) -> None:
+    """The out-of-fold ROC on a log FPR axis, with the 95% group-bootstrap band of the detection rate."""
     import matplotlib.pyplot as plt
     from sklearn.metrics import roc_curve
 
     from malvision.evaluate.plots import save_figure
 
+    floor = max(1 / max(int((y == 0).sum()), 1), 1e-4)
     fpr, tpr, _ = roc_curve(y, score)
+    grid = np.geomspace(floor, 1.0, 40)
+    rates, _ = bootstrap_tpr(y, score, groups, grid, seed=seed)
+    lo, hi = np.percentile(rates, [2.5, 97.5], axis=0)
     fig, ax = plt.subplots(figsize=(5, 4))
-    ax.plot(np.maximum(fpr, 1e-4), tpr, label=name)
+    ax.fill_between(grid, lo, hi, step="post", alpha=0.25, label="95% group bootstrap")
+    ax.plot(np.maximum(fpr, floor), tpr, label=name)
     at = score >= threshold
     ax.scatter(
-        [max(at[y == 0].mean(), 1e-4)],
+        [max(at[y == 0].mean(), floor)],
         [at[y == 1].mean()],
         color="red",
         zorder=3,
         label=f"threshold {threshold:.3g}",
     )
     ax.set_xscale("log")
+    ax.set_xlim(floor, 1.0)
     ax.set_xlabel("false-positive rate (benign, unseen sources)")
     ax.set_ylabel("true-positive rate (malware, unseen families)")
     ax.set_title("out-of-fold ROC, group-disjoint CV")

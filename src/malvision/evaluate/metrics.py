@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -56,46 +57,52 @@ def tpr_at_fpr(y: np.ndarray, score: np.ndarray, fpr_target: float) -> float:
     return float(tpr[ok].max()) if ok.any() else 0.0
 
 
-def threshold_for_fpr(benign_scores: np.ndarray, fpr_target: float) -> float:
-    """Smallest score threshold (``score >= t`` flags) whose FPR on ``benign_scores`` is <= target."""
+def threshold_for_fpr(benign_scores: np.ndarray, fpr_target: Any) -> Any:
+    """Smallest score threshold (``score >= t`` flags) whose FPR on ``benign_scores`` is <= target; an
+    array of targets gives an array of thresholds."""
     s = np.sort(np.asarray(benign_scores, dtype=np.float64))[::-1]
-    allowed = int(np.floor(fpr_target * len(s)))  # benign files allowed above the threshold
-    if allowed >= len(s):
-        return 0.0
-    return float(np.nextafter(s[allowed], np.inf))
+    allowed = np.floor(np.asarray(fpr_target, dtype=np.float64) * len(s)).astype(np.int64)
+    inside = allowed < len(s)  # benign files allowed above the threshold; all of them: threshold 0
+    top = np.nextafter(s[np.minimum(allowed, len(s) - 1)], np.inf) if len(s) else 0.0
+    t = np.where(inside, top, 0.0)
+    return float(t) if t.ndim == 0 else t
 
 
 def bootstrap_tpr(
     y: np.ndarray,
     score: np.ndarray,
     groups: np.ndarray,
-    fpr_target: float,
+    fpr_targets: float | Sequence[float],
     *,
     n_boot: int = 2000,
     seed: int = 0,
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Detection rates at the threshold for ``fpr_target`` over a group bootstrap, and how often each
+    """Detection rates at the thresholds for ``fpr_targets`` over a group bootstrap (shape
+    ``(n_boot,)`` for one target, ``(n_boot, len(fpr_targets))`` for several), and how often each
     benign group was drawn in each replicate (``{group: counts}``, counts of shape ``(n_boot,)``).
 
     Each replicate redraws whole groups (malware families, benign projects) with replacement within
-    each class, sets the threshold on its benign scores and counts its malware above it. Files of one
-    group are not independent, so redrawing files would understate the spread. The scores stay fixed:
-    this is the spread from which files were there to test, not from training again."""
+    each class, sets the thresholds on its benign scores and counts its malware above them. Files of
+    one group are not independent, so redrawing files would understate the spread. The scores stay
+    fixed: this is the spread from which files were there to test, not from training again."""
     y, score, groups = np.asarray(y), np.asarray(score, dtype=np.float64), np.asarray(groups)
+    targets = np.atleast_1d(np.asarray(fpr_targets, dtype=np.float64))
     names = {c: np.unique(groups[y == c]) for c in (0, 1)}
     if not len(names[0]) or not len(names[1]):
         raise ValueError("a bootstrap of detection rates needs both classes")
     members = {c: [np.flatnonzero((y == c) & (groups == g)) for g in names[c]] for c in (0, 1)}
     rng = np.random.default_rng(seed)
-    rates = np.empty(n_boot)
+    rates = np.empty((n_boot, len(targets)))
     counts = np.zeros((n_boot, len(names[0])), dtype=np.int64)
     for b in range(n_boot):
         picks = {c: rng.integers(0, len(names[c]), len(names[c])) for c in (0, 1)}
         drawn = {c: np.concatenate([members[c][i] for i in picks[c]]) for c in (0, 1)}
-        t = threshold_for_fpr(score[drawn[0]], fpr_target)
-        rates[b] = float((score[drawn[1]] >= t).mean())
+        cuts = threshold_for_fpr(score[drawn[0]], targets)
+        rates[b] = 1 - np.searchsorted(np.sort(score[drawn[1]]), cuts, side="left") / len(drawn[1])
         counts[b] = np.bincount(picks[0], minlength=len(names[0]))
-    return rates, {str(g): counts[:, k] for k, g in enumerate(names[0])}
+    return (rates[:, 0] if np.ndim(fpr_targets) == 0 else rates), {
+        str(g): counts[:, k] for k, g in enumerate(names[0])
+    }
 
 
 def tpr_interval(
