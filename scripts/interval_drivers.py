@@ -10,32 +10,20 @@ defaults to the card's target.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
+from detector_run import load_run
 
-from malvision.data.cache import CachedDataset
 from malvision.data.splits import group_keys
-from malvision.errors import MalvisionError
 from malvision.evaluate.metrics import bootstrap_tpr
 
 TOP = 8  # benign files whose projects are shown
 
 
 def main(run: Path, cache: Path, fpr: float | None) -> None:
-    try:
-        card = json.loads((run / "card.json").read_text())
-        oof = json.loads((run / "oof_scores.json").read_text())
-    except (OSError, ValueError) as e:
-        sys.exit(f"error: {run} is not a `malvision train-detector` run folder ({e})")
-    try:
-        ds = CachedDataset(cache)
-    except MalvisionError as e:
-        sys.exit(f"error: {e}")
-    if ds.manifest_hash != card["data"]["manifest_hash"]:
-        sys.exit(f"error: {cache} is not the cache {run} was trained on")
+    card, oof, ds = load_run(run, cache)
     fpr = card["target_fpr"] if fpr is None else fpr
     group_of = dict(zip(ds.ids, group_keys(ds.groups, len(ds)), strict=True))
     y, score = np.asarray(oof["y"]), np.asarray(oof["score"])

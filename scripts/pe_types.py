@@ -9,16 +9,14 @@ from: a type with many malware files and few benign ones is one the benign side 
 
 from __future__ import annotations
 
-import json
 import sys
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
+from detector_run import load_run
 
 from malvision.convert.pefeatures import FEATURE_NAMES
-from malvision.data.cache import CachedDataset
-from malvision.errors import MalvisionError
 
 
 def pe_type(x: np.ndarray) -> str:
@@ -33,19 +31,9 @@ def pe_type(x: np.ndarray) -> str:
 
 
 def main(run: Path, cache: Path) -> None:
-    try:
-        card = json.loads((run / "card.json").read_text())
-        oof = json.loads((run / "oof_scores.json").read_text())
-    except (OSError, ValueError) as e:
-        sys.exit(f"error: {run} is not a `malvision train-detector` run folder ({e})")
-    try:
-        ds = CachedDataset(cache)
-    except MalvisionError as e:
-        sys.exit(f"error: {e}")
+    card, oof, ds = load_run(run, cache)
     if ds.spec.kind != "features":
         sys.exit(f"error: {cache} holds {ds.spec.kind} inputs; the PE type is read from a features cache")
-    if ds.manifest_hash != card["data"]["manifest_hash"]:
-        sys.exit(f"error: {cache} is not the cache {run} was trained on")
     where = {i: k for k, i in enumerate(ds.ids)}
     flagged = np.asarray(oof["score"]) >= card["threshold"]
     n, hit = Counter(), Counter()
