@@ -13,6 +13,11 @@
 # Its files are deduplicated against both earlier corpora (BASE is a ':'-separated list of corpus folders),
 # so build the first widening before this one.
 #
+# SET=heldout builds a test set that no model is trained on (default ~/.cache/malvision/benign-heldout):
+# packages of projects that none of the corpora above draws from, chosen before any model scanned them
+# (benchmarks/heldout_benign.py measures the shipped detectors' false positives on it). Keep it out of
+# `malvision data build`: once a model trains on it, it measures nothing.
+#
 # Output (same layout as the shared corpus, so `--benign $OUT` reads it):
 #   $OUT/pe/<sha256>        flat, deduplicated; files already in $BASE (the shared corpus) are left out
 #   $OUT/manifest.csv       sha256,size,source_package,original_path            (first occurrence)
@@ -32,7 +37,8 @@ CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/malvision
 case $SET in
   extra) OUT=${OUT:-$CACHE/benign-extra}; BASE=${BASE:-$CACHE/benign} ;;   # BASE: corpora whose files are not repeated
   tools) OUT=${OUT:-$CACHE/benign-tools}; BASE=${BASE:-$CACHE/benign:$CACHE/benign-extra} ;;
-  *) echo "error: SET must be extra or tools, got '$SET'" >&2; exit 2 ;;
+  heldout) OUT=${OUT:-$CACHE/benign-heldout}; BASE=${BASE:-$CACHE/benign:$CACHE/benign-extra:$CACHE/benign-tools} ;;
+  *) echo "error: SET must be extra, tools or heldout, got '$SET'" >&2; exit 2 ;;
 esac
 MAX_MB=${MAX_MB:-150}
 PYTHON=${PYTHON:-$HERE/../.venv/bin/python}
@@ -105,7 +111,7 @@ fetch_deb() {  # $1 = group, $2 = pkg=version; a kept .deb is reused only if its
   fi
   printf '%s\tdeb:%s=%s\t%s\n' "$1" "$n" "$v" "$f" >> sources.tsv
 }
-[ "$SET" = tools ] && DEB_PKGS=() MONO_PKGS=() CIL_PKGS=()
+[ "$SET" != extra ] && DEB_PKGS=() MONO_PKGS=() CIL_PKGS=()
 echo "[deb] ${#DEB_PKGS[@]} + ${#MONO_PKGS[@]} + ${#CIL_PKGS[@]} packages" >&2
 for p in "${DEB_PKGS[@]}"; do fetch_deb debian "$p"; done
 for p in "${MONO_PKGS[@]}"; do fetch_deb debian-mono "$p"; done
@@ -163,6 +169,15 @@ if [ "$SET" = tools ]; then
   PYPI_WIN32=(py2exe==0.13.0.2 cx-freeze==6.15.16 pyinstaller==5.13.2 ahk-binary==2025.1.0 sounddevice==0.5.3
     pywebview==5.4 tkinterdnd2==0.4.3)
 fi
+if [ "$SET" = heldout ]; then
+  # projects no other set draws from: C extensions with bundled DLLs (MSVC, MinGW), Panda3D's tools,
+  # Mercurial's hg.exe, Rust and Cython builds
+  PYPI_WIN32=(ruamel-yaml-clib==0.2.15 websockets==17.4 tornado==6.6.1 panda3d==1.10.16 pymunk==7.3.1
+    pycairo==1.29.2 numexpr==2.14.2 jellyfish==1.3.0 soundfile==0.14.0 mercurial==7.2.4 dulwich==1.2.21)
+  PYPI_AMD64=("${PYPI_WIN32[@]}" gmpy2==2.3.2 pycurl==7.49.0 murmurhash==1.0.16 cymem==2.0.16 srsly==2.5.6
+    bottleneck==1.6.0 pywavelets==1.9.0 preshed==3.0.15 netcdf4==1.7.5.1.post1 lightgbm==4.7.0 av==18.1.0
+    blis==1.3.4)
+fi
 echo "[pypi] ${#PYPI_AMD64[@]} win_amd64 + ${#PYPI_WIN32[@]} win32 wheels" >&2
 for plat in win_amd64 win32; do
   if [ $plat = win32 ]; then list=("${PYPI_WIN32[@]}"); else list=("${PYPI_AMD64[@]}"); fi
@@ -216,6 +231,14 @@ if [ "$SET" = tools ]; then
     7zip@0.0.6 win-7zip@0.1.1 nircmd@2.0.0 elevator@2.2.3 win-ca@3.5.1 windows-shortcuts@0.1.6 winsw@0.0.1
     ps-list@9.0.0 wallpaper@5.0.1 wallpaper@7.3.1 trash@7.2.0 systray@1.0.5 systray2@2.1.4 clipboardy@2.3.0
     exiftool-vendored.exe@13.59.3 node-expose-sspi@0.1.60 usb@2.16.0
+  )
+fi
+if [ "$SET" = heldout ]; then
+  # no project of these ships in another set (not even in another architecture)
+  NPM_PKGS=(
+    @node-rs/xxhash-win32-ia32-msvc@1.7.8 @node-rs/crc32-win32-ia32-msvc@1.10.8 @node-rs/crc32-win32-x64-msvc@1.10.8
+    @rolldown/binding-win32-ia32-msvc@0.15.1 @next/swc-win32-ia32-msvc@14.2.33 signtool@1.0.0 uiohook-napi@1.5.5
+    zeromq@6.8.0 win-version-info@6.0.1
   )
 fi
 echo "[npm] ${#NPM_PKGS[@]} packages" >&2
