@@ -174,9 +174,10 @@ if [ "$SET" = heldout ]; then
   # Mercurial's hg.exe, Rust and Cython builds
   PYPI_WIN32=(ruamel-yaml-clib==0.2.15 websockets==17.4 tornado==6.6.1 panda3d==1.10.16 pymunk==7.3.1
     pycairo==1.29.2 numexpr==2.14.2 jellyfish==1.3.0 soundfile==0.14.0 mercurial==7.2.4 dulwich==1.2.21)
-  PYPI_AMD64=("${PYPI_WIN32[@]}" gmpy2==2.3.2 pycurl==7.49.0 murmurhash==1.0.16 cymem==2.0.16 srsly==2.5.6
-    bottleneck==1.6.0 pywavelets==1.9.0 preshed==3.0.15 netcdf4==1.7.5.1.post1 lightgbm==4.7.0 av==18.1.0
-    blis==1.3.4)
+  PYPI_AMD64=(ruamel-yaml-clib==0.2.15 websockets==17.4 tornado==6.6.1 panda3d==1.10.16 pymunk==7.3.1
+    pycairo==1.29.2 numexpr==2.14.2 jellyfish==1.3.0 soundfile==0.14.0 mercurial==7.2.4 dulwich==1.2.21
+    gmpy2==2.3.2 pycurl==7.49.0 murmurhash==1.0.16 cymem==2.0.16 srsly==2.5.6 bottleneck==1.6.0
+    pywavelets==1.9.0 preshed==3.0.15 netcdf4==1.7.5.1.post1 lightgbm==4.7.0 av==18.1.0 blis==1.3.4)
 fi
 echo "[pypi] ${#PYPI_AMD64[@]} win_amd64 + ${#PYPI_WIN32[@]} win32 wheels" >&2
 for plat in win_amd64 win32; do

@@ -161,7 +161,6 @@ def build_detector(
             "tpr_at_threshold": float(flagged[y == 1].mean()),
             "detected": int(flagged[y == 1].sum()),
             "accuracy_at_threshold": float((flagged == (y == 1)).mean()),
-            "tpr_ci95": tpr_interval(y, oof, groups, target_fpr, seed=cfg.seed),
         }
     )
     cv["operating_points"] = {}
@@ -174,6 +173,7 @@ def build_detector(
             "tpr": float(hit[y == 1].mean()),
             "tpr_ci95": tpr_interval(y, oof, groups, fpr, seed=cfg.seed),
         }
+    cv["tpr_ci95"] = cv["operating_points"][f"{target_fpr:g}"]["tpr_ci95"]
     cv["tpr_ci95_method"] = (
         "95% percentile interval over 2,000 group-bootstrap replicates: whole malware families and benign "
         "projects redrawn with replacement, the threshold set again on each replicate's benign files"

@@ -76,7 +76,7 @@ def test_cli_combines_benign_dirs(
 
 
 def test_extra_benign_script_pins_every_package() -> None:
-    """Every package of both sets (the first widening, and SET=tools) is pinned to one version."""
+    """Every package of every set (the first widening, SET=tools, SET=heldout) is pinned to one version."""
     text = re.sub(r"#[^\n]*", "", SCRIPT.read_text())  # comments may hold parentheses
     arrays = re.findall(r"(\w+_PKGS|PYPI_\w+)=\(([^)]*)\)", text)
     assert {name for name, _ in arrays} == {
@@ -92,6 +92,29 @@ def test_extra_benign_script_pins_every_package() -> None:
         pattern = pin["PYPI" if name.startswith("PYPI") else "NPM" if name.startswith("NPM") else ""]
         assert all(re.fullmatch(pattern, p) for p in body.split()), name
     filled = [name for name, body in arrays if body.split()]
+    # the tools and heldout sets have their own lists
     assert (
-        filled.count("PYPI_WIN32") == 2 and filled.count("NPM_PKGS") == 2
-    )  # the tools set has its own lists
+        filled.count("PYPI_WIN32") == 3 and filled.count("NPM_PKGS") == 3 and filled.count("PYPI_AMD64") == 2
+    )
+
+
+def test_heldout_set_shares_no_project_with_the_training_sets() -> None:
+    """SET=heldout measures false positives on projects no model saw: none of its packages may be a
+    package, or another platform build of a package, that a training set fetches."""
+    text = re.sub(r"#[^\n]*", "", SCRIPT.read_text())
+    blocks = re.findall(r'if \[ "\$SET" = heldout \]; then\n(.*?)\nfi\n', text, flags=re.S)
+    arrays = r"(\w+_PKGS|PYPI_\w+)=\(([^)]*)\)"
+
+    def project(pin: str) -> str:
+        name = re.split(r"==|(?<=.)@", pin)[0].lower().replace("_", "-")
+        return re.sub(r"-(win32|windows)-.*$", "", name)
+
+    heldout_lists = [a for b in blocks for a in re.findall(arrays, b)]
+    assert sorted(name for name, _ in heldout_lists) == ["NPM_PKGS", "PYPI_AMD64", "PYPI_WIN32"]
+    heldout = {project(p) for _, body in heldout_lists for p in body.split()}
+    rest = text
+    for b in blocks:
+        rest = rest.replace(b, "")
+    trained = {project(p) for _, body in re.findall(arrays, rest) for p in body.split()}
+    assert len(heldout) > 25 and len(trained) > 200
+    assert not heldout & trained, heldout & trained

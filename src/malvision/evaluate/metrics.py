@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 from sklearn.metrics import (
@@ -57,6 +57,10 @@ def tpr_at_fpr(y: np.ndarray, score: np.ndarray, fpr_target: float) -> float:
     return float(tpr[ok].max()) if ok.any() else 0.0
 
 
+@overload
+def threshold_for_fpr(benign_scores: np.ndarray, fpr_target: float) -> float: ...
+@overload
+def threshold_for_fpr(benign_scores: np.ndarray, fpr_target: Sequence[float] | np.ndarray) -> np.ndarray: ...
 def threshold_for_fpr(benign_scores: np.ndarray, fpr_target: Any) -> Any:
     """Smallest score threshold (``score >= t`` flags) whose FPR on ``benign_scores`` is <= target; an
     array of targets gives an array of thresholds."""
