@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 import pickletools
+import signal
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -242,3 +243,31 @@ def test_failed_save_keeps_the_old_file(tmp_path: Path, monkeypatch: pytest.Monk
         _save(path)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_during_save_waits_for_the_whole_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sig: int
+) -> None:
+    """Ctrl-C (or SIGTERM) in the middle of torch.save: the checkpoint is finished and renamed, then the
+    interrupt arrives as the handler in place makes it (here KeyboardInterrupt), not as a zip error."""
+    real_save = torch.save
+
+    def save_with_a_signal_inside(obj: Any, f: Any) -> None:
+        f.write(b"")  # the writer is open: the signal lands mid-file
+        signal.raise_signal(sig)
+        real_save(obj, f)
+
+    def on_term(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_term)  # what `malvision` installs
+    try:
+        monkeypatch.setattr(torch, "save", save_with_a_signal_inside)
+        with pytest.raises(KeyboardInterrupt):
+            _save(tmp_path / "m.pt")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert load_checkpoint(tmp_path / "m.pt").model_name == "cnn"  # whole
+    assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored

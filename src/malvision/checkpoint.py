@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from malvision.errors import CheckpointError, InputError, MalvisionError
-from malvision.io import atomic_writer, check_file
+from malvision.io import atomic_writer, check_file, deferred_interrupts
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "Checkpoint", "save_checkpoint", "load_checkpoint"]
 
@@ -219,7 +219,7 @@ def save_checkpoint(
     }
     payload = _plain(payload, "checkpoint")
     try:
-        with atomic_writer(dest) as f:
+        with deferred_interrupts(), atomic_writer(dest) as f:  # a checkpoint is written whole or not at all
             torch.save(payload, f)
     except OSError as e:
         raise CheckpointError(f"{dest}: cannot write checkpoint ({e.strerror or e})") from None

@@ -8,8 +8,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import signal
 import stat
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +29,7 @@ __all__ = [
     "open_source",
     "expand_inputs",
     "atomic_writer",
+    "deferred_interrupts",
     "WriteError",
     "human_size",
 ]
@@ -202,6 +205,28 @@ def atomic_writer(path: Path | str) -> Iterator[BinaryIO]:
         if isinstance(e, OSError) and not isinstance(e, WriteError):
             raise WriteError(dest, e) from None
         raise
+
+
+@contextlib.contextmanager
+def deferred_interrupts() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM until the block ends, then deliver them to the handlers in place before.
+
+    For short writes that must not be cut: an interrupt inside ``torch.save`` makes its zip writer
+    fail on the way out, and that error would replace the interrupt. Outside the main thread, where
+    handlers cannot be set, the block runs as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    held = (signal.SIGINT, signal.SIGTERM)
+    previous = {s: signal.signal(s, lambda signum, _frame: caught.append(signum)) for s in held}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, signal.SIG_DFL if handler is None else handler)
+        for s in dict.fromkeys(caught):
+            signal.raise_signal(s)
 
 
 class WriteError(MalvisionError, OSError):
