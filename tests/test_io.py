@@ -233,6 +233,26 @@ def test_atomic_writer_leaves_nothing_half_written(tmp_path: Path, exc: type[Bas
     assert no_parts(tmp_path)
 
 
+def test_a_ctrl_c_as_the_temporary_file_is_made_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGINT right after mkstemp created the file, before its name is returned: no stray .part."""
+    import signal
+    import tempfile
+
+    real = tempfile.mkstemp
+
+    def mkstemp_then_ctrl_c(*args: object, **kwargs: object) -> tuple[int, str]:
+        made = real(*args, **kwargs)  # type: ignore[call-overload]
+        signal.raise_signal(signal.SIGINT)
+        return made
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt), atomic_writer(tmp_path / "history.csv") as f:
+        f.write(b"never reached")
+    assert not list(tmp_path.iterdir())
+
+
 def test_atomic_writer_turns_os_errors_into_one_line(tmp_path: Path) -> None:
     (tmp_path / "afile").write_bytes(b"x")
     dest = tmp_path / "afile" / "out.png"

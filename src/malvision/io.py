@@ -191,7 +191,8 @@ def atomic_writer(path: Path | str) -> Iterator[BinaryIO]:
     tmp: str | None = None
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name[:100]}.", suffix=".part", dir=dest.parent)
+        with deferred_interrupts():  # an interrupt inside mkstemp would leave a file with no name to remove
+            fd, tmp = tempfile.mkstemp(prefix=f".{dest.name[:100]}.", suffix=".part", dir=dest.parent)
         with os.fdopen(fd, "wb") as f:
             os.fchmod(f.fileno(), 0o666 & ~_umask())  # mkstemp makes it 0o600
             yield f
@@ -200,7 +201,7 @@ def atomic_writer(path: Path | str) -> Iterator[BinaryIO]:
         os.replace(tmp, dest)
     except BaseException as e:
         if tmp is not None:
-            with contextlib.suppress(FileNotFoundError):
+            with deferred_interrupts(), contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
         if isinstance(e, OSError) and not isinstance(e, WriteError):
             raise WriteError(dest, e) from None
