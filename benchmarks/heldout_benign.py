@@ -105,9 +105,9 @@ def main() -> None:
         if len(verdicts) != len(paths):
             raise SystemExit(f"error: {name}: {len(paths) - len(verdicts)} files could not be scanned")
         held = [v for v in verdicts if v.sha256 not in trained]
+        held_projects = {project[v.sha256] for v in held}
         flagged = [v for v in held if v.verdict == "malware"]
         by_project = Counter(project[v.sha256] for v in flagged)
-        held_projects = {project[v.sha256] for v in held}
         lines.append(
             f"| `{name}` | {scanner.threshold:.4g} | {interval(len(flagged), len(held))} | "
             f"{interval(len(by_project), len(held_projects))} | "
@@ -125,6 +125,24 @@ def main() -> None:
                 + ", ".join(f"{k} {t}" for t, k in kinds.most_common())
                 + ")."
             )
+        # the card's other operating points: what `--threshold` at them would cost here
+        points = scanner.card.get("metrics", {}).get("operating_points", {})
+        for target, point in sorted(points.items(), key=lambda kv: float(kv[0])):
+            t = float(point["threshold"])
+            if t == scanner.threshold:
+                continue
+            hit = [v for v in held if v.verdict != "unknown" and v.score is not None and v.score >= t]
+            at = Counter(project[v.sha256] for v in hit)
+            lines.append(
+                f"| `{name}`, `--threshold` at its {float(target) * 100:g}% FPR point | {t:.4g} | "
+                f"{interval(len(hit), len(held))} | {interval(len(at), len(held_projects))} | | |"
+            )
+            if at:
+                details.append(
+                    f"- `{name}` at its {float(target) * 100:g}% FPR point flags: "
+                    + "; ".join(f"{p}: {k}" for p, k in at.most_common())
+                    + "."
+                )
     kinds = Counter(pe_kind(r) for r in rows.values())
     lines += [
         "",
