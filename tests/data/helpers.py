@@ -49,3 +49,57 @@ def manifest_csv(rows: Iterable[tuple[str, str, str, int, str]]) -> bytes:
     """theZoo-style manifest.csv: sha256,family,kind,size,original_name."""
     lines = ["sha256,family,kind,size,original_name"] + [",".join(map(str, r)) for r in rows]
     return ("\n".join(lines) + "\n").encode()
+
+
+def _crc_table() -> list[int]:
+    table = []
+    for n in range(256):
+        c = n
+        for _ in range(8):
+            c = (c >> 1) ^ 0xEDB88320 if c & 1 else c >> 1
+        table.append(c)
+    return table
+
+
+_CRC = _crc_table()
+
+
+def zipcrypto_zip(path: Path, entries: dict[str, bytes], password: bytes = b"infected") -> Path:
+    """A zip whose entries are deflated and encrypted with ZipCrypto (the traditional PKWARE cipher,
+    as ``zip -P`` and most sample sites write it); written here so no ``zip`` command is needed."""
+    import os
+    import struct
+    import zlib
+
+    def cipher(data: bytes, encrypt: bool = True) -> bytes:
+        k = [0x12345678, 0x23456789, 0x34567890]
+
+        def update(p: int) -> None:
+            k[0] = (k[0] >> 8) ^ _CRC[(k[0] ^ p) & 0xFF]
+            k[1] = ((k[1] + (k[0] & 0xFF)) * 134775813 + 1) & 0xFFFFFFFF
+            k[2] = (k[2] >> 8) ^ _CRC[(k[2] ^ (k[1] >> 24)) & 0xFF]
+
+        for p in password:
+            update(p)
+        out = bytearray()
+        for p in data:
+            t = (k[2] | 2) & 0xFFFF
+            out.append(p ^ ((t * (t ^ 1)) >> 8) & 0xFF)
+            update(p)
+        return bytes(out)
+
+    local, central = bytearray(), bytearray()
+    for name, data in entries.items():
+        crc = zlib.crc32(data)
+        comp = zlib.compressobj(9, zlib.DEFLATED, -15)
+        body = cipher(os.urandom(11) + bytes([crc >> 24]) + comp.compress(data) + comp.flush())
+        raw = name.encode()
+        fields = (20, 0x801, 8, 0, 0x21, crc, len(body), len(data), len(raw), 0)  # ZipCrypto, UTF-8 name
+        offset = len(local)
+        local += struct.pack("<IHHHHHIIIHH", 0x04034B50, *fields) + raw + body
+        central += (
+            struct.pack("<IH" + "HHHHHIIIHH" + "HHHII", 0x02014B50, 20, *fields, 0, 0, 0, 0, offset) + raw
+        )
+    end = struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, len(entries), len(entries), len(central), len(local), 0)
+    path.write_bytes(bytes(local + central + end))
+    return path

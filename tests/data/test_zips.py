@@ -10,10 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from malvision.data import zips
 from malvision.data.zips import ZipDataset, unsafe_entry_name
 from malvision.errors import DatasetError
 
-from .helpers import aes_zip, manifest_csv, sha
+from .helpers import aes_zip, manifest_csv, sha, zipcrypto_zip
 
 
 @pytest.fixture
@@ -191,5 +192,71 @@ def test_entries_read_from_many_threads_at_once_are_whole(tmp_path: Path) -> Non
             with ThreadPoolExecutor(4) as pool:
                 got = list(pool.map(lambda i: (zd.records[i].id, zd.open(i).read()), range(len(zd))))
             assert dict(got) == want
+    finally:
+        zd.close()
+
+
+def _zipcrypto_samples(n: int = 40) -> dict[str, bytes]:
+    rng = np.random.default_rng(5)
+    return {
+        f"Fam{i % 4}/{i:03d}": rng.integers(
+            0, 256 if i % 2 else 4, int(rng.integers(1, 60_000)), dtype=np.uint8
+        ).tobytes()
+        for i in range(n)
+    }
+
+
+@pytest.mark.parametrize("libarchive", [True, False])
+def test_zipcrypto_entries_read_whole_with_or_without_libarchive(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, libarchive: bool
+) -> None:
+    """libarchive decrypts ZipCrypto in C; without it pyzipper does, slowly; the bytes are the same."""
+    if libarchive and zips._libarchive() is None:
+        pytest.skip("the system's libarchive is not installed")
+    if not libarchive:
+        monkeypatch.setattr(zips, "_libarchive", lambda: None)
+    want = _zipcrypto_samples()
+    zd = ZipDataset(zipcrypto_zip(tmp_path / "zc.zip", want), label="malware")
+    try:
+        order = list(range(len(zd)))
+        order = order[::2] + order[1::2][::-1]  # forward, then back: the cache and pyzipper serve those
+        got = {zd.records[i].id: zd.open(i).read() for i in order}
+        assert got == want
+        assert (zd._stream is not None) == libarchive
+        assert {zd.records[i].id: zd.open(i).read() for i in range(len(zd))} == want  # a second pass
+    finally:
+        zd.close()
+
+
+def test_zipcrypto_fast_path_checks_every_entry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A damaged entry is an error of its own (pyzipper's CRC check); the others still read whole,
+    from many threads, and with a cache too small to hold anything."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if zips._libarchive() is None:
+        pytest.skip("the system's libarchive is not installed")
+    monkeypatch.setattr(zips._ZipCryptoStream, "CACHE", 10)
+    want = _zipcrypto_samples()
+    path = zipcrypto_zip(tmp_path / "zc.zip", want)
+    raw = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as zf:
+        victim = zf.infolist()[7]
+    middle = victim.header_offset + 30 + len(victim.filename) + 12 + victim.compress_size // 2
+    raw[middle] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    zd = ZipDataset(path, label="malware")
+    try:
+
+        def read(i: int) -> tuple[str, bytes | str]:
+            try:
+                return zd.records[i].id, zd.open(i).read()
+            except DatasetError as e:
+                return zd.records[i].id, str(e)
+
+        with ThreadPoolExecutor(3) as pool:
+            got = dict(pool.map(read, range(len(zd))))
+        assert zd._stream is not None
+        assert isinstance(got.pop(victim.filename), str)
+        assert got == {k: v for k, v in want.items() if k != victim.filename}
     finally:
         zd.close()
