@@ -93,7 +93,7 @@ def _libarchive() -> Any:
 
 
 def _zipcrypto(info: zipfile.ZipInfo) -> bool:
-    """Encrypted with the traditional PKWARE cipher: pyzipper decrypts it in Python at ~3 MB/s."""
+    """Encrypted with the traditional PKWARE cipher, which pyzipper decrypts in Python (~8 MB/s of plaintext)."""
     return bool(info.flag_bits & 1) and info.compress_type != 99  # 99: AES, decrypted in C already
 
 
