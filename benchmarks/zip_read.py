@@ -49,6 +49,8 @@ def read_all(path: Path, fast: bool) -> tuple[float, int, str]:
                 data = zd.open(i).read()
                 h.update(data)
                 n += len(data)
+            if fast and not any(zips._zipcrypto(info) for info in zd._infos):
+                raise SystemExit(f"error: {path}: no ZipCrypto entries, so both readers are pyzipper")
             if fast and zd._stream is None:
                 raise SystemExit(
                     "error: libarchive did not load; install the system's libarchive (libarchive13)"
