@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import platform
+import shlex
 import sys
 from pathlib import Path
 
@@ -16,6 +18,16 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
+
+
+def command_line() -> str:
+    """The command that is running, to record beside its figures: the interpreter relative to the
+    repository when it lives there (``.venv/bin/python``), then the script and its arguments."""
+    root = Path(__file__).resolve().parent.parent
+    exe = sys.executable
+    if Path(exe).is_relative_to(root):
+        exe = os.path.relpath(exe, root)
+    return shlex.join([exe, *sys.argv])
 
 
 def write_report(text: str, out: Path) -> None:

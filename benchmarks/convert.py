@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import platform
-import shlex
 import subprocess
 import sys
 import tempfile
@@ -27,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-from _machine import cpu_model, write_report  # benchmarks/ is on sys.path when a script runs
+from _machine import command_line, cpu_model, write_report  # benchmarks/ is on sys.path when a script runs
 
 from malvision.convert import ConvertSpec, convert_source
 from malvision.convert.image import iter_plot_rows, plot_shape, write_png
@@ -126,10 +125,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "convert.md")
     ap.add_argument("--tmp", type=Path, default=None, help="scratch folder (default: system temp)")
     args = ap.parse_args()
-    exe = sys.executable
-    if Path(exe).is_relative_to(ROOT):
-        exe = os.path.relpath(exe, ROOT)
-    command = shlex.join([exe, *sys.argv])
+    command = command_line()
 
     rows: list[list[str]] = []
     with tempfile.TemporaryDirectory(dir=args.tmp, prefix="malvision-bench-") as tmp_name:

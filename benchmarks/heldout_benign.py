@@ -19,19 +19,17 @@ import argparse
 import csv
 import os
 import platform
-import shlex
-import sys
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
-from _machine import cpu_model, write_report  # benchmarks/ is on sys.path when a script runs
+from _machine import command_line, cpu_model, write_report  # benchmarks/ is on sys.path when a script runs
 from scipy.stats import binomtest
 
 import malvision
 from malvision.card import training_ids
 from malvision.errors import MalvisionError
-from malvision.scan import Scanner
+from malvision.scan import ScanError, Scanner
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = Path.home() / ".cache" / "malvision" / "benign-heldout"
@@ -77,13 +75,10 @@ def main() -> None:
     project = {sha: r["source_package"].rsplit("==", 1)[0].rsplit("@", 1)[0] for sha, r in rows.items()}
     projects = sorted(set(project.values()))
 
-    exe = sys.executable
-    if Path(exe).is_relative_to(ROOT):
-        exe = os.path.relpath(exe, ROOT)
     lines = [
         "# Held-out benign files: false positives of the bundled detectors",
         "",
-        f"- Command: `{shlex.join([exe, *sys.argv])}`",
+        f"- Command: `{command_line()}`",
         f"- Date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; malvision {malvision.__version__}",
         f"- Machine: {cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         f"- Corpus: `{args.corpus}`: {len(paths)} PE files from {len(projects)} projects "
@@ -101,7 +96,7 @@ def main() -> None:
         except MalvisionError as e:
             raise SystemExit(f"error: {e}") from None
         trained = training_ids(scanner.card)
-        verdicts = [v for v in scanner.scan(paths) if not hasattr(v, "message")]
+        verdicts = [v for v in scanner.scan(paths) if not isinstance(v, ScanError)]
         if len(verdicts) != len(paths):
             raise SystemExit(f"error: {name}: {len(paths) - len(verdicts)} files could not be scanned")
         held = [v for v in verdicts if v.sha256 not in trained]

@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from _machine import cpu_model, write_report  # benchmarks/ is on sys.path when a script runs
+from _machine import command_line, cpu_model, write_report  # benchmarks/ is on sys.path when a script runs
 from threadpoolctl import threadpool_limits
 
 import malvision
@@ -407,10 +407,7 @@ def main() -> None:
     ap.add_argument("--tmp", type=Path, default=None, help="scratch folder (default: system temp)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "scan.md")
     args = ap.parse_args()  # fmt: skip
-    exe = sys.executable
-    if Path(exe).is_relative_to(ROOT):
-        exe = os.path.relpath(exe, ROOT)
-    command = shlex.join([exe, *sys.argv])
+    command = command_line()
     if not args.files.is_dir():
         raise SystemExit(f"error: {args.files}: no such folder; build the benign corpus with "
                          "`bash ../shared/tools/build_benign_corpus.sh` or pass --files DIR")  # fmt: skip

@@ -16,7 +16,6 @@ import argparse
 import hashlib
 import os
 import platform
-import shlex
 import statistics
 import subprocess
 import sys
@@ -24,7 +23,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from _machine import cpu_model, write_report  # benchmarks/ is on sys.path when a script runs
+from _machine import command_line, cpu_model, write_report  # benchmarks/ is on sys.path when a script runs
 
 import malvision
 from malvision.data import zips
@@ -91,14 +90,11 @@ def main() -> None:
         walls.append(time.perf_counter() - t)
         if p.returncode not in (0, 1):
             raise SystemExit(f"error: malvision scan exited {p.returncode}: {p.stderr.strip()[-300:]}")
-    exe = sys.executable
-    if Path(exe).is_relative_to(ROOT):
-        exe = os.path.relpath(exe, ROOT)
     text = "\n".join(
         [
             "# Reading a sample zip",
             "",
-            f"- Command: `{shlex.join([exe, *sys.argv])}`",
+            f"- Command: `{command_line()}`",
             f"- Date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; malvision {malvision.__version__}",
             f"- Machine: {cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
             f"load average at the start {load}",
