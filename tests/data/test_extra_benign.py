@@ -75,10 +75,13 @@ def test_cli_combines_benign_dirs(
     assert ds.meta["n_failed"] == 0 and not ds.meta.get("duplicates")
 
 
+ARRAYS = r"(\w+_PKGS|PYPI_\w+)=\(([^)]*)\)"  # the package lists of the script: NAME=(...)
+
+
 def test_extra_benign_script_pins_every_package() -> None:
     """Every package of every set (the first widening, SET=tools, SET=heldout) is pinned to one version."""
     text = re.sub(r"#[^\n]*", "", SCRIPT.read_text())  # comments may hold parentheses
-    arrays = re.findall(r"(\w+_PKGS|PYPI_\w+)=\(([^)]*)\)", text)
+    arrays = re.findall(ARRAYS, text)
     assert {name for name, _ in arrays} == {
         "DEB_PKGS",
         "MONO_PKGS",
@@ -103,18 +106,17 @@ def test_heldout_set_shares_no_project_with_the_training_sets() -> None:
     package, or another platform build of a package, that a training set fetches."""
     text = re.sub(r"#[^\n]*", "", SCRIPT.read_text())
     blocks = re.findall(r'if \[ "\$SET" = heldout \]; then\n(.*?)\nfi\n', text, flags=re.S)
-    arrays = r"(\w+_PKGS|PYPI_\w+)=\(([^)]*)\)"
 
     def project(pin: str) -> str:
         name = re.split(r"==|(?<=.)@", pin)[0].lower().replace("_", "-")
         return re.sub(r"-(win32|windows)-.*$", "", name)
 
-    heldout_lists = [a for b in blocks for a in re.findall(arrays, b)]
+    heldout_lists = [a for b in blocks for a in re.findall(ARRAYS, b)]
     assert sorted(name for name, _ in heldout_lists) == ["NPM_PKGS", "PYPI_AMD64", "PYPI_WIN32"]
     heldout = {project(p) for _, body in heldout_lists for p in body.split()}
     rest = text
     for b in blocks:
         rest = rest.replace(b, "")
-    trained = {project(p) for _, body in re.findall(arrays, rest) for p in body.split()}
+    trained = {project(p) for _, body in re.findall(ARRAYS, rest) for p in body.split()}
     assert len(heldout) > 25 and len(trained) > 200
     assert not heldout & trained, heldout & trained
