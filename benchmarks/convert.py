@@ -1,6 +1,6 @@
 """Conversion speed and memory, run on demand (not in CI).
 
-Measures (a) byte plot -> fixed image (``convert_source``, kind image), (b) PNG writing (what
+Measures (a) byte plot -> fixed image (``model_input``, kind image), (b) PNG writing (what
 ``malvision convert`` does: stream rows, zlib, fsync, rename), (c) byte sequences, (e) the PE feature
 vector and the byte histogram under it (against ``np.bincount`` on single bytes), all in MB/s on a
 large real file (the biggest benign PE in ~/.cache/malvision/benign/pe, else a generated random
@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from _machine import command_line, cpu_model, write_report  # benchmarks/ is on sys.path when a script runs
 
-from malvision.convert import ConvertSpec, convert_source
+from malvision.convert import ConvertSpec, model_input
 from malvision.convert.image import iter_plot_rows, plot_shape, write_png
 from malvision.io import CHUNK, atomic_writer, human_size, open_source
 from malvision.triage import byte_histogram
@@ -45,7 +45,7 @@ MB = 1e6  # throughput in 10^6 bytes per second; sizes in KiB/MiB/GiB
 CHILD = """
 import json, resource, sys, time
 from pathlib import Path
-from malvision.convert import ConvertSpec, convert_source
+from malvision.convert import ConvertSpec, model_input
 from malvision.convert.image import iter_plot_rows, plot_shape, write_png
 from malvision.io import atomic_writer, open_source
 
@@ -63,7 +63,7 @@ base = peak_kib()
 src = open_source(path, max_size=1 << 50)
 t = time.perf_counter()
 if what == "image":
-    img = convert_source(src, ConvertSpec(kind="image", image_size=224))
+    img = model_input(src, ConvertSpec(kind="image", image_size=224))
     assert img.shape == (224, 224) and not img.any()
 else:
     h, w = plot_shape(src.size)
@@ -138,8 +138,8 @@ def main() -> None:
         # (a) byte plot -> fixed-size image, streamed from the file
         for s in (64, 224):
             spec = ConvertSpec(kind="image", image_size=s)
-            t = best_time(lambda spec=spec: convert_source(open_source(path), spec), args.repeat)
-            rows.append(row(f"image {s}x{s} (`convert_source`)", label, size, t, goal="MB/s"))
+            t = best_time(lambda spec=spec: model_input(open_source(path), spec), args.repeat)
+            rows.append(row(f"image {s}x{s} (`model_input`)", label, size, t, goal="MB/s"))
 
         # (b) PNG as `malvision convert` writes it (stream, zlib, fsync, rename)
         for level in (1, 6, 0):
@@ -167,17 +167,17 @@ def main() -> None:
 
         # (c) byte sequence of the whole file (the default keeps only the first 2 MiB)
         spec = ConvertSpec(kind="bytes", max_len=size)
-        t = best_time(lambda: convert_source(open_source(path), spec), args.repeat)
+        t = best_time(lambda: model_input(open_source(path), spec), args.repeat)
         rows.append(row("byte sequence, whole file", label, size, t, goal="MB/s"))
         spec2 = ConvertSpec(kind="bytes")
-        t = best_time(lambda: convert_source(open_source(path), spec2), max(args.repeat, 5))
+        t = best_time(lambda: model_input(open_source(path), spec2), max(args.repeat, 5))
         rows.append(row("byte sequence, first 2 MiB", label, spec2.max_len, t, goal="MB/s"))
 
         # (e) the PE structure vector (the default model's input) and the byte histogram under it,
         # against np.bincount on single bytes, chunk by chunk as the scanner reads
         spec3 = ConvertSpec(kind="features")
-        t = best_time(lambda: convert_source(open_source(path), spec3), args.repeat)
-        rows.append(row("PE features (`convert_source`, kind features)", label, size, t, goal="MB/s"))
+        t = best_time(lambda: model_input(open_source(path), spec3), args.repeat)
+        rows.append(row("PE features (`model_input`, kind features)", label, size, t, goal="MB/s"))
         whole = path.read_bytes()  # in the scanner's 4 MiB chunks (FileSource reuses one buffer)
         chunks = [whole[i : i + CHUNK] for i in range(0, len(whole), CHUNK)]
         t = best_time(lambda: [byte_histogram(c) for c in chunks], args.repeat)

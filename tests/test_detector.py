@@ -12,7 +12,8 @@ import pytest
 from malvision.calibration import fit_temperature
 from malvision.checkpoint import load_checkpoint
 from malvision.convert.spec import ConvertSpec
-from malvision.data.cache import CachedDataset, write_cache
+from malvision.data.cache import CachedDataset
+from malvision.data.cache_write import write_cache
 from malvision.data.readers import CsvDataset
 from malvision.detector import build_detector
 from malvision.evaluate.metrics import tpr_interval
@@ -239,7 +240,7 @@ def test_trees_train_on_every_row_of_a_fold(pe_feature_cache: Path, tmp_path: Pa
     mlp = run_fold(ds, TrainConfig(model="mlp", epochs=1), train, test, tmp_path / "mlp")
     assert mlp["n_val"] > 0 and mlp["n_train"] + mlp["n_val"] == len(train)
     # `malvision train`: the same, with a held-out test split, plots and metrics, and no training curves
-    from malvision.train import train_run
+    from malvision.evaluate.holdout import train_run
 
     summary = train_run(ds, TrainConfig(model="gbt", model_kwargs=kw), tmp_path / "run", test_size=0.25)
     assert summary["n_val"] == 0 and summary["n_train"] + summary["n_test"] == len(ds)
@@ -249,7 +250,7 @@ def test_trees_train_on_every_row_of_a_fold(pe_feature_cache: Path, tmp_path: Pa
 def test_a_run_folder_is_reused_only_by_the_same_run(pe_feature_cache: Path, tmp_path: Path) -> None:
     """Fold results left in a run folder are reused by the same run, and refused for other data or settings."""
     from malvision.errors import MalvisionError
-    from malvision.train import train_run
+    from malvision.evaluate.holdout import train_run
 
     ds = CachedDataset(pe_feature_cache / "cache")
     cfg = TrainConfig(model="gbt", model_kwargs={"n_trees": 10, "max_depth": 2})

@@ -17,7 +17,8 @@ from typer.testing import CliRunner
 from malvision.checkpoint import load_checkpoint
 from malvision.cli import app
 from malvision.convert.spec import ConvertSpec
-from malvision.data.cache import CachedDataset, write_cache
+from malvision.data.cache import CachedDataset
+from malvision.data.cache_write import write_cache
 from malvision.data.detect import open_dataset
 from malvision.evaluate.metrics import threshold_for_fpr, tpr_at_fpr
 from malvision.train import TrainConfig, fit, get_lr

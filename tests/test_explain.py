@@ -17,13 +17,12 @@ from typer.testing import CliRunner
 
 from malvision.checkpoint import save_checkpoint
 from malvision.cli import EXIT_ERROR, app
+from malvision.convert import model_input
 from malvision.convert.image import byte_plot, resize_plot
 from malvision.convert.sequence import byte_sequence, pad_batch
 from malvision.convert.spec import ConvertSpec
 from malvision.errors import MalvisionError
 from malvision.explain import (
-    _log_odds,
-    _model_input,
     attribute,
     explain_bytes,
     pe_regions,
@@ -32,6 +31,7 @@ from malvision.explain import (
     top_ranges,
     write_explanation,
 )
+from malvision.explain.attribution import _log_odds
 from malvision.io import MemorySource
 from malvision.models import create_model
 from malvision.scan import Scanner
@@ -182,7 +182,7 @@ def test_bytes_model_top_range_is_the_marker(trained: dict[str, Scanner], at: An
 def test_integrated_gradients_add_up_to_the_output_change(trained: dict[str, Scanner]) -> None:
     """Completeness: IG attributions sum to F(input) - F(baseline), F the target's log-odds."""
     sc = trained["image"]
-    x = _model_input(sc, "m", _sample(np.random.default_rng(4), True))
+    x = model_input(MemorySource.of("m", _sample(np.random.default_rng(4), True)), sc.spec)
     attr = attribute(sc.checkpoint.model, x, 1, "ig", steps=128)
     with torch.no_grad():
         xt = torch.from_numpy(x.astype(np.float32)[None, None] / 255.0)
@@ -221,12 +221,12 @@ def test_gradcam_needs_a_conv_layer() -> None:
 def test_model_input_past_triage_is_what_scan_would_see(
     trained: dict[str, Scanner], kind: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Random bytes are triaged (no model input from prepare); explain's own conversion gives exactly
-    the array prepare makes when triage lets the same bytes through."""
+    """Random bytes are triaged (the scanner gets no model input); the conversion past triage, which
+    explain shows, gives exactly the array the scanner gets when triage lets the same bytes through."""
     sc = trained[kind]
     data = _random(8192, 6)
     assert sc.prepare(MemorySource.of("r", data)).x is None
-    ours = _model_input(sc, "r", data)
+    ours = model_input(MemorySource.of("r", data), sc.spec, sc.vocab)
     monkeypatch.setattr("malvision.scan.triage", lambda *a, **k: None)
     np.testing.assert_array_equal(ours, sc.prepare(MemorySource.of("r", data)).x)
 
@@ -419,12 +419,13 @@ def test_the_default_model_names_the_imports_behind_its_features() -> None:
     import pip
 
     from malvision.convert.pefeatures import FEATURE_NAMES, imports_behind
+    from malvision.pe import HEAD_BYTES, parse
 
     exe = Path(pip.__file__).parent / "_vendor" / "distlib" / "t64.exe"
     data = exe.read_bytes()
     expl = explain_bytes(Scanner("default", backend="torch"), exe.name, data, top_k=len(FEATURE_NAMES))
     assert expl.method == "occlusion" and len(expl.features) == len(FEATURE_NAMES)
-    behind = imports_behind(data)
+    behind = imports_behind(data, parse(data[:HEAD_BYTES]))
     assert sum(len(v) for v in behind.values()) > 50  # every imported function lands in some feature
     for f in expl.features:
         if f.name.startswith(("import_other_", "import_")) and not f.name.startswith("import_dll_"):

@@ -106,7 +106,7 @@ def convert(
 
     limit = parse_size(max_size)
     if fmt == "dataset":
-        from malvision.data.cache import build_cache_from_paths
+        from malvision.data.cache_write import build_cache_from_paths
 
         n, failures = build_cache_from_paths(
             inputs,
@@ -343,7 +343,7 @@ def train(
     """Train a model: seeded held-out test, early stopping on val macro-F1, checkpoint + metrics + plots."""
     import json
 
-    from malvision.train import train_run
+    from malvision.evaluate.holdout import train_run
 
     cfg = _train_config(
         model,

@@ -23,11 +23,12 @@ import numpy as np
 from malvision.calibration import fit_platt, fit_temperature, log_odds, platt_scale
 from malvision.card import save_with_card
 from malvision.checkpoint import load_checkpoint
+from malvision.data.loader import make_loader
 from malvision.data.splits import group_keys, group_kfold
 from malvision.errors import MalvisionError
 from malvision.evaluate.metrics import bootstrap_tpr, detection_metrics, threshold_for_fpr, tpr_interval
 from malvision.io import atomic_writer
-from malvision.train import TrainConfig, fit, fitted_in_one_call, make_loader, predict_logits, train_val_rows
+from malvision.train import TrainConfig, fit, fitted_in_one_call, predict_logits, train_val_rows
 
 __all__ = ["build_detector", "data_sources"]
 

@@ -76,10 +76,15 @@ def check_file(path: Path | str, max_size: int = DEFAULT_MAX_SIZE) -> int:
 
 @dataclass
 class Source:
-    """A named run of bytes read in chunks; ``sha256`` is filled by a full read."""
+    """A named run of bytes read in chunks; ``sha256`` is filled by a full read.
+
+    ``plot_width`` is set when the bytes already are the rows of a byte plot (a Malimg PNG's pixels),
+    so conversion keeps that width instead of choosing one from the size.
+    """
 
     name: str
     size: int
+    plot_width: int | None = field(default=None, kw_only=True)
     _digest: str | None = field(default=None, init=False, repr=False)
 
     def _raw_chunks(self, limit: int | None) -> Iterator[memoryview]:
@@ -147,10 +152,10 @@ class MemorySource(Source):
             yield view[i : i + CHUNK]
 
     @classmethod
-    def of(cls, name: str, data: bytes) -> MemorySource:
+    def of(cls, name: str, data: bytes, plot_width: int | None = None) -> MemorySource:
         if not data:
             raise InputError(f"{name}: empty file")
-        return cls(name=name, size=len(data), data=data)
+        return cls(name=name, size=len(data), data=data, plot_width=plot_width)
 
 
 def open_source(path: Path | str, max_size: int = DEFAULT_MAX_SIZE) -> FileSource:

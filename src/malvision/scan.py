@@ -18,18 +18,17 @@ from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from malvision.bundled import DEFAULT_MODEL, resolve_checkpoint
 from malvision.calibration import log_odds, platt_scale, sigmoid, softmax
-from malvision.convert.image import iter_plot_rows, plot_shape, resize_rows
-from malvision.convert.opcodes import parse_opcodes
-from malvision.convert.pefeatures import HEAD_BYTES, FeatureTap  # HEAD_BYTES: what triage reads too
-from malvision.convert.sequence import UNK, Vocabulary, byte_sequence, pad_batch
+from malvision.convert.batch import batch
+from malvision.convert.prepare import Prepared, Stop, prepare
+from malvision.convert.sequence import UNK, Vocabulary
 from malvision.convert.spec import ConvertSpec
-from malvision.errors import CheckpointError, ConversionError, InputError, MalvisionError
+from malvision.errors import CheckpointError, InputError, MalvisionError
 from malvision.export import OnnxModel, onnx_report, sidecar
 from malvision.io import DEFAULT_MAX_SIZE, MemorySource, Source
 from malvision.sources import FileOpener, Opener, iter_sources
@@ -38,10 +37,9 @@ from malvision.triage import byte_stats, triage
 if TYPE_CHECKING:
     from malvision.checkpoint import Checkpoint
 
-__all__ = ["Verdict", "ScanError", "Scanner", "Preparer", "HEAD_BYTES", "PROCESS_AFTER"]
+__all__ = ["Verdict", "ScanError", "Scanner", "Preparer", "PROCESS_AFTER"]
 
 MAX_UNKNOWN_TOKENS = 0.5  # opcode input with more unknown mnemonics than this is not what the model read
-OPCODE_BYTES_PER_TOKEN = 32  # opcode text kept per token of max_len: memory follows max_len, not file size
 EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 PROCESS_AFTER = 64  # processes="auto": files on disk read on threads before worker processes start
 FIELDS = ("path", "sha256", "size", "verdict", "score", "family", "reason")
@@ -81,13 +79,9 @@ class _Prepared:
     reason: str | None
 
 
-class _Stop(Protocol):
-    def is_set(self) -> bool: ...
-
-
 @dataclass
 class Preparer:
-    """Bytes to model input for one model's spec: triage, conversion, sha256, in one read.
+    """Bytes to model input for one model's spec: ``convert.prepare`` (one read), then triage.
 
     Holds only the spec, so it pickles: a worker process gets one when it starts.
     """
@@ -103,68 +97,21 @@ class Preparer:
     def expects(self) -> str:
         return "text" if self.spec.kind == "opcodes" else "pe"
 
-    def prepare(self, src: Source, stop: _Stop | None = None) -> _Prepared:
-        """Read ``src`` once: sha256, byte histogram, head for triage and the model input.
+    def prepare(self, src: Source, stop: Stop | None = None) -> _Prepared:
+        """Read ``src`` once: sha256, triage and the model input (None, with a reason, for a file
+        outside what the model was made for). ``stop``, when set, ends the read at the next chunk."""
+        return self.judge(prepare(src, self.spec, self.vocab, stop))
 
-        ``stop``, when set by another thread or process, ends the read at the next chunk.
-        """
-        tap = FeatureTap(imports=self.spec.kind == "features")
-        kept = bytearray()
-        keep = (
-            self.spec.max_len
-            if self.spec.kind == "bytes"
-            else (
-                min(self.max_size, OPCODE_BYTES_PER_TOKEN * self.spec.max_len)
-                if self.expects == "text"
-                else 0
-            )
-        )
+    def judge(self, p: Prepared) -> _Prepared:
+        """Triage a prepared source: its model input, or the reason the model cannot judge it."""
+        reason = triage(p.head, byte_stats(p.hist), self.expects, p.headers) or p.problem
+        if reason is None and self.spec.kind == "opcodes":
+            unknown = float(np.mean(p.x == UNK))
+            if unknown > MAX_UNKNOWN_TOKENS:
+                reason = f"not opcode text the model knows ({unknown:.0%} of tokens are unknown to it)"
+        return _Prepared(p.name, p.sha256, p.size, p.x if reason is None else None, reason)
 
-        def tapped() -> Iterator[memoryview]:
-            for chunk in src.chunks():
-                if stop is not None and stop.is_set():
-                    raise InputError(f"{src.name}: interrupted")
-                tap.update(chunk)
-                if len(kept) < keep:
-                    kept.extend(chunk[: keep - len(kept)])
-                yield chunk
-
-        x: np.ndarray | None = None
-        problem: str | None = None
-        if self.spec.kind == "image":
-            try:
-                h, w = plot_shape(src.size)
-                x = resize_rows(iter_plot_rows(tapped(), src.size), h, w, self.spec.image_size)
-            except ConversionError as e:
-                problem = f"too small for a byte plot ({e})"
-        if self.spec.kind != "image" or problem:
-            for _ in tapped():
-                pass
-        head, hist = bytes(tap.head), tap.hist
-        reason = triage(head, byte_stats(hist), self.expects) or problem
-        if reason is None and self.spec.kind == "bytes":
-            x = byte_sequence(bytes(kept), self.spec.max_len)
-        elif reason is None and self.spec.kind == "features":
-            x = tap.features(src.size)
-        elif reason is None and self.spec.kind == "opcodes":
-            try:
-                assert self.vocab is not None
-                # We keep a prefix; refuse non-ASCII anywhere, as parse_opcodes does for a whole file.
-                if hist[128:].any():
-                    raise ConversionError(
-                        f"{src.name}: not ASCII text, expected one opcode mnemonic per line"
-                    )
-                if len(kept) < src.size:  # a cut prefix: drop the partial last line
-                    del kept[kept.rfind(b"\n") + 1 :]
-                x = self.vocab.encode(parse_opcodes(bytes(kept), src.name), self.spec.max_len)
-                unknown = float(np.mean(x == UNK))
-                if unknown > MAX_UNKNOWN_TOKENS:
-                    reason = f"not opcode text the model knows ({unknown:.0%} of tokens are unknown to it)"
-            except ConversionError as e:
-                reason = str(e).removeprefix(f"{src.name}: ")
-        return _Prepared(src.name, src.sha256, src.size, x if reason is None else None, reason)
-
-    def open_and_prepare(self, name: str, opener: Opener, stop: _Stop | None = None) -> _Prepared:
+    def open_and_prepare(self, name: str, opener: Opener, stop: Stop | None = None) -> _Prepared:
         """``prepare`` what ``opener`` opens; an empty file is a verdict (unknown), not an error."""
         if stop is not None and stop.is_set():
             raise InputError(f"{name}: interrupted")
@@ -178,10 +125,10 @@ class Preparer:
 
 
 # A worker process's preparer and stop flag, set once by ``_start_worker``.
-_worker: tuple[Preparer, _Stop] | None = None
+_worker: tuple[Preparer, Stop] | None = None
 
 
-def _start_worker(preparer: Preparer, stop: _Stop) -> None:
+def _start_worker(preparer: Preparer, stop: Stop) -> None:
     """Worker-process set-up: Ctrl-C is the parent's to handle; one BLAS thread per worker."""
     global _worker
     from threadpoolctl import threadpool_limits
@@ -374,7 +321,7 @@ class Scanner:
         return ck
 
     # -- the one path --------------------------------------------------------------------------
-    def prepare(self, src: Source, stop: _Stop | None = None) -> _Prepared:
+    def prepare(self, src: Source, stop: Stop | None = None) -> _Prepared:
         """Read ``src`` once and convert it for this model (see ``Preparer.prepare``)."""
         return self.preparer.prepare(src, stop)
 
@@ -384,19 +331,14 @@ class Scanner:
 
     def logits(self, xs: list[np.ndarray]) -> np.ndarray:
         """The model's raw logits (N, classes) for a batch of converted inputs."""
-        if xs[0].dtype == np.float32:
-            batch = np.stack(xs)
-        elif xs[0].ndim == 2:
-            batch = np.stack(xs).astype(np.float32)[:, None] / np.float32(255.0)
-        else:
-            batch = pad_batch(xs)
+        inputs = batch(xs)
         if self.backend == "onnx":
-            logits = self._onnx.run(batch)
+            logits = self._onnx.run(inputs)
         else:
             import torch
 
             with torch.inference_mode():
-                logits = self.checkpoint.model(torch.from_numpy(batch)).float().numpy()
+                logits = self.checkpoint.model(torch.from_numpy(inputs)).float().numpy()
         return logits
 
     def _verdict(self, p: _Prepared, logits: np.ndarray | None) -> Verdict:
@@ -495,5 +437,9 @@ class Scanner:
         """Verdict for bytes already in memory (an upload, a zip entry)."""
         if not data:
             return Verdict(name, EMPTY_SHA256, 0, "unknown", None, None, "empty file")
-        p = self.prepare(MemorySource.of(name, data))
+        return self.verdict_of(prepare(MemorySource.of(name, data), self.spec, self.vocab))
+
+    def verdict_of(self, prepared: Prepared) -> Verdict:
+        """Verdict for a source already read by ``convert.prepare`` under this model's spec."""
+        p = self.preparer.judge(prepared)
         return self._verdict(p, self.logits([p.x])[0] if p.x is not None else None)

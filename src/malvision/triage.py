@@ -1,20 +1,19 @@
 """What a file is, before any model sees it: the checks behind honest ``unknown`` verdicts.
 
 A model trained on Windows PE files has no business naming a family for an all-zero file, a JPEG or an
-ELF binary. ``triage`` looks at the magic bytes, the byte histogram and the PE headers (pefile, headers
-only) and returns a reason when the input is outside what the model was made for.
+ELF binary. ``triage`` looks at the magic bytes, the byte histogram and the PE headers (``malvision.pe``)
+and returns a reason when the input is outside what the model was made for.
 """
 
 from __future__ import annotations
 
-import functools
-import struct
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
-__all__ = ["ByteStats", "byte_histogram", "byte_stats", "entropy_bits", "file_type", "pe_problem", "triage"]
+from malvision.pe import PEHeaders, problem
+
+__all__ = ["ByteStats", "byte_histogram", "byte_stats", "entropy_bits", "file_type", "triage"]
 
 # Near-constant: the most common byte value covers at least this share of the file.
 CONSTANT_SHARE = 0.95
@@ -101,82 +100,11 @@ def file_type(head: bytes) -> str:
     return "data"
 
 
-@functools.cache
-def _quiet_pe() -> Any:
-    """pefile.PE without the ``gc.collect()`` its ``close()`` runs, also when a parse fails (~80 ms
-    per damaged file beside torch). Parsing bytes maps nothing, so there is nothing to release."""
-    import pefile
-
-    class QuietPE(pefile.PE):
-        def close(self) -> None:
-            """Nothing to unmap for bytes: skip pefile's full garbage collection."""
-
-    return QuietPE
-
-
-def _whole_pe(head: bytes, size: int) -> bool:
-    """Fast path for the common case: a PE whose headers and every section lie inside the file.
-
-    Reads the few header fields that matter with ``struct`` (microseconds); anything unusual returns
-    False and goes to pefile, which names the problem.
-    """
-    (e,) = struct.unpack_from("<I", head, 0x3C)
-    opt = e + 24
-    if head[e : e + 4] != b"PE\0\0" or opt + 64 > len(head):
-        return False
-    n_sections, opt_size = struct.unpack_from("<H", head, e + 6)[0], struct.unpack_from("<H", head, e + 20)[0]
-    magic, (size_of_headers,) = (
-        struct.unpack_from("<H", head, opt)[0],
-        struct.unpack_from("<I", head, opt + 60),
-    )
-    table = opt + opt_size
-    if n_sections == 0 or magic not in (0x10B, 0x20B) or opt_size < 64 or table + 40 * n_sections > len(head):
-        return False
-    end = 0
-    for i in range(n_sections):
-        raw_size, raw_ptr = struct.unpack_from("<II", head, table + 40 * i + 16)
-        if raw_size:
-            end = max(end, raw_ptr + raw_size)
-    return 0 < end <= size and size_of_headers <= size
-
-
-def pe_problem(head: bytes, size: int) -> str | None:
-    """Why an 'MZ' file is not a whole PE (bad or missing headers, truncated), or None if it is."""
-    import pefile
-
-    if len(head) < 64:
-        return "truncated PE: shorter than the 64-byte DOS header"
-    (e_lfanew,) = struct.unpack_from("<I", head, 0x3C)
-    if e_lfanew + 24 > size:
-        return f"truncated PE: the PE header offset {e_lfanew} lies past the end of the file"
-    if head[e_lfanew : e_lfanew + 4] == b"PE\0\0" and e_lfanew + 24 <= len(head):
-        # pefile parses only the section headers that fit; the loader wants the whole declared table.
-        (n_sections,) = struct.unpack_from("<H", head, e_lfanew + 6)
-        (opt_size,) = struct.unpack_from("<H", head, e_lfanew + 20)
-        if e_lfanew + 24 + opt_size + 40 * n_sections > size:
-            return f"truncated PE: the table of {n_sections} sections runs past the end of the file"
-    if _whole_pe(head, size):
-        return None
-    try:
-        pe = _quiet_pe()(data=head, fast_load=True)
-    except pefile.PEFormatError as e:
-        return f"malformed PE: {str(e).strip().rstrip('.')}"
-    try:
-        if pe.FILE_HEADER.NumberOfSections == 0 or not pe.sections:
-            return "malformed PE: no sections"
-        end = max(s.PointerToRawData + s.SizeOfRawData for s in pe.sections if s.SizeOfRawData)
-        if end > size:
-            return f"truncated PE: sections end at byte {end:,} but the file has {size:,} bytes"
-        if pe.OPTIONAL_HEADER.SizeOfHeaders > size:
-            return "truncated PE: headers run past the end of the file"
-    except (ValueError, AttributeError):
-        return "malformed PE: unreadable section table"
-    # No pe.close(): it only unmaps files, and it runs gc.collect(), ~160 ms per file beside torch.
-    return None
-
-
-def triage(head: bytes, stats: ByteStats, expects: str = "pe") -> str | None:
-    """Reason the file is outside what a model expecting ``expects`` ('pe' or 'text') can judge."""
+def triage(
+    head: bytes, stats: ByteStats, expects: str = "pe", headers: PEHeaders | None = None
+) -> str | None:
+    """Reason the file is outside what a model expecting ``expects`` ('pe' or 'text') can judge;
+    ``headers`` are the file's parsed PE headers when the caller has them."""
     if stats.size == 0:
         return "empty file"
     if stats.top_share >= CONSTANT_SHARE:
@@ -191,7 +119,7 @@ def triage(head: bytes, stats: ByteStats, expects: str = "pe") -> str | None:
             return f"random or encrypted-looking data (entropy {stats.entropy:.3f} bits/byte), not a PE file"
         what = {"text": "text file", "data": "unrecognised binary data"}.get(kind, kind)
         return f"{what}, not a Windows PE file"
-    return pe_problem(head, stats.size)
+    return problem(head, stats.size, headers)
 
 
 def entropy_bits(data: bytes | bytearray | memoryview) -> float:

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from malvision.convert.spec import ConvertSpec
-from malvision.data.cache import CachedDataset, write_cache
+from malvision.data.cache import CachedDataset
+from malvision.data.cache_write import write_cache
 from malvision.data.detect import detect_format, open_dataset
 from malvision.data.readers import BinaryTreeDataset
 from malvision.errors import DatasetError

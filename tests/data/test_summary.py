@@ -6,7 +6,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from malvision.convert.spec import ConvertSpec
-from malvision.data.cache import CachedDataset, write_cache
+from malvision.data.cache import CachedDataset
+from malvision.data.cache_write import write_cache
 from malvision.data.readers import CsvDataset
 from malvision.data.summary import summarize
 

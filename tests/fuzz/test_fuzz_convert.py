@@ -13,9 +13,8 @@ from hypothesis import strategies as st
 from fuzz.strategies import fuzz, mutated
 from malvision.convert import image as cimage
 from malvision.convert.image import byte_plot, iter_plot_rows, plot_shape, resize_plot, resize_rows
-from malvision.convert.opcodes import parse_opcodes
+from malvision.convert.opcodes import OpcodeReader, parse_opcodes
 from malvision.convert.sequence import byte_sequence, pad_batch
-from malvision.data.cache import _opcode_tokens
 from malvision.data.readers import parse_bytes_dump
 from malvision.errors import ConversionError, DatasetError
 
@@ -138,17 +137,30 @@ def test_parse_opcodes(data: bytes) -> None:
     assert tokens and all(t and t == t.strip().lower() for t in tokens)
 
 
+def read_opcodes(data: bytes, max_len: int, cuts: list[int]) -> list[str]:
+    """``OpcodeReader`` fed ``data`` cut at ``cuts``, as ``convert.prepare`` feeds it a file's chunks."""
+    reader = OpcodeReader(max_len)
+    for piece in _split(data, cuts, [0]):
+        reader.update(piece)
+    hist = np.bincount(np.frombuffer(data, dtype=np.uint8), minlength=256)
+    return reader.tokens(data[:65536], hist, "f")
+
+
 @fuzz(200)
-@given(OPCODE_TEXT, st.integers(1, 40))
-def test_opcode_prefix_reading_matches_a_full_parse(data: bytes, max_len: int) -> None:
-    """The dataset cache parses a prefix of long opcode files: same tokens as a full parse."""
+@given(
+    st.one_of(st.binary(max_size=2000), OPCODE_TEXT),
+    st.integers(1, 40),
+    st.lists(st.integers(0, 10**6), max_size=8),
+)
+def test_streamed_opcodes_match_a_full_parse(data: bytes, max_len: int, cuts: list[int]) -> None:
+    """The first ``max_len`` mnemonics read chunk by chunk, in any chunking, are a full parse's."""
     try:
         full = parse_opcodes(data, "f")[:max_len]
     except ConversionError:
         with pytest.raises(ConversionError):
-            _opcode_tokens(data, "f", max_len)
+            read_opcodes(data, max_len, cuts)
         return
-    assert _opcode_tokens(data, "f", max_len) == full
+    assert read_opcodes(data, max_len, cuts) == full
 
 
 def _dump(data: bytes, unknown: set[int], base: int = 0x401000) -> bytes:

@@ -1,4 +1,6 @@
-"""Every registered model x every input kind it takes: shape, finiteness, gradients, determinism, I/O."""
+"""Every registered network x every input kind it takes: shape, finiteness, gradients, determinism, I/O.
+
+Fitted models (trees, linear) follow the other protocol and have their own loop in test_fitted.py."""
 
 from __future__ import annotations
 
@@ -11,8 +13,7 @@ import torch.nn.functional as F
 from malvision.checkpoint import load_checkpoint, save_checkpoint
 from malvision.models import MalvisionModel, list_models, model_info
 
-# Gradient-trained models; trees (no parameters, fitted by scikit-learn) have their own tests in test_trees.py.
-TRAINED = [n for n in list_models() if getattr(model_info(n).builder, "differentiable", True)]
+TRAINED = [n for n in list_models() if not model_info(n).fitted]
 CASES = [(name, kind) for name in TRAINED for kind in model_info(name).input_kinds]
 SEQ_CASES = [(n, k) for n, k in CASES if k in ("bytes", "opcodes")]
 N_CLASSES = 3

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from malvision.errors import ModelError
-from malvision.models import create_model, list_models, model_info, register_model
+from malvision.models import MalvisionModel, create_model, list_models, model_info, register_model
 from malvision.models._registry import _REGISTRY
 
 
@@ -15,8 +15,8 @@ def test_list_models_and_filter() -> None:
     names = list_models()
     assert names == sorted(names)
     assert "malconv" in names and "malconv" not in list_models("image")
-    assert set(list_models("bytes")) == set(names) - {"gbt", "mlp"}
-    assert list_models("features") == ["gbt", "mlp"]
+    assert set(list_models("bytes")) == set(names) - {"gbt", "linear", "mlp"}
+    assert list_models("features") == ["gbt", "linear", "mlp"]
 
 
 def test_model_info_records_defaults_and_description() -> None:
@@ -88,21 +88,22 @@ def test_model_config_travels_with_the_model() -> None:
 
 def test_register_a_new_model() -> None:
     @register_model("_test_linear", input_kinds=("image",))
-    class Tiny(nn.Module):
+    class Tiny(MalvisionModel):
         """A throwaway linear model."""
 
         def __init__(self, *, in_kind: str, n_classes: int, vocab_size: int | None = None, width: int = 4):
-            super().__init__()
-            self.fc = nn.Linear(width * width, n_classes)
+            super().__init__(in_kind=in_kind, n_classes=n_classes, vocab_size=vocab_size)
+            self._init_head(width * width, 0.0)
 
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.fc(x.flatten(1))
+        def features_embedded(self, e: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+            return e.flatten(1)
 
     try:
         assert "_test_linear" in list_models("image")
         assert model_info("_test_linear").description == "A throwaway linear model."
         m = create_model("_test_linear", in_kind="image", n_classes=3, width=2)
         assert m(torch.rand(5, 1, 2, 2)).shape == (5, 3)
+        assert not model_info("_test_linear").fitted
         with pytest.raises(ValueError, match="registered twice"):
             register_model("_test_linear", input_kinds=("image",))(Tiny)
     finally:
@@ -110,9 +111,22 @@ def test_register_a_new_model() -> None:
 
 
 def test_builder_without_defaults_is_refused() -> None:
-    def builder(*, in_kind: str, n_classes: int, vocab_size: int | None, width: int) -> nn.Module:
-        return nn.Identity()
+    class Bad(MalvisionModel):
+        def __init__(self, *, in_kind: str, n_classes: int, vocab_size: int | None, width: int) -> None:
+            super().__init__(in_kind=in_kind, n_classes=n_classes, vocab_size=vocab_size)
 
     with pytest.raises(ValueError, match="needs a default"):
-        register_model("_test_bad", input_kinds=("image",))(builder)
+        register_model("_test_bad", input_kinds=("image",))(Bad)
+    assert "_test_bad" not in list_models()
+
+
+def test_a_builder_outside_both_protocols_is_refused() -> None:
+    """A plain module would reach training and explain with neither surface: refused at registration."""
+
+    def builder(*, in_kind: str, n_classes: int, vocab_size: int | None = None) -> nn.Module:
+        return nn.Identity()
+
+    for wrong in (builder, nn.Identity):
+        with pytest.raises(ValueError, match="must subclass MalvisionModel or FittedModel"):
+            register_model("_test_bad", input_kinds=("image",))(wrong)
     assert "_test_bad" not in list_models()

@@ -80,9 +80,15 @@ def byte_plot(data: bytes | bytearray | memoryview | np.ndarray) -> np.ndarray:
     return flat[: height * width].reshape(height, width)
 
 
-def iter_plot_rows(chunks: Iterable[bytes | memoryview | np.ndarray], size: int) -> Iterator[np.ndarray]:
-    """Regroup a stream of byte chunks of a ``size``-byte file into blocks of whole plot rows."""
-    height, width = plot_shape(size)
+def iter_plot_rows(
+    chunks: Iterable[bytes | memoryview | np.ndarray], size: int, width: int | None = None
+) -> Iterator[np.ndarray]:
+    """Regroup a stream of byte chunks of a ``size``-byte file into blocks of whole plot rows
+    (``width`` pixels wide; default the Nataraj width for ``size``)."""
+    if width is None:
+        height, width = plot_shape(size)
+    else:
+        height = size // width
     block_rows = max(1, BLOCK_BYTES // width)
     need = height * width
     pending = np.empty(block_rows * width, dtype=np.uint8)

@@ -1,7 +1,7 @@
 """PE structure as a fixed-length feature vector: what a byte plot cannot see.
 
 The headers (file header, optional header, data directories, section table) are read with ``struct``
-from the first 64 KiB; the byte statistics cover the whole file; the import table (``peimports``)
+from the first 64 KiB; the byte statistics cover the whole file; the import table (``malvision.pe``)
 comes from the range of the file that holds it. ``FeatureTap`` gathers all three in one pass over a
 file's chunks. Fields that name a toolchain or a build date rather than behaviour (TimeDateStamp,
 linker version, checksum, Rich header) are left out on purpose: our benign corpus is mostly
@@ -13,33 +13,34 @@ triage decides separately whether a file is a PE worth judging.
 from __future__ import annotations
 
 import math
-import struct
 import zlib
 
 import numpy as np
 
-from malvision.convert.peimports import import_window, nt_headers, read_imports
+from malvision.pe import (
+    DIRECTORIES,
+    HEAD_BYTES,
+    MAX_SECTIONS,
+    PEHeaders,
+    import_window,
+    parse_or_none,
+    read_imports,
+)
 from malvision.triage import byte_histogram, byte_stats, entropy_bits
 
 __all__ = [
     "FEATURE_NAMES", "N_FEATURES", "HEAD_BYTES", "FeatureTap", "pe_features", "features_of", "imports_behind",
 ]  # fmt: skip
 
-HEAD_BYTES = 64 * 1024
-
 _MACHINES = {0x14C: "i386", 0x8664: "amd64", 0xAA64: "arm64"}
 _SUBSYSTEMS = {1: "native", 2: "gui", 3: "console", 10: "efi", 11: "efi", 12: "efi", 13: "efi"}
 _SECTION_NAMES = (
     ".text", ".data", ".rdata", ".rsrc", ".reloc", ".bss", ".idata", ".edata", ".pdata", ".tls", ".crt", "upx",
 )  # fmt: skip
-_DIRECTORIES = (
-    "export", "import", "resource", "exception", "security", "basereloc", "debug", "architecture",
-    "globalptr", "tls", "load_config", "bound_import", "iat", "delay_import", "clr", "reserved",
-)  # fmt: skip
 
 # Functions whose import says something about behaviour (injection, persistence, networking, crypto,
 # anti-debugging, resources, process and file handling), plus common runtime ones as a contrast. Named
-# without the A/W suffix (``peimports.api_name``); every other name lands in one of N_HASHED buckets.
+# without the A/W suffix (``pe.api_name``); every other name lands in one of N_HASHED buckets.
 _APIS = """
 VirtualAlloc VirtualAllocEx VirtualProtect VirtualProtectEx VirtualFree WriteProcessMemory ReadProcessMemory
 CreateRemoteThread CreateRemoteThreadEx NtUnmapViewOfSection ZwUnmapViewOfSection SetThreadContext
@@ -83,7 +84,7 @@ FEATURE_NAMES: tuple[str, ...] = (
         "log_stack_commit", "log_heap_reserve", "log2_file_alignment", "log2_section_alignment",
         "os_version_major", "subsystem_version_major", "n_data_directories",
     )
-    + tuple(f"dir_{d}" for d in _DIRECTORIES)
+    + tuple(f"dir_{d}" for d in DIRECTORIES)
     + tuple(f"log_dir_{d}_size" for d in ("import", "resource", "security", "debug", "tls", "basereloc"))
     + (
         "n_sections", "n_executable", "n_writable", "n_writable_executable", "n_empty_raw",
@@ -107,96 +108,69 @@ def _log(v: float) -> float:
     return math.log1p(max(0.0, float(v)))
 
 
-def _header(head: bytes, size: int, f: np.ndarray) -> None:
-    """Fill the header and section block of ``f``; raises struct.error/ValueError on what does not parse."""
+def _header(h: PEHeaders, size: int, f: np.ndarray) -> None:
+    """Fill the header and section block of ``f`` from parsed headers."""
     put = lambda name, v: f.__setitem__(_INDEX[name], v)  # noqa: E731
-    nt = nt_headers(head)
-    machine, n_sections, opt_size, chars, opt, plus = (
-        nt.machine, nt.n_sections, nt.opt_size, nt.characteristics, nt.opt, nt.plus
-    )  # fmt: skip
-    size_code, size_init, size_uninit, entry = struct.unpack_from("<IIII", head, opt + 4)
-    file_align, os_major = (
-        struct.unpack_from("<I", head, opt + 36)[0],
-        struct.unpack_from("<H", head, opt + 40)[0],
-    )
-    sect_align = struct.unpack_from("<I", head, opt + 32)[0]
-    subsys_major = struct.unpack_from("<H", head, opt + 48)[0]
-    size_image, size_headers = struct.unpack_from("<II", head, opt + 56)
-    subsystem, dll_chars = struct.unpack_from("<HH", head, opt + 68)
-    if plus:
-        stack_reserve, stack_commit, heap_reserve = struct.unpack_from("<QQQ", head, opt + 72)
-        n_dirs_at = opt + 108
-    else:
-        stack_reserve, stack_commit, heap_reserve = struct.unpack_from("<III", head, opt + 72)
-        n_dirs_at = opt + 92
-    (n_dirs,) = struct.unpack_from("<I", head, n_dirs_at)
     put("pe_parsed", 1.0)
-    put("pe32_plus", float(plus))
-    put(f"machine_{_MACHINES.get(machine, 'other')}", 1.0)
-    put(f"subsystem_{_SUBSYSTEMS.get(subsystem, 'other')}", 1.0)
+    put("pe32_plus", float(h.plus))
+    put(f"machine_{_MACHINES.get(h.machine, 'other')}", 1.0)
+    put(f"subsystem_{_SUBSYSTEMS.get(h.subsystem, 'other')}", 1.0)
     for b in range(16):
-        put(f"characteristics_bit{b}", float(chars >> b & 1))
-        put(f"dll_characteristics_bit{b}", float(dll_chars >> b & 1))
+        put(f"characteristics_bit{b}", float(h.characteristics >> b & 1))
+        put(f"dll_characteristics_bit{b}", float(h.dll_characteristics >> b & 1))
     for name, v in (
-        ("log_size_of_code", size_code), ("log_size_of_initialized_data", size_init),
-        ("log_size_of_uninitialized_data", size_uninit), ("log_size_of_image", size_image),
-        ("log_size_of_headers", size_headers), ("log_entry_point", entry), ("log_stack_reserve", stack_reserve),
-        ("log_stack_commit", stack_commit), ("log_heap_reserve", heap_reserve),
+        ("log_size_of_code", h.size_of_code), ("log_size_of_initialized_data", h.size_of_initialized_data),
+        ("log_size_of_uninitialized_data", h.size_of_uninitialized_data), ("log_size_of_image", h.size_of_image),
+        ("log_size_of_headers", h.size_of_headers), ("log_entry_point", h.entry_point),
+        ("log_stack_reserve", h.stack_reserve), ("log_stack_commit", h.stack_commit),
+        ("log_heap_reserve", h.heap_reserve),
     ):  # fmt: skip
         put(name, _log(v))
-    put("log2_file_alignment", math.log2(file_align) if file_align else 0.0)
-    put("log2_section_alignment", math.log2(sect_align) if sect_align else 0.0)
-    put("os_version_major", float(min(os_major, 20)))
-    put("subsystem_version_major", float(min(subsys_major, 20)))
-    put("n_data_directories", float(min(n_dirs, 16)))
+    put("log2_file_alignment", math.log2(h.file_alignment) if h.file_alignment else 0.0)
+    put("log2_section_alignment", math.log2(h.section_alignment) if h.section_alignment else 0.0)
+    put("os_version_major", float(min(h.os_version_major, 20)))
+    put("subsystem_version_major", float(min(h.subsystem_version_major, 20)))
+    put("n_data_directories", float(min(h.n_data_directories, 16)))
     sizes = {}
-    for i, d in enumerate(_DIRECTORIES[: min(n_dirs, 16)]):
-        at = n_dirs_at + 4 + 8 * i
-        if at + 8 > len(head) or at + 8 > opt + opt_size:
-            break
-        _, dsize = struct.unpack_from("<II", head, at)
+    for d, (_, dsize) in zip(DIRECTORIES, h.directories, strict=False):
         put(f"dir_{d}", float(dsize > 0))
         sizes[d] = dsize
     for d in ("import", "resource", "security", "debug", "tls", "basereloc"):
         put(f"log_dir_{d}_size", _log(sizes.get(d, 0)))
-    table = opt + opt_size
-    n = min(n_sections, (len(head) - table) // 40, 96)
-    put("n_sections", float(min(n_sections, 96)))
+    sections = h.sections[:MAX_SECTIONS]
+    put("n_sections", float(min(h.n_sections, MAX_SECTIONS)))
     counts = dict.fromkeys(("n_executable", "n_writable", "n_writable_executable", "n_empty_raw",
                             "n_virtual_over_raw", "n_unnamed_or_odd"), 0)  # fmt: skip
-    end, entry_section, last = 0, None, n - 1
-    for i in range(n):
-        raw_name, vsize, vaddr, rsize, rptr = struct.unpack_from("<8sIIII", head, table + 40 * i)
-        (sc,) = struct.unpack_from("<I", head, table + 40 * i + 36)
-        name = raw_name.rstrip(b"\0").decode("latin-1").lower()
+    entry, entry_section, last = h.entry_point, None, len(sections) - 1
+    for i, s in enumerate(sections):
+        name = s.name.decode("latin-1").lower()
         known = next((k for k in _SECTION_NAMES if name.startswith(k)), None)
         if known:
             put(f"section_{known.strip('.')}", 1.0)
         else:
             counts["n_unnamed_or_odd"] += 1
-        x, w = bool(sc & 0x20000000), bool(sc & 0x80000000)
+        x, w = bool(s.characteristics & 0x20000000), bool(s.characteristics & 0x80000000)
         counts["n_executable"] += x
         counts["n_writable"] += w
         counts["n_writable_executable"] += x and w
-        counts["n_empty_raw"] += rsize == 0
-        counts["n_virtual_over_raw"] += vsize > 2 * rsize + 4096
-        if rsize:
-            end = max(end, rptr + rsize)
-        if vaddr <= entry < vaddr + max(vsize, rsize):
+        counts["n_empty_raw"] += s.raw_size == 0
+        counts["n_virtual_over_raw"] += s.virtual_size > 2 * s.raw_size + 4096
+        if s.virtual_address <= entry < s.virtual_address + max(s.virtual_size, s.raw_size):
             entry_section = (i, x)
     for k, v in counts.items():
         put(k, float(v))
     put("entry_in_executable", float(bool(entry_section and entry_section[1])))
     put("entry_in_last_section", float(entry_section is not None and entry_section[0] == last))
     put("entry_outside_sections", float(entry_section is None))
+    end = max((s.raw_pointer + s.raw_size for s in sections if s.raw_size), default=0)
     overlay = max(0, size - end) if end else 0
     put("log_overlay", _log(overlay))
     put("overlay_share", overlay / size if size else 0.0)
 
 
-def _imports(head: bytes, window: bytes, start: int, f: np.ndarray) -> None:
+def _imports(headers: PEHeaders, window: bytes, start: int, f: np.ndarray) -> None:
     """Fill the import block of ``f`` from the import table in ``window`` (file bytes from ``start``)."""
-    imports = read_imports(head, window, start)
+    imports = read_imports(headers, window, start)
     if not imports.parsed:
         return
     f[_INDEX["imports_parsed"]] = 1.0
@@ -217,13 +191,14 @@ def _function_index(name: str) -> int:
     return i if i is not None else _OTHER + zlib.crc32(low.encode()) % N_HASHED
 
 
-def imports_behind(data: bytes | bytearray | memoryview) -> dict[str, list[str]]:
-    """For a whole file in memory: which of its imported functions set each import feature (what
-    stands behind a hashed bucket such as ``import_other_2a``, for explanations)."""
-    head = bytes(data[:HEAD_BYTES])
-    start, end = import_window(head) or (0, 0)
+def imports_behind(data: bytes | bytearray | memoryview, headers: PEHeaders | None) -> dict[str, list[str]]:
+    """For a whole file in memory and its parsed ``headers``: which of its imported functions set each
+    import feature (what stands behind a hashed bucket such as ``import_other_2a``, for explanations)."""
+    if headers is None:
+        return {}
+    start, end = import_window(headers) or (0, 0)
     out: dict[str, list[str]] = {}
-    for name in read_imports(head, bytes(data[start:end]), start).functions:
+    for name in read_imports(headers, bytes(data[start:end]), start).functions:
         out.setdefault(FEATURE_NAMES[_function_index(name)], []).append(name)
     return out
 
@@ -232,8 +207,16 @@ def pe_features(
     head: bytes, size: int, hist: np.ndarray, window: bytes | None = None, start: int = 0
 ) -> np.ndarray:
     """The float32 feature vector (``FEATURE_NAMES``) of a file: its first 64 KiB ``head``, its
-    ``size``, its whole-file 256-bin byte histogram ``hist`` and the bytes of ``import_window(head)``
+    ``size``, its whole-file 256-bin byte histogram ``hist`` and the bytes of ``import_window``
     (``window``, from file offset ``start``; without it, the import table is read from ``head``)."""
+    head = bytes(head[:HEAD_BYTES])
+    return _vector(head, size, hist, parse_or_none(head), window, start)
+
+
+def _vector(
+    head: bytes, size: int, hist: np.ndarray, headers: PEHeaders | None, window: bytes | None, start: int
+) -> np.ndarray:
+    """``pe_features`` with the headers already parsed (None: not a PE, the header block stays zero)."""
     f = np.zeros(N_FEATURES, dtype=np.float64)
     hist = np.asarray(hist, dtype=np.float64)
     total = hist.sum()
@@ -244,29 +227,25 @@ def pe_features(
         f[_INDEX["share_ff"]] = hist[255] / total
         f[_INDEX["share_printable"]] = hist[0x20:0x7F].sum() / total
         f[_INDEX["hist_0x"] : _INDEX["hist_0x"] + 16] = hist.reshape(16, 16).sum(axis=1) / total
-    head = bytes(head[:HEAD_BYTES])
     f[_INDEX["head_entropy"]] = entropy_bits(head)
-    block = f.copy()
-    try:
-        _header(head, size, block)
-    except (struct.error, ValueError, OverflowError):
-        pass  # not a PE, or headers cut short: the header block stays zero, pe_parsed 0
-    else:
-        f = block
-        _imports(head, head if window is None else window, 0 if window is None else start, f)
+    if headers is not None:
+        _header(headers, size, f)
+        _imports(headers, head if window is None else window, 0 if window is None else start, f)
     return f.astype(np.float32)
 
 
 class FeatureTap:
-    """One pass over a file's chunks: whole-file byte histogram, first ``HEAD_BYTES`` and, once the
-    headers are in, the range ``import_window`` names (at most 2 MiB). ``imports=False`` keeps only
-    the first two, which is what triage needs for any model."""
+    """One pass over a file's chunks: whole-file byte histogram, the first ``HEAD_BYTES``, the PE
+    headers parsed from them once, and (``imports``) the range ``import_window`` names (at most 2 MiB).
+    ``imports=False`` skips that range, which only the feature vector needs."""
 
     def __init__(self, imports: bool = True) -> None:
         self.hist = np.zeros(256, dtype=np.int64)
         self.head = bytearray()
         self.window = bytearray()
+        self.headers: PEHeaders | None = None
         self._imports = imports
+        self._parsed = False
         self._range: tuple[int, int] | None = None
         self._pos = 0
 
@@ -274,15 +253,18 @@ class FeatureTap:
         self.hist += byte_histogram(chunk)
         if len(self.head) < HEAD_BYTES:
             self.head += chunk[: HEAD_BYTES - len(self.head)]
-            if self._imports and len(self.head) == HEAD_BYTES:
+            if len(self.head) == HEAD_BYTES:
                 self._locate()  # every byte read so far is in head
         self._pos += len(chunk)
         if self._range is not None:
             self._take(chunk, self._pos - len(chunk))
 
     def _locate(self) -> None:
-        self._range = import_window(bytes(self.head)) or (0, 0)
-        self._take(self.head, 0)
+        self._parsed = True
+        self.headers = parse_or_none(bytes(self.head))
+        if self._imports:
+            self._range = (import_window(self.headers) if self.headers else None) or (0, 0)
+            self._take(self.head, 0)
 
     def _take(self, buf: bytes | bytearray | memoryview, at: int) -> None:
         assert self._range is not None
@@ -291,12 +273,16 @@ class FeatureTap:
         if hi > lo:
             self.window += buf[lo - at : hi - at]
 
+    def finish(self) -> None:
+        """Parse the headers of a file shorter than ``HEAD_BYTES``, once its last chunk is in."""
+        if not self._parsed:
+            self._locate()
+
     def features(self, size: int) -> np.ndarray:
         """The feature vector, once every chunk of a ``size``-byte file has gone through ``update``."""
-        if self._imports and self._range is None:
-            self._locate()  # a file shorter than HEAD_BYTES
+        self.finish()
         start = self._range[0] if self._range else 0
-        return pe_features(bytes(self.head), size, self.hist, bytes(self.window), start)
+        return _vector(bytes(self.head), size, self.hist, self.headers, bytes(self.window), start)
 
 
 def features_of(data: bytes | bytearray | memoryview) -> np.ndarray:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from malvision.data.cache import CachedDataset, build_cache_from_paths, write_cache
+from malvision.data.cache import CachedDataset
+from malvision.data.cache_write import build_cache_from_paths, write_cache
 from malvision.data.detect import FORMATS, detect_format, open_dataset
 from malvision.data.readers import (
     Big2015Dataset,

@@ -16,7 +16,7 @@ from typing import Any
 
 from malvision.convert.sequence import DEFAULT_MAX_LEN
 from malvision.convert.spec import ConvertSpec
-from malvision.data.cache import write_cache
+from malvision.data.cache_write import write_cache
 from malvision.data.readers import CsvDataset, OpcodeTreeDataset
 from malvision.data.records import ConcatDataset
 from malvision.data.zips import DEFAULT_PASSWORD, MAX_ENTRY_SIZE, ZipDataset

@@ -172,7 +172,7 @@ class MalimgDataset(RawDataset):
         arr = read_malimg_png(rec.source)
         if arr.shape[1] != rec.plot_width:
             raise DatasetError(f"{rec.source}: image changed while reading (width {arr.shape[1]})")
-        return MemorySource.of(rec.source, arr.tobytes())
+        return MemorySource.of(rec.source, arr.tobytes(), plot_width=arr.shape[1])
 
 
 # ---------------------------------------------------------------------------------------- binary trees

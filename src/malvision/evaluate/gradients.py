@@ -20,10 +20,11 @@ from torch import nn
 
 from malvision.checkpoint import load_checkpoint
 from malvision.convert.sequence import Vocabulary
+from malvision.data.loader import collate, make_loader
 from malvision.evaluate.plots import plot_gradients
 from malvision.io import atomic_writer
 from malvision.models import create_model
-from malvision.train import TrainConfig, collate, fit, make_loader, predict
+from malvision.train import TrainConfig, fit, predict
 
 __all__ = ["gradient_norms", "run_gradients"]
 

@@ -13,11 +13,12 @@ import numpy as np
 
 from malvision.checkpoint import load_checkpoint
 from malvision.convert.sequence import Vocabulary
+from malvision.data.loader import make_loader
 from malvision.data.splits import group_kfold, stratified_kfold
 from malvision.evaluate.metrics import classification_metrics
 from malvision.evaluate.plots import plot_confusion, plot_leaderboard
 from malvision.io import atomic_writer
-from malvision.train import TrainConfig, fit, make_loader, predict, train_val_rows
+from malvision.train import TrainConfig, fit, predict, train_val_rows
 
 __all__ = ["run_leaderboard", "leaderboard_markdown"]
 

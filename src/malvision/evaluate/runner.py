@@ -12,9 +12,10 @@ from malvision.card import training_ids
 from malvision.checkpoint import Checkpoint
 from malvision.convert.sequence import Vocabulary
 from malvision.convert.spec import ConvertSpec
+from malvision.data.loader import make_loader
 from malvision.errors import DatasetError
 from malvision.evaluate.metrics import classification_metrics
-from malvision.train import make_loader, predict
+from malvision.train import predict
 
 __all__ = ["open_cache", "evaluate_checkpoint"]
 
@@ -26,7 +27,8 @@ def open_cache(data: Path | str, spec: ConvertSpec | None = None, progress: Any 
     (default: opcodes for opcode trees, 64x64 images otherwise) into a cache keyed by path and spec.
     """
     from malvision.data.build import cache_home
-    from malvision.data.cache import CachedDataset, is_cache, write_cache
+    from malvision.data.cache import CachedDataset, is_cache
+    from malvision.data.cache_write import write_cache
     from malvision.data.detect import detect_format, open_dataset
 
     p = Path(data)

@@ -2,15 +2,16 @@
 
     model = create_model("cnn", in_kind="image", n_classes=9)
 
-Models return logits and share one surface (see ``_base.MalvisionModel``): ``embed`` and
-``forward_embedded`` (the gradient seam for sequence inputs), ``forward_features`` (pre-logits),
-``forward_head`` and ``input_kinds``.
+Models return logits and follow one of two protocols (``_base``): networks (``MalvisionModel``) share
+``embed`` / ``forward_embedded`` (the gradient seam for sequence inputs), ``forward_features``
+(pre-logits), ``forward_head`` and ``reset_classifier``; fitted models (``FittedModel``: trees,
+logistic regression) learn in one ``fit`` call. ``model_info(name).fitted`` says which.
 """
 
 from __future__ import annotations
 
-from malvision.models import cnn, crnn, malconv, mlp, rnn, trees  # noqa: F401  (importing registers the models)
-from malvision.models._base import MalvisionModel
+from malvision.models import cnn, crnn, linear, malconv, mlp, rnn, trees  # noqa: F401  (importing registers the models)
+from malvision.models._base import FittedModel, MalvisionModel, is_fitted
 from malvision.models._registry import (
     BYTES_VOCAB,
     KINDS,
@@ -24,7 +25,9 @@ from malvision.models._registry import (
 __all__ = [
     "BYTES_VOCAB",
     "KINDS",
+    "FittedModel",
     "MalvisionModel",
+    "is_fitted",
     "ModelInfo",
     "create_model",
     "list_models",

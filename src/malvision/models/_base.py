@@ -1,24 +1,38 @@
-"""The surface every model shares: embed / forward_embedded seam, forward_features, forward_head.
+"""The two model protocols: networks trained by gradient steps, and models fitted in one call.
+
+``MalvisionModel`` (networks) shares timm's surface: ``embed`` / ``forward_embedded`` (the gradient
+seam), ``forward_features``, ``forward_head`` and ``reset_classifier``. Sequence models embed ids first,
+so gradients can start at the embedding, as secml_malware's basee2e.py does.
+
+``FittedModel`` (trees, linear models) learns from all its training rows in one ``fit`` call and then
+scores like any module: ``forward`` gives logits, so it saves, loads and exports like a network. It has
+no gradient, no embedding and no classifier to swap; explanations measure its features by occlusion
+against ``typical_input``.
 
 Input kinds: "image" is a float (B, 1, S, S) tensor in [0, 1]; "bytes" and "opcodes" are int64 (B, L)
-ids with 0 as padding (right-padded); "features" is a float (B, F) PE feature vector. Sequence models embed ids first, so gradients can start at the
-embedding (``embed`` then ``forward_embedded``), as secml_malware's basee2e.py does.
+ids with 0 as padding (right-padded); "features" is a float (B, F) PE feature vector.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import ClassVar
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from malvision.errors import ModelError
-from malvision.models._registry import BYTE_KINDS, BYTES_VOCAB
 
 __all__ = [
+    "BYTE_KINDS",
+    "BYTES_VOCAB",
+    "KINDS",
     "GLOBAL_POOLS",
+    "FittedModel",
     "MalvisionModel",
+    "is_fitted",
     "apply_mask",
     "check_choice",
     "check_positive",
@@ -29,22 +43,30 @@ __all__ = [
     "pad_to_multiple",
 ]
 
+BYTE_KINDS: tuple[str, ...] = ("image", "bytes", "opcodes")  # inputs drawn from the bytes themselves
+KINDS: tuple[str, ...] = (*BYTE_KINDS, "features")  # features: the PE structure vector
+BYTES_VOCAB = 257  # byte b is id b + 1, 0 is padding
 GLOBAL_POOLS = ("avg", "max", "avgmax")
 
 
+def _check_kind(model: nn.Module, kinds: tuple[str, ...], in_kind: str, n_classes: int) -> None:
+    name = type(model).__name__
+    if in_kind not in kinds:
+        raise ModelError(f"{name} does not take {in_kind!r} input; it takes {', '.join(kinds)}")
+    if isinstance(n_classes, bool) or not isinstance(n_classes, int) or n_classes < 1:
+        raise ModelError(f"{name}: n_classes must be a positive integer, got {n_classes!r}")
+
+
 class MalvisionModel(nn.Module):
-    """Base class: subclasses build ``embedding`` (sequence kinds), ``fc`` and ``features_embedded``."""
+    """A network trained by gradient steps: subclasses build ``embedding`` (sequence kinds), ``fc``
+    and ``features_embedded``."""
 
     input_kinds: ClassVar[tuple[str, ...]] = BYTE_KINDS
 
     def __init__(self, *, in_kind: str, n_classes: int, vocab_size: int | None = None) -> None:
         super().__init__()
         name = type(self).__name__
-        if in_kind not in self.input_kinds:
-            kinds = ", ".join(self.input_kinds)
-            raise ModelError(f"{name} does not take {in_kind!r} input; it takes {kinds}")
-        if isinstance(n_classes, bool) or not isinstance(n_classes, int) or n_classes < 1:
-            raise ModelError(f"{name}: n_classes must be a positive integer, got {n_classes!r}")
+        _check_kind(self, self.input_kinds, in_kind, n_classes)
         if in_kind in ("image", "features"):
             vocab_size = None
         elif in_kind == "bytes":
@@ -149,6 +171,64 @@ class MalvisionModel(nn.Module):
     def cam_layer(self) -> nn.Module | None:
         """The module whose (B, C, ...) output suits Grad-CAM, or None."""
         return None
+
+
+class FittedModel(nn.Module):
+    """A model fitted in one call on feature rows (trees, linear models), then scored by ``forward``.
+
+    Subclasses implement ``fit`` (set their buffers from the rows) and ``forward`` (logits); they keep
+    the training rows' mean and standard deviation per feature for ``typical_input``.
+    """
+
+    input_kinds: ClassVar[tuple[str, ...]] = ("features",)
+
+    def __init__(self, *, in_kind: str, n_classes: int, n_features: int) -> None:
+        super().__init__()
+        _check_kind(self, self.input_kinds, in_kind, n_classes)
+        self.in_kind, self.n_classes, self.n_features = in_kind, n_classes, n_features
+        self.register_buffer("feature_mean", torch.zeros(n_features))
+        self.register_buffer("feature_std", torch.ones(n_features))
+
+    def fit(
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        sample_weight: np.ndarray | None,
+        seed: int,
+        on_step: Callable[[int, int], None] | None = None,
+    ) -> None:
+        """Learn from float32 rows ``x`` and class ids ``y``; ``on_step(done, total)`` follows the fit."""
+        raise NotImplementedError
+
+    def _check_rows(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """``x`` as float32 (N, n_features) rows with every class in ``y``; records their statistics."""
+        name = type(self).__name__
+        if x.ndim != 2 or x.shape[1] != self.n_features:
+            raise ModelError(f"{name} expects (N, {self.n_features}) rows, got {x.shape}")
+        if set(np.unique(y).tolist()) != set(range(self.n_classes)):
+            raise ModelError(f"{name} needs every class in its training rows")
+        x = np.asarray(x, dtype=np.float32)
+        with torch.no_grad():
+            self.feature_mean.copy_(torch.from_numpy(x.mean(0)))
+            self.feature_std.copy_(torch.from_numpy(x.std(0)))
+        return x
+
+    def _check_input(self, x: Tensor) -> None:
+        if x.dim() != 2 or not x.is_floating_point() or x.shape[1] != self.n_features:
+            raise ModelError(
+                f"{type(self).__name__} expects a float (B, {self.n_features}) tensor, "
+                f"got {x.dtype} {tuple(x.shape)}"
+            )
+
+    def typical_input(self) -> tuple[Tensor, Tensor]:
+        """Mean and standard deviation of the training inputs, per feature."""
+        return self.feature_mean.clone(), self.feature_std.clone()
+
+
+def is_fitted(model: nn.Module | type) -> bool:
+    """Whether a model (or model class) is fitted in one call rather than trained by gradient steps."""
+    cls = model if isinstance(model, type) else type(model)
+    return issubclass(cls, FittedModel)
 
 
 def layers_for(dim: int) -> tuple[type[nn.Module], type[nn.Module], type[nn.Module]]:

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 from torch import nn
 
 from malvision.errors import ModelError
+from malvision.models._base import BYTE_KINDS, BYTES_VOCAB, KINDS, FittedModel, MalvisionModel
 
 __all__ = [
     "BYTE_KINDS",
@@ -22,23 +23,22 @@ __all__ = [
     "model_info",
 ]
 
-BYTE_KINDS: tuple[str, ...] = ("image", "bytes", "opcodes")  # inputs drawn from the bytes themselves
-KINDS: tuple[str, ...] = (*BYTE_KINDS, "features")  # features: the PE structure vector
-BYTES_VOCAB = 257  # byte b is id b + 1, 0 is padding
 _RESERVED = ("in_kind", "n_classes", "vocab_size")
 
-B = TypeVar("B", bound=Callable[..., nn.Module])
+B = TypeVar("B", bound=type[nn.Module])
 
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """What the registry knows of one model: builder, accepted input kinds, keyword defaults."""
+    """What the registry knows of one model: builder class, accepted input kinds, keyword defaults,
+    and whether it is fitted in one call (``FittedModel``) or trained by gradient steps."""
 
     name: str
-    builder: Callable[..., nn.Module]
+    builder: type[nn.Module]
     input_kinds: tuple[str, ...]
     description: str
     defaults: dict[str, Any]
+    fitted: bool
 
 
 _REGISTRY: dict[str, ModelInfo] = {}
@@ -47,16 +47,19 @@ _REGISTRY: dict[str, ModelInfo] = {}
 def register_model(
     name: str, input_kinds: tuple[str, ...] | None = None, description: str | None = None
 ) -> Callable[[B], B]:
-    """Record ``builder`` (a class or function taking ``in_kind, n_classes, vocab_size`` + kwargs).
+    """Record ``builder``: a ``MalvisionModel`` (network) or ``FittedModel`` subclass taking
+    ``in_kind, n_classes, vocab_size`` + kwargs.
 
-    ``input_kinds`` defaults to the builder's ``input_kinds`` attribute, ``description`` to the first
-    line of its docstring. Every other keyword of the builder must have a default.
+    ``input_kinds`` defaults to the class's ``input_kinds``, ``description`` to the first line of its
+    docstring. Every other keyword of the builder must have a default.
     """
 
     def deco(builder: B) -> B:
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is registered twice")
-        kinds = tuple(input_kinds if input_kinds is not None else getattr(builder, "input_kinds", ()))
+        if not (isinstance(builder, type) and issubclass(builder, MalvisionModel | FittedModel)):
+            raise ValueError(f"model {name!r}: the builder must subclass MalvisionModel or FittedModel")
+        kinds = tuple(input_kinds if input_kinds is not None else builder.input_kinds)
         if not kinds or any(k not in KINDS for k in kinds):
             raise ValueError(f"model {name!r}: input_kinds must be a non-empty subset of {KINDS}")
         params = inspect.signature(builder).parameters
@@ -70,7 +73,7 @@ def register_model(
                 raise ValueError(f"model {name!r}: argument {p.name!r} needs a default")
             defaults[p.name] = p.default
         doc = description or (inspect.getdoc(builder) or name).strip().splitlines()[0]
-        _REGISTRY[name] = ModelInfo(name, builder, kinds, doc, defaults)
+        _REGISTRY[name] = ModelInfo(name, builder, kinds, doc, defaults, issubclass(builder, FittedModel))
         return builder
 
     return deco

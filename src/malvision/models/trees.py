@@ -5,8 +5,8 @@ arrays); this module holds them as tensors and walks them in ``forward``, so a t
 loads, scores and exports to ONNX like every other model. Each tree is padded to the node count of a
 full tree of ``max_depth``; a leaf points at itself, so ``max_depth`` steps reach every leaf.
 
-Trees have no gradient, so training does not go through the optimiser loop (``fit_arrays`` instead)
-and explanations measure each feature by occlusion (``differentiable`` is False).
+A ``FittedModel``: trees have no gradient, so training calls ``fit`` with every training row instead of
+the optimiser loop, and explanations measure each feature by occlusion.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from torch import Tensor
 
 from malvision.convert.pefeatures import N_FEATURES
 from malvision.errors import ModelError
-from malvision.models._base import MalvisionModel, check_positive
+from malvision.models._base import FittedModel, check_positive
 from malvision.models._registry import register_model
 
 __all__ = ["GradientBoostedTrees"]
@@ -36,11 +36,8 @@ def _floor32(t: np.ndarray) -> np.ndarray:
 
 
 @register_model("gbt")
-class GradientBoostedTrees(MalvisionModel):
+class GradientBoostedTrees(FittedModel):
     """Gradient-boosted trees on the PE structure vector (scikit-learn fits, torch and ONNX score)."""
-
-    input_kinds = ("features",)
-    differentiable = False
 
     def __init__(
         self,
@@ -55,8 +52,8 @@ class GradientBoostedTrees(MalvisionModel):
         subsample: float = 0.8,
         max_features: float = 0.3,
     ) -> None:
-        super().__init__(in_kind=in_kind, n_classes=n_classes, vocab_size=vocab_size)
         check_positive("gbt", n_features=n_features, n_trees=n_trees, max_depth=max_depth)
+        super().__init__(in_kind=in_kind, n_classes=n_classes, n_features=n_features)
         if n_classes != 2:
             raise ModelError(f"gbt scores two classes (benign, malware), got {n_classes}")
         if max_depth > 12:
@@ -68,7 +65,7 @@ class GradientBoostedTrees(MalvisionModel):
         ):
             if not 0.0 < v <= 1.0:
                 raise ModelError(f"gbt: {name} must be in (0, 1], got {v}")
-        self.n_features, self.n_trees, self.max_depth = n_features, n_trees, max_depth
+        self.n_trees, self.max_depth = n_trees, max_depth
         self.params = dict(learning_rate=learning_rate, subsample=subsample, max_features=max_features)
         nodes = 2 ** (max_depth + 1) - 1
         # Flat (n_trees * nodes) arrays; node k of tree t is at t * nodes + k, children likewise.
@@ -78,14 +75,7 @@ class GradientBoostedTrees(MalvisionModel):
         self.register_buffer("right", torch.arange(n_trees * nodes, dtype=torch.int64))
         self.register_buffer("value", torch.zeros(n_trees * nodes))
         self.register_buffer("bias", torch.zeros(()))
-        self.register_buffer("feature_mean", torch.zeros(n_features))
-        self.register_buffer("feature_std", torch.ones(n_features))
         self.register_buffer("roots", torch.arange(n_trees, dtype=torch.int64) * nodes)
-
-    def _check_input(self, x: Tensor) -> None:
-        super()._check_input(x)
-        if x.shape[1] != self.n_features:
-            raise ModelError(f"gbt expects {self.n_features} features per row, got {x.shape[1]}")
 
     def raw_score(self, x: Tensor) -> Tensor:
         """Log-odds of the second class, (B,)."""
@@ -100,31 +90,23 @@ class GradientBoostedTrees(MalvisionModel):
         raw = self.raw_score(x.float())
         return torch.stack([torch.zeros_like(raw), raw], dim=1)
 
-    def typical_input(self) -> tuple[Tensor, Tensor]:
-        """Mean and standard deviation of the training inputs, per feature."""
-        return self.feature_mean.clone(), self.feature_std.clone()
-
-    def fit_arrays(
+    def fit(
         self,
         x: np.ndarray,
         y: np.ndarray,
         sample_weight: np.ndarray | None,
         seed: int,
-        on_tree: Callable[[int, int], None] | None = None,
+        on_step: Callable[[int, int], None] | None = None,
     ) -> None:
         """Grow the trees on float32 rows ``x`` and labels ``y`` (0/1), then load them as tensors;
-        ``on_tree(done, total)`` is called as each tree is grown."""
+        ``on_step(done, total)`` is called as each tree is grown."""
         from sklearn.ensemble import GradientBoostingClassifier
 
-        if x.ndim != 2 or x.shape[1] != self.n_features:
-            raise ModelError(f"gbt expects (N, {self.n_features}) rows, got {x.shape}")
-        if set(np.unique(y).tolist()) != {0, 1}:
-            raise ModelError("gbt needs both classes in its training rows")
-        x = np.asarray(x, dtype=np.float32)
+        x = self._check_rows(x, y)
         clf = GradientBoostingClassifier(
             n_estimators=self.n_trees, max_depth=self.max_depth, random_state=seed, **self.params
         )
-        monitor = None if on_tree is None else (lambda i, _est, _locals: on_tree(i + 1, self.n_trees))
+        monitor = None if on_step is None else (lambda i, _est, _locals: on_step(i + 1, self.n_trees))
         clf.fit(x, y, sample_weight=sample_weight, monitor=monitor)
         nodes = 2 ** (self.max_depth + 1) - 1
         feature = np.zeros((self.n_trees, nodes), np.int64)
@@ -149,8 +131,6 @@ class GradientBoostedTrees(MalvisionModel):
             self.right.copy_(torch.from_numpy((right + offset).ravel()))
             self.value.copy_(torch.from_numpy(value.ravel()).float())
             self.bias.zero_()
-            self.feature_mean.copy_(torch.from_numpy(x.mean(0)))
-            self.feature_std.copy_(torch.from_numpy(x.std(0)))
             # The starting log-odds, read off scikit-learn's own scores (its public API has no field).
             head = x[: min(len(x), 256)]
             ours = self.raw_score(torch.from_numpy(head)).double().numpy()

@@ -10,10 +10,11 @@ import pefile
 import pip
 import pytest
 
-from malvision.convert.pefeatures import FEATURE_NAMES, HEAD_BYTES, FeatureTap, features_of, pe_features
-from malvision.convert.peimports import MAX_FUNCTIONS, api_name, import_window, read_imports
+from malvision.convert.pefeatures import FEATURE_NAMES, FeatureTap, features_of, pe_features
 from malvision.convert.spec import ConvertSpec
 from malvision.errors import ConversionError
+from malvision.pe import HEAD_BYTES, api_name, import_window, parse, read_imports
+from malvision.pe.imports import MAX_FUNCTIONS
 from malvision.triage import byte_histogram
 
 # Real PE files (MSVC-built script launchers, x86, x64 and arm64) that ship inside pip.
@@ -21,8 +22,9 @@ LAUNCHERS = sorted(Path(pip.__file__).parent.joinpath("_vendor", "distlib").glob
 
 
 def _ours(data: bytes):  # noqa: ANN202
-    start, end = import_window(data[:HEAD_BYTES]) or (0, 0)
-    return read_imports(data[:HEAD_BYTES], data[start:end], start)
+    headers = parse(data[:HEAD_BYTES])
+    start, end = import_window(headers) or (0, 0)
+    return read_imports(headers, data[start:end], start)
 
 
 @pytest.mark.parametrize("exe", LAUNCHERS, ids=lambda p: p.name)
@@ -52,7 +54,7 @@ def test_any_chunking_gives_the_whole_file_vector(exe: Path) -> None:
 def test_a_table_past_the_head_needs_the_window() -> None:
     exe = next(p for p in LAUNCHERS if p.name == "t64-arm.exe")
     data = exe.read_bytes()
-    start, _ = import_window(data[:HEAD_BYTES]) or (0, 0)
+    start, _ = import_window(parse(data[:HEAD_BYTES])) or (0, 0)
     assert start > HEAD_BYTES  # the import table sits past the first 64 KiB
     head_only = dict(
         zip(FEATURE_NAMES, pe_features(data[:HEAD_BYTES], len(data), byte_histogram(data)), strict=True)
@@ -63,13 +65,14 @@ def test_a_table_past_the_head_needs_the_window() -> None:
 
 def test_damaged_tables_and_cut_files_never_raise() -> None:
     data = LAUNCHERS[0].read_bytes()
-    start, end = import_window(data[:HEAD_BYTES]) or (0, 0)
+    headers = parse(data[:HEAD_BYTES])
+    start, end = import_window(headers) or (0, 0)
     rng = random.Random(0)
     for _ in range(300):
         window = bytearray(data[start:end])
         for _ in range(rng.randint(1, 40)):
             window[rng.randrange(len(window))] = rng.randrange(256)
-        got = read_imports(data[:HEAD_BYTES], bytes(window), start)
+        got = read_imports(headers, bytes(window), start)
         assert len(got.functions) <= MAX_FUNCTIONS
     for cut in range(0, len(data), 1999):
         v = features_of(data[:cut])

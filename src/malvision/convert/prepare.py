@@ -1,0 +1,117 @@
+"""Bytes to model input in one read: the ``prepare`` that the cache builder, the scanner, explain and
+the server all call, for every input kind (no torch, no writes).
+
+One pass over a source's chunks gathers its sha256, its byte histogram, its first ``HEAD_BYTES`` and
+the PE headers parsed from them (what triage reads), and the model input the ``ConvertSpec`` asks for:
+the area-resized byte plot (``image``), the first ``max_len`` bytes (``bytes``), the first ``max_len``
+opcode mnemonics as ids (``opcodes``) or the PE feature vector (``features``). Memory follows the
+model input, not the file: a multi-GB file streams through in ``io.CHUNK`` blocks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from malvision.convert.image import iter_plot_rows, plot_shape, resize_rows
+from malvision.convert.opcodes import OpcodeReader
+from malvision.convert.pefeatures import FeatureTap
+from malvision.convert.sequence import Vocabulary, byte_sequence
+from malvision.convert.spec import ConvertSpec
+from malvision.errors import ConversionError, InputError
+from malvision.io import Source
+from malvision.pe import PEHeaders
+
+__all__ = ["Encoder", "Prepared", "Stop", "prepare", "model_input"]
+
+
+class Encoder(Protocol):
+    """Token strings to ids: a model's ``Vocabulary``, or the cache builder's growing codebook."""
+
+    def encode(self, tokens: list[str]) -> np.ndarray: ...
+
+
+class Stop(Protocol):
+    """A flag another thread or process sets to end a read at its next chunk."""
+
+    def is_set(self) -> bool: ...
+
+
+@dataclass
+class Prepared:
+    """One source read once: what triage needs and the model input.
+
+    ``x`` is None when the input cannot be made from these bytes, and ``problem`` then says why (too
+    small for a byte plot, not opcode text).
+    """
+
+    name: str
+    sha256: str
+    size: int
+    head: bytes
+    hist: np.ndarray
+    headers: PEHeaders | None
+    x: np.ndarray | None
+    problem: str | None
+
+
+def prepare(
+    src: Source, spec: ConvertSpec, vocab: Encoder | None = None, stop: Stop | None = None
+) -> Prepared:
+    """Read ``src`` once and make its model input under ``spec``.
+
+    ``vocab`` encodes opcode mnemonics (default: the spec's own vocabulary); ``stop``, when set by
+    another thread or process, ends the read at the next chunk with an ``InputError``.
+    """
+    tap = FeatureTap(imports=spec.kind == "features")
+    keep = spec.max_len if spec.kind == "bytes" else 0
+    kept = bytearray()
+    opcodes = OpcodeReader(spec.max_len) if spec.kind == "opcodes" else None
+
+    def tapped() -> Iterator[memoryview]:
+        for chunk in src.chunks():
+            if stop is not None and stop.is_set():
+                raise InputError(f"{src.name}: interrupted")
+            tap.update(chunk)
+            if len(kept) < keep:
+                kept.extend(chunk[: keep - len(kept)])
+            if opcodes is not None:
+                opcodes.update(chunk)
+            yield chunk
+
+    chunks = tapped()
+    x: np.ndarray | None = None
+    problem: str | None = None
+    if spec.kind == "image":
+        try:
+            height, width = (
+                (src.size // src.plot_width, src.plot_width) if src.plot_width else plot_shape(src.size)
+            )
+            x = resize_rows(iter_plot_rows(chunks, src.size, width), height, width, spec.image_size)
+        except ConversionError as e:
+            problem = f"too small for a byte plot ({e})"
+    for _ in chunks:  # the rest of the file: its histogram and sha256
+        pass
+    tap.finish()
+    if spec.kind == "bytes":
+        x = byte_sequence(bytes(kept), spec.max_len)
+    elif spec.kind == "features":
+        x = tap.features(src.size)
+    elif opcodes is not None:
+        try:
+            tokens = opcodes.tokens(bytes(tap.head), tap.hist, src.name)
+            x = (vocab or Vocabulary(spec.vocab)).encode(tokens)
+        except ConversionError as e:
+            problem = str(e).removeprefix(f"{src.name}: ")
+    return Prepared(src.name, src.sha256, src.size, bytes(tap.head), tap.hist, tap.headers, x, problem)
+
+
+def model_input(src: Source, spec: ConvertSpec, vocab: Encoder | None = None) -> np.ndarray:
+    """``prepare(src, spec, vocab).x``, or a ``ConversionError`` naming the file and the problem."""
+    p = prepare(src, spec, vocab)
+    if p.x is None:
+        raise ConversionError(f"{src.name}: {p.problem}")
+    return p.x

@@ -1,0 +1,255 @@
+"""An explanation: a verdict with what drove it, from one read of the file; its JSON record and files.
+
+What is explained is the log-odds of the target class (the verdict's class unless asked otherwise):
+positive attribution is evidence for it (``explain.attribution``). Byte and token attributions become
+ranges located in the file's PE regions (``explain.regions``); a feature model's become its top named
+features, each import feature with the file's own imports behind it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from malvision.convert.image import nataraj_width, plot_shape
+from malvision.convert.pefeatures import FEATURE_NAMES, imports_behind
+from malvision.convert.prepare import prepare
+from malvision.errors import ConversionError, InputError, MalvisionError
+from malvision.explain.attribution import DEFAULT_STEPS, attribute
+from malvision.explain.regions import ByteRange, Region, locate, pe_regions, row_profile, top_ranges
+from malvision.explain.render import render_png
+from malvision.io import MemorySource, atomic_writer
+from malvision.pe import PEHeaders
+from malvision.scan import Scanner, Verdict
+
+__all__ = ["FeatureShare", "Explanation", "explain_bytes", "write_explanation"]
+
+
+@dataclass(frozen=True)
+class FeatureShare:
+    """One feature of a features model: its value, a typical training value, signed attribution to the
+    target's log-odds, and its share of the total absolute attribution."""
+
+    name: str
+    value: float
+    typical: float
+    attribution: float
+    share: float
+    imports: list[str] = field(default_factory=list)  # the file's imported functions behind an import feature
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: round(v, 6) if isinstance(v, float) else v for k, v in asdict(self).items()}
+
+
+@dataclass
+class Explanation:
+    """A verdict with what drove it: attributions, top ranges and, for PE files, sections."""
+
+    verdict: Verdict
+    model: str
+    kind: str
+    method: str
+    target: str
+    target_probability: float
+    unit: str
+    ranges: list[ByteRange]
+    sections: list[Region]
+    heat: np.ndarray = field(repr=False)  # image: (S, S); sequences: per position
+    profile: np.ndarray = field(repr=False)  # positive attribution per unit (plot row, byte or token)
+    unit_bytes: int = 1  # bytes per profile unit (the plot width for image models)
+    plot_width: int | None = None
+    note: str | None = None
+    features: list[FeatureShare] = field(default_factory=list)  # features models: the top features
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON record: the verdict's fields, then how it was explained, ranges and sections."""
+        return self.verdict.to_dict() | {
+            "model": self.model,
+            "input_kind": self.kind,
+            "method": self.method,
+            "target": self.target,
+            "target_probability": round(self.target_probability, 6),
+            "unit": self.unit,
+            "plot_width": self.plot_width,
+            "note": self.note,
+            "ranges": [dict(r.to_dict(), rank=i + 1) for i, r in enumerate(self.ranges)],
+            "sections": [
+                {"name": s.name, "start": s.start, "end": s.end, "entropy": round(s.entropy, 4)}
+                for s in self.sections
+            ],
+            "features": [dict(f.to_dict(), rank=i + 1) for i, f in enumerate(self.features)],
+        }
+
+
+def _target_index(scanner: Scanner, verdict: Verdict, probs: np.ndarray, target: str | None) -> int:
+    classes = scanner.classes
+    if target is not None:
+        if target not in classes:
+            raise MalvisionError(
+                f"unknown target class {target!r}; this model's classes: {', '.join(classes)}"
+            )
+        return classes.index(target)
+    if scanner.detector and verdict.verdict in ("malware", "benign"):
+        return classes.index(verdict.verdict)
+    if verdict.family in classes:
+        return classes.index(verdict.family)
+    return int(probs.argmax())
+
+
+def explain_bytes(
+    scanner: Scanner,
+    name: str,
+    data: bytes,
+    *,
+    top_k: int = 5,
+    method: str = "ig",
+    steps: int = DEFAULT_STEPS,
+    target: str | None = None,
+) -> Explanation:
+    """Verdict and attribution of in-memory ``data``, mapped back to the file, from one read.
+
+    Triage may withhold a verdict (``unknown``); the explanation still shows what the model would key on.
+    """
+    from malvision.models import is_fitted  # here, not at import: torch loads with the checkpoint
+
+    if not data:
+        raise InputError(f"{name}: empty file, nothing to explain")
+    prepared = prepare(MemorySource.of(name, data), scanner.spec, scanner.vocab)
+    verdict = scanner.verdict_of(prepared)
+    x = prepared.x
+    if x is None:
+        raise ConversionError(f"{name}: cannot explain this file: {prepared.problem}")
+    probs = scanner.infer([x])[0]
+    t = _target_index(scanner, verdict, probs, target)
+    model = scanner.checkpoint.model
+    heat = attribute(model, x, t, method, steps)
+    if is_fitted(model):
+        method = "occlusion"  # what attribute measured: a fitted model has no gradient
+    note = None
+    if verdict.verdict == "unknown":
+        note = f"verdict is unknown ({verdict.reason}); the heat map shows what the model would key on anyway"
+    args = (scanner, verdict, x, heat, t, float(probs[t]), method, top_k, data, note, prepared.headers)
+    if scanner.spec.kind == "features":
+        return _feature_explanation(*args)
+    return _byte_explanation(*args)
+
+
+def _byte_explanation(
+    scanner: Scanner,
+    verdict: Verdict,
+    x: np.ndarray,
+    heat: np.ndarray,
+    target: int,
+    probability: float,
+    method: str,
+    top_k: int,
+    data: bytes,
+    note: str | None,
+    headers: PEHeaders | None,
+) -> Explanation:
+    """Attribution over byte-plot rows, bytes or tokens, as ranges located in the PE regions."""
+    kind = scanner.spec.kind
+    unit, unit_bytes, width = "byte", 1, None
+    if kind == "image":
+        height, width = plot_shape(len(data))
+        profile = row_profile(np.clip(heat, 0, None).sum(axis=1), height)
+        unit_bytes = width
+    else:
+        profile = np.clip(heat, 0, None).astype(np.float64)
+        if kind == "opcodes":
+            unit = "token"
+        else:
+            width = nataraj_width(len(data))
+            if len(data) > len(x):
+                extra = f"the model reads the first {len(x):,} of {len(data):,} bytes"
+                note = f"{note}; {extra}" if note else extra
+    regions = pe_regions(data, headers) if kind != "opcodes" else []
+    ranges = []
+    for a, z, share in top_ranges(profile, top_k):
+        start, end = a * unit_bytes, z * unit_bytes
+        sec, secs, ent = locate(start, end, regions) if unit == "byte" else (None, (), None)
+        ranges.append(ByteRange(start, end, share, unit, sec, secs, ent))
+    return Explanation(
+        verdict=verdict,
+        model=scanner.checkpoint.model_name,
+        kind=kind,
+        method=method,
+        target=scanner.classes[target],
+        target_probability=probability,
+        unit=unit,
+        ranges=ranges,
+        sections=regions,
+        heat=heat,
+        profile=profile,
+        unit_bytes=unit_bytes,
+        plot_width=width,
+        note=note,
+    )
+
+
+def _feature_explanation(
+    scanner: Scanner,
+    verdict: Verdict,
+    x: np.ndarray,
+    heat: np.ndarray,
+    target: int,
+    probability: float,
+    method: str,
+    top_k: int,
+    data: bytes,
+    note: str | None,
+    headers: PEHeaders | None,
+) -> Explanation:
+    """The top features by absolute attribution, with the imports behind each import feature."""
+    typical = scanner.checkpoint.model.typical_input()[0].numpy()
+    total = float(np.abs(heat).sum()) or 1.0
+    order = np.argsort(-np.abs(heat), kind="stable")[:top_k]
+    behind = imports_behind(data, headers)
+    feats = [
+        FeatureShare(
+            FEATURE_NAMES[i],
+            float(x[i]),
+            float(typical[i]),
+            float(heat[i]),
+            abs(float(heat[i])) / total,
+            behind.get(FEATURE_NAMES[i], []),
+        )
+        for i in order
+    ]
+    against = "an average training file"
+    note = f"{note}; attribution against {against}" if note else f"attribution against {against}"
+    return Explanation(
+        verdict=verdict,
+        model=scanner.checkpoint.model_name,
+        kind="features",
+        method=method,
+        target=scanner.classes[target],
+        target_probability=probability,
+        unit="feature",
+        ranges=[],
+        sections=pe_regions(data, headers),
+        heat=heat,
+        profile=np.abs(heat).astype(np.float64),
+        note=note,
+        features=feats,
+    )
+
+
+def write_explanation(
+    expl: Explanation, data: bytes, out_dir: Path | str, stem: str | None = None
+) -> tuple[Path, Path]:
+    """Write ``<stem>.explain.json`` and ``<stem>.explain.png`` into ``out_dir`` atomically."""
+    out = Path(out_dir)
+    stem = stem or Path(expl.verdict.path).name or "input"
+    png_path, json_path = out / f"{stem}.explain.png", out / f"{stem}.explain.json"
+    png = render_png(expl, data)
+    with atomic_writer(png_path) as f:
+        f.write(png)
+    record = expl.to_dict() | {"png": png_path.name}
+    with atomic_writer(json_path) as f:
+        f.write(json.dumps(record, indent=1).encode())
+    return json_path, png_path

@@ -1,0 +1,125 @@
+"""A PE file's import table, read with ``struct``: which DLLs it links and which functions it names.
+
+What a program asks Windows for (``VirtualAllocEx``, ``WriteProcessMemory``, ``CreateRemoteThread``)
+says more about what it does than its byte texture. The table can sit anywhere in a file, so a
+streaming reader first asks ``import_window`` which file range to keep (the section that holds the
+import directory, at most ``WINDOW`` bytes either side of it), then ``read_imports`` parses that
+range. Names outside the range are skipped, never fetched: one read per file stays one read.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from ordlookup import ordLookup  # pefile's table of well-known ordinals (ws2_32, oleaut32)
+
+from malvision.pe.headers import PEHeaders
+
+__all__ = ["WINDOW", "MAX_SECTIONS", "Imports", "import_window", "read_imports", "api_name"]
+
+WINDOW = 1 << 20  # bytes kept either side of the import directory
+MAX_SECTIONS = 96  # section headers read, as the Windows XP loader did
+MAX_DLLS = 512
+MAX_FUNCTIONS = 8192
+MAX_NAME = 512
+
+
+@dataclass(frozen=True)
+class Imports:
+    """DLL names (lower case) and function names (``api_name`` form). An import by ordinal is named
+    from pefile's table where the DLL is a well-known one, else ``#n``."""
+
+    dlls: tuple[str, ...] = ()
+    functions: tuple[str, ...] = ()
+    n_ordinal: int = 0
+    parsed: bool = False
+
+
+def import_window(headers: PEHeaders) -> tuple[int, int] | None:
+    """The file range ``[start, end)`` that holds the import table."""
+    entry = headers.directory("import")
+    rva = entry[0] if entry else 0
+    at = headers.offset(rva, MAX_SECTIONS) if rva else None
+    if at is None:
+        return None
+    lo, hi = max(0, at - WINDOW), at + WINDOW
+    for s in headers.sections[:MAX_SECTIONS]:  # every section that claims the directory narrows the range
+        if s.virtual_address <= rva < s.virtual_address + max(s.virtual_size, s.raw_size):
+            lo, hi = max(lo, s.raw_pointer), min(hi, s.raw_pointer + s.raw_size)
+    return lo, hi
+
+
+def api_name(name: str) -> str:
+    """``CreateFileW`` and ``CreateFileA`` are one API to us: drop the character-set suffix."""
+    if len(name) > 2 and name[-1] in "AW" and (name[-2].islower() or name[-2].isdigit()):
+        return name[:-1]
+    return name
+
+
+def read_imports(headers: PEHeaders | None, window: bytes, start: int) -> Imports:
+    """Parse the import table from ``window`` (the file's bytes from offset ``start``). What is
+    malformed or out of range ends the walk; any bytes give a result."""
+    entry = headers.directory("import") if headers is not None else None
+    if headers is None or entry is None:
+        return Imports()
+    import_rva = entry[0]
+    # Nearly every lookup lands in the section that holds the directory: map that one without a search.
+    sections = headers.sections[:MAX_SECTIONS]
+    home = next(
+        (s for s in sections if s.virtual_address <= import_rva < s.virtual_address + s.raw_size), None
+    )
+    lo, hi = (home.virtual_address, home.virtual_address + home.raw_size) if home else (0, 0)
+    shift = home.raw_pointer - home.virtual_address - start if home else -start
+
+    def at(rva: int, n: int) -> int | None:
+        if lo <= rva < hi:
+            i = rva + shift
+        elif (off := headers.offset(rva, MAX_SECTIONS)) is not None:
+            i = off - start
+        else:
+            return None
+        return i if i >= 0 and i + n <= len(window) else None
+
+    def cstring(rva: int) -> str | None:
+        i = at(rva, 1)
+        if i is None:
+            return None
+        end = window.find(b"\0", i, i + MAX_NAME)
+        raw = window[i : end if end >= 0 else i + MAX_NAME]
+        return raw.decode("latin-1") if raw and raw.isascii() else None
+
+    width, fmt = (8, "<Q") if headers.plus else (4, "<I")
+    flag = 1 << (8 * width - 1)
+    dlls: list[str] = []
+    functions: list[str] = []
+    n_ordinal = 0
+    for k in range(MAX_DLLS):
+        d = at(import_rva + 20 * k, 20)
+        if d is None:
+            break
+        lookup, _, _, name_rva, first = struct.unpack_from("<IIIII", window, d)
+        if not (lookup or name_rva or first):
+            break
+        dll = cstring(name_rva)
+        if dll is None:
+            continue
+        dll = dll.lower()
+        dlls.append(dll)
+        thunk = lookup or first
+        for j in range(MAX_FUNCTIONS - len(functions)):
+            t = at(thunk + width * j, width)
+            if t is None:
+                break
+            (v,) = struct.unpack_from(fmt, window, t)
+            if v == 0:
+                break
+            if v & flag:
+                n_ordinal += 1
+                known = ordLookup(dll.encode(), v & 0xFFFF, make_name=False)
+                functions.append(api_name(known.decode()) if known else f"#{v & 0xFFFF}")
+            elif (name := cstring((v & 0x7FFFFFFF) + 2)) is not None:
+                functions.append(api_name(name))
+        if len(functions) >= MAX_FUNCTIONS:
+            break
+    return Imports(tuple(dlls), tuple(functions), n_ordinal, bool(dlls))

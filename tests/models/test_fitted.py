@@ -1,0 +1,88 @@
+"""Every registered fitted model (trees, linear): fit, score, typical input, save, load, export."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from malvision.checkpoint import load_checkpoint, save_checkpoint
+from malvision.errors import ModelError
+from malvision.models import FittedModel, MalvisionModel, create_model, is_fitted, list_models, model_info
+
+FITTED = [n for n in list_models() if model_info(n).fitted]
+TINY: dict[str, dict[str, Any]] = {"gbt": {"n_trees": 30, "max_depth": 3}, "linear": {}}
+N = 12
+
+
+def _rows(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, N)).astype(np.float32)
+    return x, (x[:, 0] - 0.7 * x[:, 5] + 0.2 * rng.normal(size=n) > 0).astype(np.int64)
+
+
+def _fit(name: str, seed: int = 0) -> torch.nn.Module:
+    model = create_model(name, in_kind="features", n_classes=2, n_features=N, **TINY[name])
+    steps: list[tuple[int, int]] = []
+    model.fit(*_rows(400, 0), None, seed, on_step=lambda done, total: steps.append((done, total)))
+    assert steps and steps[-1][0] == steps[-1][1]  # progress ends at 100%
+    return model.eval()
+
+
+def test_the_two_protocols_cover_every_model() -> None:
+    assert {"gbt", "linear"} <= set(FITTED)
+    for name in list_models():
+        cls = model_info(name).builder
+        assert issubclass(cls, FittedModel) != issubclass(cls, MalvisionModel), name
+        assert is_fitted(cls) == model_info(name).fitted
+
+
+@pytest.mark.parametrize("name", FITTED)
+def test_it_learns_the_rule_and_scores_as_logits(name: str) -> None:
+    model = _fit(name)
+    x, y = _rows(300, 1)
+    with torch.no_grad():
+        logits = model(torch.from_numpy(x))
+    assert logits.shape == (300, 2) and logits.dtype == torch.float32 and torch.isfinite(logits).all()
+    assert ((logits[:, 1] > logits[:, 0]).numpy() == y).mean() > 0.85  # on rows it never saw
+    with torch.no_grad():
+        assert torch.equal(_fit(name)(torch.from_numpy(x)), logits)  # same rows, same seed: same model
+
+
+@pytest.mark.parametrize("name", FITTED)
+def test_typical_input_is_the_training_mean(name: str) -> None:
+    mean, std = _fit(name).typical_input()
+    x, _ = _rows(400, 0)
+    np.testing.assert_allclose(mean.numpy(), x.mean(0), atol=1e-6)
+    np.testing.assert_allclose(std.numpy(), x.std(0), atol=1e-6)
+
+
+@pytest.mark.parametrize("name", FITTED)
+def test_checkpoint_round_trip_and_onnx_parity(name: str, tmp_path: Path) -> None:
+    from malvision.export import PARITY_ATOL, export_onnx
+
+    model = _fit(name)
+    path = save_checkpoint(
+        tmp_path / f"{name}.pt", model, model_name=name, model_kwargs={"n_features": N, **TINY[name]},
+        in_kind="features", n_classes=2, vocab_size=None, spec={"kind": "features"},
+        classes=["benign", "malware"], seed=0, manifest_hash=None,
+    )  # fmt: skip
+    x = torch.from_numpy(_rows(50, 2)[0])
+    torch.testing.assert_close(load_checkpoint(path).model(x), model(x))
+    assert export_onnx(path)["max_abs_diff"] < PARITY_ATOL
+
+
+@pytest.mark.parametrize("name", FITTED)
+def test_bad_rows_and_inputs_are_model_errors(name: str) -> None:
+    model = create_model(name, in_kind="features", n_classes=2, n_features=N, **TINY[name])
+    with pytest.raises(ModelError, match="needs every class"):
+        model.fit(np.zeros((10, N), np.float32), np.zeros(10, np.int64), None, 0)
+    with pytest.raises(ModelError, match=rf"expects \(N, {N}\) rows"):
+        model.fit(np.zeros((10, N + 1), np.float32), np.arange(10) % 2, None, 0)
+    with pytest.raises(ModelError, match=rf"expects a float \(B, {N}\) tensor"):
+        model(torch.rand(2, N + 1))
+    with pytest.raises(ModelError, match="does not take 'image'"):
+        create_model(name, in_kind="image", n_classes=2)
