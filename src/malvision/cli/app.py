@@ -1,0 +1,151 @@
+"""The Typer app, its shared options and helpers, and ``main``: every expected failure becomes one line
+on stderr and an exit code."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from malvision.errors import MalvisionError
+
+app = typer.Typer(
+    name="malvision",
+    help="Detect and classify malware from a file's bytes seen as an image and as a sequence.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Inspect and build datasets.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+# Exit codes, as ClamAV: 0 all well, 1 malware found (scan only), 2 errors (the run goes on and
+# lists them at the end), 130 interrupted.
+EXIT_OK, EXIT_FOUND, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+out = Console()
+err = Console(stderr=True)
+
+
+def parse_size(text: str) -> int:
+    """'8G', '300M', '64k' or a plain byte count -> bytes."""
+    t = text.strip().upper().removesuffix("B").removesuffix("I")
+    mult = {"K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}.get(t[-1:], 1)
+    try:
+        value = float(t[:-1] if mult > 1 else t)
+    except ValueError:
+        raise typer.BadParameter(f"not a size: {text!r} (e.g. 8G, 300M, 4096)") from None
+    if not 0 < value < float("inf"):  # also refuses nan
+        raise typer.BadParameter(f"size must be positive: {text!r}")
+    return int(value * mult)
+
+
+def progress() -> Progress:
+    """The progress bar used by every long command (on stderr, hidden when not a terminal)."""
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,  # else it still leaves a blank line on a redirected stderr
+    )
+
+
+def clean(text: str) -> str:
+    """``text`` safe for a terminal, on one line: control characters, bidi overrides and undecodable
+    bytes of file names shown as escapes (``\\x1b``, ``\\n``, ``\\udce9``)."""
+    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def report_failures(failures: list[tuple[str, str]]) -> None:
+    """Print each failed input on one line at the end of a batch run."""
+    if failures:
+        err.print(f"[red]{len(failures)} input(s) failed:[/red]")
+        for name, msg in failures:
+            line = f"error: {msg}" if msg.startswith(name) else f"error: {name}: {msg}"
+            err.print(clean(line), markup=False, highlight=False, soft_wrap=True)  # one line, never wrapped
+
+
+MaxSize = Annotated[str, typer.Option("--max-size", help="Refuse inputs larger than this (e.g. 8G, 500M).")]
+
+
+def parse_kwargs(items: list[str] | None) -> dict[str, Any]:
+    """['hidden=64', 'pool="last"', 'bidirectional=true'] -> a dict (values read as JSON when they parse)."""
+    import json
+
+    kwargs: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"--set takes key=value, got {item!r}")
+        try:
+            kwargs[key] = json.loads(value)
+        except json.JSONDecodeError:
+            kwargs[key] = value
+    return kwargs
+
+
+def train_config(model: str, sets: list[str] | None, **kw: Any) -> Any:
+    from malvision.train import TrainConfig
+
+    return TrainConfig(
+        model=model, model_kwargs=parse_kwargs(sets), **{k: v for k, v in kw.items() if v is not None}
+    )
+
+
+def dataset_for(data: Path, kind: str | None, image_size: int, max_len: int | None) -> Any:
+    from malvision.convert.spec import ConvertSpec
+    from malvision.evaluate.runner import open_cache
+
+    spec = None
+    if kind is not None:
+        spec = ConvertSpec(kind=kind, image_size=image_size, **({"max_len": max_len} if max_len else {}))  # type: ignore[arg-type]
+    with progress() as bar:
+        return open_cache(data, spec, progress=bar)
+
+
+ModelKw = Annotated[list[str] | None, typer.Option("--set", help="Model keyword, key=value (repeatable).")]
+DataOpt = Annotated[Path, typer.Option("--data", "-d", help="Cache folder or any dataset malvision reads.")]
+KindOpt = Annotated[
+    str | None, typer.Option(help="Input kind when DATA is not a cache: image, bytes, opcodes.")
+]
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main() -> None:
+    """Entry point: one line on stderr and a non-zero exit for every expected failure."""
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    if hasattr(sys.stdout, "reconfigure"):  # file names that are not UTF-8 print as \udcXX, never crash
+        sys.stdout.reconfigure(errors="backslashreplace")
+    try:
+        # Not standalone, Typer *returns* the code of a ``typer.Exit`` (and 130 for Ctrl-C).
+        rc = app(standalone_mode=False)
+    except MalvisionError as e:
+        err.print(f"error: {clean(str(e))}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(EXIT_ERROR)
+    except KeyboardInterrupt:
+        err.print("error: interrupted", markup=False)
+        sys.exit(EXIT_INTERRUPTED)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except (typer.Abort, EOFError):
+        sys.exit(1)
+    except Exception as e:
+        # Usage errors from Typer's bundled click: print its one-line message, exit 2.
+        if hasattr(e, "show") and hasattr(e, "exit_code"):
+            e.show()
+            sys.exit(e.exit_code)
+        raise
+    if rc == EXIT_INTERRUPTED:
+        err.print("error: interrupted", markup=False)
+    sys.exit(rc if isinstance(rc, int) else EXIT_OK)

@@ -1,0 +1,216 @@
+"""Data commands: ``convert`` (byte-plot PNGs or a cache), ``data info`` and ``data build``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from malvision.cli.app import (
+    EXIT_ERROR,
+    MaxSize,
+    app,
+    clean,
+    data_app,
+    err,
+    out,
+    parse_size,
+    progress,
+    report_failures,
+)
+from malvision.errors import MalvisionError
+
+
+@app.command()
+def convert(
+    inputs: Annotated[
+        list[Path], typer.Argument(help="Files, folders (recursive) or sample zips.", readable=False)
+    ],  # we report it
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
+    fmt: Annotated[
+        str, typer.Option("--format", help="png: one byte plot per file; dataset: one cache.")
+    ] = "png",
+    kind: Annotated[str, typer.Option(help="dataset only: image, bytes or opcodes.")] = "image",
+    image_size: Annotated[int, typer.Option(help="dataset only: side of the square image.")] = 64,
+    max_len: Annotated[int, typer.Option(help="dataset only: bytes/opcodes kept per file.")] = 2
+    * 1024
+    * 1024,
+    label: Annotated[str | None, typer.Option(help="dataset only: label for every file.")] = None,
+    max_size: MaxSize = "8G",
+    png_level: Annotated[
+        int, typer.Option(min=0, max=9, help="png only: zlib level (1 fast, 9 smallest).")
+    ] = 1,
+    zip_password: Annotated[
+        str | None, typer.Option(help="png only: convert the entries of .zip inputs (read in memory).")
+    ] = None,
+) -> None:
+    """Convert binaries to Nataraj byte-plot PNGs (mirroring the input tree) or a dataset cache."""
+    from malvision.convert.image import iter_plot_rows, plot_shape, write_png
+    from malvision.io import atomic_writer
+    from malvision.sources import iter_sources
+
+    limit = parse_size(max_size)
+    if fmt == "dataset":
+        from malvision.data.cache_write import build_cache_from_paths
+
+        n, failures = build_cache_from_paths(
+            inputs,
+            out_dir,
+            kind=kind,
+            image_size=image_size,
+            max_len=max_len,
+            label=label,
+            max_size=limit,
+            progress=progress(),
+        )
+        out.print(f"wrote {n} samples to {out_dir}", markup=False)
+        report_failures(failures)
+        raise typer.Exit(EXIT_ERROR if failures else 0)
+    if fmt != "png":
+        raise MalvisionError(f"unknown --format {fmt!r}; use png or dataset")
+    items = list(iter_sources(inputs, zip_password=zip_password, max_size=limit))
+    failures: list[tuple[str, str]] = []
+    written = 0
+    claimed: dict[Path, str] = {}  # destination -> input, so two inputs never share one PNG
+    with progress() as bar:
+        task = bar.add_task("converting", total=len(items))
+        for name, rel, opener in items:
+            try:
+                src = opener()
+                height, width = plot_shape(src.size)
+                dest = out_dir / rel.parent / f"{rel.name}.png"
+                if claimed.setdefault(dest, name) != name:
+                    raise MalvisionError(f"{name}: {dest} is already the output of {claimed[dest]}")
+                with atomic_writer(dest) as f:
+                    write_png(f, iter_plot_rows(src.chunks(), src.size), height, width, png_level)
+                written += 1
+            except MalvisionError as e:
+                failures.append((name, str(e)))
+            bar.advance(task)
+    out.print(f"wrote {written} PNG(s) to {out_dir}", markup=False)
+    report_failures(failures)
+    if failures:
+        raise typer.Exit(EXIT_ERROR)
+
+
+@data_app.command("info")
+def data_info(
+    data: Annotated[Path, typer.Argument(help="Folder, sample zip, labels CSV, BIG2015 folder or cache.")],
+    fmt: Annotated[
+        str | None,
+        typer.Option("--format", help="Skip detection: zip, cache, big2015, malimg, opcodes, csv, binary."),
+    ] = None,
+    label: Annotated[str | None, typer.Option(help="zip only: one label for all (default: family).")] = None,
+    password: Annotated[str, typer.Option(help="zip only: password.")] = "infected",
+) -> None:
+    """Counts per class and group, sample sizes and, for caches, the conversion settings."""
+    from rich.table import Table
+
+    from malvision.data.detect import open_dataset
+    from malvision.data.summary import summarize
+    from malvision.io import human_size
+
+    ds = open_dataset(data, format=fmt, label=label, password=password)
+    try:
+        s = summarize(ds)
+    finally:
+        if hasattr(ds, "close"):
+            ds.close()
+    out.print(
+        f"{s.name} ({s.format}): {s.n} samples, {len(s.classes)} classes, {s.n_groups} groups", markup=False
+    )
+    table = Table()
+    for col in ("class", "samples", "share", "groups", "median size"):
+        table.add_column(col, justify="left" if col == "class" else "right")
+    for c in s.classes:
+        share = f"{100 * c.n / max(s.n, 1):.1f}%"
+        table.add_row(
+            escape(clean(c.label)), str(c.n), share, str(c.groups or "-"), human_size(c.median_size)
+        )
+    out.print(table)
+    lo, med, mean, hi = s.sizes
+    out.print(f"sizes: min {human_size(lo)}, median {human_size(med)}, ", end="")
+    out.print(f"mean {human_size(mean)}, max {human_size(hi)}")
+    if s.top_groups:
+        out.print("largest groups: " + ", ".join(f"{g} ({n})" for g, n in s.top_groups), markup=False)
+    if s.lengths is not None:
+        lo, med, mean, hi = s.lengths
+        out.print(f"tokens per sample: min {lo}, median {med:.0f}, mean {mean:.0f}, max {hi}")
+    if s.spec is not None:
+        out.print("spec: " + ", ".join(f"{k}={v}" for k, v in s.spec.items()), markup=False)
+    if s.skipped:
+        err.print(f"[yellow]{len(s.skipped)} entr(ies) skipped while listing, e.g.:[/yellow]")
+        for _, msg in s.skipped[:5]:
+            err.print(f"  {clean(msg)}", markup=False, soft_wrap=True)
+
+
+@data_app.command("build")
+def data_build(
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Cache folder to create.")],
+    kind: Annotated[
+        str, typer.Option(help="image, bytes or features (PE set); opcodes (BIG2015).")
+    ] = "image",
+    image_size: Annotated[int, typer.Option(help="Side of the square image.")] = 64,
+    max_len: Annotated[int | None, typer.Option(help="Bytes/opcodes kept per sample (default 2 Mi).")] = None,
+    benign: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="Benign corpus (pe/ + manifest_ext.csv); repeat to combine several, each file kept once; "
+            "default ~/.cache/malvision/benign."
+        ),
+    ] = None,
+    malware_zip: Annotated[
+        Path | None, typer.Option(help="Malware sample zip; default ../shared/data/thezoo_pe_malware.zip.")
+    ] = None,
+    opcodes: Annotated[
+        Path | None, typer.Option(help="Build the BIG2015 opcode cache from this folder instead.")
+    ] = None,
+    all_kinds: Annotated[bool, typer.Option(help="Keep non-PE zip entries too.")] = False,
+    password: Annotated[str, typer.Option(help="Malware zip password.")] = "infected",
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing cache at --out.")] = False,
+    keep_duplicates: Annotated[
+        bool, typer.Option(help="Keep exact copies of a sample (default: drop).")
+    ] = False,
+    max_size: MaxSize = "8G",
+) -> None:
+    """Build a training cache: PE malware vs benign (label malware/benign) or BIG2015 opcodes (family)."""
+    import time
+
+    from malvision.data.build import build_detection_cache, build_opcode_cache
+    from malvision.data.cache import CachedDataset
+
+    start = time.monotonic()
+    dedupe = not keep_duplicates
+    if opcodes is not None or kind == "opcodes":
+        n, failures = build_opcode_cache(
+            out_dir, opcodes, max_len, progress=progress(), overwrite=overwrite, dedupe=dedupe
+        )
+    else:
+        n, failures = build_detection_cache(
+            out_dir,
+            kind=kind,
+            image_size=image_size,
+            max_len=max_len,
+            benign_dir=benign or None,
+            malware_zip=malware_zip,
+            all_kinds=all_kinds,
+            password=password,
+            max_size=parse_size(max_size),
+            progress=progress(),
+            overwrite=overwrite,
+            dedupe=dedupe,
+        )
+    out.print(f"wrote {n} samples to {out_dir} in {time.monotonic() - start:.1f} s", markup=False)
+    dups = CachedDataset(out_dir).meta.get("duplicates", [])
+    if dups:
+        conflicts = sum(1 for d in dups if d[1] != d[3])
+        out.print(
+            f"left out {len(dups)} exact duplicate(s), {conflicts} of them labelled differently "
+            "(listed in meta.json; --keep-duplicates keeps them)",
+            markup=False,
+        )
+    report_failures(failures)
+    if failures:
+        raise typer.Exit(EXIT_ERROR)

@@ -1,0 +1,355 @@
+"""Experiment commands: train, evaluate, benchmark, gradients, train-detector, bundle, models."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from malvision.cli.app import (
+    DataOpt,
+    KindOpt,
+    ModelKw,
+    app,
+    dataset_for,
+    err,
+    out,
+    parse_kwargs,
+    progress,
+    train_config,
+)
+from malvision.cli.render import class_table, models_table
+from malvision.errors import MalvisionError
+
+
+@app.command()
+def train(
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="Registered model name (see `malvision models`).")
+    ],
+    data: DataOpt,
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Run folder.")],
+    sets: ModelKw = None,
+    epochs: Annotated[int, typer.Option(help="Most epochs.")] = 20,
+    batch_size: Annotated[int, typer.Option(help="Samples per step (per process under torchrun).")] = 32,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW, warm-up then cosine).")] = 2e-3,
+    patience: Annotated[
+        int, typer.Option(help="Stop after this many epochs without a better val macro-F1.")
+    ] = 5,
+    max_len: Annotated[int | None, typer.Option(help="Crop sequences to their first N ids.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for splits, initialisation and batching.")] = 0,
+    test_size: Annotated[float, typer.Option(help="Held-out test share.")] = 0.2,
+    group_split: Annotated[bool, typer.Option(help="Hold out whole groups (families/sources).")] = False,
+    threads: Annotated[int | None, typer.Option(help="Torch CPU threads.")] = None,
+    kind: KindOpt = None,
+    image_size: Annotated[int, typer.Option(help="Image side when DATA is not a cache.")] = 64,
+    resume: Annotated[bool, typer.Option(help="Continue from RUN/last.pt.")] = False,
+) -> None:
+    """Train a model: seeded held-out test, early stopping on val macro-F1, checkpoint + metrics + plots."""
+    import json
+
+    from malvision.evaluate.holdout import train_run
+
+    cfg = train_config(
+        model,
+        sets,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        patience=patience,
+        max_len=max_len,
+        seed=seed,
+        threads=threads,
+    )
+    ds = dataset_for(data, kind, image_size, max_len)
+    if out_dir.exists() and any(out_dir.iterdir()) and not resume:
+        raise MalvisionError(
+            f"{out_dir}: run folder is not empty; pass --resume to continue it or pick another --out"
+        )
+    with progress() as bar:
+        task = bar.add_task(f"training {model}", total=None)
+
+        def on_step(step: int, total: int) -> None:
+            bar.update(task, completed=step, total=total)
+
+        def on_epoch(row: dict[str, float]) -> None:
+            bar.console.print(
+                f"epoch {int(row['epoch'])}: loss {row['train_loss']:.4f}  val acc {row['val_accuracy']:.4f}  "
+                f"val macro-F1 {row['val_macro_f1']:.4f}",
+                markup=False,
+            )
+
+        summary = train_run(
+            ds,
+            cfg,
+            out_dir,
+            test_size=test_size,
+            grouped=group_split,
+            resume=resume,
+            on_epoch=on_epoch,
+            on_step=on_step,
+            command="malvision " + " ".join(sys.argv[1:]),
+        )
+    if summary:
+        t = summary["test"]
+        keys = ("n", "accuracy", "macro_f1", "roc_auc", "tpr_at_1pct_fpr")
+        out.print(json.dumps({k: t[k] for k in keys if k in t}), markup=False, soft_wrap=True)
+        out.print(
+            f"best checkpoint: {out_dir / 'best.pt'}; plots and metrics.json in {out_dir}", markup=False
+        )
+
+
+@app.command()
+def evaluate(
+    run: Annotated[str | None, typer.Argument(help="Run folder or checkpoint file.")] = None,
+    data: Annotated[Path | None, typer.Option("--data", "-d", help="Dataset to score on.")] = None,
+    model_ref: Annotated[
+        str | None, typer.Option("--model", help="A bundled model name instead of RUN.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as one JSON object.")] = False,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Write metrics.json and confusion.png here.")
+    ] = None,
+    extra: Annotated[list[Path] | None, typer.Argument(hidden=True)] = None,
+) -> None:
+    """Score a trained or bundled model: accuracy, macro-F1, per-class P/R/F1, confusion matrix, ROC."""
+    import json
+
+    from malvision.bundled import resolve_checkpoint
+    from malvision.checkpoint import load_checkpoint
+    from malvision.convert.spec import ConvertSpec
+    from malvision.evaluate.plots import plot_confusion
+    from malvision.evaluate.runner import evaluate_checkpoint
+
+    if model_ref is not None and run is not None and data is None:
+        data, run = Path(run), None  # `evaluate --model NAME DATA`
+    if data is None:
+        raise MalvisionError("no data: pass --data DATA (or `--model NAME DATA`)")
+    ck = load_checkpoint(resolve_checkpoint(model_ref or run or ""))
+    spec = ConvertSpec.from_dict(ck.spec)
+    ds = dataset_for(data, spec.kind, spec.image_size, spec.max_len if spec.kind != "image" else None)
+    m = evaluate_checkpoint(ck, ds)
+    if out_dir is not None:
+        from malvision.io import atomic_writer
+
+        with atomic_writer(out_dir / "metrics.json") as f:
+            f.write(json.dumps(m, indent=2).encode())
+        plot_confusion(
+            m["confusion_matrix"], m["classes"], out_dir / "confusion.png", f"{ck.model_name} on {data.name}"
+        )
+    if as_json:
+        print(json.dumps(m))
+        return
+    out.print(class_table(m, f"{ck.model_name} on {data} (n={m['n']})"))
+    if m.get("n_seen_in_training"):
+        err.print(
+            f"warning: {m['n_seen_in_training']} of {m['n']} samples were used to train this model",
+            markup=False,
+        )
+        if "unseen" in m:
+            u = m["unseen"]
+            out.print(
+                f"on the {u['n']} unseen samples: accuracy {u['accuracy']:.4f}   macro-F1 {u['macro_f1']:.4f}",
+                markup=False,
+            )
+    line = f"accuracy {m['accuracy']:.4f}   macro-F1 {m['macro_f1']:.4f}"
+    if m.get("roc_auc") is not None:
+        line += f"   ROC-AUC {m['roc_auc']:.4f}   TPR@1%FPR {m['tpr_at_1pct_fpr']:.4f}   TPR@0.1%FPR {m['tpr_at_0.1pct_fpr']:.4f}"
+    out.print(line, markup=False)
+
+
+@app.command()
+def benchmark(
+    models: Annotated[
+        str, typer.Option(help="Comma-separated model names.")
+    ] = "cnn,rnn,lstm,gru,crnn,malconv",
+    data: DataOpt = Path("."),
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Leaderboard folder.")] = Path("leaderboard"),
+    folds: Annotated[int, typer.Option(help="Cross-validation folds.")] = 5,
+    sets: ModelKw = None,
+    epochs: Annotated[int, typer.Option(help="Most epochs per fold.")] = 10,
+    batch_size: Annotated[int, typer.Option(help="Samples per step.")] = 32,
+    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 2e-3,
+    patience: Annotated[int, typer.Option(help="Early-stopping patience (epochs).")] = 3,
+    max_len: Annotated[int | None, typer.Option(help="Crop sequences to their first N ids.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for folds and training.")] = 0,
+    grouped: Annotated[
+        str,
+        typer.Option(
+            help="auto: add a group-disjoint run where groups exist; yes; no; only (group-disjoint alone)."
+        ),
+    ] = "auto",
+    threads: Annotated[int | None, typer.Option(help="Torch CPU threads.")] = None,
+    kind: KindOpt = None,
+    image_size: Annotated[int, typer.Option(help="Image side when DATA is not a cache.")] = 64,
+) -> None:
+    """k-fold leaderboard of several architectures: Markdown table + PNG (+ a group-disjoint variant).
+
+    Fold results are kept in OUT/<split>/<model>/fold<k>/: a rerun (or a run with more models) reuses them.
+    """
+    import json
+
+    from malvision.evaluate.leaderboard import run_leaderboard
+
+    ds = dataset_for(data, kind, image_size, max_len)
+    names = [m.strip() for m in models.split(",") if m.strip()]
+    per_model = {}
+    for item in sets or []:  # --set MODEL.key=value applies to one model, key=value to all
+        key = item.partition("=")[0]
+        target = key.split(".", 1)[0] if "." in key else None
+        per_model.setdefault(target, []).append(item.split(".", 1)[1] if target else item)
+    configs = []
+    for n in names:
+        # Training settings may be set per model too: --set rnn.max_len=512 --set cnn.epochs=8.
+        kw = parse_kwargs((per_model.get(None) or []) + (per_model.get(n) or []))
+        train_keys = ("max_len", "epochs", "batch_size", "lr", "patience", "class_weighting")
+        train_kw = {k: kw.pop(k) for k in train_keys if k in kw}
+        base = dict(epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, max_len=max_len)
+        configs.append(
+            train_config(
+                n,
+                [f"{k}={json.dumps(v)}" for k, v in kw.items()],
+                **(base | train_kw),
+                seed=seed,
+                threads=threads,
+            )
+        )
+    if grouped not in ("auto", "yes", "no", "only"):
+        raise MalvisionError(f"--grouped {grouped!r}: use auto, yes, no or only")
+    has_groups = len(set(ds.groups)) > len(ds.classes)
+    runs = [] if grouped == "only" else [False]
+    if grouped in ("yes", "only") or (grouped == "auto" and has_groups):
+        runs.append(True)
+    with progress() as bar:
+        for g in runs:
+            task = bar.add_task("group-disjoint" if g else "stratified", total=len(configs) * folds)
+
+            def on_fold(name: str, k: int, r: dict[str, Any], task: Any = task) -> None:
+                m = r["metrics"]
+                bar.console.print(
+                    f"{name} fold {k}: acc {m['accuracy']:.4f} macro-F1 {m['macro_f1']:.4f}", markup=False
+                )
+                bar.advance(task)
+
+            sub = out_dir / ("group-disjoint" if g else "stratified")
+            run_leaderboard(ds, configs, sub, folds=folds, seed=seed, grouped=g, on_fold=on_fold)
+            out.print((sub / "leaderboard.md").read_text(), markup=False, soft_wrap=True)
+            out.print(f"table, PNG and confusion matrices in {sub}", markup=False)
+
+
+@app.command()
+def gradients(
+    models: Annotated[str, typer.Option(help="Comma-separated recurrent models.")] = "rnn,lstm,gru",
+    data: DataOpt = Path("."),
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("gradients"),
+    seq_len: Annotated[int, typer.Option(help="Steps for the gradient-norm curves.")] = 256,
+    lengths: Annotated[str, typer.Option(help="Sequence lengths for accuracy-vs-length.")] = "16,64,256,1024",
+    epochs: Annotated[int, typer.Option(help="Epochs per training.")] = 4,
+    hidden: Annotated[int, typer.Option(help="Hidden units.")] = 64,
+    max_train: Annotated[int, typer.Option(help="Training samples used (subsampled, seeded).")] = 3000,
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+) -> None:
+    """The vanishing-gradient plot: ||dL/dh_t|| against t for RNN/LSTM/GRU, and accuracy against length."""
+    import json
+
+    from malvision.evaluate.gradients import run_gradients
+
+    ds = dataset_for(data, None, 64, None)
+    if ds.spec.kind == "image":
+        raise MalvisionError(f"{data}: the gradient experiment needs sequences (an opcode or bytes dataset)")
+    lens = [int(x) for x in lengths.split(",") if x.strip()]
+    with progress() as bar:
+        task = bar.add_task("gradients", total=None)
+        summary = run_gradients(
+            ds,
+            [m.strip() for m in models.split(",")],
+            out_dir,
+            seq_len=seq_len,
+            lengths=lens,
+            epochs=epochs,
+            hidden=hidden,
+            max_train=max_train,
+            seed=seed,
+            on_progress=lambda s: bar.update(task, description=s),
+        )
+    out.print(json.dumps(summary, indent=2), markup=False, soft_wrap=True)
+    out.print(f"plot: {out_dir / 'gradients.png'}", markup=False)
+
+
+@app.command("train-detector")
+def train_detector(
+    data: DataOpt,
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Run folder: model.pt, card.json, roc.png.")],
+    model: Annotated[str, typer.Option("--model", "-m", help="Architecture.")] = "cnn",
+    sets: ModelKw = None,
+    folds: Annotated[int, typer.Option(help="Group-disjoint cross-validation folds.")] = 5,
+    target_fpr: Annotated[
+        float, typer.Option(help="False-positive rate the threshold is picked for.")
+    ] = 0.001,
+    epochs: Annotated[int, typer.Option(help="Most epochs.")] = 20,
+    batch_size: Annotated[int, typer.Option(help="Samples per step.")] = 32,
+    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 2e-3,
+    patience: Annotated[int, typer.Option(help="Early-stopping patience.")] = 5,
+    max_len: Annotated[int | None, typer.Option(help="Crop byte sequences to their first N bytes.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    threads: Annotated[int | None, typer.Option(help="Torch CPU threads.")] = None,
+    label_smoothing: Annotated[float, typer.Option(help="Cross-entropy label smoothing.")] = 0.0,
+    class_weighting: Annotated[
+        bool, typer.Option(help="Weight the classes by inverse frequency in training.")
+    ] = True,
+) -> None:
+    """Build a malware/benign detector with a model card: group-disjoint CV, calibration, FPR threshold."""
+    import json
+
+    from malvision.detector import build_detector
+
+    cfg = train_config(
+        model,
+        sets,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        patience=patience,
+        max_len=max_len,
+        seed=seed,
+        threads=threads,
+        label_smoothing=label_smoothing,
+        class_weighting=class_weighting,
+    )
+    ds = dataset_for(data, None, 64, None)
+    command = "malvision " + " ".join(sys.argv[1:])
+    with progress() as bar:
+        task = bar.add_task("detector", total=None)
+        card = build_detector(
+            ds,
+            cfg,
+            out_dir,
+            folds=folds,
+            target_fpr=target_fpr,
+            command=command,
+            on_progress=lambda s: bar.update(task, description=s),
+        )
+    out.print(json.dumps(card["metrics"], indent=2), markup=False, soft_wrap=True)
+    out.print(f"model with card: {out_dir / 'model.pt'}", markup=False)
+
+
+@app.command()
+def bundle(
+    run: Annotated[Path, typer.Argument(help="A `train` or `train-detector` run folder.")],
+    out_path: Annotated[Path, typer.Option("--out", "-o", help="Checkpoint to write, with the model card.")],
+) -> None:
+    """Package a run's model with its card (split, metrics, training ids, command) for shipping."""
+    from malvision.card import bundle_run
+
+    dest = bundle_run(run, out_path)
+    out.print(f"wrote {dest} ({dest.stat().st_size / 1e6:.1f} MB)", markup=False)
+
+
+@app.command("models")
+def models_cmd() -> None:
+    """List the registered architectures and the inputs they take."""
+    from malvision.models import list_models, model_info
+
+    out.print(models_table([model_info(n) for n in list_models()]))

@@ -1,0 +1,289 @@
+"""Using a model: scan, explain, serve, export and info."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from malvision.cli.app import (
+    EXIT_ERROR,
+    EXIT_FOUND,
+    EXIT_OK,
+    MaxSize,
+    app,
+    clean,
+    err,
+    out,
+    parse_size,
+    progress,
+    report_failures,
+)
+from malvision.cli.render import feature_table, group_table, operating_table, range_table, scan_table
+from malvision.errors import MalvisionError
+
+
+@app.command()
+def scan(
+    paths: Annotated[list[str], typer.Argument(help="Files, folders (recursive), zips, or - for stdin.")],
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="Bundled model name, run folder or .pt file.")
+    ] = "default",
+    threshold: Annotated[
+        float | None, typer.Option(help="Malware-probability threshold (default: the model card's).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON array of records.")] = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV records.")] = False,
+    zip_password: Annotated[
+        str | None,
+        typer.Option(
+            help="Open .zip inputs with this password (e.g. infected) and scan their entries in memory."
+        ),
+    ] = None,
+    backend: Annotated[str, typer.Option(help="auto, torch or onnx.")] = "auto",
+    batch_size: Annotated[int, typer.Option(help="Files per inference batch.")] = 32,
+    workers: Annotated[int, typer.Option(help="Readers/converters working beside inference.")] = 2,
+    processes: Annotated[
+        bool,
+        typer.Option(
+            "--processes/--no-processes",
+            help="Read files on disk in worker processes instead of threads (for many cores; on 2 "
+            "cores threads are as fast and start at once).",
+        ),
+    ] = False,
+    threads: Annotated[int, typer.Option(help="Inference threads (readers give the parallelism).")] = 1,
+    max_size: MaxSize = "8G",
+) -> None:
+    """Scan files for malware: verdict (malware, benign, unknown), score and reason per file.
+
+    Exit status as ClamAV: 0 nothing found, 1 malware found, 2 errors (listed at the end).
+    """
+    import csv
+    import json
+
+    from malvision.scan import FIELDS, ScanError, Scanner
+
+    if as_json and as_csv:
+        raise MalvisionError("pick one of --json and --csv")
+    scanner = Scanner(
+        model,
+        threshold=threshold,
+        backend=backend,
+        batch_size=batch_size,
+        workers=workers,
+        processes=processes,
+        max_size=parse_size(max_size),
+        zip_password=zip_password,
+        threads=threads,
+    )
+    records, failures = [], []
+    writer = csv.DictWriter(sys.stdout, fieldnames=list(FIELDS), extrasaction="ignore") if as_csv else None
+    if writer:
+        writer.writeheader()
+    with scanner, progress() as bar:
+        task = bar.add_task("scanning", total=None)
+        for r in scanner.scan(paths):
+            bar.advance(task)
+            if isinstance(r, ScanError):
+                failures.append((r.path, r.message))
+                continue
+            records.append(r)
+            if writer:
+                writer.writerow(r.to_dict())
+    if as_json:
+        print(json.dumps([r.to_dict() for r in records], indent=1))
+    elif not as_csv:
+        table = scan_table(
+            records, f"malvision scan ({scanner.model_path.name}, threshold {scanner.threshold:.4g})"
+        )
+        out.print(table)
+        counts = {v: sum(r.verdict == v for r in records) for v in ("malware", "benign", "unknown")}
+        out.print(
+            f"{len(records)} scanned: {counts['malware']} malware, {counts['benign']} benign, "
+            f"{counts['unknown']} unknown; {len(failures)} error(s)",
+            markup=False,
+        )
+    report_failures(failures)
+    if failures:
+        raise typer.Exit(EXIT_ERROR)
+    raise typer.Exit(EXIT_FOUND if any(r.verdict == "malware" for r in records) else EXIT_OK)
+
+
+@app.command()
+def explain(
+    file: Annotated[Path, typer.Argument(help="The file to explain.")],
+    model: Annotated[
+        str,
+        typer.Option(
+            "--model",
+            "-m",
+            help="Bundled model name, run folder or .pt file.",
+        ),
+    ] = "default",
+    out_dir: Annotated[
+        Path, typer.Option("--out", "-o", help="Folder for <name>.explain.png and .json.")
+    ] = Path("."),
+    top_k: Annotated[int, typer.Option("--top-k", min=1, max=50, help="How many byte ranges to report.")] = 5,
+    method: Annotated[
+        str, typer.Option(help="ig (integrated gradients), gradient, or gradcam (CNNs).")
+    ] = "ig",
+    steps: Annotated[int, typer.Option(min=1, max=512, help="Integrated-gradients steps.")] = 32,
+    target: Annotated[str | None, typer.Option(help="Class to explain (default: the verdict's).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the JSON record.")] = False,
+    max_size: Annotated[
+        str, typer.Option("--max-size", help="Refuse inputs larger than this (read whole into memory).")
+    ] = "1G",
+) -> None:
+    """Explain a verdict: which byte ranges and PE sections (or, for a features model, which PE
+    features) drove it; writes a PNG and JSON."""
+    import json
+
+    from malvision.explain import explain_bytes, write_explanation
+    from malvision.io import check_file
+    from malvision.scan import Scanner
+
+    check_file(file, parse_size(max_size))
+    try:
+        data = file.read_bytes()
+    except OSError as e:
+        raise MalvisionError(f"{file}: read failed ({e.strerror or e})") from None
+    scanner = Scanner(model, backend="torch")
+    expl = explain_bytes(scanner, str(file), data, top_k=top_k, method=method, steps=steps, target=target)
+    json_path, png_path = write_explanation(expl, data, out_dir)
+    if as_json:
+        print(json.dumps(expl.to_dict() | {"png": str(png_path), "json": str(json_path)}, indent=1))
+        return
+    v = expl.verdict
+    score = "" if v.score is None else f" score {v.score:.4f}"
+    out.print(
+        f"{file}: {v.verdict}{score}"
+        + (f" family {v.family}" if v.family else "")
+        + (f" ({v.reason})" if v.reason else ""),
+        markup=False,
+    )
+    out.print(
+        f"explained: {expl.method} for class {expl.target!r} (model probability "
+        f"{expl.target_probability:.4f})",
+        markup=False,
+    )
+    if expl.note:
+        out.print(f"note: {expl.note}", markup=False)
+    out.print(feature_table(expl) if expl.features else range_table(expl))
+    out.print(f"wrote {png_path} and {json_path}", markup=False)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to bind (default: loopback only).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port.")] = 8000,
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="Bundled model name, run folder or .pt file.")
+    ] = "default",
+    max_upload: Annotated[str, typer.Option(help="Largest upload per request (413 beyond).")] = "64M",
+    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds per request (504 beyond).")] = 30.0,
+    max_concurrent: Annotated[int, typer.Option(min=1, help="Inferences running at once.")] = 2,
+    queue: Annotated[int, typer.Option(min=0, help="Requests waiting for a worker (503 beyond).")] = 8,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            envvar="MALVISION_API_KEY", help="Require this X-API-Key header (or set MALVISION_API_KEY)."
+        ),
+    ] = None,
+) -> None:
+    """Serve the HTTP API (/v1/scan, /v1/explain, /v1/model, /healthz, /docs) and the web page at /."""
+    from malvision.server import ServerSettings
+    from malvision.server import serve as run_server
+
+    settings = ServerSettings(
+        max_upload=parse_size(max_upload),
+        timeout=timeout,
+        max_concurrent=max_concurrent,
+        queue=queue,
+        api_key=api_key,
+    )
+    if host not in ("127.0.0.1", "localhost", "::1") and api_key is None:
+        err.print(
+            f"warning: serving on {host} without --api-key: anyone who can reach it can use it", markup=False
+        )
+    run_server(model, settings, host=host, port=port)
+
+
+@app.command()
+def export(
+    model: Annotated[str, typer.Argument(help="Bundled model name, run folder or .pt file.")] = "default",
+    onnx: Annotated[bool, typer.Option("--onnx", help="Export to ONNX (the only format for now).")] = True,
+    out_path: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Output .onnx (default: beside the .pt).")
+    ] = None,
+) -> None:
+    """Export a model to ONNX and check its logits match torch (max abs difference < 1e-4)."""
+    import json
+
+    from malvision.bundled import resolve_checkpoint
+    from malvision.export import export_onnx, sidecar
+
+    if not onnx:
+        raise MalvisionError("only --onnx export is supported")
+    checkpoint = resolve_checkpoint(model)
+    report = export_onnx(checkpoint, out_path)
+    # the model's spec and card go to the sidecar file; the terminal gets what the export measured
+    shown = {k: v for k, v in report.items() if k != "model"}
+    shown["sidecar"] = str(sidecar(out_path or checkpoint.with_suffix(".onnx")))
+    out.print(json.dumps(shown, indent=2), markup=False, soft_wrap=True)  # JSON: never wrapped
+
+
+@app.command()
+def info(
+    model: Annotated[str, typer.Argument(help="Bundled model name, run folder or .pt file.")] = "default",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the model card as JSON.")] = False,
+    groups: Annotated[
+        bool,
+        typer.Option(
+            "--groups", help="A detector's out-of-fold results per malware family and benign project."
+        ),
+    ] = False,
+    markdown: Annotated[bool, typer.Option("--markdown", help="With --groups: a Markdown table.")] = False,
+) -> None:
+    """Show a model's card: architecture, input spec, training data, split, metrics, command."""
+    import json
+
+    from malvision.bundled import resolve_checkpoint
+    from malvision.card import group_rows, model_summary, operating_rows
+    from malvision.checkpoint import load_checkpoint
+
+    path = resolve_checkpoint(model)
+    summary = model_summary(load_checkpoint(path), path, with_ids=as_json)
+    if groups:
+        header, rows = group_rows(summary)
+        if markdown:
+            m = summary.get("metrics", {})
+            print(f"# {summary['model']} detector ({path.name}): results per group\n")
+            print(
+                f"Out-of-fold, {summary.get('split', '')}. At the card's threshold "
+                f"{summary.get('threshold', 0):.4g} (target FPR {summary.get('target_fpr')}): "
+                f"{m.get('detected')} of {m.get('n_malware')} malware files detected, "
+                f"{m.get('false_positives')} of {m.get('n_benign')} benign files flagged. Made by "
+                f"`malvision info {model} --groups --markdown`.\n"
+            )
+            print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
+            for r in rows:
+                print("| " + " | ".join(r) + " |")
+            return
+        out.print(group_table(header, rows, f"{path.name}: out-of-fold results per group"))
+        return
+    if as_json:
+        print(json.dumps(summary, indent=1))
+        return
+    if "per_group_flagged" in summary:
+        summary["per_group_flagged"] = f"{len(summary['per_group_flagged'])} groups (listed by --groups)"
+    header, points = operating_rows(summary)
+    for k, v in summary.items():
+        if k == "metrics" and points:
+            v = {m: x for m, x in v.items() if m in ("roc_auc", "n_malware", "n_benign", "tpr_ci95_method")}
+        text = json.dumps(v) if isinstance(v, dict | list) else str(v)
+        out.print(f"[bold]{escape(clean(str(k)))}[/bold]: {escape(clean(text))}", soft_wrap=True)
+    if points:
+        out.print(operating_table(header, points))

@@ -1,0 +1,18 @@
+"""The HTTP API and web page: ``app`` (routes over one loaded ``Scanner``), ``limits`` (settings, the
+ticket queue, the PNG store) and ``uploads`` (multipart bodies read into memory under a byte limit)."""
+
+from __future__ import annotations
+
+from malvision.server.app import STATIC, create_app, model_card, serve
+from malvision.server.limits import DEFAULT_MAX_UPLOAD, Limiter, PngStore, ServerSettings
+
+__all__ = [
+    "DEFAULT_MAX_UPLOAD",
+    "STATIC",
+    "Limiter",
+    "PngStore",
+    "ServerSettings",
+    "create_app",
+    "model_card",
+    "serve",
+]
