@@ -227,7 +227,7 @@ def test_model_input_past_triage_is_what_scan_would_see(
     data = _random(8192, 6)
     assert sc.prepare(MemorySource.of("r", data)).x is None
     ours = model_input(MemorySource.of("r", data), sc.spec, sc.vocab)
-    monkeypatch.setattr("malvision.scan.triage", lambda *a, **k: None)
+    monkeypatch.setattr("malvision.scan.readers.triage", lambda *a, **k: None)
     np.testing.assert_array_equal(ours, sc.prepare(MemorySource.of("r", data)).x)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pip
 import pytest
 
-import malvision.scan as scan_mod
+import malvision.scan.scanner as scan_mod
 from corpus import write_files
 from malvision.scan import ScanError, Scanner, Verdict
 
@@ -53,14 +53,14 @@ def test_auto_starts_processes_only_after_many_files(
     tiny_detector: Path, inputs: list[Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     started: list[int] = []
-    real = scan_mod._ProcessReaders
+    real = scan_mod.ProcessReaders
 
     class Counting(real):  # type: ignore[misc,valid-type]
         def __init__(self, preparer: scan_mod.Preparer, n: int) -> None:
             started.append(n)
             super().__init__(preparer, n)
 
-    monkeypatch.setattr(scan_mod, "_ProcessReaders", Counting)
+    monkeypatch.setattr(scan_mod, "ProcessReaders", Counting)
     scanner = Scanner(tiny_detector, backend="torch", processes=None)
     list(scanner.scan(inputs))
     assert started == []  # fewer files than PROCESS_AFTER
@@ -93,6 +93,6 @@ def test_a_broken_process_pool_falls_back_to_threads(
             pass
 
     want = _records(list(Scanner(tiny_detector, backend="torch").scan(inputs)))
-    monkeypatch.setattr(scan_mod, "_ProcessReaders", Broken)
+    monkeypatch.setattr(scan_mod, "ProcessReaders", Broken)
     got = _records(list(Scanner(tiny_detector, backend="torch", processes=True).scan(inputs)))
     assert got == want

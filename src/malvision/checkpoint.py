@@ -271,16 +271,11 @@ def _read(p: Path) -> Any:
         ) from None
 
 
-def load_checkpoint(path: Path | str) -> Checkpoint:
-    """Read a checkpoint safely and rebuild its model (CPU, eval mode) via ``create_model``."""
-    from malvision.models import create_model
+def _check_layout(p: Path, obj: Any) -> None:
+    """Refuse, in one line, what is not a whole checkpoint of this format, and conversion settings that
+    are bad or hostile (a billion-pixel image side) before anyone converts with them."""
+    from malvision.convert.spec import ConvertSpec
 
-    p = Path(path)
-    try:
-        check_file(p)
-    except InputError as e:
-        raise CheckpointError(str(e)) from None
-    obj = _read(p)
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         raise CheckpointError(f"{p}: not a malvision checkpoint (no {FORMAT!r} header)")
     version = obj.get("format_version")
@@ -294,20 +289,29 @@ def load_checkpoint(path: Path | str) -> Checkpoint:
     meta = obj["model"]
     if not isinstance(meta, dict) or (bad := [k for k in _MODEL_KEYS if k not in meta]):
         raise CheckpointError(f"{p}: incomplete model description, missing {', '.join(bad) or 'all'}")
-    kwargs = meta["kwargs"]
-    state = obj["state_dict"]
-    if not isinstance(kwargs, dict) or not isinstance(state, dict):
+    if not isinstance(meta["kwargs"], dict) or not isinstance(obj["state_dict"], dict):
         raise CheckpointError(f"{p}: malformed checkpoint (model kwargs or state dict is not a mapping)")
-    from malvision.convert.spec import ConvertSpec
-
-    # Before the model: refuse a bad or hostile spec (say, a billion-pixel image side) before anyone
-    # converts with it, and an old input version with its own message, not as mismatched weights.
+    # Before the model: an old input version gets its own message, not one of mismatched weights.
     if not isinstance(obj["spec"], dict):
         raise CheckpointError(f"{p}: malformed metadata (the conversion spec is not a mapping)")
     try:
         ConvertSpec.from_dict(obj["spec"])
     except MalvisionError as e:
         raise CheckpointError(f"{p}: bad conversion settings ({e})") from None
+
+
+def load_checkpoint(path: Path | str) -> Checkpoint:
+    """Read a checkpoint safely and rebuild its model (CPU, eval mode) via ``create_model``."""
+    from malvision.models import create_model
+
+    p = Path(path)
+    try:
+        check_file(p)
+    except InputError as e:
+        raise CheckpointError(str(e)) from None
+    obj = _read(p)
+    _check_layout(p, obj)
+    meta, kwargs, state = obj["model"], obj["model"]["kwargs"], obj["state_dict"]
     try:
         model = create_model(
             meta["name"],
@@ -356,6 +360,6 @@ def load_checkpoint(path: Path | str) -> Checkpoint:
         optimizer_state=obj.get("optimizer"),
         scheduler_state=obj.get("scheduler"),
         epoch=epoch,
-        format_version=version,
+        format_version=obj["format_version"],
         info=obj.get("info") or {},
     )

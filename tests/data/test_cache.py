@@ -12,9 +12,10 @@ from malvision.convert import model_input, resize_plot
 from malvision.convert.opcodes import parse_opcodes
 from malvision.convert.sequence import UNK, Vocabulary, byte_sequence
 from malvision.convert.spec import ConvertSpec
+from malvision.data.big2015 import OpcodeTreeDataset
 from malvision.data.cache import CachedDataset
 from malvision.data.cache_write import build_cache_from_paths, write_cache
-from malvision.data.readers import BinaryTreeDataset, MalimgDataset, OpcodeTreeDataset
+from malvision.data.readers import BinaryTreeDataset, MalimgDataset
 from malvision.data.records import RawDataset
 from malvision.errors import DatasetError
 from malvision.io import open_source

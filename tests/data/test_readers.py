@@ -8,15 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from malvision.data.big2015 import BIG2015_CLASSES, Big2015Dataset, OpcodeTreeDataset, parse_bytes_dump
 from malvision.data.readers import (
-    BIG2015_CLASSES,
-    Big2015Dataset,
     BinaryTreeDataset,
     CsvDataset,
     FileListDataset,
     MalimgDataset,
-    OpcodeTreeDataset,
-    parse_bytes_dump,
     read_malimg_png,
 )
 from malvision.errors import DatasetError
@@ -259,7 +256,7 @@ def test_opcode_tree_with_and_without_manifest(make_file: MakeFile, tmp_path: Pa
 
 
 def test_parse_bytes_dump_in_blocks(monkeypatch: pytest.MonkeyPatch, rng: np.random.Generator) -> None:
-    from malvision.data import readers
+    from malvision.data import big2015 as readers
 
     data = rng.integers(0, 256, 5000, dtype=np.uint8).tobytes()
     dump = bytes_dump(data, unknown={77, 4999})

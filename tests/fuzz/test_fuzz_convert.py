@@ -15,7 +15,7 @@ from malvision.convert import image as cimage
 from malvision.convert.image import byte_plot, iter_plot_rows, plot_shape, resize_plot, resize_rows
 from malvision.convert.opcodes import OpcodeReader, parse_opcodes
 from malvision.convert.sequence import byte_sequence, pad_batch
-from malvision.data.readers import parse_bytes_dump
+from malvision.data.big2015 import parse_bytes_dump
 from malvision.errors import ConversionError, DatasetError
 
 

@@ -1,4 +1,4 @@
-"""Fuzz the scanner's one path: any bytes give a ``_Prepared`` (a model input or a reason) or a
+"""Fuzz the scanner's one path: any bytes give a ``Judged`` (a model input or a reason) or a
 ``MalvisionError``, and every model input scores to finite probabilities."""
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from corpus import FILES, make_checkpoint
 from fuzz.strategies import fuzz, mutated_pe
 from malvision.errors import MalvisionError
 from malvision.io import MemorySource
-from malvision.scan import Scanner, _Prepared
+from malvision.scan import Scanner
+from malvision.scan.readers import Judged
 
 KINDS = ("image", "bytes", "opcodes")
 
@@ -46,7 +47,7 @@ def check(scanner: Scanner, data: bytes) -> None:
         return
     if p is None:
         return
-    assert isinstance(p, _Prepared) and p.size == len(data)
+    assert isinstance(p, Judged) and p.size == len(data)
     if p.reason is not None:
         assert p.x is None and isinstance(p.reason, str) and p.reason and "\n" not in p.reason
         return

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
+from malvision.data.big2015 import Big2015Dataset, OpcodeTreeDataset
 from malvision.data.cache import CachedDataset
 from malvision.data.cache_write import build_cache_from_paths, write_cache
 from malvision.data.detect import FORMATS, detect_format, open_dataset
 from malvision.data.readers import (
-    Big2015Dataset,
     BinaryTreeDataset,
     CsvDataset,
     FileListDataset,
     MalimgDataset,
-    OpcodeTreeDataset,
 )
 from malvision.data.records import ConcatDataset, RawDataset, Record
 from malvision.data.splits import (

@@ -16,8 +16,9 @@ from typing import Any
 
 from malvision.convert.sequence import DEFAULT_MAX_LEN
 from malvision.convert.spec import ConvertSpec
+from malvision.data.big2015 import OpcodeTreeDataset
 from malvision.data.cache_write import write_cache
-from malvision.data.readers import CsvDataset, OpcodeTreeDataset
+from malvision.data.readers import CsvDataset
 from malvision.data.records import ConcatDataset
 from malvision.data.zips import DEFAULT_PASSWORD, MAX_ENTRY_SIZE, ZipDataset
 from malvision.errors import DatasetError

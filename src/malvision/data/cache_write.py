@@ -180,71 +180,91 @@ def _write(
 ) -> tuple[int, list[tuple[str, str]]]:
     failures: list[tuple[str, str]] = list(raw.skipped)
     codebook = _Codebook() if spec.kind == "opcodes" else None
-    if spec.kind == "image":
-        arrays = _NpyAppender(tmp / "x.npy", np.uint8, (spec.image_size, spec.image_size))
-    elif spec.kind == "features":
-        arrays = _NpyAppender(tmp / "x.npy", np.float32, (N_FEATURES,))
-    else:
-        arrays = _NpyAppender(tmp / "tokens.npy", np.uint16 if spec.kind == "bytes" else np.uint32)
-    offsets = [0]
-    rows: list[Record] = []
-    seen_ids: set[str] = set()
-    seen_sha: dict[str, tuple[str, str]] = {}
-    duplicates: list[list[str]] = []
+    rows = _Rows(tmp, spec, dedupe)
     ctx = progress if progress is not None else contextlib.nullcontext()
     # The image resize ends in a small matrix product: BLAS threads cost far more than they save
     # there (10x slower on a busy 2-core machine), so the build runs them single-threaded.
-    with ctx, contextlib.closing(arrays), threadpool_limits(limits=1, user_api="blas"):
+    with ctx, contextlib.closing(rows.arrays), threadpool_limits(limits=1, user_api="blas"):
         task = progress.add_task(f"caching {raw.name}", total=len(raw)) if progress is not None else None
         for i, rec in enumerate(raw.records):
             try:
-                if rec.id in seen_ids:
+                if rec.id in rows.ids:
                     raise DatasetError(f"{rec.source}: duplicate id {rec.id!r}")
-                src = raw.open(i)
-                p = prepare(src, spec, vocab=codebook)
+                p = prepare(raw.open(i), spec, vocab=codebook)
                 if p.x is None:
-                    raise ConversionError(f"{src.name}: {p.problem}")
-                arr, digest = p.x, p.sha256
-                if rec.sha256 is not None and rec.sha256 != digest:
-                    raise DatasetError(f"{rec.source}: sha256 is {digest}, listed as {rec.sha256}")
+                    raise ConversionError(f"{p.name}: {p.problem}")
+                if rec.sha256 is not None and rec.sha256 != p.sha256:
+                    raise DatasetError(f"{rec.source}: sha256 is {p.sha256}, listed as {rec.sha256}")
             except MalvisionError as e:
                 failures.append((rec.source, str(e)))
             else:
-                if dedupe and digest in seen_sha:
-                    duplicates.append([rec.id, rec.label, *seen_sha[digest]])
-                else:
-                    seen_ids.add(rec.id)
-                    seen_sha[digest] = (rec.id, rec.label)
-                    if spec.kind in ("image", "features"):
-                        arrays.append(arr[None])
-                    else:
-                        arrays.append(arr)
-                        offsets.append(offsets[-1] + len(arr))
-                    rows.append(replace(rec, size=src.size, sha256=digest, plot_width=None))
+                rows.add(rec, p.x, p.sha256, p.size)
             if task is not None:
                 progress.advance(task)
-        arrays.finish()
-    if not rows:
+        rows.arrays.finish()
+    if not rows.records:
         first = f"; first error: {failures[0][1]}" if failures else ""
         raise DatasetError(f"{raw.name}: no sample could be converted{first}")
     if codebook is not None:
         _narrow_tokens(tmp / "tokens.npy", len(codebook.tokens) + 2)
     if spec.kind not in ("image", "features"):
-        np.save(tmp / "offsets.npy", np.asarray(offsets, dtype=np.int64))  # in the folder renamed whole
-    manifest = _manifest_bytes(rows)
+        np.save(tmp / "offsets.npy", np.asarray(rows.offsets, dtype=np.int64))  # in the folder renamed whole
+    manifest = _manifest_bytes(rows.records)
     (tmp / "manifest.csv").write_bytes(manifest)
+    meta = _meta(raw, spec, rows, len(failures), manifest)
+    if codebook is not None:
+        meta["codebook"] = codebook.tokens
+    (tmp / "meta.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+    _prepare_out(out, overwrite)
+    _swap_in(tmp, out)
+    return len(rows.records), failures
+
+
+class _Rows:
+    """The samples of a cache being written: their arrays, sequence offsets, manifest rows, and the
+    exact copies left out (same sha256 as an earlier sample)."""
+
+    def __init__(self, tmp: Path, spec: ConvertSpec, dedupe: bool) -> None:
+        self.spec, self.dedupe = spec, dedupe
+        if spec.kind == "image":
+            self.arrays = _NpyAppender(tmp / "x.npy", np.uint8, (spec.image_size, spec.image_size))
+        elif spec.kind == "features":
+            self.arrays = _NpyAppender(tmp / "x.npy", np.float32, (N_FEATURES,))
+        else:
+            self.arrays = _NpyAppender(tmp / "tokens.npy", np.uint16 if spec.kind == "bytes" else np.uint32)
+        self.offsets = [0]
+        self.records: list[Record] = []
+        self.ids: set[str] = set()
+        self.by_sha: dict[str, tuple[str, str]] = {}
+        self.duplicates: list[list[str]] = []
+
+    def add(self, rec: Record, x: np.ndarray, sha256: str, size: int) -> None:
+        if self.dedupe and sha256 in self.by_sha:
+            self.duplicates.append([rec.id, rec.label, *self.by_sha[sha256]])
+            return
+        self.ids.add(rec.id)
+        self.by_sha[sha256] = (rec.id, rec.label)
+        if self.spec.kind in ("image", "features"):
+            self.arrays.append(x[None])
+        else:
+            self.arrays.append(x)
+            self.offsets.append(self.offsets[-1] + len(x))
+        self.records.append(replace(rec, size=size, sha256=sha256, plot_width=None))
+
+
+def _meta(raw: RawDataset, spec: ConvertSpec, rows: _Rows, n_failed: int, manifest: bytes) -> dict[str, Any]:
     counts: dict[str, int] = {}
-    for r in rows:
+    for r in rows.records:
         counts[r.label] = counts.get(r.label, 0) + 1
-    meta: dict[str, Any] = {
+    return {
         "format": CACHE_FORMAT,
         "format_version": CACHE_VERSION,
         "spec": spec.to_dict(),
         "classes": sorted(counts),
         "counts": dict(sorted(counts.items())),
-        "n": len(rows),
-        "n_failed": len(failures),
-        "duplicates": duplicates,
+        "n": len(rows.records),
+        "n_failed": n_failed,
+        "duplicates": rows.duplicates,
         "manifest_hash": hashlib.sha256(manifest).hexdigest(),
         "created": {
             "at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -255,12 +275,6 @@ def _write(
             "source_format": raw.format,
         },
     }
-    if codebook is not None:
-        meta["codebook"] = codebook.tokens
-    (tmp / "meta.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
-    _prepare_out(out, overwrite)
-    _swap_in(tmp, out)
-    return len(rows), failures
 
 
 def _narrow_tokens(path: Path, n_ids: int) -> None:

@@ -7,13 +7,12 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from malvision.data.big2015 import Big2015Dataset, OpcodeTreeDataset
 from malvision.data.cache import CachedDataset, is_cache
 from malvision.data.readers import (
-    Big2015Dataset,
     BinaryTreeDataset,
     CsvDataset,
     MalimgDataset,
-    OpcodeTreeDataset,
     walk_files,
 )
 from malvision.data.records import RawDataset

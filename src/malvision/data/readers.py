@@ -1,4 +1,5 @@
-"""Readers for the datasets users have: Malimg PNG trees, binary trees, labels CSVs, BIG2015, opcodes.
+"""Readers for the datasets users have: Malimg PNG trees, binary trees, labels CSVs, file lists
+(BIG2015 and opcode trees are in ``data.big2015``).
 
 Every reader lists its samples as ``Record``s when built (cheap: names, sizes, PNG headers) and reads
 a sample's bytes only in ``open(i)``. Nothing is extracted, executed or unpickled.
@@ -14,7 +15,6 @@ import warnings
 import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -24,30 +24,17 @@ from malvision.errors import DatasetError, InputError
 from malvision.io import DEFAULT_MAX_SIZE, MemorySource, Source, check_file, expand_inputs, open_source
 
 __all__ = [
-    "BIG2015_CLASSES",
     "MalimgDataset",
     "BinaryTreeDataset",
     "CsvDataset",
-    "Big2015Dataset",
-    "OpcodeTreeDataset",
     "FileListDataset",
     "read_malimg_png",
-    "parse_bytes_dump",
     "walk_files",
+    "require_dir",
+    "rel_id",
+    "read_csv",
 ]
 
-# trainLabels.csv Class 1..9 of the Microsoft Malware Classification Challenge (BIG2015).
-BIG2015_CLASSES: tuple[str, ...] = (
-    "Ramnit",
-    "Lollipop",
-    "Kelihos_ver3",
-    "Vundo",
-    "Simda",
-    "Tracur",
-    "Kelihos_ver1",
-    "Obfuscator.ACY",
-    "Gatak",
-)
 JUNK_FILES = frozenset({"thumbs.db", "desktop.ini"})
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 
@@ -69,7 +56,7 @@ def walk_files(root: Path) -> Iterator[tuple[Path, Path]]:
                 yield p, p.relative_to(root)
 
 
-def _require_dir(root: Path) -> Path:
+def require_dir(root: Path) -> Path:
     if not root.exists():
         raise DatasetError(f"{root}: no such folder")
     if not root.is_dir():
@@ -77,7 +64,7 @@ def _require_dir(root: Path) -> Path:
     return root
 
 
-def _rel_id(rel: Path) -> str:
+def rel_id(rel: Path) -> str:
     return rel.as_posix()
 
 
@@ -147,7 +134,7 @@ class MalimgDataset(RawDataset):
     format = "malimg"
 
     def __init__(self, root: Path | str, strict: bool = False) -> None:
-        root = _require_dir(Path(root))
+        root = require_dir(Path(root))
         super().__init__(root.name or str(root))
         self.strict = strict
         self.root = root
@@ -163,7 +150,7 @@ class MalimgDataset(RawDataset):
             except DatasetError as e:
                 self._skip(str(path), str(e))
                 continue
-            rid = _rel_id(rel.with_suffix(""))
+            rid = rel_id(rel.with_suffix(""))
             self.records.append(Record(rid, rel.parts[0], None, str(path), width * height, None, width))
         self._require_records(str(root))
 
@@ -184,7 +171,7 @@ class BinaryTreeDataset(RawDataset):
     format = "binary"
 
     def __init__(self, root: Path | str, max_size: int = DEFAULT_MAX_SIZE, strict: bool = False) -> None:
-        root = _require_dir(Path(root))
+        root = require_dir(Path(root))
         super().__init__(root.name or str(root))
         self.strict = strict
         self.root = root
@@ -198,7 +185,7 @@ class BinaryTreeDataset(RawDataset):
             except InputError as e:
                 self._skip(str(path), str(e))
                 continue
-            self.records.append(Record(_rel_id(rel), rel.parts[0], None, str(path), size, None))
+            self.records.append(Record(rel_id(rel), rel.parts[0], None, str(path), size, None))
         self._require_records(str(root))
 
     def open(self, i: int) -> Source:
@@ -210,7 +197,7 @@ class BinaryTreeDataset(RawDataset):
 FILE_COLUMNS = ("path", "filename", "file", "name", "sha256", "id")
 
 
-def _read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
@@ -247,8 +234,8 @@ class CsvDataset(RawDataset):
         strict: bool = False,
     ) -> None:
         csv_path = Path(csv_path)
-        fields, rows = _read_csv(csv_path)
-        self.root = _require_dir(Path(root) if root is not None else csv_path.parent)
+        fields, rows = read_csv(csv_path)
+        self.root = require_dir(Path(root) if root is not None else csv_path.parent)
         super().__init__(self.root.name or str(self.root))
         self.strict = strict
         self.max_size = max_size
@@ -301,157 +288,6 @@ class CsvDataset(RawDataset):
                 Record(rid, lab, group, str(path), size, sha.lower() if _HEX64.fullmatch(sha) else None)
             )
         self._require_records(str(csv_path))
-
-    def open(self, i: int) -> Source:
-        return open_source(self.records[i].source, self.max_size)
-
-
-# ----------------------------------------------------------------------------------- BIG2015 .bytes
-
-_ADDRESS = re.compile(r"^[^\S\n]*\S+", re.MULTILINE)
-Unknown = Literal["zero", "drop"]
-_DUMP_BLOCK = 8 * 1024 * 1024
-
-
-def parse_bytes_dump(text: bytes, name: str = "<bytes>", unknown: Unknown = "zero") -> bytes:
-    """The bytes of a BIG2015 ``.bytes`` hex dump (``ADDRESS HH HH ...`` lines).
-
-    ``??`` marks bytes IDA could not read (uninitialised data). ``unknown="zero"`` (default) reads
-    them as 0x00, as most published work on BIG2015 does, so offsets keep their place; ``"drop"``
-    leaves them out. The text is parsed in line-aligned blocks, so memory stays near the output size.
-    """
-    if unknown not in ("zero", "drop"):
-        raise DatasetError(f"unknown ?? policy {unknown!r}; use zero or drop")
-    fill = "00" if unknown == "zero" else ""
-    out = bytearray()
-    start = 0
-    while start < len(text):
-        end = text.find(b"\n", start + _DUMP_BLOCK)
-        end = len(text) if end < 0 else end + 1
-        try:
-            block = text[start:end].decode("ascii")
-        except UnicodeDecodeError:
-            raise DatasetError(f"{name}: not a BIG2015 hex dump (not ASCII text)") from None
-        try:
-            out += bytes.fromhex(_ADDRESS.sub("", block).replace("??", fill))
-        except ValueError as e:
-            raise DatasetError(
-                f"{name}: not a BIG2015 hex dump ({e}); expected 'ADDRESS HH HH ...' lines"
-            ) from None
-        start = end
-    if not out:
-        raise DatasetError(f"{name}: hex dump holds no bytes")
-    return bytes(out)
-
-
-def _read_labels(path: Path) -> dict[str, str]:
-    fields, rows = _read_csv(path)
-    if "id" not in fields or "class" not in fields:
-        raise DatasetError(f"{path}: expected columns Id,Class as in BIG2015 trainLabels.csv (got {fields})")
-    labels: dict[str, str] = {}
-    for n, row in enumerate(rows, start=2):
-        try:
-            k = int(row["class"])
-            if not 1 <= k <= len(BIG2015_CLASSES):
-                raise ValueError
-        except ValueError:
-            raise DatasetError(f"{path}:{n}: Class {row['class']!r} is not 1..9") from None
-        if row["id"]:
-            labels[row["id"]] = BIG2015_CLASSES[k - 1]
-    return labels
-
-
-class Big2015Dataset(RawDataset):
-    """BIG2015 ``<Id>.bytes`` hex dumps anywhere below ``root`` labelled by ``root/trainLabels.csv``.
-
-    Class 1..9 becomes the family name (``BIG2015_CLASSES``). ``.bytes`` files without a label row
-    (the unlabelled test set) are not listed; label rows without a file are reported in ``skipped``.
-    ``size`` is estimated from the text (16 bytes per 58-character line) until a sample is opened.
-    """
-
-    format = "big2015"
-
-    def __init__(
-        self,
-        root: Path | str,
-        labels_csv: Path | str | None = None,
-        unknown: Unknown = "zero",
-        max_size: int = DEFAULT_MAX_SIZE,
-        strict: bool = False,
-    ) -> None:
-        root = Path(root)
-        if root.is_file():
-            labels_csv, root = labels_csv or root, root.parent
-        root = _require_dir(root)
-        super().__init__(root.name or str(root))
-        self.strict = strict
-        self.unknown: Unknown = unknown
-        self.max_size = max_size
-        labels_path = Path(labels_csv) if labels_csv is not None else root / "trainLabels.csv"
-        labels = _read_labels(labels_path)
-        files = {p.stem: p for p, _ in walk_files(root) if p.suffix == ".bytes"}
-        for sid, family in labels.items():
-            path = files.get(sid)
-            if path is None:
-                self._skip(sid, f"{labels_path}: no {sid}.bytes below {root}")
-                continue
-            try:
-                size = check_file(path, max_size)
-            except InputError as e:
-                self._skip(str(path), str(e))
-                continue
-            self.records.append(Record(sid, family, None, str(path), size * 16 // 58, None))
-        self.unlabelled = len(files) - len(self.records)
-        self._require_records(str(root))
-
-    def open(self, i: int) -> Source:
-        rec = self.records[i]
-        text = open_source(rec.source, self.max_size).read()
-        return MemorySource.of(rec.source, parse_bytes_dump(text, rec.source, self.unknown))
-
-
-# ------------------------------------------------------------------------------------- opcode trees
-
-
-class OpcodeTreeDataset(RawDataset):
-    """Opcode files ``root/<family>/<id>.txt`` (one mnemonic per line); label = family.
-
-    With ``root/manifest.csv`` (sample_id,family[,n_opcodes]) the manifest lists the samples.
-    """
-
-    format = "opcodes"
-
-    def __init__(self, root: Path | str, max_size: int = DEFAULT_MAX_SIZE, strict: bool = False) -> None:
-        root = _require_dir(Path(root))
-        super().__init__(root.name or str(root))
-        self.strict = strict
-        self.root = root
-        self.max_size = max_size
-        manifest = root / "manifest.csv"
-        if manifest.is_file():
-            fields, rows = _read_csv(manifest)
-            if "sample_id" not in fields or "family" not in fields:
-                raise DatasetError(f"{manifest}: expected columns sample_id,family (got {fields})")
-            items = [
-                (root / r["family"] / f"{r['sample_id']}.txt", r["family"], r["sample_id"])
-                for r in rows
-                if r["sample_id"] and r["family"]
-            ]
-        else:
-            items = []
-            for path, rel in walk_files(root):
-                if len(rel.parts) < 2 or path.suffix.lower() != ".txt":
-                    self._skip(str(path), f"{path}: expected root/<family>/<id>.txt")
-                    continue
-                items.append((path, rel.parts[0], path.stem))
-        for path, family, sid in items:
-            try:
-                size = check_file(path, max_size)
-            except InputError as e:
-                self._skip(str(path), str(e))
-                continue
-            self.records.append(Record(sid, family, None, str(path), size, None))
-        self._require_records(str(root))
 
     def open(self, i: int) -> Source:
         return open_source(self.records[i].source, self.max_size)

@@ -63,63 +63,79 @@ def read_imports(headers: PEHeaders | None, window: bytes, start: int) -> Import
     entry = headers.directory("import") if headers is not None else None
     if headers is None or entry is None:
         return Imports()
-    import_rva = entry[0]
-    # Nearly every lookup lands in the section that holds the directory: map that one without a search.
-    sections = headers.sections[:MAX_SECTIONS]
-    home = next(
-        (s for s in sections if s.virtual_address <= import_rva < s.virtual_address + s.raw_size), None
-    )
-    lo, hi = (home.virtual_address, home.virtual_address + home.raw_size) if home else (0, 0)
-    shift = home.raw_pointer - home.virtual_address - start if home else -start
-
-    def at(rva: int, n: int) -> int | None:
-        if lo <= rva < hi:
-            i = rva + shift
-        elif (off := headers.offset(rva, MAX_SECTIONS)) is not None:
-            i = off - start
-        else:
-            return None
-        return i if i >= 0 and i + n <= len(window) else None
-
-    def cstring(rva: int) -> str | None:
-        i = at(rva, 1)
-        if i is None:
-            return None
-        end = window.find(b"\0", i, i + MAX_NAME)
-        raw = window[i : end if end >= 0 else i + MAX_NAME]
-        return raw.decode("latin-1") if raw and raw.isascii() else None
-
-    width, fmt = (8, "<Q") if headers.plus else (4, "<I")
-    flag = 1 << (8 * width - 1)
+    view = _Window(headers, window, start, entry[0])
     dlls: list[str] = []
     functions: list[str] = []
     n_ordinal = 0
     for k in range(MAX_DLLS):
-        d = at(import_rva + 20 * k, 20)
+        d = view.at(entry[0] + 20 * k, 20)
         if d is None:
             break
         lookup, _, _, name_rva, first = struct.unpack_from("<IIIII", window, d)
         if not (lookup or name_rva or first):
             break
-        dll = cstring(name_rva)
+        dll = view.cstring(name_rva)
         if dll is None:
             continue
-        dll = dll.lower()
-        dlls.append(dll)
-        thunk = lookup or first
+        dlls.append(dll.lower())
+        n_ordinal += view.thunks(dll.lower(), lookup or first, functions)
+        if len(functions) >= MAX_FUNCTIONS:
+            break
+    return Imports(tuple(dlls), tuple(functions), n_ordinal, bool(dlls))
+
+
+class _Window:
+    """The file bytes that hold an import table, addressed by rva."""
+
+    def __init__(self, headers: PEHeaders, window: bytes, start: int, import_rva: int) -> None:
+        self.headers, self.window, self.start = headers, window, start
+        # Nearly every lookup lands in the section that holds the directory: map that one without a search.
+        home = next(
+            (
+                s
+                for s in headers.sections[:MAX_SECTIONS]
+                if s.virtual_address <= import_rva < s.virtual_address + s.raw_size
+            ),
+            None,
+        )
+        self.lo, self.hi = (home.virtual_address, home.virtual_address + home.raw_size) if home else (0, 0)
+        self.shift = home.raw_pointer - home.virtual_address - start if home else -start
+        self.width, self.fmt = (8, "<Q") if headers.plus else (4, "<I")
+
+    def at(self, rva: int, n: int) -> int | None:
+        """Index in the window of ``n`` bytes at ``rva``, or None where they are not in it."""
+        if self.lo <= rva < self.hi:
+            i = rva + self.shift
+        elif (off := self.headers.offset(rva, MAX_SECTIONS)) is not None:
+            i = off - self.start
+        else:
+            return None
+        return i if i >= 0 and i + n <= len(self.window) else None
+
+    def cstring(self, rva: int) -> str | None:
+        """The NUL-ended ASCII name at ``rva`` (at most ``MAX_NAME`` bytes), or None."""
+        i = self.at(rva, 1)
+        if i is None:
+            return None
+        end = self.window.find(b"\0", i, i + MAX_NAME)
+        raw = self.window[i : end if end >= 0 else i + MAX_NAME]
+        return raw.decode("latin-1") if raw and raw.isascii() else None
+
+    def thunks(self, dll: str, thunk: int, functions: list[str]) -> int:
+        """Append the functions one DLL's thunk array names; returns how many were by ordinal."""
+        flag = 1 << (8 * self.width - 1)
+        n_ordinal = 0
         for j in range(MAX_FUNCTIONS - len(functions)):
-            t = at(thunk + width * j, width)
+            t = self.at(thunk + self.width * j, self.width)
             if t is None:
                 break
-            (v,) = struct.unpack_from(fmt, window, t)
+            (v,) = struct.unpack_from(self.fmt, self.window, t)
             if v == 0:
                 break
             if v & flag:
                 n_ordinal += 1
                 known = ordLookup(dll.encode(), v & 0xFFFF, make_name=False)
                 functions.append(api_name(known.decode()) if known else f"#{v & 0xFFFF}")
-            elif (name := cstring((v & 0x7FFFFFFF) + 2)) is not None:
+            elif (name := self.cstring((v & 0x7FFFFFFF) + 2)) is not None:
                 functions.append(api_name(name))
-        if len(functions) >= MAX_FUNCTIONS:
-            break
-    return Imports(tuple(dlls), tuple(functions), n_ordinal, bool(dlls))
+        return n_ordinal

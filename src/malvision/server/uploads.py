@@ -48,52 +48,8 @@ async def read_uploads(request: Request, limit: int, max_files: int) -> list[Upl
             raise HTTPException(400, "bad Content-Length header")
         if int(declared) > body_limit:
             raise HTTPException(413, too_big)
-
-    parts: list[Upload] = []
-    state: dict[str, Any] = {"header": b"", "value": b"", "disp": b"", "buf": None, "field": "", "name": None}
-
-    def on_part_begin() -> None:
-        state.update(disp=b"", buf=None, field="", name=None)
-
-    def on_header_field(data: bytes, start: int, end: int) -> None:
-        state["header"] += data[start:end]
-
-    def on_header_value(data: bytes, start: int, end: int) -> None:
-        state["value"] += data[start:end]
-
-    def on_header_end() -> None:
-        if state["header"].lower() == b"content-disposition":
-            state["disp"] = state["value"]
-        state.update(header=b"", value=b"")
-
-    def on_headers_finished() -> None:
-        _, opts = parse_options_header(state["disp"])
-        state["field"] = opts.get(b"name", b"").decode("utf-8", "replace")
-        if b"filename" in opts:
-            if sum(1 for p in parts if p.filename) >= max_files:
-                raise HTTPException(413, f"too many files in one request (at most {max_files})")
-            state["name"] = _safe_name(opts[b"filename"].decode("utf-8", "replace"), len(parts) + 1)
-            state["buf"] = bytearray()
-
-    def on_part_data(data: bytes, start: int, end: int) -> None:
-        if state["buf"] is not None:  # form fields other than files are ignored
-            state["buf"] += data[start:end]
-
-    def on_part_end() -> None:
-        if state["buf"] is not None:
-            parts.append(Upload(state["field"], state["name"], bytes(state["buf"])))
-            state["buf"] = None
-
-    callbacks = {
-        "on_part_begin": on_part_begin,
-        "on_part_data": on_part_data,
-        "on_part_end": on_part_end,
-        "on_header_field": on_header_field,
-        "on_header_value": on_header_value,
-        "on_header_end": on_header_end,
-        "on_headers_finished": on_headers_finished,
-    }
-    parser = MultipartParser(params[b"boundary"], callbacks)  # type: ignore[arg-type]
+    parts = _Parts(max_files)
+    parser = MultipartParser(params[b"boundary"], parts.callbacks())  # type: ignore[arg-type]
     got = 0
     try:
         async for chunk in request.stream():
@@ -105,6 +61,62 @@ async def read_uploads(request: Request, limit: int, max_files: int) -> list[Upl
     except FormParserError:
         raise HTTPException(400, "malformed multipart body") from None
     except BaseException:
-        parts.clear()
+        parts.files.clear()
         raise
-    return parts
+    return parts.files
+
+
+class _Parts:
+    """The multipart parser's callbacks: each part's headers, then its bytes when it is a file."""
+
+    def __init__(self, max_files: int) -> None:
+        self.max_files = max_files
+        self.files: list[Upload] = []
+        self.header, self.value, self.disposition = b"", b"", b""
+        self.buf: bytearray | None = None
+        self.field, self.name = "", ""
+
+    def callbacks(self) -> dict[str, Any]:
+        return {
+            "on_part_begin": self.part_begin,
+            "on_part_data": self.part_data,
+            "on_part_end": self.part_end,
+            "on_header_field": self.header_field,
+            "on_header_value": self.header_value,
+            "on_header_end": self.header_end,
+            "on_headers_finished": self.headers_finished,
+        }
+
+    def part_begin(self) -> None:
+        self.disposition, self.buf, self.field, self.name = b"", None, "", ""
+
+    def header_field(self, data: bytes, start: int, end: int) -> None:
+        self.header += data[start:end]
+
+    def header_value(self, data: bytes, start: int, end: int) -> None:
+        self.value += data[start:end]
+
+    def header_end(self) -> None:
+        if self.header.lower() == b"content-disposition":
+            self.disposition = self.value
+        self.header, self.value = b"", b""
+
+    def headers_finished(self) -> None:
+        from python_multipart.multipart import parse_options_header
+
+        _, opts = parse_options_header(self.disposition)
+        self.field = opts.get(b"name", b"").decode("utf-8", "replace")
+        if b"filename" in opts:
+            if len(self.files) >= self.max_files:
+                raise HTTPException(413, f"too many files in one request (at most {self.max_files})")
+            self.name = _safe_name(opts[b"filename"].decode("utf-8", "replace"), len(self.files) + 1)
+            self.buf = bytearray()
+
+    def part_data(self, data: bytes, start: int, end: int) -> None:
+        if self.buf is not None:  # form fields other than files are ignored
+            self.buf += data[start:end]
+
+    def part_end(self) -> None:
+        if self.buf is not None:
+            self.files.append(Upload(self.field, self.name, bytes(self.buf)))
+            self.buf = None

@@ -8,15 +8,12 @@ get ``unknown`` with a reason instead of a confident guess.
 from __future__ import annotations
 
 import functools
-import multiprocessing
-import signal
 import sys
 import threading
 from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,157 +23,20 @@ from malvision.bundled import DEFAULT_MODEL, resolve_checkpoint
 from malvision.calibration import log_odds, platt_scale, sigmoid, softmax
 from malvision.convert.batch import batch
 from malvision.convert.prepare import Prepared, Stop, prepare
-from malvision.convert.sequence import UNK, Vocabulary
 from malvision.convert.spec import ConvertSpec
-from malvision.errors import CheckpointError, InputError, MalvisionError
+from malvision.errors import CheckpointError, MalvisionError
 from malvision.export import OnnxModel, onnx_report, sidecar
 from malvision.io import DEFAULT_MAX_SIZE, MemorySource, Source
+from malvision.scan.readers import EMPTY_SHA256, Judged, Preparer, ProcessReaders
+from malvision.scan.verdict import ScanError, Verdict
 from malvision.sources import FileOpener, Opener, iter_sources
-from malvision.triage import byte_stats, triage
 
 if TYPE_CHECKING:
     from malvision.checkpoint import Checkpoint
 
-__all__ = ["Verdict", "ScanError", "Scanner", "Preparer", "PROCESS_AFTER"]
+__all__ = ["PROCESS_AFTER", "Scanner"]
 
-MAX_UNKNOWN_TOKENS = 0.5  # opcode input with more unknown mnemonics than this is not what the model read
-EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 PROCESS_AFTER = 64  # processes="auto": files on disk read on threads before worker processes start
-FIELDS = ("path", "sha256", "size", "verdict", "score", "family", "reason")
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """One scanned file: ``verdict`` is malware, benign or unknown; ``score`` the malware probability."""
-
-    path: str
-    sha256: str | None
-    size: int | None
-    verdict: str
-    score: float | None
-    family: str | None
-    reason: str | None
-    family_score: float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class ScanError:
-    """A file that could not be scanned (unreadable, too large, ...): the run goes on."""
-
-    path: str
-    message: str
-
-
-@dataclass
-class _Prepared:
-    name: str
-    sha256: str | None
-    size: int
-    x: np.ndarray | None
-    reason: str | None
-
-
-@dataclass
-class Preparer:
-    """Bytes to model input for one model's spec: ``convert.prepare`` (one read), then triage.
-
-    Holds only the spec, so it pickles: a worker process gets one when it starts.
-    """
-
-    spec: ConvertSpec
-    max_size: int = DEFAULT_MAX_SIZE
-    vocab: Vocabulary | None = field(init=False, default=None)
-
-    def __post_init__(self) -> None:
-        self.vocab = Vocabulary(self.spec.vocab) if self.spec.kind == "opcodes" else None
-
-    @property
-    def expects(self) -> str:
-        return "text" if self.spec.kind == "opcodes" else "pe"
-
-    def prepare(self, src: Source, stop: Stop | None = None) -> _Prepared:
-        """Read ``src`` once: sha256, triage and the model input (None, with a reason, for a file
-        outside what the model was made for). ``stop``, when set, ends the read at the next chunk."""
-        return self.judge(prepare(src, self.spec, self.vocab, stop))
-
-    def judge(self, p: Prepared) -> _Prepared:
-        """Triage a prepared source: its model input, or the reason the model cannot judge it."""
-        reason = triage(p.head, byte_stats(p.hist), self.expects, p.headers) or p.problem
-        if reason is None and self.spec.kind == "opcodes":
-            unknown = float(np.mean(p.x == UNK))
-            if unknown > MAX_UNKNOWN_TOKENS:
-                reason = f"not opcode text the model knows ({unknown:.0%} of tokens are unknown to it)"
-        return _Prepared(p.name, p.sha256, p.size, p.x if reason is None else None, reason)
-
-    def open_and_prepare(self, name: str, opener: Opener, stop: Stop | None = None) -> _Prepared:
-        """``prepare`` what ``opener`` opens; an empty file is a verdict (unknown), not an error."""
-        if stop is not None and stop.is_set():
-            raise InputError(f"{name}: interrupted")
-        try:
-            src = opener()
-        except InputError as e:
-            if str(e).endswith(": empty file"):  # there is nothing to judge
-                return _Prepared(name, EMPTY_SHA256, 0, None, "empty file")
-            raise
-        return self.prepare(src, stop)
-
-
-# A worker process's preparer and stop flag, set once by ``_start_worker``.
-_worker: tuple[Preparer, Stop] | None = None
-
-
-def _start_worker(preparer: Preparer, stop: Stop) -> None:
-    """Worker-process set-up: Ctrl-C is the parent's to handle; one BLAS thread per worker."""
-    global _worker
-    from threadpoolctl import threadpool_limits
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    threadpool_limits(1)
-    _worker = (preparer, stop)
-
-
-def _prepare_in_worker(name: str, opener: Opener) -> _Prepared:
-    assert _worker is not None, "not a scan worker process"
-    preparer, stop = _worker
-    return preparer.open_and_prepare(name, opener, stop)
-
-
-class _ProcessReaders:
-    """Worker processes that open and prepare files on disk, free of this process's GIL.
-
-    Started with ``spawn``: forking a parent that runs threads (ours, torch's) is not safe.
-    """
-
-    def __init__(self, preparer: Preparer, n: int) -> None:
-        ctx = multiprocessing.get_context("spawn")
-        self.stop = ctx.Event()
-        self.pool = ProcessPoolExecutor(
-            n, mp_context=ctx, initializer=_start_worker, initargs=(preparer, self.stop)
-        )
-        self.usable = True
-
-    def submit(self, name: str, opener: Opener) -> Future[_Prepared] | None:
-        """A future for the file, or None when the pool has broken (the caller reads it on a thread)."""
-        if not self.usable:
-            return None
-        try:
-            return self.pool.submit(_prepare_in_worker, name, opener)
-        except (BrokenProcessPool, RuntimeError):
-            self.usable = False
-            return None
-
-    def close(self, cancel: bool = False) -> None:
-        """Shut the pool down; ``cancel`` drops queued files and ends reads at their next chunk.
-
-        Always waits for the workers: one still starting when its parent left would print a
-        traceback as it failed to find the parent's stop flag.
-        """
-        if cancel:
-            self.stop.set()
-        self.pool.shutdown(wait=True, cancel_futures=cancel)
 
 
 def _limit_threads(n: int) -> None:
@@ -261,7 +121,7 @@ class Scanner:
         self.vocab, self.expects = self.preparer.vocab, self.preparer.expects
         self.batch_size, self.workers, self.max_size = batch_size, max(1, workers), max_size
         self.processes = processes
-        self._procs: _ProcessReaders | None = None  # started by the first scan that wants them
+        self._procs: ProcessReaders | None = None  # started by the first scan that wants them
         self.zip_password = zip_password
 
     def _onnx_info(self, backend: str) -> dict[str, Any] | None:
@@ -321,7 +181,7 @@ class Scanner:
         return ck
 
     # -- the one path --------------------------------------------------------------------------
-    def prepare(self, src: Source, stop: Stop | None = None) -> _Prepared:
+    def prepare(self, src: Source, stop: Stop | None = None) -> Judged:
         """Read ``src`` once and convert it for this model (see ``Preparer.prepare``)."""
         return self.preparer.prepare(src, stop)
 
@@ -341,7 +201,7 @@ class Scanner:
                 logits = self.checkpoint.model(torch.from_numpy(inputs)).float().numpy()
         return logits
 
-    def _verdict(self, p: _Prepared, logits: np.ndarray | None) -> Verdict:
+    def _verdict(self, p: Judged, logits: np.ndarray | None) -> Verdict:
         if logits is None:
             return Verdict(p.name, p.sha256, p.size, "unknown", None, None, p.reason)
         if self.detector:  # from log-odds, so a very confident score never rounds to a tie at 1.0
@@ -372,8 +232,8 @@ class Scanner:
         window = max(2 * self.batch_size, 4 * self.workers)
         with ThreadPoolExecutor(self.workers, thread_name_prefix="malvision-read") as pool:
             try:
-                pending: deque[tuple[str, Opener, Future[_Prepared]]] = deque()
-                ready: list[tuple[str, _Prepared | ScanError]] = []
+                pending: deque[tuple[str, Opener, Future[Judged]]] = deque()
+                ready: list[tuple[str, Judged | ScanError]] = []
                 for name, _, opener in iter_sources(
                     paths, zip_password=self.zip_password, max_size=self.max_size
                 ):
@@ -384,7 +244,7 @@ class Scanner:
                         and isinstance(opener, FileOpener)
                         and (self.processes or (self.processes is None and files > PROCESS_AFTER))
                     ):
-                        procs = self._procs = _ProcessReaders(self.preparer, self.workers)
+                        procs = self._procs = ProcessReaders(self.preparer, self.workers)
                     fut = procs.submit(name, opener) if procs and isinstance(opener, FileOpener) else None
                     if fut is None:
                         fut = pool.submit(self.preparer.open_and_prepare, name, opener, stop)
@@ -392,7 +252,7 @@ class Scanner:
                     if len(pending) >= window:
                         ready.append(self._collect(*pending.popleft(), procs))
                         if (
-                            sum(1 for _, r in ready if isinstance(r, _Prepared) and r.x is not None)
+                            sum(1 for _, r in ready if isinstance(r, Judged) and r.x is not None)
                             >= self.batch_size
                         ):
                             yield from self._flush(ready)
@@ -409,8 +269,8 @@ class Scanner:
                 raise
 
     def _collect(
-        self, name: str, opener: Opener, fut: Future[_Prepared], procs: _ProcessReaders | None
-    ) -> tuple[str, _Prepared | ScanError]:
+        self, name: str, opener: Opener, fut: Future[Judged], procs: ProcessReaders | None
+    ) -> tuple[str, Judged | ScanError]:
         try:
             try:
                 return name, fut.result()
@@ -423,8 +283,8 @@ class Scanner:
         except OSError as e:
             return name, ScanError(name, f"{name}: {e.strerror or e}")
 
-    def _flush(self, ready: list[tuple[str, _Prepared | ScanError]]) -> Iterator[Verdict | ScanError]:
-        todo = [r for _, r in ready if isinstance(r, _Prepared) and r.x is not None]
+    def _flush(self, ready: list[tuple[str, Judged | ScanError]]) -> Iterator[Verdict | ScanError]:
+        todo = [r for _, r in ready if isinstance(r, Judged) and r.x is not None]
         logits: dict[int, np.ndarray] = {}
         for i in range(0, len(todo), self.batch_size):
             chunk = todo[i : i + self.batch_size]

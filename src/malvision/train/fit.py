@@ -1,0 +1,199 @@
+"""``fit``: one model trained on rows of a cache, by the gradient loop (``loop``) or in one call (a
+fitted model). Runs as one process or data-parallel under ``torchrun`` (DistributedDataParallel; gloo on
+CPU, nccl on GPUs): every rank trains on its shard of each batch order, rank 0 validates and writes the
+checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from malvision.checkpoint import load_checkpoint, save_checkpoint
+from malvision.convert.spec import ConvertSpec
+from malvision.data.loader import make_loader
+from malvision.errors import MalvisionError
+from malvision.evaluate.metrics import classification_metrics
+from malvision.models import create_model, model_info
+from malvision.train.config import TrainConfig, TrainResult, class_weights, seed_everything
+from malvision.train.loop import GradientRun, resumable, write_config, write_history
+from malvision.train.predict import predict
+
+__all__ = ["fit", "fitted_in_one_call", "train_val_rows"]
+
+
+def _dist_info() -> tuple[bool, int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend)
+    if dist.is_initialized():
+        return True, dist.get_rank(), dist.get_world_size()
+    return False, 0, 1
+
+
+def fit(
+    ds: Any,
+    train_idx: np.ndarray,
+    val_idx: np.ndarray,
+    cfg: TrainConfig,
+    out_dir: Path | str,
+    *,
+    resume: bool = False,
+    on_epoch: Callable[[dict[str, float]], None] | None = None,
+    on_step: Callable[[int, int], None] | None = None,
+) -> TrainResult:
+    """Train ``cfg.model`` on ``train_idx`` of a cached dataset; keep the best epoch by val macro-F1.
+
+    Writes ``best.pt`` (model), ``last.pt`` (model + optimizer, for ``resume``), ``history.csv`` and
+    ``config.json`` into ``out_dir``. Stops early after ``cfg.patience`` epochs without a better
+    validation macro-F1. A fitted model (trees, linear) learns from every training row in one call.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    distributed, rank, _ = _dist_info()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    seed_everything(cfg.seed)
+    model, meta = _build(ds, train_idx, cfg)
+    if fitted_in_one_call(cfg.model):
+        if distributed:
+            raise MalvisionError(
+                f"{cfg.model} is fitted in one call, not data-parallel; run it without torchrun"
+            )
+        return _fit_direct(model, ds, train_idx, val_idx, cfg, out, meta, resume, on_step)
+    run = GradientRun(model, ds, cfg, out, meta, distributed, rank)
+    run.train_loader = make_loader(
+        ds,
+        train_idx,
+        cfg.batch_size,
+        shuffle=True,
+        seed=cfg.seed,
+        max_len=cfg.max_len,
+        distributed=distributed,
+    )
+    run.val_loader = make_loader(ds, val_idx, cfg.batch_size * 2, shuffle=False, max_len=cfg.max_len)
+    run.loss_fn = nn.CrossEntropyLoss(
+        weight=class_weights(ds.labels[train_idx], len(ds.classes)) if cfg.class_weighting else None,
+        label_smoothing=cfg.label_smoothing,
+    )
+    if resume and run.last_path.exists():
+        run.restore()
+    t0 = time.perf_counter()
+    for epoch in range(run.state.next_epoch, cfg.epochs):
+        if run.state.stale >= cfg.patience:
+            break
+        loss = run.train_epoch(epoch, on_step)
+        if rank == 0:
+            row = run.validate_and_save(epoch, loss, time.perf_counter() - t0)
+            if on_epoch is not None:
+                on_epoch(row)
+        run.share_stale()
+    seconds = time.perf_counter() - t0
+    if distributed:
+        dist.barrier()
+    write_config(out, cfg)
+    st = run.state
+    return TrainResult(run.best_path, st.best_epoch, st.best_metrics, st.history, seconds)
+
+
+def _build(ds: Any, train_idx: np.ndarray, cfg: TrainConfig) -> tuple[nn.Module, dict[str, Any]]:
+    """The model for the dataset's input kind, and the metadata its checkpoints carry. An opcode
+    cache gets its vocabulary from the training rows here."""
+    spec: ConvertSpec = ds.spec
+    vocab_size = None
+    if spec.kind == "opcodes":
+        vocab = ds.fit_vocab(train_idx, max_size=cfg.vocab_size)
+        spec = ConvertSpec(kind="opcodes", max_len=cfg.max_len or spec.max_len, vocab=tuple(vocab.tokens))
+        vocab_size = len(vocab)
+    elif spec.kind == "bytes":
+        vocab_size = 257
+        if cfg.max_len:
+            spec = ConvertSpec(kind="bytes", max_len=min(cfg.max_len, spec.max_len))
+    n_classes = len(ds.classes)
+    model = create_model(
+        cfg.model, in_kind=spec.kind, n_classes=n_classes, vocab_size=vocab_size, **cfg.model_kwargs
+    )
+    meta = dict(
+        model_name=cfg.model,
+        model_kwargs=cfg.model_kwargs,
+        in_kind=spec.kind,
+        n_classes=n_classes,
+        vocab_size=vocab_size,
+        spec=spec.to_dict(),
+        classes=list(ds.classes),
+        seed=cfg.seed,
+        manifest_hash=ds.manifest_hash,
+    )
+    return model, meta
+
+
+def fitted_in_one_call(model: str) -> bool:
+    """Whether registered ``model`` is fitted in one call (a ``FittedModel``: trees, linear), not by
+    epochs; such a model has no epoch to pick, so it needs no validation rows."""
+    return model_info(model).fitted
+
+
+def train_val_rows(
+    cfg: TrainConfig, idx: Sequence[int] | np.ndarray, labels: np.ndarray, groups: Any = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Training and validation rows out of ``idx``: a seeded stratified split (group-disjoint given
+    ``groups``), or every row and none for a model fitted in one call, which has no epoch to pick."""
+    from malvision.data.splits import train_val_split
+
+    idx = np.asarray(idx, dtype=np.int64)
+    if fitted_in_one_call(cfg.model):
+        return idx, idx[:0]
+    return train_val_split(idx, labels, groups, val_size=cfg.val_fraction, random_state=cfg.seed)
+
+
+def _fit_direct(
+    model: nn.Module,
+    ds: Any,
+    train_idx: np.ndarray,
+    val_idx: np.ndarray,
+    cfg: TrainConfig,
+    out: Path,
+    meta: dict[str, Any],
+    resume: bool,
+    on_step: Callable[[int, int], None] | None = None,
+) -> TrainResult:
+    """Fit a model that learns in one call (a ``FittedModel``), not by gradient steps.
+
+    Writes ``best.pt`` and a one-row ``history.csv``; ``resume`` keeps a ``best.pt`` already there.
+    ``val_idx`` may be empty (there is nothing to select): there are then no validation metrics.
+    ``on_step(done, total)`` follows the fit (for trees, one step per tree).
+    """
+    best_path = out / "best.pt"
+    t0 = time.perf_counter()
+    if resume and best_path.exists():
+        metrics = resumable(best_path, ds).metrics or {}
+    else:
+        x = np.stack([ds[int(i)][0] for i in train_idx]).astype(np.float32)
+        y = np.asarray(ds.labels)[train_idx]
+        weights = class_weights(y, len(ds.classes)).numpy()[y] if cfg.class_weighting else None
+        model.fit(x, y, weights, cfg.seed, on_step)  # type: ignore[operator]
+        m: dict[str, Any] = {}  # no validation rows, no metrics
+        if len(val_idx):
+            probs, labels = predict(model, make_loader(ds, val_idx, cfg.batch_size * 2, shuffle=False))
+            m = classification_metrics(labels, probs, list(ds.classes))
+        save_checkpoint(best_path, model, metrics=m, **meta)
+        row = {
+            "epoch": 0,
+            "val_accuracy": m.get("accuracy", float("nan")),
+            "val_macro_f1": m.get("macro_f1", float("nan")),
+            "seconds": time.perf_counter() - t0,
+        }
+        write_history(out / "history.csv", [row])
+        write_config(out, cfg)
+        metrics = load_checkpoint(best_path).metrics or {}
+    history = [{"epoch": 0.0, "val_macro_f1": float(metrics.get("macro_f1", 0.0))}]
+    return TrainResult(best_path, 0, dict(metrics), history, time.perf_counter() - t0)

@@ -1,0 +1,184 @@
+"""The gradient loop of one fit: optimiser, epochs, validation, ``best.pt`` and a resumable ``last.pt``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader
+
+from malvision.calibration import softmax
+from malvision.checkpoint import load_checkpoint, save_checkpoint
+from malvision.data.loader import SizeBucketSampler
+from malvision.errors import MalvisionError
+from malvision.evaluate.metrics import classification_metrics
+from malvision.io import atomic_writer
+from malvision.train.config import TrainConfig, get_lr
+from malvision.train.predict import predict_logits
+
+__all__ = ["GradientRun", "resumable", "write_config", "write_history"]
+
+
+@dataclass
+class _State:
+    """Where a gradient run stands; saved in ``last.pt`` so a run resumes where it stopped."""
+
+    next_epoch: int = 0
+    best_f1: float = -1.0
+    best_epoch: int = -1
+    stale: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_metrics: dict[str, Any] = field(default_factory=dict)
+
+
+class GradientRun:
+    """One gradient-trained fit: optimiser, loaders, the epoch loop's steps and its checkpoints."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        ds: Any,
+        cfg: TrainConfig,
+        out: Path,
+        meta: dict[str, Any],
+        distributed: bool,
+        rank: int,
+    ) -> None:
+        self.model, self.ds, self.cfg, self.meta = model, ds, cfg, meta
+        self.distributed, self.rank = distributed, rank
+        self.train_model: nn.Module = nn.parallel.DistributedDataParallel(model) if distributed else model
+        self.opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.last_path, self.best_path, self.history_path = (
+            out / "last.pt",
+            out / "best.pt",
+            out / "history.csv",
+        )
+        self.state = _State()
+        self.train_loader: DataLoader
+        self.val_loader: DataLoader
+        self.loss_fn: nn.Module
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.train_loader)
+
+    def restore(self) -> None:
+        """Model, optimiser and loop state from ``last.pt`` (refused if it was trained on other data)."""
+        ck = resumable(self.last_path, self.ds)
+        self.model.load_state_dict(ck.model.state_dict())
+        saved = (ck.extra or {}).get("train_state", {})
+        if ck.optimizer_state:
+            self.opt.load_state_dict(ck.optimizer_state)
+        self.state = _State(
+            next_epoch=int(saved.get("epoch", -1)) + 1,
+            best_f1=float(saved.get("best_f1", -1.0)),
+            best_epoch=int(saved.get("best_epoch", -1)),
+            stale=int(saved.get("stale", 0)),
+            history=list(saved.get("history", [])),
+            best_metrics=dict(saved.get("best_metrics", {})),
+        )
+        torch.manual_seed(self.cfg.seed + self.state.next_epoch)
+
+    def train_epoch(self, epoch: int, on_step: Callable[[int, int], None] | None) -> float:
+        """One pass over the training rows; the mean training loss."""
+        cfg, loader = self.cfg, self.train_loader
+        if self.distributed:
+            loader.sampler.set_epoch(epoch)  # type: ignore[union-attr]
+        elif isinstance(loader.batch_sampler, SizeBucketSampler):
+            loader.batch_sampler.epoch = epoch
+        total = self.steps_per_epoch * cfg.epochs
+        step = epoch * self.steps_per_epoch
+        self.train_model.train()
+        total_loss, seen = 0.0, 0
+        for x, y in loader:
+            for group in self.opt.param_groups:
+                group["lr"] = get_lr(step, total, cfg.lr, cfg.warmup_frac)
+            self.opt.zero_grad(set_to_none=True)
+            loss = self.loss_fn(self.train_model(x), y)
+            if not torch.isfinite(loss):
+                raise MalvisionError(f"training diverged at epoch {epoch} (loss {loss.item()}); lower --lr")
+            loss.backward()
+            nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_norm)
+            self.opt.step()
+            total_loss += loss.item() * len(y)
+            seen += len(y)
+            step += 1
+            if on_step is not None and self.rank == 0:
+                on_step(step, total)
+        return total_loss / max(seen, 1)
+
+    def validate_and_save(self, epoch: int, train_loss: float, seconds: float) -> dict[str, float]:
+        """Score the validation rows; save ``best.pt`` on a better macro-F1, always ``last.pt``."""
+        st = self.state
+        logits, labels = predict_logits(self.model, self.val_loader)
+        m = classification_metrics(labels, softmax(logits), list(self.ds.classes))
+        row = {
+            "epoch": epoch,
+            "train_loss": train_loss,
+            "val_loss": float(
+                nn.functional.cross_entropy(torch.from_numpy(logits), torch.from_numpy(labels))
+            ),
+            "val_accuracy": m["accuracy"],
+            "val_macro_f1": m["macro_f1"],
+            "lr": self.opt.param_groups[0]["lr"],
+            "seconds": seconds,
+        }
+        st.history.append(row)
+        if m["macro_f1"] > st.best_f1:
+            st.best_f1, st.best_epoch, st.stale, st.best_metrics = m["macro_f1"], epoch, 0, m
+            save_checkpoint(self.best_path, self.model, metrics=m, **self.meta)
+        else:
+            st.stale += 1
+        st.next_epoch = epoch + 1
+        train_state = dict(
+            epoch=epoch,
+            best_f1=st.best_f1,
+            best_epoch=st.best_epoch,
+            stale=st.stale,
+            history=st.history,
+            best_metrics=st.best_metrics,
+        )
+        save_checkpoint(
+            self.last_path,
+            self.model,
+            optimizer=self.opt,
+            epoch=epoch,
+            extra={"train_state": train_state},
+            **self.meta,
+        )
+        write_history(self.history_path, st.history)
+        return row
+
+    def share_stale(self) -> None:
+        """Under torchrun, every rank stops when rank 0 (which validates) says so."""
+        if self.distributed:
+            flag = torch.tensor([self.state.stale], dtype=torch.long)
+            dist.broadcast(flag, 0)
+            self.state.stale = int(flag.item())
+
+
+def write_config(out: Path, cfg: TrainConfig) -> None:
+    with atomic_writer(out / "config.json") as f:
+        f.write(json.dumps(asdict(cfg), indent=2).encode())
+
+
+def resumable(path: Path, ds: Any) -> Any:
+    """The checkpoint a run resumes from, refused in one line if it was trained on other data."""
+    ck = load_checkpoint(path)
+    if ck.manifest_hash and ds.manifest_hash and ck.manifest_hash != ds.manifest_hash:
+        raise MalvisionError(f"{path} was trained on other data; pick another run folder or delete it")
+    return ck
+
+
+def write_history(path: Path, history: list[dict[str, float]]) -> None:
+    keys = list(history[0])
+    with atomic_writer(path) as f:
+        f.write((",".join(keys) + "\n").encode())
+        for row in history:
+            f.write((",".join(f"{row[k]:.6g}" for k in keys) + "\n").encode())
