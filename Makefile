@@ -7,14 +7,14 @@ PYTEST = $(PY) -m pytest -p no:cacheprovider
 
 .PHONY: test test-fast hostile fuzz-short fuzz lint
 
-test:  ## the whole suite, slow tests included
+test:  ## the whole suite, slow tests included (what CI runs)
+	$(PYTEST) -m "slow or not slow"
+
+test-fast:  ## the suite without tests marked slow (plain `pytest` does the same)
 	$(PYTEST)
 
-test-fast:  ## the suite without tests marked slow
-	$(PYTEST) -m "not slow"
-
 hostile:  ## bad, hostile and huge inputs, with the slow 4 GiB runs
-	$(PYTEST) tests/test_hostile.py tests/test_hostile_limits.py tests/fuzz
+	$(PYTEST) -m "slow or not slow" tests/test_hostile.py tests/test_hostile_limits.py tests/fuzz
 
 fuzz-short:  ## every fuzz target, a few hundred examples each (seconds)
 	$(PYTEST) tests/fuzz
@@ -23,4 +23,4 @@ fuzz:  ## every fuzz target, FUZZ_EXAMPLES random examples each (20000: tens of 
 	MALVISION_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PYTEST) tests/fuzz --hypothesis-show-statistics
 
 lint:
-	.venv/bin/ruff check src tests
+	.venv/bin/ruff check src tests benchmarks scripts

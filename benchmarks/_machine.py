@@ -32,7 +32,9 @@ def command_line() -> str:
 
 def write_report(text: str, out: Path) -> None:
     """Print a benchmark's Markdown report and write it to ``out`` (results/<name>.md)."""
+    from malvision.io import atomic_writer
+
     print(text)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
+    with atomic_writer(out) as f:
+        f.write(text.encode())
     print(f"wrote {out}", file=sys.stderr)

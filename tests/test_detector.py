@@ -98,6 +98,7 @@ def grouped_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return base / "cache"
 
 
+@pytest.mark.slow
 def test_build_detector_writes_an_honest_card(grouped_cache: Path, tmp_path: Path) -> None:
     ds = CachedDataset(grouped_cache)
     cfg = TrainConfig(model="cnn", model_kwargs={"channels": [8, 16]}, epochs=3, batch_size=8, lr=5e-3)
@@ -183,6 +184,7 @@ def pe_feature_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ("model", "kwargs", "method"),
     [("mlp", {"hidden": [16]}, "ig"), ("gbt", {"n_trees": 30, "max_depth": 3}, "occlusion")],
 )
+@pytest.mark.slow
 def test_a_features_detector_trains_scans_and_exports(
     pe_feature_cache: Path, tmp_path: Path, model: str, kwargs: dict, method: str
 ) -> None:
@@ -247,6 +249,7 @@ def test_trees_train_on_every_row_of_a_fold(pe_feature_cache: Path, tmp_path: Pa
     assert (tmp_path / "run" / "confusion.png").exists() and not (tmp_path / "run" / "curves.png").exists()
 
 
+@pytest.mark.slow
 def test_a_run_folder_is_reused_only_by_the_same_run(pe_feature_cache: Path, tmp_path: Path) -> None:
     """Fold results left in a run folder are reused by the same run, and refused for other data or settings."""
     from malvision.errors import MalvisionError

@@ -84,6 +84,7 @@ def _world_inputs(world: dict[str, Path]) -> list[Path]:
 # -------------------------------------------------------------------------------------------- scan
 
 
+@pytest.mark.slow
 def test_scan_gives_every_input_a_documented_verdict_or_one_error_line(
     world: dict[str, Path], detector: Path, cli_env: dict[str, str], marker: Path, tmp_path: Path
 ) -> None:
@@ -126,6 +127,7 @@ def test_scan_gives_every_input_a_documented_verdict_or_one_error_line(
     )
 
 
+@pytest.mark.slow
 def test_scan_table_and_csv_survive_hostile_file_names(
     world: dict[str, Path], detector: Path, cli_env: dict[str, str]
 ) -> None:
@@ -146,6 +148,7 @@ def test_scan_table_and_csv_survive_hostile_file_names(
     assert f"{world['names']}/two\nlines.exe" in {r["path"] for r in rows}
 
 
+@pytest.mark.slow
 def test_scan_exit_codes(corpus_files: dict[str, Path], detector: Path, cli_env: dict[str, str]) -> None:
     """0 when nothing is found (unknowns are not findings), 1 when malware is found, 2 on errors."""
     unknowns = [corpus_files[n] for n in ("zeros_300k.bin", "text.txt", "elf.bin", "empty.bin")]
@@ -246,6 +249,7 @@ def test_scan_refuses_bad_options_with_one_line(
 # ------------------------------------------------------------------------------------------ zips
 
 
+@pytest.mark.slow
 def test_scan_reads_zip_entries_in_memory_and_refuses_bombs_and_slips(
     tmp_path: Path, detector: Path, cli_env: dict[str, str]
 ) -> None:
@@ -383,6 +387,7 @@ def tree(tmp_path: Path, corpus_files: dict[str, Path], marker: Path) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_data_info_and_evaluate_on_a_tree_full_of_bad_files(
     tree: Path, detector: Path, cli_env: dict[str, str], marker: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -404,6 +409,7 @@ def test_data_info_and_evaluate_on_a_tree_full_of_bad_files(
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_every_model_command_refuses_every_bad_checkpoint_with_one_line(
     tmp_path: Path, detector: Path, tree: Path, marker: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -445,6 +451,7 @@ def test_every_model_command_refuses_every_bad_checkpoint_with_one_line(
     assert not marker.exists(), "unpickling a checkpoint ran code"
 
 
+@pytest.mark.slow
 def test_info_and_export_of_a_good_checkpoint(
     detector: Path, tmp_path: Path, cli_env: dict[str, str]
 ) -> None:

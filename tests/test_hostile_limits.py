@@ -185,6 +185,7 @@ def _interrupt(args: list[str | Path], sig: int, ready: Ready, env: dict[str, st
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.slow
 def test_interrupted_convert_leaves_only_whole_pngs(
     many_big: Path, tmp_path: Path, sig: int, cli_env: dict[str, str]
 ) -> None:
@@ -207,6 +208,7 @@ def test_interrupted_convert_leaves_only_whole_pngs(
 
 @pytest.mark.parametrize("pool", ["--no-processes", "--processes"])
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.slow
 def test_interrupted_scan_stops_promptly_with_one_line(
     many_big: Path, detector: Path, sig: int, pool: str, cli_env: dict[str, str]
 ) -> None:
@@ -331,6 +333,7 @@ def test_image_size_is_bounded() -> None:
             ConvertSpec(image_size=bad)
 
 
+@pytest.mark.slow
 def test_stdin_is_read_in_chunks_under_a_memory_limit(detector: Path, cli_env: dict[str, str]) -> None:
     """read(max_size + 1) would ask for 8 GiB at once: a MemoryError under a ulimit or a strict cgroup."""
     import resource

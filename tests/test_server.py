@@ -354,6 +354,7 @@ def _raw(port: int, head: bytes, body_chunks: Iterator[bytes]) -> bytes:
         return answer
 
 
+@pytest.mark.slow
 def test_limit_enforced_while_streaming(scanner: Scanner) -> None:
     app = create_app(scanner, ServerSettings(max_upload=8192))
     with live(app) as port:

@@ -146,7 +146,8 @@ def build_detector(
         ck, t = _train_calibrated(ds, np.asarray(tr), cfg, out / "cv" / f"fold{k}", _steps(say, fold))
         logits, _ = predict_logits(ck.model, make_loader(ds, te, 64, shuffle=False, max_len=cfg.max_len))
         oof[te] = log_odds(logits, mal, t)
-        np.save(done, oof[te])
+        with atomic_writer(done) as f:
+            np.save(f, oof[te])
     groups = group_keys(ds.groups, len(ds))
     platt = fit_platt(oof, y)
     oof = platt_scale(oof, platt)

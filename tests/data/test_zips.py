@@ -207,6 +207,7 @@ def _zipcrypto_samples(n: int = 40) -> dict[str, bytes]:
 
 
 @pytest.mark.parametrize("libarchive", [True, False])
+@pytest.mark.slow
 def test_zipcrypto_entries_read_whole_with_or_without_libarchive(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, libarchive: bool
 ) -> None:

@@ -21,6 +21,7 @@ def _load_module():
     return mod
 
 
+@pytest.mark.slow
 def test_concurrent_uploads_keep_zero_errors(
     tiny_detector: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import signal
 import sys
-from pathlib import Path
-from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -71,51 +69,6 @@ def report_failures(failures: list[tuple[str, str]]) -> None:
         for name, msg in failures:
             line = f"error: {msg}" if msg.startswith(name) else f"error: {name}: {msg}"
             err.print(clean(line), markup=False, highlight=False, soft_wrap=True)  # one line, never wrapped
-
-
-MaxSize = Annotated[str, typer.Option("--max-size", help="Refuse inputs larger than this (e.g. 8G, 500M).")]
-
-
-def parse_kwargs(items: list[str] | None) -> dict[str, Any]:
-    """['hidden=64', 'pool="last"', 'bidirectional=true'] -> a dict (values read as JSON when they parse)."""
-    import json
-
-    kwargs: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise typer.BadParameter(f"--set takes key=value, got {item!r}")
-        try:
-            kwargs[key] = json.loads(value)
-        except json.JSONDecodeError:
-            kwargs[key] = value
-    return kwargs
-
-
-def train_config(model: str, sets: list[str] | None, **kw: Any) -> Any:
-    from malvision.train import TrainConfig
-
-    return TrainConfig(
-        model=model, model_kwargs=parse_kwargs(sets), **{k: v for k, v in kw.items() if v is not None}
-    )
-
-
-def dataset_for(data: Path, kind: str | None, image_size: int, max_len: int | None) -> Any:
-    from malvision.convert.spec import ConvertSpec
-    from malvision.evaluate.runner import open_cache
-
-    spec = None
-    if kind is not None:
-        spec = ConvertSpec(kind=kind, image_size=image_size, **({"max_len": max_len} if max_len else {}))  # type: ignore[arg-type]
-    with progress() as bar:
-        return open_cache(data, spec, progress=bar)
-
-
-ModelKw = Annotated[list[str] | None, typer.Option("--set", help="Model keyword, key=value (repeatable).")]
-DataOpt = Annotated[Path, typer.Option("--data", "-d", help="Cache folder or any dataset malvision reads.")]
-KindOpt = Annotated[
-    str | None, typer.Option(help="Input kind when DATA is not a cache: image, bytes, opcodes.")
-]
 
 
 def _on_sigterm(signum: int, frame: object) -> None:

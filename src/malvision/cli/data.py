@@ -10,7 +10,6 @@ from rich.markup import escape
 
 from malvision.cli.app import (
     EXIT_ERROR,
-    MaxSize,
     app,
     clean,
     data_app,
@@ -20,6 +19,7 @@ from malvision.cli.app import (
     progress,
     report_failures,
 )
+from malvision.cli.options import MaxSize
 from malvision.errors import MalvisionError
 
 

@@ -8,18 +8,8 @@ from typing import Annotated, Any
 
 import typer
 
-from malvision.cli.app import (
-    DataOpt,
-    KindOpt,
-    ModelKw,
-    app,
-    dataset_for,
-    err,
-    out,
-    parse_kwargs,
-    progress,
-    train_config,
-)
+from malvision.cli.app import app, err, out, progress
+from malvision.cli.options import DataOpt, KindOpt, ModelKw, dataset_for, parse_kwargs, train_config
 from malvision.cli.render import class_table, models_table
 from malvision.errors import MalvisionError
 
@@ -52,17 +42,7 @@ def train(
 
     from malvision.evaluate.holdout import train_run
 
-    cfg = train_config(
-        model,
-        sets,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        patience=patience,
-        max_len=max_len,
-        seed=seed,
-        threads=threads,
-    )
+    cfg = train_config(model, sets, epochs, batch_size, lr, patience, max_len, seed, threads)
     ds = dataset_for(data, kind, image_size, max_len)
     if out_dir.exists() and any(out_dir.iterdir()) and not resume:
         raise MalvisionError(
@@ -305,18 +285,9 @@ def train_detector(
 
     from malvision.detector import build_detector
 
+    settings = (epochs, batch_size, lr, patience, max_len, seed, threads)
     cfg = train_config(
-        model,
-        sets,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        patience=patience,
-        max_len=max_len,
-        seed=seed,
-        threads=threads,
-        label_smoothing=label_smoothing,
-        class_weighting=class_weighting,
+        model, sets, *settings, label_smoothing=label_smoothing, class_weighting=class_weighting
     )
     ds = dataset_for(data, None, 64, None)
     command = "malvision " + " ".join(sys.argv[1:])

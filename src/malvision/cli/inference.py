@@ -13,7 +13,6 @@ from malvision.cli.app import (
     EXIT_ERROR,
     EXIT_FOUND,
     EXIT_OK,
-    MaxSize,
     app,
     clean,
     err,
@@ -22,6 +21,7 @@ from malvision.cli.app import (
     progress,
     report_failures,
 )
+from malvision.cli.options import MaxSize
 from malvision.cli.render import feature_table, group_table, operating_table, range_table, scan_table
 from malvision.errors import MalvisionError
 

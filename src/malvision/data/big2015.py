@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from malvision.data.readers import read_csv, require_dir, walk_files
+from malvision.data.readers import FolderDataset, read_csv, require_dir, walk_files
 from malvision.data.records import RawDataset, Record
 from malvision.errors import DatasetError, InputError
 from malvision.io import DEFAULT_MAX_SIZE, MemorySource, Source, check_file, open_source
@@ -134,7 +134,7 @@ class Big2015Dataset(RawDataset):
 # ------------------------------------------------------------------------------------- opcode trees
 
 
-class OpcodeTreeDataset(RawDataset):
+class OpcodeTreeDataset(FolderDataset):
     """Opcode files ``root/<family>/<id>.txt`` (one mnemonic per line); label = family.
 
     With ``root/manifest.csv`` (sample_id,family[,n_opcodes]) the manifest lists the samples.
@@ -143,36 +143,20 @@ class OpcodeTreeDataset(RawDataset):
     format = "opcodes"
 
     def __init__(self, root: Path | str, max_size: int = DEFAULT_MAX_SIZE, strict: bool = False) -> None:
-        root = require_dir(Path(root))
-        super().__init__(root.name or str(root))
-        self.strict = strict
-        self.root = root
-        self.max_size = max_size
+        super().__init__(root, max_size, strict)
+        root = self.root
         manifest = root / "manifest.csv"
         if manifest.is_file():
             fields, rows = read_csv(manifest)
             if "sample_id" not in fields or "family" not in fields:
                 raise DatasetError(f"{manifest}: expected columns sample_id,family (got {fields})")
-            items = [
-                (root / r["family"] / f"{r['sample_id']}.txt", r["family"], r["sample_id"])
-                for r in rows
-                if r["sample_id"] and r["family"]
-            ]
+            for r in rows:
+                if r["sample_id"] and r["family"]:
+                    self._add(r["sample_id"], r["family"], root / r["family"] / f"{r['sample_id']}.txt")
         else:
-            items = []
             for path, rel in walk_files(root):
                 if len(rel.parts) < 2 or path.suffix.lower() != ".txt":
                     self._skip(str(path), f"{path}: expected root/<family>/<id>.txt")
                     continue
-                items.append((path, rel.parts[0], path.stem))
-        for path, family, sid in items:
-            try:
-                size = check_file(path, max_size)
-            except InputError as e:
-                self._skip(str(path), str(e))
-                continue
-            self.records.append(Record(sid, family, None, str(path), size, None))
+                self._add(path.stem, rel.parts[0], path)
         self._require_records(str(root))
-
-    def open(self, i: int) -> Source:
-        return open_source(self.records[i].source, self.max_size)

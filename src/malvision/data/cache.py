@@ -32,7 +32,7 @@ import numpy as np
 from malvision.convert.pefeatures import N_FEATURES
 from malvision.convert.sequence import PAD, UNK, Vocabulary
 from malvision.convert.spec import ConvertSpec
-from malvision.data.records import Record
+from malvision.data.records import Closing, Record
 from malvision.errors import ConversionError, DatasetError
 
 __all__ = ["CACHE_FORMAT", "CACHE_VERSION", "MANIFEST_FIELDS", "CachedDataset", "is_cache"]
@@ -47,7 +47,7 @@ def is_cache(path: Path | str) -> bool:
     return Path(path, "meta.json").is_file()
 
 
-class CachedDataset:
+class CachedDataset(Closing):
     """A cache opened read-only with memory maps: ``ds[i] -> (array, class id)``.
 
     Opcode caches need ``fit_vocab(train_indices)`` (or ``set_vocab`` with a trained model's
@@ -214,15 +214,6 @@ class CachedDataset:
         self._remap = remap
         self.vocab = vocab
         self.spec = replace(self._base_spec, vocab=vocab.tokens)
-
-    def close(self) -> None:
-        """Nothing to release (memory maps go with the object); here so every dataset has it."""
-
-    def __enter__(self) -> CachedDataset:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"CachedDataset({str(self.path)!r}, {len(self)} samples, kind={self.spec.kind})"

@@ -28,6 +28,7 @@ __all__ = [
     "BinaryTreeDataset",
     "CsvDataset",
     "FileListDataset",
+    "FolderDataset",
     "read_malimg_png",
     "walk_files",
     "require_dir",
@@ -165,31 +166,40 @@ class MalimgDataset(RawDataset):
 # ---------------------------------------------------------------------------------------- binary trees
 
 
-class BinaryTreeDataset(RawDataset):
+class FolderDataset(RawDataset):
+    """Files below a folder, each read from disk whole by ``open``; subclasses list them."""
+
+    def __init__(self, root: Path | str, max_size: int = DEFAULT_MAX_SIZE, strict: bool = False) -> None:
+        self.root = require_dir(Path(root))
+        super().__init__(self.root.name or str(self.root))
+        self.strict, self.max_size = strict, max_size
+
+    def _add(self, rid: str, label: str, path: Path) -> None:
+        """List ``path`` as a sample, or skip it (with the reason) when it is not a readable file."""
+        try:
+            size = check_file(path, self.max_size)
+        except InputError as e:
+            self._skip(str(path), str(e))
+            return
+        self.records.append(Record(rid, label, None, str(path), size, None))
+
+    def open(self, i: int) -> Source:
+        return open_source(self.records[i].source, self.max_size)
+
+
+class BinaryTreeDataset(FolderDataset):
     """Raw files ``root/<label>/...`` (any depth below the label folder); label = top folder."""
 
     format = "binary"
 
     def __init__(self, root: Path | str, max_size: int = DEFAULT_MAX_SIZE, strict: bool = False) -> None:
-        root = require_dir(Path(root))
-        super().__init__(root.name or str(root))
-        self.strict = strict
-        self.root = root
-        self.max_size = max_size
-        for path, rel in walk_files(root):
+        super().__init__(root, max_size, strict)
+        for path, rel in walk_files(self.root):
             if len(rel.parts) < 2:
                 self._skip(str(path), f"{path}: not inside a label folder (expected root/<label>/<file>)")
                 continue
-            try:
-                size = check_file(path, max_size)
-            except InputError as e:
-                self._skip(str(path), str(e))
-                continue
-            self.records.append(Record(rel_id(rel), rel.parts[0], None, str(path), size, None))
-        self._require_records(str(root))
-
-    def open(self, i: int) -> Source:
-        return open_source(self.records[i].source, self.max_size)
+            self._add(rel_id(rel), rel.parts[0], path)
+        self._require_records(str(self.root))
 
 
 # ------------------------------------------------------------------------------------------ labels CSV

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Self
 
 from malvision.errors import DatasetError
 from malvision.io import Source
 
-__all__ = ["Record", "RawDataset", "ConcatDataset"]
+__all__ = ["Record", "Closing", "RawDataset", "ConcatDataset"]
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,20 @@ class Record:
     plot_width: int | None = None
 
 
-class RawDataset:
+class Closing:
+    """A dataset as a context manager: ``close`` on the way out (a no-op unless a reader holds files)."""
+
+    def close(self) -> None:
+        """Release open files (zip readers); nothing to do for folders and caches."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class RawDataset(Closing):
     """Labelled samples read as bytes: ``records[i]`` describes sample ``i``, ``open(i)`` reads it.
 
     ``skipped`` lists (name, message) for entries the reader refused while listing (a bad PNG header,
@@ -66,15 +79,6 @@ class RawDataset:
         if not self.records:
             first = f" (first problem: {self.skipped[0][1]})" if self.skipped else ""
             raise DatasetError(f"{where}: no samples found{first}")
-
-    def close(self) -> None:
-        """Release open files (zip readers); a no-op for folders."""
-
-    def __enter__(self) -> RawDataset:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, {len(self)} samples)"

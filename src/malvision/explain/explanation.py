@@ -132,111 +132,72 @@ def explain_bytes(
     note = None
     if verdict.verdict == "unknown":
         note = f"verdict is unknown ({verdict.reason}); the heat map shows what the model would key on anyway"
-    args = (scanner, verdict, x, heat, t, float(probs[t]), method, top_k, data, note, prepared.headers)
-    if scanner.spec.kind == "features":
-        return _feature_explanation(*args)
-    return _byte_explanation(*args)
-
-
-def _byte_explanation(
-    scanner: Scanner,
-    verdict: Verdict,
-    x: np.ndarray,
-    heat: np.ndarray,
-    target: int,
-    probability: float,
-    method: str,
-    top_k: int,
-    data: bytes,
-    note: str | None,
-    headers: PEHeaders | None,
-) -> Explanation:
-    """Attribution over byte-plot rows, bytes or tokens, as ranges located in the PE regions."""
-    kind = scanner.spec.kind
-    unit, unit_bytes, width = "byte", 1, None
-    if kind == "image":
-        height, width = plot_shape(len(data))
-        profile = row_profile(np.clip(heat, 0, None).sum(axis=1), height)
-        unit_bytes = width
-    else:
-        profile = np.clip(heat, 0, None).astype(np.float64)
-        if kind == "opcodes":
-            unit = "token"
-        else:
-            width = nataraj_width(len(data))
-            if len(data) > len(x):
-                extra = f"the model reads the first {len(x):,} of {len(data):,} bytes"
-                note = f"{note}; {extra}" if note else extra
-    regions = pe_regions(data, headers) if kind != "opcodes" else []
-    ranges = []
-    for a, z, share in top_ranges(profile, top_k):
-        start, end = a * unit_bytes, z * unit_bytes
-        sec, secs, ent = locate(start, end, regions) if unit == "byte" else (None, (), None)
-        ranges.append(ByteRange(start, end, share, unit, sec, secs, ent))
-    return Explanation(
+    expl = Explanation(
         verdict=verdict,
         model=scanner.checkpoint.model_name,
-        kind=kind,
+        kind=scanner.spec.kind,
         method=method,
-        target=scanner.classes[target],
-        target_probability=probability,
-        unit=unit,
-        ranges=ranges,
-        sections=regions,
-        heat=heat,
-        profile=profile,
-        unit_bytes=unit_bytes,
-        plot_width=width,
-        note=note,
-    )
-
-
-def _feature_explanation(
-    scanner: Scanner,
-    verdict: Verdict,
-    x: np.ndarray,
-    heat: np.ndarray,
-    target: int,
-    probability: float,
-    method: str,
-    top_k: int,
-    data: bytes,
-    note: str | None,
-    headers: PEHeaders | None,
-) -> Explanation:
-    """The top features by absolute attribution, with the imports behind each import feature."""
-    typical = scanner.checkpoint.model.typical_input()[0].numpy()
-    total = float(np.abs(heat).sum()) or 1.0
-    order = np.argsort(-np.abs(heat), kind="stable")[:top_k]
-    behind = imports_behind(data, headers)
-    feats = [
-        FeatureShare(
-            FEATURE_NAMES[i],
-            float(x[i]),
-            float(typical[i]),
-            float(heat[i]),
-            abs(float(heat[i])) / total,
-            behind.get(FEATURE_NAMES[i], []),
-        )
-        for i in order
-    ]
-    against = "an average training file"
-    note = f"{note}; attribution against {against}" if note else f"attribution against {against}"
-    return Explanation(
-        verdict=verdict,
-        model=scanner.checkpoint.model_name,
-        kind="features",
-        method=method,
-        target=scanner.classes[target],
-        target_probability=probability,
-        unit="feature",
+        target=scanner.classes[t],
+        target_probability=float(probs[t]),
+        unit="byte",
         ranges=[],
-        sections=pe_regions(data, headers),
+        sections=[],
         heat=heat,
         profile=np.abs(heat).astype(np.float64),
         note=note,
-        features=feats,
     )
+    if expl.kind == "features":
+        _name_features(expl, model, x, data, prepared.headers, top_k)
+    else:
+        _locate_ranges(expl, x, data, prepared.headers, top_k)
+    return expl
+
+
+def _add_note(expl: Explanation, text: str) -> None:
+    expl.note = f"{expl.note}; {text}" if expl.note else text
+
+
+def _locate_ranges(
+    expl: Explanation, x: np.ndarray, data: bytes, headers: PEHeaders | None, top_k: int
+) -> None:
+    """Attribution over byte-plot rows, bytes or tokens, as ranges located in the PE regions."""
+    heat = expl.heat
+    if expl.kind == "image":
+        height, expl.plot_width = plot_shape(len(data))
+        expl.profile = row_profile(np.clip(heat, 0, None).sum(axis=1), height)
+        expl.unit_bytes = expl.plot_width
+    else:
+        expl.profile = np.clip(heat, 0, None).astype(np.float64)
+        if expl.kind == "opcodes":
+            expl.unit = "token"
+        else:
+            expl.plot_width = nataraj_width(len(data))
+            if len(data) > len(x):
+                _add_note(expl, f"the model reads the first {len(x):,} of {len(data):,} bytes")
+    expl.sections = pe_regions(data, headers) if expl.kind != "opcodes" else []
+    for a, z, share in top_ranges(expl.profile, top_k):
+        start, end = a * expl.unit_bytes, z * expl.unit_bytes
+        sec, secs, ent = locate(start, end, expl.sections) if expl.unit == "byte" else (None, (), None)
+        expl.ranges.append(ByteRange(start, end, share, expl.unit, sec, secs, ent))
+
+
+def _name_features(
+    expl: Explanation, model: Any, x: np.ndarray, data: bytes, headers: PEHeaders | None, top_k: int
+) -> None:
+    """The top features by absolute attribution, with the imports behind each import feature."""
+    heat = expl.heat
+    typical = model.typical_input()[0].numpy()
+    total = float(np.abs(heat).sum()) or 1.0
+    behind = imports_behind(data, headers)
+    for i in np.argsort(-np.abs(heat), kind="stable")[:top_k]:
+        name = FEATURE_NAMES[i]
+        share = abs(float(heat[i])) / total
+        expl.features.append(
+            FeatureShare(name, float(x[i]), float(typical[i]), float(heat[i]), share, behind.get(name, []))
+        )
+    expl.unit = "feature"
+    expl.sections = pe_regions(data, headers)
+    _add_note(expl, "attribution against an average training file")
 
 
 def write_explanation(

@@ -30,6 +30,8 @@ __all__ = [
     "BYTES_VOCAB",
     "KINDS",
     "GLOBAL_POOLS",
+    "OnStep",
+    "Rows",
     "FittedModel",
     "MalvisionModel",
     "is_fitted",
@@ -47,6 +49,8 @@ BYTE_KINDS: tuple[str, ...] = ("image", "bytes", "opcodes")  # inputs drawn from
 KINDS: tuple[str, ...] = (*BYTE_KINDS, "features")  # features: the PE structure vector
 BYTES_VOCAB = 257  # byte b is id b + 1, 0 is padding
 GLOBAL_POOLS = ("avg", "max", "avgmax")
+Rows = np.ndarray  # training rows (N, F) float32, class ids (N,), sample weights (N,)
+OnStep = Callable[[int, int], None] | None  # progress of a fit: (done, total)
 
 
 def _check_kind(model: nn.Module, kinds: tuple[str, ...], in_kind: str, n_classes: int) -> None:
@@ -189,14 +193,7 @@ class FittedModel(nn.Module):
         self.register_buffer("feature_mean", torch.zeros(n_features))
         self.register_buffer("feature_std", torch.ones(n_features))
 
-    def fit(
-        self,
-        x: np.ndarray,
-        y: np.ndarray,
-        sample_weight: np.ndarray | None,
-        seed: int,
-        on_step: Callable[[int, int], None] | None = None,
-    ) -> None:
+    def fit(self, x: Rows, y: Rows, sample_weight: Rows | None, seed: int, on_step: OnStep = None) -> None:
         """Learn from float32 rows ``x`` and class ids ``y``; ``on_step(done, total)`` follows the fit."""
         raise NotImplementedError
 

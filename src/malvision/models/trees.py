@@ -11,7 +11,6 @@ the optimiser loop, and explanations measure each feature by occlusion.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -20,7 +19,7 @@ from torch import Tensor
 
 from malvision.convert.pefeatures import N_FEATURES
 from malvision.errors import ModelError
-from malvision.models._base import FittedModel, check_positive
+from malvision.models._base import FittedModel, OnStep, Rows, check_positive
 from malvision.models._registry import register_model
 
 __all__ = ["GradientBoostedTrees"]
@@ -90,14 +89,7 @@ class GradientBoostedTrees(FittedModel):
         raw = self.raw_score(x.float())
         return torch.stack([torch.zeros_like(raw), raw], dim=1)
 
-    def fit(
-        self,
-        x: np.ndarray,
-        y: np.ndarray,
-        sample_weight: np.ndarray | None,
-        seed: int,
-        on_step: Callable[[int, int], None] | None = None,
-    ) -> None:
+    def fit(self, x: Rows, y: Rows, sample_weight: Rows | None, seed: int, on_step: OnStep = None) -> None:
         """Grow the trees on float32 rows ``x`` and labels ``y`` (0/1), then load them as tensors;
         ``on_step(done, total)`` is called as each tree is grown."""
         from sklearn.ensemble import GradientBoostingClassifier
