@@ -150,3 +150,80 @@ def test_benign_groups_are_projects_not_releases() -> None:
     assert source_project("deb:memtest86+=6.10-4") == "deb:memtest86+"
     assert source_project("npm:@esbuild/win32-x64@0.28.2") == "npm:@esbuild/win32-x64"
     assert source_project("npm:7zip-bin@5.2.0") == "npm:7zip-bin"
+
+
+def _malware_corpus(root: Path, rng: np.random.Generator) -> dict[str, bytes]:
+    """The layout ../shared/tools/build_malware_corpus.py writes: <group>/<sha256> + manifest.csv."""
+    import pip
+
+    exe = (Path(pip.__file__).parent / "_vendor" / "distlib" / "t32.exe").read_bytes()  # a real 32-bit PE
+    files = {"repo/a": exe, "repo/b": b"MZ" + rng.integers(0, 256, 3000, dtype=np.uint8).tobytes()}
+    rows = ["sha256,size,repo,commit,path_in_repo,archive_member,password,group,machine,subsystem,is_dll"]
+    for k, (repo, data) in enumerate(files.items()):
+        group = f"fam{k}"
+        (root / group).mkdir(parents=True, exist_ok=True)
+        (root / group / sha(data)).write_bytes(data)
+        rows.append(f"{sha(data)},{len(data)},owner/{repo.split('/')[1]},c0ffee,x,,,{group},i386,2,0")
+    (root / "manifest.csv").write_text("\n".join(rows) + "\n")
+    return files
+
+
+def test_malware_corpora_keep_their_collection_and_files_their_type(
+    corpus: tuple[Path, Path], tmp_path: Path, rng: np.random.Generator
+) -> None:
+    benign, zip_path = corpus
+    _malware_corpus(tmp_path / "v2", rng)
+    n, _ = build_detection_cache(
+        tmp_path / "c",
+        kind="features",
+        benign_dir=benign,
+        malware_zip=zip_path,
+        malware_dirs=[tmp_path / "v2"],
+    )
+    ds = CachedDataset(tmp_path / "c")
+    assert n == 11 and ds.labels.tolist() == [0] * 6 + [1] * 5
+    assert ds.collections == [None] * 6 + ["mal"] * 3 + ["owner/a", "owner/b"]
+    assert [r.group for r in ds.records[-2:]] == ["fam0", "fam1"]
+    assert (
+        ds.records[-2].pe_type == "32-bit console" and ds.records[-1].pe_type is None
+    )  # random bytes: no PE
+
+
+def test_a_changed_or_missing_malware_file_is_one_line_naming_it(
+    corpus: tuple[Path, Path], tmp_path: Path, rng: np.random.Generator
+) -> None:
+    benign, zip_path = corpus
+    files = _malware_corpus(tmp_path / "v2", rng)
+    changed = tmp_path / "v2" / "fam0" / sha(files["repo/a"])
+    changed.write_bytes(files["repo/a"] + b"x")
+    (tmp_path / "v2" / "fam1" / sha(files["repo/b"])).unlink()
+    n, failures = build_detection_cache(
+        tmp_path / "c",
+        kind="features",
+        benign_dir=benign,
+        malware_zip=zip_path,
+        malware_dirs=[tmp_path / "v2"],
+    )
+    msgs = [m for _, m in failures]
+    assert n == 9
+    assert any(str(changed) in m and "sha256 is" in m and "\n" not in m for m in msgs)
+    assert any("no such file" in m and sha(files["repo/b"]) in m for m in msgs)
+    with pytest.raises(DatasetError, match="not a malware corpus .*build_malware_corpus.py"):
+        build.malware_corpus(tmp_path / "nothing-here")
+
+
+def test_a_format_1_cache_still_reads(corpus: tuple[Path, Path], tmp_path: Path) -> None:
+    """Caches from before the collection and pe_type columns: no collection, no type, same arrays."""
+    import json
+
+    benign, zip_path = corpus
+    build_detection_cache(tmp_path / "c", kind="features", benign_dir=benign, malware_zip=zip_path)
+    old = tmp_path / "c"
+    lines = (old / "manifest.csv").read_text().splitlines()
+    manifest = "".join(",".join(line.split(",")[:6]) + "\n" for line in lines).encode()
+    (old / "manifest.csv").write_bytes(manifest)
+    meta = json.loads((old / "meta.json").read_text())
+    meta |= {"format_version": 1, "manifest_hash": hashlib.sha256(manifest).hexdigest()}
+    (old / "meta.json").write_text(json.dumps(meta))
+    ds = CachedDataset(old)
+    assert len(ds) == 9 and ds.collections == [None] * 9 and ds.records[0].pe_type is None

@@ -164,6 +164,12 @@ def data_build(
     malware_zip: Annotated[
         Path | None, typer.Option(help="Malware sample zip; default ../shared/data/thezoo_pe_malware.zip.")
     ] = None,
+    malware: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="Malware corpus (<group>/<sha256> + manifest.csv, from build_malware_corpus.py); repeatable."
+        ),
+    ] = None,
     opcodes: Annotated[
         Path | None, typer.Option(help="Build the BIG2015 opcode cache from this folder instead.")
     ] = None,
@@ -201,6 +207,7 @@ def data_build(
             progress=progress(),
             overwrite=overwrite,
             dedupe=dedupe,
+            malware_dirs=malware or (),
         )
     out.print(f"wrote {n} samples to {out_dir} in {time.monotonic() - start:.1f} s", markup=False)
     dups = CachedDataset(out_dir).meta.get("duplicates", [])

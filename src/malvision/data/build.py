@@ -1,8 +1,11 @@
 """Training caches from the project's real data: PE malware vs benign, and BIG2015 opcode families.
 
-Inputs are local only (nothing downloads): the benign corpus from ``tools/build_benign_corpus.sh``
-(``~/.cache/malvision/benign``), theZoo's PE sample zip (``../shared/data/thezoo_pe_malware.zip``)
-and the unpacked BIG2015 opcode sequences (``~/.cache/malvision/big2015_opcodes``).
+Inputs are local only (nothing downloads): the benign corpora (``tools/build_benign_corpus.sh``,
+``scripts/build_extra_benign.sh``), theZoo's PE sample zip (``../shared/data/thezoo_pe_malware.zip``),
+malware corpora rebuilt from public collections (``tools/build_malware_corpus.py``: ``<group>/<sha256>``
++ ``manifest.csv``) and the unpacked BIG2015 opcode sequences (``~/.cache/malvision/big2015_opcodes``).
+Every malware sample keeps its collection (the zip, or the repository it came from) for
+source-disjoint evaluation.
 """
 
 from __future__ import annotations
@@ -32,12 +35,17 @@ __all__ = [
     "default_opcodes_dir",
     "benign_corpus",
     "benign_corpora",
+    "malware_corpus",
     "detection_dataset",
     "build_detection_cache",
     "build_opcode_cache",
 ]
 
 MALWARE_ZIP = "data/thezoo_pe_malware.zip"
+GET_MALWARE = (
+    "python3 ../shared/tools/build_malware_corpus.py --sources DIR --manifest "
+    "../shared/data/malware_v2_manifest.csv --out ~/.cache/malvision/malware_v2"
+)
 GET_BENIGN = "OUT=~/.cache/malvision/benign bash ../shared/tools/build_benign_corpus.sh"
 GET_OPCODES = "tar -xJf ../shared/data/big2015_opcodes.tar.xz -C ~/.cache/malvision/"
 
@@ -114,6 +122,18 @@ def source_project(source_package: str) -> str:
     return f"{kind}:{name.lower()}"
 
 
+def malware_corpus(root: Path | str, max_size: int = DEFAULT_MAX_SIZE) -> CsvDataset:
+    """A malware corpus ``root/<group>/<sha256>`` + ``manifest.csv`` (``tools/build_malware_corpus.py``):
+    label malware, group = family or campaign, collection = the repository each file came from."""
+    root = Path(root)
+    if not (root / "manifest.csv").is_file():
+        raise DatasetError(f"{root}: not a malware corpus (no manifest.csv); build it with `{GET_MALWARE}`")
+    return CsvDataset(
+        root / "manifest.csv", root=root, label="malware", group_column="group", file_column="sha256",
+        collection_column="repo", max_size=max_size,
+    )  # fmt: skip
+
+
 BenignDirs = Path | str | Sequence[Path | str] | None
 
 
@@ -144,21 +164,27 @@ def detection_dataset(
     all_kinds: bool = False,
     password: str = DEFAULT_PASSWORD,
     max_size: int = DEFAULT_MAX_SIZE,
+    malware_dirs: Sequence[Path | str] = (),
 ) -> ConcatDataset:
-    """Benign corpora (label benign, group = source package) + sample zip (label malware, group = family).
+    """Benign corpora (label benign, group = source project) + the sample zip and malware corpora
+    (label malware, group = family; collection = the zip or the repository).
 
-    ``benign_dir`` is one corpus folder or several (combined by ``benign_corpora``). Only zip entries whose manifest kind is ``pe`` are kept unless ``all_kinds``: the benign side is all
-    PE, so other file types would teach the model "not PE" rather than "malicious".
+    ``benign_dir`` is one corpus folder or several (combined by ``benign_corpora``). Only zip entries
+    whose manifest kind is ``pe`` are kept unless ``all_kinds``: the benign side is all PE, so other
+    file types would teach the model "not PE" rather than "malicious".
     """
     benign = benign_corpora(benign_dir, max_size=max_size)
+    zip_path = Path(malware_zip or default_malware_zip())
     malware = ZipDataset(
-        malware_zip or default_malware_zip(),
+        zip_path,
         label="malware",
         password=password,
         kinds=None if all_kinds else ("pe",),
         max_entry_size=min(max_size, MAX_ENTRY_SIZE),
+        collection=zip_path.stem,
     )
-    return ConcatDataset([*benign, malware], name="pe-malware-vs-benign")
+    more = [malware_corpus(d, max_size=max_size) for d in malware_dirs]
+    return ConcatDataset([*benign, malware, *more], name="pe-malware-vs-benign")
 
 
 def build_detection_cache(
@@ -174,6 +200,7 @@ def build_detection_cache(
     progress: Any | None = None,
     overwrite: bool = False,
     dedupe: bool = True,
+    malware_dirs: Sequence[Path | str] = (),
 ) -> tuple[int, list[tuple[str, str]]]:
     """Cache the malware-vs-benign PE set as ``kind`` image, bytes or features; returns (written, failures)."""
     if kind not in ("image", "bytes", "features"):
@@ -181,7 +208,7 @@ def build_detection_cache(
             f"--kind {kind!r}: the PE set builds as image, bytes or features (opcodes: use --opcodes)"
         )
     spec = ConvertSpec(kind=kind, image_size=image_size, max_len=max_len or DEFAULT_MAX_LEN)  # type: ignore[arg-type]
-    with detection_dataset(benign_dir, malware_zip, all_kinds, password, max_size) as raw:
+    with detection_dataset(benign_dir, malware_zip, all_kinds, password, max_size, malware_dirs) as raw:
         return write_cache(raw, out_dir, spec, progress=progress, overwrite=overwrite, dedupe=dedupe)
 
 

@@ -3,7 +3,8 @@
 A cache is a folder::
 
     meta.json      format version, ConvertSpec, classes, counts, creation info, manifest_hash
-    manifest.csv   id,sha256,size,label,group,source (one row per sample, in array order)
+    manifest.csv   id,sha256,size,label,group,source,collection,pe_type (one row per sample, in array order;
+                   format 1 had no collection and pe_type)
     x.npy          kind image: (N, S, S) uint8
     tokens.npy     kind bytes / opcodes: all sequences end to end (uint16; uint32 if the codebook
     offsets.npy    outgrows it) and int64 (N + 1,) offsets: sample i is tokens[offsets[i]:offsets[i+1]]
@@ -38,8 +39,9 @@ from malvision.errors import ConversionError, DatasetError
 __all__ = ["CACHE_FORMAT", "CACHE_VERSION", "MANIFEST_FIELDS", "CachedDataset", "is_cache"]
 
 CACHE_FORMAT = "malvision-cache"
-CACHE_VERSION = 1
-MANIFEST_FIELDS = ("id", "sha256", "size", "label", "group", "source")
+CACHE_VERSION = 2
+READS = (1, 2)  # format 1: no collection and pe_type columns
+MANIFEST_FIELDS = ("id", "sha256", "size", "label", "group", "source", "collection", "pe_type")
 
 
 def is_cache(path: Path | str) -> bool:
@@ -71,10 +73,10 @@ class CachedDataset(Closing):
             raise DatasetError(f"{meta_path}: unreadable ({e}); rebuild the cache") from None
         if not isinstance(meta, dict) or meta.get("format") != CACHE_FORMAT:
             raise DatasetError(f"{meta_path}: not a malvision cache")
-        if meta.get("format_version") != CACHE_VERSION:
+        if meta.get("format_version") not in READS:
             raise DatasetError(
                 f"{self.path}: cache format {meta.get('format_version')} is not supported "
-                f"(this malvision reads {CACHE_VERSION}); rebuild the cache"
+                f"(this malvision reads {', '.join(map(str, READS))}); rebuild the cache"
             )
         self.meta: dict[str, Any] = meta
         try:
@@ -90,6 +92,7 @@ class CachedDataset(Closing):
         self.records = self._read_manifest()
         self.ids = [r.id for r in self.records]
         self.groups: list[str | None] = [r.group for r in self.records]
+        self.collections: list[str | None] = [r.collection for r in self.records]
         index = {c: k for k, c in enumerate(self.classes)}
         try:
             self.labels = np.asarray([index[r.label] for r in self.records], dtype=np.int64)
@@ -131,10 +134,23 @@ class CachedDataset(Closing):
         if hashlib.sha256(data).hexdigest() != self.manifest_hash:
             raise DatasetError(f"{p}: does not match meta.json manifest_hash (edited?); rebuild the cache")
         rows = list(csv.reader(io.StringIO(data.decode("utf-8"))))
-        if not rows or tuple(rows[0]) != MANIFEST_FIELDS:
-            raise DatasetError(f"{p}: expected header {','.join(MANIFEST_FIELDS)}")
+        fields = MANIFEST_FIELDS if self.meta.get("format_version") == CACHE_VERSION else MANIFEST_FIELDS[:6]
+        if not rows or tuple(rows[0]) != fields:
+            raise DatasetError(f"{p}: expected header {','.join(fields)}")
         try:
-            return [Record(r[0], r[3], r[4] or None, r[5], int(r[2]), r[1] or None) for r in rows[1:]]
+            return [
+                Record(
+                    r[0],
+                    r[3],
+                    r[4] or None,
+                    r[5],
+                    int(r[2]),
+                    r[1] or None,
+                    None,
+                    *(c or None for c in r[6:8]),
+                )
+                for r in rows[1:]
+            ]
         except (IndexError, ValueError) as e:
             raise DatasetError(f"{p}: bad row ({e}); rebuild the cache") from None
 

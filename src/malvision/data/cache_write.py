@@ -116,7 +116,18 @@ def _manifest_bytes(rows: Iterable[Record]) -> bytes:
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(MANIFEST_FIELDS)
     for r in rows:
-        w.writerow([r.id, r.sha256 or "", r.size, r.label, r.group or "", r.source])
+        w.writerow(
+            [
+                r.id,
+                r.sha256 or "",
+                r.size,
+                r.label,
+                r.group or "",
+                r.source,
+                r.collection or "",
+                r.pe_type or "",
+            ]
+        )
     return buf.getvalue().encode("utf-8")
 
 
@@ -198,7 +209,9 @@ def _write(
             except MalvisionError as e:
                 failures.append((rec.source, str(e)))
             else:
-                rows.add(rec, p.x, p.sha256, p.size)
+                rows.add(
+                    replace(rec, pe_type=p.headers.file_type if p.headers else None), p.x, p.sha256, p.size
+                )
             if task is not None:
                 progress.advance(task)
         rows.arrays.finish()

@@ -242,6 +242,7 @@ class CsvDataset(RawDataset):
         file_column: str | None = None,
         max_size: int = DEFAULT_MAX_SIZE,
         strict: bool = False,
+        collection_column: str | None = None,
     ) -> None:
         csv_path = Path(csv_path)
         fields, rows = read_csv(csv_path)
@@ -262,6 +263,8 @@ class CsvDataset(RawDataset):
         elif group_column.lower() not in fields:
             raise DatasetError(f"{csv_path}: no group column {group_column!r} (columns: {fields})")
         group_column = group_column.lower() if group_column else None
+        if collection_column is not None and collection_column not in fields:
+            raise DatasetError(f"{csv_path}: no collection column {collection_column!r} (columns: {fields})")
         by_name: dict[str, Path] | None = None
         seen: set[Path] = set()
         for n, row in enumerate(rows, start=2):
@@ -294,9 +297,9 @@ class CsvDataset(RawDataset):
                 rid = path.relative_to(self.root).as_posix()
             except ValueError:
                 rid = str(path)
-            self.records.append(
-                Record(rid, lab, group, str(path), size, sha.lower() if _HEX64.fullmatch(sha) else None)
-            )
+            collection = (row.get(collection_column) or None) if collection_column else None
+            sha = sha.lower() if _HEX64.fullmatch(sha) else None
+            self.records.append(Record(rid, lab, group, str(path), size, sha, collection=collection))
         self._require_records(str(csv_path))
 
     def open(self, i: int) -> Source:

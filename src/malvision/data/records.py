@@ -18,6 +18,9 @@ class Record:
 
     ``size`` is the byte count of the sample as ``open`` returns it (estimated for BIG2015 ``.bytes``
     dumps until opened); ``plot_width`` is set when the sample already is a byte plot (Malimg PNG).
+    ``collection`` is where a malware sample was collected (a sample zip, a repository): source-disjoint
+    evaluation never trains and tests on one collection. ``pe_type`` (``32-bit GUI``, ``64-bit console
+    DLL``, ...) is read from the PE headers when a cache is built.
     """
 
     id: str
@@ -27,6 +30,8 @@ class Record:
     size: int
     sha256: str | None
     plot_width: int | None = None
+    collection: str | None = None
+    pe_type: str | None = None
 
 
 class Closing:

@@ -189,8 +189,10 @@ class ZipDataset(RawDataset):
         max_ratio: float = MAX_RATIO,
         strict: bool = False,
         max_entries: int = MAX_ENTRIES,
+        collection: str | None = None,
     ) -> None:
         self.path = Path(path)
+        self.collection = collection
         super().__init__(self.path.name)
         self.strict = strict
         self.max_entry_size = max_entry_size
@@ -274,7 +276,9 @@ class ZipDataset(RawDataset):
                 continue
             total += info.file_size
             self._infos.append(info)
-            self.records.append(Record(name, lab, family, where, info.file_size, sha))
+            self.records.append(
+                Record(name, lab, family, where, info.file_size, sha, collection=self.collection)
+            )
         if total > max_total:
             raise DatasetError(
                 f"{self.path}: entries declare {human_size(total)} in total, over the "

@@ -86,6 +86,15 @@ class PEHeaders:
     directories: tuple[tuple[int, int], ...]
     sections: tuple[Section, ...]
 
+    @property
+    def file_type(self) -> str:
+        """``32-bit GUI``, ``64-bit console``, ``32-bit DLL``, ...: what the per-type reports group by
+        (a DLL is a DLL whatever its subsystem; drivers and EFI programs are ``other``)."""
+        kind = (
+            "DLL" if self.characteristics & 0x2000 else {2: "GUI", 3: "console"}.get(self.subsystem, "other")
+        )
+        return f"{64 if self.plus else 32}-bit {kind}"
+
     def directory(self, name: str) -> tuple[int, int] | None:
         """(rva, size) of data directory ``name`` (see ``DIRECTORIES``), or None if it is not there."""
         i = DIRECTORIES.index(name)
