@@ -72,16 +72,19 @@ def test_temperature_sees_how_wrong_a_confident_mistake_is() -> None:
 
 
 def _grouped_set(base: Path, suffix: str, make: Callable[[str, int, int], bytes]) -> CsvDataset:
-    """6 groups of 5 files per class, ``make(label, group, index)`` giving each file's bytes."""
-    rows = ["file,label,group"]
+    """6 groups of 5 files per class, ``make(label, group, index)`` giving each file's bytes; the malware
+    groups come from 3 collections, two groups each."""
+    rows = ["file,label,group,collection"]
     for label in ("benign", "malware"):
         for g in range(6):
             for i in range(5):
                 name = f"{label}-{g}-{i}{suffix}"
                 (base / name).write_bytes(make(label, g, i))
-                rows.append(f"{name},{label},{label}{g}")
+                rows.append(
+                    f"{name},{label},{label}{g},{'repo' + 'ABC'[g // 2] if label == 'malware' else ''}"
+                )
     (base / "labels.csv").write_text("\n".join(rows) + "\n")
-    return CsvDataset(base / "labels.csv", group_column="group")
+    return CsvDataset(base / "labels.csv", group_column="group", collection_column="collection")
 
 
 @pytest.fixture(scope="module")
@@ -259,7 +262,7 @@ def test_a_run_folder_is_reused_only_by_the_same_run(pe_feature_cache: Path, tmp
     cfg = TrainConfig(model="gbt", model_kwargs={"n_trees": 10, "max_depth": 2})
     said: list[str] = []
     first = build_detector(ds, cfg, tmp_path / "run", folds=3, target_fpr=0.05, on_progress=said.append)
-    assert {"fold 1/3: 10%", "fold 3/3: 100%", "final model: 100%"} <= set(said)  # one step per tree
+    assert {"group fold 1/3: 10%", "group fold 3/3: 100%", "final model: 100%"} <= set(said)  # a step a tree
     fold0 = tmp_path / "run" / "cv" / "fold0" / "scores.npy"
     stamp = fold0.stat().st_mtime_ns
     again = build_detector(ds, cfg, tmp_path / "run", folds=3, target_fpr=0.05)
@@ -318,3 +321,35 @@ def test_tpr_interval_of_separated_classes_is_a_point() -> None:
     assert tpr_interval(y, score, np.arange(100) // 5, 0.01, n_boot=200) == (1.0, 1.0)
     with pytest.raises(ValueError, match="needs both classes"):
         tpr_interval(np.zeros(10), score[:10], np.arange(10), 0.01)
+
+
+@pytest.mark.slow
+def test_the_card_carries_both_protocols_per_collection_and_per_type(
+    pe_feature_cache: Path, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from malvision.cli import app
+
+    ds = CachedDataset(pe_feature_cache / "cache")
+    assert sorted({c for c in ds.collections if c}) == ["repoA", "repoB", "repoC"]
+    cfg = TrainConfig(model="gbt", model_kwargs={"n_trees": 20, "max_depth": 2})
+    card = build_detector(ds, cfg, tmp_path / "run", folds=3, target_fpr=0.05)
+    assert list(card["protocols"]) == ["source", "group"]  # the source-disjoint one is the card's own
+    source = card["protocols"]["source"]
+    assert card["metrics"] == source and card["threshold"] == source["threshold"]
+    assert "one fold per malware collection (repoA, repoB, repoC)" in card["split"]
+    assert len(list((tmp_path / "run" / "cv-source").glob("fold*/scores.npy"))) == 3
+    assert len(list((tmp_path / "run" / "cv").glob("fold*/scores.npy"))) == 3
+    per = source["per_collection"]
+    assert set(per) == {"repoA", "repoB", "repoC"} and all(v["n"] == 10 for v in per.values())
+    for v in per.values():
+        lo, hi = v["tpr_at_0.01_ci95"]
+        assert 0 <= lo <= v["tpr_at_0.01"] <= hi <= 1
+    types = source["per_type"]
+    assert sum(t["malware"] for t in types.values()) == 30 and sum(t["benign"] for t in types.values()) == 30
+    assert sum(t["detected"] for t in types.values()) == source["detected"]
+    r = CliRunner().invoke(app, ["info", str(tmp_path / "run" / "model.pt")], env={"COLUMNS": "200"})
+    assert r.exit_code == 0, r.output
+    assert "per malware collection" in r.output and "repoB" in r.output and "file type" in r.output
+    assert '"per_collection"' not in r.output  # a table, not JSON

@@ -129,6 +129,44 @@ def operating_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]
     return header + ["95% interval"] * with_ci, rows
 
 
+def _rate(p: dict[str, Any], key: str) -> str:
+    ci = p.get(f"{key}_ci95")
+    return f"{p[key]:.1%}" + (f" ({ci[0]:.1%} to {ci[1]:.1%})" if ci else "")
+
+
+def protocol_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """A detector card's protocols (source-, group-disjoint) side by side: ROC-AUC and the detection
+    rates at 1% and 0.1% FPR with their intervals, and what the card's threshold does."""
+    rows = []
+    for name, m in (summary.get("protocols") or {}).items():
+        pts = m.get("operating_points") or {}
+        cells = [name, f"{m.get('roc_auc') or 0:.4f}"]
+        for f in ("0.01", "0.001"):
+            p = pts.get(f, {})
+            cells.append(_rate({"t": p["tpr"], "t_ci95": p.get("tpr_ci95")}, "t") if p else "")
+        cells.append(
+            f"{m.get('detected')} of {m.get('n_malware')}, {m.get('false_positives')} benign flagged"
+        )
+        rows.append(cells)
+    return ["protocol", "ROC-AUC", "TPR at 1% FPR", "TPR at 0.1% FPR", "at its own threshold"], rows
+
+
+def collection_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """The card protocol's detection rate per malware collection, with intervals."""
+    per = (summary.get("metrics") or {}).get("per_collection") or {}
+    rows = [[c, str(v["n"]), _rate(v, "tpr_at_0.01"), _rate(v, "tpr_at_0.001")] for c, v in per.items()]
+    return ["collection", "malware files", "TPR at 1% FPR", "TPR at 0.1% FPR"], rows
+
+
+def type_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """The card's threshold per file type: malware detected, benign flagged."""
+    per = (summary.get("metrics") or {}).get("per_type") or {}
+    rows = [
+        [t, f"{v['detected']} of {v['malware']}", f"{v['flagged']} of {v['benign']}"] for t, v in per.items()
+    ]
+    return ["file type", "malware detected", "benign flagged"], rows
+
+
 def model_summary(ck: Any, path: Path, *, full_path: bool = True, with_ids: bool = False) -> dict[str, Any]:
     """What ``malvision info`` and ``GET /v1/model`` show: the model, its input and its card.
 

@@ -25,3 +25,14 @@ def test_a_feature_that_never_varied_in_training_cannot_saturate_the_score() -> 
     # weights of an MLP saved before the clip still load: it adds no parameter or buffer
     keys = set(model.state_dict())
     assert {"body.0.running_mean", "body.0.running_var", "body.1.weight"} <= keys
+
+
+def test_a_training_batch_of_one_row_uses_the_running_statistics() -> None:
+    """The last batch of an epoch can hold one row: batch statistics of one row do not exist."""
+    import torch
+
+    from malvision.models import create_model
+
+    model = create_model("mlp", in_kind="features", n_classes=2, n_features=5, hidden=[4]).train()
+    out = model(torch.randn(1, 5))
+    assert out.shape == (1, 2) and torch.isfinite(out).all()

@@ -22,7 +22,14 @@ from malvision.cli.app import (
     report_failures,
 )
 from malvision.cli.options import MaxSize
-from malvision.cli.render import feature_table, group_table, operating_table, range_table, scan_table
+from malvision.cli.render import (
+    feature_table,
+    group_table,
+    operating_table,
+    plain_table,
+    range_table,
+    scan_table,
+)
 from malvision.errors import MalvisionError
 
 
@@ -251,7 +258,14 @@ def info(
     import json
 
     from malvision.bundled import resolve_checkpoint
-    from malvision.card import group_rows, model_summary, operating_rows
+    from malvision.card import (
+        collection_rows,
+        group_rows,
+        model_summary,
+        operating_rows,
+        protocol_rows,
+        type_rows,
+    )
     from malvision.checkpoint import load_checkpoint
 
     path = resolve_checkpoint(model)
@@ -281,9 +295,18 @@ def info(
         summary["per_group_flagged"] = f"{len(summary['per_group_flagged'])} groups (listed by --groups)"
     header, points = operating_rows(summary)
     for k, v in summary.items():
+        if k == "protocols":
+            continue  # tables below
         if k == "metrics" and points:
             v = {m: x for m, x in v.items() if m in ("roc_auc", "n_malware", "n_benign", "tpr_ci95_method")}
         text = json.dumps(v) if isinstance(v, dict | list) else str(v)
         out.print(f"[bold]{escape(clean(str(k)))}[/bold]: {escape(clean(text))}", soft_wrap=True)
     if points:
         out.print(operating_table(header, points))
+    for title, (head, rows) in (
+        ("out-of-fold detection under each protocol", protocol_rows(summary)),
+        ("per malware collection (the card's protocol)", collection_rows(summary)),
+        ("the card's threshold per file type", type_rows(summary)),
+    ):
+        if rows:
+            out.print(plain_table(title, head, rows))

@@ -17,6 +17,7 @@ __all__ = [
     "range_table",
     "operating_table",
     "group_table",
+    "plain_table",
     "models_table",
 ]
 
@@ -100,6 +101,16 @@ def operating_table(header: list[str], rows: list[list[str]]) -> Table:
     table = Table(title="out-of-fold detection (group-disjoint CV)")
     for col in header:
         table.add_column(col, justify="right")
+    for r in rows:
+        table.add_row(*(escape(clean(c)) for c in r))
+    return table
+
+
+def plain_table(title: str, header: list[str], rows: list[list[str]]) -> Table:
+    """A titled table of text cells, the first column left-aligned."""
+    table = Table(title=title)
+    for k, col in enumerate(header):
+        table.add_column(col, justify="left" if k == 0 else "right")
     for r in rows:
         table.add_row(*(escape(clean(c)) for c in r))
     return table

@@ -1,4 +1,5 @@
-"""Seeded train/test splits as index arrays: stratified, and group-disjoint (unseen families at test).
+"""Seeded train/test splits as index arrays: stratified, group-disjoint (unseen families at test) and
+source-disjoint (unseen malware collections at test).
 
 Every function takes ``random_state`` (same seed, same split) and returns sorted int64 index arrays.
 Samples whose group is None count as a group of their own. Classes too small for the split asked for
@@ -7,6 +8,7 @@ are a ``DatasetError`` naming them (no silent fallback): use fewer folds or drop
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 
 import numpy as np
@@ -25,6 +27,7 @@ __all__ = [
     "stratified_holdout",
     "group_kfold",
     "group_holdout",
+    "source_kfold",
     "train_val_split",
     "group_keys",
 ]
@@ -161,6 +164,44 @@ def group_holdout(
     # fold whose per-class shares are nearest test_size, preferring folds with every class on both sides.
     folds = list(sgkf.split(np.zeros(len(y)), y, g))
     return _sorted(min(folds, key=badness))
+
+
+def source_kfold(
+    positive: Sequence[bool] | np.ndarray,
+    groups: Sequence[object] | np.ndarray,
+    collections: Sequence[str | None] | np.ndarray,
+    random_state: int = 0,
+) -> tuple[list[Split], list[str]]:
+    """One fold per malware collection: that collection's malware and a share of the benign groups are
+    tested by a model trained on every other collection and the other benign groups.
+
+    ``positive`` marks the malware. Malware folds follow the sorted collection names; a benign group
+    goes to the fold a seeded hash of its name picks, so a file's fold never depends on which other
+    files a cache holds: caches of the same corpora (features, images, bytes) share their folds file by
+    file. Returns the folds and the collection of each.
+    """
+    pos = np.asarray(positive, dtype=bool)
+    if pos.ndim != 1 or pos.size == 0:
+        raise DatasetError("labels must be a non-empty 1-D sequence")
+    g = group_keys(groups, len(pos))
+    if len(collections) != len(pos):
+        raise DatasetError(f"{len(collections)} collections for {len(pos)} labels")
+    if any(c is None for c, p in zip(collections, pos, strict=True) if p):
+        raise DatasetError("malware without a collection: rebuild the cache with malvision data build")
+    names = sorted({str(c) for c, p in zip(collections, pos, strict=True) if p})
+    if len(names) < 2:
+        raise DatasetError(f"source-disjoint folds need malware of 2 or more collections, got {names}")
+    k = len(names)
+    fold = np.empty(len(pos), dtype=np.int64)
+    for i, (p, c, grp) in enumerate(zip(pos, collections, g, strict=True)):
+        if p:
+            fold[i] = names.index(str(c))
+        else:
+            fold[i] = int(hashlib.sha256(f"{random_state}:{grp}".encode()).hexdigest(), 16) % k
+    if not all(np.any(fold[~pos] == f) for f in range(k)):
+        raise DatasetError(f"too few benign groups to give each of {k} collection folds some benign files")
+    idx = np.arange(len(pos))
+    return [(idx[fold != f], idx[fold == f]) for f in range(k)], names
 
 
 def train_val_split(

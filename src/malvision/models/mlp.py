@@ -24,9 +24,14 @@ CLIP = 5.0
 
 
 class _Standardise(nn.BatchNorm1d):
-    """BatchNorm without affine weights, its output clipped to +-CLIP (same weights as a BatchNorm1d)."""
+    """BatchNorm without affine weights, its output clipped to +-CLIP (same weights as a BatchNorm1d).
+    A training batch of one row has no batch statistics: it is standardised with the running ones."""
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.training and x.shape[0] == 1:
+            mean, var = self.running_mean, self.running_var
+            assert mean is not None and var is not None
+            return ((x - mean) / (var + self.eps).sqrt()).clamp(-CLIP, CLIP)
         return super().forward(x).clamp(-CLIP, CLIP)
 
 

@@ -1,0 +1,112 @@
+"""Group- and source-disjoint cross-validation of one recipe: every file gets an out-of-fold malware
+log-odds from a model that never saw its family or source (group folds) or its collection (source folds).
+
+Each fold's model and scores are kept in its folder; a rerun with the same data and settings reuses
+them, and one on other data or settings is refused.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from malvision.calibration import fit_temperature, log_odds
+from malvision.checkpoint import load_checkpoint
+from malvision.data.loader import make_loader
+from malvision.data.splits import Split
+from malvision.errors import MalvisionError
+from malvision.io import atomic_writer
+from malvision.train import TrainConfig, fit, predict_logits, train_val_rows
+
+__all__ = ["train_calibrated", "steps", "claim_run", "cross_validate"]
+
+
+def train_calibrated(
+    ds: Any, idx: np.ndarray, cfg: TrainConfig, out: Path, on_step: Callable[[int, int], None] | None = None
+) -> tuple[Any, float]:
+    """Train on ``idx``; return the checkpoint and a temperature fitted on a group-disjoint validation
+    split. A model fitted in one call (trees) has no epoch to pick, so every row trains it and its
+    temperature stays 1: Platt scaling on the out-of-fold scores calibrates it."""
+    tr, va = train_val_rows(cfg, idx, ds.labels, list(ds.groups))
+    res = fit(ds, tr, va, cfg, out, resume=True, on_step=on_step)
+    ck = load_checkpoint(res.checkpoint)
+    if not len(va):
+        return ck, 1.0
+    logits, labels = predict_logits(ck.model, make_loader(ds, va, 64, shuffle=False, max_len=cfg.max_len))
+    return ck, fit_temperature(logits, labels)
+
+
+def steps(say: Callable[[str], None], what: str) -> Callable[[int, int], None]:
+    """A fit's progress as ``what: N%``, said only when the percentage changes."""
+    last = -1
+
+    def on_step(done: int, total: int) -> None:
+        nonlocal last
+        pct = 100 * done // max(total, 1)
+        if pct != last:
+            last = pct
+            say(f"{what}: {pct}%")
+
+    return on_step
+
+
+def claim_run(out: Path, stamp: dict[str, Any]) -> None:
+    """Reuse the fold results in ``out`` only if the same data and settings made them; else refuse."""
+    stamp = json.loads(json.dumps(stamp))
+    path = out / "run.json"
+    if path.exists():
+        try:
+            old = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise MalvisionError(f"{path}: unreadable ({e}); pick another --out or delete that folder") from e
+        changed = [k for k in stamp if k != "train_config" and old.get(k) != stamp[k]]
+        changed += [
+            f"train_config.{k}"
+            for k, v in stamp["train_config"].items()
+            if old.get("train_config", {}).get(k) != v
+        ]
+        if changed:
+            what = ", ".join("the data" if c == "manifest_hash" else c for c in changed)
+            raise MalvisionError(
+                f"{out} holds a detector run on other data or settings ({what}); "
+                "pick another --out or delete that folder"
+            )
+        return
+    if (out / "cv").exists() or (out / "cv-source").exists():
+        raise MalvisionError(
+            f"{out} holds fold results of an unknown run; pick another --out or delete that folder"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_writer(path) as f:
+        f.write(json.dumps(stamp, indent=2).encode())
+
+
+def cross_validate(
+    ds: Any,
+    cfg: TrainConfig,
+    folder: Path,
+    splits: list[Split],
+    say: Callable[[str], None] = lambda s: None,
+    name: str = "fold",
+) -> np.ndarray:
+    """Out-of-fold malware log-odds (temperature-scaled) of every sample: fold ``k``'s model trains in
+    ``folder/fold<k>`` on ``splits[k][0]`` and scores ``splits[k][1]``; finished folds are reused."""
+    mal = ds.classes.index("malware")
+    oof = np.full(len(ds), np.nan)
+    for k, (tr, te) in enumerate(splits):
+        what = f"{name} {k + 1}/{len(splits)}"
+        say(what)
+        done = folder / f"fold{k}" / "scores.npy"
+        if done.exists():
+            oof[te] = np.load(done)
+            continue
+        ck, t = train_calibrated(ds, np.asarray(tr), cfg, folder / f"fold{k}", steps(say, what))
+        logits, _ = predict_logits(ck.model, make_loader(ds, te, 64, shuffle=False, max_len=cfg.max_len))
+        oof[te] = log_odds(logits, mal, t)
+        with atomic_writer(done) as f:
+            np.save(f, oof[te])
+    return oof
