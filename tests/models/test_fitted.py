@@ -14,7 +14,7 @@ from malvision.errors import ModelError
 from malvision.models import FittedModel, MalvisionModel, create_model, is_fitted, list_models, model_info
 
 FITTED = [n for n in list_models() if model_info(n).fitted]
-TINY: dict[str, dict[str, Any]] = {"gbt": {"n_trees": 30, "max_depth": 3}, "linear": {}}
+TINY: dict[str, dict[str, Any]] = {"gbt": {"n_trees": 30, "max_depth": 3}, "lgbm": {"n_trees": 60, "max_depth": 4, "learning_rate": 0.2}, "linear": {}}
 N = 12
 
 
@@ -33,7 +33,7 @@ def _fit(name: str, seed: int = 0) -> torch.nn.Module:
 
 
 def test_the_two_protocols_cover_every_model() -> None:
-    assert {"gbt", "linear"} <= set(FITTED)
+    assert {"gbt", "lgbm", "linear"} <= set(FITTED)
     for name in list_models():
         cls = model_info(name).builder
         assert issubclass(cls, FittedModel) != issubclass(cls, MalvisionModel), name

@@ -1,9 +1,11 @@
-"""``gbt``: gradient-boosted decision trees over the PE structure vector (``convert.pefeatures``).
+"""Gradient-boosted trees over the PE structure vector (``convert.pefeatures``), held as tensors.
 
-scikit-learn grows the trees (``GradientBoostingClassifier``, read through its public ``tree_``
-arrays); this module holds them as tensors and walks them in ``forward``, so a tree model saves,
-loads, scores and exports to ONNX like every other model. Each tree is padded to the node count of a
-full tree of ``max_depth``; a leaf points at itself, so ``max_depth`` steps reach every leaf.
+``gbt``: scikit-learn grows the trees (``GradientBoostingClassifier``, read through its public ``tree_``
+arrays). ``lgbm``: LightGBM grows them leaf-wise (read through ``Booster.dump_model``), the field's
+standard recipe, and much faster. Either way the trees are held as flat tensors and walked in
+``forward``, so a tree model saves, loads, scores and exports to ONNX like every other model. Each
+tree gets the node count of a full tree of ``max_depth`` (unused nodes are leaves worth 0); a leaf
+points at itself, so ``max_depth`` steps reach every leaf.
 
 A ``FittedModel``: trees have no gradient, so training calls ``fit`` with every training row instead of
 the optimiser loop, and explanations measure each feature by occlusion.
@@ -22,52 +24,49 @@ from malvision.errors import ModelError
 from malvision.models._base import FittedModel, OnStep, Rows, check_positive
 from malvision.models._registry import register_model
 
-__all__ = ["GradientBoostedTrees"]
+__all__ = ["TreeEnsemble", "GradientBoostedTrees", "LightGBMTrees"]
+
+MAX_DEPTH = 12
 
 
 def _floor32(t: np.ndarray) -> np.ndarray:
     """The largest float32 <= each float64 threshold: ``x <= t`` then holds for a float32 ``x``
-    exactly when scikit-learn's float64 comparison does."""
+    exactly when the float64 comparison the trees were grown with does."""
     f = t.astype(np.float32)
     over = f.astype(np.float64) > t
     f[over] = np.nextafter(f[over], np.float32(-np.inf))
     return f
 
 
-@register_model("gbt")
-class GradientBoostedTrees(FittedModel):
-    """Gradient-boosted trees on the PE structure vector (scikit-learn fits, torch and ONNX score)."""
+def _unit(name: str, **values: float) -> None:
+    for arg, v in values.items():
+        if not 0.0 < v <= 1.0:
+            raise ModelError(f"{name}: {arg} must be in (0, 1], got {v}")
+
+
+class TreeEnsemble(FittedModel):
+    """Binary-classification trees as flat tensors: node ``k`` of tree ``t`` is at ``t * nodes + k``; no
+    tree is deeper than ``max_depth``."""
 
     def __init__(
         self,
         *,
+        name: str,
         in_kind: str,
         n_classes: int,
-        vocab_size: int | None = None,
-        n_features: int = N_FEATURES,
-        n_trees: int = 300,
-        max_depth: int = 5,
-        learning_rate: float = 0.05,
-        subsample: float = 0.8,
-        max_features: float = 0.3,
+        n_features: int,
+        n_trees: int,
+        max_depth: int,
+        nodes: int | None = None,
     ) -> None:
-        check_positive("gbt", n_features=n_features, n_trees=n_trees, max_depth=max_depth)
+        check_positive(name, n_features=n_features, n_trees=n_trees, max_depth=max_depth)
         super().__init__(in_kind=in_kind, n_classes=n_classes, n_features=n_features)
         if n_classes != 2:
-            raise ModelError(f"gbt scores two classes (benign, malware), got {n_classes}")
-        if max_depth > 12:
-            raise ModelError(f"gbt: max_depth {max_depth} is over the limit of 12")
-        for name, v in (
-            ("learning_rate", learning_rate),
-            ("subsample", subsample),
-            ("max_features", max_features),
-        ):
-            if not 0.0 < v <= 1.0:
-                raise ModelError(f"gbt: {name} must be in (0, 1], got {v}")
-        self.n_trees, self.max_depth = n_trees, max_depth
-        self.params = dict(learning_rate=learning_rate, subsample=subsample, max_features=max_features)
-        nodes = 2 ** (max_depth + 1) - 1
-        # Flat (n_trees * nodes) arrays; node k of tree t is at t * nodes + k, children likewise.
+            raise ModelError(f"{name} scores two classes (benign, malware), got {n_classes}")
+        if max_depth > MAX_DEPTH:
+            raise ModelError(f"{name}: max_depth {max_depth} is over the limit of {MAX_DEPTH}")
+        self.name, self.n_trees, self.max_depth = name, n_trees, max_depth
+        nodes = self.nodes = nodes or 2 ** (max_depth + 1) - 1  # default: room for a full tree
         self.register_buffer("feature", torch.zeros(n_trees * nodes, dtype=torch.int64))
         self.register_buffer("threshold", torch.zeros(n_trees * nodes))
         self.register_buffer("left", torch.arange(n_trees * nodes, dtype=torch.int64))
@@ -89,6 +88,68 @@ class GradientBoostedTrees(FittedModel):
         raw = self.raw_score(x.float())
         return torch.stack([torch.zeros_like(raw), raw], dim=1)
 
+    def _empty(self) -> dict[str, np.ndarray]:
+        """(n_trees, nodes) arrays of trees whose every node is a leaf worth 0, to fill in."""
+        left = np.tile(np.arange(self.nodes), (self.n_trees, 1))
+        return {
+            "feature": np.zeros((self.n_trees, self.nodes), np.int64),
+            "threshold": np.zeros((self.n_trees, self.nodes), np.float32),
+            "left": left,
+            "right": left.copy(),
+            "value": np.zeros((self.n_trees, self.nodes), np.float64),
+        }
+
+    def _load(self, trees: dict[str, np.ndarray], x: np.ndarray, theirs: np.ndarray) -> None:
+        """Hold ``trees`` (from ``_empty``, filled) as the model's tensors; the constant term is read off
+        the grower's own raw scores ``theirs`` of the rows ``x``, which the tensors must then match."""
+        offset = (np.arange(self.n_trees) * self.nodes)[:, None]
+        with torch.no_grad():
+            self.feature.copy_(torch.from_numpy(trees["feature"].ravel()))
+            self.threshold.copy_(torch.from_numpy(trees["threshold"].ravel()))
+            self.left.copy_(torch.from_numpy((trees["left"] + offset).ravel()))
+            self.right.copy_(torch.from_numpy((trees["right"] + offset).ravel()))
+            self.value.copy_(torch.from_numpy(trees["value"].ravel()).float())
+            self.bias.zero_()
+            ours = self.raw_score(torch.from_numpy(x)).double().numpy()
+            self.bias.fill_(float(np.mean(theirs - ours)))
+            gap = float(np.abs(theirs - ours - self.bias.item()).max())
+        if gap > 1e-3:
+            raise ModelError(f"{self.name}: the tensor trees disagree with the fitted ones by {gap:.2g}")
+
+    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
+        """Load, then refuse trees that point outside their nodes or the feature vector (a damaged
+        or hostile checkpoint), which would otherwise fail on the first file scanned."""
+        result = super().load_state_dict(state_dict, strict=strict, assign=assign)
+        n = self.feature.numel()
+        for name, high in (("feature", self.n_features), ("left", n), ("right", n)):
+            t = getattr(self, name)
+            if int(t.min()) < 0 or int(t.max()) >= high:
+                raise RuntimeError(f"{self.name}: {name} indices leave [0, {high})")
+        return result
+
+
+@register_model("gbt")
+class GradientBoostedTrees(TreeEnsemble):
+    """Gradient-boosted trees on the PE structure vector (scikit-learn fits, torch and ONNX score)."""
+
+    def __init__(
+        self,
+        *,
+        in_kind: str,
+        n_classes: int,
+        vocab_size: int | None = None,
+        n_features: int = N_FEATURES,
+        n_trees: int = 300,
+        max_depth: int = 5,
+        learning_rate: float = 0.05,
+        subsample: float = 0.8,
+        max_features: float = 0.3,
+    ) -> None:
+        args = dict(in_kind=in_kind, n_classes=n_classes, n_features=n_features, n_trees=n_trees)
+        super().__init__(name="gbt", max_depth=max_depth, **args)
+        _unit("gbt", learning_rate=learning_rate, subsample=subsample, max_features=max_features)
+        self.params = dict(learning_rate=learning_rate, subsample=subsample, max_features=max_features)
+
     def fit(self, x: Rows, y: Rows, sample_weight: Rows | None, seed: int, on_step: OnStep = None) -> None:
         """Grow the trees on float32 rows ``x`` and labels ``y`` (0/1), then load them as tensors;
         ``on_step(done, total)`` is called as each tree is grown."""
@@ -100,48 +161,100 @@ class GradientBoostedTrees(FittedModel):
         )
         monitor = None if on_step is None else (lambda i, _est, _locals: on_step(i + 1, self.n_trees))
         clf.fit(x, y, sample_weight=sample_weight, monitor=monitor)
-        nodes = 2 ** (self.max_depth + 1) - 1
-        feature = np.zeros((self.n_trees, nodes), np.int64)
-        threshold = np.zeros((self.n_trees, nodes), np.float32)
-        left = np.tile(np.arange(nodes), (self.n_trees, 1))
-        right = left.copy()
-        value = np.zeros((self.n_trees, nodes), np.float64)
+        trees = self._empty()
         for t, est in enumerate(clf.estimators_[:, 0]):
             tree = est.tree_
             n = tree.node_count
             inner = tree.children_left[:n] >= 0
-            feature[t, :n] = np.where(inner, tree.feature[:n], 0)
-            threshold[t, :n] = np.where(inner, _floor32(tree.threshold[:n]), 0)
-            left[t, :n] = np.where(inner, tree.children_left[:n], np.arange(n))
-            right[t, :n] = np.where(inner, tree.children_right[:n], np.arange(n))
-            value[t, :n] = np.where(inner, 0.0, clf.learning_rate * tree.value[:n, 0, 0])
-        offset = (np.arange(self.n_trees) * nodes)[:, None]
-        with torch.no_grad():
-            self.feature.copy_(torch.from_numpy(feature.ravel()))
-            self.threshold.copy_(torch.from_numpy(threshold.ravel()))
-            self.left.copy_(torch.from_numpy((left + offset).ravel()))
-            self.right.copy_(torch.from_numpy((right + offset).ravel()))
-            self.value.copy_(torch.from_numpy(value.ravel()).float())
-            self.bias.zero_()
-            # The starting log-odds, read off scikit-learn's own scores (its public API has no field).
-            head = x[: min(len(x), 256)]
-            ours = self.raw_score(torch.from_numpy(head)).double().numpy()
-            theirs = clf.decision_function(head)
-            self.bias.fill_(float(np.mean(theirs - ours)))
-            gap = float(np.abs(theirs - ours - self.bias.item()).max())
-        if gap > 1e-3:
-            raise ModelError(f"gbt: the tensor trees disagree with scikit-learn by {gap:.2g}")
-
-    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
-        """Load, then refuse trees that point outside their nodes or the feature vector (a damaged
-        or hostile checkpoint), which would otherwise fail on the first file scanned."""
-        result = super().load_state_dict(state_dict, strict=strict, assign=assign)
-        n = self.feature.numel()
-        for name, high in (("feature", self.n_features), ("left", n), ("right", n)):
-            t = getattr(self, name)
-            if int(t.min()) < 0 or int(t.max()) >= high:
-                raise RuntimeError(f"gbt: {name} indices leave [0, {high})")
-        return result
+            trees["feature"][t, :n] = np.where(inner, tree.feature[:n], 0)
+            trees["threshold"][t, :n] = np.where(inner, _floor32(tree.threshold[:n]), 0)
+            trees["left"][t, :n] = np.where(inner, tree.children_left[:n], np.arange(n))
+            trees["right"][t, :n] = np.where(inner, tree.children_right[:n], np.arange(n))
+            trees["value"][t, :n] = np.where(inner, 0.0, clf.learning_rate * tree.value[:n, 0, 0])
+        # The starting log-odds, read off scikit-learn's own scores (its public API has no field).
+        head = x[: min(len(x), 256)]
+        self._load(trees, head, clf.decision_function(head))
 
     def extra_repr(self) -> str:
         return f"n_trees={self.n_trees}, max_depth={self.max_depth}, {self.params}"
+
+
+@register_model("lgbm")
+class LightGBMTrees(TreeEnsemble):
+    """LightGBM's leaf-wise boosted trees on the PE structure vector (LightGBM fits, torch and ONNX score)."""
+
+    def __init__(
+        self,
+        *,
+        in_kind: str,
+        n_classes: int,
+        vocab_size: int | None = None,
+        n_features: int = N_FEATURES,
+        n_trees: int = 500,
+        max_depth: int = 8,
+        num_leaves: int = 31,
+        learning_rate: float = 0.05,
+        min_child_samples: int = 20,
+        subsample: float = 0.8,
+        colsample: float = 0.3,
+        reg_lambda: float = 1.0,
+    ) -> None:
+        check_positive(
+            "lgbm", num_leaves=num_leaves, min_child_samples=min_child_samples, max_depth=max_depth
+        )
+        args = dict(in_kind=in_kind, n_classes=n_classes, n_features=n_features, n_trees=n_trees)
+        nodes = min(2 ** (max_depth + 1) - 1, 2 * num_leaves - 1)  # splits, then leaves
+        super().__init__(name="lgbm", max_depth=max_depth, nodes=nodes, **args)
+        _unit("lgbm", learning_rate=learning_rate, subsample=subsample, colsample=colsample)
+        if reg_lambda < 0:
+            raise ModelError(f"lgbm: reg_lambda must be 0 or more, got {reg_lambda}")
+        self.params = dict(
+            num_leaves=num_leaves, learning_rate=learning_rate, min_child_samples=min_child_samples,
+            subsample=subsample, subsample_freq=1, colsample_bytree=colsample, reg_lambda=reg_lambda,
+        )  # fmt: skip
+
+    def fit(self, x: Rows, y: Rows, sample_weight: Rows | None, seed: int, on_step: OnStep = None) -> None:
+        """Grow the trees with LightGBM (one thread: deterministic), then load them as tensors."""
+        import lightgbm as lgb
+
+        x = self._check_rows(x, y)
+        clf = lgb.LGBMClassifier(
+            n_estimators=self.n_trees, max_depth=self.max_depth, random_state=seed, n_jobs=1, verbose=-1,
+            deterministic=True, force_row_wise=True, **self.params,
+        )  # fmt: skip
+        callbacks = [] if on_step is None else [lambda env: on_step(env.iteration + 1, self.n_trees)]
+        clf.fit(x, y, sample_weight=sample_weight, callbacks=callbacks)
+        trees = self._empty()
+        for t, info in enumerate(clf.booster_.dump_model()["tree_info"]):
+            self._add_tree(trees, t, info["tree_structure"])
+        head = x[: min(len(x), 256)]
+        self._load(trees, head, clf.booster_.predict(head, raw_score=True))
+
+    def _add_tree(self, trees: dict[str, np.ndarray], t: int, root: dict[str, Any]) -> None:
+        """One dumped tree into slot ``t``: split nodes first, leaves after them."""
+        n_split = sum(1 for _ in _walk(root) if "split_index" in _)
+        for node in _walk(root):
+            if "split_index" not in node:
+                trees["value"][t, n_split + node.get("leaf_index", 0)] = node["leaf_value"]
+                continue
+            if node["decision_type"] != "<=":
+                raise ModelError(f"lgbm: split {node['decision_type']!r} is not supported")
+            k = node["split_index"]
+            trees["feature"][t, k] = node["split_feature"]
+            trees["threshold"][t, k] = _floor32(np.asarray([node["threshold"]], np.float64))[0]
+            for side in ("left", "right"):
+                child = node[f"{side}_child"]
+                trees[side][t, k] = (
+                    child["split_index"] if "split_index" in child else n_split + child.get("leaf_index", 0)
+                )
+
+    def extra_repr(self) -> str:
+        return f"n_trees={self.n_trees}, max_depth={self.max_depth}, {self.params}"
+
+
+def _walk(node: dict[str, Any]) -> Any:
+    """Every node of a dumped LightGBM tree, parents before children."""
+    yield node
+    for side in ("left_child", "right_child"):
+        if side in node:
+            yield from _walk(node[side])
