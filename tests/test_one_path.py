@@ -32,12 +32,14 @@ MODELS = {
     "bytes": ("malconv", {"embed_dim": 4, "window": 64, "stride": 64, "channels": 4, "hidden": 4}),
     "opcodes": ("cnn", {"channels": [4, 8], "embed_dim": 4}),
     "features": ("mlp", {"hidden": [8]}),
+    "fused": ("fused", {"image_size": 32, "channels": [4, 8], "hidden": [8]}),
 }
 SPECS = {
     "image": ConvertSpec(kind="image", image_size=32),
     "bytes": ConvertSpec(kind="bytes", max_len=50_000),
     "opcodes": ConvertSpec(kind="opcodes", max_len=3000),
     "features": ConvertSpec(kind="features"),
+    "fused": ConvertSpec(kind="fused", image_size=32),
 }
 
 

@@ -21,6 +21,7 @@ TINY: dict[str, dict[str, Any]] = {
     "crnn": {"embed_dim": 4, "channels": (4, 8), "hidden": 8},
     "malconv": {"embed_dim": 4, "window": 8, "stride": 8, "channels": 6, "hidden": 6},
     "mlp": {"n_features": 12, "hidden": (8, 6)},
+    "fused": {"n_features": 12, "image_size": 16, "channels": (4, 8), "hidden": (8,)},
 }
 N_FEATURES = 12
 OPCODE_VOCAB = 23
@@ -69,6 +70,9 @@ def make_input() -> Callable[..., torch.Tensor]:
             return torch.rand(batch, 1, IMAGE_SIZE, IMAGE_SIZE, generator=g)
         if kind == "features":
             return torch.randn(batch, N_FEATURES, generator=g) * 3 + 1
+        if kind == "fused":  # features, then an image in [0, 1]
+            feats = torch.randn(batch, N_FEATURES, generator=g) * 3 + 1
+            return torch.cat([feats, torch.rand(batch, IMAGE_SIZE**2, generator=g)], dim=1)
         high = 257 if kind == "bytes" else OPCODE_VOCAB
         x = torch.randint(1, high, (batch, length), generator=g)
         for i in range(1, batch):  # row 0 is full, later rows are shorter

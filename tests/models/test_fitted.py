@@ -14,7 +14,11 @@ from malvision.errors import ModelError
 from malvision.models import FittedModel, MalvisionModel, create_model, is_fitted, list_models, model_info
 
 FITTED = [n for n in list_models() if model_info(n).fitted]
-TINY: dict[str, dict[str, Any]] = {"gbt": {"n_trees": 30, "max_depth": 3}, "lgbm": {"n_trees": 60, "max_depth": 4, "learning_rate": 0.2}, "linear": {}}
+TINY: dict[str, dict[str, Any]] = {
+    "gbt": {"n_trees": 30, "max_depth": 3},
+    "lgbm": {"n_trees": 60, "max_depth": 4, "learning_rate": 0.2},
+    "linear": {},
+}
 N = 12
 
 

@@ -21,7 +21,7 @@ N_CLASSES = 3
 
 def test_every_model_is_covered() -> None:
     names = {n for n, _ in CASES}
-    assert {"cnn", "resnet", "rnn", "lstm", "gru", "crnn", "malconv", "mlp"} <= names
+    assert {"cnn", "resnet", "rnn", "lstm", "gru", "crnn", "malconv", "mlp", "fused"} <= names
 
 
 @pytest.mark.parametrize(("name", "kind"), CASES)
@@ -145,11 +145,16 @@ def test_wrong_input_is_a_model_error(name: str, kind: str, build) -> None:
     from malvision.errors import ModelError
 
     model = build(name, kind)
-    wrong = torch.randint(0, 5, (2, 16)) if kind in ("image", "features") else torch.rand(2, 1, 8, 8)
+    wrong = torch.randint(0, 5, (2, 16)) if kind in ("image", "features", "fused") else torch.rand(2, 1, 8, 8)
     with pytest.raises(ModelError, match="expects"):
         model(wrong)
     if kind == "features":
         with pytest.raises(ModelError, match="expects 12 features"):
+            model(torch.rand(2, 13))
+    if kind == "fused":
+        with pytest.raises(
+            ModelError, match=r"expects a float \(B, 268\) tensor \(12 features, then a 16x16"
+        ):
             model(torch.rand(2, 13))
     if kind in ("bytes", "opcodes"):
         with pytest.raises(ModelError, match=r"ids must be in \[0, \d+\)"):

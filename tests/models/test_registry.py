@@ -15,7 +15,8 @@ def test_list_models_and_filter() -> None:
     names = list_models()
     assert names == sorted(names)
     assert "malconv" in names and "malconv" not in list_models("image")
-    assert set(list_models("bytes")) == set(names) - {"gbt", "lgbm", "linear", "mlp"}
+    assert set(list_models("bytes")) == set(names) - {"fused", "gbt", "lgbm", "linear", "mlp"}
+    assert list_models("fused") == ["fused"]
     assert list_models("features") == ["gbt", "lgbm", "linear", "mlp"]
 
 

@@ -268,6 +268,14 @@ def train_detector(
     target_fpr: Annotated[
         float, typer.Option(help="False-positive rate the threshold is picked for.")
     ] = 0.001,
+    protocols: Annotated[
+        str | None,
+        typer.Option(
+            help="source (a fold per malware collection), group (--folds group-disjoint folds), or both "
+            "comma-separated; the first sets the threshold. Default: source,group when the cache records "
+            "collections, else group."
+        ),
+    ] = None,
     epochs: Annotated[int, typer.Option(help="Most epochs.")] = 20,
     batch_size: Annotated[int, typer.Option(help="Samples per step.")] = 32,
     lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 2e-3,
@@ -299,6 +307,7 @@ def train_detector(
             out_dir,
             folds=folds,
             target_fpr=target_fpr,
+            protocols=tuple(p.strip() for p in protocols.split(",") if p.strip()) if protocols else None,
             command=command,
             on_progress=lambda s: bar.update(task, description=s),
         )

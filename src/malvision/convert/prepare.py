@@ -4,7 +4,7 @@ the server all call, for every input kind (no torch, no writes).
 One pass over a source's chunks gathers its sha256, its byte histogram, its first ``HEAD_BYTES`` and
 the PE headers parsed from them (what triage reads), and the model input the ``ConvertSpec`` asks for:
 the area-resized byte plot (``image``), the first ``max_len`` bytes (``bytes``), the first ``max_len``
-opcode mnemonics as ids (``opcodes``) or the PE feature vector (``features``). Memory follows the
+opcode mnemonics as ids (``opcodes``), the PE feature vector (``features``) or both in one row (``fused``). Memory follows the
 model input, not the file: a multi-GB file streams through in ``io.CHUNK`` blocks.
 """
 
@@ -66,7 +66,7 @@ def prepare(
     ``vocab`` encodes opcode mnemonics (default: the spec's own vocabulary); ``stop``, when set by
     another thread or process, ends the read at the next chunk with an ``InputError``.
     """
-    tap = FeatureTap(imports=spec.kind == "features")
+    tap = FeatureTap(imports=spec.kind in ("features", "fused"))
     keep = spec.max_len if spec.kind == "bytes" else 0
     kept = bytearray()
     opcodes = OpcodeReader(spec.max_len) if spec.kind == "opcodes" else None
@@ -85,7 +85,7 @@ def prepare(
     chunks = tapped()
     x: np.ndarray | None = None
     problem: str | None = None
-    if spec.kind == "image":
+    if spec.kind in ("image", "fused"):
         try:
             height, width = (
                 (src.size // src.plot_width, src.plot_width) if src.plot_width else plot_shape(src.size)
@@ -100,6 +100,8 @@ def prepare(
         x = byte_sequence(bytes(kept), spec.max_len)
     elif spec.kind == "features":
         x = tap.features(src.size)
+    elif spec.kind == "fused" and x is not None:  # the PE vector, then the image in [0, 1]
+        x = np.concatenate([tap.features(src.size), x.ravel().astype(np.float32) / np.float32(255.0)])
     elif opcodes is not None:
         try:
             tokens = opcodes.tokens(bytes(tap.head), tap.hist, src.name)

@@ -6,6 +6,8 @@ import numbers
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+import numpy as np
+
 from malvision.convert.sequence import DEFAULT_MAX_LEN
 from malvision.errors import ConversionError
 
@@ -15,14 +17,15 @@ SPEC_VERSION = 1
 # A kind whose conversion changed since SPEC_VERSION; features 2 added the import table.
 KIND_VERSIONS = {"features": 2}
 MAX_IMAGE_SIZE = 4096  # resizing holds two (side, 1024) 8-byte arrays: 64 MiB at this side
-Kind = Literal["image", "bytes", "opcodes", "features"]
-KINDS: tuple[str, ...] = ("image", "bytes", "opcodes", "features")
+Kind = Literal["image", "bytes", "opcodes", "features", "fused"]
+KINDS: tuple[str, ...] = ("image", "bytes", "opcodes", "features", "fused")
 
 
 @dataclass(frozen=True)
 class ConvertSpec:
-    """Conversion settings: ``image`` (square area-resized byte plot), ``bytes``, ``opcodes`` or
-    ``features`` (the PE structure vector of ``convert.pefeatures``).
+    """Conversion settings: ``image`` (square area-resized byte plot), ``bytes``, ``opcodes``,
+    ``features`` (the PE structure vector of ``convert.pefeatures``) or ``fused`` (that vector, then the
+    ``image`` scaled to [0, 1], in one float32 row).
 
     ``vocab`` holds the opcode vocabulary (training data only) for ``opcodes``.
     """
@@ -55,6 +58,24 @@ class ConvertSpec:
         if not isinstance(self.vocab, list | tuple) or not all(isinstance(t, str) for t in self.vocab):
             raise ConversionError("vocab must be a list of token strings")
         object.__setattr__(self, "vocab", tuple(self.vocab))
+
+    @property
+    def fixed_shape(self) -> tuple[int, ...] | None:
+        """The shape of every model input of this kind, or None for sequences (their length varies)."""
+        from malvision.convert.pefeatures import N_FEATURES
+
+        return {
+            "image": (self.image_size, self.image_size),
+            "features": (N_FEATURES,),
+            "fused": (N_FEATURES + self.image_size**2,),
+        }.get(self.kind)
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The dtype of a model input of this kind (opcode ids: their vocabulary decides, see ``Vocabulary``)."""
+        return np.dtype(
+            {"image": np.uint8, "bytes": np.uint16, "opcodes": np.uint32}.get(self.kind, np.float32)
+        )
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -30,7 +30,6 @@ from typing import Any
 
 import numpy as np
 
-from malvision.convert.pefeatures import N_FEATURES
 from malvision.convert.sequence import PAD, UNK, Vocabulary
 from malvision.convert.spec import ConvertSpec
 from malvision.data.records import Closing, Record
@@ -102,12 +101,9 @@ class CachedDataset(Closing):
         self._x: np.ndarray | None = None
         self._tokens: np.ndarray | None = None
         self._offsets: np.ndarray | None = None
-        if self.spec.kind in ("image", "features"):
+        if self.spec.fixed_shape is not None:
             self._x = self._load("x.npy")
-            s = self.spec.image_size
-            shape, dtype = (
-                ((n, s, s), np.uint8) if self.spec.kind == "image" else ((n, N_FEATURES), np.float32)
-            )
+            shape, dtype = (n, *self.spec.fixed_shape), self.spec.dtype
             if self._x.shape != shape or self._x.dtype != dtype:
                 raise DatasetError(
                     f"{self.path}/x.npy: {self._x.shape} {self._x.dtype}, expected {shape} {np.dtype(dtype)}"

@@ -26,7 +26,6 @@ from typing import Any, BinaryIO
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from malvision.convert.pefeatures import N_FEATURES
 from malvision.convert.prepare import prepare
 from malvision.convert.sequence import DEFAULT_MAX_LEN
 from malvision.convert.spec import ConvertSpec
@@ -220,7 +219,7 @@ def _write(
         raise DatasetError(f"{raw.name}: no sample could be converted{first}")
     if codebook is not None:
         _narrow_tokens(tmp / "tokens.npy", len(codebook.tokens) + 2)
-    if spec.kind not in ("image", "features"):
+    if spec.fixed_shape is None:
         np.save(tmp / "offsets.npy", np.asarray(rows.offsets, dtype=np.int64))  # in the folder renamed whole
     manifest = _manifest_bytes(rows.records)
     (tmp / "manifest.csv").write_bytes(manifest)
@@ -239,12 +238,10 @@ class _Rows:
 
     def __init__(self, tmp: Path, spec: ConvertSpec, dedupe: bool) -> None:
         self.spec, self.dedupe = spec, dedupe
-        if spec.kind == "image":
-            self.arrays = _NpyAppender(tmp / "x.npy", np.uint8, (spec.image_size, spec.image_size))
-        elif spec.kind == "features":
-            self.arrays = _NpyAppender(tmp / "x.npy", np.float32, (N_FEATURES,))
+        if spec.fixed_shape is not None:
+            self.arrays = _NpyAppender(tmp / "x.npy", spec.dtype, spec.fixed_shape)
         else:
-            self.arrays = _NpyAppender(tmp / "tokens.npy", np.uint16 if spec.kind == "bytes" else np.uint32)
+            self.arrays = _NpyAppender(tmp / "tokens.npy", spec.dtype)
         self.offsets = [0]
         self.records: list[Record] = []
         self.ids: set[str] = set()
@@ -257,7 +254,7 @@ class _Rows:
             return
         self.ids.add(rec.id)
         self.by_sha[sha256] = (rec.id, rec.label)
-        if self.spec.kind in ("image", "features"):
+        if self.spec.fixed_shape is not None:
             self.arrays.append(x[None])
         else:
             self.arrays.append(x)

@@ -74,7 +74,7 @@ def make_loader(
         sampler = DistributedSampler(sub, shuffle=shuffle, seed=seed, drop_last=False)
         return DataLoader(sub, batch_size=batch_size, sampler=sampler, collate_fn=collate)
     lengths = getattr(ds, "lengths", None)
-    if lengths is not None and ds.spec.kind not in ("image", "features"):
+    if lengths is not None and ds.spec.fixed_shape is None:
         lens = np.asarray(lengths)[np.asarray(indices)]
         if max_len is not None:
             lens = np.minimum(lens, max_len)

@@ -147,9 +147,15 @@ def explain_bytes(
         note=note,
     )
     if expl.kind == "features":
-        _name_features(expl, model, x, data, prepared.headers, top_k)
+        _name_features(expl, model, x, heat, data, prepared.headers, top_k)
+    elif expl.kind == "fused":  # the features by name, the image part as ranges of the byte plot
+        n = model.n_features
+        _name_features(expl, model, x[:n], heat[:n], data, prepared.headers, top_k)
+        s = model.image_size
+        _locate_ranges(expl, heat[n:].reshape(s, s), "image", x, data, prepared.headers, top_k)
+        expl.unit = "feature"
     else:
-        _locate_ranges(expl, x, data, prepared.headers, top_k)
+        _locate_ranges(expl, heat, expl.kind, x, data, prepared.headers, top_k)
     return expl
 
 
@@ -158,23 +164,28 @@ def _add_note(expl: Explanation, text: str) -> None:
 
 
 def _locate_ranges(
-    expl: Explanation, x: np.ndarray, data: bytes, headers: PEHeaders | None, top_k: int
+    expl: Explanation,
+    heat: np.ndarray,
+    kind: str,
+    x: np.ndarray,
+    data: bytes,
+    headers: PEHeaders | None,
+    top_k: int,
 ) -> None:
-    """Attribution over byte-plot rows, bytes or tokens, as ranges located in the PE regions."""
-    heat = expl.heat
-    if expl.kind == "image":
+    """Attribution over byte-plot rows (``kind`` image), bytes or tokens, as ranges in the PE regions."""
+    if kind == "image":
         height, expl.plot_width = plot_shape(len(data))
         expl.profile = row_profile(np.clip(heat, 0, None).sum(axis=1), height)
         expl.unit_bytes = expl.plot_width
     else:
         expl.profile = np.clip(heat, 0, None).astype(np.float64)
-        if expl.kind == "opcodes":
+        if kind == "opcodes":
             expl.unit = "token"
         else:
             expl.plot_width = nataraj_width(len(data))
             if len(data) > len(x):
                 _add_note(expl, f"the model reads the first {len(x):,} of {len(data):,} bytes")
-    expl.sections = pe_regions(data, headers) if expl.kind != "opcodes" else []
+    expl.sections = pe_regions(data, headers) if kind != "opcodes" else []
     for a, z, share in top_ranges(expl.profile, top_k):
         start, end = a * expl.unit_bytes, z * expl.unit_bytes
         sec, secs, ent = locate(start, end, expl.sections) if expl.unit == "byte" else (None, (), None)
@@ -182,10 +193,15 @@ def _locate_ranges(
 
 
 def _name_features(
-    expl: Explanation, model: Any, x: np.ndarray, data: bytes, headers: PEHeaders | None, top_k: int
+    expl: Explanation,
+    model: Any,
+    x: np.ndarray,
+    heat: np.ndarray,
+    data: bytes,
+    headers: PEHeaders | None,
+    top_k: int,
 ) -> None:
     """The top features by absolute attribution, with the imports behind each import feature."""
-    heat = expl.heat
     typical = model.typical_input()[0].numpy()
     total = float(np.abs(heat).sum()) or 1.0
     behind = imports_behind(data, headers)

@@ -10,7 +10,7 @@ logistic regression) learn in one ``fit`` call. ``model_info(name).fitted`` says
 
 from __future__ import annotations
 
-from malvision.models import cnn, crnn, linear, malconv, mlp, rnn, trees  # noqa: F401  (importing registers the models)
+from malvision.models import cnn, crnn, fused, linear, malconv, mlp, rnn, trees  # noqa: F401  (importing registers the models)
 from malvision.models._base import FittedModel, MalvisionModel, is_fitted
 from malvision.models._registry import (
     BYTES_VOCAB,

@@ -46,7 +46,7 @@ __all__ = [
 ]
 
 BYTE_KINDS: tuple[str, ...] = ("image", "bytes", "opcodes")  # inputs drawn from the bytes themselves
-KINDS: tuple[str, ...] = (*BYTE_KINDS, "features")  # features: the PE structure vector
+KINDS: tuple[str, ...] = (*BYTE_KINDS, "features", "fused")  # the PE structure vector; it and an image
 BYTES_VOCAB = 257  # byte b is id b + 1, 0 is padding
 GLOBAL_POOLS = ("avg", "max", "avgmax")
 Rows = np.ndarray  # training rows (N, F) float32, class ids (N,), sample weights (N,)
@@ -71,7 +71,7 @@ class MalvisionModel(nn.Module):
         super().__init__()
         name = type(self).__name__
         _check_kind(self, self.input_kinds, in_kind, n_classes)
-        if in_kind in ("image", "features"):
+        if in_kind in ("image", "features", "fused"):
             vocab_size = None
         elif in_kind == "bytes":
             if vocab_size is not None and vocab_size != BYTES_VOCAB:
@@ -105,7 +105,7 @@ class MalvisionModel(nn.Module):
 
     # -- the seam ------------------------------------------------------------------------------------
     def _check_input(self, x: Tensor) -> None:
-        if self.in_kind == "features":
+        if self.in_kind in ("features", "fused"):
             if x.dim() != 2 or not x.is_floating_point():
                 raise ModelError(
                     f"{type(self).__name__} for features input expects a float (B, F) tensor, "
