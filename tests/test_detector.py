@@ -353,3 +353,42 @@ def test_the_card_carries_both_protocols_per_collection_and_per_type(
     assert r.exit_code == 0, r.output
     assert "per malware collection" in r.output and "repoB" in r.output and "file type" in r.output
     assert '"per_collection"' not in r.output  # a table, not JSON
+
+
+@pytest.mark.slow
+def test_compare_detectors_on_the_same_folds(pe_feature_cache: Path, tmp_path: Path) -> None:
+    """Two models' source-disjoint runs side by side, file by file; runs on other folds are refused."""
+    from typer.testing import CliRunner
+
+    from malvision.cli import app
+    from malvision.errors import MalvisionError
+    from malvision.evaluate.board import compare, read_run
+
+    ds = CachedDataset(pe_feature_cache / "cache")
+    for model, kw in (("gbt", {"n_trees": 20, "max_depth": 2}), ("linear", {})):
+        cfg = TrainConfig(model=model, model_kwargs=kw)
+        build_detector(ds, cfg, tmp_path / model, target_fpr=0.05, protocols=("source",))
+    heldout = tmp_path / "heldout"
+    heldout.mkdir()
+    for i, f in enumerate(sorted(pe_feature_cache.glob("benign-0-*.exe"))):
+        (heldout / f"h{i}.exe").write_bytes(f.read_bytes())
+    r = CliRunner().invoke(
+        app, ["compare-detectors", str(tmp_path / "gbt"), str(tmp_path / "linear"), "-o", str(tmp_path / "board"),
+              "--heldout", str(heldout), "--speed-files", "3"],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    rows = [
+        line for line in (tmp_path / "board" / "board.md").read_text().splitlines() if line.startswith("| ")
+    ]
+    assert len(rows) == 3 and {"gbt", "linear"} <= {c.strip() for row in rows[1:] for c in row.split("|")}
+    assert all(" of 5 |" in row for row in rows[1:])  # the held-out benign files, scanned by each model
+    assert (tmp_path / "board" / "roc.png").stat().st_size > 1000
+    board = json.loads((tmp_path / "board" / "board.json").read_text())
+    assert all(b["n_files"] == 60 and b["report"]["per_collection"] for b in board)
+    run = read_run(tmp_path / "gbt")
+    other = read_run(tmp_path / "linear")
+    other.fold = (other.fold + 1) % 3  # the same files in other folds
+    with pytest.raises(MalvisionError, match="not the same folds"):
+        compare([run, other])
+    with pytest.raises(MalvisionError, match="not a detector run folder"):
+        read_run(tmp_path / "board")

@@ -31,7 +31,7 @@ from malvision.evaluate.metrics import bootstrap_tpr
 from malvision.io import atomic_writer
 from malvision.train import TrainConfig, fitted_in_one_call
 
-__all__ = ["build_detector", "data_sources"]
+__all__ = ["build_detector", "data_sources", "write_oof"]
 
 
 def data_sources(records: Any) -> dict[str, dict[str, Any]]:
@@ -86,8 +86,10 @@ def build_detector(
     groups = group_keys(ds.groups, len(ds))
     reports: dict[str, dict[str, Any]] = {}
     platt: dict[str, float] = {}
+    folds_of: dict[str, list[Split]] = {}
     for proto in protocols:
         splits, folder, split_text = _protocol_splits(ds, y, proto, folds, cfg.seed, out)
+        folds_of[proto] = splits
         oof = cross_validate(ds, cfg, folder, splits, say, name=f"{proto} fold")
         fitted = fit_platt(oof, y)
         score = platt_scale(oof, fitted)
@@ -109,6 +111,7 @@ def build_detector(
     card = {
         "task": "malware vs benign detection (Windows PE)",
         "architecture": cfg.model,
+        "input_kind": ds.spec.kind,
         "temperature": temperature,
         "platt": platt,
         "score": (
@@ -146,10 +149,32 @@ def build_detector(
     save_with_card(ck, out / "model.pt", card)
     with atomic_writer(out / "card.json") as f:
         f.write(json.dumps({k: v for k, v in card.items() if k != "training_sha256"}, indent=2).encode())
-    with atomic_writer(out / "oof_scores.json") as f:
-        f.write(json.dumps({"ids": list(ds.ids), "y": y.tolist(), "score": primary.tolist()}).encode())
+    write_oof(out / "oof_scores.json", ds, y, primary, protocols[0], folds_of[protocols[0]])
     _plot_roc(y, primary, groups, threshold, out / "roc.png", cfg.model, cfg.seed, protocols[0])
     return card
+
+
+def write_oof(
+    path: Path, ds: Any, y: np.ndarray, score: np.ndarray, protocol: str, splits: list[Split]
+) -> None:
+    """The out-of-fold scores of every file, with what a leaderboard joins and groups them by: sha256,
+    fold, family or project, collection and PE type."""
+    fold = np.empty(len(y), dtype=np.int64)
+    for k, (_, te) in enumerate(splits):
+        fold[te] = k
+    record = {
+        "protocol": protocol,
+        "ids": list(ds.ids),
+        "sha256": [r.sha256 for r in ds.records],
+        "y": y.tolist(),
+        "score": score.tolist(),
+        "fold": fold.tolist(),
+        "group": list(ds.groups),
+        "collection": list(ds.collections),
+        "pe_type": [r.pe_type for r in ds.records],
+    }
+    with atomic_writer(path) as f:
+        f.write(json.dumps(record).encode())
 
 
 def _protocol_splits(

@@ -333,3 +333,44 @@ def models_cmd() -> None:
     from malvision.models import list_models, model_info
 
     out.print(models_table([model_info(n) for n in list_models()]))
+
+
+@app.command("compare-detectors")
+def compare_detectors(
+    runs: Annotated[
+        list[Path],
+        typer.Argument(help="Detector run folders (train-detector --protocols source, or a baseline's)."),
+    ],
+    out_dir: Annotated[
+        Path, typer.Option("--out", "-o", help="Folder for board.md, board.json and roc.png.")
+    ],
+    heldout: Annotated[
+        Path | None, typer.Option(help="Benign files no model was trained on: each model's false positives.")
+    ] = None,
+    speed_files: Annotated[
+        int, typer.Option(help="Files scanned to time each model (from --heldout).")
+    ] = 200,
+    seed: Annotated[int, typer.Option(help="Seed of the bootstrap intervals.")] = 0,
+) -> None:
+    """The detector leaderboard: every run on the same source-disjoint folds, file by file."""
+    import json
+
+    from malvision.evaluate.board import board_markdown, compare, measure, plot_board, read_run
+    from malvision.io import atomic_writer, expand_inputs
+
+    loaded = [read_run(r) for r in runs]
+    files = sorted(p for p, _ in expand_inputs([heldout])) if heldout is not None else []
+    with progress() as bar:
+        task = bar.add_task("measuring", total=len(loaded))
+        for r in loaded:
+            measure(r, files, files[:speed_files])
+            bar.advance(task)
+    rows = compare(loaded, seed=seed)
+    text = board_markdown(rows)
+    with atomic_writer(out_dir / "board.md") as f:
+        f.write(text.encode())
+    with atomic_writer(out_dir / "board.json") as f:
+        f.write(json.dumps(rows, indent=1, default=str).encode())
+    plot_board(loaded, out_dir / "roc.png")
+    out.print(text, markup=False, soft_wrap=True)
+    out.print(f"board.md, board.json and roc.png in {out_dir}", markup=False)
