@@ -8,14 +8,17 @@ worker process in that environment over a pipe; the vectors come back the same w
 
     .venv/bin/python scripts/ember_features.py CACHE --out ~/.cache/malvision/caches/ember-v2.npz \\
         [--ember-python ~/.cache/malvision/ember-venv/bin/python]
+    .venv/bin/python scripts/ember_features.py --files ~/.cache/malvision/benign-heldout/pe --out HELDOUT.npz
 
 CACHE is any detection cache (``malvision data build``); its samples are read again from the sources
-its manifest names (files, or ``zip!entry`` of the sample zip, password ``infected``).
+its manifest names (files, or ``zip!entry`` of the sample zip, password ``infected``). ``--files``
+takes every file below a folder instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import struct
 import subprocess
 import sys
@@ -27,7 +30,7 @@ from rich.progress import Progress
 from malvision.data.cache import CachedDataset
 from malvision.data.zips import ZipDataset
 from malvision.errors import MalvisionError
-from malvision.io import atomic_writer, open_source
+from malvision.io import atomic_writer, expand_inputs, open_source
 
 DEFAULT_PYTHON = Path.home() / ".cache" / "malvision" / "ember-venv" / "bin" / "python"
 WORKER = r"""
@@ -70,7 +73,8 @@ class _Reader:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("cache", type=Path)
+    ap.add_argument("cache", type=Path, nargs="?")
+    ap.add_argument("--files", type=Path, help="every file below this folder instead of a cache")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--ember-python", type=Path, default=DEFAULT_PYTHON)
     args = ap.parse_args()
@@ -78,8 +82,13 @@ def main() -> None:
         sys.exit(
             f"error: {args.ember_python}: no EMBER environment; make it with `bash scripts/ember_env.sh`"
         )
+    if (args.cache is None) == (args.files is None):
+        sys.exit("error: give a cache or --files DIR")
     try:
-        ds = CachedDataset(args.cache)
+        if args.files is not None:
+            sources = [(str(p), None) for p, _ in expand_inputs([args.files])]
+        else:
+            sources = [(r.source, r.sha256) for r in CachedDataset(args.cache).records]
     except MalvisionError as e:
         sys.exit(f"error: {e}")
     worker = subprocess.Popen(
@@ -89,14 +98,14 @@ def main() -> None:
     shas, rows = [], []
     reader = _Reader()
     with Progress() as bar:
-        task = bar.add_task("EMBER features", total=len(ds))
-        for rec in ds.records:
-            data = reader.read(rec.source)
+        task = bar.add_task("EMBER features", total=len(sources))
+        for source, sha in sources:
+            data = reader.read(source)
             worker.stdin.write(struct.pack("<Q", len(data)) + data)
             worker.stdin.flush()
             n = struct.unpack("<Q", worker.stdout.read(8))[0]
             rows.append(np.frombuffer(worker.stdout.read(n), np.float32))
-            shas.append(rec.sha256 or "")
+            shas.append(sha or hashlib.sha256(data).hexdigest())
             bar.advance(task)
     worker.stdin.close()
     worker.wait()

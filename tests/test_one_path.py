@@ -29,6 +29,7 @@ LAUNCHERS = sorted(Path(pip.__file__).parent.joinpath("_vendor", "distlib").glob
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 MODELS = {
     "image": ("cnn", {"channels": [4, 8]}),
+    "views": ("cnn", {"channels": [4, 8]}),
     "bytes": ("malconv", {"embed_dim": 4, "window": 64, "stride": 64, "channels": 4, "hidden": 4}),
     "opcodes": ("cnn", {"channels": [4, 8], "embed_dim": 4}),
     "features": ("mlp", {"hidden": [8]}),
@@ -36,6 +37,7 @@ MODELS = {
 }
 SPECS = {
     "image": ConvertSpec(kind="image", image_size=32),
+    "views": ConvertSpec(kind="views", image_size=32),
     "bytes": ConvertSpec(kind="bytes", max_len=50_000),
     "opcodes": ConvertSpec(kind="opcodes", max_len=3000),
     "features": ConvertSpec(kind="features"),

@@ -59,8 +59,9 @@ def _example(ck: Any, batch: int = 2, length: int = 4096) -> np.ndarray:
 
     spec = ConvertSpec.from_dict(ck.spec)
     rng = np.random.default_rng(0)
-    if spec.kind == "image":
-        return (rng.integers(0, 256, (batch, 1, spec.image_size, spec.image_size)) / 255.0).astype(np.float32)
+    if spec.kind in ("image", "views"):
+        shape = (batch, *(spec.fixed_shape if spec.kind == "views" else (1, *spec.fixed_shape)))  # type: ignore[misc]
+        return (rng.integers(0, 256, shape) / 255.0).astype(np.float32)
     if spec.kind in ("features", "fused"):  # around the training data, as the input BatchNorm saw it
         mean, std = (t.numpy() for t in ck.model.typical_input())
         return (mean + std * rng.normal(0.0, 1.0, (batch, len(mean)))).astype(np.float32)

@@ -330,3 +330,27 @@ def test_write_png_streams_with_isal(rng: np.random.Generator) -> None:
     assert png.count(b"IDAT") > 2
     with Image.open(io.BytesIO(png)) as im:
         assert np.array_equal(np.asarray(im), plot)
+
+
+@pytest.mark.parametrize("size", [1, 100, 4096, 4097, 70_001])
+@pytest.mark.parametrize("piece", [1, 13, 65_536])
+def test_entropy_plot_is_the_entropy_of_equal_windows_in_any_chunking(size: int, piece: int) -> None:
+    from malvision.convert.image import EntropyPlot
+
+    rng = np.random.default_rng(size)
+    data = rng.integers(0, 256, size, dtype=np.uint8)
+    data[size // 2 :] = 7  # a constant half: entropy 0 there
+    plot = EntropyPlot(size, 8)
+    for i in range(0, size, piece):
+        plot.update(data[i : i + piece].tobytes())
+    got = plot.image()
+    bounds = (np.arange(65) * size) // 64
+    want = []
+    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+        counts = np.bincount(data[a:b], minlength=256)
+        p = counts[counts > 0] / max(b - a, 1)
+        want.append(np.floor(-(p * np.log2(p)).sum() * 255 / 8 + 0.5) if b > a else 0)
+    assert got.shape == (8, 8) and got.dtype == np.uint8
+    assert got.ravel().tolist() == want
+    if size > 1000:
+        assert got.ravel()[-1] == 0 and got.ravel()[0] > 100  # the constant end, the random start

@@ -66,8 +66,8 @@ def make_input() -> Callable[..., torch.Tensor]:
 
     def make(kind: str, batch: int = 4, seed: int = 0, length: int = SEQ_LEN) -> torch.Tensor:
         g = torch.Generator().manual_seed(seed)
-        if kind == "image":
-            return torch.rand(batch, 1, IMAGE_SIZE, IMAGE_SIZE, generator=g)
+        if kind in ("image", "views"):
+            return torch.rand(batch, 1 if kind == "image" else 2, IMAGE_SIZE, IMAGE_SIZE, generator=g)
         if kind == "features":
             return torch.randn(batch, N_FEATURES, generator=g) * 3 + 1
         if kind == "fused":  # features, then an image in [0, 1]

@@ -29,6 +29,7 @@ __all__ = [
     "iter_plot_rows",
     "resize_plot",
     "resize_rows",
+    "EntropyPlot",
     "write_png",
 ]
 
@@ -182,6 +183,49 @@ def resize_plot(plot: np.ndarray, size: int) -> np.ndarray:
     block_rows = max(1, BLOCK_BYTES // max(width, 1))
     blocks = (plot[r : r + block_rows] for r in range(0, height, block_rows))
     return resize_rows(blocks, height, width, size)
+
+
+class EntropyPlot:
+    """Shannon entropy of a file cut into ``side * side`` equal consecutive windows, laid out row-major
+    as a (side, side) uint8 image (8 bits/byte is 255), gathered chunk by chunk.
+
+    Row ``i`` covers the same share of the file as row ``i`` of the resized byte plot, so packed or
+    encrypted runs light up beside the bytes they are made of. Windows of a file shorter than
+    ``side * side`` bytes hold one byte or none (entropy 0).
+    """
+
+    def __init__(self, size: int, side: int) -> None:
+        n = side * side
+        self.side, self.bounds = side, (np.arange(n + 1, dtype=np.int64) * size) // n
+        self.entropy = np.zeros(n, dtype=np.float64)
+        self._hist = np.zeros(256, dtype=np.int64)
+        self._k = self._pos = 0
+
+    def update(self, chunk: bytes | bytearray | memoryview) -> None:
+        arr = _as_uint8(chunk)
+        start, end = self._pos, self._pos + arr.size
+        while start < end and self._k < len(self.entropy):
+            stop = min(end, int(self.bounds[self._k + 1]))
+            if stop > start:
+                self._hist += np.bincount(arr[start - self._pos : stop - self._pos], minlength=256)
+            start = stop
+            if stop == self.bounds[self._k + 1]:
+                self._close()
+        self._pos = end
+
+    def _close(self) -> None:
+        total = self._hist.sum()
+        if total:
+            p = self._hist[self._hist > 0] / total
+            self.entropy[self._k] = float(-(p * np.log2(p)).sum())
+        self._hist[:] = 0
+        self._k += 1
+
+    def image(self) -> np.ndarray:
+        """The (side, side) uint8 entropy image, once every chunk has gone through ``update``."""
+        while self._k < len(self.entropy) and self.bounds[self._k + 1] <= self._pos:
+            self._close()  # empty windows at the end
+        return np.floor(self.entropy * (255 / 8) + 0.5).astype(np.uint8).reshape(self.side, self.side)
 
 
 def _compressor(level: int) -> Any:

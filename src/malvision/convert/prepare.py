@@ -3,7 +3,7 @@ the server all call, for every input kind (no torch, no writes).
 
 One pass over a source's chunks gathers its sha256, its byte histogram, its first ``HEAD_BYTES`` and
 the PE headers parsed from them (what triage reads), and the model input the ``ConvertSpec`` asks for:
-the area-resized byte plot (``image``), the first ``max_len`` bytes (``bytes``), the first ``max_len``
+the area-resized byte plot (``image``; with the entropy plot beside it, ``views``), the first ``max_len`` bytes (``bytes``), the first ``max_len``
 opcode mnemonics as ids (``opcodes``), the PE feature vector (``features``) or both in one row (``fused``). Memory follows the
 model input, not the file: a multi-GB file streams through in ``io.CHUNK`` blocks.
 """
@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
-from malvision.convert.image import iter_plot_rows, plot_shape, resize_rows
+from malvision.convert.image import EntropyPlot, iter_plot_rows, plot_shape, resize_rows
 from malvision.convert.opcodes import OpcodeReader
 from malvision.convert.pefeatures import FeatureTap
 from malvision.convert.sequence import Vocabulary, byte_sequence
@@ -58,6 +58,17 @@ class Prepared:
     problem: str | None
 
 
+class _Prefix:
+    """The first ``n`` bytes of a stream."""
+
+    def __init__(self, n: int) -> None:
+        self.n, self.data = n, bytearray()
+
+    def update(self, chunk: bytes | bytearray | memoryview) -> None:
+        if len(self.data) < self.n:
+            self.data.extend(chunk[: self.n - len(self.data)])
+
+
 def prepare(
     src: Source, spec: ConvertSpec, vocab: Encoder | None = None, stop: Stop | None = None
 ) -> Prepared:
@@ -67,48 +78,55 @@ def prepare(
     another thread or process, ends the read at the next chunk with an ``InputError``.
     """
     tap = FeatureTap(imports=spec.kind in ("features", "fused"))
-    keep = spec.max_len if spec.kind == "bytes" else 0
-    kept = bytearray()
-    opcodes = OpcodeReader(spec.max_len) if spec.kind == "opcodes" else None
+    side: dict[str, Any] = {  # what one kind needs beside the tap, fed the same chunks
+        "bytes": lambda: _Prefix(spec.max_len),
+        "opcodes": lambda: OpcodeReader(spec.max_len),
+        "views": lambda: EntropyPlot(src.size, spec.image_size),
+    }
+    reader = side[spec.kind]() if spec.kind in side else None
 
     def tapped() -> Iterator[memoryview]:
         for chunk in src.chunks():
             if stop is not None and stop.is_set():
                 raise InputError(f"{src.name}: interrupted")
             tap.update(chunk)
-            if len(kept) < keep:
-                kept.extend(chunk[: keep - len(kept)])
-            if opcodes is not None:
-                opcodes.update(chunk)
+            if reader is not None:
+                reader.update(chunk)
             yield chunk
 
     chunks = tapped()
-    x: np.ndarray | None = None
-    problem: str | None = None
-    if spec.kind in ("image", "fused"):
-        try:
-            height, width = (
-                (src.size // src.plot_width, src.plot_width) if src.plot_width else plot_shape(src.size)
-            )
-            x = resize_rows(iter_plot_rows(chunks, src.size, width), height, width, spec.image_size)
-        except ConversionError as e:
-            problem = f"too small for a byte plot ({e})"
+    image, problem = _plot(chunks, src, spec) if spec.kind in ("image", "views", "fused") else (None, None)
     for _ in chunks:  # the rest of the file: its histogram and sha256
         pass
     tap.finish()
+    x: np.ndarray | None = image
     if spec.kind == "bytes":
-        x = byte_sequence(bytes(kept), spec.max_len)
+        x = byte_sequence(bytes(reader.data), spec.max_len)
     elif spec.kind == "features":
         x = tap.features(src.size)
-    elif spec.kind == "fused" and x is not None:  # the PE vector, then the image in [0, 1]
-        x = np.concatenate([tap.features(src.size), x.ravel().astype(np.float32) / np.float32(255.0)])
-    elif opcodes is not None:
+    elif spec.kind == "views" and image is not None:  # the plot, then its entropy
+        x = np.stack([image, reader.image()])
+    elif spec.kind == "fused" and image is not None:  # the PE vector, then the image in [0, 1]
+        x = np.concatenate([tap.features(src.size), image.ravel().astype(np.float32) / np.float32(255.0)])
+    elif spec.kind == "opcodes":
         try:
-            tokens = opcodes.tokens(bytes(tap.head), tap.hist, src.name)
-            x = (vocab or Vocabulary(spec.vocab)).encode(tokens)
+            x = (vocab or Vocabulary(spec.vocab)).encode(reader.tokens(bytes(tap.head), tap.hist, src.name))
         except ConversionError as e:
             problem = str(e).removeprefix(f"{src.name}: ")
     return Prepared(src.name, src.sha256, src.size, bytes(tap.head), tap.hist, tap.headers, x, problem)
+
+
+def _plot(
+    chunks: Iterator[memoryview], src: Source, spec: ConvertSpec
+) -> tuple[np.ndarray | None, str | None]:
+    """The S x S image of the source's byte plot (its own width for a Malimg PNG's rows), or why not."""
+    try:
+        height, width = (
+            (src.size // src.plot_width, src.plot_width) if src.plot_width else plot_shape(src.size)
+        )
+        return resize_rows(iter_plot_rows(chunks, src.size, width), height, width, spec.image_size), None
+    except ConversionError as e:
+        return None, f"too small for a byte plot ({e})"
 
 
 def model_input(src: Source, spec: ConvertSpec, vocab: Encoder | None = None) -> np.ndarray:

@@ -17,13 +17,14 @@ SPEC_VERSION = 1
 # A kind whose conversion changed since SPEC_VERSION; features 2 added the import table.
 KIND_VERSIONS = {"features": 2}
 MAX_IMAGE_SIZE = 4096  # resizing holds two (side, 1024) 8-byte arrays: 64 MiB at this side
-Kind = Literal["image", "bytes", "opcodes", "features", "fused"]
-KINDS: tuple[str, ...] = ("image", "bytes", "opcodes", "features", "fused")
+Kind = Literal["image", "views", "bytes", "opcodes", "features", "fused"]
+KINDS: tuple[str, ...] = ("image", "views", "bytes", "opcodes", "features", "fused")
 
 
 @dataclass(frozen=True)
 class ConvertSpec:
-    """Conversion settings: ``image`` (square area-resized byte plot), ``bytes``, ``opcodes``,
+    """Conversion settings: ``image`` (square area-resized byte plot), ``views`` (that image and the
+    entropy plot of the same size, two channels), ``bytes``, ``opcodes``,
     ``features`` (the PE structure vector of ``convert.pefeatures``) or ``fused`` (that vector, then the
     ``image`` scaled to [0, 1], in one float32 row).
 
@@ -66,6 +67,7 @@ class ConvertSpec:
 
         return {
             "image": (self.image_size, self.image_size),
+            "views": (2, self.image_size, self.image_size),
             "features": (N_FEATURES,),
             "fused": (N_FEATURES + self.image_size**2,),
         }.get(self.kind)
@@ -74,7 +76,9 @@ class ConvertSpec:
     def dtype(self) -> np.dtype:
         """The dtype of a model input of this kind (opcode ids: their vocabulary decides, see ``Vocabulary``)."""
         return np.dtype(
-            {"image": np.uint8, "bytes": np.uint16, "opcodes": np.uint32}.get(self.kind, np.float32)
+            {"image": np.uint8, "views": np.uint8, "bytes": np.uint16, "opcodes": np.uint32}.get(
+                self.kind, np.float32
+            )
         )
 
     def to_dict(self) -> dict[str, Any]:

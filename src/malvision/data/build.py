@@ -203,9 +203,9 @@ def build_detection_cache(
     malware_dirs: Sequence[Path | str] = (),
 ) -> tuple[int, list[tuple[str, str]]]:
     """Cache the malware-vs-benign PE set as ``kind`` image, bytes or features; returns (written, failures)."""
-    if kind not in ("image", "bytes", "features", "fused"):
+    if kind not in ("image", "views", "bytes", "features", "fused"):
         raise DatasetError(
-            f"--kind {kind!r}: the PE set builds as image, bytes, features or fused (opcodes: use --opcodes)"
+            f"--kind {kind!r}: the PE set builds as image, views, bytes, features or fused (opcodes: use --opcodes)"
         )
     spec = ConvertSpec(kind=kind, image_size=image_size, max_len=max_len or DEFAULT_MAX_LEN)  # type: ignore[arg-type]
     with detection_dataset(benign_dir, malware_zip, all_kinds, password, max_size, malware_dirs) as raw:

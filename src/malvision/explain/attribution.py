@@ -127,7 +127,7 @@ def _attribute(model: Any, x: np.ndarray, target: int, method: str, steps: int) 
     with torch.enable_grad():
         if x.dtype == np.float32:  # a PE feature vector
             return _feature_attribution(model, x, target, method, steps)
-        if x.ndim == 2:  # an image, as Scanner.infer feeds it
+        if x.ndim >= 2:  # an image (or views: the byte plot and its entropy plot)
             return _image_attribution(model, x, target, method, steps)
         return _sequence_attribution(model, x, target, method, steps)
 
@@ -161,11 +161,11 @@ def _image_attribution(model: Any, x: np.ndarray, target: int, method: str, step
         return _log_odds(model(xs), target)
 
     if method == "gradcam":
-        return _gradcam(model, lambda: model(xt), target, tuple(x.shape)).detach().numpy()
+        return _gradcam(model, lambda: model(xt), target, tuple(x.shape[-2:])).detach().numpy()
     base = torch.zeros_like(xt)
     per_pass = max(1, min(steps, BATCH_ELEMENTS // xt[0, 0].numel()))
     attr = _integrated(f, xt, base, steps, per_pass) if method == "ig" else _gradient(f, xt, base)
-    return attr[0, 0].detach().numpy()
+    return attr[0].sum(0).detach().numpy()  # (S, S): the channels of views add up
 
 
 def _sequence_attribution(model: Any, x: np.ndarray, target: int, method: str, steps: int) -> np.ndarray:

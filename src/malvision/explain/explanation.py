@@ -155,7 +155,9 @@ def explain_bytes(
         _locate_ranges(expl, heat[n:].reshape(s, s), "image", x, data, prepared.headers, top_k)
         expl.unit = "feature"
     else:
-        _locate_ranges(expl, heat, expl.kind, x, data, prepared.headers, top_k)
+        _locate_ranges(
+            expl, heat, "image" if expl.kind == "views" else expl.kind, x, data, prepared.headers, top_k
+        )
     return expl
 
 

@@ -117,7 +117,7 @@ def _draw_plot(fig: Any, expl: Explanation, data: bytes) -> None:
     extent = (0, width, height, 0)
     shown = _display_rows(plot, factor)
     ax.imshow(shown, cmap="gray", vmin=0, vmax=255, extent=extent, aspect="auto", interpolation="nearest")
-    if expl.kind == "image":
+    if expl.kind in ("image", "views"):
         heat = np.clip(expl.heat, 0, None)
     else:
         heat = _sequence_heat(np.clip(expl.heat, 0, None), width, height, factor)
@@ -133,7 +133,7 @@ def _draw_plot(fig: Any, expl: Explanation, data: bytes) -> None:
     ax.set_ylim(height, 0)
     ax.set_xlabel(f"byte column (plot width {width})")
     ax.set_ylabel("plot row (byte offset = row x width + column)")
-    rows_attr = expl.profile if expl.kind == "image" else _per_row(expl.profile, width)
+    rows_attr = expl.profile if expl.kind in ("image", "views") else _per_row(expl.profile, width)
     side.plot(rows_attr, np.arange(len(rows_attr)) + 0.5, color="tab:red", lw=0.8)
     side.set_xlabel("attribution per row")
     side.tick_params(labelleft=False)

@@ -9,7 +9,8 @@ scores like any module: ``forward`` gives logits, so it saves, loads and exports
 no gradient, no embedding and no classifier to swap; explanations measure its features by occlusion
 against ``typical_input``.
 
-Input kinds: "image" is a float (B, 1, S, S) tensor in [0, 1]; "bytes" and "opcodes" are int64 (B, L)
+Input kinds: "image" is a float (B, 1, S, S) tensor in [0, 1] ("views": (B, 2, S, S), the byte plot and
+its entropy plot); "bytes" and "opcodes" are int64 (B, L)
 ids with 0 as padding (right-padded); "features" is a float (B, F) PE feature vector.
 """
 
@@ -46,7 +47,14 @@ __all__ = [
 ]
 
 BYTE_KINDS: tuple[str, ...] = ("image", "bytes", "opcodes")  # inputs drawn from the bytes themselves
-KINDS: tuple[str, ...] = (*BYTE_KINDS, "features", "fused")  # the PE structure vector; it and an image
+PICTURE_KINDS = ("image", "views")  # what the convolutional models read as pictures
+CHANNELS = {"image": 1, "views": 2}
+KINDS: tuple[str, ...] = (
+    *BYTE_KINDS,
+    "views",
+    "features",
+    "fused",
+)  # the PE structure vector; it and an image
 BYTES_VOCAB = 257  # byte b is id b + 1, 0 is padding
 GLOBAL_POOLS = ("avg", "max", "avgmax")
 Rows = np.ndarray  # training rows (N, F) float32, class ids (N,), sample weights (N,)
@@ -71,7 +79,7 @@ class MalvisionModel(nn.Module):
         super().__init__()
         name = type(self).__name__
         _check_kind(self, self.input_kinds, in_kind, n_classes)
-        if in_kind in ("image", "features", "fused"):
+        if in_kind in ("image", "views", "features", "fused"):
             vocab_size = None
         elif in_kind == "bytes":
             if vocab_size is not None and vocab_size != BYTES_VOCAB:
@@ -89,6 +97,11 @@ class MalvisionModel(nn.Module):
     @property
     def is_sequence(self) -> bool:
         return self.in_kind in ("bytes", "opcodes")
+
+    @property
+    def in_chans(self) -> int:
+        """Channels of a picture input (the byte plot; and its entropy plot for views)."""
+        return CHANNELS.get(self.in_kind, 1)
 
     # -- construction helpers ------------------------------------------------------------------------
     def _init_embedding(self, dim: int) -> None:
@@ -111,11 +124,12 @@ class MalvisionModel(nn.Module):
                     f"{type(self).__name__} for features input expects a float (B, F) tensor, "
                     f"got {x.dtype} {tuple(x.shape)}"
                 )
-        elif self.in_kind == "image":
-            if x.dim() != 4 or x.shape[1] != 1 or not x.is_floating_point():
+        elif self.in_kind in CHANNELS:
+            c = CHANNELS[self.in_kind]
+            if x.dim() != 4 or x.shape[1] != c or not x.is_floating_point():
                 raise ModelError(
-                    f"{type(self).__name__} for image input expects a float (B, 1, S, S) tensor in [0, 1], "
-                    f"got {x.dtype} {tuple(x.shape)}"
+                    f"{type(self).__name__} for {self.in_kind} input expects a float (B, {c}, S, S) tensor "
+                    f"in [0, 1], got {x.dtype} {tuple(x.shape)}"
                 )
         elif x.dim() != 2 or x.is_floating_point() or x.dtype == torch.bool:
             raise ModelError(

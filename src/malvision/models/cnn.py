@@ -55,7 +55,7 @@ class _SeqStem(nn.Module):
 class CNN(MalvisionModel):
     """Small fast CNN: conv-BN-ReLU-maxpool blocks, global pool, one linear layer."""
 
-    input_kinds = BYTE_KINDS
+    input_kinds = (*BYTE_KINDS, "views")
 
     def __init__(
         self,
@@ -79,7 +79,7 @@ class CNN(MalvisionModel):
         conv, bn, pool = layers_for(dim)
         self._init_embedding(embed_dim)
         self.stem = _SeqStem(embed_dim, channels[0], stem_stride) if self.is_sequence else None
-        in_ch = channels[0] if self.is_sequence else 1
+        in_ch = channels[0] if self.is_sequence else self.in_chans
         self.blocks = nn.ModuleList()
         for ch in channels:
             self.blocks.append(
@@ -140,7 +140,7 @@ class _BasicBlock(nn.Module):
 class ResNet(MalvisionModel):
     """Residual CNN (basic blocks, stride-2 stages) trained from scratch, global pool, linear layer."""
 
-    input_kinds = BYTE_KINDS
+    input_kinds = (*BYTE_KINDS, "views")
 
     def __init__(
         self,
@@ -168,7 +168,7 @@ class ResNet(MalvisionModel):
             self.stem: nn.Module = _SeqStem(embed_dim, channels[0], stem_stride)
         else:  # stride 2: 64x64 -> 32x32, 224 -> 112
             self.stem = nn.Sequential(
-                nn.Conv2d(1, channels[0], 3, stride=2, padding=1, bias=False),
+                nn.Conv2d(self.in_chans, channels[0], 3, stride=2, padding=1, bias=False),
                 nn.BatchNorm2d(channels[0]),
                 nn.ReLU(),
             )
