@@ -76,12 +76,14 @@ def build_detector(
     if protocols is None:
         has_collections = any(c is not None for c in ds.collections)
         protocols = ("source", "group") if has_collections else ("group",)
+    # Fold results depend on the data and settings only: each protocol keeps its own folds (cv/,
+    # cv-source/), so a run given another protocol later adds its folds and reuses the rest.
     stamp = {
         "manifest_hash": ds.manifest_hash,
         "folds": folds,
         "fold_scores": "log-odds",
         "train_config": asdict(cfg),
-    } | ({"protocols": list(protocols)} if protocols != ("group",) else {})
+    }
     claim_run(out, stamp)
     groups = group_keys(ds.groups, len(ds))
     reports: dict[str, dict[str, Any]] = {}

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Every PE detection cache from the real data, in one command:
+#
+#   SOURCES=/work/.mirror bash scripts/build_caches.sh      # about 15 minutes on 2 cores, 6 GB of caches
+#
+# SOURCES is the folder holding the eight public malware collections of ../shared/data/malware_v2_manifest.csv
+# (fetched snapshots `owner+repo/repo`, or `git clone`s), which ../shared/tools/build_malware_corpus.py reads.
+# It builds, each only when missing:
+#   ~/.cache/malvision/benign, benign-extra, benign-tools   the benign corpora (pinned packages)
+#   ~/.cache/malvision/malware_v2                           1,076 malware files, sha256 checked
+# and then the caches of the same 4,669 files (3,348 benign from 460 projects; the shared zip's 245 and
+# the collections' 1,076 malware, each with its collection), under ~/.cache/malvision/caches:
+#   pe-features-v2 (PE structure vector), pe-image64-v2 (byte plot), pe-views64-v2 (plot + entropy),
+#   pe-fused64-v2 (vector + plot), pe-bytes1m-v2 (first MiB).
+# A missing repository or a changed file stops it with one line naming it. benign-heldout is never used
+# here: it stays out of training (SET=heldout bash scripts/build_extra_benign.sh builds it for tests).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MV=${MV:-.venv/bin/malvision}
+C=${XDG_CACHE_HOME:-$HOME/.cache}/malvision
+SOURCES=${SOURCES:-}
+mkdir -p "$C/caches"
+
+[ -f "$C/benign/manifest_ext.csv" ] || OUT="$C/benign" bash ../shared/tools/build_benign_corpus.sh
+[ -f "$C/benign-extra/manifest_ext.csv" ] || OUT="$C/benign-extra" bash scripts/build_extra_benign.sh
+[ -f "$C/benign-tools/manifest_ext.csv" ] || SET=tools bash scripts/build_extra_benign.sh
+if [ ! -f "$C/malware_v2/manifest.csv" ]; then
+    [ -n "$SOURCES" ] || { echo "error: no $C/malware_v2; set SOURCES to the folder of the fetched collections" >&2; exit 1; }
+    python3 ../shared/tools/build_malware_corpus.py --sources "$SOURCES" \
+        --manifest ../shared/data/malware_v2_manifest.csv --out "$C/malware_v2"
+fi
+
+CORPORA=(--benign "$C/benign" --benign "$C/benign-extra" --benign "$C/benign-tools" --malware "$C/malware_v2")
+build() {  # build NAME ARGS...: a cache, unless it is there already
+    local name=$1; shift
+    [ -f "$C/caches/$name/meta.json" ] || $MV data build "$@" "${CORPORA[@]}" --out "$C/caches/$name"
+}
+build pe-features-v2 --kind features
+build pe-image64-v2 --kind image --image-size 64
+build pe-views64-v2 --kind views --image-size 64
+build pe-fused64-v2 --kind fused --image-size 64
+build pe-bytes1m-v2 --kind bytes --max-len 1048576
+echo "caches ready in $C/caches"
