@@ -5,8 +5,8 @@ collection: every malware score comes from a model that saw no file of its colle
 group-disjoint (no malware family and no benign project on both sides). The first protocol's
 out-of-fold scores calibrate the model and set the threshold for the target false-positive rate; the
 card carries both, with intervals, per collection and per file type. The final model trains on
-everything, with temperature scaling fitted on a group-disjoint validation split (fitted models use
-every row and no temperature), and carries the card inside its checkpoint.
+everything (a network early-stops on a group-disjoint validation split) and carries the card inside its
+checkpoint.
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ from malvision.calibration import fit_platt, platt_scale
 from malvision.card import save_with_card
 from malvision.data.splits import Split, group_keys, group_kfold, source_kfold
 from malvision.errors import MalvisionError
-from malvision.evaluate.crossval import claim_run, cross_validate, steps, train_calibrated
+from malvision.evaluate.crossval import claim_run, cross_validate, steps, train_model
 from malvision.evaluate.detection import detection_report
 from malvision.evaluate.metrics import bootstrap_tpr
 from malvision.io import atomic_writer
-from malvision.train import TrainConfig, fitted_in_one_call
+from malvision.train import TrainConfig
 
 __all__ = ["build_detector", "data_sources", "write_oof"]
 
@@ -81,7 +81,7 @@ def build_detector(
     stamp = {
         "manifest_hash": ds.manifest_hash,
         "folds": folds,
-        "fold_scores": "log-odds",
+        "fold_scores": "raw log-odds",
         "train_config": asdict(cfg),
     }
     claim_run(out, stamp)
@@ -109,22 +109,17 @@ def build_detector(
         per_group[g][0] += int(flagged[i])
         per_group[g][1] += 1
     say("final model on all data")
-    ck, temperature = train_calibrated(ds, np.arange(len(ds)), cfg, out / "final", steps(say, "final model"))
+    ck = train_model(ds, np.arange(len(ds)), cfg, out / "final", steps(say, "final model"))
     card = {
         "task": "malware vs benign detection (Windows PE)",
         "architecture": cfg.model,
         "input_kind": ds.spec.kind,
-        "temperature": temperature,
+        "temperature": 1.0,
         "platt": platt,
         "score": (
-            "P(malware) for a file of an unseen family or source: sigmoid(a * z + b), z = (malware logit - "
-            "benign logit) / temperature "
-            + (
-                "(temperature 1: a model fitted in one call trains on every row, with no validation split)"
-                if fitted_in_one_call(cfg.model)
-                else "(temperature fitted on a group-disjoint validation split)"
-            )
-            + f"; Platt's a and b fitted on the out-of-fold z of the {protocols[0]}-disjoint cross-validation"
+            "P(malware) for a file of an unseen collection or project: sigmoid(a * z + b), z = malware logit - "
+            f"benign logit; Platt's a and b fitted on the out-of-fold z of the {protocols[0]}-disjoint "
+            "cross-validation (no temperature: fitted per fold, it put the folds on different scales)"
         ),
         "threshold": threshold,
         "target_fpr": target_fpr,

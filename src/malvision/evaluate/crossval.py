@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from malvision.calibration import fit_temperature, log_odds
+from malvision.calibration import log_odds
 from malvision.checkpoint import load_checkpoint
 from malvision.data.loader import make_loader
 from malvision.data.splits import Split
@@ -22,22 +22,21 @@ from malvision.errors import MalvisionError
 from malvision.io import atomic_writer
 from malvision.train import TrainConfig, fit, predict_logits, train_val_rows
 
-__all__ = ["train_calibrated", "steps", "claim_run", "cross_validate"]
+__all__ = ["train_model", "steps", "claim_run", "cross_validate"]
 
 
-def train_calibrated(
+def train_model(
     ds: Any, idx: np.ndarray, cfg: TrainConfig, out: Path, on_step: Callable[[int, int], None] | None = None
-) -> tuple[Any, float]:
-    """Train on ``idx``; return the checkpoint and a temperature fitted on a group-disjoint validation
-    split. A model fitted in one call (trees) has no epoch to pick, so every row trains it and its
-    temperature stays 1: Platt scaling on the out-of-fold scores calibrates it."""
+) -> Any:
+    """Train on ``idx`` (a network early-stops on a group-disjoint validation split of it; a fitted
+    model uses every row) and return the checkpoint.
+
+    No temperature is fitted: one fitted on each fold's validation split puts the folds' out-of-fold
+    scores on different scales, and pooled they rank worse (the fused detector's TPR at 0.1% FPR fell
+    from 0.48 to 0.20). Platt scaling on the pooled out-of-fold log-odds calibrates the model instead."""
     tr, va = train_val_rows(cfg, idx, ds.labels, list(ds.groups))
     res = fit(ds, tr, va, cfg, out, resume=True, on_step=on_step)
-    ck = load_checkpoint(res.checkpoint)
-    if not len(va):
-        return ck, 1.0
-    logits, labels = predict_logits(ck.model, make_loader(ds, va, 64, shuffle=False, max_len=cfg.max_len))
-    return ck, fit_temperature(logits, labels)
+    return load_checkpoint(res.checkpoint)
 
 
 def steps(say: Callable[[str], None], what: str) -> Callable[[int, int], None]:
@@ -93,8 +92,8 @@ def cross_validate(
     say: Callable[[str], None] = lambda s: None,
     name: str = "fold",
 ) -> np.ndarray:
-    """Out-of-fold malware log-odds (temperature-scaled) of every sample: fold ``k``'s model trains in
-    ``folder/fold<k>`` on ``splits[k][0]`` and scores ``splits[k][1]``; finished folds are reused."""
+    """Out-of-fold malware log-odds of every sample: fold ``k``'s model trains in ``folder/fold<k>`` on
+    ``splits[k][0]`` and scores ``splits[k][1]``; finished folds are reused."""
     mal = ds.classes.index("malware")
     oof = np.full(len(ds), np.nan)
     for k, (tr, te) in enumerate(splits):
@@ -104,9 +103,9 @@ def cross_validate(
         if done.exists():
             oof[te] = np.load(done)
             continue
-        ck, t = train_calibrated(ds, np.asarray(tr), cfg, folder / f"fold{k}", steps(say, what))
+        ck = train_model(ds, np.asarray(tr), cfg, folder / f"fold{k}", steps(say, what))
         logits, _ = predict_logits(ck.model, make_loader(ds, te, 64, shuffle=False, max_len=cfg.max_len))
-        oof[te] = log_odds(logits, mal, t)
+        oof[te] = log_odds(logits, mal)
         with atomic_writer(done) as f:
             np.save(f, oof[te])
     return oof
