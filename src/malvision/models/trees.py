@@ -197,7 +197,7 @@ class LightGBMTrees(TreeEnsemble):
         min_child_samples: int = 20,
         subsample: float = 0.8,
         colsample: float = 0.3,
-        reg_lambda: float = 1.0,
+        reg_lambda: float = 0.0,
     ) -> None:
         check_positive(
             "lgbm", num_leaves=num_leaves, min_child_samples=min_child_samples, max_depth=max_depth
