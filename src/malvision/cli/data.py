@@ -20,6 +20,7 @@ from malvision.cli.app import (
     report_failures,
 )
 from malvision.cli.options import MaxSize
+from malvision.cli.render import plain_table
 from malvision.errors import MalvisionError
 
 
@@ -138,6 +139,13 @@ def data_info(
     if s.lengths is not None:
         lo, med, mean, hi = s.lengths
         out.print(f"tokens per sample: min {lo}, median {med:.0f}, mean {mean:.0f}, max {hi}")
+    if s.collections:
+        rows = [[c, str(n), str(g)] for c, n, g in s.collections]
+        out.print(plain_table("collections (source-disjoint folds)", ["collection", "files", "groups"], rows))
+    if s.pe_types:
+        types = sorted({t for v in s.pe_types.values() for t in v})
+        rows = [[t, *(str(s.pe_types[c].get(t, 0)) for c in s.pe_types)] for t in types]
+        out.print(plain_table("files per PE type", ["PE type", *s.pe_types], rows))
     if s.spec is not None:
         out.print("spec: " + ", ".join(f"{k}={v}" for k, v in s.spec.items()), markup=False)
     if s.skipped:

@@ -287,6 +287,12 @@ def train_detector(
     class_weighting: Annotated[
         bool, typer.Option(help="Weight the classes by inverse frequency in training.")
     ] = True,
+    keep: Annotated[
+        str,
+        typer.Option(
+            help="best: the epoch with the best validation macro-F1 (early stopping); last: every epoch, the last kept."
+        ),
+    ] = "best",
 ) -> None:
     """Build a malware/benign detector with a model card: group-disjoint CV, calibration, FPR threshold."""
     import json
@@ -295,7 +301,7 @@ def train_detector(
 
     settings = (epochs, batch_size, lr, patience, max_len, seed, threads)
     cfg = train_config(
-        model, sets, *settings, label_smoothing=label_smoothing, class_weighting=class_weighting
+        model, sets, *settings, label_smoothing=label_smoothing, class_weighting=class_weighting, keep=keep
     )
     ds = dataset_for(data, None, 64, None)
     command = "malvision " + " ".join(sys.argv[1:])

@@ -38,6 +38,8 @@ class Summary:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     top_groups: list[tuple[str, int]] = field(default_factory=list)
     lengths: tuple[int, float, float, int] | None = None  # sequence caches: tokens per sample
+    collections: list[tuple[str, int, int]] = field(default_factory=list)  # (collection, files, groups)
+    pe_types: dict[str, dict[str, int]] = field(default_factory=dict)  # class -> PE type -> files
 
 
 def summarize(ds: RawDataset | CachedDataset, top: int = 10) -> Summary:
@@ -64,7 +66,7 @@ def summarize(ds: RawDataset | CachedDataset, top: int = 10) -> Summary:
         spec.pop("vocab", None)
         if ds.codebook:
             spec["codebook"] = len(ds.codebook)
-        if spec["kind"] != "image" and len(ds):
+        if ds.spec.fixed_shape is None and len(ds):
             n = ds.lengths
             lengths = (int(n.min()), float(np.median(n)), float(n.mean()), int(n.max()))
     stats = (
@@ -83,4 +85,21 @@ def summarize(ds: RawDataset | CachedDataset, top: int = 10) -> Summary:
         skipped=list(ds.skipped),
         top_groups=groups.most_common(top),
         lengths=lengths,
+        collections=_collections(recs),
+        pe_types={
+            label: dict(sorted(Counter(recs[k].pe_type or "not a PE" for k in ix).items()))
+            for label, ix in sorted(by_class.items())
+            if any(recs[k].pe_type for k in ix)
+        },
     )
+
+
+def _collections(recs: list[Any]) -> list[tuple[str, int, int]]:
+    """(collection, files, groups) of every collection the samples come from, largest first."""
+    files: Counter[str] = Counter()
+    groups: dict[str, set[str | None]] = {}
+    for r in recs:
+        if r.collection:
+            files[r.collection] += 1
+            groups.setdefault(r.collection, set()).add(r.group)
+    return [(c, n, len(groups[c])) for c, n in files.most_common()]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -63,10 +64,11 @@ def claim_run(out: Path, stamp: dict[str, Any]) -> None:
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
             raise MalvisionError(f"{path}: unreadable ({e}); pick another --out or delete that folder") from e
         changed = [k for k in stamp if k != "train_config" and old.get(k) != stamp[k]]
+        defaults = asdict(TrainConfig())  # a setting added since the run was made had its default then
         changed += [
             f"train_config.{k}"
             for k, v in stamp["train_config"].items()
-            if old.get("train_config", {}).get(k) != v
+            if old.get("train_config", {}).get(k, defaults.get(k)) != v
         ]
         if changed:
             what = ", ".join("the data" if c == "manifest_hash" else c for c in changed)

@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from malvision.errors import MalvisionError
+
 __all__ = ["TrainConfig", "TrainResult", "seed_everything", "get_lr", "class_weights"]
 
 
@@ -34,6 +36,11 @@ class TrainConfig:
     threads: int | None = None
     clip_norm: float = 1.0
     label_smoothing: float = 0.0
+    keep: str = "best"  # which epoch a fit keeps: "best" by validation macro-F1 (early stopping), or "last"
+
+    def __post_init__(self) -> None:
+        if self.keep not in ("best", "last"):
+            raise MalvisionError(f"keep must be best or last, got {self.keep!r}")
 
 
 @dataclass

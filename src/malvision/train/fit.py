@@ -55,7 +55,9 @@ def fit(
 
     Writes ``best.pt`` (model), ``last.pt`` (model + optimizer, for ``resume``), ``history.csv`` and
     ``config.json`` into ``out_dir``. Stops early after ``cfg.patience`` epochs without a better
-    validation macro-F1. A fitted model (trees, linear) learns from every training row in one call.
+    validation macro-F1; with ``cfg.keep == "last"`` it runs every epoch and keeps the last (fold models
+    trained alike score on one scale). A fitted model (trees, linear) learns from every training row in
+    one call.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -130,7 +130,7 @@ class GradientRun:
             "seconds": seconds,
         }
         st.history.append(row)
-        if m["macro_f1"] > st.best_f1:
+        if m["macro_f1"] > st.best_f1 or self.cfg.keep == "last":
             st.best_f1, st.best_epoch, st.stale, st.best_metrics = m["macro_f1"], epoch, 0, m
             save_checkpoint(self.best_path, self.model, metrics=m, **self.meta)
         else:
