@@ -7,21 +7,28 @@ worker process in that environment over a pipe; the vectors come back the same w
 ``malvision benchmark-detectors --ember NPZ`` joins to the cache by sha256.
 
     .venv/bin/python scripts/ember_features.py CACHE --out ~/.cache/malvision/caches/ember-v2.npz \\
-        [--ember-python ~/.cache/malvision/ember-venv/bin/python]
+        [--workers 2] [--ember-python ~/.cache/malvision/ember-venv/bin/python]
     .venv/bin/python scripts/ember_features.py --files ~/.cache/malvision/benign-heldout/pe --out HELDOUT.npz
 
 CACHE is any detection cache (``malvision data build``); its samples are read again from the sources
 its manifest names (files, or ``zip!entry`` of the sample zip, password ``infected``). ``--files``
 takes every file below a folder instead.
+
+EMBER's extractor is slow (about 0.6 MB/s a core, most of it its string regexes): ``--workers`` runs that
+many extractor processes, and every few hundred files the vectors so far go to ``OUT.partial.npz``, which
+a rerun with the same arguments resumes from.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import queue
 import struct
 import subprocess
 import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
@@ -59,16 +66,66 @@ class _Reader:
 
     def __init__(self) -> None:
         self.zips: dict[str, tuple[ZipDataset, dict[str, int]]] = {}
+        self.lock = threading.Lock()  # one zip handle shared by the worker threads
 
     def read(self, source: str) -> bytes:
         if "!" not in source:
             return open_source(source).read()
         zpath, name = source.split("!", 1)
-        if zpath not in self.zips:
-            z = ZipDataset(zpath)
-            self.zips[zpath] = (z, {r.id: k for k, r in enumerate(z.records)})
-        z, index = self.zips[zpath]
-        return z.open(index[name]).read()
+        with self.lock:
+            if zpath not in self.zips:
+                z = ZipDataset(zpath)
+                self.zips[zpath] = (z, {r.id: k for k, r in enumerate(z.records)})
+            z, index = self.zips[zpath]
+            return z.open(index[name]).read()
+
+
+class _Workers:
+    """Extractor processes in the EMBER environment, each lent to one thread at a time."""
+
+    def __init__(self, python: Path, n: int) -> None:
+        self.procs = [
+            subprocess.Popen([str(python), "-c", WORKER], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            for _ in range(n)
+        ]
+        self.free: queue.Queue[subprocess.Popen] = queue.Queue()
+        for p in self.procs:
+            self.free.put(p)
+
+    def vector(self, data: bytes) -> np.ndarray:
+        proc = self.free.get()
+        try:
+            assert proc.stdin is not None and proc.stdout is not None
+            proc.stdin.write(struct.pack("<Q", len(data)) + data)
+            proc.stdin.flush()
+            n = struct.unpack("<Q", proc.stdout.read(8))[0]
+            return np.frombuffer(proc.stdout.read(n), np.float32)
+        finally:
+            self.free.put(proc)
+
+    def close(self) -> None:
+        for p in self.procs:
+            assert p.stdin is not None
+            p.stdin.close()
+            p.wait()
+
+
+def _save(path: Path, done: dict[str, tuple[str, np.ndarray]], order: list[str]) -> None:
+    keys = [k for k in order if k in done]
+    with atomic_writer(path) as f:
+        np.savez(
+            f,
+            source=np.asarray(keys),
+            sha256=np.asarray([done[k][0] for k in keys]),
+            x=np.stack([done[k][1] for k in keys]),
+        )
+
+
+def _resume(path: Path) -> dict[str, tuple[str, np.ndarray]]:
+    if not path.is_file():
+        return {}
+    with np.load(path) as z:  # our own plain arrays: no pickles
+        return {str(k): (str(s), v) for k, s, v in zip(z["source"], z["sha256"], z["x"], strict=True)}
 
 
 def main() -> None:
@@ -77,6 +134,7 @@ def main() -> None:
     ap.add_argument("--files", type=Path, help="every file below this folder instead of a cache")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--ember-python", type=Path, default=DEFAULT_PYTHON)
+    ap.add_argument("--workers", type=int, default=1, help="extractor processes (one a core)")
     args = ap.parse_args()
     if not args.ember_python.is_file():
         sys.exit(
@@ -91,27 +149,29 @@ def main() -> None:
             sources = [(r.source, r.sha256) for r in CachedDataset(args.cache).records]
     except MalvisionError as e:
         sys.exit(f"error: {e}")
-    worker = subprocess.Popen(
-        [str(args.ember_python), "-c", WORKER], stdin=subprocess.PIPE, stdout=subprocess.PIPE
-    )
-    assert worker.stdin is not None and worker.stdout is not None
-    shas, rows = [], []
-    reader = _Reader()
-    with Progress() as bar:
-        task = bar.add_task("EMBER features", total=len(sources))
-        for source, sha in sources:
-            data = reader.read(source)
-            worker.stdin.write(struct.pack("<Q", len(data)) + data)
-            worker.stdin.flush()
-            n = struct.unpack("<Q", worker.stdout.read(8))[0]
-            rows.append(np.frombuffer(worker.stdout.read(n), np.float32))
-            shas.append(sha or hashlib.sha256(data).hexdigest())
+    partial = args.out.with_name(args.out.name.removesuffix(".npz") + ".partial.npz")
+    done = _resume(partial)
+    order = [source for source, _ in sources]
+    todo = [(source, sha) for source, sha in sources if source not in done]
+    reader, workers = _Reader(), _Workers(args.ember_python, args.workers)
+
+    def one(source: str, sha: str | None) -> tuple[str, str, np.ndarray]:
+        data = reader.read(source)
+        return source, sha or hashlib.sha256(data).hexdigest(), workers.vector(data)
+
+    with Progress() as bar, ThreadPoolExecutor(args.workers) as pool:
+        task = bar.add_task("EMBER features", total=len(sources), completed=len(done))
+        jobs = [pool.submit(one, source, sha) for source, sha in todo]
+        for k, job in enumerate(as_completed(jobs), 1):
+            source, sha, v = job.result()
+            done[source] = (sha, v)
             bar.advance(task)
-    worker.stdin.close()
-    worker.wait()
-    with atomic_writer(args.out) as f:
-        np.savez(f, sha256=np.asarray(shas), x=np.stack(rows))
-    print(f"wrote {len(rows)} EMBER vectors ({rows[0].size} features) to {args.out}")
+            if k % 200 == 0:
+                _save(partial, done, order)
+    workers.close()
+    _save(args.out, done, order)
+    partial.unlink(missing_ok=True)
+    print(f"wrote {len(done)} EMBER vectors ({next(iter(done.values()))[1].size} features) to {args.out}")
 
 
 if __name__ == "__main__":
