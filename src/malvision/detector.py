@@ -35,13 +35,17 @@ __all__ = ["build_detector", "data_sources", "write_oof"]
 
 
 def data_sources(records: Any) -> dict[str, dict[str, Any]]:
-    """Where the training files came from: per corpus folder or sample zip, files per label and, for
-    benign files, per package registry (the part of the group before ':')."""
+    """Where the training files came from: per corpus folder, sample zip or malware collection, files per
+    label and, for benign files, per package registry (the part of the group before ':')."""
     out: dict[str, dict[str, Any]] = {}
     for r in records:
         folder = Path(r.source).parent
         folder = folder.parent if folder.name == "pe" else folder  # a benign corpus keeps files in pe/
-        origin = r.source.split("!", 1)[0] if "!" in r.source else str(folder)
+        collection = getattr(r, "collection", None)
+        if "!" in r.source:
+            origin = r.source.split("!", 1)[0]
+        else:
+            origin = f"collection {collection}" if collection else str(folder)
         entry = out.setdefault(origin, {"files": {}, "registries": {}})
         entry["files"][r.label] = entry["files"].get(r.label, 0) + 1
         registry = r.group.split(":", 1)[0] if r.group and ":" in r.group else None

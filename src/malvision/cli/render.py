@@ -98,7 +98,7 @@ def range_table(expl: Any) -> Table:
 
 def operating_table(header: list[str], rows: list[list[str]]) -> Table:
     """A detector card's operating points with their intervals."""
-    table = Table(title="out-of-fold detection (group-disjoint CV)")
+    table = Table(title="out-of-fold detection at the card's operating points (its protocol)")
     for col in header:
         table.add_column(col, justify="right")
     for r in rows:
