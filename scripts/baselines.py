@@ -20,6 +20,7 @@ import importlib.util
 import json
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -127,7 +128,7 @@ def _malconv() -> Any:
     return model.eval()
 
 
-def _malconv_logits(model: Any, seqs: list[np.ndarray]) -> np.ndarray:
+def _malconv_logits(model: Any, seqs: Iterable[np.ndarray]) -> np.ndarray:
     """Logits for our byte sequences (byte + 1, 0 padding) as secml feeds them: bytes as they are, 256
     padding, every input padded to 1 MiB."""
     import torch
@@ -154,7 +155,7 @@ def secml_malconv(args: argparse.Namespace) -> None:
     splits, _ = source_kfold(y == 1, ds.groups, ds.collections, random_state=args.seed)
     model = _malconv()
     t = time.perf_counter()
-    raw = _malconv_logits(model, [ds[i][0] for i in range(len(ds))])
+    raw = _malconv_logits(model, (ds[i][0] for i in range(len(ds))))  # one MiB at a time
     card: dict[str, Any] = {
         "architecture": "MalConv trained on EMBER (secml-malware 0.4 weights)", "input_kind": "bytes (1 MiB)",
         "baseline": "secml-malconv", "model_bytes": _malconv_weights().stat().st_size,
@@ -162,9 +163,9 @@ def secml_malconv(args: argparse.Namespace) -> None:
     }  # fmt: skip
     if args.heldout:
         files = sorted(p for p, _ in expand_inputs([args.heldout]))
-        seqs = [
+        seqs = (
             np.frombuffer(open_source(f).read(MALCONV_BYTES), np.uint8).astype(np.uint16) + 1 for f in files
-        ]
+        )
         platt = fit_platt(raw, y)
         cut = threshold_for_fpr(platt_scale(raw, platt)[y == 0], 0.001)
         card["heldout"] = {

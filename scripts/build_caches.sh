@@ -12,6 +12,10 @@
 # the collections' 1,076 malware, each with its collection), under ~/.cache/malvision/caches:
 #   pe-features-v2 (PE structure vector), pe-image64-v2 (byte plot), pe-views64-v2 (plot + entropy),
 #   pe-fused64-v2 (vector + plot), pe-bytes1m-v2 (first MiB).
+# Then the GUI widening (~/.cache/malvision/benign-gui: 2,819 files of pinned pywin32, PyInstaller, py2exe,
+# cx_Freeze, Inno Setup and electron-winstaller releases, 137 of them 32-bit GUI executables) joins them in
+# pe-features-v3 (7,162 files), at most 700 files a benign project (the largest v2 project has 693, so
+# every v2 file stays in and v3's folds hold v2's file by file; pywin32 keeps 700 of its 2,670).
 # A missing repository or a changed file stops it with one line naming it. benign-heldout is never used
 # here: it stays out of training (SET=heldout bash scripts/build_extra_benign.sh builds it for tests).
 set -euo pipefail
@@ -40,4 +44,7 @@ build pe-image64-v2 --kind image --image-size 64
 build pe-views64-v2 --kind views --image-size 64
 build pe-fused64-v2 --kind fused --image-size 64
 build pe-bytes1m-v2 --kind bytes --max-len 1048576
+[ -f "$C/benign-gui/manifest_ext.csv" ] || SET=gui bash scripts/build_extra_benign.sh
+CORPORA+=(--benign "$C/benign-gui" --max-per-group 700)
+build pe-features-v3 --kind features
 echo "caches ready in $C/caches"

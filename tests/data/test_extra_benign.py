@@ -12,6 +12,7 @@ import pytest
 from malvision import cli
 from malvision.data.build import benign_corpora
 from malvision.data.cache import CachedDataset
+from malvision.errors import MalvisionError
 
 from .helpers import aes_zip, manifest_csv, sha
 
@@ -120,3 +121,16 @@ def test_heldout_set_shares_no_project_with_the_training_sets() -> None:
     trained = {project(p) for _, body in re.findall(ARRAYS, rest) for p in body.split()}
     assert len(heldout) > 25 and len(trained) > 200
     assert not heldout & trained, heldout & trained
+
+
+def test_max_per_group_caps_a_project_over_corpora(tmp_path: Path, rng: np.random.Generator) -> None:
+    blob = [b"MZ" + rng.integers(0, 256, 1200 + 50 * k, dtype=np.uint8).tobytes() for k in range(6)]
+    first = corpus(tmp_path / "a" / "proj", {f"f{k}.dll": blob[k] for k in range(3)}, ext=True)
+    later = corpus(tmp_path / "b" / "proj", {f"g{k}.pyd": blob[k] for k in range(3, 6)}, ext=True)
+    kept = [{r.sha256 for r in p.records} for p in benign_corpora([first, later], max_per_group=4)]
+    assert kept[0] == {sha(x) for x in blob[:3]}  # the earlier corpus first
+    assert kept[1] == {min(sha(x) for x in blob[3:])}  # then the room left, by sha256
+    (only,) = benign_corpora([first, later], max_per_group=2)
+    assert {r.sha256 for r in only.records} == set(sorted(sha(x) for x in blob[:3])[:2])
+    with pytest.raises(MalvisionError, match="max-per-group"):
+        benign_corpora([first], max_per_group=0)

@@ -187,6 +187,10 @@ def data_build(
     keep_duplicates: Annotated[
         bool, typer.Option(help="Keep exact copies of a sample (default: drop).")
     ] = False,
+    max_per_group: Annotated[
+        int | None,
+        typer.Option(help="Keep at most this many files of one benign project (earlier --benign first)."),
+    ] = None,
     max_size: MaxSize = "8G",
 ) -> None:
     """Build a training cache: PE malware vs benign (label malware/benign) or BIG2015 opcodes (family)."""
@@ -216,6 +220,7 @@ def data_build(
             overwrite=overwrite,
             dedupe=dedupe,
             malware_dirs=malware or (),
+            max_per_group=max_per_group,
         )
     out.print(f"wrote {n} samples to {out_dir} in {time.monotonic() - start:.1f} s", markup=False)
     dups = CachedDataset(out_dir).meta.get("duplicates", [])

@@ -137,25 +137,48 @@ def malware_corpus(root: Path | str, max_size: int = DEFAULT_MAX_SIZE) -> CsvDat
 BenignDirs = Path | str | Sequence[Path | str] | None
 
 
-def benign_corpora(benign_dir: BenignDirs = None, max_size: int = DEFAULT_MAX_SIZE) -> list[CsvDataset]:
+def benign_corpora(
+    benign_dir: BenignDirs = None, max_size: int = DEFAULT_MAX_SIZE, max_per_group: int | None = None
+) -> list[CsvDataset]:
     """One or several benign corpora (default: ``default_benign_dir()``), each file kept once.
 
     A file already listed (same sha256) in an earlier corpus is left out of later ones: a benign copy
-    of a benign file is expected, not a failure to report.
+    of a benign file is expected, not a failure to report. ``max_per_group`` keeps at most that many
+    files of one project, earlier corpora first, then by sha256 (a fixed, version-blind draw), so one
+    project released in many builds cannot outweigh the others.
     """
+    if max_per_group is not None and max_per_group < 1:
+        raise DatasetError(f"--max-per-group must be at least 1, got {max_per_group}")
     if benign_dir is None or isinstance(benign_dir, (str, os.PathLike)):
         dirs: list[Path | str] = [benign_dir or default_benign_dir()]
     else:
         dirs = list(benign_dir) or [default_benign_dir()]
     parts: list[CsvDataset] = []
     seen: set[str] = set()
+    taken: dict[str | None, int] = {}  # files kept so far per project, over the corpora
     for d in dirs:
         part = benign_corpus(d, max_size=max_size)
         part.records = [r for r in part.records if r.sha256 is None or r.sha256 not in seen]
         seen.update(r.sha256 for r in part.records if r.sha256 is not None)
+        if max_per_group is not None:
+            part.records = _capped(part.records, max_per_group, taken)
         if part.records:
             parts.append(part)
     return parts
+
+
+def _capped(records: list[Any], cap: int, taken: dict[str | None, int]) -> list[Any]:
+    """The records of one corpus within ``cap`` files a group (``taken`` counts earlier corpora's)."""
+    keep: set[int] = set()
+    by_group: dict[str | None, list[int]] = {}
+    for i, r in enumerate(records):
+        by_group.setdefault(r.group, []).append(i)
+    for group, idx in by_group.items():
+        room = cap - taken.get(group, 0)
+        chosen = sorted(idx, key=lambda i: records[i].sha256 or records[i].id)[: max(room, 0)]
+        taken[group] = taken.get(group, 0) + len(chosen)
+        keep.update(chosen)
+    return [r for i, r in enumerate(records) if i in keep]
 
 
 def detection_dataset(
@@ -165,15 +188,17 @@ def detection_dataset(
     password: str = DEFAULT_PASSWORD,
     max_size: int = DEFAULT_MAX_SIZE,
     malware_dirs: Sequence[Path | str] = (),
+    max_per_group: int | None = None,
 ) -> ConcatDataset:
     """Benign corpora (label benign, group = source project) + the sample zip and malware corpora
     (label malware, group = family; collection = the zip or the repository).
 
     ``benign_dir`` is one corpus folder or several (combined by ``benign_corpora``). Only zip entries
     whose manifest kind is ``pe`` are kept unless ``all_kinds``: the benign side is all PE, so other
-    file types would teach the model "not PE" rather than "malicious".
+    file types would teach the model "not PE" rather than "malicious". ``max_per_group`` caps the files
+    of one benign project (``benign_corpora``).
     """
-    benign = benign_corpora(benign_dir, max_size=max_size)
+    benign = benign_corpora(benign_dir, max_size=max_size, max_per_group=max_per_group)
     zip_path = Path(malware_zip or default_malware_zip())
     malware = ZipDataset(
         zip_path,
@@ -201,6 +226,7 @@ def build_detection_cache(
     overwrite: bool = False,
     dedupe: bool = True,
     malware_dirs: Sequence[Path | str] = (),
+    max_per_group: int | None = None,
 ) -> tuple[int, list[tuple[str, str]]]:
     """Cache the malware-vs-benign PE set as ``kind`` image, bytes or features; returns (written, failures)."""
     if kind not in ("image", "views", "bytes", "features", "fused"):
@@ -208,7 +234,10 @@ def build_detection_cache(
             f"--kind {kind!r}: the PE set builds as image, views, bytes, features or fused (opcodes: use --opcodes)"
         )
     spec = ConvertSpec(kind=kind, image_size=image_size, max_len=max_len or DEFAULT_MAX_LEN)  # type: ignore[arg-type]
-    with detection_dataset(benign_dir, malware_zip, all_kinds, password, max_size, malware_dirs) as raw:
+    raw = detection_dataset(
+        benign_dir, malware_zip, all_kinds, password, max_size, malware_dirs, max_per_group
+    )
+    with raw:
         return write_cache(raw, out_dir, spec, progress=progress, overwrite=overwrite, dedupe=dedupe)
 
 
