@@ -14,7 +14,7 @@
 #   pe-fused64-v2 (vector + plot), pe-bytes1m-v2 (first MiB).
 # Then the GUI widening (~/.cache/malvision/benign-gui: 2,819 files of pinned pywin32, PyInstaller, py2exe,
 # cx_Freeze, Inno Setup and electron-winstaller releases, 137 of them 32-bit GUI executables) joins them in
-# pe-features-v3 (7,162 files), at most 700 files a benign project (the largest v2 project has 693, so
+# pe-features-v3 (5,518 files: 849 of benign-gui), at most 700 files a benign project (the largest v2 project has 693, so
 # every v2 file stays in and v3's folds hold v2's file by file; pywin32 keeps 700 of its 2,670).
 # A missing repository or a changed file stops it with one line naming it. benign-heldout is never used
 # here: it stays out of training (SET=heldout bash scripts/build_extra_benign.sh builds it for tests).

@@ -16,7 +16,10 @@ takes every file below a folder instead.
 
 EMBER's extractor is slow (about 0.6 MB/s a core, most of it its string regexes): ``--workers`` runs that
 many extractor processes, and every few hundred files the vectors so far go to ``OUT.partial.npz``, which
-a rerun with the same arguments resumes from.
+a rerun with the same arguments resumes from. Its string features run one pass of each regex over all
+of a file's strings instead of one call per string and regex: the same vectors (check on any folder:
+run once with ``MALVISION_EMBER_ORIGINAL=1`` set and once without, and compare the two ``x`` arrays),
+faster where files hold many strings.
 """
 
 from __future__ import annotations
@@ -41,11 +44,38 @@ from malvision.io import atomic_writer, expand_inputs, open_source
 
 DEFAULT_PYTHON = Path.home() / ".cache" / "malvision" / "ember-venv" / "bin" / "python"
 WORKER = r"""
-import os, struct, sys
+import bisect, os, struct, sys
 out = os.fdopen(os.dup(1), "wb")  # the framed answers; whatever the extractor prints goes to stderr
 os.dup2(2, 1)
 import numpy as np, ember
 ex = ember.PEFeatureExtractor()
+if not os.environ.get("MALVISION_EMBER_ORIGINAL"):
+    strings = next(f for f in ex.features if type(f).__name__ == "StringExtractor")
+    regexes, plain = strings._regexes, strings.raw_features
+
+    def raw_features(bytez, pe):
+        # EMBER's own string features with its per-string loop (77 regexes x every string) replaced by
+        # one pass of each regex over the strings joined by newlines, which no string holds and no
+        # pattern matches: the same counts of strings with a match, several times faster on files with many strings.
+        strings._regexes = {}
+        try:
+            raw = plain(bytez, pe)
+        finally:
+            strings._regexes = regexes
+        found = [s.decode() for s in strings._allstrings.findall(bytez)]
+        starts, at = [], 0
+        for s in found:
+            starts.append(at)
+            at += len(s) + 1
+        text, counts = "\n".join(found), {}
+        for k, r in regexes.items():
+            n = len({bisect.bisect_right(starts, m.start()) - 1 for m in r.finditer(text)})
+            if n:
+                counts[k] = n
+        raw["string_counts"] = dict(sorted(counts.items()))
+        return raw
+
+    strings.raw_features = raw_features
 inp = sys.stdin.buffer
 while True:
     head = inp.read(8)

