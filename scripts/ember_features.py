@@ -165,6 +165,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--ember-python", type=Path, default=DEFAULT_PYTHON)
     ap.add_argument("--workers", type=int, default=1, help="extractor processes (one a core)")
+    ap.add_argument(
+        "--max-mb", type=float, help="leave out files larger than this (a subset, named in the output)"
+    )
     args = ap.parse_args()
     if not args.ember_python.is_file():
         sys.exit(
@@ -176,13 +179,22 @@ def main() -> None:
         if args.files is not None:
             sources = [(str(p), None) for p, _ in expand_inputs([args.files])]
         else:
-            sources = [(r.source, r.sha256) for r in CachedDataset(args.cache).records]
+            records = CachedDataset(args.cache).records
+            cap = None if args.max_mb is None else args.max_mb * 2**20
+            sources = [(r.source, r.sha256) for r in records if cap is None or r.size <= cap]
+            if len(sources) < len(records):
+                print(
+                    f"{len(records) - len(sources)} of {len(records)} files over {args.max_mb} MiB left out"
+                )
     except MalvisionError as e:
         sys.exit(f"error: {e}")
     partial = args.out.with_name(args.out.name.removesuffix(".npz") + ".partial.npz")
     done = _resume(partial)
     order = [source for source, _ in sources]
     todo = [(source, sha) for source, sha in sources if source not in done]
+    if args.cache is not None:  # small files first: a partial file then covers the most samples
+        size = {r.source: r.size for r in records}
+        todo.sort(key=lambda t: size[t[0]])
     reader, workers = _Reader(), _Workers(args.ember_python, args.workers)
 
     def one(source: str, sha: str | None) -> tuple[str, str, np.ndarray]:
