@@ -85,7 +85,8 @@ print(f"{same} of {len(b)} images from the PNG tree equal those from the origina
 PY
 }
 
-# The shipped detector (src/malvision/weights/pe-detector.pt): wider benign corpus, group-disjoint CV.
+# The previous release's byte-plot detector (docs/results.md section 4b): wider benign corpus,
+# group-disjoint CV. No longer bundled: board_v2 builds the shipped ones.
 detector() {
     OUT="$C/benign-extra" bash scripts/build_extra_benign.sh
     $MV data build --kind image --image-size 64 --benign "$C/benign" --benign "$C/benign-extra" \
@@ -93,12 +94,11 @@ detector() {
     rm -rf "$C/runs/pe-detector-wide"   # a run folder keeps fold results only for the same data and settings
     $MV train-detector --data "$C/caches/pe_image64_wide" --out "$C/runs/pe-detector-wide" --model cnn \
         --epochs 15 --patience 4 --threads 1 --label-smoothing 0.1
-    $MV bundle "$C/runs/pe-detector-wide" -o src/malvision/weights/pe-detector.pt
-    $MV export pe-detector --onnx
+    $MV bundle "$C/runs/pe-detector-wide" -o "$C/runs/pe-detector-wide/bundled.pt"
     cp "$C/runs/pe-detector-wide/roc.png" docs/img/pe-detector-roc.png
 }
 
-# The PE-structure detector (src/malvision/weights/pe-features.pt): gradient-boosted trees on 433 header,
+# The previous release's PE-structure detector (docs/results.md section 4a): gradient-boosted trees on 433 header,
 # byte-statistics and import-table features, family- and project-disjoint 5-fold CV. Benign side: the
 # shared corpus, the first widening (`detector`) and the native tools widening (SET=tools). Trees have
 # no epoch to pick, so each fold trains on all its rows; no class weights.
@@ -108,9 +108,8 @@ features_detector() {
     $MV data build --kind features --benign "$C/benign" --benign "$C/benign-extra" --benign "$C/benign-tools" --out "$C/caches/pe-features-wide" --overwrite
     $MV train-detector --data "$C/caches/pe-features-wide" --out "$C/runs/pe-detector-gbt" --model gbt \
         --no-class-weighting --threads 1
-    $MV bundle "$C/runs/pe-detector-gbt" -o src/malvision/weights/pe-features.pt
-    $MV export pe-features --onnx
-    $MV info pe-features --groups --markdown > docs/pe-features-families.md
+    $MV bundle "$C/runs/pe-detector-gbt" -o "$C/runs/pe-detector-gbt/bundled.pt"
+    $MV info "$C/runs/pe-detector-gbt/bundled.pt" --groups --markdown > docs/pe-features-families.md
     .venv/bin/python scripts/pe_types.py "$C/runs/pe-detector-gbt" "$C/caches/pe-features-wide" > docs/pe-features-types.md
     .venv/bin/python scripts/interval_drivers.py "$C/runs/pe-detector-gbt" "$C/caches/pe-features-wide" > docs/pe-features-interval.md
     cp "$C/runs/pe-detector-gbt/roc.png" docs/img/pe-features-roc.png
