@@ -103,6 +103,7 @@ def compare(runs: list[Run], seed: int = 0) -> list[dict[str, Any]]:
                 "worst_collection": worst[0] if worst else None,
                 "worst_tpr_at_0.001": worst[1]["tpr_at_0.001"] if worst else None,
                 "model_bytes": size, "files_per_second": r.card.get("files_per_second"),
+                "files_per_second_model_only": r.card.get("files_per_second_model_only"),
                 "heldout": r.card.get("heldout"),
             }
         )  # fmt: skip
@@ -126,6 +127,8 @@ def board_markdown(rows: list[dict[str, Any]]) -> str:
         held = row.get("heldout") or {}
         held_text = f"{held['flagged']} of {held['n']}" if held else "n/a"
         fps = f"{row['files_per_second']:,.0f}" if row.get("files_per_second") else "n/a"
+        if not row.get("files_per_second") and row.get("files_per_second_model_only"):
+            fps = f"{row['files_per_second_model_only']:,.1f} (model only)"  # a baseline's own figure
         size = f"{row['model_bytes'] / 1e6:.1f} MB" if row.get("model_bytes") else "n/a"
         worst = (
             f"{row['worst_collection']} {row['worst_tpr_at_0.001']:.0%}" if row["worst_collection"] else ""
