@@ -140,7 +140,8 @@ class _Workers:
             p.wait()
 
 
-def _save(path: Path, done: dict[str, tuple[str, np.ndarray]], order: list[str]) -> None:
+def _save(path: Path, done: dict[str, tuple[str, np.ndarray]], order: list[str]) -> int:
+    """The vectors of ``order``'s files that are done, in that order; returns how many."""
     keys = [k for k in order if k in done]
     with atomic_writer(path) as f:
         np.savez(
@@ -149,6 +150,7 @@ def _save(path: Path, done: dict[str, tuple[str, np.ndarray]], order: list[str])
             sha256=np.asarray([done[k][0] for k in keys]),
             x=np.stack([done[k][1] for k in keys]),
         )
+    return len(keys)
 
 
 def _resume(path: Path) -> dict[str, tuple[str, np.ndarray]]:
@@ -211,9 +213,9 @@ def main() -> None:
             if k % 200 == 0:
                 _save(partial, done, order)
     workers.close()
-    _save(args.out, done, order)
+    n = _save(args.out, done, order)
     partial.unlink(missing_ok=True)
-    print(f"wrote {len(done)} EMBER vectors ({next(iter(done.values()))[1].size} features) to {args.out}")
+    print(f"wrote {n} EMBER vectors ({next(iter(done.values()))[1].size} features) to {args.out}")
 
 
 if __name__ == "__main__":
