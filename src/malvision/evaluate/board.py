@@ -170,12 +170,12 @@ def plot_board(runs: list[Run], path: Path) -> None:
     from malvision.evaluate.plots import save_figure
 
     picks, _ = _common(runs)
-    fig, ax = plt.subplots(figsize=(6, 4.5))
+    fig, ax = plt.subplots(figsize=(9.5, 4.5))
     floor = 1e-4
     for r, p in zip(runs, picks, strict=True):
         fpr, tpr, _ = roc_curve(r.y[p], r.score[p])
         floor = max(floor, 1 / max(int((r.y[p] == 0).sum()), 1))
-        ax.plot(np.maximum(fpr, 1e-4), tpr, label=f"{r.name} ({r.model}, {r.kind})")
+        ax.plot(np.maximum(fpr, 1e-4), tpr, label=f"{r.name} ({r.model[:40]}, {r.kind})")
     for f in (0.001, 0.01):
         ax.axvline(f, color="grey", lw=0.6, ls=":")
     ax.set_xscale("log")
@@ -183,6 +183,6 @@ def plot_board(runs: list[Run], path: Path) -> None:
     ax.set_xlabel("false-positive rate (benign, unseen projects)")
     ax.set_ylabel("true-positive rate (malware, unseen collections)")
     ax.set_title("source-disjoint out-of-fold ROC")
-    ax.legend(loc="lower right", fontsize=7)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=7)  # beside the curves, not on them
     ax.grid(alpha=0.3, which="both")
     save_figure(fig, path)
