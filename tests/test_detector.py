@@ -116,9 +116,10 @@ def test_build_detector_writes_an_honest_card(grouped_cache: Path, tmp_path: Pat
     assert m["tpr_ci95"] == m["operating_points"]["0.05"]["tpr_ci95"]
     assert card["platt"]["a"] > 0  # Platt scaling keeps the order of scores
     assert card["data"]["counts"] == {"benign": 30, "malware": 30}
-    # where the files came from: here one folder (the CSV's) holds both classes
+    # where the files came from: the benign files by folder (the CSV's), the malware by collection
     assert card["data"]["sources"] == {
-        str(grouped_cache.parent): {"files": {"benign": 30, "malware": 30}, "registries": {}}
+        str(grouped_cache.parent): {"files": {"benign": 30}, "registries": {}},
+        **{f"collection repo{c}": {"files": {"malware": 10}, "registries": {}} for c in "ABC"},
     }
     assert len(card["training_sha256"]) == 60 and card["temperature"] > 0
     oof = json.loads((tmp_path / "run" / "oof_scores.json").read_text())
