@@ -204,7 +204,7 @@ def main() -> None:
         return source, sha or hashlib.sha256(data).hexdigest(), workers.vector(data)
 
     with Progress() as bar, ThreadPoolExecutor(args.workers) as pool:
-        task = bar.add_task("EMBER features", total=len(sources), completed=len(done))
+        task = bar.add_task("EMBER features", total=len(sources), completed=len(sources) - len(todo))
         jobs = [pool.submit(one, source, sha) for source, sha in todo]
         for k, job in enumerate(as_completed(jobs), 1):
             source, sha, v = job.result()
