@@ -179,24 +179,22 @@ def main() -> None:
         sys.exit("error: give a cache or --files DIR")
     try:
         if args.files is not None:
-            sources = [(str(p), None) for p, _ in expand_inputs([args.files])]
+            items = [
+                (str(p), None, p.stat().st_size if p.is_file() else 0) for p, _ in expand_inputs([args.files])
+            ]
         else:
-            records = CachedDataset(args.cache).records
-            cap = None if args.max_mb is None else args.max_mb * 2**20
-            sources = [(r.source, r.sha256) for r in records if cap is None or r.size <= cap]
-            if len(sources) < len(records):
-                print(
-                    f"{len(records) - len(sources)} of {len(records)} files over {args.max_mb} MiB left out"
-                )
+            items = [(r.source, r.sha256, r.size) for r in CachedDataset(args.cache).records]
     except MalvisionError as e:
         sys.exit(f"error: {e}")
+    cap = None if args.max_mb is None else args.max_mb * 2**20
+    sources = [(source, sha, size) for source, sha, size in items if cap is None or size <= cap]
+    if len(sources) < len(items):
+        print(f"{len(items) - len(sources)} of {len(items)} files over {args.max_mb} MiB left out")
     partial = args.out.with_name(args.out.name.removesuffix(".npz") + ".partial.npz")
     done = _resume(partial)
-    order = [source for source, _ in sources]
-    todo = [(source, sha) for source, sha in sources if source not in done]
-    if args.cache is not None:  # small files first: a partial file then covers the most samples
-        size = {r.source: r.size for r in records}
-        todo.sort(key=lambda t: size[t[0]])
+    order = [source for source, _, _ in sources]
+    # small files first: a partial file then covers the most samples
+    todo = sorted((t for t in sources if t[0] not in done), key=lambda t: t[2])
     reader, workers = _Reader(), _Workers(args.ember_python, args.workers)
 
     def one(source: str, sha: str | None) -> tuple[str, str, np.ndarray]:
@@ -205,7 +203,7 @@ def main() -> None:
 
     with Progress() as bar, ThreadPoolExecutor(args.workers) as pool:
         task = bar.add_task("EMBER features", total=len(sources), completed=len(sources) - len(todo))
-        jobs = [pool.submit(one, source, sha) for source, sha in todo]
+        jobs = [pool.submit(one, source, sha) for source, sha, _ in todo]
         for k, job in enumerate(as_completed(jobs), 1):
             source, sha, v = job.result()
             done[source] = (sha, v)

@@ -41,11 +41,10 @@ def data_sources(records: Any) -> dict[str, dict[str, Any]]:
     for r in records:
         folder = Path(r.source).parent
         folder = folder.parent if folder.name == "pe" else folder  # a benign corpus keeps files in pe/
-        collection = getattr(r, "collection", None)
         if "!" in r.source:
             origin = r.source.split("!", 1)[0]
         else:
-            origin = f"collection {collection}" if collection else str(folder)
+            origin = f"collection {r.collection}" if r.collection else str(folder)
         entry = out.setdefault(origin, {"files": {}, "registries": {}})
         entry["files"][r.label] = entry["files"].get(r.label, 0) + 1
         registry = r.group.split(":", 1)[0] if r.group and ":" in r.group else None

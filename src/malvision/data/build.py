@@ -234,10 +234,9 @@ def build_detection_cache(
             f"--kind {kind!r}: the PE set builds as image, views, bytes, features or fused (opcodes: use --opcodes)"
         )
     spec = ConvertSpec(kind=kind, image_size=image_size, max_len=max_len or DEFAULT_MAX_LEN)  # type: ignore[arg-type]
-    raw = detection_dataset(
+    with detection_dataset(
         benign_dir, malware_zip, all_kinds, password, max_size, malware_dirs, max_per_group
-    )
-    with raw:
+    ) as raw:
         return write_cache(raw, out_dir, spec, progress=progress, overwrite=overwrite, dedupe=dedupe)
 
 
