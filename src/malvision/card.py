@@ -13,8 +13,36 @@ from malvision.errors import CheckpointError
 __all__ = ["group_rows", "card_from_run", "save_with_card", "bundle_run", "training_ids", "model_summary"]
 
 
-def card_from_run(run: Path | str) -> dict[str, Any]:
-    """A card from a ``malvision train`` run folder: its metrics.json, split.json and config."""
+def _cv_figures(path: Path, row: str) -> tuple[str, dict[str, Any]]:
+    """How a benchmark measured ``row`` (its caption) and its pooled figures, as a card's metrics."""
+    try:
+        rows = json.loads(path.read_text())
+        r = next(x for x in rows if x["model"] == row)
+        cm = r["confusion_matrix"]
+    except (OSError, json.JSONDecodeError, TypeError, KeyError) as e:
+        raise CheckpointError(f"{path}: not a benchmark's leaderboard.json ({e})") from None
+    except StopIteration:
+        names = ", ".join(str(x.get("model")) for x in rows)
+        raise CheckpointError(f"{path}: no row {row!r} (rows: {names}); pick one with --cv-row") from None
+    per_class = {}
+    for c, v in r["per_class"].items():
+        p, rec = v["precision"], v["recall"]
+        per_class[c] = {**v, "f1": 2 * p * rec / (p + rec) if p + rec else 0.0}
+    metrics = {
+        "n": int(sum(map(sum, cm))),
+        "accuracy": r["accuracy_mean"],
+        "accuracy_std": r["accuracy_std"],
+        "macro_f1": r["macro_f1_mean"],
+        "macro_f1_std": r["macro_f1_std"],
+        "per_class": per_class,
+        "confusion_matrix": cm,
+    }
+    return f"{r['folds']}-fold cross-validation of the same recipe ({path})", metrics
+
+
+def card_from_run(run: Path | str, cv: Path | None = None, cv_row: str | None = None) -> dict[str, Any]:
+    """A card from a ``malvision train`` run folder: its metrics.json, split.json and config. A run
+    trained on every sample (``--test-size 0``) takes its figures from a benchmark's ``cv`` row."""
     r = Path(run)
     try:
         metrics = json.loads((r / "metrics.json").read_text())
@@ -22,14 +50,25 @@ def card_from_run(run: Path | str) -> dict[str, Any]:
     except (OSError, json.JSONDecodeError) as e:
         raise CheckpointError(f"{r}: not a finished `malvision train` run ({e})") from None
     test = metrics["test"]
+    seed = metrics["config"]["seed"]
+    if test is None:
+        if cv is None:
+            raise CheckpointError(
+                f"{r}: trained on every sample, so it has no test figures; pass --cv LEADERBOARD.json"
+            )
+        how, figures = _cv_figures(cv, cv_row or metrics["config"].get("name") or metrics["config"]["model"])
+        protocol = f"trained on all {metrics['n_train']} samples (seed {seed}); measured by {how}"
+    else:
+        figures = {k: test[k] for k in ("n", "accuracy", "macro_f1", "per_class") if k in test}
+        protocol = (
+            f"{metrics['split']} (seed {seed}): trained on {metrics['n_train']} samples, "
+            f"early-stopped on {metrics['n_val']}, tested on {metrics['n_test']} never seen in training"
+        )
     return {
         "task": "classification",
         "architecture": metrics["config"]["model"],
-        "split": (
-            f"{metrics['split']} (seed {metrics['config']['seed']}): trained on {metrics['n_train']} samples, "
-            f"early-stopped on {metrics['n_val']}, tested on {metrics['n_test']} never seen in training"
-        ),
-        "metrics": {k: test[k] for k in ("n", "accuracy", "macro_f1", "per_class") if k in test},
+        "split": protocol,
+        "metrics": figures,
         "training_ids": sorted(split["train_ids"] + split["val_ids"]),
         "test_ids": sorted(split["test_ids"]),
         "data": {"cache": metrics.get("data"), "manifest_hash": metrics.get("manifest_hash")},
@@ -61,8 +100,9 @@ def save_with_card(ck: Any, dest: Path | str, card: dict[str, Any]) -> Path:
     )
 
 
-def bundle_run(run: Path | str, dest: Path | str) -> Path:
-    """Copy a run's model with its card to ``dest`` (a detector's model.pt already carries one)."""
+def bundle_run(run: Path | str, dest: Path | str, cv: Path | None = None, cv_row: str | None = None) -> Path:
+    """Copy a run's model with its card to ``dest`` (a detector's model.pt already carries one); ``cv``
+    and ``cv_row``: see ``card_from_run``."""
     from malvision.checkpoint import load_checkpoint
 
     r = Path(run)
@@ -72,7 +112,7 @@ def bundle_run(run: Path | str, dest: Path | str) -> Path:
         Path(dest).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src, dest)
         return Path(dest)
-    save_with_card(ck, dest, card_from_run(r))
+    save_with_card(ck, dest, card_from_run(r, cv, cv_row))
     return Path(dest)
 
 

@@ -13,7 +13,7 @@ from malvision.checkpoint import load_checkpoint, save_checkpoint
 from malvision.errors import ModelError
 from malvision.models import FittedModel, MalvisionModel, create_model, is_fitted, list_models, model_info
 
-FITTED = [n for n in list_models() if model_info(n).fitted]
+FITTED = [n for n in list_models("features") if model_info(n).fitted]  # ngram: tests/models/test_ngrams.py
 TINY: dict[str, dict[str, Any]] = {
     "gbt": {"n_trees": 30, "max_depth": 3},
     "lgbm": {"n_trees": 60, "max_depth": 4, "learning_rate": 0.2},

@@ -1,15 +1,15 @@
-"""Experiment commands: train, evaluate, benchmark, gradients, train-detector, bundle, models."""
+"""Experiment commands: train, evaluate, gradients, train-detector, bundle, models."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from malvision.cli.app import app, err, out, progress
-from malvision.cli.options import DataOpt, KindOpt, ModelKw, dataset_for, parse_kwargs, train_config
+from malvision.cli.options import DataOpt, KindOpt, ModelKw, dataset_for, train_config
 from malvision.cli.render import class_table, models_table
 from malvision.errors import MalvisionError
 
@@ -30,7 +30,9 @@ def train(
     ] = 5,
     max_len: Annotated[int | None, typer.Option(help="Crop sequences to their first N ids.")] = None,
     seed: Annotated[int, typer.Option(help="Seed for splits, initialisation and batching.")] = 0,
-    test_size: Annotated[float, typer.Option(help="Held-out test share.")] = 0.2,
+    test_size: Annotated[
+        float, typer.Option(help="Held-out test share (0: train on every sample, measure with benchmark).")
+    ] = 0.2,
     group_split: Annotated[bool, typer.Option(help="Hold out whole groups (families/sources).")] = False,
     threads: Annotated[int | None, typer.Option(help="Torch CPU threads.")] = None,
     kind: KindOpt = None,
@@ -72,7 +74,11 @@ def train(
             on_step=on_step,
             command="malvision " + " ".join(sys.argv[1:]),
         )
-    if summary:
+    if summary and summary["test"] is None:
+        out.print(
+            f"trained on all {summary['n_train']} samples; model in {out_dir / 'best.pt'}", markup=False
+        )
+    elif summary:
         t = summary["test"]
         keys = ("n", "accuracy", "macro_f1", "roc_auc", "tpr_at_1pct_fpr")
         out.print(json.dumps({k: t[k] for k in keys if k in t}), markup=False, soft_wrap=True)
@@ -138,85 +144,6 @@ def evaluate(
     if m.get("roc_auc") is not None:
         line += f"   ROC-AUC {m['roc_auc']:.4f}   TPR@1%FPR {m['tpr_at_1pct_fpr']:.4f}   TPR@0.1%FPR {m['tpr_at_0.1pct_fpr']:.4f}"
     out.print(line, markup=False)
-
-
-@app.command()
-def benchmark(
-    models: Annotated[
-        str, typer.Option(help="Comma-separated model names.")
-    ] = "cnn,rnn,lstm,gru,crnn,malconv",
-    data: DataOpt = Path("."),
-    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Leaderboard folder.")] = Path("leaderboard"),
-    folds: Annotated[int, typer.Option(help="Cross-validation folds.")] = 5,
-    sets: ModelKw = None,
-    epochs: Annotated[int, typer.Option(help="Most epochs per fold.")] = 10,
-    batch_size: Annotated[int, typer.Option(help="Samples per step.")] = 32,
-    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 2e-3,
-    patience: Annotated[int, typer.Option(help="Early-stopping patience (epochs).")] = 3,
-    max_len: Annotated[int | None, typer.Option(help="Crop sequences to their first N ids.")] = None,
-    seed: Annotated[int, typer.Option(help="Seed for folds and training.")] = 0,
-    grouped: Annotated[
-        str,
-        typer.Option(
-            help="auto: add a group-disjoint run where groups exist; yes; no; only (group-disjoint alone)."
-        ),
-    ] = "auto",
-    threads: Annotated[int | None, typer.Option(help="Torch CPU threads.")] = None,
-    kind: KindOpt = None,
-    image_size: Annotated[int, typer.Option(help="Image side when DATA is not a cache.")] = 64,
-) -> None:
-    """k-fold leaderboard of several architectures: Markdown table + PNG (+ a group-disjoint variant).
-
-    Fold results are kept in OUT/<split>/<model>/fold<k>/: a rerun (or a run with more models) reuses them.
-    """
-    import json
-
-    from malvision.evaluate.leaderboard import run_leaderboard
-
-    ds = dataset_for(data, kind, image_size, max_len)
-    names = [m.strip() for m in models.split(",") if m.strip()]
-    per_model = {}
-    for item in sets or []:  # --set MODEL.key=value applies to one model, key=value to all
-        key = item.partition("=")[0]
-        target = key.split(".", 1)[0] if "." in key else None
-        per_model.setdefault(target, []).append(item.split(".", 1)[1] if target else item)
-    configs = []
-    for n in names:
-        # Training settings may be set per model too: --set rnn.max_len=512 --set cnn.epochs=8.
-        kw = parse_kwargs((per_model.get(None) or []) + (per_model.get(n) or []))
-        train_keys = ("max_len", "epochs", "batch_size", "lr", "patience", "class_weighting")
-        train_kw = {k: kw.pop(k) for k in train_keys if k in kw}
-        base = dict(epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, max_len=max_len)
-        configs.append(
-            train_config(
-                n,
-                [f"{k}={json.dumps(v)}" for k, v in kw.items()],
-                **(base | train_kw),
-                seed=seed,
-                threads=threads,
-            )
-        )
-    if grouped not in ("auto", "yes", "no", "only"):
-        raise MalvisionError(f"--grouped {grouped!r}: use auto, yes, no or only")
-    has_groups = len(set(ds.groups)) > len(ds.classes)
-    runs = [] if grouped == "only" else [False]
-    if grouped in ("yes", "only") or (grouped == "auto" and has_groups):
-        runs.append(True)
-    with progress() as bar:
-        for g in runs:
-            task = bar.add_task("group-disjoint" if g else "stratified", total=len(configs) * folds)
-
-            def on_fold(name: str, k: int, r: dict[str, Any], task: Any = task) -> None:
-                m = r["metrics"]
-                bar.console.print(
-                    f"{name} fold {k}: acc {m['accuracy']:.4f} macro-F1 {m['macro_f1']:.4f}", markup=False
-                )
-                bar.advance(task)
-
-            sub = out_dir / ("group-disjoint" if g else "stratified")
-            run_leaderboard(ds, configs, sub, folds=folds, seed=seed, grouped=g, on_fold=on_fold)
-            out.print((sub / "leaderboard.md").read_text(), markup=False, soft_wrap=True)
-            out.print(f"table, PNG and confusion matrices in {sub}", markup=False)
 
 
 @app.command()
@@ -325,11 +252,18 @@ def train_detector(
 def bundle(
     run: Annotated[Path, typer.Argument(help="A `train` or `train-detector` run folder.")],
     out_path: Annotated[Path, typer.Option("--out", "-o", help="Checkpoint to write, with the model card.")],
+    cv: Annotated[
+        Path | None,
+        typer.Option(
+            help="A benchmark's leaderboard.json: the card's figures for a run trained on every sample."
+        ),
+    ] = None,
+    cv_row: Annotated[str | None, typer.Option(help="The row of --cv (default: the run's model).")] = None,
 ) -> None:
     """Package a run's model with its card (split, metrics, training ids, command) for shipping."""
     from malvision.card import bundle_run
 
-    dest = bundle_run(run, out_path)
+    dest = bundle_run(run, out_path, cv=cv, cv_row=cv_row)
     out.print(f"wrote {dest} ({dest.stat().st_size / 1e6:.1f} MB)", markup=False)
 
 

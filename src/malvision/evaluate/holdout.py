@@ -9,6 +9,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch.distributed as dist
 
 from malvision.checkpoint import load_checkpoint
@@ -18,6 +19,7 @@ from malvision.data.splits import group_holdout, stratified_holdout
 from malvision.evaluate.metrics import classification_metrics
 from malvision.evaluate.plots import plot_confusion, plot_history
 from malvision.io import atomic_writer
+from malvision.models import learned_numbers
 from malvision.train import TrainConfig, fit, predict, train_val_rows
 
 __all__ = ["train_run"]
@@ -36,12 +38,15 @@ def train_run(
     command: str = "",
 ) -> dict[str, Any]:
     """Hold out a seeded test split (group-disjoint if ``grouped``), train, test, write plots and metrics.
+    ``test_size`` 0 trains on every sample and tests on none (a model to ship, measured by ``benchmark``).
 
     Writes into ``out_dir``: ``best.pt``, ``metrics.json`` (test metrics + run facts), ``history.csv``,
     ``curves.png``, ``confusion.png`` and ``split.json`` (the test ids, so no one tests on training data).
     """
     out = Path(out_dir)
-    if grouped:
+    if test_size == 0:  # a model to ship: every sample trains it, cross-validation measures the recipe
+        train_idx, test_idx = np.arange(len(ds)), np.arange(0)
+    elif grouped:
         train_idx, test_idx = group_holdout(ds.labels, ds.groups, test_size, random_state=cfg.seed)
     else:
         train_idx, test_idx = stratified_holdout(ds.labels, test_size, random_state=cfg.seed)
@@ -52,13 +57,16 @@ def train_run(
     ck = load_checkpoint(res.checkpoint)
     if ds.spec.kind == "opcodes":
         ds.set_vocab(Vocabulary(ck.spec["vocab"]))
-    t = time.perf_counter()
-    probs, labels = predict(ck.model, make_loader(ds, test_idx, 64, shuffle=False, max_len=cfg.max_len))
-    ms = (time.perf_counter() - t) * 1000 / max(len(test_idx), 1)
-    m = classification_metrics(labels, probs, list(ds.classes))
+    m, ms = None, None
+    if len(test_idx):
+        t = time.perf_counter()
+        loader = make_loader(ds, test_idx, 64, shuffle=False, max_len=cfg.max_len)
+        probs, labels = predict(ck.model, loader)
+        ms = (time.perf_counter() - t) * 1000 / len(test_idx)
+        m = classification_metrics(labels, probs, list(ds.classes))
     summary = {
         "test": m,
-        "split": "group-disjoint holdout" if grouped else "stratified holdout",
+        "split": "no holdout" if m is None else "group-disjoint holdout" if grouped else "stratified holdout",
         "test_size": test_size,
         "n_train": len(tr),
         "n_val": len(va),
@@ -66,7 +74,7 @@ def train_run(
         "best_epoch": res.best_epoch,
         "train_seconds": res.train_seconds,
         "infer_ms_per_sample": ms,
-        "params": sum(p.numel() for p in ck.model.parameters()),
+        "params": learned_numbers(ck.model),
         "config": asdict(cfg),
         "data": str(getattr(ds, "path", "")),
         "manifest_hash": ds.manifest_hash,
@@ -84,7 +92,8 @@ def train_run(
         plot_history(
             res.history, out / "curves.png", f"{cfg.model} on {Path(str(getattr(ds, 'path', ''))).name}"
         )
-    plot_confusion(
-        m["confusion_matrix"], list(ds.classes), out / "confusion.png", f"{cfg.model}: held-out test"
-    )
+    if m is not None:
+        plot_confusion(
+            m["confusion_matrix"], list(ds.classes), out / "confusion.png", f"{cfg.model}: held-out test"
+        )
     return summary

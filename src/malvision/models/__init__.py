@@ -10,8 +10,8 @@ logistic regression) learn in one ``fit`` call. ``model_info(name).fitted`` says
 
 from __future__ import annotations
 
-from malvision.models import cnn, crnn, fused, linear, malconv, mlp, rnn, trees  # noqa: F401  (importing registers the models)
-from malvision.models._base import FittedModel, MalvisionModel, is_fitted
+from malvision.models import cnn, crnn, fused, linear, malconv, mlp, ngrams, rnn, trees  # noqa: F401  (importing registers the models)
+from malvision.models._base import FittedModel, MalvisionModel, is_fitted, learned_numbers
 from malvision.models._registry import (
     BYTES_VOCAB,
     KINDS,
@@ -28,6 +28,7 @@ __all__ = [
     "FittedModel",
     "MalvisionModel",
     "is_fitted",
+    "learned_numbers",
     "ModelInfo",
     "create_model",
     "list_models",

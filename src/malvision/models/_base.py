@@ -36,6 +36,7 @@ __all__ = [
     "FittedModel",
     "MalvisionModel",
     "is_fitted",
+    "learned_numbers",
     "apply_mask",
     "check_choice",
     "check_positive",
@@ -74,6 +75,7 @@ class MalvisionModel(nn.Module):
     and ``features_embedded``."""
 
     input_kinds: ClassVar[tuple[str, ...]] = BYTE_KINDS
+    reads_whole: ClassVar[bool] = False  # reads a sequence of any length in memory bounded by its settings
 
     def __init__(self, *, in_kind: str, n_classes: int, vocab_size: int | None = None) -> None:
         super().__init__()
@@ -199,6 +201,7 @@ class FittedModel(nn.Module):
     """
 
     input_kinds: ClassVar[tuple[str, ...]] = ("features",)
+    reads_whole: ClassVar[bool] = False
 
     def __init__(self, *, in_kind: str, n_classes: int, n_features: int) -> None:
         super().__init__()
@@ -240,6 +243,13 @@ def is_fitted(model: nn.Module | type) -> bool:
     """Whether a model (or model class) is fitted in one call rather than trained by gradient steps."""
     cls = model if isinstance(model, type) else type(model)
     return issubclass(cls, FittedModel)
+
+
+def learned_numbers(model: nn.Module) -> int:
+    """How many numbers a model learned: its parameters, or a fitted model's buffers (trees, weights)."""
+    if is_fitted(model):
+        return sum(b.numel() for name, b in model.named_buffers() if not name.startswith("feature_"))
+    return sum(p.numel() for p in model.parameters())
 
 
 def layers_for(dim: int) -> tuple[type[nn.Module], type[nn.Module], type[nn.Module]]:

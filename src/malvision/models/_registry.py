@@ -39,6 +39,7 @@ class ModelInfo:
     description: str
     defaults: dict[str, Any]
     fitted: bool
+    reads_whole: bool = False  # a sequence of any length in bounded memory (``benchmark --full``)
 
 
 _REGISTRY: dict[str, ModelInfo] = {}
@@ -73,7 +74,9 @@ def register_model(
                 raise ValueError(f"model {name!r}: argument {p.name!r} needs a default")
             defaults[p.name] = p.default
         doc = description or (inspect.getdoc(builder) or name).strip().splitlines()[0]
-        _REGISTRY[name] = ModelInfo(name, builder, kinds, doc, defaults, issubclass(builder, FittedModel))
+        _REGISTRY[name] = ModelInfo(
+            name, builder, kinds, doc, defaults, issubclass(builder, FittedModel), builder.reads_whole
+        )
         return builder
 
     return deco

@@ -30,6 +30,7 @@ class MalConv(MalvisionModel):
     """MalConv: gated 1-D conv over 512-byte windows, global max pool, two linear layers."""
 
     input_kinds = ("bytes", "opcodes")
+    reads_whole = True
 
     def __init__(
         self,

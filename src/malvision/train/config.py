@@ -21,6 +21,7 @@ class TrainConfig:
     """Everything a run needs besides the data; saved as ``config.json`` with the run."""
 
     model: str = "cnn"
+    name: str | None = None  # a leaderboard row's label (default: the model's name), for ablations
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     epochs: int = 20
     batch_size: int = 32
@@ -41,6 +42,11 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.keep not in ("best", "last"):
             raise MalvisionError(f"keep must be best or last, got {self.keep!r}")
+
+    @property
+    def label(self) -> str:
+        """The row this run fills in a leaderboard: ``name``, or the model's name."""
+        return self.name or self.model
 
 
 @dataclass

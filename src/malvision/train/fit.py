@@ -179,7 +179,11 @@ def _fit_direct(
     if resume and best_path.exists():
         metrics = resumable(best_path, ds).metrics or {}
     else:
-        x = np.stack([ds[int(i)][0] for i in train_idx]).astype(np.float32)
+        rows = [ds[int(i)][0] for i in train_idx]
+        if ds.spec.fixed_shape is None:  # sequences, whole or cut at max_len, for an n-gram model
+            x: Any = [r[: cfg.max_len] for r in rows] if cfg.max_len else rows
+        else:
+            x = np.stack(rows).astype(np.float32)
         y = np.asarray(ds.labels)[train_idx]
         weights = class_weights(y, len(ds.classes)).numpy()[y] if cfg.class_weighting else None
         model.fit(x, y, weights, cfg.seed, on_step)  # type: ignore[operator]

@@ -1,0 +1,255 @@
+"""``ngram``: token n-gram counts over the whole sequence, TF-IDF and a linear classifier.
+
+The classic family-classification recipe of BIG2015 solutions, as a fitted model. Every 1- to
+``n_max``-gram of token ids is one exact int64 key (15 bits per id, ``n`` above them): no hash
+collisions, and every kept gram reads back as mnemonics. ``fit`` keeps the grams found in at least
+``min_df`` training samples, the ``top_k`` of them by chi-squared, weighs them by sublinear TF-IDF with
+l2-normalised rows (scikit-learn's ``TfidfTransformer``) and fits a linear SVM or logistic regression.
+Counting walks a sequence ``chunk_size`` ids at a time, so memory follows ``chunk_size`` and ``top_k``,
+never the sample's length: the model reads whole samples, however long.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from malvision.errors import ModelError
+from malvision.models._base import FittedModel, OnStep, check_choice, check_positive
+from malvision.models._registry import register_model
+
+__all__ = ["NgramModel", "gram_counts", "gram_keys", "gram_tokens"]
+
+BITS = 15  # bits per token id in a key; larger ids count as UNK
+N_SHIFT = 60  # the gram's length sits above 4 ids of 15 bits
+MAX_N = 4
+UNK = 1
+CLASSIFIERS = ("svm", "logistic")
+
+
+def gram_keys(ids: Tensor, n_max: int, starts: int | None = None) -> Tensor:
+    """Keys of every 1- to ``n_max``-gram of the 1-D ``ids`` (padding-free) that starts before ``starts``
+    (default: anywhere), int64."""
+    a = torch.where(ids >= 1 << BITS, UNK, ids).to(torch.int64)
+    limit = len(a) if starts is None else starts
+    keys, k = [], a
+    for n in range(1, n_max + 1):
+        if n > 1:
+            k = (k[:-1] << BITS) | a[n - 1 :]
+        if len(k) == 0:
+            break
+        keys.append(k[:limit] | (n << N_SHIFT))
+    return torch.cat(keys) if keys else a[:0]
+
+
+def gram_counts(ids: Tensor, n_max: int, chunk_size: int) -> tuple[Tensor, Tensor]:
+    """Distinct gram keys of a whole sequence and how often each occurs, counted ``chunk_size`` ids at
+    a time (sorted keys, int64 counts)."""
+    keys, counts = [], []
+    for c in range(0, len(ids), chunk_size):
+        k, n = torch.unique(
+            gram_keys(ids[c : c + chunk_size + n_max - 1], n_max, chunk_size), return_counts=True
+        )
+        keys.append(k)
+        counts.append(n)
+    if len(keys) == 1:
+        return keys[0], counts[0]
+    k, inverse = torch.unique(torch.cat(keys), return_inverse=True)
+    return k, torch.zeros(len(k), dtype=torch.int64).index_add_(0, inverse, torch.cat(counts))
+
+
+def gram_tokens(key: int) -> list[int]:
+    """The token ids of one gram key, first to last."""
+    n = key >> N_SHIFT
+    mask = (1 << BITS) - 1
+    return [(key >> (BITS * (n - 1 - j))) & mask for j in range(n)]
+
+
+@register_model("ngram")
+class NgramModel(FittedModel):
+    """Opcode (or byte) 1- to 4-gram TF-IDF over the whole sequence with a linear classifier."""
+
+    input_kinds = ("opcodes", "bytes")
+    reads_whole = True
+
+    def __init__(
+        self,
+        *,
+        in_kind: str,
+        n_classes: int,
+        vocab_size: int | None = None,
+        n_max: int = 4,
+        top_k: int = 100_000,
+        min_df: int = 2,
+        classifier: str = "svm",
+        c: float = 1.0,
+        chunk_size: int = 65_536,
+    ) -> None:
+        check_positive("ngram", n_max=n_max, top_k=top_k, min_df=min_df, chunk_size=chunk_size)
+        check_choice("ngram", "classifier", classifier, CLASSIFIERS)
+        if n_max > MAX_N:
+            raise ModelError(f"ngram: n_max must be at most {MAX_N}, got {n_max}")
+        if not c > 0:
+            raise ModelError(f"ngram: c must be positive, got {c}")
+        super().__init__(in_kind=in_kind, n_classes=n_classes, n_features=top_k)
+        self.vocab_size = vocab_size
+        self.n_max, self.min_df, self.classifier, self.c, self.chunk_size = (
+            n_max,
+            min_df,
+            classifier,
+            c,
+            chunk_size,
+        )
+        self.register_buffer("keys", torch.full((top_k,), -1, dtype=torch.int64))  # sorted; -1 never matches
+        self.register_buffer("idf", torch.zeros(top_k))
+        self.register_buffer("weight", torch.zeros(top_k, n_classes))
+        self.register_buffer("bias", torch.zeros(n_classes))
+
+    # -- fitting -------------------------------------------------------------------------------------
+    def fit(
+        self,
+        x: Sequence[np.ndarray],
+        y: np.ndarray,
+        sample_weight: np.ndarray | None,
+        seed: int,
+        on_step: OnStep = None,
+    ) -> None:
+        """Learn from the training sequences ``x`` (1-D id arrays, whole) and class ids ``y``."""
+        import scipy.sparse as sp
+        from sklearn.feature_selection import chi2
+
+        y = np.asarray(y)
+        if len(x) != len(y) or set(np.unique(y).tolist()) != set(range(self.n_classes)):
+            raise ModelError("ngram needs one class id per sequence and every class in its training rows")
+        per_doc = []
+        for i, ids in enumerate(x):
+            k, n = gram_counts(torch.from_numpy(np.asarray(ids, dtype=np.int64)), self.n_max, self.chunk_size)
+            per_doc.append((k.numpy(), n.numpy()))
+            if on_step is not None and (i + 1) % 256 == 0:
+                on_step(i + 1, len(x) + 1)
+        vocab, cols = np.unique(np.concatenate([k for k, _ in per_doc]), return_inverse=True)
+        rows = np.repeat(np.arange(len(x)), [len(k) for k, _ in per_doc])
+        counts = sp.csr_matrix(
+            (np.concatenate([n for _, n in per_doc]).astype(np.float32), (rows, cols)),
+            shape=(len(x), len(vocab)),
+        )
+        del per_doc, rows, cols
+        df = np.diff(counts.tocsc().indptr)
+        kept = np.flatnonzero(df >= self.min_df)
+        if len(kept) > self.n_features:  # the top_k by chi-squared on log counts
+            sub = counts[:, kept]
+            sub.data = np.log1p(sub.data)
+            score = np.nan_to_num(chi2(sub, y)[0])
+            kept = np.sort(kept[np.argsort(-score, kind="stable")[: self.n_features]])
+        counts = counts[:, kept].tocsr()
+        idf = np.log((1 + len(x)) / (1 + df[kept])) + 1.0
+        tfidf = self._weigh(counts, idf)
+        if sample_weight is not None:  # mean 1 over the rows, so c means what it says
+            sample_weight = np.asarray(sample_weight, dtype=np.float64) / np.mean(sample_weight)
+        w, b = self._fit_linear(tfidf, y, sample_weight, seed)
+        pad = self.n_features - len(kept)
+        with torch.no_grad():
+            self.keys.copy_(torch.from_numpy(np.concatenate([np.full(pad, -1), vocab[kept]])))
+            self.idf.copy_(torch.from_numpy(np.concatenate([np.zeros(pad), idf]).astype(np.float32)))
+            self.weight.copy_(
+                torch.from_numpy(np.vstack([np.zeros((pad, self.n_classes)), w]).astype(np.float32))
+            )
+            self.bias.copy_(torch.from_numpy(b.astype(np.float32)))
+            dense_mean = np.asarray(tfidf.mean(0)).ravel()
+            self.feature_mean.copy_(
+                torch.from_numpy(np.concatenate([np.zeros(pad), dense_mean]).astype(np.float32))
+            )
+        if on_step is not None:
+            on_step(len(x) + 1, len(x) + 1)
+
+    @staticmethod
+    def _weigh(counts, idf: np.ndarray):  # noqa: ANN001, ANN205 (scipy sparse)
+        """Sublinear TF-IDF rows, l2-normalised: what ``forward`` computes for one sequence."""
+        from sklearn.preprocessing import normalize
+
+        tf = counts.astype(np.float64)
+        tf.data = 1.0 + np.log(tf.data)
+        return normalize(tf.multiply(idf).tocsr(), norm="l2")
+
+    def _fit_linear(
+        self,
+        tfidf,
+        y: np.ndarray,
+        sample_weight: np.ndarray | None,
+        seed: int,  # noqa: ANN001
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(top kept, n_classes) weights and the biases of a one-vs-rest linear SVM or a multinomial
+        logistic regression."""
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.svm import LinearSVC
+
+        if self.classifier == "svm":
+            clf = LinearSVC(C=self.c, random_state=seed, max_iter=5000)
+        else:
+            clf = LogisticRegression(C=self.c, max_iter=2000, random_state=seed)
+        clf.fit(tfidf, y, sample_weight=sample_weight)
+        w, b = clf.coef_.T, np.asarray(clf.intercept_)
+        if self.n_classes == 2:  # one column scores class 1: logits (-s/2, s/2) give its softmax sigmoid(s)
+            w, b = np.hstack([-w / 2, w / 2]), np.array([-b[0] / 2, b[0] / 2])
+        return w, b
+
+    # -- scoring -------------------------------------------------------------------------------------
+    def _check_input(self, x: Tensor) -> None:
+        if x.dim() != 2 or x.is_floating_point() or x.dtype == torch.bool:
+            raise ModelError(f"ngram expects int64 (B, L) ids, got {x.dtype} {tuple(x.shape)}")
+
+    def _kept(self, ids: Tensor) -> Iterator[tuple[int, Tensor, Tensor]]:
+        """Chunk by chunk: (chunk start, keys of the grams starting in it, each one's column or -1)."""
+        for c in range(0, len(ids), self.chunk_size):
+            k = gram_keys(ids[c : c + self.chunk_size + self.n_max - 1], self.n_max, self.chunk_size)
+            at = torch.searchsorted(self.keys, k).clamp(max=self.n_features - 1)
+            yield c, k, torch.where(self.keys[at] == k, at, -1)
+
+    def _counts(self, ids: Tensor) -> Tensor:
+        counts = torch.zeros(self.n_features)
+        for _, _, col in self._kept(ids):
+            hit = col >= 0
+            counts.index_add_(0, col[hit], torch.ones(int(hit.sum())))
+        return counts
+
+    def tfidf(self, ids: Tensor) -> Tensor:
+        """The kept grams' TF-IDF weights of one padding-free sequence, (top_k,)."""
+        counts = self._counts(ids)
+        tf = torch.where(counts > 0, 1.0 + torch.log(counts.clamp(min=1.0)), 0.0) * self.idf
+        return tf / tf.norm().clamp(min=1e-12)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Logits (B, n_classes) of right-padded ids (0 is padding), one row at a time."""
+        self._check_input(x)
+        lengths = (x != 0).sum(1)
+        rows = [self.tfidf(row[: int(n)]) for row, n in zip(x, lengths, strict=True)]
+        return (
+            torch.stack(rows) @ self.weight + self.bias
+            if rows
+            else x.new_zeros((0, self.n_classes), dtype=torch.float32)
+        )
+
+    def token_attribution(self, ids: Tensor, target: int) -> Tensor:
+        """Each token's share of the ``target`` logit, (L,) for the L real tokens of ``ids``: a gram's
+        TF-IDF weight times its class weight, shared equally by its occurrences and their tokens."""
+        ids = ids[ids != 0]
+        counts = self._counts(ids)
+        per_use = self.tfidf(ids) * self.weight[:, target] / counts.clamp(min=1.0)
+        heat = torch.zeros(len(ids) + self.n_max)
+        for c, k, col in self._kept(ids):
+            n = (k >> N_SHIFT).float()
+            share = torch.where(col >= 0, per_use[col.clamp(min=0)], 0.0) / n
+            start = c + _starts(len(ids) - c, self.n_max, self.chunk_size)
+            for j in range(self.n_max):  # token j of every gram longer than j
+                longer = n > j
+                heat.index_add_(0, start[longer] + j, share[longer])
+        return heat[: len(ids)]
+
+
+def _starts(left: int, n_max: int, chunk_size: int) -> Tensor:
+    """Start offsets of the keys ``gram_keys`` gives for a chunk with ``left`` ids from its start on."""
+    piece = min(left, chunk_size + n_max - 1)
+    return torch.cat([torch.arange(max(0, min(chunk_size, piece - g + 1))) for g in range(1, n_max + 1)])

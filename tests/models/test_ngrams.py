@@ -1,0 +1,119 @@
+"""The n-gram model: exact gram counts at any chunk size, scikit-learn's TF-IDF, fit, save, explain."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from malvision.checkpoint import load_checkpoint, save_checkpoint
+from malvision.convert.sequence import pad_batch
+from malvision.errors import ModelError
+from malvision.models import create_model, model_info
+from malvision.models.ngrams import gram_counts, gram_tokens
+
+
+def _docs(n: int, seed: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """Three classes over ids 2..19 that differ only in which bigram they repeat (same unigram mix)."""
+    rng = np.random.default_rng(seed)
+    docs, ys = [], []
+    for i in range(n):
+        c = i % 3
+        a = rng.integers(2, 20, int(rng.integers(30, 300)))
+        pair = [(5, 6), (6, 5), (5, 5)][c]
+        for p in rng.choice(len(a) - 1, size=len(a) // 6, replace=False):
+            a[p], a[p + 1] = pair
+        docs.append(a.astype(np.uint16))
+        ys.append(c)
+    return docs, np.array(ys)
+
+
+def _naive(ids: list[int], n_max: int) -> Counter:
+    return Counter(tuple(ids[i : i + n]) for n in range(1, n_max + 1) for i in range(len(ids) - n + 1))
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 7, 1000])
+def test_gram_counts_are_exact_at_any_chunk_size(chunk: int) -> None:
+    rng = np.random.default_rng(chunk)
+    ids = rng.integers(1, 40_000, 57).tolist()  # ids over 15 bits count as UNK (1)
+    ids[3:9] = [7, 8, 7, 8, 7, 8]
+    keys, counts = gram_counts(torch.tensor(ids), 4, chunk)
+    got = Counter({tuple(gram_tokens(int(k))): int(c) for k, c in zip(keys, counts, strict=True)})
+    assert got == _naive([i if i < 1 << 15 else 1 for i in ids], 4)
+
+
+def test_it_learns_word_order_and_matches_sklearn_tfidf() -> None:
+    from sklearn.feature_extraction.text import TfidfTransformer
+
+    docs, y = _docs(240, 0)
+    model = create_model("ngram", in_kind="opcodes", n_classes=3, vocab_size=22, n_max=2, top_k=50, min_df=1)
+    model.fit(docs, y, None, seed=0)
+    test, ty = _docs(90, 1)
+    with torch.no_grad():
+        logits = model(torch.from_numpy(pad_batch(test)))
+    assert (logits.argmax(1).numpy() == ty).mean() > 0.95  # unigrams alone cannot tell the classes apart
+    # The kept columns' weights are scikit-learn's sublinear TF-IDF of the training counts.
+    cols = {int(k): j for j, k in enumerate(model.keys) if k >= 0}
+    counts = np.zeros((len(docs), len(cols)))
+    for i, d in enumerate(docs):
+        for k, c in zip(*gram_counts(torch.from_numpy(d.astype(np.int64)), 2, 64), strict=True):
+            if int(k) in cols:
+                counts[i, cols[int(k)]] = int(c)
+    want = TfidfTransformer(sublinear_tf=True).fit_transform(counts).toarray()
+    got = torch.stack([model.tfidf(torch.from_numpy(d.astype(np.int64))) for d in docs]).numpy()
+    assert np.allclose(got[:, list(cols.values())], want, atol=1e-5)
+
+
+def test_chunking_padding_and_checkpoints_change_nothing(tmp_path: Path) -> None:
+    docs, y = _docs(60, 2)
+    model = create_model("ngram", in_kind="opcodes", n_classes=3, vocab_size=22, top_k=300, chunk_size=5)
+    model.fit(docs, y, None, seed=0)
+    whole = create_model("ngram", in_kind="opcodes", n_classes=3, vocab_size=22, top_k=300)
+    whole.load_state_dict(model.state_dict())
+    x = torch.from_numpy(pad_batch(docs))
+    with torch.no_grad():
+        batched = model(x)
+        assert torch.allclose(batched, whole(x), atol=1e-5)
+        alone = torch.cat([model(torch.from_numpy(pad_batch([d]))) for d in docs[:5]])
+        assert torch.allclose(batched[:5], alone, atol=1e-5)  # padding is never a token
+    path = save_checkpoint(
+        tmp_path / "m.pt",
+        model,
+        model_name="ngram",
+        model_kwargs={"top_k": 300, "chunk_size": 5},
+        in_kind="opcodes",
+        n_classes=3,
+        vocab_size=22,
+        spec={"kind": "opcodes", "max_len": 10_000, "vocab": [f"t{i}" for i in range(20)]},
+        classes=["a", "b", "c"],
+        seed=0,
+        manifest_hash=None,
+    )
+    with torch.no_grad():
+        assert torch.equal(load_checkpoint(path).model(x), batched)
+
+
+def test_token_attribution_adds_up_to_the_logit() -> None:
+    docs, y = _docs(60, 3)
+    model = create_model("ngram", in_kind="opcodes", n_classes=3, vocab_size=22, top_k=400, chunk_size=7)
+    model.fit(docs, y, None, seed=0)
+    ids = torch.from_numpy(docs[4].astype(np.int64))
+    heat = model.token_attribution(ids, 1)
+    assert heat.shape == ids.shape
+    with torch.no_grad():
+        logit = model(ids[None])[0, 1] - model.bias[1]
+    assert float(heat.sum()) == pytest.approx(float(logit), abs=1e-4)
+
+
+def test_it_reads_whole_samples_and_refuses_bad_settings() -> None:
+    assert model_info("ngram").reads_whole and model_info("ngram").fitted
+    for bad in ({"n_max": 5}, {"top_k": 0}, {"classifier": "forest"}, {"c": 0.0}):
+        with pytest.raises(ModelError):
+            create_model("ngram", in_kind="opcodes", n_classes=3, vocab_size=22, **bad)
+    with pytest.raises(ModelError, match="every class"):
+        create_model("ngram", in_kind="opcodes", n_classes=3, vocab_size=22).fit(
+            [np.array([2, 3])], np.array([0]), None, seed=0
+        )
