@@ -170,7 +170,7 @@ board_v2() {
     # ship: the default (LightGBM on PE features, GUI widening) and the byte-level neural detector
     $MV bundle "$R/v3-lgbm" -o src/malvision/weights/pe-features.pt
     $MV export pe-features --onnx
-    $MV bundle "$R/v2-views64" -o src/malvision/weights/pe-detector.pt
+    $MV bundle "$R/v2-malconv" -o src/malvision/weights/pe-detector.pt
     $MV export pe-detector --onnx
 }
 

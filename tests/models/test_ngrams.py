@@ -63,7 +63,7 @@ def test_it_learns_word_order_and_matches_sklearn_tfidf() -> None:
             if int(k) in cols:
                 counts[i, cols[int(k)]] = int(c)
     want = TfidfTransformer(sublinear_tf=True).fit_transform(counts).toarray()
-    got = torch.stack([model.tfidf(torch.from_numpy(d.astype(np.int64))) for d in docs]).numpy()
+    got = torch.stack([model.gram_weights(torch.from_numpy(d.astype(np.int64))) for d in docs]).numpy()
     assert np.allclose(got[:, list(cols.values())], want, atol=1e-5)
 
 
@@ -117,3 +117,24 @@ def test_it_reads_whole_samples_and_refuses_bad_settings() -> None:
         create_model("ngram", in_kind="opcodes", n_classes=3, vocab_size=22).fit(
             [np.array([2, 3])], np.array([0]), None, seed=0
         )
+
+
+def test_a_tree_head_learns_and_explains_by_taking_grams_out(tmp_path: Path) -> None:
+    docs, y = _docs(240, 4)
+    kw = {"n_max": 2, "top_k": 60, "classifier": "lgbm", "n_trees": 30, "num_leaves": 4}
+    model = create_model("ngram", in_kind="opcodes", n_classes=3, vocab_size=22, **kw)
+    model.fit(docs, y, None, seed=0)
+    test, ty = _docs(90, 5)
+    with torch.no_grad():
+        logits = model(torch.from_numpy(pad_batch(test)))
+    assert logits.shape == (90, 3) and (logits.argmax(1).numpy() == ty).mean() > 0.9
+    ids = torch.from_numpy(test[0].astype(np.int64))
+    grams = model.top_grams(ids, int(ty[0]), 3)
+    assert grams and all(len(g[0]) in (1, 2) for g in grams)
+    assert grams[0][0] in ([5, 6], [6, 5], [5, 5], [5], [6])  # the bigrams that tell the classes apart
+    assert model.token_attribution(ids, int(ty[0])).shape == ids.shape
+    state = model.state_dict()
+    state["trees.left"] = state["trees.left"] + 10**6  # a damaged checkpoint is refused on load
+    fresh = create_model("ngram", in_kind="opcodes", n_classes=3, vocab_size=22, **kw)
+    with pytest.raises(RuntimeError, match="indices leave"):
+        fresh.load_state_dict(state)

@@ -171,7 +171,14 @@ def _image_attribution(model: Any, x: np.ndarray, target: int, method: str, step
 def _sequence_attribution(model: Any, x: np.ndarray, target: int, method: str, steps: int) -> np.ndarray:
     import torch
 
+    from malvision.models import is_fitted
+
     ids = torch.from_numpy(batch([x]))
+    if is_fitted(model):  # n-grams: each token's exact share of the target's logit (no gradient)
+        if method == "gradcam":
+            raise MalvisionError("gradcam needs a convolutional model; use --method ig or gradient")
+        with torch.no_grad():
+            return model.token_attribution(ids[0], target).numpy()
     mask = model.padding_mask(ids)
     if method == "gradcam":
         return _gradcam(model, lambda: model(ids), target, (ids.shape[1],)).detach().numpy()

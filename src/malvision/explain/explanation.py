@@ -127,8 +127,8 @@ def explain_bytes(
     t = _target_index(scanner, verdict, probs, target)
     model = scanner.checkpoint.model
     heat = attribute(model, x, t, method, steps)
-    if is_fitted(model):
-        method = "occlusion"  # what attribute measured: a fitted model has no gradient
+    if is_fitted(model):  # what attribute measured: a fitted model has no gradient
+        method = "n-gram weights" if scanner.spec.kind in ("opcodes", "bytes") else "occlusion"
     note = None
     if verdict.verdict == "unknown":
         note = f"verdict is unknown ({verdict.reason}); the heat map shows what the model would key on anyway"
@@ -158,7 +158,24 @@ def explain_bytes(
         _locate_ranges(
             expl, heat, "image" if expl.kind == "views" else expl.kind, x, data, prepared.headers, top_k
         )
+        if is_fitted(model):  # an n-gram model: the grams behind the verdict, by name
+            _name_grams(expl, model, x, t, scanner.spec.vocab, top_k)
     return expl
+
+
+def _name_grams(
+    expl: Explanation, model: Any, x: np.ndarray, target: int, vocab: tuple[str, ...], k: int
+) -> None:
+    """The top n-grams of an n-gram model as features: mnemonics (or bytes), weight here and typically."""
+    import torch
+
+    def token(i: int) -> str:
+        if expl.kind == "bytes":
+            return f"{i - 1:02x}"
+        return vocab[i - 2] if 2 <= i < len(vocab) + 2 else "<unk>"
+
+    for ids, value, typical, part, share in model.top_grams(torch.from_numpy(x.astype(np.int64)), target, k):
+        expl.features.append(FeatureShare(" ".join(token(i) for i in ids), value, typical, part, share))
 
 
 def _add_note(expl: Explanation, text: str) -> None:

@@ -1,10 +1,12 @@
-"""``ngram``: token n-gram counts over the whole sequence, TF-IDF and a linear classifier.
+"""``ngram``: token n-gram counts over the whole sequence, TF-IDF and a linear or tree classifier.
 
 The classic family-classification recipe of BIG2015 solutions, as a fitted model. Every 1- to
 ``n_max``-gram of token ids is one exact int64 key (15 bits per id, ``n`` above them): no hash
 collisions, and every kept gram reads back as mnemonics. ``fit`` keeps the grams found in at least
 ``min_df`` training samples, the ``top_k`` of them by chi-squared, weighs them by sublinear TF-IDF with
-l2-normalised rows (scikit-learn's ``TfidfTransformer``) and fits a linear SVM or logistic regression.
+l2-normalised rows (scikit-learn's ``TfidfTransformer``) and fits a linear SVM, a logistic regression or
+LightGBM's boosted trees on the grams' frequencies and the sequence's length (one tree a round for each
+class, held as tensors like ``lgbm``).
 Counting walks a sequence ``chunk_size`` ids at a time, so memory follows ``chunk_size`` and ``top_k``,
 never the sample's length: the model reads whole samples, however long.
 """
@@ -12,6 +14,7 @@ never the sample's length: the model reads whole samples, however long.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,6 +23,7 @@ from torch import Tensor
 from malvision.errors import ModelError
 from malvision.models._base import FittedModel, OnStep, check_choice, check_positive
 from malvision.models._registry import register_model
+from malvision.models.trees import LightGBMTrees
 
 __all__ = ["NgramModel", "gram_counts", "gram_keys", "gram_tokens"]
 
@@ -27,7 +31,7 @@ BITS = 15  # bits per token id in a key; larger ids count as UNK
 N_SHIFT = 60  # the gram's length sits above 4 ids of 15 bits
 MAX_N = 4
 UNK = 1
-CLASSIFIERS = ("svm", "logistic")
+CLASSIFIERS = ("svm", "logistic", "lgbm")
 
 
 def gram_keys(ids: Tensor, n_max: int, starts: int | None = None) -> Tensor:
@@ -86,6 +90,11 @@ class NgramModel(FittedModel):
         min_df: int = 2,
         classifier: str = "svm",
         c: float = 1.0,
+        n_trees: int = 300,
+        num_leaves: int = 15,
+        learning_rate: float = 0.1,
+        colsample: float = 0.2,
+        threads: int = 1,
         chunk_size: int = 65_536,
     ) -> None:
         check_positive("ngram", n_max=n_max, top_k=top_k, min_df=min_df, chunk_size=chunk_size)
@@ -105,8 +114,16 @@ class NgramModel(FittedModel):
         )
         self.register_buffer("keys", torch.full((top_k,), -1, dtype=torch.int64))  # sorted; -1 never matches
         self.register_buffer("idf", torch.zeros(top_k))
-        self.register_buffer("weight", torch.zeros(top_k, n_classes))
+        linear = classifier != "lgbm"
+        self.register_buffer("weight", torch.zeros(top_k if linear else 0, n_classes))
         self.register_buffer("bias", torch.zeros(n_classes))
+        self.trees: LightGBMTrees | None = None
+        if not linear:  # boosted trees over the TF-IDF vector, one a round for each class
+            self.trees = LightGBMTrees(  # the grams' frequencies, then the log of the sequence's length
+                in_kind="features", n_classes=n_classes, n_features=top_k + 1, n_trees=n_trees,
+                num_leaves=num_leaves, learning_rate=learning_rate, min_child_samples=3, colsample=colsample,
+                threads=threads,
+            )  # fmt: skip
 
     # -- fitting -------------------------------------------------------------------------------------
     def fit(
@@ -146,19 +163,29 @@ class NgramModel(FittedModel):
             kept = np.sort(kept[np.argsort(-score, kind="stable")[: self.n_features]])
         counts = counts[:, kept].tocsr()
         idf = np.log((1 + len(x)) / (1 + df[kept])) + 1.0
-        tfidf = self._weigh(counts, idf)
+        lengths = np.array([len(ids) for ids in x], dtype=np.float64)
+        weights = (
+            self._weigh(counts, idf)
+            if self.trees is None
+            else counts.multiply(1.0 / lengths[:, None]).tocsr()
+        )
         if sample_weight is not None:  # mean 1 over the rows, so c means what it says
             sample_weight = np.asarray(sample_weight, dtype=np.float64) / np.mean(sample_weight)
-        w, b = self._fit_linear(tfidf, y, sample_weight, seed)
-        pad = self.n_features - len(kept)
+        pad = self.n_features - len(kept)  # unused columns come first: their key, -1, never matches
+        if self.trees is not None:
+            head = [np.zeros((len(x), pad)), weights.toarray(), np.log1p(lengths)[:, None]]
+            self.trees.fit(np.hstack(head).astype(np.float32), y, sample_weight, seed, on_step)
+        else:
+            w, b = self._fit_linear(weights, y, sample_weight, seed)
         with torch.no_grad():
             self.keys.copy_(torch.from_numpy(np.concatenate([np.full(pad, -1), vocab[kept]])))
             self.idf.copy_(torch.from_numpy(np.concatenate([np.zeros(pad), idf]).astype(np.float32)))
-            self.weight.copy_(
-                torch.from_numpy(np.vstack([np.zeros((pad, self.n_classes)), w]).astype(np.float32))
-            )
-            self.bias.copy_(torch.from_numpy(b.astype(np.float32)))
-            dense_mean = np.asarray(tfidf.mean(0)).ravel()
+            if self.trees is None:
+                self.weight.copy_(
+                    torch.from_numpy(np.vstack([np.zeros((pad, self.n_classes)), w]).astype(np.float32))
+                )
+                self.bias.copy_(torch.from_numpy(b.astype(np.float32)))
+            dense_mean = np.asarray(weights.mean(0)).ravel()
             self.feature_mean.copy_(
                 torch.from_numpy(np.concatenate([np.zeros(pad), dense_mean]).astype(np.float32))
             )
@@ -196,6 +223,13 @@ class NgramModel(FittedModel):
             w, b = np.hstack([-w / 2, w / 2]), np.array([-b[0] / 2, b[0] / 2])
         return w, b
 
+    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
+        """Load, then refuse trees that point outside their nodes (a damaged or hostile checkpoint)."""
+        result = super().load_state_dict(state_dict, strict=strict, assign=assign)
+        if self.trees is not None:
+            self.trees.check_indices()
+        return result
+
     # -- scoring -------------------------------------------------------------------------------------
     def _check_input(self, x: Tensor) -> None:
         if x.dim() != 2 or x.is_floating_point() or x.dtype == torch.bool:
@@ -215,29 +249,66 @@ class NgramModel(FittedModel):
             counts.index_add_(0, col[hit], torch.ones(int(hit.sum())))
         return counts
 
-    def tfidf(self, ids: Tensor) -> Tensor:
-        """The kept grams' TF-IDF weights of one padding-free sequence, (top_k,)."""
+    def gram_weights(self, ids: Tensor) -> Tensor:
+        """What the classifier reads of the kept grams of one padding-free sequence, (top_k,): TF-IDF
+        weights for a linear head, frequencies (count / length) for trees."""
         counts = self._counts(ids)
+        if self.trees is not None:
+            return counts / max(len(ids), 1)
         tf = torch.where(counts > 0, 1.0 + torch.log(counts.clamp(min=1.0)), 0.0) * self.idf
         return tf / tf.norm().clamp(min=1e-12)
+
+    def _head(self, v: Tensor, lengths: Tensor) -> Tensor:
+        """Logits (B, n_classes) from gram weights (B, top_k) and sequence lengths (B,)."""
+        if self.trees is not None:
+            return self.trees(torch.cat([v, torch.log1p(lengths.float())[:, None]], dim=1))
+        return v @ self.weight + self.bias
 
     def forward(self, x: Tensor) -> Tensor:
         """Logits (B, n_classes) of right-padded ids (0 is padding), one row at a time."""
         self._check_input(x)
         lengths = (x != 0).sum(1)
-        rows = [self.tfidf(row[: int(n)]) for row, n in zip(x, lengths, strict=True)]
-        return (
-            torch.stack(rows) @ self.weight + self.bias
-            if rows
-            else x.new_zeros((0, self.n_classes), dtype=torch.float32)
+        if len(x) == 0:
+            return x.new_zeros((0, self.n_classes), dtype=torch.float32)
+        return self._head(
+            torch.stack([self.gram_weights(r[: int(n)]) for r, n in zip(x, lengths, strict=True)]), lengths
         )
 
+    def gram_parts(self, v: Tensor, length: int, target: int) -> Tensor:
+        """Each kept gram's part of the ``target`` logit for gram weights ``v`` (K,) of a sequence of
+        ``length``: its weight times the linear model's, which add up to the logit (less the bias); for
+        trees, the logit's drop when the gram is taken out."""
+        if self.trees is None:
+            return v * self.weight[:, target]
+        present = torch.nonzero(v > 0).flatten()
+        rows = v.repeat(len(present) + 1, 1)
+        rows[torch.arange(1, len(present) + 1), present] = 0.0
+        with torch.no_grad():
+            logit = self._head(rows, torch.full((len(rows),), length))[:, target]
+        return torch.zeros_like(v).index_put_((present,), logit[0] - logit[1:])
+
+    def top_grams(
+        self, ids: Tensor, target: int, k: int
+    ) -> list[tuple[list[int], float, float, float, float]]:
+        """The ``k`` kept grams of ``ids`` that move the ``target`` logit most: (token ids, weight here
+        (``gram_weights``), mean weight in training, part of the logit, share of all grams' absolute parts)."""
+        ids = ids[ids != 0]
+        v = self.gram_weights(ids)
+        part = self.gram_parts(v, len(ids), target)
+        total = float(part.abs().sum()) or 1.0
+        top = [int(j) for j in torch.argsort(part.abs(), descending=True, stable=True)[:k] if v[j] > 0]
+        return [
+            (gram_tokens(int(self.keys[j])), float(v[j]), float(self.feature_mean[j]), float(part[j]),
+             abs(float(part[j])) / total)
+            for j in top
+        ]  # fmt: skip
+
     def token_attribution(self, ids: Tensor, target: int) -> Tensor:
-        """Each token's share of the ``target`` logit, (L,) for the L real tokens of ``ids``: a gram's
-        TF-IDF weight times its class weight, shared equally by its occurrences and their tokens."""
+        """Each token's share of the ``target`` logit, (L,) for the L real tokens of ``ids``: a gram's part
+        (``gram_parts``), shared equally by its occurrences and their tokens."""
         ids = ids[ids != 0]
         counts = self._counts(ids)
-        per_use = self.tfidf(ids) * self.weight[:, target] / counts.clamp(min=1.0)
+        per_use = self.gram_parts(self.gram_weights(ids), len(ids), target) / counts.clamp(min=1.0)
         heat = torch.zeros(len(ids) + self.n_max)
         for c, k, col in self._kept(ids):
             n = (k >> N_SHIFT).float()

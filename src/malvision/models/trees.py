@@ -45,8 +45,9 @@ def _unit(name: str, **values: float) -> None:
 
 
 class TreeEnsemble(FittedModel):
-    """Binary-classification trees as flat tensors: node ``k`` of tree ``t`` is at ``t * nodes + k``; no
-    tree is deeper than ``max_depth``."""
+    """Boosted trees as flat tensors: node ``k`` of tree ``t`` is at ``t * nodes + k``; no tree is deeper
+    than ``max_depth``. Two classes: one tree a round scores the second class's log-odds; more classes:
+    one tree a round for each class, in class order, their sums the logits (softmax boosting)."""
 
     def __init__(
         self,
@@ -61,48 +62,53 @@ class TreeEnsemble(FittedModel):
     ) -> None:
         check_positive(name, n_features=n_features, n_trees=n_trees, max_depth=max_depth)
         super().__init__(in_kind=in_kind, n_classes=n_classes, n_features=n_features)
-        if n_classes != 2:
-            raise ModelError(f"{name} scores two classes (benign, malware), got {n_classes}")
+        if n_classes < 2:
+            raise ModelError(f"{name} scores two or more classes, got {n_classes}")
         if max_depth > MAX_DEPTH:
             raise ModelError(f"{name}: max_depth {max_depth} is over the limit of {MAX_DEPTH}")
         self.name, self.n_trees, self.max_depth = name, n_trees, max_depth
+        self.per_round = 1 if n_classes == 2 else n_classes
+        total = n_trees * self.per_round
         nodes = self.nodes = nodes or 2 ** (max_depth + 1) - 1  # default: room for a full tree
-        self.register_buffer("feature", torch.zeros(n_trees * nodes, dtype=torch.int64))
-        self.register_buffer("threshold", torch.zeros(n_trees * nodes))
-        self.register_buffer("left", torch.arange(n_trees * nodes, dtype=torch.int64))
-        self.register_buffer("right", torch.arange(n_trees * nodes, dtype=torch.int64))
-        self.register_buffer("value", torch.zeros(n_trees * nodes))
-        self.register_buffer("bias", torch.zeros(()))
-        self.register_buffer("roots", torch.arange(n_trees, dtype=torch.int64) * nodes)
+        self.register_buffer("feature", torch.zeros(total * nodes, dtype=torch.int64))
+        self.register_buffer("threshold", torch.zeros(total * nodes))
+        self.register_buffer("left", torch.arange(total * nodes, dtype=torch.int64))
+        self.register_buffer("right", torch.arange(total * nodes, dtype=torch.int64))
+        self.register_buffer("value", torch.zeros(total * nodes))
+        self.register_buffer("bias", torch.zeros(() if n_classes == 2 else (n_classes,)))
+        self.register_buffer("roots", torch.arange(total, dtype=torch.int64) * nodes)
 
     def raw_score(self, x: Tensor) -> Tensor:
-        """Log-odds of the second class, (B,)."""
+        """Log-odds of the second class (B,); with more classes, the logits (B, n_classes)."""
         self._check_input(x)
         node = self.roots.expand(x.shape[0], -1)
         for _ in range(self.max_depth):
             go_left = x.gather(1, self.feature[node]) <= self.threshold[node]
             node = torch.where(go_left, self.left[node], self.right[node])
-        return self.value[node].sum(1) + self.bias
+        if self.per_round == 1:
+            return self.value[node].sum(1) + self.bias
+        return self.value[node].view(x.shape[0], self.n_trees, self.per_round).sum(1) + self.bias
 
     def forward(self, x: Tensor) -> Tensor:
         raw = self.raw_score(x.float())
-        return torch.stack([torch.zeros_like(raw), raw], dim=1)
+        return raw if raw.dim() == 2 else torch.stack([torch.zeros_like(raw), raw], dim=1)
 
     def _empty(self) -> dict[str, np.ndarray]:
-        """(n_trees, nodes) arrays of trees whose every node is a leaf worth 0, to fill in."""
-        left = np.tile(np.arange(self.nodes), (self.n_trees, 1))
+        """(trees, nodes) arrays of trees whose every node is a leaf worth 0, to fill in."""
+        total = self.n_trees * self.per_round
+        left = np.tile(np.arange(self.nodes), (total, 1))
         return {
-            "feature": np.zeros((self.n_trees, self.nodes), np.int64),
-            "threshold": np.zeros((self.n_trees, self.nodes), np.float32),
+            "feature": np.zeros((total, self.nodes), np.int64),
+            "threshold": np.zeros((total, self.nodes), np.float32),
             "left": left,
             "right": left.copy(),
-            "value": np.zeros((self.n_trees, self.nodes), np.float64),
+            "value": np.zeros((total, self.nodes), np.float64),
         }
 
     def _load(self, trees: dict[str, np.ndarray], x: np.ndarray, theirs: np.ndarray) -> None:
         """Hold ``trees`` (from ``_empty``, filled) as the model's tensors; the constant term is read off
         the grower's own raw scores ``theirs`` of the rows ``x``, which the tensors must then match."""
-        offset = (np.arange(self.n_trees) * self.nodes)[:, None]
+        offset = (np.arange(self.n_trees * self.per_round) * self.nodes)[:, None]
         with torch.no_grad():
             self.feature.copy_(torch.from_numpy(trees["feature"].ravel()))
             self.threshold.copy_(torch.from_numpy(trees["threshold"].ravel()))
@@ -111,8 +117,8 @@ class TreeEnsemble(FittedModel):
             self.value.copy_(torch.from_numpy(trees["value"].ravel()).float())
             self.bias.zero_()
             ours = self.raw_score(torch.from_numpy(x)).double().numpy()
-            self.bias.fill_(float(np.mean(theirs - ours)))
-            gap = float(np.abs(theirs - ours - self.bias.item()).max())
+            self.bias.copy_(torch.as_tensor(np.mean(theirs - ours, axis=0)))
+            gap = float(np.abs(theirs - ours - self.bias.double().numpy()).max())
         if gap > 1e-3:
             raise ModelError(f"{self.name}: the tensor trees disagree with the fitted ones by {gap:.2g}")
 
@@ -120,12 +126,16 @@ class TreeEnsemble(FittedModel):
         """Load, then refuse trees that point outside their nodes or the feature vector (a damaged
         or hostile checkpoint), which would otherwise fail on the first file scanned."""
         result = super().load_state_dict(state_dict, strict=strict, assign=assign)
+        self.check_indices()
+        return result
+
+    def check_indices(self) -> None:
+        """A ``RuntimeError`` if a tree points outside its nodes or the feature vector."""
         n = self.feature.numel()
         for name, high in (("feature", self.n_features), ("left", n), ("right", n)):
             t = getattr(self, name)
             if int(t.min()) < 0 or int(t.max()) >= high:
                 raise RuntimeError(f"{self.name}: {name} indices leave [0, {high})")
-        return result
 
 
 @register_model("gbt")
@@ -145,6 +155,8 @@ class GradientBoostedTrees(TreeEnsemble):
         subsample: float = 0.8,
         max_features: float = 0.3,
     ) -> None:
+        if n_classes != 2:
+            raise ModelError(f"gbt scores two classes (benign, malware), got {n_classes}; lgbm takes more")
         args = dict(in_kind=in_kind, n_classes=n_classes, n_features=n_features, n_trees=n_trees)
         super().__init__(name="gbt", max_depth=max_depth, **args)
         _unit("gbt", learning_rate=learning_rate, subsample=subsample, max_features=max_features)
@@ -198,13 +210,16 @@ class LightGBMTrees(TreeEnsemble):
         subsample: float = 0.8,
         colsample: float = 0.3,
         reg_lambda: float = 0.0,
+        threads: int = 1,
     ) -> None:
         check_positive(
-            "lgbm", num_leaves=num_leaves, min_child_samples=min_child_samples, max_depth=max_depth
-        )
+            "lgbm", num_leaves=num_leaves, min_child_samples=min_child_samples, max_depth=max_depth,
+            threads=threads,
+        )  # fmt: skip
         args = dict(in_kind=in_kind, n_classes=n_classes, n_features=n_features, n_trees=n_trees)
         nodes = min(2 ** (max_depth + 1) - 1, 2 * num_leaves - 1)  # splits, then leaves
         super().__init__(name="lgbm", max_depth=max_depth, nodes=nodes, **args)
+        self.threads = threads
         _unit("lgbm", learning_rate=learning_rate, subsample=subsample, colsample=colsample)
         if reg_lambda < 0:
             raise ModelError(f"lgbm: reg_lambda must be 0 or more, got {reg_lambda}")
@@ -214,13 +229,13 @@ class LightGBMTrees(TreeEnsemble):
         )  # fmt: skip
 
     def fit(self, x: Rows, y: Rows, sample_weight: Rows | None, seed: int, on_step: OnStep = None) -> None:
-        """Grow the trees with LightGBM (one thread: deterministic), then load them as tensors."""
+        """Grow the trees with LightGBM (deterministic for the same ``threads``), then load them as tensors."""
         import lightgbm as lgb
 
         x = self._check_rows(x, y)
         clf = lgb.LGBMClassifier(
-            n_estimators=self.n_trees, max_depth=self.max_depth, random_state=seed, n_jobs=1, verbose=-1,
-            deterministic=True, force_row_wise=True, **self.params,
+            n_estimators=self.n_trees, max_depth=self.max_depth, random_state=seed, n_jobs=self.threads,
+            verbose=-1, deterministic=True, force_row_wise=True, **self.params,
         )  # fmt: skip
         callbacks = [] if on_step is None else [lambda env: on_step(env.iteration + 1, self.n_trees)]
         clf.fit(x, y, sample_weight=sample_weight, callbacks=callbacks)
