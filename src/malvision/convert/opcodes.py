@@ -6,9 +6,10 @@ import numpy as np
 
 from malvision.errors import ConversionError
 
-__all__ = ["MAX_LINE", "OpcodeReader", "parse_opcodes"]
+__all__ = ["MAX_LINE", "MAX_MNEMONIC", "OpcodeReader", "parse_opcodes"]
 
 MAX_LINE = 4096  # a longer line is no mnemonic: the reader refuses it rather than hold it
+MAX_MNEMONIC = 16  # x86's longest mnemonics (AVX-512's) have 15 characters
 _BREAKS = tuple(bytes([c]) for c in b"\n\r\x0b\x0c\x1c\x1d\x1e")  # where str.splitlines splits ASCII text
 
 
@@ -24,12 +25,24 @@ def _check(head: bytes, non_ascii: bool, name: str) -> None:
         raise ConversionError(f"{name}: not ASCII text, expected one opcode mnemonic per line")
 
 
-def parse_opcodes(data: bytes, name: str = "<opcodes>") -> list[str]:
-    """Mnemonics of an opcode file, one per non-blank line, lower-cased; binary data is an error."""
-    _check(data, not data.isascii(), name)
-    tokens = _mnemonics(data)
+def _check_tokens(tokens: list[str], name: str) -> None:
+    """Refuse no tokens, and text whose lines are mostly too long to be mnemonics (a list of sample
+    ids, as the ``<family>/<family>.txt`` files beside BIG2015's opcode files)."""
     if not tokens:
         raise ConversionError(f"{name}: no opcodes found")
+    long = sum(len(t) > MAX_MNEMONIC for t in tokens)
+    if 2 * long > len(tokens):
+        raise ConversionError(
+            f"{name}: not opcode text: {long:,} of {len(tokens):,} lines are longer than any mnemonic"
+        )
+
+
+def parse_opcodes(data: bytes, name: str = "<opcodes>") -> list[str]:
+    """Mnemonics of an opcode file, one per non-blank line, lower-cased; binary data, and lines that
+    are mostly too long for mnemonics, are errors."""
+    _check(data, not data.isascii(), name)
+    tokens = _mnemonics(data)
+    _check_tokens(tokens, name)
     return tokens
 
 
@@ -72,6 +85,5 @@ class OpcodeReader:
         tokens = self._tokens
         if len(tokens) < self.max_len:
             tokens = tokens + _mnemonics(self._pending)[: self.max_len - len(tokens)]
-        if not tokens:
-            raise ConversionError(f"{name}: no opcodes found")
+        _check_tokens(tokens, name)
         return tokens
