@@ -14,8 +14,7 @@ _BREAKS = tuple(bytes([c]) for c in b"\n\r\x0b\x0c\x1c\x1d\x1e")  # where str.sp
 
 
 def _mnemonics(text: bytes) -> list[str]:
-    tokens = [line.strip().lower() for line in text.decode("latin-1").splitlines()]
-    return [t for t in tokens if t]
+    return [t for t in map(str.strip, text.decode("latin-1").lower().splitlines()) if t]
 
 
 def _check(head: bytes, non_ascii: bool, name: str) -> None:
@@ -30,6 +29,8 @@ def _check_tokens(tokens: list[str], name: str) -> None:
     ids, as the ``<family>/<family>.txt`` files beside BIG2015's opcode files)."""
     if not tokens:
         raise ConversionError(f"{name}: no opcodes found")
+    if max(map(len, tokens)) <= MAX_MNEMONIC:  # the common case, at C speed
+        return
     long = sum(len(t) > MAX_MNEMONIC for t in tokens)
     if 2 * long > len(tokens):
         raise ConversionError(
