@@ -134,6 +134,11 @@ def benchmark(
     if grouped in ("yes", "only") or (grouped == "auto" and has_groups):
         runs.append(True)
     with progress() as bar:
+        step = bar.add_task("this fold", total=None)
+
+        def on_step(done: int, total: int) -> None:
+            bar.update(step, completed=done, total=total)
+
         for g in runs:
             task = bar.add_task("group-disjoint" if g else "stratified", total=len(configs) * folds)
 
@@ -146,7 +151,8 @@ def benchmark(
 
             sub = out_dir / ("group-disjoint" if g else "stratified")
             run_leaderboard(
-                ds, configs, sub, folds=folds, seed=seed, grouped=g, ensembles=ensembles, on_fold=on_fold
-            )
+                ds, configs, sub, folds=folds, seed=seed, grouped=g, ensembles=ensembles, on_fold=on_fold,
+                on_step=on_step,
+            )  # fmt: skip
             out.print((sub / "leaderboard.md").read_text(), markup=False, soft_wrap=True)
             out.print(f"table, PNG and confusion matrices in {sub}", markup=False)
