@@ -141,13 +141,10 @@ def _ensemble_row(
             raise MalvisionError(f"ensemble {name}: its members were scored on different folds")
         probs = np.mean([p[0] for p in parts], axis=0)
         results.append({"metrics": classification_metrics(parts[0][1], probs, classes)})
+    row = _summarise(name, None, results, classes, out / name)
     for key in ("params", "train_seconds", "infer_ms_per_sample"):  # an ensemble pays for every member
-        results[0][key] = sum(r[key] for r in rows)
-    return _summarise(name, None, results, classes, out / name) | {
-        "train_seconds": results[0]["train_seconds"],
-        "infer_ms_per_sample": results[0]["infer_ms_per_sample"],
-        "members": list(members),
-    }
+        row[key] = sum(r[key] for r in rows)
+    return row | {"members": list(members)}
 
 
 def _summarise(
@@ -165,7 +162,7 @@ def _summarise(
         "accuracy_std": float(acc.std()),
         "macro_f1_mean": float(f1.mean()),
         "macro_f1_std": float(f1.std()),
-        "params": results[0]["params"],
+        "params": results[0].get("params", 0),
         "train_seconds": float(np.sum([r.get("train_seconds", 0.0) for r in results])),
         "infer_ms_per_sample": float(np.mean([r.get("infer_ms_per_sample", 0.0) for r in results])),
         "confusion_matrix": cm.tolist(),

@@ -128,7 +128,7 @@ def explain_bytes(
     model = scanner.checkpoint.model
     heat = attribute(model, x, t, method, steps)
     if is_fitted(model):  # what attribute measured: a fitted model has no gradient
-        method = "n-gram weights" if scanner.spec.kind in ("opcodes", "bytes") else "occlusion"
+        method = getattr(model, "attribution_method", "occlusion")
     note = None
     if verdict.verdict == "unknown":
         note = f"verdict is unknown ({verdict.reason}); the heat map shows what the model would key on anyway"

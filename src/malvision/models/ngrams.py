@@ -223,6 +223,11 @@ class NgramModel(FittedModel):
             w, b = np.hstack([-w / 2, w / 2]), np.array([-b[0] / 2, b[0] / 2])
         return w, b
 
+    @property
+    def attribution_method(self) -> str:
+        """How ``gram_parts`` measures a gram, as explanations name it."""
+        return "n-gram occlusion" if self.trees is not None else "n-gram weights"
+
     def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
         """Load, then refuse trees that point outside their nodes (a damaged or hostile checkpoint)."""
         result = super().load_state_dict(state_dict, strict=strict, assign=assign)
