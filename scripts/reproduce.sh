@@ -67,8 +67,8 @@ big2015_full() {
     cp "$R/stratified/leaderboard.md" docs/big2015-full-leaderboard.md
     cp "$R/stratified/leaderboard.png" docs/img/big2015-full-leaderboard.png
     cp "$R/stratified/ngram-lgbm/confusion.png" docs/img/big2015-full-confusion.png
-    $MV train --model ngram --data "$D" --out "$C/runs/big2015-ngram-all" --test-size 0 --threads 2 \
-        --set classifier='"lgbm"' --set top_k=3000 --set min_df=5 --set threads=2
+    $MV train --model ngram --data "$D" --out "$C/runs/big2015-ngram-all" --test-size 0 --threads 1 \
+        --set classifier='"lgbm"' --set top_k=3000 --set min_df=5
     $MV bundle "$C/runs/big2015-ngram-all" -o src/malvision/weights/big2015-opcodes.pt \
         --cv "$R/stratified/leaderboard.json" --cv-row ngram-lgbm
     .venv/bin/python benchmarks/opcode_infer.py --n 1000 --threads 2

@@ -212,6 +212,8 @@ def model_summary(ck: Any, path: Path, *, full_path: bool = True, with_ids: bool
 
     The card's id lists (training files, test ids) are summarised as counts unless ``with_ids``.
     """
+    from malvision.models import learned_numbers
+
     card = dict((ck.extra or {}).get("card", {}))
     spec = {k: v for k, v in ck.spec.items() if k != "vocab"}
     if spec.get("kind") == "features":  # image_size and max_len mean nothing to it
@@ -226,7 +228,7 @@ def model_summary(ck: Any, path: Path, *, full_path: bool = True, with_ids: bool
         "file": str(path) if full_path else Path(path).name,
         "model": ck.model_name,
         "model_kwargs": ck.model_kwargs,
-        "parameters": sum(p.numel() for p in ck.model.parameters()),
+        "parameters": learned_numbers(ck.model),  # a fitted model's trees or weights count too
         "input": spec,
         "classes": ck.classes,
         "seed": ck.seed,

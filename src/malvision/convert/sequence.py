@@ -6,6 +6,7 @@ Bytes are shifted up by one so that 0 is padding and never collides with a byte 
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
@@ -51,12 +52,19 @@ def pad_batch(seqs: Sequence[np.ndarray], length: int | None = None) -> np.ndarr
     return out
 
 
+class _Ids(dict):
+    """Token -> id, ``UNK`` for a token it does not hold (and it stays out)."""
+
+    def __missing__(self, token: str) -> int:
+        return UNK
+
+
 class Vocabulary:
     """Token <-> id map built from training data only; id 0 is padding, 1 is unknown."""
 
     def __init__(self, tokens: Sequence[str]) -> None:
         self.tokens = tuple(tokens)
-        self.index = {tok: i + 2 for i, tok in enumerate(self.tokens)}
+        self.index = _Ids({tok: i + 2 for i, tok in enumerate(self.tokens)})
         if len(self.index) != len(self.tokens):
             raise ConversionError("vocabulary has duplicate tokens")
 
@@ -77,12 +85,10 @@ class Vocabulary:
 
     def encode(self, tokens: Iterable[str], max_len: int | None = None) -> np.ndarray:
         """Token ids (uint16/int32) for ``tokens``, unknown ones as ``UNK``, cut at ``max_len``."""
-        get = self.index.get
-        ids = [get(t, UNK) for t in tokens]
         if max_len is not None:
-            ids = ids[:max_len]
+            tokens = itertools.islice(tokens, max_len)
         dtype = np.uint16 if len(self) < 65536 else np.int32
-        return np.asarray(ids, dtype=dtype)
+        return np.fromiter(map(self.index.__getitem__, tokens), dtype=dtype)  # the lookups run in C
 
     def to_list(self) -> list[str]:
         return list(self.tokens)
