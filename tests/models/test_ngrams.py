@@ -13,7 +13,7 @@ from malvision.checkpoint import load_checkpoint, save_checkpoint
 from malvision.convert.sequence import pad_batch
 from malvision.errors import ModelError
 from malvision.models import create_model, model_info
-from malvision.models.ngrams import gram_counts, gram_tokens
+from malvision.models.ngrams import gram_counts, gram_keys, gram_tokens
 
 
 def _docs(n: int, seed: int) -> tuple[list[np.ndarray], np.ndarray]:
@@ -138,3 +138,15 @@ def test_a_tree_head_learns_and_explains_by_taking_grams_out(tmp_path: Path) -> 
     fresh = create_model("ngram", in_kind="opcodes", n_classes=3, vocab_size=22, **kw)
     with pytest.raises(RuntimeError, match="indices leave"):
         fresh.load_state_dict(state)
+
+
+def test_rows_laid_end_to_end_count_as_apart() -> None:
+    docs, y = _docs(60, 6)
+    model = create_model("ngram", in_kind="opcodes", n_classes=3, vocab_size=22, top_k=400, min_df=1)
+    model.fit(docs, y, None, seed=0)
+    both, lengths = model._counts(torch.from_numpy(pad_batch(docs[:3])))  # one pass, a 0 between rows
+    for i in range(3):
+        alone, n = model._counts(torch.from_numpy(docs[i].astype(np.int64))[None])
+        assert torch.equal(both[i], alone[0]) and int(lengths[i]) == int(n[0]) == len(docs[i])
+    keys, at = gram_keys(torch.tensor([5, 6, 0]), 2)
+    assert at.tolist() == [0, 1, 2, 0, 1] and len(keys) == 5  # (6, 0) gets a key no real gram has

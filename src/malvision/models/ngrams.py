@@ -34,19 +34,21 @@ UNK = 1
 CLASSIFIERS = ("svm", "logistic", "lgbm")
 
 
-def gram_keys(ids: Tensor, n_max: int, starts: int | None = None) -> Tensor:
-    """Keys of every 1- to ``n_max``-gram of the 1-D ``ids`` (padding-free) that starts before ``starts``
-    (default: anywhere), int64."""
+def gram_keys(ids: Tensor, n_max: int, starts: int | None = None) -> tuple[Tensor, Tensor]:
+    """Keys (int64) of every 1- to ``n_max``-gram of the 1-D ``ids`` that starts before ``starts``
+    (default: anywhere), and where each one starts. A gram that holds a 0 (padding, or the gap between
+    two sequences laid end to end) has a 0 slot in its key, which no gram of a real sequence has."""
     a = torch.where(ids >= 1 << BITS, UNK, ids).to(torch.int64)
     limit = len(a) if starts is None else starts
-    keys, k = [], a
+    keys, where, k = [], [], a
     for n in range(1, n_max + 1):
         if n > 1:
             k = (k[:-1] << BITS) | a[n - 1 :]
         if len(k) == 0:
             break
         keys.append(k[:limit] | (n << N_SHIFT))
-    return torch.cat(keys) if keys else a[:0]
+        where.append(torch.arange(len(keys[-1])))
+    return (torch.cat(keys), torch.cat(where)) if keys else (a[:0], a[:0])
 
 
 def gram_counts(ids: Tensor, n_max: int, chunk_size: int) -> tuple[Tensor, Tensor]:
@@ -55,7 +57,7 @@ def gram_counts(ids: Tensor, n_max: int, chunk_size: int) -> tuple[Tensor, Tenso
     keys, counts = [], []
     for c in range(0, len(ids), chunk_size):
         k, n = torch.unique(
-            gram_keys(ids[c : c + chunk_size + n_max - 1], n_max, chunk_size), return_counts=True
+            gram_keys(ids[c : c + chunk_size + n_max - 1], n_max, chunk_size)[0], return_counts=True
         )
         keys.append(k)
         counts.append(n)
@@ -240,28 +242,36 @@ class NgramModel(FittedModel):
         if x.dim() != 2 or x.is_floating_point() or x.dtype == torch.bool:
             raise ModelError(f"ngram expects int64 (B, L) ids, got {x.dtype} {tuple(x.shape)}")
 
-    def _kept(self, ids: Tensor) -> Iterator[tuple[int, Tensor, Tensor]]:
-        """Chunk by chunk: (chunk start, keys of the grams starting in it, each one's column or -1)."""
+    def _kept(self, ids: Tensor) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+        """Chunk by chunk of a 1-D sequence: the keys of the grams starting in it, where they start (in
+        ``ids``) and each one's column, or -1."""
         for c in range(0, len(ids), self.chunk_size):
-            k = gram_keys(ids[c : c + self.chunk_size + self.n_max - 1], self.n_max, self.chunk_size)
-            at = torch.searchsorted(self.keys, k).clamp(max=self.n_features - 1)
-            yield c, k, torch.where(self.keys[at] == k, at, -1)
+            k, at = gram_keys(ids[c : c + self.chunk_size + self.n_max - 1], self.n_max, self.chunk_size)
+            col = torch.searchsorted(self.keys, k).clamp(max=self.n_features - 1)
+            yield k, at + c, torch.where(self.keys[col] == k, col, -1)
 
-    def _counts(self, ids: Tensor) -> Tensor:
-        counts = torch.zeros(self.n_features)
-        for _, _, col in self._kept(ids):
-            hit = col >= 0
-            counts.index_add_(0, col[hit], torch.ones(int(hit.sum())))
-        return counts
+    def _counts(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """How often each kept gram occurs in each row of right-padded ids (B, top_k), and the rows'
+        lengths: every row in one pass, the rows laid end to end with a 0 between them."""
+        lengths = (x != 0).sum(1)
+        flat = torch.cat([torch.cat([r[: int(n)], r.new_zeros(1)]) for r, n in zip(x, lengths, strict=True)])
+        row = torch.repeat_interleave(torch.arange(len(x)), lengths + 1)
+        counts = torch.zeros(len(x) * self.n_features)
+        for _, at, col in self._kept(flat):
+            counts.index_add_(0, row[at] * self.n_features + col.clamp(min=0), (col >= 0).float())
+        return counts.view(len(x), self.n_features), lengths
+
+    def _weigh_rows(self, counts: Tensor, lengths: Tensor) -> Tensor:
+        """What the classifier reads (B, top_k): TF-IDF weights for a linear head, frequencies (count /
+        length) for trees."""
+        if self.trees is not None:
+            return counts / lengths.clamp(min=1)[:, None].float()
+        tf = torch.where(counts > 0, 1.0 + torch.log(counts.clamp(min=1.0)), 0.0) * self.idf
+        return tf / tf.norm(dim=1, keepdim=True).clamp(min=1e-12)
 
     def gram_weights(self, ids: Tensor) -> Tensor:
-        """What the classifier reads of the kept grams of one padding-free sequence, (top_k,): TF-IDF
-        weights for a linear head, frequencies (count / length) for trees."""
-        counts = self._counts(ids)
-        if self.trees is not None:
-            return counts / max(len(ids), 1)
-        tf = torch.where(counts > 0, 1.0 + torch.log(counts.clamp(min=1.0)), 0.0) * self.idf
-        return tf / tf.norm().clamp(min=1e-12)
+        """What the classifier reads of the kept grams of one sequence, (top_k,)."""
+        return self._weigh_rows(*self._counts(ids[None]))[0]
 
     def _head(self, v: Tensor, lengths: Tensor) -> Tensor:
         """Logits (B, n_classes) from gram weights (B, top_k) and sequence lengths (B,)."""
@@ -270,14 +280,12 @@ class NgramModel(FittedModel):
         return v @ self.weight + self.bias
 
     def forward(self, x: Tensor) -> Tensor:
-        """Logits (B, n_classes) of right-padded ids (0 is padding), one row at a time."""
+        """Logits (B, n_classes) of right-padded ids (0 is padding)."""
         self._check_input(x)
-        lengths = (x != 0).sum(1)
         if len(x) == 0:
             return x.new_zeros((0, self.n_classes), dtype=torch.float32)
-        return self._head(
-            torch.stack([self.gram_weights(r[: int(n)]) for r, n in zip(x, lengths, strict=True)]), lengths
-        )
+        counts, lengths = self._counts(x)
+        return self._head(self._weigh_rows(counts, lengths), lengths)
 
     def gram_parts(self, v: Tensor, length: int, target: int) -> Tensor:
         """Each kept gram's part of the ``target`` logit for gram weights ``v`` (K,) of a sequence of
@@ -312,20 +320,13 @@ class NgramModel(FittedModel):
         """Each token's share of the ``target`` logit, (L,) for the L real tokens of ``ids``: a gram's part
         (``gram_parts``), shared equally by its occurrences and their tokens."""
         ids = ids[ids != 0]
-        counts = self._counts(ids)
+        counts = self._counts(ids[None])[0][0]
         per_use = self.gram_parts(self.gram_weights(ids), len(ids), target) / counts.clamp(min=1.0)
         heat = torch.zeros(len(ids) + self.n_max)
-        for c, k, col in self._kept(ids):
+        for k, at, col in self._kept(ids):
             n = (k >> N_SHIFT).float()
             share = torch.where(col >= 0, per_use[col.clamp(min=0)], 0.0) / n
-            start = c + _starts(len(ids) - c, self.n_max, self.chunk_size)
             for j in range(self.n_max):  # token j of every gram longer than j
                 longer = n > j
-                heat.index_add_(0, start[longer] + j, share[longer])
+                heat.index_add_(0, at[longer] + j, share[longer])
         return heat[: len(ids)]
-
-
-def _starts(left: int, n_max: int, chunk_size: int) -> Tensor:
-    """Start offsets of the keys ``gram_keys`` gives for a chunk with ``left`` ids from its start on."""
-    piece = min(left, chunk_size + n_max - 1)
-    return torch.cat([torch.arange(max(0, min(chunk_size, piece - g + 1))) for g in range(1, n_max + 1)])

@@ -34,9 +34,10 @@ from malvision.sources import FileOpener, Opener, iter_sources
 if TYPE_CHECKING:
     from malvision.checkpoint import Checkpoint
 
-__all__ = ["PROCESS_AFTER", "Scanner"]
+__all__ = ["PROCESS_AFTER", "SEQ_BUDGET", "Scanner"]
 
 PROCESS_AFTER = 64  # processes="auto": files on disk read on threads before worker processes start
+SEQ_BUDGET = 1 << 21  # ids in one padded batch of sequences (int64: 16 MiB), unless one file is longer
 
 
 def _limit_threads(n: int) -> None:
@@ -190,7 +191,22 @@ class Scanner:
         return softmax(self.logits(xs), self.temperature)
 
     def logits(self, xs: list[np.ndarray]) -> np.ndarray:
-        """The model's raw logits (N, classes) for a batch of converted inputs."""
+        """The model's raw logits (N, classes) for a batch of converted inputs. Sequences go in groups
+        of similar length, each padded batch within ``SEQ_BUDGET`` ids, so one long file does not pad
+        every other file of its batch to its length."""
+        if len(xs) < 2 or xs[0].ndim != 1:
+            return self._logits(xs)
+        out = np.empty((len(xs), len(self.classes)), dtype=np.float32)
+        group: list[int] = []
+        for i in np.argsort([len(x) for x in xs], kind="stable").tolist():  # shortest first
+            if group and len(xs[i]) * (len(group) + 1) > SEQ_BUDGET:
+                out[group] = self._logits([xs[j] for j in group])
+                group = []
+            group.append(i)
+        out[group] = self._logits([xs[j] for j in group])
+        return out
+
+    def _logits(self, xs: list[np.ndarray]) -> np.ndarray:
         inputs = batch(xs)
         if self.backend == "onnx":
             logits = self._onnx.run(inputs)
