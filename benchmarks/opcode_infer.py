@@ -6,7 +6,7 @@ alone (the memory bound). Peak RSS is the child's ``VmHWM``. Prints a Markdown t
 benchmarks/results/opcode-infer.md.
 
     .venv/bin/python benchmarks/opcode_infer.py                              # the bundled big2015-opcodes
-    .venv/bin/python benchmarks/opcode_infer.py --model RUN/best.pt --n 2000 --threads 2
+    .venv/bin/python benchmarks/opcode_infer.py --model RUN/best.pt --n 2000
 """
 
 from __future__ import annotations
@@ -67,7 +67,12 @@ def main() -> None:
     ap.add_argument("--model", default="big2015-opcodes", help="bundled name, run folder or .pt")
     ap.add_argument("--data", type=Path, default=DATA, help="unpacked big2015_opcodes folder")
     ap.add_argument("--n", type=int, default=1000, help="files scored in the throughput run")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (one is fastest: the readers use the other core)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("files", nargs="*", help=argparse.SUPPRESS)

@@ -71,7 +71,7 @@ big2015_full() {
         --set classifier='"lgbm"' --set top_k=3000 --set min_df=5
     $MV bundle "$C/runs/big2015-ngram-all" -o src/malvision/weights/big2015-opcodes.pt \
         --cv "$R/stratified/leaderboard.json" --cv-row ngram-lgbm
-    .venv/bin/python benchmarks/opcode_infer.py --n 1000 --threads 2
+    .venv/bin/python benchmarks/opcode_infer.py --n 1000
 }
 
 # PE malware vs benign, family- and source-disjoint 5-fold CV (issue 4, run 2).
