@@ -76,7 +76,7 @@ def gram_tokens(key: int) -> list[int]:
 
 @register_model("ngram")
 class NgramModel(FittedModel):
-    """Opcode (or byte) 1- to 4-gram TF-IDF over the whole sequence with a linear classifier."""
+    """Opcode (or byte) 1- to 4-grams over the whole sequence, with a linear or a boosted-tree head."""
 
     input_kinds = ("opcodes", "bytes")
     reads_whole = True
@@ -107,20 +107,15 @@ class NgramModel(FittedModel):
             raise ModelError(f"ngram: c must be positive, got {c}")
         super().__init__(in_kind=in_kind, n_classes=n_classes, n_features=top_k)
         self.vocab_size = vocab_size
-        self.n_max, self.min_df, self.classifier, self.c, self.chunk_size = (
-            n_max,
-            min_df,
-            classifier,
-            c,
-            chunk_size,
-        )
+        self.n_max, self.min_df, self.chunk_size = n_max, min_df, chunk_size
+        self.classifier, self.c = classifier, c
         self.register_buffer("keys", torch.full((top_k,), -1, dtype=torch.int64))  # sorted; -1 never matches
         self.register_buffer("idf", torch.zeros(top_k))
         linear = classifier != "lgbm"
         self.register_buffer("weight", torch.zeros(top_k if linear else 0, n_classes))
         self.register_buffer("bias", torch.zeros(n_classes))
         self.trees: LightGBMTrees | None = None
-        if not linear:  # boosted trees over the TF-IDF vector, one a round for each class
+        if not linear:  # boosted trees, one a round for each class
             self.trees = LightGBMTrees(  # the grams' frequencies, then the log of the sequence's length
                 in_kind="features", n_classes=n_classes, n_features=top_k + 1, n_trees=n_trees,
                 num_leaves=num_leaves, learning_rate=learning_rate, min_child_samples=3, colsample=colsample,
@@ -195,7 +190,7 @@ class NgramModel(FittedModel):
             on_step(len(x) + 1, len(x) + 1)
 
     @staticmethod
-    def _weigh(counts, idf: np.ndarray):  # noqa: ANN001, ANN205 (scipy sparse)
+    def _weigh(counts: Any, idf: np.ndarray) -> Any:  # scipy sparse in, scipy sparse out
         """Sublinear TF-IDF rows, l2-normalised: what ``forward`` computes for one sequence."""
         from sklearn.preprocessing import normalize
 
@@ -204,11 +199,7 @@ class NgramModel(FittedModel):
         return normalize(tf.multiply(idf).tocsr(), norm="l2")
 
     def _fit_linear(
-        self,
-        tfidf,
-        y: np.ndarray,
-        sample_weight: np.ndarray | None,
-        seed: int,  # noqa: ANN001
+        self, tfidf: Any, y: np.ndarray, sample_weight: np.ndarray | None, seed: int
     ) -> tuple[np.ndarray, np.ndarray]:
         """(top kept, n_classes) weights and the biases of a one-vs-rest linear SVM or a multinomial
         logistic regression."""
