@@ -84,6 +84,8 @@ def export_onnx(
     from malvision.io import atomic_writer
 
     ck = load_checkpoint(checkpoint)
+    if not getattr(ck.model, "exports", True):
+        raise MalvisionError(f"{checkpoint}: a {ck.model_name} model has no ONNX form; it scans with torch")
     dest = Path(out) if out else Path(checkpoint).with_suffix(".onnx")
     model = ck.model.eval()
     example = torch.from_numpy(_example(ck))

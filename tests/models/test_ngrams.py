@@ -11,7 +11,8 @@ import torch
 
 from malvision.checkpoint import load_checkpoint, save_checkpoint
 from malvision.convert.sequence import pad_batch
-from malvision.errors import ModelError
+from malvision.errors import MalvisionError, ModelError
+from malvision.export import export_onnx
 from malvision.models import create_model, model_info
 from malvision.models.ngrams import gram_counts, gram_keys, gram_tokens
 
@@ -94,6 +95,8 @@ def test_chunking_padding_and_checkpoints_change_nothing(tmp_path: Path) -> None
     )
     with torch.no_grad():
         assert torch.equal(load_checkpoint(path).model(x), batched)
+    with pytest.raises(MalvisionError, match="no ONNX form"):
+        export_onnx(path)
 
 
 def test_token_attribution_adds_up_to_the_logit() -> None:

@@ -80,6 +80,7 @@ class NgramModel(FittedModel):
 
     input_kinds = ("opcodes", "bytes")
     reads_whole = True
+    exports = False  # counting grams (int64 bit operations, searches) has no ONNX form
 
     def __init__(
         self,
