@@ -247,8 +247,9 @@ def is_fitted(model: nn.Module | type) -> bool:
 
 def learned_numbers(model: nn.Module) -> int:
     """How many numbers a model learned: its parameters, or a fitted model's buffers (trees, weights)."""
-    if is_fitted(model):
-        return sum(b.numel() for name, b in model.named_buffers() if not name.startswith("feature_"))
+    if is_fitted(model):  # not the training rows' statistics (``typical_input``), at any depth
+        stats = ("feature_mean", "feature_std")
+        return sum(b.numel() for name, b in model.named_buffers() if name.rpartition(".")[2] not in stats)
     return sum(p.numel() for p in model.parameters())
 
 
