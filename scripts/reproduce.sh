@@ -53,16 +53,16 @@ caps() {
 big2015_full() {
     local D="$C/caches/big2015-opcodes-full" R="$C/runs/big2015-full"
     $MV data build --opcodes "$C/big2015_opcodes" --out "$D" --max-len 1000000
-    $MV benchmark --full --models malconv --data "$D" --out "$R" --folds 5 --grouped no --epochs 4 --patience 2 \
-        --threads 1 --set malconv.window=16 --set malconv.stride=8 --set malconv.channels=96 &
-    $MV benchmark --full --models ngram,ngram-lgbm=ngram,ngram-2=ngram,ngram-1=ngram --data "$D" --out "$R" \
-        --folds 5 --grouped no --threads 1 --set ngram-lgbm.classifier=lgbm --set ngram-lgbm.top_k=3000 \
-        --set ngram-lgbm.min_df=5 --set ngram-2.n_max=2 --set ngram-1.n_max=1
+    local common=(--full --data "$D" --out "$R" --folds 5 --grouped no --threads 1)
+    local rows=ngram,ngram-lgbm=ngram,ngram-2=ngram,ngram-1=ngram
+    local ngrams=(--set ngram-lgbm.classifier=lgbm --set ngram-lgbm.top_k=3000 --set ngram-lgbm.min_df=5
+        --set ngram-2.n_max=2 --set ngram-1.n_max=1)
+    local malconv=(--epochs 4 --patience 2 --set malconv.window=16 --set malconv.stride=8 --set malconv.channels=96)
+    # one process a core; the last call only collects the folds both left, and adds the ensembles
+    $MV benchmark "${common[@]}" --models malconv "${malconv[@]}" &
+    $MV benchmark "${common[@]}" --models "$rows" "${ngrams[@]}"
     wait
-    $MV benchmark --full --models ngram,ngram-lgbm=ngram,ngram-2=ngram,ngram-1=ngram,malconv --data "$D" --out "$R" \
-        --folds 5 --grouped no --threads 1 --set ngram-lgbm.classifier=lgbm --set ngram-lgbm.top_k=3000 \
-        --set ngram-lgbm.min_df=5 --set ngram-2.n_max=2 --set ngram-1.n_max=1 --epochs 4 --patience 2 \
-        --set malconv.window=16 --set malconv.stride=8 --set malconv.channels=96 \
+    $MV benchmark "${common[@]}" --models "$rows,malconv" "${ngrams[@]}" "${malconv[@]}" \
         --ensemble ngram+ngram-lgbm --ensemble ngram-lgbm+malconv --ensemble ngram+ngram-lgbm+malconv
     cp "$R/stratified/leaderboard.md" docs/big2015-full-leaderboard.md
     cp "$R/stratified/leaderboard.png" docs/img/big2015-full-leaderboard.png

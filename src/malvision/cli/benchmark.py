@@ -45,9 +45,8 @@ def _configs(rows: list[tuple[str, str]], sets: list[str] | None, base: dict[str
         kw = parse_kwargs((per_row.get(None) or []) + (per_row.get(name) or []))
         train_kw = {k: kw.pop(k) for k in TRAIN_KEYS if k in kw}
         model_sets = [f"{k}={json.dumps(v)}" for k, v in kw.items()]
-        cfg = train_config(model, model_sets, **(base | train_kw))
-        cfg.name = name if name != model else None
-        configs.append(cfg)
+        named = {"name": name} if name != model else {}
+        configs.append(train_config(model, model_sets, **(base | train_kw | named)))
     return configs
 
 

@@ -312,8 +312,9 @@ class NgramModel(FittedModel):
         """Each token's share of the ``target`` logit, (L,) for the L real tokens of ``ids``: a gram's part
         (``gram_parts``), shared equally by its occurrences and their tokens."""
         ids = ids[ids != 0]
-        counts = self._counts(ids[None])[0][0]
-        per_use = self.gram_parts(self.gram_weights(ids), len(ids), target) / counts.clamp(min=1.0)
+        counts, lengths = self._counts(ids[None])
+        v = self._weigh_rows(counts, lengths)[0]
+        per_use = self.gram_parts(v, len(ids), target) / counts[0].clamp(min=1.0)
         heat = torch.zeros(len(ids) + self.n_max)
         for k, at, col in self._kept(ids):
             n = (k >> N_SHIFT).float()
