@@ -227,7 +227,7 @@ def test_scan_treats_an_unreadable_file_as_one_error_and_goes_on(
         (["--max-size", "-5M"], "size must be positive"),
         (["--max-size", "lots"], "not a size"),
         (["--backend", "cuda"], "unknown backend"),
-        (["--json", "--csv"], "pick one of --json and --csv"),
+        (["--json", "--csv"], "pick one of --json, --csv and --brief"),
         (["--workers", "0"], None),  # clamped to one worker: still scans
     ],
 )

@@ -141,10 +141,10 @@ def test_too_large_upload_is_413(make_client: Callable[..., TestClient]) -> None
     assert c.post("/v1/scan", files={"files": ("ok", b"x" * 4000)}).status_code == 200
 
 
-def test_too_many_files_is_413(make_client: Callable[..., TestClient]) -> None:
+def test_too_many_files_is_422(make_client: Callable[..., TestClient]) -> None:
     c = make_client(max_files=2)
     files = [("files", (f"f{i}", TEXT)) for i in range(3)]
-    assert "too many files" in _error(c.post("/v1/scan", files=files), 413)
+    assert "too many files" in _error(c.post("/v1/scan", files=files), 422)
 
 
 def test_queue_full_is_503(
@@ -204,7 +204,10 @@ def test_errors_are_one_json_line(
     assert "one file" in _error(c.post("/v1/explain", files=[("file", ("a", PE)), ("file", ("b", PE))]), 400)
     assert "method" in _error(c.post("/v1/explain?method=shap", files={"file": ("a", PE)}), 422)
     assert "top_k" in _error(c.post("/v1/explain?top_k=0", files={"file": ("a", PE)}), 422)
-    assert "too small" in _error(c.post("/v1/explain", files={"file": ("tiny", b"MZ\0\0")}), 422)
+    tiny = c.post("/v1/explain", files={"file": ("tiny", b"MZ\0\0")})  # a verdict, nothing explained
+    assert (
+        tiny.status_code == 200 and tiny.json()["explained"] is False and "too small" in tiny.json()["note"]
+    )
     bad = b'--xyz\r\nContent-Disposition: form-data; name="files"; filename="a"\r\n\r\nabc'
     _error(c.post("/v1/scan", content=bad, headers={"content-type": "multipart/form-data; boundary=q"}), 400)
 
@@ -255,29 +258,99 @@ def test_healthz_and_model_card(client: TestClient, scanner: Scanner, tiny_detec
     }
 
 
-def test_openapi_schema(client: TestClient) -> None:
-    spec = client.get("/openapi.json").json()
-    assert {"/v1/scan", "/v1/explain", "/v1/explain/{png_id}.png", "/v1/model", "/healthz"} <= set(
-        spec["paths"]
-    )
-    body = spec["paths"]["/v1/scan"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
-    assert body["properties"]["files"]["type"] == "array"
-    assert "APIKeyHeader" in spec["components"]["securitySchemes"]
-    assert {"413", "503", "504"} <= set(spec["paths"]["/v1/scan"]["post"]["responses"])
+def test_openapi_schema(make_client: Callable[..., TestClient], scanner: Scanner) -> None:
+    """The schema says what the server does: no key scheme without a key, every error status listed."""
+    for key in (None, "k" * 12):
+        client = make_client(api_key=key)
+        spec = client.get("/openapi.json").json()
+        assert {"/v1/scan", "/v1/explain", "/v1/explain/{png_id}.png", "/v1/model", "/healthz"} <= set(
+            spec["paths"]
+        )
+        scan = spec["paths"]["/v1/scan"]["post"]
+        body = scan["requestBody"]["content"]["multipart/form-data"]["schema"]
+        assert body["properties"]["files"]["type"] == "array"
+        assert body["properties"]["files"]["minItems"] == 1 and body["properties"]["files"]["maxItems"] == 64
+        assert "zip_password" in body["properties"]
+        assert {"400", "413", "422", "503", "504"} <= set(scan["responses"])
+        if key is None:
+            assert "securitySchemes" not in spec.get("components", {}) and "security" not in scan
+        else:
+            assert "APIKeyHeader" in spec["components"]["securitySchemes"] and scan["security"]
+        explain = spec["paths"]["/v1/explain"]["post"]
+        params = {p["name"]: p["schema"] for p in explain["parameters"]}
+        assert params["target"]["enum"] == scanner.classes
+        assert "gradcam" in params["method"]["enum"]  # a CNN: Grad-CAM applies
+        assert "404" in explain["responses"]
     # one record per file, with the fields of malvision.scan.Verdict (as `malvision scan --json` prints)
-    ok = spec["paths"]["/v1/scan"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
+    ok = scan["responses"]["200"]["content"]["application/json"]["schema"]
     record = spec["components"]["schemas"][ok["items"]["$ref"].rsplit("/", 1)[1]]
-    assert set(record["properties"]) == {
-        "path",
-        "sha256",
-        "size",
-        "verdict",
-        "score",
-        "family",
-        "reason",
-        "family_score",
-    }
+    assert set(record["properties"]) == set(FIELDS) | {"family_score"}
     assert client.get("/docs").status_code == 200
+
+
+def _sample_zip(password: bytes = b"infected") -> bytes:
+    import io
+    import zipfile
+
+    import pyzipper
+
+    buf = io.BytesIO()
+    with pyzipper.AESZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED, encryption=pyzipper.WZ_AES) as zf:
+        zf.setpassword(password)
+        zf.writestr("FamA/one.exe", PE)
+        zf.writestr("FamA/notes.txt", TEXT)
+        zf.writestr("../evil.exe", PE)
+    return buf.getvalue()
+
+
+def test_scan_opens_sample_zips_in_memory_with_their_password(client: TestClient, scanner: Scanner) -> None:
+    z = _sample_zip()
+    records = client.post("/v1/scan", files={"files": ("s.zip", z)}, data={"zip_password": "infected"}).json()
+    by_path = {r["path"]: r for r in records}
+    assert by_path["s.zip!FamA/one.exe"] == scanner.scan_bytes("s.zip!FamA/one.exe", PE).to_dict()
+    assert by_path["s.zip!FamA/notes.txt"]["verdict"] == "unknown"
+    assert "unsafe entry name" in next(r["error"] for r in records if "evil" in r["path"])
+    # Without a password the zip is a file like any other; with a wrong one, one error record.
+    (plain,) = client.post("/v1/scan", files={"files": ("s.zip", z)}).json()
+    assert plain["path"] == "s.zip" and plain["verdict"] == "unknown"
+    (wrong,) = client.post("/v1/scan", files={"files": ("s.zip", z)}, data={"zip_password": "nope"}).json()
+    assert "wrong zip password" in wrong["error"]
+
+
+def test_explain_reads_one_entry_of_an_uploaded_zip(client: TestClient) -> None:
+    z = _sample_zip()
+    form = {"zip_password": "infected", "entry": "FamA/one.exe"}
+    resp = client.post("/v1/explain", files={"file": ("s.zip", z)}, data=form)
+    assert resp.status_code == 200, resp.text
+    record = resp.json()
+    assert record["path"] == "s.zip!FamA/one.exe" and record["explained"] is True
+    assert record["size"] == len(PE) and client.get(record["png"]).content[:4] == b"\x89PNG"
+    missing = client.post("/v1/explain", files={"file": ("s.zip", z)}, data=form | {"entry": "x"})
+    assert "no entry" in _error(missing, 404)
+    assert "not a zip" in _error(client.post("/v1/explain", files={"file": ("a.exe", PE)}, data=form), 404)
+    wrong = client.post("/v1/explain", files={"file": ("s.zip", z)}, data=form | {"zip_password": "nope"})
+    assert "wrong zip password" in _error(wrong, 422)
+
+
+def test_records_carry_the_cards_bands(tmp_path: Path, tiny_detector: Path) -> None:
+    """With a card's 1% and 0.1% FPR points, every record says its band and its threshold."""
+    from malvision.card import save_with_card
+    from malvision.checkpoint import load_checkpoint
+    from malvision.scan import band_of
+
+    points = {"0.01": {"threshold": 0.2}, "0.001": {"threshold": 0.6}}
+    card = {"threshold": 0.5, "metrics": {"operating_points": points}}
+    scanner = Scanner(
+        save_with_card(load_checkpoint(tiny_detector), tmp_path / "carded.pt", card), backend="torch"
+    )
+    assert scanner.bands == (0.2, 0.6) and scanner.threshold == 0.5
+    with TestClient(create_app(scanner)) as c:
+        (r,) = c.post("/v1/scan", files={"files": ("a.exe", PE)}).json()
+        assert r["threshold"] == 0.5 and r["band"] == band_of(r["score"], (0.2, 0.6))
+        assert c.get("/v1/model").json()["bands"]["points"] == {"0.01": 0.2, "0.001": 0.6}
+    bands = [band_of(x, (0.2, 0.6)) for x in (0.1, 0.2, 0.59, 0.6, 0.99)]
+    assert bands == ["clean", "suspicious", "suspicious", "malicious", "malicious"]
+    assert band_of(0.9, None) is None
 
 
 def test_explain_endpoint_and_bounded_png_store(make_client: Callable[..., TestClient]) -> None:

@@ -10,7 +10,15 @@ from typing import Any
 
 from malvision.errors import CheckpointError
 
-__all__ = ["group_rows", "card_from_run", "save_with_card", "bundle_run", "training_ids", "model_summary"]
+__all__ = [
+    "band_points",
+    "group_rows",
+    "card_from_run",
+    "save_with_card",
+    "bundle_run",
+    "training_ids",
+    "model_summary",
+]
 
 
 def _cv_figures(path: Path, row: str) -> tuple[str, dict[str, Any]]:
@@ -114,6 +122,17 @@ def bundle_run(run: Path | str, dest: Path | str, cv: Path | None = None, cv_row
         return Path(dest)
     save_with_card(ck, dest, card_from_run(r, cv, cv_row))
     return Path(dest)
+
+
+def band_points(card: dict[str, Any]) -> tuple[float, float] | None:
+    """The scores where a detector's card puts 1% and 0.1% out-of-fold false positives: the lower
+    edges of the ``suspicious`` and ``malicious`` bands (None when the card has no such points)."""
+    points = (card.get("metrics") or {}).get("operating_points") or {}
+    try:
+        low, high = float(points["0.01"]["threshold"]), float(points["0.001"]["threshold"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return (low, max(low, high))
 
 
 def training_ids(card: dict[str, Any]) -> set[str]:
@@ -234,6 +253,13 @@ def model_summary(ck: Any, path: Path, *, full_path: bool = True, with_ids: bool
         "seed": ck.seed,
         "manifest_hash": ck.manifest_hash,
     } | {k: v for k, v in card.items() if k not in ID_LISTS}
+    if points := band_points(card):
+        summary["bands"] = {
+            "clean": f"score below {points[0]:.4f} (1% out-of-fold FPR)",
+            "suspicious": f"score from {points[0]:.4f} to below {points[1]:.4f}",
+            "malicious": f"score from {points[1]:.4f} (0.1% out-of-fold FPR)",
+            "points": {"0.01": points[0], "0.001": points[1]},
+        }
     for key in ID_LISTS:
         if key in card:
             summary[key] = (

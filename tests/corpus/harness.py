@@ -9,12 +9,15 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
 from corpus import make_checkpoint, write_files
@@ -29,6 +32,7 @@ __all__ = [
     "detector",
     "corpus_files",
     "cli_env",
+    "serve_model",
 ]
 
 
@@ -155,3 +159,42 @@ def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[st
     }
     monkeypatch.setenv("MALVISION_CACHE", env["MALVISION_CACHE"])
     yield env
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve_model(model: Path | str, tmp_path: Path) -> Iterator[str]:
+    """``malvision serve --model MODEL`` on a free loopback port: its URL once /healthz answers;
+    the server stops when the generator is closed (its log in ``tmp_path/server.log``)."""
+    port = _free_port()
+    log = (tmp_path / "server.log").open("wb")
+    proc = subprocess.Popen(
+        [str(MALVISION), "serve", "--port", str(port), "--model", str(model), "--timeout", "60"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, (tmp_path / "server.log").read_text()
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "server did not start in 60 s"
+            time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+        log.close()

@@ -8,18 +8,16 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import shutil
-import socket
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from corpus import pe_with_text
+from corpus.harness import serve_model
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path(shutil.which("chromedriver") or "/usr/bin/chromedriver")
@@ -36,16 +34,10 @@ pytestmark = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def server(tiny_detector: Path, tmp_path: Path) -> Iterator[str]:
     """``malvision serve`` on a free loopback port; its URL once /healthz answers."""
-    yield from _serve(tiny_detector, tmp_path)
+    yield from serve_model(tiny_detector, tmp_path)
 
 
 @pytest.fixture
@@ -61,38 +53,24 @@ def features_server(tmp_path: Path) -> Iterator[str]:
     path = save_checkpoint(tmp_path / "features.pt", model, model_name="mlp", model_kwargs={"hidden": [8]},
                            in_kind="features", n_classes=2, vocab_size=None, spec={"kind": "features"},
                            classes=["benign", "malware"], seed=0, manifest_hash=None)  # fmt: skip
-    yield from _serve(path, tmp_path)
+    yield from serve_model(path, tmp_path)
 
 
-def _serve(model: Path, tmp_path: Path) -> Iterator[str]:
-    port = _free_port()
-    log = (tmp_path / "server.log").open("wb")
-    proc = subprocess.Popen(
-        [MALVISION, "serve", "--port", str(port), "--model", str(model), "--timeout", "60"],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, (tmp_path / "server.log").read_text()
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "server did not start in 60 s"
-            time.sleep(0.2)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-        log.close()
+@pytest.fixture
+def default_server(tmp_path: Path) -> Iterator[str]:
+    """``malvision serve`` with the bundled default model (trees on PE features, with the card's bands)."""
+    yield from serve_model("default", tmp_path)
+
+
+def real_pes() -> list[Path]:
+    """Real Windows PE files every environment with pip has: distlib's script launchers (32/64-bit,
+    console and GUI), shipped inside pip."""
+    import pip._vendor.distlib as distlib
+
+    found = [Path(distlib.__file__).with_name(n) for n in ("w32.exe", "t32.exe", "t64.exe")]
+    if not all(p.is_file() for p in found):
+        pytest.skip("pip's distlib launchers (w32.exe, t32.exe, t64.exe) are not installed")
+    return found
 
 
 @pytest.fixture
@@ -145,7 +123,7 @@ def test_upload_shows_verdict_heat_map_and_ranges(server: str, browser: object, 
     verdict = driver.find_element(By.ID, "verdict").text.lower()  # type: ignore[attr-defined]
     assert verdict in ("benign", "malware")
     assert driver.find_element(By.ID, "file-name").text == "sample.exe"  # type: ignore[attr-defined]
-    score = float(driver.find_element(By.ID, "score").text)  # type: ignore[attr-defined]
+    score = float(driver.find_element(By.ID, "score").text)  # type: ignore[attr-defined]  # no card: no threshold text
     assert 0.0 <= score <= 1.0
     rows = driver.find_elements(By.CSS_SELECTOR, "#ranges tbody tr")  # type: ignore[attr-defined]
     assert rows and rows[0].find_elements(By.TAG_NAME, "td")[5].text in (
@@ -180,7 +158,7 @@ def test_a_features_model_shows_its_verdict_and_top_features(
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    from malvision.convert.pefeatures import FEATURE_NAMES
+    from malvision.convert.featurelabels import FEATURE_LABELS
 
     driver = browser
     sample = tmp_path / "sample.exe"
@@ -194,12 +172,132 @@ def test_a_features_model_shows_its_verdict_and_top_features(
     assert 0.0 <= float(driver.find_element(By.ID, "score").text) <= 1.0  # type: ignore[attr-defined]
     rows = driver.find_elements(By.CSS_SELECTOR, "#features tbody tr")  # type: ignore[attr-defined]
     assert len(rows) == 5
-    assert all(r.find_elements(By.TAG_NAME, "td")[1].text in FEATURE_NAMES for r in rows)
+    labels = {v.label for v in FEATURE_LABELS.values()}
+    assert all(r.find_elements(By.TAG_NAME, "td")[1].text in labels for r in rows)
     assert not driver.find_element(By.ID, "range-box").is_displayed()  # type: ignore[attr-defined]
-    assert "PE feature" in driver.find_element(By.ID, "caption").text  # type: ignore[attr-defined]
+    assert "byte plot" in driver.find_element(By.ID, "caption").text  # type: ignore[attr-defined]
     wait.until(
         lambda d: d.execute_script(
             "const i = document.getElementById('heatmap'); return i.complete && i.naturalWidth > 0;"
         )
     )
+    assert not driver.find_element(By.ID, "error").is_displayed()  # type: ignore[attr-defined]
+
+
+def _image_loaded(driver: object, element_id: str) -> bool:
+    return bool(
+        driver.execute_script(  # type: ignore[attr-defined]
+            f"const i = document.getElementById('{element_id}'); return i.complete && i.naturalWidth > 0;"
+        )
+    )
+
+
+def test_a_real_pe_shows_band_score_with_threshold_byte_plot_and_named_features(
+    default_server: str, browser: object, tmp_path: Path
+) -> None:
+    """The bundled default on a real PE file: verdict badge, band, the score with its threshold, the
+    byte plot image and features by the names analysts use (with a description on hover)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from malvision.convert.featurelabels import FEATURE_LABELS
+
+    driver = browser
+    pe = real_pes()[0]
+    driver.get(default_server + "/")  # type: ignore[attr-defined]
+    wait = WebDriverWait(driver, 90)
+    wait.until(lambda d: "bands: suspicious from" in d.find_element(By.ID, "model").text)
+    driver.find_element(By.ID, "file").send_keys(str(pe))  # type: ignore[attr-defined]
+    wait.until(lambda d: d.find_element(By.ID, "result").is_displayed())
+    assert driver.find_element(By.ID, "file-name").text == pe.name  # type: ignore[attr-defined]
+    assert driver.find_element(By.ID, "verdict").text.lower() in ("benign", "malware")  # type: ignore[attr-defined]
+    assert driver.find_element(By.ID, "band").text.lower() in ("clean", "suspicious", "malicious")  # type: ignore[attr-defined]
+    score = driver.find_element(By.ID, "score").text  # type: ignore[attr-defined]
+    assert re.fullmatch(r"0\.\d{4}, threshold 0\.\d{4}: (below|at or above)", score), score
+    assert "raw model probability" in driver.find_element(By.ID, "target").text  # type: ignore[attr-defined]
+    wait.until(lambda d: _image_loaded(d, "heatmap"))
+    width = driver.execute_script("return document.getElementById('heatmap').naturalWidth")  # type: ignore[attr-defined]
+    assert width >= 1000  # the byte plot and the feature bars side by side
+    names = driver.find_elements(By.CSS_SELECTOR, "#features tbody td.feature-name")  # type: ignore[attr-defined]
+    labels = {v.label for v in FEATURE_LABELS.values()}
+    assert len(names) == 5 and all(n.text in labels for n in names)
+    assert not any(n.text in FEATURE_LABELS for n in names if n.text not in labels)  # never a raw id
+    assert all(n.get_attribute("title") for n in names)  # a description on hover
+    sections = [r.text for r in driver.find_elements(By.CSS_SELECTOR, "#sections tbody td:first-child")]  # type: ignore[attr-defined]
+    assert sections[0] == "headers" and ".text" in sections
+    assert not driver.find_element(By.ID, "error").is_displayed()  # type: ignore[attr-defined]
+    if out := os.environ.get("MALVISION_E2E_SCREENSHOT"):
+        driver.save_screenshot(out)  # type: ignore[attr-defined]
+
+
+def test_three_files_give_a_sortable_table_whose_rows_open_their_explanation(
+    default_server: str, browser: object, tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = browser
+    pes = real_pes()
+    driver.get(default_server + "/")  # type: ignore[attr-defined]
+    wait = WebDriverWait(driver, 90)
+    wait.until(lambda d: d.find_element(By.ID, "model").text.startswith("model: lgbm"))
+    driver.find_element(By.ID, "file").send_keys("\n".join(str(p) for p in pes))  # type: ignore[attr-defined]
+    wait.until(lambda d: d.find_element(By.ID, "table-box").is_displayed())
+    rows = driver.find_elements(By.CSS_SELECTOR, "#scan-table tbody tr")  # type: ignore[attr-defined]
+    assert len(rows) == 3
+    cells = [[c.text for c in r.find_elements(By.TAG_NAME, "td")] for r in rows]
+    assert sorted(c[0] for c in cells) == sorted(p.name for p in pes)
+    for c in cells:
+        assert c[1].lower() in ("benign", "malware") and c[2].lower() in ("clean", "suspicious", "malicious")
+        assert 0.0 <= float(c[3]) <= 1.0 and int(c[5].replace(",", "")) > 0 and len(c[6]) == 64
+    scores = [float(c[3]) for c in cells]
+    assert scores == sorted(scores, reverse=True)  # sorted by score, highest first
+    driver.find_element(By.CSS_SELECTOR, "#scan-table th[data-key='size']").click()  # type: ignore[attr-defined]
+    sizes = [
+        int(r.find_elements(By.TAG_NAME, "td")[5].text.replace(",", ""))
+        for r in driver.find_elements(By.CSS_SELECTOR, "#scan-table tbody tr")
+    ]  # type: ignore[attr-defined]
+    assert sizes == sorted(sizes)
+    first = driver.find_elements(By.CSS_SELECTOR, "#scan-table tbody tr")[0]  # type: ignore[attr-defined]
+    name = first.find_elements(By.TAG_NAME, "td")[0].text
+    first.click()
+    wait.until(
+        lambda d: (
+            d.find_element(By.ID, "result").is_displayed() and d.find_element(By.ID, "file-name").text == name
+        )
+    )
+    wait.until(lambda d: _image_loaded(d, "heatmap"))
+    assert driver.find_element(By.ID, "table-box").is_displayed()  # type: ignore[attr-defined]  # the table stays
+    if out := os.environ.get("MALVISION_E2E_SCREENSHOT_MANY"):
+        driver.save_screenshot(out)  # type: ignore[attr-defined]
+
+
+def test_a_sample_zip_with_its_password_lists_its_entries(
+    default_server: str, browser: object, tmp_path: Path
+) -> None:
+    import zipfile
+
+    import pyzipper
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    pes = real_pes()
+    sample = tmp_path / "samples.zip"
+    with pyzipper.AESZipFile(sample, "w", compression=zipfile.ZIP_DEFLATED, encryption=pyzipper.WZ_AES) as zf:
+        zf.setpassword(b"infected")
+        for p in pes[:2]:
+            zf.writestr(f"launchers/{p.name}", p.read_bytes())
+    driver = browser
+    driver.get(default_server + "/")  # type: ignore[attr-defined]
+    wait = WebDriverWait(driver, 90)
+    wait.until(lambda d: d.find_element(By.ID, "model").text.startswith("model: lgbm"))
+    driver.find_element(By.ID, "zip-password").send_keys("infected")  # type: ignore[attr-defined]
+    driver.find_element(By.ID, "file").send_keys(str(sample))  # type: ignore[attr-defined]
+    wait.until(lambda d: d.find_element(By.ID, "table-box").is_displayed())
+    paths = [r.text for r in driver.find_elements(By.CSS_SELECTOR, "#scan-table tbody td.path")]  # type: ignore[attr-defined]
+    assert sorted(paths) == sorted(f"samples.zip!launchers/{p.name}" for p in pes[:2])
+    driver.find_elements(By.CSS_SELECTOR, "#scan-table tbody tr")[0].click()  # type: ignore[attr-defined]
+    wait.until(lambda d: d.find_element(By.ID, "result").is_displayed())
+    assert driver.find_element(By.ID, "file-name").text == paths[0]  # type: ignore[attr-defined]
+    wait.until(lambda d: _image_loaded(d, "heatmap"))
     assert not driver.find_element(By.ID, "error").is_displayed()  # type: ignore[attr-defined]

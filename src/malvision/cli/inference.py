@@ -23,6 +23,8 @@ from malvision.cli.app import (
 )
 from malvision.cli.options import MaxSize
 from malvision.cli.render import (
+    brief_line,
+    feature_list_table,
     feature_table,
     group_table,
     operating_table,
@@ -44,6 +46,9 @@ def scan(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON array of records.")] = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV records.")] = False,
+    brief: Annotated[
+        bool, typer.Option("--brief", help="One line per file, as clamscan: 'path: verdict score band'.")
+    ] = False,
     zip_password: Annotated[
         str | None,
         typer.Option(
@@ -73,8 +78,8 @@ def scan(
 
     from malvision.scan import FIELDS, ScanError, Scanner
 
-    if as_json and as_csv:
-        raise MalvisionError("pick one of --json and --csv")
+    if as_json + as_csv + brief > 1:
+        raise MalvisionError("pick one of --json, --csv and --brief")
     scanner = Scanner(
         model,
         threshold=threshold,
@@ -100,13 +105,17 @@ def scan(
             records.append(r)
             if writer:
                 writer.writerow(r.to_dict())
+            elif brief:
+                print(brief_line(r), flush=True)
     if as_json:
         print(json.dumps([r.to_dict() for r in records], indent=1))
-    elif not as_csv:
-        table = scan_table(
-            records, f"malvision scan ({scanner.model_path.name}, threshold {scanner.threshold:.4g})"
-        )
-        out.print(table)
+    elif not (as_csv or brief):
+        roots = [p for p in paths if p != "-" and Path(p).is_dir()]
+        base = _common_folder([r.path for r in records])
+        roots = [base] if base else roots
+        where = f", paths under {base}" if base else ""
+        title = f"malvision scan ({scanner.model_path.name}, threshold {scanner.threshold:.4g}{where})"
+        out.print(scan_table(records, title, roots, out.width))
         counts = {v: sum(r.verdict == v for r in records) for v in ("malware", "benign", "unknown")}
         out.print(
             f"{len(records)} scanned: {counts['malware']} malware, {counts['benign']} benign, "
@@ -117,6 +126,41 @@ def scan(
     if failures:
         raise typer.Exit(EXIT_ERROR)
     raise typer.Exit(EXIT_FOUND if any(r.verdict == "malware" for r in records) else EXIT_OK)
+
+
+def _feature_rows(ck: object) -> list[list[str]]:
+    """Every PE feature a features (or fused) model reads: id, analyst name, description and, for
+    trees, how many splits use it (most used first)."""
+    import numpy as np
+
+    from malvision.convert.featurelabels import feature_label
+    from malvision.convert.pefeatures import FEATURE_NAMES
+
+    if ck.spec.get("kind") not in ("features", "fused"):  # type: ignore[attr-defined]
+        raise MalvisionError(f"{ck.model_name} reads no PE features; --features is for features models")  # type: ignore[attr-defined]
+    trees = next((m for m in ck.model.modules() if hasattr(m, "feature") and hasattr(m, "left")), None)  # type: ignore[attr-defined]
+    splits = np.zeros(len(FEATURE_NAMES), dtype=np.int64)
+    if trees is not None:
+        inner = trees.left.numpy() != np.arange(len(trees.left))
+        splits = np.bincount(trees.feature.numpy()[inner], minlength=len(FEATURE_NAMES))[: len(FEATURE_NAMES)]
+    order = np.argsort(-splits, kind="stable") if trees is not None else np.arange(len(FEATURE_NAMES))
+    return [
+        [FEATURE_NAMES[i], *feature_label(FEATURE_NAMES[i]), str(int(splits[i])) if trees is not None else ""]
+        for i in order
+    ]
+
+
+def _common_folder(paths: list[str]) -> str | None:
+    """The folder every scanned file on disk lies in (None for one file, stdin or zip entries)."""
+    import os
+
+    if len(paths) < 2 or not all(os.path.isfile(p) for p in paths):
+        return None
+    try:
+        base = os.path.commonpath([os.path.dirname(p) for p in paths])
+    except ValueError:  # absolute and relative paths mixed
+        return None
+    return base if base not in ("", "/", ".") else None
 
 
 @app.command()
@@ -138,7 +182,12 @@ def explain(
         str, typer.Option(help="ig (integrated gradients), gradient, or gradcam (CNNs).")
     ] = "ig",
     steps: Annotated[int, typer.Option(min=1, max=512, help="Integrated-gradients steps.")] = 32,
-    target: Annotated[str | None, typer.Option(help="Class to explain (default: the verdict's).")] = None,
+    target: Annotated[
+        str | None,
+        typer.Option(
+            help="Class to explain (default: malware for a detector, the family named for a family model)."
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the JSON record.")] = False,
     max_size: Annotated[
         str, typer.Option("--max-size", help="Refuse inputs larger than this (read whole into memory).")
@@ -164,17 +213,21 @@ def explain(
         print(json.dumps(expl.to_dict() | {"png": str(png_path), "json": str(json_path)}, indent=1))
         return
     v = expl.verdict
-    score = "" if v.score is None else f" score {v.score:.4f}"
+    score = f" score {v.score_text()}" if v.score is not None else ""
     out.print(
-        f"{file}: {v.verdict}{score}"
+        f"{file}: {v.verdict}"
+        + (f" ({v.band})" if v.band else "")
+        + score
         + (f" family {v.family}" if v.family else "")
         + (f" ({v.reason})" if v.reason else ""),
         markup=False,
+        soft_wrap=True,
     )
     out.print(
-        f"explained: {expl.method} for class {expl.target!r} (model probability "
-        f"{expl.target_probability:.4f})",
+        f"explained: {expl.method}, what pushes the log-odds of {expl.target!r} up (+) or down (-); "
+        f"raw model probability of {expl.target!r} {expl.raw_probability:.4f} (before calibration)",
         markup=False,
+        soft_wrap=True,
     )
     if expl.note:
         out.print(f"note: {expl.note}", markup=False)
@@ -253,8 +306,14 @@ def info(
         ),
     ] = False,
     markdown: Annotated[bool, typer.Option("--markdown", help="With --groups: a Markdown table.")] = False,
+    features: Annotated[
+        bool,
+        typer.Option(
+            "--features", help="A PE-features model's inputs by the names analysts use, with descriptions."
+        ),
+    ] = False,
 ) -> None:
-    """Show a model's card: architecture, input spec, training data, split, metrics, command."""
+    """Show a model's card: architecture, input spec, training data, split, metrics, bands, command."""
     import json
 
     from malvision.bundled import resolve_checkpoint
@@ -269,7 +328,16 @@ def info(
     from malvision.checkpoint import load_checkpoint
 
     path = resolve_checkpoint(model)
-    summary = model_summary(load_checkpoint(path), path, with_ids=as_json)
+    ck = load_checkpoint(path)
+    summary = model_summary(ck, path, with_ids=as_json)
+    if features:
+        rows = _feature_rows(ck)
+        if as_json:
+            keys = ("id", "label", "description", "splits")
+            print(json.dumps([dict(zip(keys, r, strict=True)) for r in rows], indent=1))
+        else:
+            out.print(feature_list_table(f"{path.name}: input features", rows))
+        return
     if groups:
         header, rows = group_rows(summary)
         if markdown:

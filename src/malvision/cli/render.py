@@ -12,16 +12,20 @@ from malvision.cli.app import clean
 __all__ = [
     "names",
     "scan_table",
+    "brief_line",
+    "short_path",
     "class_table",
     "feature_table",
     "range_table",
     "operating_table",
     "group_table",
     "plain_table",
+    "feature_list_table",
     "models_table",
 ]
 
 VERDICT_STYLE = {"malware": "bold red", "benign": "green", "unknown": "yellow"}
+BAND_STYLE = {"clean": "green", "suspicious": "yellow", "malicious": "bold red"}
 
 
 def names(items: list[str], most: int = 4) -> str:
@@ -30,24 +34,75 @@ def names(items: list[str], most: int = 4) -> str:
     return ", ".join(items[:most]) + more
 
 
-def scan_table(records: list[Any], title: str) -> Table:
-    """One row per verdict: path, verdict, score, family, reason."""
+def short_path(path: str, roots: list[str], width: int = 60) -> str:
+    """``path`` relative to the folder argument it came from, its middle elided past ``width``."""
+    for root in roots:
+        base = root.rstrip("/\\") + "/"
+        if path.startswith(base) and len(path) > len(base):
+            path = path[len(base) :]
+            break
+    if len(path) > width:
+        keep = width - 1
+        path = path[: keep // 3] + "…" + path[-(keep - keep // 3) :]
+    return path
+
+
+def _score_cell(r: Any) -> str:
+    if r.score is None:
+        return ""
+    if r.threshold is None:
+        return f"{r.score:.4f}"
+    return f"{r.score:.4f} {'≥' if r.score >= r.threshold else '<'} {r.threshold:.4f}"
+
+
+def scan_table(records: list[Any], title: str, roots: list[str] | None = None, width: int = 80) -> Table:
+    """One row per verdict: path (relative to its folder argument, elided in the middle to fit),
+    verdict, band, score against the threshold, family, reason; empty columns left out."""
     table = Table(title=escape(title))
-    for col in ("path", "verdict", "score", "family", "reason"):
-        table.add_column(col, overflow="fold")
+    bands = any(r.band for r in records)
+    families = any(r.family for r in records)
+    reasons = any(r.reason for r in records)
+    # the path gets what the other columns leave (elided in the middle beyond that); reasons fold
+    others = 3 * (4 + bands + families + reasons) + 1 + 7 + 10 * bands + 15 + 16 * families + 20 * reasons
+    path_width = max(20, width - others)
+    longest = max((len(short_path(r.path, roots or [], 10**6)) for r in records), default=4)
+    table.add_column("path", no_wrap=True, min_width=min(path_width, longest))
+    table.add_column("verdict", no_wrap=True)
+    if bands:
+        table.add_column("band", no_wrap=True)
+    table.add_column("score", no_wrap=True, justify="right")
+    if families:
+        table.add_column("family", overflow="fold")
+    table.add_column("reason", overflow="fold")
     for r in records:
-        score = "" if r.score is None else f"{r.score:.4f}"
         fam = r.family or ""
         if r.family_score is not None:
             fam += f" ({r.family_score:.2f})"
-        table.add_row(
-            escape(clean(r.path)),
-            f"[{VERDICT_STYLE[r.verdict]}]{r.verdict}[/]",
-            score,
-            escape(clean(fam)),
-            escape(clean(r.reason or "")),
-        )
+        path = escape(clean(short_path(r.path, roots or [], path_width)))
+        row = [path, f"[{VERDICT_STYLE[r.verdict]}]{r.verdict}[/]"]
+        if bands:
+            row.append(f"[{BAND_STYLE[r.band]}]{r.band}[/]" if r.band else "")
+        row.append(_score_cell(r))
+        if families:
+            row.append(escape(clean(fam)))
+        row.append(escape(clean(r.reason or "")))
+        table.add_row(*row)
     return table
+
+
+def brief_line(r: Any) -> str:
+    """One line per file, as ``clamscan`` prints: ``path: verdict score band`` (for grep)."""
+    parts = [r.verdict]
+    if r.family:
+        parts.append(r.family)
+    score = r.score if r.score is not None else r.family_score
+    if score is not None:
+        parts.append(f"{score:.4f}")
+    if r.band:
+        parts.append(r.band)
+    if r.reason:
+        parts.append(f"({r.reason})")
+    return f"{clean(r.path)}: {' '.join(parts)}"
 
 
 def class_table(m: dict[str, Any], title: str) -> Table:
@@ -63,7 +118,8 @@ def class_table(m: dict[str, Any], title: str) -> Table:
 
 
 def feature_table(expl: Any) -> Table:
-    """A feature model's explanation: the top features, with the imports behind import features."""
+    """A feature model's explanation: the top features by their analysts' names, with the imports
+    (``dll!function``) behind import features."""
     table = Table(title=f"top {len(expl.features)} features by share of attribution")
     named = any(f.imports for f in expl.features)  # a column for hashed import buckets, when shown
     for col in ("#", "feature", "value", "typical", "attribution", "share") + (("imports",) if named else ()):
@@ -71,13 +127,13 @@ def feature_table(expl: Any) -> Table:
     for i, f in enumerate(expl.features, 1):
         row = [
             str(i),
-            f.name,
+            escape(clean(f.label or f.name)),
             f"{f.value:.4g}",
             f"{f.typical:.4g}",
             f"{f.attribution:+.4f}",
             f"{f.share:.1%}",
         ]
-        table.add_row(*row, *((names(f.imports),) if named else ()))
+        table.add_row(*row, *((escape(clean(names(f.imports, 3))),) if named else ()))
     return table
 
 
@@ -101,6 +157,18 @@ def operating_table(header: list[str], rows: list[list[str]]) -> Table:
     table = Table(title="out-of-fold detection at the card's operating points (its protocol)")
     for col in header:
         table.add_column(col, justify="right")
+    for r in rows:
+        table.add_row(*(escape(clean(c)) for c in r))
+    return table
+
+
+def feature_list_table(title: str, rows: list[list[str]]) -> Table:
+    """A features model's inputs: id, analyst name, description, splits (trees)."""
+    table = Table(title=escape(title))
+    table.add_column("id", no_wrap=True)
+    table.add_column("name", overflow="fold")
+    table.add_column("what it is", overflow="fold", ratio=1)
+    table.add_column("splits", justify="right")
     for r in rows:
         table.add_row(*(escape(clean(c)) for c in r))
     return table

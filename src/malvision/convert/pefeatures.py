@@ -192,14 +192,16 @@ def _function_index(name: str) -> int:
 
 
 def imports_behind(data: bytes | bytearray | memoryview, headers: PEHeaders | None) -> dict[str, list[str]]:
-    """For a whole file in memory and its parsed ``headers``: which of its imported functions set each
-    import feature (what stands behind a hashed bucket such as ``import_other_2a``, for explanations)."""
+    """For a whole file in memory and its parsed ``headers``: which of its imported functions
+    (``dll!function``) set each import feature (what stands behind a hashed bucket such as
+    ``import_other_2a``, for explanations)."""
     if headers is None:
         return {}
     start, end = import_window(headers) or (0, 0)
+    imports = read_imports(headers, bytes(data[start:end]), start)
     out: dict[str, list[str]] = {}
-    for name in read_imports(headers, bytes(data[start:end]), start).functions:
-        out.setdefault(FEATURE_NAMES[_function_index(name)], []).append(name)
+    for name, qualified in zip(imports.functions, imports.qualified(), strict=True):
+        out.setdefault(FEATURE_NAMES[_function_index(name)], []).append(qualified)
     return out
 
 

@@ -173,7 +173,8 @@ class ZipDataset(RawDataset):
     ``kinds`` keeps only entries whose manifest kind is listed (e.g. ``("pe",)``). Entries over
     ``max_entry_size``, compressed more than ``max_ratio``:1 (zip bombs) or with unsafe names
     (``../``, absolute) or overlapping another entry's bytes (a non-recursive zip bomb) are skipped and
-    reported; more than ``max_entries`` entries or a wrong password is a ``DatasetError``.
+    reported; more than ``max_entries`` entries or a wrong password is a ``DatasetError``. ``data``:
+    the zip's bytes, already in memory (an upload; ``path`` then only names it).
     """
 
     format = "zip"
@@ -190,19 +191,20 @@ class ZipDataset(RawDataset):
         strict: bool = False,
         max_entries: int = MAX_ENTRIES,
         collection: str | None = None,
+        data: bytes | None = None,
     ) -> None:
         self.path = Path(path)
         self.collection = collection
         super().__init__(self.path.name)
         self.strict = strict
         self.max_entry_size = max_entry_size
-        if not self.path.is_file():
+        if data is None and not self.path.is_file():
             raise DatasetError(f"{self.path}: no such zip file")
         # One reader at a time: concurrent reads of one archive (scan's worker threads) corrupted
         # entries now and then ("Bad CRC-32"); decryption holds the GIL anyway.
         self._lock = threading.Lock()
         try:
-            self._zf = pyzipper.AESZipFile(self.path)
+            self._zf = pyzipper.AESZipFile(self.path if data is None else io.BytesIO(data))
         except _READ_ERRORS as e:
             raise DatasetError(f"{self.path}: not a zip file or corrupt ({e})") from None
         if len(self._zf.filelist) > max_entries:
@@ -212,7 +214,7 @@ class ZipDataset(RawDataset):
             )
         self._password = password.encode() if isinstance(password, str) else password
         self._stream: _ZipCryptoStream | None = None
-        self._streamed = False
+        self._streamed = data is not None  # libarchive reads a path: a zip in memory goes through pyzipper
         try:
             if self._password:
                 self._zf.setpassword(self._password)

@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from malvision.explain.attribution import DEFAULT_STEPS, METHODS, attribute
+from malvision.explain.attribution import DEFAULT_STEPS, METHODS, attribute, methods_for
 from malvision.explain.explanation import Explanation, FeatureShare, explain_bytes, write_explanation
 from malvision.explain.regions import ByteRange, Region, pe_regions, row_profile, top_ranges
 from malvision.explain.render import render_png
@@ -22,6 +22,7 @@ __all__ = [
     "Region",
     "attribute",
     "explain_bytes",
+    "methods_for",
     "pe_regions",
     "render_png",
     "row_profile",

@@ -22,7 +22,7 @@ import numpy as np
 from malvision.convert.batch import batch
 from malvision.errors import MalvisionError
 
-__all__ = ["METHODS", "DEFAULT_STEPS", "attribute"]
+__all__ = ["METHODS", "DEFAULT_STEPS", "attribute", "methods_for"]
 
 METHODS = ("ig", "gradient", "gradcam")
 DEFAULT_STEPS = 32
@@ -108,6 +108,15 @@ def attribute(
         return _attribute(model, x, target, method, steps)
     finally:
         model.train(was_training)
+
+
+def methods_for(model: Any, kind: str) -> tuple[str, ...]:
+    """The methods ``attribute`` takes for ``model`` (input ``kind``): Grad-CAM needs a conv layer and
+    an image or sequence input (a fitted model measures by occlusion whichever is named)."""
+    convolutional = getattr(model, "cam_layer", lambda: None)() is not None
+    if kind not in ("features", "fused") and convolutional:
+        return METHODS
+    return tuple(m for m in METHODS if m != "gradcam")
 
 
 def _occlusion(f: Any, x: Any, base: Any) -> Any:

@@ -1,6 +1,7 @@
 """An explanation: a verdict with what drove it, from one read of the file; its JSON record and files.
 
-What is explained is the log-odds of the target class (the verdict's class unless asked otherwise):
+What is explained is the log-odds of the target class (a detector's: malware, the class its one score
+is about; a family model's: the family it names; unless asked otherwise):
 positive attribution is evidence for it (``explain.attribution``). Byte and token attributions become
 ranges located in the file's PE regions (``explain.regions``); a feature model's become its top named
 features, each import feature with the file's own imports behind it.
@@ -15,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from malvision.convert.featurelabels import feature_label, feature_span
 from malvision.convert.image import nataraj_width, plot_shape
 from malvision.convert.pefeatures import FEATURE_NAMES, imports_behind
 from malvision.convert.prepare import prepare
@@ -39,10 +41,18 @@ class FeatureShare:
     typical: float
     attribution: float
     share: float
-    imports: list[str] = field(default_factory=list)  # the file's imported functions behind an import feature
+    imports: list[str] = field(
+        default_factory=list
+    )  # the file's imports (dll!function) behind an import feature
+    label: str = ""  # what an analyst calls it (``featurelabels``); the name when empty
+    description: str = ""
+    span: tuple[int, int] | None = None  # the file bytes it is read from (None: the whole file, or none)
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: round(v, 6) if isinstance(v, float) else v for k, v in asdict(self).items()}
+        d = {k: round(v, 6) if isinstance(v, float) else v for k, v in asdict(self).items()}
+        d["label"] = self.label or self.name
+        d["span"] = list(self.span) if self.span else None
+        return d
 
 
 @dataclass
@@ -54,7 +64,7 @@ class Explanation:
     kind: str
     method: str
     target: str
-    target_probability: float
+    raw_probability: float  # the model's uncalibrated probability of the target class (softmax)
     unit: str
     ranges: list[ByteRange]
     sections: list[Region]
@@ -72,7 +82,7 @@ class Explanation:
             "input_kind": self.kind,
             "method": self.method,
             "target": self.target,
-            "target_probability": round(self.target_probability, 6),
+            "raw_probability": round(self.raw_probability, 6),
             "unit": self.unit,
             "plot_width": self.plot_width,
             "note": self.note,
@@ -93,8 +103,8 @@ def _target_index(scanner: Scanner, verdict: Verdict, probs: np.ndarray, target:
                 f"unknown target class {target!r}; this model's classes: {', '.join(classes)}"
             )
         return classes.index(target)
-    if scanner.detector and verdict.verdict in ("malware", "benign"):
-        return classes.index(verdict.verdict)
+    if scanner.detector:  # the one score there is: what pushes P(malware) up or down
+        return classes.index("malware")
     if verdict.family in classes:
         return classes.index(verdict.family)
     return int(probs.argmax())
@@ -138,7 +148,7 @@ def explain_bytes(
         kind=scanner.spec.kind,
         method=method,
         target=scanner.classes[t],
-        target_probability=float(probs[t]),
+        raw_probability=float(probs[t]),
         unit="byte",
         ranges=[],
         sections=[],
@@ -175,7 +185,9 @@ def _name_grams(
         return vocab[i - 2] if 2 <= i < len(vocab) + 2 else "<unk>"
 
     for ids, value, typical, part, share in model.top_grams(torch.from_numpy(x.astype(np.int64)), target, k):
-        expl.features.append(FeatureShare(" ".join(token(i) for i in ids), value, typical, part, share))
+        gram = " ".join(token(i) for i in ids)
+        what = f"how often the {len(ids)}-gram of {'bytes' if expl.kind == 'bytes' else 'opcodes'} {gram!r} occurs"
+        expl.features.append(FeatureShare(gram, value, typical, part, share, label=gram, description=what))
 
 
 def _add_note(expl: Explanation, text: str) -> None:
@@ -227,8 +239,19 @@ def _name_features(
     for i in np.argsort(-np.abs(heat), kind="stable")[:top_k]:
         name = FEATURE_NAMES[i]
         share = abs(float(heat[i])) / total
+        label, description = feature_label(name)
         expl.features.append(
-            FeatureShare(name, float(x[i]), float(typical[i]), float(heat[i]), share, behind.get(name, []))
+            FeatureShare(
+                name,
+                float(x[i]),
+                float(typical[i]),
+                float(heat[i]),
+                share,
+                behind.get(name, []),
+                label,
+                description,
+                feature_span(name, headers, len(data)),
+            )  # fmt: skip
         )
     expl.unit = "feature"
     expl.sections = pe_regions(data, headers)

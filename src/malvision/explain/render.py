@@ -61,43 +61,63 @@ def _per_row(values: np.ndarray, width: int) -> np.ndarray:
 
 
 def render_png(expl: Explanation, data: bytes, dpi: int = 100) -> bytes:
-    """PNG bytes: the byte plot with the heat map over it, section boundaries and the top ranges."""
+    """PNG bytes: the file's byte plot with its PE sections (and entropy) always; a byte model's heat
+    map and top ranges over it, a feature model's top features beside it (boxes on the plot where a
+    feature has bytes of its own), an opcode model's attribution per token beside it."""
     from matplotlib.figure import Figure
 
     v = expl.verdict
-    score = f" {v.score:.3f}" if v.score is not None else ""
+    score = f" ({v.band})" if v.band else ""
+    score += f", malware score {v.score_text()}" if v.score is not None else ""
     fam = f" {v.family}" if v.family else ""
-    title = f"{Path(v.path).name[:60]}: {v.verdict}{score}{fam}  ({expl.model}, {expl.method} for {expl.target!r})"
+    title = (
+        f"{Path(v.path).name[:60]}: {v.verdict}{score}{fam}\n{expl.model}: {expl.method} of {expl.target!r}"
+    )
+    drawable = len(data) >= nataraj_width(len(data))
     with _RENDER_LOCK:
         fig = Figure(figsize=(9, 7.5), dpi=dpi, layout="constrained")
-        if expl.unit == "feature":
-            _draw_features(fig, expl)
-        elif expl.unit == "token" or len(data) < nataraj_width(len(data)):  # no byte plot to draw on
-            _draw_profile(fig, expl)
+        if not drawable:  # shorter than one plot row: no byte plot to draw on
+            (_draw_features if expl.unit == "feature" else _draw_profile)(fig.add_subplot(1, 1, 1), expl)
+        elif expl.unit == "feature":
+            fig.set_size_inches(12, max(6.0, 1.5 + 0.45 * len(expl.features)))
+            gs = fig.add_gridspec(1, 2, width_ratios=(2, 3))
+            _draw_plot(fig.add_subplot(gs[0, 0]), expl, data, heat=False)
+            _draw_features(fig.add_subplot(gs[0, 1]), expl)
+        elif expl.unit == "token":
+            fig.set_size_inches(12, 7.5)
+            gs = fig.add_gridspec(1, 2, width_ratios=(2, 3))
+            _draw_plot(fig.add_subplot(gs[0, 0]), expl, data, heat=False)
+            _draw_profile(fig.add_subplot(gs[0, 1]), expl)
         else:
-            _draw_plot(fig, expl, data)
+            gs = fig.add_gridspec(1, 2, width_ratios=(4, 1))
+            ax = fig.add_subplot(gs[0, 0])
+            _draw_plot(ax, expl, data, heat=True)
+            _draw_row_profile(fig.add_subplot(gs[0, 1], sharey=ax), expl, data)
         fig.suptitle(title + (f"\n{expl.note}" if expl.note else ""), fontsize=9)
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=dpi)
     return buf.getvalue()
 
 
-def _draw_features(fig: Any, expl: Explanation) -> None:
-    """The top features as signed bars, the largest at the top."""
-    fig.set_size_inches(9, max(3.0, 1.5 + 0.45 * len(expl.features)))
-    ax = fig.add_subplot(1, 1, 1)
+def _draw_features(ax: Any, expl: Explanation) -> None:
+    """The top features as signed bars, the largest at the top, by their analysts' names."""
     shown = expl.features[::-1]
     ys = np.arange(len(shown))
     vals = [f.attribution for f in shown]
     ax.barh(ys, vals, color=["tab:red" if v > 0 else "tab:blue" for v in vals])
-    ax.set_yticks(ys, [f"{f.name} = {f.value:.3g} (typical {f.typical:.3g})" for f in shown], fontsize=8)
+    n = len(expl.features)
+    labels = [
+        f"#{n - k} {f.label or f.name} = {f.value:.3g} (typical {f.typical:.3g})" for k, f in enumerate(shown)
+    ]
+    ax.set_yticks(ys, labels, fontsize=8)
     ax.axvline(0, color="black", lw=0.6)
-    ax.set_xlabel(f"attribution to the log-odds of {expl.target!r} (red: for it, blue: against)")
+    ax.set_xlabel(
+        f"attribution to the log-odds of {expl.target!r}\n(red: pushes it up, blue: down)", fontsize=8
+    )
 
 
-def _draw_profile(fig: Any, expl: Explanation) -> None:
+def _draw_profile(ax: Any, expl: Explanation) -> None:
     """Attribution per token (opcode models) or per byte (a file shorter than one plot row)."""
-    ax = fig.add_subplot(1, 1, 1)
     ax.plot(np.arange(len(expl.profile)), expl.profile, lw=0.8, color="tab:red")
     for i, r in enumerate(expl.ranges):
         ax.axvspan(r.start, r.end, color="tab:orange", alpha=0.3)
@@ -106,33 +126,41 @@ def _draw_profile(fig: Any, expl: Explanation) -> None:
     ax.set_ylabel("attribution (positive part)")
 
 
-def _draw_plot(fig: Any, expl: Explanation, data: bytes) -> None:
-    """The byte plot, the heat map over it, sections and ranges; attribution per row beside it."""
+def _draw_plot(ax: Any, expl: Explanation, data: bytes, heat: bool) -> None:
+    """The byte plot with sections (and entropy), the heat map over it when ``heat``, and the top
+    ranges (byte models) or the top features' own bytes (feature models) as numbered boxes."""
     height, width = plot_shape(len(data))
     plot = np.frombuffer(data, dtype=np.uint8)[: height * width].reshape(height, width)
     factor = max(1, math.ceil(height / DISPLAY_ROWS))
-    gs = fig.add_gridspec(1, 2, width_ratios=(4, 1))
-    ax = fig.add_subplot(gs[0, 0])
-    side = fig.add_subplot(gs[0, 1], sharey=ax)
     extent = (0, width, height, 0)
     shown = _display_rows(plot, factor)
     ax.imshow(shown, cmap="gray", vmin=0, vmax=255, extent=extent, aspect="auto", interpolation="nearest")
-    if expl.kind in ("image", "views"):
-        heat = np.clip(expl.heat, 0, None)
-    else:
-        heat = _sequence_heat(np.clip(expl.heat, 0, None), width, height, factor)
-    peak = float(heat.max()) if heat.size else 0.0
-    if peak > 0:
-        alpha = np.clip(heat / peak, 0, 1) * 0.75
-        ax.imshow(
-            heat / peak, cmap="inferno", alpha=alpha, vmin=0, vmax=1, extent=extent, aspect="auto",
-            interpolation="nearest",
-        )  # fmt: skip
+    if heat:
+        if expl.kind in ("image", "views"):
+            values = np.clip(expl.heat, 0, None)
+        else:
+            values = _sequence_heat(np.clip(expl.heat, 0, None), width, height, factor)
+        peak = float(values.max()) if values.size else 0.0
+        if peak > 0:
+            alpha = np.clip(values / peak, 0, 1) * 0.75
+            ax.imshow(
+                values / peak, cmap="inferno", alpha=alpha, vmin=0, vmax=1, extent=extent, aspect="auto",
+                interpolation="nearest",
+            )  # fmt: skip
     _draw_sections(ax, expl, width, height)
+    if expl.unit == "feature":
+        _draw_feature_spans(ax, expl, width)
     ax.set_xlim(0, width)
     ax.set_ylim(height, 0)
-    ax.set_xlabel(f"byte column (plot width {width})")
-    ax.set_ylabel("plot row (byte offset = row x width + column)")
+    ax.set_xlabel(f"byte column (plot width {width})", fontsize=8)
+    ax.set_ylabel("row (byte offset = row x width + column)", fontsize=8)
+    if not heat:
+        ax.set_title("byte plot (one byte, one gray pixel)", fontsize=8)
+
+
+def _draw_row_profile(side: Any, expl: Explanation, data: bytes) -> None:
+    """A byte model's positive attribution per plot row, the top ranges marked."""
+    width = plot_shape(len(data))[1]
     rows_attr = expl.profile if expl.kind in ("image", "views") else _per_row(expl.profile, width)
     side.plot(rows_attr, np.arange(len(rows_attr)) + 0.5, color="tab:red", lw=0.8)
     side.set_xlabel("attribution per row")
@@ -142,6 +170,23 @@ def _draw_plot(fig: Any, expl: Explanation, data: bytes) -> None:
         side.text(
             1.0, (r.start + r.end) / 2 / width, f" #{i + 1} {r.share:.0%}", fontsize=7, va="center",
             ha="left", transform=side.get_yaxis_transform(), clip_on=False,
+        )  # fmt: skip
+
+
+def _draw_feature_spans(ax: Any, expl: Explanation, width: int) -> None:
+    """The bytes each top feature is read from, as a box on the plot labelled with its rank."""
+    from matplotlib.patches import Rectangle
+
+    for i, f in enumerate(expl.features):
+        if not f.span:
+            continue
+        r0, r1 = f.span[0] / width, max(f.span[1], f.span[0] + width) / width
+        color = "tab:red" if f.attribution > 0 else "tab:blue"
+        inset = width * 0.012 * (i % 5)  # boxes of one region (the import table) stay apart
+        ax.add_patch(Rectangle((inset, r0), width - 2 * inset, r1 - r0, fill=False, ec=color, lw=1.4))
+        ax.text(
+            inset + width * (0.02 + 0.09 * i), r0, f"#{i + 1}", color="white", fontsize=7, va="top",
+            ha="left", bbox={"facecolor": color, "alpha": 0.85, "pad": 1, "lw": 0},
         )  # fmt: skip
 
 
@@ -158,7 +203,7 @@ def _draw_sections(ax: Any, expl: Explanation, width: int, height: int) -> None:
             width, label_at, f" {s.name} (H={s.entropy:.2f})", color="tab:cyan", fontsize=7, va="top",
             ha="left", clip_on=False,
         )  # fmt: skip
-    for i, r in enumerate(expl.ranges):
+    for i, r in enumerate(expl.ranges if expl.unit != "token" else []):
         r0, r1 = r.start / width, r.end / width
         ax.add_patch(Rectangle((0, r0), width, r1 - r0, fill=False, ec="lime", lw=0.9))
         ax.text(

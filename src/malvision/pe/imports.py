@@ -34,6 +34,11 @@ class Imports:
     functions: tuple[str, ...] = ()
     n_ordinal: int = 0
     parsed: bool = False
+    owners: tuple[str, ...] = ()  # the DLL each of ``functions`` is imported from
+
+    def qualified(self) -> list[str]:
+        """The functions as analysts write them: ``kernel32.dll!VirtualAlloc``."""
+        return [f"{d}!{f}" for d, f in zip(self.owners, self.functions, strict=False)]
 
 
 def import_window(headers: PEHeaders) -> tuple[int, int] | None:
@@ -66,6 +71,7 @@ def read_imports(headers: PEHeaders | None, window: bytes, start: int) -> Import
     view = _Window(headers, window, start, entry[0])
     dlls: list[str] = []
     functions: list[str] = []
+    owners: list[str] = []
     n_ordinal = 0
     for k in range(MAX_DLLS):
         d = view.at(entry[0] + 20 * k, 20)
@@ -79,9 +85,10 @@ def read_imports(headers: PEHeaders | None, window: bytes, start: int) -> Import
             continue
         dlls.append(dll.lower())
         n_ordinal += view.thunks(dll.lower(), lookup or first, functions)
+        owners += [dll.lower()] * (len(functions) - len(owners))
         if len(functions) >= MAX_FUNCTIONS:
             break
-    return Imports(tuple(dlls), tuple(functions), n_ordinal, bool(dlls))
+    return Imports(tuple(dlls), tuple(functions), n_ordinal, bool(dlls), tuple(owners))
 
 
 class _Window:

@@ -8,6 +8,6 @@ from __future__ import annotations
 
 from malvision.scan.readers import Preparer
 from malvision.scan.scanner import PROCESS_AFTER, Scanner
-from malvision.scan.verdict import FIELDS, ScanError, Verdict
+from malvision.scan.verdict import BANDS, FIELDS, ScanError, Verdict, band_of
 
-__all__ = ["FIELDS", "PROCESS_AFTER", "Preparer", "ScanError", "Scanner", "Verdict"]
+__all__ = ["BANDS", "FIELDS", "band_of", "PROCESS_AFTER", "Preparer", "ScanError", "Scanner", "Verdict"]

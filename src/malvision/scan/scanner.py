@@ -21,6 +21,7 @@ import numpy as np
 
 from malvision.bundled import DEFAULT_MODEL, resolve_checkpoint
 from malvision.calibration import log_odds, platt_scale, sigmoid, softmax
+from malvision.card import band_points
 from malvision.convert.batch import batch
 from malvision.convert.prepare import Prepared, Stop, prepare
 from malvision.convert.spec import ConvertSpec
@@ -28,7 +29,7 @@ from malvision.errors import CheckpointError, MalvisionError
 from malvision.export import OnnxModel, onnx_report, sidecar
 from malvision.io import DEFAULT_MAX_SIZE, MemorySource, Source
 from malvision.scan.readers import EMPTY_SHA256, Judged, Preparer, ProcessReaders
-from malvision.scan.verdict import ScanError, Verdict
+from malvision.scan.verdict import ScanError, Verdict, band_of
 from malvision.sources import FileOpener, Opener, iter_sources
 
 if TYPE_CHECKING:
@@ -116,6 +117,7 @@ class Scanner:
         self.temperature = float(self.card.get("temperature", 1.0))
         self.platt: dict[str, float] | None = self.card.get("platt")
         self.threshold = float(threshold if threshold is not None else self.card.get("threshold", 0.5))
+        self.bands = band_points(self.card) if self.detector else None
         if not 0.0 <= self.threshold <= 1.0:
             raise MalvisionError(f"--threshold must be between 0 and 1, got {self.threshold}")
         self.preparer = Preparer(spec, max_size)
@@ -224,9 +226,10 @@ class Scanner:
             z = log_odds(logits[None], self.classes.index("malware"), self.temperature)
             score = float((platt_scale(z, self.platt) if self.platt is not None else sigmoid(z))[0])
             label = "malware" if score >= self.threshold else "benign"
-            return Verdict(
-                p.name, p.sha256, p.size, label, score, None, None
-            )  # unrounded: it met the threshold
+            return Verdict(  # unrounded: it met the threshold
+                p.name, p.sha256, p.size, label, score, None, None,
+                threshold=self.threshold, band=band_of(score, self.bands),
+            )  # fmt: skip
         probs = softmax(logits[None], self.temperature)[0]
         top = int(probs.argmax())
         # A family model presumes malware; it names the family, it cannot say benign.

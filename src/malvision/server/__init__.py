@@ -1,5 +1,6 @@
-"""The HTTP API and web page: ``app`` (routes over one loaded ``Scanner``), ``limits`` (settings, the
-ticket queue, the PNG store) and ``uploads`` (multipart bodies read into memory under a byte limit)."""
+"""The HTTP API and web page: ``app`` (routes over one loaded ``Scanner``), ``http`` (security headers,
+JSON errors, multipart schemas), ``limits`` (settings, the ticket queue, the PNG store) and ``uploads``
+(multipart bodies and sample zips read into memory under a byte limit)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,9 @@
 """HTTP API and web page over one loaded ``Scanner``: upload limits, timeouts and a bounded queue.
 
-    POST /v1/scan                   multipart field ``files`` (one or more) -> list of verdict records
-    POST /v1/explain                multipart field ``file`` -> explanation record + link to its PNG
+    POST /v1/scan                   multipart field ``files`` (one or more; sample zips opened in memory
+                                    with ``zip_password``) -> list of verdict records
+    POST /v1/explain                multipart field ``file`` (or a zip, its ``entry`` and ``zip_password``)
+                                    -> explanation record + link to its PNG
     GET  /v1/explain/{id}.png       the heat-map PNG (kept in a bounded in-memory store)
     GET  /v1/model                  the model card (as ``malvision info --json``)
     GET  /healthz                   liveness, queue state
@@ -21,38 +23,43 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import logging
 import os
 import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.security import APIKeyHeader
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel
-from starlette.datastructures import MutableHeaders
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from malvision.bundled import DEFAULT_MODEL
-from malvision.errors import MalvisionError
+from malvision.errors import ConversionError, InputError, MalvisionError
 from malvision.scan import Scanner, Verdict
+from malvision.server.http import (
+    ERRORS,
+    ZIP_PASSWORD,
+    ErrorOut,
+    SecurityHeaders,
+    add_error_handlers,
+    multipart,
+)
 from malvision.server.limits import Limiter, PngStore, ServerSettings, Ticket
-from malvision.server.uploads import Upload, read_uploads
+from malvision.server.uploads import (
+    UNZIP_FACTOR,
+    Form,
+    Upload,
+    is_zip,
+    read_uploads,
+    zip_entries,
+    zip_entry,
+)
 
 __all__ = ["STATIC", "model_card", "create_app", "serve"]
 
-log = logging.getLogger("malvision.server")
 
 STATIC = Path(__file__).parent.parent / "static"
-CSP = (
-    "default-src 'self'; img-src 'self' blob: data:; object-src 'none'; base-uri 'none'; "
-    "frame-ancestors 'none'; form-action 'self'"
-)
 _PNG_ID = re.compile(r"[A-Za-z0-9_-]{16,64}")
 _KEY_HEADER = APIKeyHeader(
     name="X-API-Key", auto_error=False, description="needed when the server has --api-key"
@@ -65,56 +72,6 @@ def model_card(scanner: Scanner, *, full_path: bool = False, with_hashes: bool =
     from malvision.card import model_summary
 
     return model_summary(scanner.checkpoint, scanner.model_path, full_path=full_path, with_ids=with_hashes)
-
-
-class ErrorOut(BaseModel):
-    """Every error answer."""
-
-    error: str
-
-
-def _multipart(field_name: str, many: bool) -> dict[str, Any]:
-    item = {"type": "string", "format": "binary"}
-    prop = {"type": "array", "items": item} if many else item
-    schema = {"type": "object", "properties": {field_name: prop}, "required": [field_name]}
-    return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}}}
-
-
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorOut, "description": text}
-    for code, text in (
-        (401, "missing or wrong X-API-Key"),
-        (413, "upload over the size limit"),
-        (415, "not multipart/form-data"),
-        (422, "input cannot be handled"),
-        (503, "all workers and queue places taken"),
-        (504, "request took longer than the timeout"),
-    )
-}
-
-
-class _SecurityHeaders:
-    """Pure ASGI middleware: nosniff everywhere, a strict CSP (no CDN) on everything but /docs."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        strict = not str(scope.get("path", "")).startswith(("/docs", "/redoc"))
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                headers.setdefault("X-Content-Type-Options", "nosniff")
-                headers.setdefault("Referrer-Policy", "no-referrer")
-                if strict:
-                    headers.setdefault("Content-Security-Policy", CSP)
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
 
 
 def create_app(scanner_or_model: Any = DEFAULT_MODEL, settings: ServerSettings | None = None) -> FastAPI:
@@ -132,8 +89,8 @@ def create_app(scanner_or_model: Any = DEFAULT_MODEL, settings: ServerSettings |
     app.state.settings = settings
     app.state.limiter = svc.limiter
     app.state.pngs = svc.pngs
-    app.add_middleware(_SecurityHeaders)
-    _add_error_handlers(app)
+    app.add_middleware(SecurityHeaders)
+    add_error_handlers(app)
     _add_scan_routes(app, svc)
     _add_info_routes(app, svc)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
@@ -148,11 +105,13 @@ class _Service:
         self.limiter = Limiter(settings.max_concurrent, settings.queue)
         self.pngs = PngStore(settings.png_store)
 
+    def auth(self) -> list[Any]:
+        """The routes' key check: none (and none in the schema) when the server has no API key."""
+        return [Depends(self.require_key)] if self.settings.api_key is not None else []
+
     async def require_key(self, key: str | None = Depends(_KEY_HEADER)) -> None:
-        """401 unless the request carries the server's API key (when it has one)."""
-        expected = self.settings.api_key
-        if expected is None:
-            return
+        """401 unless the request carries the server's API key."""
+        expected = self.settings.api_key or ""
         if key is None or not hmac.compare_digest(key.encode(), expected.encode()):
             raise HTTPException(401, "missing or wrong API key (send it in the X-API-Key header)")
 
@@ -171,88 +130,97 @@ class _Service:
             if not ticket.submitted:
                 ticket.release()
 
-    async def files_of(self, request: Request, names: tuple[str, ...]) -> list[Upload]:
-        """The uploaded files in the multipart fields ``names`` (400 when there is none)."""
-        uploads = await read_uploads(request, self.settings.max_upload, self.settings.max_files)
-        files = [u for u in uploads if u.field in names]
+    async def form(self, request: Request, names: tuple[str, ...]) -> tuple[list[Upload], dict[str, str]]:
+        """The uploaded files in the multipart fields ``names`` (400 when there is none), and the
+        body's text fields."""
+        form: Form = await read_uploads(request, self.settings.max_upload, self.settings.max_files)
+        files = [u for u in form.files if u.field in names]
         if not files:
             raise HTTPException(400, f"no file in the upload; send it in the multipart field {names[0]!r}")
-        return files
-
-
-def _add_error_handlers(app: FastAPI) -> None:
-    """Every error answer is JSON ``{"error": "..."}``; no traceback reaches a client."""
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse({"error": str(exc.detail)}, exc.status_code, headers=exc.headers)
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        msgs = [
-            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', 'invalid')}" for e in exc.errors()
-        ]
-        return JSONResponse({"error": "invalid request: " + "; ".join(msgs[:3])}, 422)
-
-    @app.exception_handler(MalvisionError)
-    async def bad_input(_request: Request, exc: MalvisionError) -> JSONResponse:
-        return JSONResponse({"error": str(exc)}, 422)
-
-    @app.exception_handler(Exception)
-    async def crash(request: Request, exc: Exception) -> JSONResponse:
-        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
-        return JSONResponse({"error": "internal error (the server log has the details)"}, 500)
+        return files, form.fields
 
 
 def _add_scan_routes(app: FastAPI, svc: _Service) -> None:
     """``POST /v1/scan``, ``POST /v1/explain`` and the explanation PNGs."""
-    from malvision.explain import explain_bytes, render_png
+    from malvision.explain import explain_bytes, methods_for, render_png
 
-    scanner = svc.scanner
+    scanner, settings = svc.scanner, svc.settings
+    methods = methods_for(scanner.checkpoint.model, scanner.spec.kind)
 
     @app.post(
         "/v1/scan",
-        dependencies=[Depends(svc.require_key)],
-        openapi_extra=_multipart("files", many=True),
-        responses={200: {"model": list[Verdict], "description": "one record per file"}} | _ERRORS,
+        dependencies=svc.auth(),
+        openapi_extra=multipart("files", settings.max_files, {"zip_password": ZIP_PASSWORD}),
+        responses={200: {"model": list[Verdict], "description": "one record per file"}} | ERRORS,
         tags=["scan"],
     )
     async def scan(request: Request) -> JSONResponse:
-        """Verdicts for one or several files (field ``files``): the records of ``malvision scan --json``."""
+        """Verdicts for one or several files (field ``files``): the records of ``malvision scan --json``;
+        with ``zip_password``, each uploaded zip gives one record per entry (``name.zip!entry``). A file
+        that cannot be read gets ``{"path", "error"}`` and the others go on."""
 
         async def job(ticket: Ticket) -> list[dict[str, Any]]:
-            files = await svc.files_of(request, ("files", "file"))
-            return await ticket.run(_scan_all, scanner, files)
+            files, fields = await svc.form(request, ("files", "file"))
+            return await ticket.run(_scan_all, scanner, files, fields.get("zip_password") or None, settings)
 
         return JSONResponse(await svc.guarded(job))
 
     @app.post(
         "/v1/explain",
-        dependencies=[Depends(svc.require_key)],
-        openapi_extra=_multipart("file", many=False),
-        responses=_ERRORS,
+        dependencies=svc.auth(),
+        openapi_extra=multipart(
+            "file",
+            None,
+            {
+                "zip_password": ZIP_PASSWORD,
+                "entry": "with a zip: the entry to explain (its name in the zip)",
+            },
+        ),
+        responses=ERRORS | {404: {"model": ErrorOut, "description": "no such entry in the zip"}},
         tags=["explain"],
     )
     async def explain(
         request: Request,
-        top_k: int = Query(5, ge=1, le=50, description="how many byte ranges"),
-        method: Literal["ig", "gradient", "gradcam"] = Query("ig", description="attribution method"),
-        target: str | None = Query(None, description="class to explain (default: the verdict's)"),
+        top_k: int = Query(5, ge=1, le=50, description="how many byte ranges or features"),
+        method: str = Query(
+            "ig",
+            description="attribution method (a fitted model measures by occlusion whatever is asked)",
+            json_schema_extra={"enum": list(methods)},
+        ),
+        target: str | None = Query(
+            None,
+            description="class to explain (default: malware for a detector, the family named for a family model)",
+            json_schema_extra={"enum": list(scanner.classes)},
+        ),
     ) -> JSONResponse:
-        """Verdict, top byte ranges with their PE sections, and a link to the heat-map PNG (field ``file``)."""
+        """Verdict (with ``band`` and ``threshold``), what drove it (byte ranges, or named features with
+        the bytes they come from) and a link to the PNG: the byte plot with sections, and the attribution
+        over or beside it. A file that cannot be explained (empty, unconvertible) still gets its verdict,
+        with ``explained`` false and the reason in ``note``."""
+        if method not in methods:
+            raise HTTPException(
+                422, f"method {method!r} does not apply to this model; use one of {', '.join(methods)}"
+            )
 
-        def work(u: Upload) -> tuple[dict[str, Any], bytes]:
-            expl = explain_bytes(scanner, u.filename, u.data, top_k=top_k, method=method, target=target)
-            return expl.to_dict(), render_png(expl, u.data)
+        def work(name: str, data: bytes) -> tuple[dict[str, Any], bytes | None]:
+            try:
+                expl = explain_bytes(scanner, name, data, top_k=top_k, method=method, target=target)
+            except (InputError, ConversionError) as e:
+                return scanner.scan_bytes(name, data).to_dict() | {"explained": False, "note": str(e)}, None
+            return expl.to_dict() | {"explained": True}, render_png(expl, data)
 
-        async def job(ticket: Ticket) -> tuple[dict[str, Any], bytes]:
-            files = await svc.files_of(request, ("file", "files"))
+        async def job(ticket: Ticket) -> tuple[dict[str, Any], bytes | None]:
+            files, fields = await svc.form(request, ("file", "files"))
             if len(files) != 1:
                 raise HTTPException(400, f"explain takes one file, got {len(files)}")
-            return await ticket.run(work, files[0])
+            name, data = files[0].filename, files[0].data
+            if entry := fields.get("entry"):
+                password = fields.get("zip_password") or ""
+                name, data = zip_entry(files[0], entry, password, UNZIP_FACTOR * settings.max_upload)
+            return await ticket.run(work, name, data)
 
         record, png = await svc.guarded(job)
-        record["png"] = f"/v1/explain/{svc.pngs.put(png)}.png"
+        record["png"] = f"/v1/explain/{svc.pngs.put(png)}.png" if png is not None else None
         return JSONResponse(record)
 
     @app.get(
@@ -273,7 +241,7 @@ def _add_info_routes(app: FastAPI, svc: _Service) -> None:
     """``GET /v1/model``, ``/healthz`` and the page at ``/``."""
     scanner, settings = svc.scanner, svc.settings
 
-    @app.get("/v1/model", dependencies=[Depends(svc.require_key)], tags=["model"])
+    @app.get("/v1/model", dependencies=svc.auth(), tags=["model"], responses={401: ERRORS[401]})
     async def model(
         training_sha256: bool = Query(False, description="list the training files' sha256"),
     ) -> dict:
@@ -304,13 +272,30 @@ def _add_info_routes(app: FastAPI, svc: _Service) -> None:
         return FileResponse(STATIC / "index.html", media_type="text/html")
 
 
-def _scan_all(scanner: Scanner, files: list[Upload]) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
+def _scan_all(
+    scanner: Scanner, files: list[Upload], password: str | None, settings: ServerSettings
+) -> list[dict[str, Any]]:
+    """One record per file, or per zip entry when ``password`` is given; the batch goes on past errors."""
+    items: list[tuple[str, bytes | str]] = []
+    budget = UNZIP_FACTOR * settings.max_upload
     for u in files:
+        if password is not None and is_zip(u.data):
+            items += zip_entries(u, password, settings.max_files - len(items), budget)
+        else:
+            items.append((u.filename, u.data))
+        if len(items) > settings.max_files:
+            raise HTTPException(
+                422, f"too many files in one request (at most {settings.max_files}, zip entries counted)"
+            )
+    out: list[dict[str, Any]] = []
+    for name, item in items:
+        if isinstance(item, str):
+            out.append({"path": name, "error": item})
+            continue
         try:
-            out.append(scanner.scan_bytes(u.filename, u.data).to_dict())
+            out.append(scanner.scan_bytes(name, item).to_dict())
         except MalvisionError as e:  # the batch goes on; this file's record says why
-            out.append({"path": u.filename, "error": str(e)})
+            out.append({"path": name, "error": str(e)})
     return out
 
 

@@ -10,9 +10,11 @@ from fastapi import HTTPException, Request
 
 from malvision.io import human_size
 
-__all__ = ["FRAMING", "Upload", "read_uploads"]
+__all__ = ["FRAMING", "Form", "Upload", "read_uploads", "zip_entries", "zip_entry", "is_zip"]
 
 FRAMING = 64 * 1024  # multipart boundaries and part headers allowed on top of the files themselves
+MAX_FIELD = FRAMING  # a form field that is not a file (a zip password, an entry name)
+UNZIP_FACTOR = 8  # a request's zip entries may hold this many times the upload limit, decompressed
 
 
 @dataclass
@@ -24,6 +26,58 @@ class Upload:
     data: bytes
 
 
+@dataclass
+class Form:
+    """A multipart body: its files and its (short) text fields."""
+
+    files: list[Upload]
+    fields: dict[str, str]
+
+
+def is_zip(data: bytes) -> bool:
+    """Whether ``data`` is a zip archive (its end-of-central-directory record is found)."""
+    import io
+    import zipfile
+
+    return len(data) >= 22 and zipfile.is_zipfile(io.BytesIO(data))
+
+
+def zip_entries(
+    upload: Upload, password: str, max_files: int, max_total: int
+) -> list[tuple[str, bytes | str]]:
+    """The entries of an uploaded sample zip, read in memory: (``zip!entry``, bytes or the error).
+
+    A zip that cannot be opened is one error; entries the reader refuses (bombs, unsafe names, over
+    ``max_total`` bytes in all) are errors of their own; more than ``max_files`` entries is a 422.
+    """
+    from malvision.data.zips import ZipDataset
+    from malvision.errors import MalvisionError
+
+    try:
+        zd = ZipDataset(
+            upload.filename, label="sample", password=password, max_entry_size=max_total,
+            max_total_size=max_total, data=upload.data,
+        )  # fmt: skip
+    except MalvisionError as e:
+        return [(upload.filename, str(e))]
+    try:
+        if len(zd.records) + len(zd.skipped) > max_files:
+            raise HTTPException(
+                422,
+                f"{upload.filename}: {len(zd.records)} entries, over the {max_files} files of one request",
+            )
+        out: list[tuple[str, bytes | str]] = [(name, msg) for name, msg in zd.skipped]
+        for i, rec in enumerate(zd.records):
+            name = f"{upload.filename}!{rec.id}"
+            try:
+                out.append((name, zd.open(i).read()))
+            except MalvisionError as e:
+                out.append((name, str(e)))
+        return out
+    finally:
+        zd.close()
+
+
 def _safe_name(raw: str | None, index: int) -> str:
     """The file's base name without control characters (at most 200 characters)."""
     name = PureWindowsPath(PurePosixPath(raw or "").name).name if raw else ""
@@ -31,8 +85,36 @@ def _safe_name(raw: str | None, index: int) -> str:
     return name or f"upload-{index}"
 
 
-async def read_uploads(request: Request, limit: int, max_files: int) -> list[Upload]:
-    """Parse a multipart body into in-memory files, counting bytes as they come: 413 past ``limit``."""
+def zip_entry(upload: Upload, entry: str, password: str, max_total: int) -> tuple[str, bytes]:
+    """``(zip!entry, bytes)`` of one entry of an uploaded zip: 404 when the upload is no zip or has no
+    such entry, 422 when it (or the entry) cannot be read with ``password``."""
+    from malvision.data.zips import ZipDataset
+    from malvision.errors import MalvisionError
+
+    if not is_zip(upload.data):
+        raise HTTPException(404, f"{upload.filename}: not a zip, so it has no entry {entry!r}")
+    try:
+        zd = ZipDataset(
+            upload.filename, label="sample", password=password, max_entry_size=max_total,
+            max_total_size=max_total, data=upload.data,
+        )  # fmt: skip
+    except MalvisionError as e:
+        raise HTTPException(422, str(e)) from None
+    try:
+        i = next((i for i, r in enumerate(zd.records) if r.id == entry), None)
+        if i is None:
+            raise HTTPException(404, f"{upload.filename}: no entry {entry!r}")
+        try:
+            return f"{upload.filename}!{entry}", zd.open(i).read()
+        except MalvisionError as e:
+            raise HTTPException(422, str(e)) from None
+    finally:
+        zd.close()
+
+
+async def read_uploads(request: Request, limit: int, max_files: int) -> Form:
+    """Parse a multipart body into in-memory files and short text fields, counting bytes as they
+    come: 413 past ``limit`` for the whole request."""
     from python_multipart import MultipartParser
     from python_multipart.exceptions import FormParserError
     from python_multipart.multipart import parse_options_header
@@ -63,7 +145,7 @@ async def read_uploads(request: Request, limit: int, max_files: int) -> list[Upl
     except BaseException:
         parts.files.clear()
         raise
-    return parts.files
+    return Form(parts.files, parts.fields)
 
 
 class _Parts:
@@ -72,6 +154,8 @@ class _Parts:
     def __init__(self, max_files: int) -> None:
         self.max_files = max_files
         self.files: list[Upload] = []
+        self.fields: dict[str, str] = {}
+        self.text: bytearray | None = None
         self.header, self.value, self.disposition = b"", b"", b""
         self.buf: bytearray | None = None
         self.field, self.name = "", ""
@@ -88,7 +172,7 @@ class _Parts:
         }
 
     def part_begin(self) -> None:
-        self.disposition, self.buf, self.field, self.name = b"", None, "", ""
+        self.disposition, self.buf, self.text, self.field, self.name = b"", None, None, "", ""
 
     def header_field(self, data: bytes, start: int, end: int) -> None:
         self.header += data[start:end]
@@ -108,15 +192,24 @@ class _Parts:
         self.field = opts.get(b"name", b"").decode("utf-8", "replace")
         if b"filename" in opts:
             if len(self.files) >= self.max_files:
-                raise HTTPException(413, f"too many files in one request (at most {self.max_files})")
+                raise HTTPException(422, f"too many files in one request (at most {self.max_files})")
             self.name = _safe_name(opts[b"filename"].decode("utf-8", "replace"), len(self.files) + 1)
             self.buf = bytearray()
+        else:
+            self.text = bytearray()
 
     def part_data(self, data: bytes, start: int, end: int) -> None:
-        if self.buf is not None:  # form fields other than files are ignored
+        if self.buf is not None:
             self.buf += data[start:end]
+        elif self.text is not None:
+            self.text += data[start:end]
+            if len(self.text) > MAX_FIELD:
+                raise HTTPException(413, f"form field {self.field!r} is over {MAX_FIELD} bytes")
 
     def part_end(self) -> None:
         if self.buf is not None:
             self.files.append(Upload(self.field, self.name, bytes(self.buf)))
             self.buf = None
+        elif self.text is not None:
+            self.fields[self.field] = self.text.decode("utf-8", "replace")
+            self.text = None
