@@ -135,7 +135,7 @@ def test_scan_table_and_csv_survive_hostile_file_names(
     nasty = world["names"] / "x["
     nasty.mkdir()
     (nasty / "]y").write_bytes((world["names"] / "-n").read_bytes())  # prints as 'x[/]y', a closing tag
-    table = run_cli("scan", "-m", detector, world["names"], env=cli_env)
+    table = run_cli("scan", "-m", detector, world["names"], env={**cli_env, "COLUMNS": "400"})  # no eliding
     check_run(table, [0, 1], errors=0)
     assert "\x1b" not in table.stdout, "a terminal escape from a file name reached the terminal"
     assert "6 scanned" in table.stdout and "[bold red]x[blink]" in table.stdout

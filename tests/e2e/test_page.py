@@ -123,7 +123,7 @@ def test_upload_shows_verdict_heat_map_and_ranges(server: str, browser: object, 
     verdict = driver.find_element(By.ID, "verdict").text.lower()  # type: ignore[attr-defined]
     assert verdict in ("benign", "malware")
     assert driver.find_element(By.ID, "file-name").text == "sample.exe"  # type: ignore[attr-defined]
-    score = float(driver.find_element(By.ID, "score").text)  # type: ignore[attr-defined]  # no card: no threshold text
+    score = float(driver.find_element(By.ID, "score").text.split(",")[0])  # type: ignore[attr-defined]  # the score, then its threshold
     assert 0.0 <= score <= 1.0
     rows = driver.find_elements(By.CSS_SELECTOR, "#ranges tbody tr")  # type: ignore[attr-defined]
     assert rows and rows[0].find_elements(By.TAG_NAME, "td")[5].text in (
@@ -169,7 +169,7 @@ def test_a_features_model_shows_its_verdict_and_top_features(
     driver.find_element(By.ID, "file").send_keys(str(sample))  # type: ignore[attr-defined]
     wait.until(lambda d: d.find_element(By.ID, "result").is_displayed())
     assert driver.find_element(By.ID, "verdict").text.lower() in ("benign", "malware")  # type: ignore[attr-defined]
-    assert 0.0 <= float(driver.find_element(By.ID, "score").text) <= 1.0  # type: ignore[attr-defined]
+    assert 0.0 <= float(driver.find_element(By.ID, "score").text.split(",")[0]) <= 1.0  # type: ignore[attr-defined]
     rows = driver.find_elements(By.CSS_SELECTOR, "#features tbody tr")  # type: ignore[attr-defined]
     assert len(rows) == 5
     labels = {v.label for v in FEATURE_LABELS.values()}

@@ -173,7 +173,7 @@ function render(r) {
   const explained = r.explained !== false;
   $("target").textContent = explained
     ? `${r.method}: what pushes the log-odds of "${r.target}" up or down; raw model probability of ` +
-      `"${r.target}" ${Number(r.raw_probability).toFixed(3)} (before calibration)`
+      `"${r.target}" ${Number(r.raw_probability).toPrecision(3)} (before calibration)`
     : "not explained";
   $("note").textContent = r.note || "";
   show("note", Boolean(r.note));
@@ -329,7 +329,11 @@ function send(fileList) {
 
 function setup() {
   const drop = $("drop");
-  $("file").addEventListener("change", (ev) => send(ev.target.files));
+  $("file").addEventListener("change", (ev) => {
+    const files = Array.from(ev.target.files);
+    ev.target.value = ""; // the next pick starts afresh (and the same file can be picked again)
+    send(files);
+  });
   for (const name of ["dragenter", "dragover"]) {
     drop.addEventListener(name, (ev) => {
       ev.preventDefault();
