@@ -280,7 +280,9 @@ def _scan_all(
     budget = UNZIP_FACTOR * settings.max_upload
     for u in files:
         if password is not None and is_zip(u.data):
-            items += zip_entries(u, password, settings.max_files - len(items), budget)
+            entries = zip_entries(u, password, settings.max_files - len(items), max(budget, 1))
+            budget -= sum(len(x) for _, x in entries if isinstance(x, bytes))  # shared by the request's zips
+            items += entries
         else:
             items.append((u.filename, u.data))
         if len(items) > settings.max_files:
