@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from malvision.cli.app import app, err, out, progress
+from malvision.cli.app import app, err, invoked_argv, out, progress
 from malvision.cli.options import DataOpt, KindOpt, ModelKw, dataset_for, train_config
 from malvision.cli.render import class_table, models_table
 from malvision.errors import MalvisionError
@@ -43,6 +43,7 @@ def train(
     import json
 
     from malvision.evaluate.holdout import train_run
+    from malvision.recipe import make_recipe
 
     cfg = train_config(model, sets, epochs, batch_size, lr, patience, max_len, seed, threads)
     ds = dataset_for(data, kind, image_size, max_len)
@@ -73,6 +74,7 @@ def train(
             on_epoch=on_epoch,
             on_step=on_step,
             command="malvision " + " ".join(sys.argv[1:]),
+            recipe=make_recipe(ds, invoked_argv(), "{run}/best.pt"),
         )
     if summary and summary["test"] is None:
         out.print(
@@ -225,6 +227,7 @@ def train_detector(
     import json
 
     from malvision.detector import build_detector
+    from malvision.recipe import make_recipe
 
     settings = (epochs, batch_size, lr, patience, max_len, seed, threads)
     cfg = train_config(
@@ -242,6 +245,7 @@ def train_detector(
             target_fpr=target_fpr,
             protocols=tuple(p.strip() for p in protocols.split(",") if p.strip()) if protocols else None,
             command=command,
+            recipe=make_recipe(ds, invoked_argv(), "{run}/model.pt"),
             on_progress=lambda s: bar.update(task, description=s),
         )
     out.print(json.dumps(card["metrics"], indent=2), markup=False, soft_wrap=True)
