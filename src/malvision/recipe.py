@@ -79,7 +79,7 @@ _BIG2015 = {
          "--threads", "1", "--models", "ngram-lgbm=ngram", "--set", "ngram-lgbm.classifier=lgbm",
          "--set", "ngram-lgbm.top_k=3000", "--set", "ngram-lgbm.min_df=5"],
         ["train", "--model", "ngram", "--data", "{data}", "--out", "{run}", "--test-size", "0", "--threads", "1",
-         "--set", 'classifier="lgbm"', "--set", "top_k=3000", "--set", "min_df=5"],
+         "--set", "classifier=lgbm", "--set", "top_k=3000", "--set", "min_df=5"],
         ["bundle", "{run}", "--out", "{work}/model.pt", "--cv", "{work}/cv/stratified/leaderboard.json",
          "--cv-row", "ngram-lgbm"],
     ],

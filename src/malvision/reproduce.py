@@ -27,7 +27,7 @@ __all__ = ["Row", "Reproduction", "check_work_dir", "plan", "run_steps", "data_d
 # Card fields that say when and where, not what: never compared.
 NOT_COMPARED = ("date", "command", "train_seconds", "file", "split", "score", "threshold_source", "recipe")
 REL_TOL = 1e-9
-DATA_STEP = "data-step.json"  # the data build step that made the scratch cache, written once it is built
+DATA_STEP = "data-step.json"  # the data build step that made the scratch cache and its manifest_hash
 
 
 @dataclass(frozen=True)
@@ -97,29 +97,48 @@ def plan(name: str, recipe: dict[str, Any], work: Path) -> Reproduction:
     return rep
 
 
-def _done(rep: Reproduction, step: list[str]) -> str | None:
-    """Why ``step`` need not run again (its product is there), or None."""
+def _recorded(rep: Reproduction) -> dict[str, Any]:
+    try:
+        rec = json.loads((rep.work / DATA_STEP).read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return rec if isinstance(rec, dict) else {}
+
+
+def _done(rep: Reproduction, step: list[str], reuse_data: bool) -> str | None:
+    """Why ``step`` need not run again (its product is there and made from this data), or None. The
+    data is rebuilt every time unless ``reuse_data``: the corpora may have changed since."""
     if step[:2] == ["data", "build"]:
-        try:
-            built = json.loads((rep.work / DATA_STEP).read_text())
-        except (OSError, json.JSONDecodeError):
-            return None
-        return f"cache {rep.data_dir} is built" if built == step and rep.data_dir.is_dir() else None
+        same = _recorded(rep).get("step") == step and rep.data_dir.is_dir()
+        return f"cache {rep.data_dir} is built (--reuse-data)" if reuse_data and same else None
     run = Path(rep.places["run"])
     if step[0] == "train-detector" and (run / "model.pt").is_file():
-        return f"{run}/model.pt is trained"
+        return f"{run}/model.pt is trained on this data"
     if step[0] == "train" and (run / "metrics.json").is_file():
-        return f"{run} is trained"
+        return f"{run} is trained on this data"
     return None
 
 
+def _data_built(rep: Reproduction, step: list[str]) -> None:
+    """Record the cache just built; when its data is not what the scratch runs were trained on, clear
+    them (everything in the scratch folder but the cache), so no step reuses results of other data."""
+    from malvision.data.cache import CachedDataset
+    from malvision.io import atomic_writer
+
+    new = CachedDataset(rep.data_dir).manifest_hash
+    if _recorded(rep).get("manifest_hash") != new:
+        for p in rep.work.iterdir():
+            if p.name not in (rep.data_dir.name, DATA_STEP):
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
+    with atomic_writer(rep.work / DATA_STEP) as f:
+        f.write(json.dumps({"step": step, "manifest_hash": new}).encode())
+
+
 def _prepare(rep: Reproduction, step: list[str]) -> None:
-    """Clear what a step would refuse to write over: a half-built cache or an unfinished ``train`` run,
-    both inside the scratch folder (``train-detector`` and ``benchmark`` resume their folds instead)."""
-    if step[:2] == ["data", "build"]:
-        (rep.work / DATA_STEP).unlink(missing_ok=True)
-        if rep.data_dir.exists():
-            shutil.rmtree(rep.data_dir)
+    """Clear what a step would refuse to write over, inside the scratch folder: the old cache, an
+    unfinished ``train`` run (``train-detector`` and ``benchmark`` resume their folds instead)."""
+    if step[:2] == ["data", "build"] and rep.data_dir.exists():
+        shutil.rmtree(rep.data_dir)
     run = Path(rep.places["run"])
     if step[0] == "train" and run.exists():
         shutil.rmtree(run)
@@ -130,6 +149,7 @@ def run_steps(
     say: Callable[[str], None],
     dry_run: bool = False,
     which: Callable[[list[str]], bool] = lambda step: True,
+    reuse_data: bool = False,
 ) -> list[tuple[str, float]]:
     """Run the recipe's steps (those ``which`` picks) as ``malvision`` processes; returns (step, seconds)
     of those run. A step that fails stops the reproduction with one line naming it.
@@ -140,7 +160,7 @@ def run_steps(
         if not which(step):
             continue
         shown = "malvision " + " ".join(step)
-        if (why := _done(rep, step)) is not None:
+        if not dry_run and (why := _done(rep, step, reuse_data)) is not None:
             say(f"step {k}/{len(steps)}: skipped ({why}): {shown}")
             continue
         say(f"step {k}/{len(steps)}: {shown}")
@@ -153,10 +173,7 @@ def run_steps(
         if rc != 0:
             raise MalvisionError(f"step {k} ({' '.join(step[:2])}) failed with exit status {rc}: {shown}")
         if step[:2] == ["data", "build"]:
-            from malvision.io import atomic_writer
-
-            with atomic_writer(rep.work / DATA_STEP) as f:
-                f.write(json.dumps(step).encode())
+            _data_built(rep, step)
         timings.append((" ".join(step[:2]) if step[0] == "data" else step[0], time.monotonic() - start))
     return timings
 

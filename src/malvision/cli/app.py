@@ -92,23 +92,21 @@ def report_failures(failures: list[tuple[str, str]]) -> None:
             err.print(clean(line), markup=False, highlight=False, soft_wrap=True)  # one line, never wrapped
 
 
-def invoked_argv() -> list[str]:
+def invoked_argv(ctx: typer.Context) -> list[str]:
     """The running command as the arguments that give it again: its name, then every option whose
     value is not the default (long names, ``--no-x`` for a false flag), whatever argv it came from."""
-    import click
-
-    ctx = click.get_current_context()
     argv = [str(ctx.info_name)]
     for param in ctx.command.params:
         value = ctx.params.get(param.name or "")
-        if not isinstance(param, click.Option) or value is None or value == param.default:
+        if param.param_type_name != "option" or value is None or value == param.default:
             continue
         name = max(param.opts, key=len)
-        if param.is_flag:
-            if value or param.secondary_opts:
-                argv.append(name if value else max(param.secondary_opts, key=len))
+        if getattr(param, "is_flag", False):
+            secondary = getattr(param, "secondary_opts", [])
+            if value or secondary:
+                argv.append(name if value else max(secondary, key=len))
             continue
-        for v in value if param.multiple else [value]:
+        for v in value if getattr(param, "multiple", False) else [value]:
             argv += [name, str(v)]
     return argv
 

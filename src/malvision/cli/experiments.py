@@ -16,6 +16,7 @@ from malvision.errors import MalvisionError
 
 @app.command()
 def train(
+    ctx: typer.Context,
     model: Annotated[
         str, typer.Option("--model", "-m", help="Registered model name (see `malvision models`).")
     ],
@@ -74,7 +75,7 @@ def train(
             on_epoch=on_epoch,
             on_step=on_step,
             command="malvision " + " ".join(sys.argv[1:]),
-            recipe=make_recipe(ds, invoked_argv(), "{run}/best.pt"),
+            recipe=make_recipe(ds, invoked_argv(ctx), "{run}/best.pt"),
         )
     if summary and summary["test"] is None:
         out.print(
@@ -189,6 +190,7 @@ def gradients(
 
 @app.command("train-detector")
 def train_detector(
+    ctx: typer.Context,
     data: DataOpt,
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Run folder: model.pt, card.json, roc.png.")],
     model: Annotated[str, typer.Option("--model", "-m", help="Architecture.")] = "cnn",
@@ -245,7 +247,7 @@ def train_detector(
             target_fpr=target_fpr,
             protocols=tuple(p.strip() for p in protocols.split(",") if p.strip()) if protocols else None,
             command=command,
-            recipe=make_recipe(ds, invoked_argv(), "{run}/model.pt"),
+            recipe=make_recipe(ds, invoked_argv(ctx), "{run}/model.pt"),
             on_progress=lambda s: bar.update(task, description=s),
         )
     out.print(json.dumps(card["metrics"], indent=2), markup=False, soft_wrap=True)

@@ -27,6 +27,10 @@ def reproduce(
     dry_run: Annotated[
         bool, typer.Option(help="Check the corpora and print the steps; run nothing.")
     ] = False,
+    reuse_data: Annotated[
+        bool,
+        typer.Option(help="Keep the scratch cache of an earlier run of the same step (default: rebuild)."),
+    ] = False,
     keep_going: Annotated[
         bool, typer.Option(help="Train even when the rebuilt data differs from the card's.")
     ] = False,
@@ -56,7 +60,7 @@ def reproduce(
     say = lambda s: err.print(clean(s), markup=False, highlight=False, soft_wrap=True)  # noqa: E731
     say(f"reproducing {name} ({path}) in {rep.work}")
     is_data = lambda step: step[:2] == ["data", "build"]  # noqa: E731
-    timings = run_steps(rep, say, dry_run, which=is_data)
+    timings = run_steps(rep, say, dry_run, which=is_data, reuse_data=reuse_data)
     if dry_run:
         run_steps(rep, say, dry_run, which=lambda step: not is_data(step))
         return
