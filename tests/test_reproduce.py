@@ -15,13 +15,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from data.helpers import aes_zip, manifest_csv, sha
 from malvision.bundled import BUNDLED, WEIGHTS_DIR, resolve_checkpoint
 from malvision.cli import app
 from malvision.data.cache import CachedDataset
 from malvision.errors import CheckpointError, MalvisionError
 from malvision.recipe import SHIPPED, recipe_for, train_argv
-
-from data.helpers import aes_zip, manifest_csv, sha
 
 SRC = Path(__file__).parents[1] / "src"
 
@@ -194,9 +193,9 @@ def test_the_shipped_recipes_are_what_made_the_shipped_models(name: str) -> None
 
 
 def test_data_hash_is_the_same_wherever_the_data_sits(tmp_path: Path) -> None:
+    from malvision.convert.spec import ConvertSpec
     from malvision.data.cache_write import write_cache
     from malvision.data.readers import CsvDataset
-    from malvision.convert.spec import ConvertSpec
 
     a = tmp_path / "a"
     a.mkdir()
