@@ -1,8 +1,9 @@
 """``malvision reproduce``: rebuild a model's data and train it again from its recipe, in a scratch folder,
 then compare the two cards figure by figure.
 
-The steps run as ``malvision`` processes, each skipped when what it makes is there already (the cache,
-a finished run), so an interrupted reproduction resumes. Nothing is written outside the scratch folder;
+The steps are ``malvision`` commands, run by the caller's ``runner`` (the CLI runs them in its own
+process), each skipped when what it makes is there already and made from the same data, so an
+interrupted reproduction resumes. Nothing is written outside the scratch folder;
 the shipped weights are only read.
 """
 
@@ -11,8 +12,6 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -146,13 +145,15 @@ def _prepare(rep: Reproduction, step: list[str]) -> None:
 
 def run_steps(
     rep: Reproduction,
+    runner: Callable[[list[str]], int],
     say: Callable[[str], None],
     dry_run: bool = False,
     which: Callable[[list[str]], bool] = lambda step: True,
     reuse_data: bool = False,
 ) -> list[tuple[str, float]]:
-    """Run the recipe's steps (those ``which`` picks) as ``malvision`` processes; returns (step, seconds)
-    of those run. A step that fails stops the reproduction with one line naming it.
+    """Run the recipe's steps (those ``which`` picks) with ``runner`` (``malvision`` arguments -> exit
+    status); returns (step, seconds) of those run. A step that fails stops the reproduction with one
+    line naming it.
     """
     timings: list[tuple[str, float]] = []
     steps = rep.steps
@@ -169,7 +170,10 @@ def run_steps(
         rep.work.mkdir(parents=True, exist_ok=True)
         _prepare(rep, step)
         start = time.monotonic()
-        rc = subprocess.call([sys.executable, "-m", "malvision.cli", *step])
+        try:
+            rc = runner(step)
+        except MalvisionError as e:
+            raise MalvisionError(f"step {k} ({' '.join(step[:2])}) failed: {e}") from None
         if rc != 0:
             raise MalvisionError(f"step {k} ({' '.join(step[:2])}) failed with exit status {rc}: {shown}")
         if step[:2] == ["data", "build"]:

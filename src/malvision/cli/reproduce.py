@@ -60,9 +60,9 @@ def reproduce(
     say = lambda s: err.print(clean(s), markup=False, highlight=False, soft_wrap=True)  # noqa: E731
     say(f"reproducing {name} ({path}) in {rep.work}")
     is_data = lambda step: step[:2] == ["data", "build"]  # noqa: E731
-    timings = run_steps(rep, say, dry_run, which=is_data, reuse_data=reuse_data)
+    timings = run_steps(rep, _run, say, dry_run, which=is_data, reuse_data=reuse_data)
     if dry_run:
-        run_steps(rep, say, dry_run, which=lambda step: not is_data(step))
+        run_steps(rep, _run, say, dry_run, which=lambda step: not is_data(step))
         return
     ds = CachedDataset(rep.data_dir)
     expected = (card.get("data") or {}).get("data_hash") or recipe.get("data_hash")
@@ -91,8 +91,28 @@ def reproduce(
                     markup=False,
                 )
             raise typer.Exit(EXIT_FOUND)
-    timings += run_steps(rep, say, dry_run, which=lambda step: not is_data(step))
+    timings += run_steps(rep, _run, say, dry_run, which=lambda step: not is_data(step))
     _compare(name, shipped, rep, ds.data_hash, expected, timings, show_all, as_json)
+
+
+def _run(step: list[str]) -> int:
+    """``malvision STEP`` in this process (its card's ``command`` names the step, not ``reproduce``)."""
+    import sys
+
+    argv = sys.argv
+    sys.argv = ["malvision", *step]
+    try:
+        rc = app(args=step, standalone_mode=False, prog_name="malvision")
+    except typer.Exit as e:
+        rc = e.exit_code
+    except Exception as e:  # a usage error of the step: click's one line, as `main` prints it
+        if not (hasattr(e, "show") and hasattr(e, "exit_code")):
+            raise
+        e.show()
+        rc = e.exit_code
+    finally:
+        sys.argv = argv
+    return rc if isinstance(rc, int) else 0
 
 
 def _compare(
