@@ -13,6 +13,7 @@ import json
 import math
 import shutil
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,7 +175,11 @@ def run_steps(
             rc = runner(step)
         except MalvisionError as e:
             raise MalvisionError(f"step {k} ({' '.join(step[:2])}) failed: {e}") from None
-        if rc != 0:
+        if rc == 2 and step[:2] == ["data", "build"] and (rep.data_dir / "meta.json").is_file():
+            say(
+                "  the cache is built; the inputs listed above were left out (the data hash says if the card's were too)"
+            )
+        elif rc != 0:
             raise MalvisionError(f"step {k} ({' '.join(step[:2])}) failed with exit status {rc}: {shown}")
         if step[:2] == ["data", "build"]:
             _data_built(rep, step)
@@ -231,7 +236,7 @@ def _text(v: Any) -> str:
         return "-"
     if isinstance(v, float):
         return f"{v:.6g}"
-    return str(v)
+    return _short(v) if isinstance(v, str) else str(v)
 
 
 def _weights(a: Any, b: Any) -> Row:
@@ -292,7 +297,7 @@ def compare_cards(
     fb = dict(_leaves({k: v for k, v in b.items() if k not in skip}, ""))
     for k in list(fa) + [k for k in fb if k not in fa]:
         va, vb = fa.get(k), fb.get(k)
-        rows.append(Row(k, _text(va), _text(vb), k in fa and k in fb and _same(va, vb)))
+        rows.append(Row(k, _text(va), _text(vb), _same(va, vb)))  # a field one card predates: None
     for k in ("counts", "groups"):
         va, vb = (a.get("data") or {}).get(k), (b.get("data") or {}).get(k)
         if va is not None or vb is not None:
@@ -310,31 +315,34 @@ def _short(v: Any, limit: int = 60) -> str:
     return f"{text[:24]}... (sha256 {hashlib.sha256(text.encode()).hexdigest()[:12]})"
 
 
-def collapse(rows: list[Row], keep: int = 8) -> list[Row]:
-    """Rows grouped by their name up to the second dot (or bracket) where a group has more than
-    ``keep``: one row saying how many of its figures match."""
+def collapse(rows: list[Row], keep: int = 8, wide: int = 40) -> list[Row]:
+    """Rows grouped where there are many: by their first name part when it holds more than ``wide``
+    rows, none of them a plain figure (a card's 1,000 groups), else by the first two parts when those
+    hold more than ``keep``; each group one row saying how many of its figures match."""
+    first = Counter(r.figure.split(".", 1)[0] for r in rows)
+    stems = Counter(_stem(r.figure) for r in rows)
+    shallow = {r.figure.split(".", 1)[0] for r in rows if _stem(r.figure) == r.figure}  # e.g. metrics.roc_auc
+
+    def key(r: Row) -> str | None:
+        head = r.figure.split(".", 1)[0]
+        if first[head] > wide and head not in shallow:
+            return head
+        return _stem(r.figure) if stems[_stem(r.figure)] > keep else None
+
     groups: dict[str, list[Row]] = {}
     for r in rows:
-        groups.setdefault(_stem(r.figure), []).append(r)
+        if (k := key(r)) is not None:
+            groups.setdefault(k, []).append(r)
     out: list[Row] = []
-    done: set[str] = set()
     for r in rows:
-        stem = _stem(r.figure)
-        members = groups[stem]
-        if len(members) <= keep:
+        k = key(r)
+        if k is None:
             out.append(r)
-        elif stem not in done:
-            done.add(stem)
+        elif groups.get(k):
+            members = groups.pop(k)
             bad = [m for m in members if not m.match]
-            shown = f"{len(members)} figures"
-            out.append(
-                Row(
-                    f"{stem} (each)",
-                    shown,
-                    "all match" if not bad else f"{len(bad)} differ: " + ", ".join(m.figure for m in bad[:3]),
-                    not bad,
-                )
-            )
+            text = "all match" if not bad else f"{len(bad)} differ: " + ", ".join(m.figure for m in bad[:3])
+            out.append(Row(f"{k} (each)", f"{len(members)} figures", text, not bad))
     return out
 
 
