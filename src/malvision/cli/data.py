@@ -116,6 +116,7 @@ def data_info(
     ds = open_dataset(data, format=fmt, label=label, password=password)
     try:
         s = summarize(ds)
+        identity = getattr(ds, "data_hash", None)  # a cache's: the same files and labels anywhere
     finally:
         if hasattr(ds, "close"):
             ds.close()
@@ -146,6 +147,8 @@ def data_info(
         types = sorted({t for v in s.pe_types.values() for t in v})
         rows = [[t, *(str(s.pe_types[c].get(t, 0)) for c in s.pe_types)] for t in types]
         out.print(plain_table("files per PE type", ["PE type", *s.pe_types], rows))
+    if identity:
+        out.print(f"data hash (sha256 of sorted file hashes and labels): {identity}", markup=False, soft_wrap=True)
     if s.spec is not None:
         out.print("spec: " + ", ".join(f"{k}={v}" for k, v in s.spec.items()), markup=False)
     if s.skipped:
