@@ -148,7 +148,9 @@ def data_info(
         rows = [[t, *(str(s.pe_types[c].get(t, 0)) for c in s.pe_types)] for t in types]
         out.print(plain_table("files per PE type", ["PE type", *s.pe_types], rows))
     if identity:
-        out.print(f"data hash (sha256 of sorted file hashes and labels): {identity}", markup=False, soft_wrap=True)
+        out.print(
+            f"data hash (sha256 of sorted file hashes and labels): {identity}", markup=False, soft_wrap=True
+        )
     if s.spec is not None:
         out.print("spec: " + ", ".join(f"{k}={v}" for k, v in s.spec.items()), markup=False)
     if s.skipped:
