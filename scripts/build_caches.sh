@@ -21,18 +21,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MV=${MV:-.venv/bin/malvision}
-C=${XDG_CACHE_HOME:-$HOME/.cache}/malvision
-SOURCES=${SOURCES:-}
+C=${MALVISION_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/malvision}
 mkdir -p "$C/caches"
-
-[ -f "$C/benign/manifest_ext.csv" ] || OUT="$C/benign" bash ../shared/tools/build_benign_corpus.sh
-[ -f "$C/benign-extra/manifest_ext.csv" ] || OUT="$C/benign-extra" bash scripts/build_extra_benign.sh
-[ -f "$C/benign-tools/manifest_ext.csv" ] || SET=tools bash scripts/build_extra_benign.sh
-if [ ! -f "$C/malware_v2/manifest.csv" ]; then
-    [ -n "$SOURCES" ] || { echo "error: no $C/malware_v2; set SOURCES to the folder of the fetched collections" >&2; exit 1; }
-    python3 ../shared/tools/build_malware_corpus.py --sources "$SOURCES" \
-        --manifest ../shared/data/malware_v2_manifest.csv --out "$C/malware_v2"
-fi
+bash scripts/build_corpora.sh   # every corpus, each only when missing (SOURCES for the malware collections)
 
 CORPORA=(--benign "$C/benign" --benign "$C/benign-extra" --benign "$C/benign-tools" --malware "$C/malware_v2")
 build() {  # build NAME ARGS...: a cache, unless it is there already
@@ -44,7 +35,6 @@ build pe-image64-v2 --kind image --image-size 64
 build pe-views64-v2 --kind views --image-size 64
 build pe-fused64-v2 --kind fused --image-size 64
 build pe-bytes1m-v2 --kind bytes --max-len 1048576
-[ -f "$C/benign-gui/manifest_ext.csv" ] || SET=gui bash scripts/build_extra_benign.sh
 CORPORA+=(--benign "$C/benign-gui" --max-per-group 700)
 build pe-features-v3 --kind features
 echo "caches ready in $C/caches"

@@ -47,6 +47,12 @@ case $SET in
   heldout) OUT=${OUT:-$CACHE/benign-heldout}; BASE=${BASE:-$CACHE/benign:$CACHE/benign-extra:$CACHE/benign-tools} ;;
   *) echo "error: SET must be extra, tools, gui or heldout, got '$SET'" >&2; exit 2 ;;
 esac
+# Files are left out when an earlier corpus has them: every BASE corpus must be there first, or this set
+# would keep files those hold (SET=tools alone once kept 99 files where the ordered build keeps 97).
+IFS=: read -r -a base_dirs <<< "$BASE"
+for b in "${base_dirs[@]}"; do
+  [ -f "$b/manifest.csv" ] || { echo "error: $b: no corpus there (no manifest.csv); build it before SET=$SET (bash scripts/build_corpora.sh builds them in order)" >&2; exit 2; }
+done
 MAX_MB=${MAX_MB:-150}
 PYTHON=${PYTHON:-$HERE/../.venv/bin/python}
 [ -x "$PYTHON" ] || PYTHON=python3
@@ -120,9 +126,11 @@ fetch_deb() {  # $1 = group, $2 = pkg=version; a kept .deb is reused only if its
 }
 [ "$SET" != extra ] && DEB_PKGS=() MONO_PKGS=() CIL_PKGS=()
 echo "[deb] ${#DEB_PKGS[@]} + ${#MONO_PKGS[@]} + ${#CIL_PKGS[@]} packages" >&2
-for p in "${DEB_PKGS[@]}"; do fetch_deb debian "$p"; done
-for p in "${MONO_PKGS[@]}"; do fetch_deb debian-mono "$p"; done
-for p in "${CIL_PKGS[@]}"; do fetch_deb debian-cil "$p"; done
+n_debs=$(( ${#DEB_PKGS[@]} + ${#MONO_PKGS[@]} + ${#CIL_PKGS[@]} )); i=0
+step() { i=$((i + 1)); echo "  [$1 $i/$2] $3" >&2; }   # progress: one line a download
+for p in "${DEB_PKGS[@]}"; do step deb "$n_debs" "$p"; fetch_deb debian "$p"; done
+for p in "${MONO_PKGS[@]}"; do step deb "$n_debs" "$p"; fetch_deb debian-mono "$p"; done
+for p in "${CIL_PKGS[@]}"; do step deb "$n_debs" "$p"; fetch_deb debian-cil "$p"; done
 
 # ---------------- 2. PyPI Windows wheels: 64-bit, then 32-bit builds ----------------
 # Python 3.11 wheels first; a pin without a cp311 wheel falls back to 3.12, then 3.13 (same version).
@@ -206,9 +214,11 @@ if [ "$SET" = heldout ]; then
     pywavelets==1.9.0 preshed==3.0.15 netcdf4==1.7.5.1.post1 lightgbm==4.7.0 av==18.1.0 blis==1.3.4)
 fi
 echo "[pypi] ${#PYPI_AMD64[@]} win_amd64 + ${#PYPI_WIN32[@]} win32 wheels" >&2
+n_wheels=$(( ${#PYPI_AMD64[@]} + ${#PYPI_WIN32[@]} )); i=0
 for plat in win_amd64 win32; do
   if [ $plat = win32 ]; then list=("${PYPI_WIN32[@]}"); else list=("${PYPI_AMD64[@]}"); fi
   for p in "${list[@]}"; do
+    step pypi "$n_wheels" "$p ($plat)"
     if [ "$SET" = gui ]; then fetch_wheel_every_python $plat "$p" || fail "pypi:$p ($plat)"
     else fetch_wheel $plat "$p" || fail "pypi:$p ($plat)"; fi
   done
@@ -279,7 +289,9 @@ if [ "$SET" = heldout ]; then
   )
 fi
 echo "[npm] ${#NPM_PKGS[@]} packages" >&2
+i=0
 for p in "${NPM_PKGS[@]}"; do
+  step npm "${#NPM_PKGS[@]}" "$p"
   t=$(cd npm && npm pack --silent "$p" 2>/dev/null | tail -1) || true
   if [ -z "$t" ] || [ ! -f "npm/$t" ]; then fail "npm:$p"; continue; fi
   printf 'npm\tnpm:%s\tnpm/%s\n' "$p" "$t" >> sources.tsv
@@ -367,7 +379,7 @@ for line in sorted(open(os.path.join(work, 'sources.tsv')).read().splitlines()):
         with open(os.path.join(pe_dir, sha), 'wb') as f:
             f.write(data)
         rows.append((sha, len(data), src, name, group) + info)
-    print(f'  {src}: {len(rows) - n_before} new PE files', file=sys.stderr)
+    print(f'  {src} ({os.path.basename(archive)}): {len(rows) - n_before} new PE files', file=sys.stderr)
 
 def write(name, header, rows):
     with open(os.path.join(out, name), 'w', newline='') as f:

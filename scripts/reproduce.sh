@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
 # Every figure in README.md and docs/results.md comes from one of these commands, run in this order
 # on a 2-core CPU machine with ../shared beside the repository. Sections can be run on their own.
-# Caches and runs go to ~/.cache/malvision (never into the repository).
+# Caches and runs go to ~/.cache/malvision (never into the repository); shipped files only with SHIP=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MV=.venv/bin/malvision
-C=~/.cache/malvision
+C=${MALVISION_CACHE:-$HOME/.cache/malvision}
 mkdir -p "$C/caches" "$C/runs"
+# What a step ships (src/malvision/weights, docs/) is written there only with SHIP=1; otherwise to the same
+# path below $C/reproduced/, so rerunning a step never overwrites the card or figure it is checked against.
+# To check a shipped model against its card, `malvision reproduce NAME` (step `shipped`) is the short way.
+ship() {
+    if [ "${SHIP:-0}" = 1 ]; then echo "$1"; else mkdir -p "$C/reproduced/$(dirname "$1")"; echo "$C/reproduced/$1"; fi
+}
 
 data() {
     tar -xJf ../shared/data/big2015_opcodes.tar.xz -C "$C/"
@@ -64,12 +70,12 @@ big2015_full() {
     wait
     $MV benchmark "${common[@]}" --models "$rows,malconv" "${ngrams[@]}" "${malconv[@]}" \
         --ensemble ngram+ngram-lgbm --ensemble ngram-lgbm+malconv --ensemble ngram+ngram-lgbm+malconv
-    cp "$R/stratified/leaderboard.md" docs/big2015-full-leaderboard.md
-    cp "$R/stratified/leaderboard.png" docs/img/big2015-full-leaderboard.png
-    cp "$R/stratified/ngram-lgbm/confusion.png" docs/img/big2015-full-confusion.png
+    cp "$R/stratified/leaderboard.md" "$(ship docs/big2015-full-leaderboard.md)"
+    cp "$R/stratified/leaderboard.png" "$(ship docs/img/big2015-full-leaderboard.png)"
+    cp "$R/stratified/ngram-lgbm/confusion.png" "$(ship docs/img/big2015-full-confusion.png)"
     $MV train --model ngram --data "$D" --out "$C/runs/big2015-ngram-all" --test-size 0 --threads 1 \
         --set classifier='"lgbm"' --set top_k=3000 --set min_df=5
-    $MV bundle "$C/runs/big2015-ngram-all" -o src/malvision/weights/big2015-opcodes.pt \
+    $MV bundle "$C/runs/big2015-ngram-all" -o "$(ship src/malvision/weights/big2015-opcodes.pt)" \
         --cv "$R/stratified/leaderboard.json" --cv-row ngram-lgbm
     .venv/bin/python benchmarks/opcode_infer.py --n 1000
 }
@@ -111,14 +117,14 @@ PY
 # The previous release's byte-plot detector (docs/results.md section 4b): wider benign corpus,
 # group-disjoint CV. No longer bundled: board_v2 builds the shipped ones.
 detector() {
-    OUT="$C/benign-extra" bash scripts/build_extra_benign.sh
+    bash scripts/build_corpora.sh
     $MV data build --kind image --image-size 64 --benign "$C/benign" --benign "$C/benign-extra" \
         --out "$C/caches/pe_image64_wide"
     rm -rf "$C/runs/pe-detector-wide"   # a run folder keeps fold results only for the same data and settings
     $MV train-detector --data "$C/caches/pe_image64_wide" --out "$C/runs/pe-detector-wide" --model cnn \
         --epochs 15 --patience 4 --threads 1 --label-smoothing 0.1
     $MV bundle "$C/runs/pe-detector-wide" -o "$C/runs/pe-detector-wide/bundled.pt"
-    cp "$C/runs/pe-detector-wide/roc.png" docs/img/pe-detector-roc.png
+    cp "$C/runs/pe-detector-wide/roc.png" "$(ship docs/img/pe-detector-roc.png)"
 }
 
 # The previous release's PE-structure detector (docs/results.md section 4a): gradient-boosted trees on 433 header,
@@ -126,16 +132,16 @@ detector() {
 # shared corpus, the first widening (`detector`) and the native tools widening (SET=tools). Trees have
 # no epoch to pick, so each fold trains on all its rows; no class weights.
 features_detector() {
-    SET=tools bash scripts/build_extra_benign.sh
+    bash scripts/build_corpora.sh   # benign, benign-extra, then benign-tools: each de-duplicated against the earlier
     rm -rf "$C/runs/pe-detector-gbt"   # a run folder keeps fold results only for the same data and settings
     $MV data build --kind features --benign "$C/benign" --benign "$C/benign-extra" --benign "$C/benign-tools" --out "$C/caches/pe-features-wide" --overwrite
     $MV train-detector --data "$C/caches/pe-features-wide" --out "$C/runs/pe-detector-gbt" --model gbt \
         --no-class-weighting --threads 1
     $MV bundle "$C/runs/pe-detector-gbt" -o "$C/runs/pe-detector-gbt/bundled.pt"
-    $MV info "$C/runs/pe-detector-gbt/bundled.pt" --groups --markdown > docs/pe-features-families.md
-    .venv/bin/python scripts/pe_types.py "$C/runs/pe-detector-gbt" "$C/caches/pe-features-wide" > docs/pe-features-types.md
-    .venv/bin/python scripts/interval_drivers.py "$C/runs/pe-detector-gbt" "$C/caches/pe-features-wide" > docs/pe-features-interval.md
-    cp "$C/runs/pe-detector-gbt/roc.png" docs/img/pe-features-roc.png
+    $MV info "$C/runs/pe-detector-gbt/bundled.pt" --groups --markdown > "$(ship docs/pe-features-families.md)"
+    .venv/bin/python scripts/pe_types.py "$C/runs/pe-detector-gbt" "$C/caches/pe-features-wide" > "$(ship docs/pe-features-types.md)"
+    .venv/bin/python scripts/interval_drivers.py "$C/runs/pe-detector-gbt" "$C/caches/pe-features-wide" > "$(ship docs/pe-features-interval.md)"
+    cp "$C/runs/pe-detector-gbt/roc.png" "$(ship docs/img/pe-features-roc.png)"
 }
 
 # How much the features detector's figures move with the seed (seeds 1 and 2 of the same recipe), and
@@ -187,14 +193,21 @@ board_v2() {
     .venv/bin/python scripts/baselines.py secml-malconv --data "$D/pe-bytes1m-v2" --heldout "$C/benign-heldout/pe" \
         --out "$R/v2-secml-malconv"
     $MV compare-detectors "$R"/v3-lgbm "$R"/v2-{lgbm,gbt,mlp,linear,cnn64,views64,fused64,malconv,secml-malconv} \
-        --heldout "$C/benign-heldout/pe" --out docs/board
+        --heldout "$C/benign-heldout/pe" --out "$(ship docs/board)"
     # the EMBER recipe against ours on the files it has vectors for (same folds, restricted)
-    $MV compare-detectors "$R"/v3-lgbm "$R"/v2-{lgbm,ember-lgbm} --out docs/board-ember
+    $MV compare-detectors "$R"/v3-lgbm "$R"/v2-{lgbm,ember-lgbm} --out "$(ship docs/board-ember)"
     # ship: the default (LightGBM on PE features, GUI widening) and the byte-level neural detector
-    $MV bundle "$R/v3-lgbm" -o src/malvision/weights/pe-features.pt
-    $MV export pe-features --onnx
-    $MV bundle "$R/v2-malconv" -o src/malvision/weights/pe-detector.pt
-    $MV export pe-detector --onnx
+    $MV bundle "$R/v3-lgbm" -o "$(ship src/malvision/weights/pe-features.pt)"
+    $MV export "$(ship src/malvision/weights/pe-features.pt)" --onnx
+    $MV bundle "$R/v2-malconv" -o "$(ship src/malvision/weights/pe-detector.pt)"
+    $MV export "$(ship src/malvision/weights/pe-detector.pt)" --onnx
+}
+
+# Every shipped model rebuilt from its card's recipe into a scratch folder and compared with the shipped
+# card figure by figure (needs the corpora: bash scripts/build_corpora.sh).
+shipped() {
+    $MV reproduce big2015-opcodes
+    $MV reproduce default
 }
 
 if [ $# -eq 0 ]; then set -- data leaderboard gradients caps big2015_full pe_leaderboard malimg detector features_detector features_seeds caches_v2 board_v2; fi

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from malvision.errors import CheckpointError
 
-__all__ = ["WEIGHTS_DIR", "BUNDLED", "DEFAULT_MODEL", "resolve_checkpoint"]
+__all__ = ["WEIGHTS_DIR", "BUNDLED", "DEFAULT_MODEL", "RUN_MODELS", "resolve_checkpoint"]
 
 WEIGHTS_DIR = Path(__file__).with_name("weights")
 # name -> file under weights/; each is trained by a command recorded in its model card.
@@ -17,10 +17,14 @@ BUNDLED: dict[str, str] = {
     "big2015-opcodes": "big2015-opcodes.pt",
 }
 DEFAULT_MODEL = "default"
+# What a run folder's model is, first found first: `train-detector`'s model.pt (with its card), a
+# bundle left beside a run, `train`'s best.pt.
+RUN_MODELS = ("model.pt", "bundled.pt", "best.pt")
 
 
 def resolve_checkpoint(ref: str | Path) -> Path:
-    """A bundled model name, a run folder (its ``best.pt``) or a checkpoint file -> the file's path."""
+    """A bundled model name, a run folder (``train-detector``'s ``model.pt`` or ``train``'s ``best.pt``)
+    or a checkpoint file -> the file's path."""
     text = str(ref)
     if text in BUNDLED:
         path = WEIGHTS_DIR / BUNDLED[text]
@@ -29,9 +33,12 @@ def resolve_checkpoint(ref: str | Path) -> Path:
         return path
     p = Path(text)
     if p.is_dir():
-        if (p / "best.pt").is_file():
-            return p / "best.pt"
-        raise CheckpointError(f"{p}: no best.pt in this run folder; train into it first")
+        for name in RUN_MODELS:
+            if (p / name).is_file():
+                return p / name
+        raise CheckpointError(
+            f"{p}: no best.pt, model.pt or bundled.pt in this run folder; train into it first"
+        )
     if p.is_file():
         return p
     names = ", ".join(sorted(BUNDLED))

@@ -79,12 +79,30 @@ def card_from_run(run: Path | str, cv: Path | None = None, cv_row: str | None = 
         "metrics": figures,
         "training_ids": sorted(split["train_ids"] + split["val_ids"]),
         "test_ids": sorted(split["test_ids"]),
-        "data": {"cache": metrics.get("data"), "manifest_hash": metrics.get("manifest_hash")},
+        "data": {
+            "cache": metrics.get("data"),
+            "manifest_hash": metrics.get("manifest_hash"),
+            "data_hash": metrics.get("data_hash"),
+        },
         "train_config": metrics["config"],
         "train_seconds": metrics.get("train_seconds"),
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d"),
         "command": metrics.get("command", ""),
-    }
+    } | _bundled_recipe(metrics.get("recipe"), cv)
+
+
+def _bundled_recipe(recipe: dict[str, Any] | None, cv: Path | None) -> dict[str, Any]:
+    """A ``train`` run's recipe with the bundle step that makes the card; one whose figures come from a
+    benchmark (``cv``) cannot be rerun from the card alone and says so."""
+    if not recipe:
+        return {}
+    if cv is not None:
+        return {
+            "recipe": recipe
+            | {"incomplete": f"its figures come from a benchmark ({cv}) the card does not record"}
+        }
+    step = ["bundle", "{run}", "--out", "{work}/model.pt"]
+    return {"recipe": recipe | {"steps": [*recipe["steps"], step], "model": "{work}/model.pt"}}
 
 
 def save_with_card(ck: Any, dest: Path | str, card: dict[str, Any]) -> Path:

@@ -64,12 +64,14 @@ def build_detector(
     command: str = "",
     sources: dict[str, str] | None = None,
     on_progress: Callable[[str], None] | None = None,
+    recipe: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Cross-validate, pick the threshold, train the final model; writes ``model.pt`` + ``card.json``.
 
     ``protocols``: ``source`` (one fold per malware collection) and/or ``group`` (``folds``
     group-disjoint folds); default both when the cache records collections, else ``group``. The first
-    is the card's own: its out-of-fold scores calibrate the model and set the threshold.
+    is the card's own: its out-of-fold scores calibrate the model and set the threshold. ``recipe``:
+    how to build the data and train again (``malvision.recipe``), kept in the card.
     """
     out = Path(out_dir)
     say = on_progress or (lambda s: None)
@@ -134,6 +136,7 @@ def build_detector(
         "data": {
             "cache": str(getattr(ds, "path", "")),
             "manifest_hash": ds.manifest_hash,
+            "data_hash": getattr(ds, "data_hash", None),
             "counts": {c: int((ds.labels == i).sum()) for i, c in enumerate(ds.classes)},
             "groups": {
                 c: len({ds.groups[i] for i in np.flatnonzero(ds.labels == k)})
@@ -145,7 +148,7 @@ def build_detector(
         "train_config": asdict(cfg),
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d"),
         "command": command,
-    }
+    } | ({"recipe": recipe} if recipe else {})
     save_with_card(ck, out / "model.pt", card)
     with atomic_writer(out / "card.json") as f:
         f.write(json.dumps({k: v for k, v in card.items() if k != "training_sha256"}, indent=2).encode())

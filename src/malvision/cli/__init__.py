@@ -8,7 +8,7 @@ draws their tables.
 
 from __future__ import annotations
 
-from malvision.cli import benchmark, data, experiments, inference  # noqa: F401  (importing registers the commands)
+from malvision.cli import benchmark, data, experiments, inference, reproduce  # noqa: F401  (importing registers the commands)
 from malvision.cli.app import EXIT_ERROR, EXIT_FOUND, EXIT_INTERRUPTED, EXIT_OK, app, main, parse_size
 
 __all__ = ["EXIT_ERROR", "EXIT_FOUND", "EXIT_INTERRUPTED", "EXIT_OK", "app", "main", "parse_size"]

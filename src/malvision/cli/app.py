@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import signal
 import sys
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -19,6 +20,26 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from malvision import __version__
+
+        out.print(f"malvision {__version__}", markup=False, highlight=False)
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _main_options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """Detect and classify malware from a file's bytes seen as an image and as a sequence."""
+
+
 data_app = typer.Typer(help="Inspect and build datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
@@ -69,6 +90,25 @@ def report_failures(failures: list[tuple[str, str]]) -> None:
         for name, msg in failures:
             line = f"error: {msg}" if msg.startswith(name) else f"error: {name}: {msg}"
             err.print(clean(line), markup=False, highlight=False, soft_wrap=True)  # one line, never wrapped
+
+
+def invoked_argv(ctx: typer.Context) -> list[str]:
+    """The running command as the arguments that give it again: its name, then every option whose
+    value is not the default (long names, ``--no-x`` for a false flag), whatever argv it came from."""
+    argv = [str(ctx.info_name)]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name or "")
+        if param.param_type_name != "option" or value is None or value == param.default:
+            continue
+        name = max(param.opts, key=len)
+        if getattr(param, "is_flag", False):
+            secondary = getattr(param, "secondary_opts", [])
+            if value or secondary:
+                argv.append(name if value else max(secondary, key=len))
+            continue
+        for v in value if getattr(param, "multiple", False) else [value]:
+            argv += [name, str(v)]
+    return argv
 
 
 def _on_sigterm(signum: int, frame: object) -> None:

@@ -116,6 +116,7 @@ def data_info(
     ds = open_dataset(data, format=fmt, label=label, password=password)
     try:
         s = summarize(ds)
+        identity = getattr(ds, "data_hash", None)  # a cache's: the same files and labels anywhere
     finally:
         if hasattr(ds, "close"):
             ds.close()
@@ -146,6 +147,10 @@ def data_info(
         types = sorted({t for v in s.pe_types.values() for t in v})
         rows = [[t, *(str(s.pe_types[c].get(t, 0)) for c in s.pe_types)] for t in types]
         out.print(plain_table("files per PE type", ["PE type", *s.pe_types], rows))
+    if identity:
+        out.print(
+            f"data hash (sha256 of sorted file hashes and labels): {identity}", markup=False, soft_wrap=True
+        )
     if s.spec is not None:
         out.print("spec: " + ", ".join(f"{k}={v}" for k, v in s.spec.items()), markup=False)
     if s.skipped:
@@ -196,16 +201,43 @@ def data_build(
     """Build a training cache: PE malware vs benign (label malware/benign) or BIG2015 opcodes (family)."""
     import time
 
-    from malvision.data.build import build_detection_cache, build_opcode_cache
+    from malvision.data.build import (
+        build_detection_cache,
+        build_opcode_cache,
+        default_benign_dir,
+        default_malware_zip,
+        default_opcodes_dir,
+    )
     from malvision.data.cache import CachedDataset
 
     start = time.monotonic()
     dedupe = not keep_duplicates
     if opcodes is not None or kind == "opcodes":
+        opcodes = opcodes or default_opcodes_dir()
+        command = ["data", "build", "--opcodes", _abs(opcodes)] + (
+            ["--max-len", str(max_len)] if max_len else []
+        )
         n, failures = build_opcode_cache(
-            out_dir, opcodes, max_len, progress=progress(), overwrite=overwrite, dedupe=dedupe
+            out_dir,
+            opcodes,
+            max_len,
+            progress=progress(),
+            overwrite=overwrite,
+            dedupe=dedupe,
+            command=[*command, *_flags(keep_duplicates, max_size), "--out", _abs(out_dir)],
         )
     else:
+        benign = benign or [default_benign_dir()]
+        malware_zip = malware_zip or default_malware_zip()
+        command = ["data", "build", "--kind", kind, "--image-size", str(image_size)]
+        command += ["--max-len", str(max_len)] if max_len else []
+        for d in benign:
+            command += ["--benign", _abs(d)]
+        command += ["--malware-zip", _abs(malware_zip)]
+        for d in malware or ():
+            command += ["--malware", _abs(d)]
+        command += ["--max-per-group", str(max_per_group)] if max_per_group is not None else []
+        command += ["--all-kinds"] * all_kinds + (["--password", password] if password != "infected" else [])
         n, failures = build_detection_cache(
             out_dir,
             kind=kind,
@@ -221,6 +253,7 @@ def data_build(
             dedupe=dedupe,
             malware_dirs=malware or (),
             max_per_group=max_per_group,
+            command=[*command, *_flags(keep_duplicates, max_size), "--out", _abs(out_dir)],
         )
     out.print(f"wrote {n} samples to {out_dir} in {time.monotonic() - start:.1f} s", markup=False)
     dups = CachedDataset(out_dir).meta.get("duplicates", [])
@@ -234,3 +267,12 @@ def data_build(
     report_failures(failures)
     if failures:
         raise typer.Exit(EXIT_ERROR)
+
+
+def _abs(path: Path) -> str:
+    return str(path.expanduser().absolute())
+
+
+def _flags(keep_duplicates: bool, max_size: str) -> list[str]:
+    """The ``data build`` flags that change which files a cache keeps, as given."""
+    return ["--keep-duplicates"] * keep_duplicates + (["--max-size", max_size] if max_size != "8G" else [])

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from malvision.cli.app import app, err, out, progress
+from malvision.cli.app import app, err, invoked_argv, out, progress
 from malvision.cli.options import DataOpt, KindOpt, ModelKw, dataset_for, train_config
 from malvision.cli.render import class_table, models_table
 from malvision.errors import MalvisionError
@@ -16,6 +16,7 @@ from malvision.errors import MalvisionError
 
 @app.command()
 def train(
+    ctx: typer.Context,
     model: Annotated[
         str, typer.Option("--model", "-m", help="Registered model name (see `malvision models`).")
     ],
@@ -43,6 +44,7 @@ def train(
     import json
 
     from malvision.evaluate.holdout import train_run
+    from malvision.recipe import make_recipe
 
     cfg = train_config(model, sets, epochs, batch_size, lr, patience, max_len, seed, threads)
     ds = dataset_for(data, kind, image_size, max_len)
@@ -73,6 +75,7 @@ def train(
             on_epoch=on_epoch,
             on_step=on_step,
             command="malvision " + " ".join(sys.argv[1:]),
+            recipe=make_recipe(ds, invoked_argv(ctx), "{run}/best.pt"),
         )
     if summary and summary["test"] is None:
         out.print(
@@ -187,6 +190,7 @@ def gradients(
 
 @app.command("train-detector")
 def train_detector(
+    ctx: typer.Context,
     data: DataOpt,
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Run folder: model.pt, card.json, roc.png.")],
     model: Annotated[str, typer.Option("--model", "-m", help="Architecture.")] = "cnn",
@@ -225,6 +229,7 @@ def train_detector(
     import json
 
     from malvision.detector import build_detector
+    from malvision.recipe import make_recipe
 
     settings = (epochs, batch_size, lr, patience, max_len, seed, threads)
     cfg = train_config(
@@ -242,6 +247,7 @@ def train_detector(
             target_fpr=target_fpr,
             protocols=tuple(p.strip() for p in protocols.split(",") if p.strip()) if protocols else None,
             command=command,
+            recipe=make_recipe(ds, invoked_argv(ctx), "{run}/model.pt"),
             on_progress=lambda s: bar.update(task, description=s),
         )
     out.print(json.dumps(card["metrics"], indent=2), markup=False, soft_wrap=True)

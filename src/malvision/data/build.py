@@ -227,8 +227,10 @@ def build_detection_cache(
     dedupe: bool = True,
     malware_dirs: Sequence[Path | str] = (),
     max_per_group: int | None = None,
+    command: list[str] | None = None,
 ) -> tuple[int, list[tuple[str, str]]]:
-    """Cache the malware-vs-benign PE set as ``kind`` image, bytes or features; returns (written, failures)."""
+    """Cache the malware-vs-benign PE set as ``kind`` image, bytes or features; returns (written, failures).
+    ``command``: see ``write_cache``."""
     if kind not in ("image", "views", "bytes", "features", "fused"):
         raise DatasetError(
             f"--kind {kind!r}: the PE set builds as image, views, bytes, features or fused (opcodes: use --opcodes)"
@@ -237,7 +239,9 @@ def build_detection_cache(
     with detection_dataset(
         benign_dir, malware_zip, all_kinds, password, max_size, malware_dirs, max_per_group
     ) as raw:
-        return write_cache(raw, out_dir, spec, progress=progress, overwrite=overwrite, dedupe=dedupe)
+        return write_cache(
+            raw, out_dir, spec, progress=progress, overwrite=overwrite, dedupe=dedupe, command=command
+        )
 
 
 def build_opcode_cache(
@@ -247,8 +251,11 @@ def build_opcode_cache(
     progress: Any | None = None,
     overwrite: bool = False,
     dedupe: bool = True,
+    command: list[str] | None = None,
 ) -> tuple[int, list[tuple[str, str]]]:
     """Cache the BIG2015 opcode sequences (label = family), at most ``max_len`` opcodes each."""
     spec = ConvertSpec(kind="opcodes", max_len=max_len or DEFAULT_MAX_LEN)
     with OpcodeTreeDataset(opcodes_dir or default_opcodes_dir()) as raw:
-        return write_cache(raw, out_dir, spec, progress=progress, overwrite=overwrite, dedupe=dedupe)
+        return write_cache(
+            raw, out_dir, spec, progress=progress, overwrite=overwrite, dedupe=dedupe, command=command
+        )

@@ -2,7 +2,8 @@
 
 A cache is a folder::
 
-    meta.json      format version, ConvertSpec, classes, counts, creation info, manifest_hash
+    meta.json      format version, ConvertSpec, classes, counts, creation info, manifest_hash,
+                   data_hash (``data_hash``) and the ``data build`` command that made it
     manifest.csv   id,sha256,size,label,group,source,collection,pe_type (one row per sample, in array order;
                    format 1 had no collection and pe_type)
     x.npy          kind image: (N, S, S) uint8
@@ -35,12 +36,20 @@ from malvision.convert.spec import ConvertSpec
 from malvision.data.records import Closing, Record
 from malvision.errors import ConversionError, DatasetError
 
-__all__ = ["CACHE_FORMAT", "CACHE_VERSION", "MANIFEST_FIELDS", "CachedDataset", "is_cache"]
+__all__ = ["CACHE_FORMAT", "CACHE_VERSION", "MANIFEST_FIELDS", "CachedDataset", "data_hash", "is_cache"]
 
 CACHE_FORMAT = "malvision-cache"
 CACHE_VERSION = 2
 READS = (1, 2)  # format 1: no collection and pe_type columns
 MANIFEST_FIELDS = ("id", "sha256", "size", "label", "group", "source", "collection", "pe_type")
+
+
+def data_hash(records: Iterable[Record]) -> str:
+    """What a data set is, wherever it sits: sha256 of its sorted ``<sha256>,<label>`` lines (the id
+    stands in for a file without a sha256). ``manifest_hash`` checks one cache's manifest, paths and
+    order included; this one is the same for the same files and labels on any machine."""
+    lines = sorted(f"{r.sha256 or r.id},{r.label}\n" for r in records)
+    return hashlib.sha256("".join(lines).encode("utf-8")).hexdigest()
 
 
 def is_cache(path: Path | str) -> bool:
@@ -90,6 +99,7 @@ class CachedDataset(Closing):
         self._remap: np.ndarray | None = None
         self.records = self._read_manifest()
         self.ids = [r.id for r in self.records]
+        self.data_hash: str = data_hash(self.records)
         self.groups: list[str | None] = [r.group for r in self.records]
         self.collections: list[str | None] = [r.collection for r in self.records]
         index = {c: k for k, c in enumerate(self.classes)}

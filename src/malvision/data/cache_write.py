@@ -29,7 +29,14 @@ from threadpoolctl import threadpool_limits
 from malvision.convert.prepare import prepare
 from malvision.convert.sequence import DEFAULT_MAX_LEN
 from malvision.convert.spec import ConvertSpec
-from malvision.data.cache import CACHE_FORMAT, CACHE_VERSION, MANIFEST_FIELDS, CachedDataset, is_cache
+from malvision.data.cache import (
+    CACHE_FORMAT,
+    CACHE_VERSION,
+    MANIFEST_FIELDS,
+    CachedDataset,
+    data_hash,
+    is_cache,
+)
 from malvision.data.records import RawDataset, Record
 from malvision.errors import ConversionError, DatasetError, MalvisionError
 from malvision.io import DEFAULT_MAX_SIZE
@@ -146,6 +153,7 @@ def write_cache(
     progress: Any | None = None,
     overwrite: bool = False,
     dedupe: bool = True,
+    command: list[str] | None = None,
 ) -> tuple[int, list[tuple[str, str]]]:
     """Convert every sample of ``raw`` under ``spec`` into a cache at ``out_dir``.
 
@@ -154,7 +162,8 @@ def write_cache(
     sample (same sha256 of what ``open`` returns) is left out too, since copies split between train
     and test inflate scores; these are not failures but listed in meta.json ``duplicates`` as
     [id, label, kept id, kept label] (two labels flag a labelling conflict).
-    ``progress`` is a rich ``Progress`` or None.
+    ``progress`` is a rich ``Progress`` or None. ``command``: the ``data build`` arguments that made
+    it, kept in meta.json so a model card can say how to build its data again.
 
     Returns:
         (samples written, failures).
@@ -172,7 +181,7 @@ def write_cache(
     except OSError as e:
         raise DatasetError(f"{out}: cannot create the cache here ({e.strerror or e})") from None
     try:
-        return _write(raw, tmp, out, spec, progress, overwrite, dedupe)
+        return _write(raw, tmp, out, spec, progress, overwrite, dedupe, command)
     except OSError as e:  # disk full, folder made read-only mid-build
         raise DatasetError(f"{out}: cannot write the cache ({e.strerror or e})") from None
     finally:
@@ -187,6 +196,7 @@ def _write(
     progress: Any | None,
     overwrite: bool,
     dedupe: bool,
+    command: list[str] | None = None,
 ) -> tuple[int, list[tuple[str, str]]]:
     failures: list[tuple[str, str]] = list(raw.skipped)
     codebook = _Codebook() if spec.kind == "opcodes" else None
@@ -224,6 +234,8 @@ def _write(
     manifest = _manifest_bytes(rows.records)
     (tmp / "manifest.csv").write_bytes(manifest)
     meta = _meta(raw, spec, rows, len(failures), manifest)
+    if command is not None:
+        meta["command"] = list(command)
     if codebook is not None:
         meta["codebook"] = codebook.tokens
     (tmp / "meta.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
@@ -276,6 +288,7 @@ def _meta(raw: RawDataset, spec: ConvertSpec, rows: _Rows, n_failed: int, manife
         "n_failed": n_failed,
         "duplicates": rows.duplicates,
         "manifest_hash": hashlib.sha256(manifest).hexdigest(),
+        "data_hash": data_hash(rows.records),
         "created": {
             "at": datetime.now(UTC).isoformat(timespec="seconds"),
             "malvision": _version(),

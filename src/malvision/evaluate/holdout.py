@@ -36,12 +36,14 @@ def train_run(
     on_epoch: Callable[[dict[str, float]], None] | None = None,
     on_step: Callable[[int, int], None] | None = None,
     command: str = "",
+    recipe: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Hold out a seeded test split (group-disjoint if ``grouped``), train, test, write plots and metrics.
     ``test_size`` 0 trains on every sample and tests on none (a model to ship, measured by ``benchmark``).
 
     Writes into ``out_dir``: ``best.pt``, ``metrics.json`` (test metrics + run facts), ``history.csv``,
     ``curves.png``, ``confusion.png`` and ``split.json`` (the test ids, so no one tests on training data).
+    ``recipe``: how to build the data and train again (``malvision.recipe``), for the card.
     """
     out = Path(out_dir)
     if test_size == 0:  # a model to ship: every sample trains it, cross-validation measures the recipe
@@ -78,7 +80,9 @@ def train_run(
         "config": asdict(cfg),
         "data": str(getattr(ds, "path", "")),
         "manifest_hash": ds.manifest_hash,
+        "data_hash": getattr(ds, "data_hash", None),
         "command": command,
+        "recipe": recipe,
     }
     with atomic_writer(out / "metrics.json") as f:
         f.write(json.dumps(summary, indent=2).encode())

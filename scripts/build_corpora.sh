@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Every corpus the shipped models are trained on, each built only when missing, in the order their
+# de-duplication needs (a later benign corpus leaves out files of the earlier ones):
+#
+#   SOURCES=/path/to/collections bash scripts/build_corpora.sh
+#
+#   ~/.cache/malvision/big2015_opcodes   BIG2015 opcode sequences, unpacked from ../shared   0.5 GB, 1 min
+#   ~/.cache/malvision/benign            the shared corpus script (apt, PyPI, npm)          2.5 GB, ~15 min
+#   ~/.cache/malvision/benign-extra      scripts/build_extra_benign.sh                       2.9 GB, ~15 min
+#   ~/.cache/malvision/benign-tools      SET=tools                                            0.1 GB, 2 min
+#   ~/.cache/malvision/benign-gui        SET=gui                                              0.9 GB, ~10 min
+#   ~/.cache/malvision/malware_v2        1,076 malware files of eight public collections     0.9 GB
+#
+# Downloads peak above the kept sizes (each script keeps its archives in <corpus>/work; npm's own cache
+# grows by about 0.6 GB): plan for 10 GB free. SOURCES is the folder holding the fetched collections of
+# ../shared/data/malware_v2_manifest.csv (`owner+repo/repo` snapshots or `git clone`s); it is needed only
+# while malware_v2 is missing. MALVISION_CACHE moves everything (default ~/.cache/malvision).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+C=${MALVISION_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/malvision}
+SOURCES=${SOURCES:-}
+mkdir -p "$C"
+say() { echo "[corpora] $*" >&2; }
+have() { [ -f "$C/$1/${2:-manifest_ext.csv}" ]; }
+
+if [ ! -d "$C/big2015_opcodes" ]; then
+    say "unpacking BIG2015 opcodes into $C/big2015_opcodes"
+    tar -xJf ../shared/data/big2015_opcodes.tar.xz -C "$C/"
+fi
+have benign || { say "building $C/benign (apt, PyPI, npm downloads)"; OUT="$C/benign" bash ../shared/tools/build_benign_corpus.sh; }
+have benign-extra || { say "building $C/benign-extra"; OUT="$C/benign-extra" BASE="$C/benign" bash scripts/build_extra_benign.sh; }
+have benign-tools || { say "building $C/benign-tools"; SET=tools OUT="$C/benign-tools" BASE="$C/benign:$C/benign-extra" bash scripts/build_extra_benign.sh; }
+have benign-gui || { say "building $C/benign-gui"; SET=gui OUT="$C/benign-gui" BASE="$C/benign:$C/benign-extra:$C/benign-tools" bash scripts/build_extra_benign.sh; }
+if ! have malware_v2 manifest.csv; then
+    [ -n "$SOURCES" ] || { echo "error: no $C/malware_v2; set SOURCES to the folder of the fetched collections" >&2; exit 1; }
+    say "building $C/malware_v2 from $SOURCES"
+    python3 ../shared/tools/build_malware_corpus.py --sources "$SOURCES" \
+        --manifest ../shared/data/malware_v2_manifest.csv --out "$C/malware_v2"
+fi
+say "corpora ready in $C; next: .venv/bin/malvision reproduce default"
