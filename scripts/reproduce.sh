@@ -197,5 +197,11 @@ board_v2() {
     $MV export pe-detector --onnx
 }
 
-if [ $# -eq 0 ]; then set -- data leaderboard gradients caps big2015_full pe_leaderboard malimg detector features_detector features_seeds caches_v2 board_v2; fi
+# Issue 19: the 0.1% FPR threshold three ways (empirical quantile, Pareto tail, order-statistic bound) on
+# the shipped default's out-of-fold scores, each with its interval over benign projects (docs/threshold.md)
+threshold() {
+    .venv/bin/python scripts/threshold_report.py "$C/runs/v3-lgbm" --out docs/threshold.md
+}
+
+if [ $# -eq 0 ]; then set -- data leaderboard gradients caps big2015_full pe_leaderboard malimg detector features_detector features_seeds caches_v2 board_v2 threshold; fi
 for step in "$@"; do "$step"; done
