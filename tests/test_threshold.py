@@ -117,6 +117,30 @@ def test_compare_methods_checks_each_on_unseen_halves() -> None:
     assert all(0 <= c["share_over_target"] <= 1 for c in checks.values())
 
 
+def test_the_card_carries_each_points_threshold_interval() -> None:
+    from malvision.card import _threshold_cis, operating_rows
+    from malvision.evaluate.detection import detection_report
+
+    benign, groups = _projects(120, 10, seed=6)
+    y = np.r_[np.zeros(len(benign), int), np.ones(100, int)]
+    score = np.r_[benign, np.linspace(0.2, 1.0, 100)]
+    g = np.r_[groups, [f"m{i}" for i in range(100)]]
+    m = detection_report(y, score, g, target_fpr=0.01)
+    for f, p in m["operating_points"].items():
+        lo, hi = p["threshold_ci95"]
+        assert lo <= p["threshold"] <= hi, f
+        a, b = p["tpr_at_threshold_ci95"]
+        assert a >= p["tpr"] >= b
+    assert m["operating_points"]["0.01"]["threshold"] == m["threshold"]
+    header, rows = operating_rows({"metrics": m, "target_fpr": 0.01})
+    assert header[-2:] == ["threshold 95% interval", "detected at its ends"]
+    lo, hi = m["operating_points"]["0.01"]["threshold_ci95"]
+    (own,) = [r for r in rows if r[0] == "1% (card)"]
+    assert own[-2] == f"{lo:.4f} to {hi:.4f}"
+    assert _threshold_cis({"metrics": m})["0.01"] == f"; 95% interval {lo:.4f} to {hi:.4f}"
+    assert _threshold_cis({"metrics": {"operating_points": {"0.01": {"threshold": 0.5}}}}) == {}
+
+
 @pytest.mark.slow
 def test_threshold_report_writes_markdown_and_png_and_refuses_a_non_run(tmp_path: Path) -> None:
     import json
