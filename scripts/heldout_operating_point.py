@@ -1,6 +1,6 @@
 """Does a detector's card threshold hold on benign projects it never saw? As Markdown.
 
-    .venv/bin/python scripts/heldout_operating_point.py ~/.cache/malvision/runs/v4-lgbm [--corpus DIR]
+    .venv/bin/python scripts/heldout_operating_point.py ~/.cache/malvision/runs/v4-lgbm [--corpus DIR] [--out MD]
 
 Scans the held-out benign corpus (`SET=heldout bash scripts/build_extra_benign.sh`, projects no training
 set draws from) with the run's model, and sets the 0.1% FPR threshold on those scores. Against it, the
@@ -21,6 +21,7 @@ import numpy as np
 from malvision.card import training_ids
 from malvision.errors import MalvisionError
 from malvision.evaluate.metrics import threshold_for_fpr
+from malvision.io import atomic_writer
 from malvision.scan import Scanner
 
 CORPUS = Path.home() / ".cache" / "malvision" / "benign-heldout"
@@ -31,6 +32,7 @@ def main() -> None:
     ap.add_argument("run", type=Path, help="a `malvision train-detector` run folder")
     ap.add_argument("--corpus", type=Path, default=CORPUS, help="held-out corpus (pe/ + manifest)")
     ap.add_argument("--fpr", type=float, default=0.001)
+    ap.add_argument("--out", type=Path, help="also write the Markdown here")
     a = ap.parse_args()
     try:
         oof = json.loads((a.run / "oof_scores.json").read_text())
@@ -46,15 +48,20 @@ def main() -> None:
     card_t = float(scanner.card["threshold"])
     held_t = threshold_for_fpr(held, a.fpr)
     at = lambda t: float((mal >= t).mean())  # noqa: E731
-    print(f"# {a.run.name}: the card's threshold against {a.fpr:.1%} FPR on held-out benign projects\n")
-    print(
+    lines = [f"# {a.run.name}: the card's threshold against {a.fpr:.1%} FPR on held-out benign projects\n"]
+    lines.append(
         f"{len(held)} held-out benign files ({a.corpus.name}); {len(mal)} malware files, out-of-fold "
         f"({oof.get('protocol')}-disjoint). Made by `scripts/heldout_operating_point.py`.\n"
     )
-    print("| threshold | value | held-out benign flagged | malware detected |\n|---|---|---|---|")
+    lines.append("| threshold | value | held-out benign flagged | malware detected |\n|---|---|---|---|")
     for name, t in (("card (out-of-fold 0.1% FPR)", card_t), (f"held-out {a.fpr:.1%} FPR", held_t)):
-        print(f"| {name} | {t:.4f} | {int((held >= t).sum())} of {len(held)} | {at(t):.1%} |")
-    print(f"\nGap: {100 * (at(held_t) - at(card_t)):.1f} points (goal: within 5).")
+        lines.append(f"| {name} | {t:.4f} | {int((held >= t).sum())} of {len(held)} | {at(t):.1%} |")
+    lines.append(f"\nGap: {100 * (at(held_t) - at(card_t)):.1f} points (goal: within 5).")
+    text = "\n".join(lines) + "\n"
+    print(text, end="")
+    if a.out:
+        with atomic_writer(a.out) as f:
+            f.write(text.encode())
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """The mix of a features cache by file type, benign next to malware, as Markdown.
 
-    .venv/bin/python scripts/pe_mix.py ~/.cache/malvision/caches/pe-features-v4
+    .venv/bin/python scripts/pe_mix.py ~/.cache/malvision/caches/pe-features-v4 [OUT.md]
 
 Rows: the PE type of each file (32/64-bit, GUI, console, DLL, from the headers), then two traits read
 from its features: .NET (a CLR data directory) and executables whose overlay is most of the file
@@ -18,9 +18,10 @@ import numpy as np
 from malvision.convert.pefeatures import FEATURE_NAMES
 from malvision.data.cache import CachedDataset
 from malvision.errors import MalvisionError
+from malvision.io import atomic_writer
 
 
-def main(path: Path) -> None:
+def main(path: Path, out: Path | None) -> None:
     try:
         ds = CachedDataset(path)
     except MalvisionError as e:
@@ -35,16 +36,21 @@ def main(path: Path) -> None:
     overlay = exe & (x[:, FEATURE_NAMES.index("overlay_share")] > 0.5)
     n_b, n_m = int((~mal).sum()), int(mal.sum())
     cell = lambda k, n: f"{k:,} ({k / n:.1%})"  # noqa: E731
-    print(f"# File types in `{path.name}`: {n_b:,} benign, {n_m:,} malware\n")
-    print("Made by `scripts/pe_mix.py`.\n\n| type | benign | malware |\n|---|---|---|")
+    lines = [f"# File types in `{path.name}`: {n_b:,} benign, {n_m:,} malware\n"]
+    lines.append("Made by `scripts/pe_mix.py`.\n\n| type | benign | malware |\n|---|---|---|")
     b, m = Counter(types[~mal]), Counter(types[mal])
     for t in sorted(set(b) | set(m)):
-        print(f"| {t} | {cell(b[t], n_b)} | {cell(m[t], n_m)} |")
+        lines.append(f"| {t} | {cell(b[t], n_b)} | {cell(m[t], n_m)} |")
     for name, f in ((".NET (CLR header)", clr), ("executable, overlay > half the file", overlay)):
-        print(f"| {name} | {cell(int(f[~mal].sum()), n_b)} | {cell(int(f[mal].sum()), n_m)} |")
+        lines.append(f"| {name} | {cell(int(f[~mal].sum()), n_b)} | {cell(int(f[mal].sum()), n_m)} |")
+    text = "\n".join(lines) + "\n"
+    print(text, end="")
+    if out is not None:
+        with atomic_writer(out) as f:
+            f.write(text.encode())
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: pe_mix.py FEATURES_CACHE")
-    main(Path(sys.argv[1]).expanduser())
+    if len(sys.argv) not in (2, 3):
+        sys.exit("usage: pe_mix.py FEATURES_CACHE [OUT.md]")
+    main(Path(sys.argv[1]).expanduser(), Path(sys.argv[2]) if len(sys.argv) == 3 else None)
