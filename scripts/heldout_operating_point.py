@@ -12,7 +12,9 @@ within 5 points. Held-out files in the run's training list are left out.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -23,6 +25,9 @@ from malvision.errors import MalvisionError
 from malvision.evaluate.metrics import threshold_for_fpr
 from malvision.io import atomic_writer
 from malvision.scan import Scanner
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+from _machine import command_line, cpu_model  # noqa: E402
 
 CORPUS = Path.home() / ".cache" / "malvision" / "benign-heldout"
 
@@ -51,7 +56,8 @@ def main() -> None:
     lines = [f"# {a.run.name}: the card's threshold against {a.fpr:.1%} FPR on held-out benign projects\n"]
     lines.append(
         f"{len(held)} held-out benign files ({a.corpus.name}); {len(mal)} malware files, out-of-fold "
-        f"({oof.get('protocol')}-disjoint). Made by `scripts/heldout_operating_point.py`.\n"
+        f"({oof.get('protocol')}-disjoint). Made on {dt.date.today():%Y-%m-%d} on {cpu_model()}, "
+        f"{os.cpu_count()} cores shared with other jobs, by `{command_line().replace(str(Path.home()), '~')}`.\n"
     )
     lines.append("| threshold | value | held-out benign flagged | malware detected |\n|---|---|---|---|")
     for name, t in (("card (out-of-fold 0.1% FPR)", card_t), (f"held-out {a.fpr:.1%} FPR", held_t)):

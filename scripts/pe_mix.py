@@ -9,6 +9,7 @@ from its features: .NET (a CLR data directory) and executables whose overlay is 
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
 from collections import Counter
 from pathlib import Path
@@ -19,6 +20,9 @@ from malvision.convert.pefeatures import FEATURE_NAMES
 from malvision.data.cache import CachedDataset
 from malvision.errors import MalvisionError
 from malvision.io import atomic_writer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+from _machine import command_line  # noqa: E402
 
 
 def main(path: Path, out: Path | None) -> None:
@@ -37,7 +41,8 @@ def main(path: Path, out: Path | None) -> None:
     n_b, n_m = int((~mal).sum()), int(mal.sum())
     cell = lambda k, n: f"{k:,} ({k / n:.1%})"  # noqa: E731
     lines = [f"# File types in `{path.name}`: {n_b:,} benign, {n_m:,} malware\n"]
-    lines.append("Made by `scripts/pe_mix.py`.\n\n| type | benign | malware |\n|---|---|---|")
+    made = f"{dt.date.today():%Y-%m-%d}, by `{command_line().replace(str(Path.home()), '~')}`"
+    lines.append(f"Made on {made}.\n\n| type | benign | malware |\n|---|---|---|")
     b, m = Counter(types[~mal]), Counter(types[mal])
     for t in sorted(set(b) | set(m)):
         lines.append(f"| {t} | {cell(b[t], n_b)} | {cell(m[t], n_m)} |")

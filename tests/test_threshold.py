@@ -173,3 +173,14 @@ def test_threshold_report_writes_markdown_and_png_and_refuses_a_non_run(tmp_path
         and bad.stderr.count("\n") == 1
         and "not a `malvision train-detector` run" in bad.stderr
     )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", ["heldout_operating_point.py", "pe_mix.py"])
+def test_report_scripts_refuse_a_folder_that_is_not_theirs_in_one_line(tmp_path: Path, script: str) -> None:
+    import subprocess
+    import sys
+
+    path = Path(__file__).parents[1] / "scripts" / script
+    bad = subprocess.run([sys.executable, path, str(tmp_path)], capture_output=True, text=True)
+    assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and bad.stderr.startswith("error: ")
