@@ -210,5 +210,23 @@ shipped() {
     $MV reproduce default
 }
 
-if [ $# -eq 0 ]; then set -- data leaderboard gradients caps big2015_full pe_leaderboard malimg detector features_detector features_seeds caches_v2 board_v2; fi
+# Issue 19: the 0.1% FPR threshold three ways (empirical quantile, Pareto tail, order-statistic bound) on
+# the shipped default's out-of-fold scores, each with its interval over benign projects (docs/threshold.md)
+threshold() {
+    .venv/bin/python scripts/threshold_report.py "$C/runs/v3-lgbm" --out docs/threshold.md
+}
+
+# Issue 19, second part: the default's recipe with the calibration widening (pe-features-v4, built by
+# build_caches.sh), its threshold three ways, its file-type mix and its threshold on held-out projects.
+# Not bundled: `$MV bundle "$C/runs/v4-lgbm" -o src/malvision/weights/pe-features.pt` would ship it.
+calib_v4() {
+    SOURCES=${SOURCES:-/work/.mirror} bash scripts/build_caches.sh
+    nice -n 10 $MV train-detector --data "$C/caches/pe-features-v4" --out "$C/runs/v4-lgbm" --model lgbm \
+        --protocols source,group --threads 1
+    .venv/bin/python scripts/threshold_report.py "$C/runs/v4-lgbm" --out docs/threshold-v4.md
+    .venv/bin/python scripts/pe_mix.py "$C/caches/pe-features-v4" docs/pe-mix-v4.md
+    .venv/bin/python scripts/heldout_operating_point.py "$C/runs/v4-lgbm" --out docs/heldout-point-v4.md
+}
+
+if [ $# -eq 0 ]; then set -- data leaderboard gradients caps big2015_full pe_leaderboard malimg detector features_detector features_seeds caches_v2 board_v2 threshold; fi
 for step in "$@"; do "$step"; done

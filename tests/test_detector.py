@@ -148,6 +148,10 @@ def test_build_detector_writes_an_honest_card(grouped_cache: Path, tmp_path: Pat
     lo, hi = m["tpr_ci95"]
     assert f"{m['detected']} = {m['tpr_at_threshold']:.1%}" in own and f"{lo:.1%} to {hi:.1%}" in own
     assert "operating_points" not in r.output  # not dumped as JSON as well
+    # the threshold's own interval (benign projects redrawn), in the card and in the table
+    t_lo, t_hi = m["operating_points"]["0.05"]["threshold_ci95"]
+    assert card["threshold_ci95"] == [t_lo, t_hi] and t_lo <= card["threshold"] <= t_hi
+    assert f"{t_lo:.4f} to {t_hi:.4f}" in own
     # the script that splits the bootstrap by benign project reproduces the card's interval
     import subprocess
     import sys

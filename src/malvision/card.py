@@ -153,6 +153,17 @@ def band_points(card: dict[str, Any]) -> tuple[float, float] | None:
     return (low, max(low, high))
 
 
+def _threshold_cis(card: dict[str, Any]) -> dict[str, str]:
+    """Per band point, ``; 95% interval a to b`` (benign-project bootstrap) where the card has one."""
+    points = (card.get("metrics") or {}).get("operating_points") or {}
+    out = {}
+    for f in ("0.01", "0.001"):
+        ci = (points.get(f) or {}).get("threshold_ci95")
+        if ci:
+            out[f] = f"; 95% interval {ci[0]:.4f} to {ci[1]:.4f}"
+    return out
+
+
 def training_ids(card: dict[str, Any]) -> set[str]:
     """Ids (opcode sample ids or sha256) of every file the model was trained or validated on."""
     return set(card.get("training_ids", [])) | set(card.get("training_sha256", []))
@@ -189,6 +200,7 @@ def operating_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]
     points = m.get("operating_points") or {}
     n_b, n_m = int(m.get("n_benign") or 0), int(m.get("n_malware") or 0)
     with_ci = any(p.get("tpr_ci95") for p in points.values())
+    with_t_ci = any(p.get("threshold_ci95") for p in points.values())
     rows = []
     for target, p in sorted(points.items(), key=lambda kv: float(kv[0])):
         mark = " (card)" if float(target) == summary.get("target_fpr") else ""
@@ -201,9 +213,14 @@ def operating_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]
         if with_ci:
             ci = p.get("tpr_ci95")
             row.append(f"{ci[0]:.1%} to {ci[1]:.1%}" if ci else "")
+        if with_t_ci:
+            t, d = p.get("threshold_ci95"), p.get("tpr_at_threshold_ci95")
+            row.append(f"{t[0]:.4f} to {t[1]:.4f}" if t else "")
+            row.append(f"{d[0]:.1%} to {d[1]:.1%}" if d else "")
         rows.append(row)
     header = ["target FPR", "threshold", f"benign flagged (of {n_b})", f"detected (of {n_m})"]
-    return header + ["95% interval"] * with_ci, rows
+    extra = ["threshold 95% interval", "detected at its ends"] * with_t_ci
+    return header + ["95% interval"] * with_ci + extra, rows
 
 
 def _rate(p: dict[str, Any], key: str) -> str:
@@ -272,10 +289,11 @@ def model_summary(ck: Any, path: Path, *, full_path: bool = True, with_ids: bool
         "manifest_hash": ck.manifest_hash,
     } | {k: v for k, v in card.items() if k not in ID_LISTS}
     if points := band_points(card):
+        ci = _threshold_cis(card)
         summary["bands"] = {
-            "clean": f"score below {points[0]:.4f} (1% out-of-fold FPR)",
+            "clean": f"score below {points[0]:.4f} (1% out-of-fold FPR{ci.get('0.01', '')})",
             "suspicious": f"score from {points[0]:.4f} to below {points[1]:.4f}",
-            "malicious": f"score from {points[1]:.4f} (0.1% out-of-fold FPR)",
+            "malicious": f"score from {points[1]:.4f} (0.1% out-of-fold FPR{ci.get('0.001', '')})",
             "points": {"0.01": points[0], "0.001": points[1]},
         }
     for key in ID_LISTS:

@@ -127,6 +127,7 @@ def build_detector(
             "cross-validation (no temperature: fitted per fold, it put the folds on different scales)"
         ),
         "threshold": threshold,
+        "threshold_ci95": cv["operating_points"][f"{target_fpr:g}"]["threshold_ci95"],
         "target_fpr": target_fpr,
         "threshold_source": f"out-of-fold calibrated scores of the {protocols[0]}-disjoint CV, benign files",
         "split": cv["split"],

@@ -1,0 +1,74 @@
+"""Does a detector's card threshold hold on benign projects it never saw? As Markdown.
+
+    .venv/bin/python scripts/heldout_operating_point.py ~/.cache/malvision/runs/v4-lgbm [--corpus DIR] [--out MD]
+
+Scans the held-out benign corpus (`SET=heldout bash scripts/build_extra_benign.sh`, projects no training
+set draws from) with the run's model, and sets the 0.1% FPR threshold on those scores. Against it, the
+run's out-of-fold malware scores (source-disjoint: each collection scored by a model that never saw it):
+the detection rate at the card's threshold and at the held-out 0.1% point. Issue 19 asks that the two be
+within 5 points. Held-out files in the run's training list are left out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from malvision.card import training_ids
+from malvision.errors import MalvisionError
+from malvision.evaluate.metrics import threshold_for_fpr
+from malvision.io import atomic_writer
+from malvision.scan import Scanner
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+from _machine import command_line, cpu_model  # noqa: E402
+
+CORPUS = Path.home() / ".cache" / "malvision" / "benign-heldout"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("run", type=Path, help="a `malvision train-detector` run folder")
+    ap.add_argument("--corpus", type=Path, default=CORPUS, help="held-out corpus (pe/ + manifest)")
+    ap.add_argument("--fpr", type=float, default=0.001)
+    ap.add_argument("--out", type=Path, help="also write the Markdown here")
+    a = ap.parse_args()
+    try:
+        oof = json.loads((a.run / "oof_scores.json").read_text())
+        files = sorted((a.corpus / "pe").iterdir())
+        scanner = Scanner(a.run / "model.pt")
+    except (OSError, ValueError, MalvisionError) as e:
+        sys.exit(f"error: {a.run} or {a.corpus}: not a detector run and a held-out corpus ({e})")
+    seen = training_ids(scanner.card)
+    files = [f for f in files if f.name not in seen]
+    held = np.array([v.score for v in scanner.scan([str(f) for f in files]) if v.score is not None])
+    y, score = np.asarray(oof["y"]), np.asarray(oof["score"], dtype=np.float64)
+    mal = score[y == 1]
+    card_t = float(scanner.card["threshold"])
+    held_t = threshold_for_fpr(held, a.fpr)
+    at = lambda t: float((mal >= t).mean())  # noqa: E731
+    lines = [f"# {a.run.name}: the card's threshold against {a.fpr:.1%} FPR on held-out benign projects\n"]
+    lines.append(
+        f"{len(held)} held-out benign files ({a.corpus.name}); {len(mal)} malware files, out-of-fold "
+        f"({oof.get('protocol')}-disjoint). Made on {dt.date.today():%Y-%m-%d} on {cpu_model()}, "
+        f"{os.cpu_count()} cores shared with other jobs, by `{command_line().replace(str(Path.home()), '~')}`.\n"
+    )
+    lines.append("| threshold | value | held-out benign flagged | malware detected |\n|---|---|---|---|")
+    for name, t in (("card (out-of-fold 0.1% FPR)", card_t), (f"held-out {a.fpr:.1%} FPR", held_t)):
+        lines.append(f"| {name} | {t:.4f} | {int((held >= t).sum())} of {len(held)} | {at(t):.1%} |")
+    lines.append(f"\nGap: {100 * (at(held_t) - at(card_t)):.1f} points (goal: within 5).")
+    text = "\n".join(lines) + "\n"
+    print(text, end="")
+    if a.out:
+        with atomic_writer(a.out) as f:
+            f.write(text.encode())
+
+
+if __name__ == "__main__":
+    main()
