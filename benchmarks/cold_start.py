@@ -1,0 +1,103 @@
+"""Cold start of ``malvision scan`` on one file: a fresh process, everything included (not in CI).
+
+    .venv/bin/python benchmarks/cold_start.py [FILE] [--runs 9] [--model default]
+
+Runs ``malvision scan FILE --json`` ``--runs`` times (after one warm-up run that fills the page cache)
+and reports the median and spread of the wall time, the load average while it ran, and where the
+start goes: the imports by top-level package (``python -X importtime``, summed self time). FILE
+defaults to pip's ``w32.exe`` (a real 90 KiB PE launcher). Writes benchmarks/results/cold-start.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+from _machine import command_line, cpu_model, write_report  # benchmarks/ is on sys.path when a script runs
+
+ROOT = Path(__file__).resolve().parent.parent
+EXE = Path(sys.executable).with_name("malvision")
+
+
+def _default_file() -> Path:
+    import pip._vendor.distlib as distlib
+
+    return Path(distlib.__file__).with_name("w32.exe")
+
+
+def _imports(file: Path, model: str) -> Counter[str]:
+    """Self time (ms) of every import of one ``scan`` run, summed by top-level package."""
+    code = "import sys; from malvision.cli import main; sys.argv = sys.argv[1:]; main()"
+    args = [
+        sys.executable,
+        "-X",
+        "importtime",
+        "-c",
+        code,
+        "malvision",
+        "scan",
+        str(file),
+        "--json",
+        "-m",
+        model,
+    ]
+    done = subprocess.run(args, capture_output=True, text=True)
+    total: Counter[str] = Counter()
+    for line in done.stderr.splitlines():
+        m = re.match(r"import time:\s+(\d+) \|\s+\d+ \|\s*(\S+)", line)
+        if m:
+            total[m.group(2).split(".")[0]] += int(m.group(1)) / 1000
+    return total
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("file", nargs="?", type=Path, default=None)
+    ap.add_argument("--runs", type=int, default=9)
+    ap.add_argument("--model", default="default")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "cold-start.md")
+    args = ap.parse_args()
+    file = args.file or _default_file()
+    if not file.is_file():
+        raise SystemExit(f"cold_start: no such file: {file}")
+    cmd = [str(EXE), "scan", str(file), "--json", "-m", args.model]
+    subprocess.run(cmd, capture_output=True, check=True)  # warm-up: page cache, .pyc files
+    times, loads = [], []
+    for _ in range(args.runs):
+        start = time.perf_counter()
+        subprocess.run(cmd, capture_output=True, check=True)
+        times.append(time.perf_counter() - start)
+        loads.append(os.getloadavg()[0])
+    imports = _imports(file, args.model)
+    q = statistics.quantiles(times, n=4)
+    lines = [
+        "# Cold start: `malvision scan FILE --json` in a fresh process",
+        "",
+        f"{dt.date.today()}, {os.cpu_count()} cores ({cpu_model()}), load average {min(loads):.2f} to "
+        f"{max(loads):.2f} while it ran. Command: `{command_line()}`.",
+        "",
+        f"File: `{file.name}` ({file.stat().st_size:,} bytes), model `{args.model}`. {args.runs} runs after one "
+        f"warm-up: median **{statistics.median(times):.3f} s** (quartiles {q[0]:.3f} to {q[2]:.3f} s, "
+        f"min {min(times):.3f} s).",
+        "",
+        f"Imports of one run, self time summed by package ({sum(imports.values()):.0f} ms in all, "
+        "`python -X importtime`; the figures include the tool's overhead):",
+        "",
+        "| package | ms |",
+        "|---|---|",
+        *(f"| {k} | {v:.0f} |" for k, v in imports.most_common(12)),
+        "",
+    ]
+    write_report("\n".join(lines), args.out)
+
+
+if __name__ == "__main__":
+    main()
