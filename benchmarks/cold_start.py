@@ -1,11 +1,14 @@
 """Cold start of ``malvision scan`` on one file: a fresh process, everything included (not in CI).
 
-    .venv/bin/python benchmarks/cold_start.py [FILE] [--runs 9] [--model default]
+    .venv/bin/python benchmarks/cold_start.py [FILE] [--runs 9] [--model default] [--against DIR]
 
 Runs ``malvision scan FILE --json`` ``--runs`` times (after one warm-up run that fills the page cache)
 and reports the median and spread of the wall time, the load average while it ran, and where the
 start goes: the imports by top-level package (``python -X importtime``, summed self time). FILE
-defaults to pip's ``w32.exe`` (a real 90 KiB PE launcher). Writes benchmarks/results/cold-start.md.
+defaults to pip's ``w32.exe`` (a real 90 KiB PE launcher). ``--against DIR`` alternates every run with
+one whose ``PYTHONPATH`` puts DIR first (e.g. another version of a dependency installed there with
+``pip install --target DIR typer==0.29.2``), so both see the same load. Writes
+benchmarks/results/cold-start.md.
 """
 
 from __future__ import annotations
@@ -63,6 +66,7 @@ def main() -> None:
     ap.add_argument("file", nargs="?", type=Path, default=None)
     ap.add_argument("--runs", type=int, default=9)
     ap.add_argument("--model", default="default")
+    ap.add_argument("--against", type=Path, default=None, help="alternate with PYTHONPATH=DIR runs")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "cold-start.md")
     args = ap.parse_args()
     file = args.file or _default_file()
@@ -70,11 +74,15 @@ def main() -> None:
         raise SystemExit(f"cold_start: no such file: {file}")
     cmd = [str(EXE), "scan", str(file), "--json", "-m", args.model]
     subprocess.run(cmd, capture_output=True, check=True)  # warm-up: page cache, .pyc files
-    times, loads = [], []
+    other_env = {**os.environ, "PYTHONPATH": str(args.against)} if args.against else None
+    times, others, loads = [], [], []
     for _ in range(args.runs):
-        start = time.perf_counter()
-        subprocess.run(cmd, capture_output=True, check=True)
-        times.append(time.perf_counter() - start)
+        for env, into in ((None, times), (other_env, others)):
+            if env is None and into is others:
+                continue
+            start = time.perf_counter()
+            subprocess.run(cmd, capture_output=True, check=True, env=env)
+            into.append(time.perf_counter() - start)
         loads.append(os.getloadavg()[0])
     imports = _imports(file, args.model)
     q = statistics.quantiles(times, n=4)
@@ -86,7 +94,13 @@ def main() -> None:
         "",
         f"File: `{file.name}` ({file.stat().st_size:,} bytes), model `{args.model}`. {args.runs} runs after one "
         f"warm-up: median **{statistics.median(times):.3f} s** (quartiles {q[0]:.3f} to {q[2]:.3f} s, "
-        f"min {min(times):.3f} s).",
+        f"min {min(times):.3f} s)."
+        + (
+            f" Alternated with `PYTHONPATH={args.against}`: median {statistics.median(others):.3f} s "
+            f"(min {min(others):.3f} s)."
+            if others
+            else ""
+        ),
         "",
         f"Imports of one run, self time summed by package ({sum(imports.values()):.0f} ms in all, "
         "`python -X importtime`; the figures include the tool's overhead):",
