@@ -21,7 +21,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MV=${MV:-.venv/bin/malvision}
-C=${MALVISION_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/malvision}
+C=${MALVISION_CACHE:-$HOME/.cache/malvision}  # the folder malvision itself reads (data/build.py cache_home)
 mkdir -p "$C/caches"
 bash scripts/build_corpora.sh   # every corpus, each only when missing (SOURCES for the malware collections)
 

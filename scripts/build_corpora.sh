@@ -17,7 +17,7 @@
 # while malware_v2 is missing. MALVISION_CACHE moves everything (default ~/.cache/malvision).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-C=${MALVISION_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/malvision}
+C=${MALVISION_CACHE:-$HOME/.cache/malvision}  # the folder malvision itself reads (data/build.py cache_home)
 SOURCES=${SOURCES:-}
 mkdir -p "$C"
 say() { echo "[corpora] $*" >&2; }

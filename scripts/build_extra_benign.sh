@@ -47,7 +47,7 @@
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 SET=${SET:-extra}
-CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/malvision
+CACHE=${MALVISION_CACHE:-$HOME/.cache/malvision}  # the folder malvision itself reads (data/build.py cache_home)
 case $SET in
   extra) OUT=${OUT:-$CACHE/benign-extra}; BASE=${BASE:-$CACHE/benign} ;;   # BASE: corpora whose files are not repeated
   tools) OUT=${OUT:-$CACHE/benign-tools}; BASE=${BASE:-$CACHE/benign:$CACHE/benign-extra} ;;
