@@ -275,3 +275,18 @@ def test_interrupted_train_leaves_whole_files_and_resumes(
     history = (run / "history.csv").read_text().splitlines()[1:]
     assert [int(float(line.split(",")[0])) for line in history] == list(range(done + 3))
     assert (run / "metrics.json").is_file()
+
+
+def test_data_build_leaves_out_lists_of_sample_ids_without_failing(tmp_path: Path) -> None:
+    """BIG2015's archive ships ``<family>/<family>.txt`` lists of sample ids beside the samples: a build
+    leaves them out, says so, lists them in meta.json, and still exits 0 (scripts run it under set -e)."""
+    tree = make_opcode_tree(tmp_path / "tree", per_class=4)
+    (tree / "alpha" / "alpha.txt").write_text(
+        "".join(f"alpha{i:03d}SampleIdOfTwentyChars\n" for i in range(4))
+    )
+    result = runner.invoke(app, ["data", "build", "--opcodes", str(tree), "--out", str(tmp_path / "c")])
+    assert result.exit_code == 0, result.output
+    assert "left out 1 file(s) that are not samples" in result.output and "alpha.txt" in result.output
+    meta = json.loads((tmp_path / "c" / "meta.json").read_text())
+    assert meta["n"] == 12 and meta["n_failed"] == 0
+    assert [Path(src).name for src, _ in meta["not_samples"]] == ["alpha.txt"]

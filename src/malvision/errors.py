@@ -6,6 +6,7 @@ __all__ = [
     "MalvisionError",
     "InputError",
     "ConversionError",
+    "NotASampleError",
     "DatasetError",
     "CheckpointError",
     "ModelError",
@@ -22,6 +23,11 @@ class InputError(MalvisionError):
 
 class ConversionError(MalvisionError):
     """Bytes cannot become the requested image or sequence."""
+
+
+class NotASampleError(ConversionError):
+    """Input that is no sample at all (a list of sample ids shipped beside the samples): a data build
+    leaves it out and says so, without counting it as a failure."""
 
 
 class DatasetError(MalvisionError):

@@ -256,7 +256,15 @@ def data_build(
             command=[*command, *_flags(keep_duplicates, max_size), "--out", _abs(out_dir)],
         )
     out.print(f"wrote {n} samples to {out_dir} in {time.monotonic() - start:.1f} s", markup=False)
-    dups = CachedDataset(out_dir).meta.get("duplicates", [])
+    meta = CachedDataset(out_dir).meta
+    if not_samples := meta.get("not_samples"):
+        out.print(
+            f"left out {len(not_samples)} file(s) that are not samples (listed in meta.json), e.g. "
+            f"{not_samples[0][1]}",
+            markup=False,
+            soft_wrap=True,
+        )
+    dups = meta.get("duplicates", [])
     if dups:
         conflicts = sum(1 for d in dups if d[1] != d[3])
         out.print(

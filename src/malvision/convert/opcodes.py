@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from malvision.errors import ConversionError
+from malvision.errors import ConversionError, NotASampleError
 
 __all__ = ["MAX_LINE", "MAX_MNEMONIC", "OpcodeReader", "parse_opcodes"]
 
@@ -33,7 +33,7 @@ def _check_tokens(tokens: list[str], name: str) -> None:
         return
     long = sum(len(t) > MAX_MNEMONIC for t in tokens)
     if 2 * long > len(tokens):
-        raise ConversionError(
+        raise NotASampleError(
             f"{name}: not opcode text: {long:,} of {len(tokens):,} lines are longer than any mnemonic"
         )
 

@@ -21,7 +21,7 @@ from malvision.convert.opcodes import OpcodeReader
 from malvision.convert.pefeatures import FeatureTap
 from malvision.convert.sequence import Vocabulary, byte_sequence
 from malvision.convert.spec import ConvertSpec
-from malvision.errors import ConversionError, InputError
+from malvision.errors import ConversionError, InputError, NotASampleError
 from malvision.io import Source
 from malvision.pe import PEHeaders
 
@@ -56,6 +56,11 @@ class Prepared:
     headers: PEHeaders | None
     x: np.ndarray | None
     problem: str | None
+    not_a_sample: bool = False  # the problem: the input is no sample at all (``NotASampleError``)
+
+    def error(self) -> ConversionError:
+        """The problem as an exception naming the source (a ``NotASampleError`` where it is one)."""
+        return (NotASampleError if self.not_a_sample else ConversionError)(f"{self.name}: {self.problem}")
 
 
 class _Prefix:
@@ -96,6 +101,7 @@ def prepare(
 
     chunks = tapped()
     image, problem = _plot(chunks, src, spec) if spec.kind in ("image", "views", "fused") else (None, None)
+    not_a_sample = False
     for _ in chunks:  # the rest of the file: its histogram and sha256
         pass
     tap.finish()
@@ -113,7 +119,9 @@ def prepare(
             x = (vocab or Vocabulary(spec.vocab)).encode(reader.tokens(bytes(tap.head), tap.hist, src.name))
         except ConversionError as e:
             problem = str(e).removeprefix(f"{src.name}: ")
-    return Prepared(src.name, src.sha256, src.size, bytes(tap.head), tap.hist, tap.headers, x, problem)
+            not_a_sample = isinstance(e, NotASampleError)
+    head = bytes(tap.head)
+    return Prepared(src.name, src.sha256, src.size, head, tap.hist, tap.headers, x, problem, not_a_sample)
 
 
 def _plot(
@@ -133,5 +141,5 @@ def model_input(src: Source, spec: ConvertSpec, vocab: Encoder | None = None) ->
     """``prepare(src, spec, vocab).x``, or a ``ConversionError`` naming the file and the problem."""
     p = prepare(src, spec, vocab)
     if p.x is None:
-        raise ConversionError(f"{src.name}: {p.problem}")
+        raise p.error()
     return p.x

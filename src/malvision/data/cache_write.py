@@ -38,7 +38,7 @@ from malvision.data.cache import (
     is_cache,
 )
 from malvision.data.records import RawDataset, Record
-from malvision.errors import ConversionError, DatasetError, MalvisionError
+from malvision.errors import ConversionError, DatasetError, MalvisionError, NotASampleError
 from malvision.io import DEFAULT_MAX_SIZE
 
 __all__ = ["write_cache", "build_cache_from_paths"]
@@ -199,6 +199,7 @@ def _write(
     command: list[str] | None = None,
 ) -> tuple[int, list[tuple[str, str]]]:
     failures: list[tuple[str, str]] = list(raw.skipped)
+    not_samples: list[tuple[str, str]] = []
     codebook = _Codebook() if spec.kind == "opcodes" else None
     rows = _Rows(tmp, spec, dedupe)
     ctx = progress if progress is not None else contextlib.nullcontext()
@@ -212,9 +213,11 @@ def _write(
                     raise DatasetError(f"{rec.source}: duplicate id {rec.id!r}")
                 p = prepare(raw.open(i), spec, vocab=codebook)
                 if p.x is None:
-                    raise ConversionError(f"{p.name}: {p.problem}")
+                    raise p.error()
                 if rec.sha256 is not None and rec.sha256 != p.sha256:
                     raise DatasetError(f"{rec.source}: sha256 is {p.sha256}, listed as {rec.sha256}")
+            except NotASampleError as e:  # e.g. BIG2015's <family>/<family>.txt lists of sample ids
+                not_samples.append((rec.source, str(e)))
             except MalvisionError as e:
                 failures.append((rec.source, str(e)))
             else:
@@ -234,6 +237,7 @@ def _write(
     manifest = _manifest_bytes(rows.records)
     (tmp / "manifest.csv").write_bytes(manifest)
     meta = _meta(raw, spec, rows, len(failures), manifest)
+    meta["not_samples"] = not_samples
     if command is not None:
         meta["command"] = list(command)
     if codebook is not None:
