@@ -96,13 +96,17 @@ def reproduce(
 
 
 def _run(step: list[str]) -> int:
-    """``malvision STEP`` in this process (its card's ``command`` names the step, not ``reproduce``)."""
+    """``malvision STEP`` in this process (its card's ``command`` names the step, not ``reproduce``).
+    What the step prints on stdout (a card's JSON, tables) goes to stderr, so that stdout holds the
+    comparison alone; progress and errors are on stderr anyway."""
+    import contextlib
     import sys
 
     argv = sys.argv
     sys.argv = ["malvision", *step]
     try:
-        rc = app(args=step, standalone_mode=False, prog_name="malvision")
+        with contextlib.redirect_stdout(sys.stderr):
+            rc = app(args=step, standalone_mode=False, prog_name="malvision")
     except typer.Exit as e:
         rc = e.exit_code
     except Exception as e:  # a usage error of the step: click's one line, as `main` prints it
