@@ -27,7 +27,20 @@ if [ ! -d "$C/big2015_opcodes" ]; then
     say "unpacking BIG2015 opcodes into $C/big2015_opcodes"
     tar -xJf ../shared/data/big2015_opcodes.tar.xz -C "$C/"
 fi
-have benign || { say "building $C/benign (apt, PyPI, npm downloads)"; OUT="$C/benign" bash ../shared/tools/build_benign_corpus.sh; }
+# The shared script fetches ~180 .debs without a word for 10 to 20 minutes: count them every 30 s meanwhile.
+watch_debs() {
+    while sleep 30; do
+        n=$(find "$C/benign/work/debs" -name '*.deb' 2>/dev/null | wc -l || true)
+        say "benign: $n .deb packages fetched so far (of about 180)"
+    done
+}
+if ! have benign; then
+    say "building $C/benign (apt, PyPI, npm downloads)"
+    watch_debs & watcher=$!
+    trap 'kill $watcher 2>/dev/null' EXIT
+    OUT="$C/benign" bash ../shared/tools/build_benign_corpus.sh
+    kill $watcher 2>/dev/null || true
+fi
 have benign-extra || { say "building $C/benign-extra"; OUT="$C/benign-extra" BASE="$C/benign" bash scripts/build_extra_benign.sh; }
 have benign-tools || { say "building $C/benign-tools"; SET=tools OUT="$C/benign-tools" BASE="$C/benign:$C/benign-extra" bash scripts/build_extra_benign.sh; }
 have benign-gui || { say "building $C/benign-gui"; SET=gui OUT="$C/benign-gui" BASE="$C/benign:$C/benign-extra:$C/benign-tools" bash scripts/build_extra_benign.sh; }
