@@ -202,7 +202,10 @@ def _add_scan_routes(app: FastAPI, svc: _Service) -> None:
                 422, f"method {method!r} does not apply to this model; use one of {', '.join(methods)}"
             )
 
-        def work(name: str, data: bytes) -> tuple[dict[str, Any], bytes | None]:
+        def work(upload: Upload, entry: str | None, password: str) -> tuple[dict[str, Any], bytes | None]:
+            name, data = upload.filename, upload.data
+            if entry:  # decrypting and inflating on the worker thread, not the event loop
+                name, data = zip_entry(upload, entry, password, UNZIP_FACTOR * settings.max_upload)
             try:
                 expl = explain_bytes(scanner, name, data, top_k=top_k, method=method, target=target)
             except (InputError, ConversionError) as e:
@@ -213,11 +216,7 @@ def _add_scan_routes(app: FastAPI, svc: _Service) -> None:
             files, fields = await svc.form(request, ("file", "files"))
             if len(files) != 1:
                 raise HTTPException(400, f"explain takes one file, got {len(files)}")
-            name, data = files[0].filename, files[0].data
-            if entry := fields.get("entry"):
-                password = fields.get("zip_password") or ""
-                name, data = zip_entry(files[0], entry, password, UNZIP_FACTOR * settings.max_upload)
-            return await ticket.run(work, name, data)
+            return await ticket.run(work, files[0], fields.get("entry"), fields.get("zip_password") or "")
 
         record, png = await svc.guarded(job)
         record["png"] = f"/v1/explain/{svc.pngs.put(png)}.png" if png is not None else None
