@@ -17,7 +17,7 @@ from sklearn.metrics import (
 
 __all__ = [
     "classification_metrics", "detection_metrics", "tpr_at_fpr", "threshold_for_fpr", "bootstrap_tpr",
-    "tpr_interval",
+    "tpr_interval", "group_members",
 ]  # fmt: skip
 
 
@@ -72,6 +72,15 @@ def threshold_for_fpr(benign_scores: np.ndarray, fpr_target: Any) -> Any:
     return float(t) if t.ndim == 0 else t
 
 
+def group_members(groups: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The distinct ``groups`` (sorted) and, for each, the indices of its rows (ascending): what a
+    group bootstrap draws from."""
+    names, inverse = np.unique(np.asarray(groups), return_inverse=True)
+    order = np.argsort(inverse, kind="stable")
+    starts = np.searchsorted(inverse[order], np.arange(len(names) + 1))
+    return names, [order[starts[i] : starts[i + 1]] for i in range(len(names))]
+
+
 def bootstrap_tpr(
     y: np.ndarray,
     score: np.ndarray,
@@ -91,10 +100,13 @@ def bootstrap_tpr(
     fixed: this is the spread from which files were there to test, not from training again."""
     y, score, groups = np.asarray(y), np.asarray(score, dtype=np.float64), np.asarray(groups)
     targets = np.atleast_1d(np.asarray(fpr_targets, dtype=np.float64))
-    names = {c: np.unique(groups[y == c]) for c in (0, 1)}
+    names, members = {}, {}
+    for c in (0, 1):
+        rows = np.flatnonzero(y == c)
+        names[c], within = group_members(groups[rows])
+        members[c] = [rows[m] for m in within]
     if not len(names[0]) or not len(names[1]):
         raise ValueError("a bootstrap of detection rates needs both classes")
-    members = {c: [np.flatnonzero((y == c) & (groups == g)) for g in names[c]] for c in (0, 1)}
     rng = np.random.default_rng(seed)
     rates = np.empty((n_boot, len(targets)))
     counts = np.zeros((n_boot, len(names[0])), dtype=np.int64)

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from malvision.evaluate.metrics import threshold_for_fpr
+from malvision.evaluate.metrics import group_members, threshold_for_fpr
 
 __all__ = [
     "METHODS",
@@ -103,10 +103,7 @@ def bootstrap_thresholds(
     groups = np.asarray(groups)
     if len(groups) != len(benign):
         raise ValueError(f"{len(groups)} groups for {len(benign)} benign scores")
-    names, inverse = np.unique(groups, return_inverse=True)
-    order = np.argsort(inverse, kind="stable")
-    starts = np.searchsorted(inverse[order], np.arange(len(names) + 1))
-    members = [order[starts[i] : starts[i + 1]] for i in range(len(names))]
+    names, members = group_members(groups)
     fprs = np.atleast_1d(np.asarray(fpr, dtype=np.float64))
     fn = _method(method, **options)
     rng = np.random.default_rng(seed)
