@@ -42,6 +42,17 @@ def is_zip(data: bytes) -> bool:
     return len(data) >= 22 and zipfile.is_zipfile(io.BytesIO(data))
 
 
+def _open_zip(upload: Upload, password: str, max_total: int) -> Any:
+    """The uploaded zip as a ``ZipDataset`` read from memory, every entry label ``sample``, entries
+    over ``max_total`` bytes (alone or together) refused as ``scan`` refuses them."""
+    from malvision.data.zips import ZipDataset
+
+    return ZipDataset(
+        upload.filename, label="sample", password=password, max_entry_size=max_total,
+        max_total_size=max_total, data=upload.data,
+    )  # fmt: skip
+
+
 def zip_entries(
     upload: Upload, password: str, max_files: int, max_total: int
 ) -> list[tuple[str, bytes | str]]:
@@ -50,14 +61,10 @@ def zip_entries(
     A zip that cannot be opened is one error; entries the reader refuses (bombs, unsafe names, over
     ``max_total`` bytes in all) are errors of their own; more than ``max_files`` entries is a 422.
     """
-    from malvision.data.zips import ZipDataset
     from malvision.errors import MalvisionError
 
     try:
-        zd = ZipDataset(
-            upload.filename, label="sample", password=password, max_entry_size=max_total,
-            max_total_size=max_total, data=upload.data,
-        )  # fmt: skip
+        zd = _open_zip(upload, password, max_total)
     except MalvisionError as e:
         return [(upload.filename, str(e))]
     try:
@@ -88,16 +95,12 @@ def _safe_name(raw: str | None, index: int) -> str:
 def zip_entry(upload: Upload, entry: str, password: str, max_total: int) -> tuple[str, bytes]:
     """``(zip!entry, bytes)`` of one entry of an uploaded zip: 404 when the upload is no zip or has no
     such entry, 422 when it (or the entry) cannot be read with ``password``."""
-    from malvision.data.zips import ZipDataset
     from malvision.errors import MalvisionError
 
     if not is_zip(upload.data):
         raise HTTPException(404, f"{upload.filename}: not a zip, so it has no entry {entry!r}")
     try:
-        zd = ZipDataset(
-            upload.filename, label="sample", password=password, max_entry_size=max_total,
-            max_total_size=max_total, data=upload.data,
-        )  # fmt: skip
+        zd = _open_zip(upload, password, max_total)
     except MalvisionError as e:
         raise HTTPException(422, str(e)) from None
     try:
