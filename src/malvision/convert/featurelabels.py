@@ -203,25 +203,21 @@ def feature_span(name: str, headers: PEHeaders | None, size: int) -> tuple[int, 
 
 def _section_span(name: str, headers: PEHeaders, size: int) -> tuple[int, int] | None:
     """The bytes of the section a section feature names, of the entry point's section, or the overlay."""
-    sections = [s for s in headers.sections if s.raw_size]
     if name in ("log_overlay", "overlay_share"):
-        end = max((s.raw_pointer + s.raw_size for s in sections), default=0)
+        end = headers.raw_end()
         return (end, size) if 0 < end < size else None
     if name.startswith("entry_"):
-        rva = headers.entry_point
-        hit = next(
-            (
-                s
-                for s in sections
-                if s.virtual_address <= rva < s.virtual_address + max(s.virtual_size, s.raw_size)
-            ),
-            None,
-        )
+        hit = headers.section_of(headers.entry_point)
     else:
         want = name[8:]
         hit = next(
-            (s for s in sections if s.name.decode("latin-1").lower().lstrip(".").startswith(want)), None
+            (
+                s
+                for s in headers.sections
+                if s.raw_size and s.name.decode("latin-1").lower().lstrip(".").startswith(want)
+            ),
+            None,
         )
-    if hit is None:
+    if hit is None or not hit.raw_size:
         return None
     return (hit.raw_pointer, min(size, hit.raw_pointer + hit.raw_size))
