@@ -7,8 +7,9 @@ and reports the median and spread of the wall time, the load average while it ra
 start goes: the imports by top-level package (``python -X importtime``, summed self time). FILE
 defaults to pip's ``w32.exe`` (a real 90 KiB PE launcher). ``--against DIR`` alternates every run with
 one whose ``PYTHONPATH`` puts DIR first (e.g. another version of a dependency installed there with
-``pip install --target DIR typer==0.29.2``), so both see the same load. Writes
-benchmarks/results/cold-start.md.
+``pip install --target DIR typer==0.29.2``), so both see the same load. Runs without ``PYTHONDONTWRITEBYTECODE`` (set on some
+machines, this one included): an installed package has its bytecode cached, and recompiling the source
+tree at every start added about 0.1 s. Writes benchmarks/results/cold-start.md.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import argparse
 import datetime as dt
 import os
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -28,6 +30,7 @@ from _machine import command_line, cpu_model, write_report  # benchmarks/ is on 
 
 ROOT = Path(__file__).resolve().parent.parent
 EXE = Path(sys.executable).with_name("malvision")
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}  # as an installed package
 
 
 def _default_file() -> Path:
@@ -52,13 +55,19 @@ def _imports(file: Path, model: str) -> Counter[str]:
         "-m",
         model,
     ]
-    done = subprocess.run(args, capture_output=True, text=True)
+    done = subprocess.run(args, capture_output=True, text=True, env=ENV)
     total: Counter[str] = Counter()
     for line in done.stderr.splitlines():
         m = re.match(r"import time:\s+(\d+) \|\s+\d+ \|\s*(\S+)", line)
         if m:
             total[m.group(2).split(".")[0]] += int(m.group(1)) / 1000
     return total
+
+
+def _children_cpu() -> float:
+    """User + system CPU seconds of every finished child process so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:
@@ -73,16 +82,19 @@ def main() -> None:
     if not file.is_file():
         raise SystemExit(f"cold_start: no such file: {file}")
     cmd = [str(EXE), "scan", str(file), "--json", "-m", args.model]
-    subprocess.run(cmd, capture_output=True, check=True)  # warm-up: page cache, .pyc files
-    other_env = {**os.environ, "PYTHONPATH": str(args.against)} if args.against else None
+    other_env = {**ENV, "PYTHONPATH": str(args.against)} if args.against else None
+    for env in (ENV, other_env) if other_env else (ENV,):  # warm-up: page cache, .pyc files
+        subprocess.run(cmd, capture_output=True, check=True, env=env)
     times, others, loads = [], [], []
+    cpu: dict[int, list[float]] = {id(times): [], id(others): []}
     for _ in range(args.runs):
-        for env, into in ((None, times), (other_env, others)):
-            if env is None and into is others:
+        for env, into in ((ENV, times), (other_env, others)):
+            if env is None:
                 continue
-            start = time.perf_counter()
+            before, start = _children_cpu(), time.perf_counter()
             subprocess.run(cmd, capture_output=True, check=True, env=env)
             into.append(time.perf_counter() - start)
+            cpu[id(into)].append(_children_cpu() - before)
         loads.append(os.getloadavg()[0])
     imports = _imports(file, args.model)
     q = statistics.quantiles(times, n=4)
@@ -94,10 +106,11 @@ def main() -> None:
         "",
         f"File: `{file.name}` ({file.stat().st_size:,} bytes), model `{args.model}`. {args.runs} runs after one "
         f"warm-up: median **{statistics.median(times):.3f} s** (quartiles {q[0]:.3f} to {q[2]:.3f} s, "
-        f"min {min(times):.3f} s)."
+        f"min {min(times):.3f} s); CPU time (user + system, what the load on a shared machine inflates "
+        f"least) median {statistics.median(cpu[id(times)]):.3f} s."
         + (
             f" Alternated with `PYTHONPATH={args.against}`: median {statistics.median(others):.3f} s "
-            f"(min {min(others):.3f} s)."
+            f"(min {min(others):.3f} s), CPU time median {statistics.median(cpu[id(others)]):.3f} s."
             if others
             else ""
         ),

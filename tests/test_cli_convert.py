@@ -334,3 +334,29 @@ def test_parse_size(text: str, n: int) -> None:
 def test_parse_size_refuses_nonsense(text: str) -> None:
     with pytest.raises(typer.BadParameter):
         parse_size(text)
+
+
+def test_main_builds_only_the_command_it_runs() -> None:
+    """A command line naming one command gets an app holding that command alone (a faster start) with the
+    same global options; anything else (a group, an option, nothing, a typo) gets the whole app."""
+    from typer.main import get_command
+
+    from malvision.cli.app import _app_for, app
+
+    one = get_command(_app_for(["scan", "x"]))
+    assert list(one.commands) == ["scan"]  # type: ignore[attr-defined]
+    assert {p.name for p in one.params} == {p.name for p in get_command(app).params}
+    for argv in ([], ["--version"], ["data", "build"], ["scna"], ["--help"]):
+        assert _app_for(argv) is app
+    assert len(get_command(app).commands) > 10  # type: ignore[attr-defined]
+
+
+def test_version_and_help_through_the_real_command() -> None:
+    if not MALVISION.exists():
+        pytest.skip(f"{MALVISION} is not installed (pip install -e .)")
+    version = subprocess.run([MALVISION, "--version"], capture_output=True, text=True, timeout=60)
+    assert version.returncode == 0 and version.stdout.startswith("malvision ")
+    helped = subprocess.run([MALVISION, "scan", "--help"], capture_output=True, text=True, timeout=60)
+    assert (
+        helped.returncode == 0 and "Usage: malvision scan" in helped.stdout and "--threshold" in helped.stdout
+    )

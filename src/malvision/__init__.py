@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
-
 from malvision.errors import MalvisionError
-
-try:
-    __version__ = version("malvision")
-except PackageNotFoundError:  # running from a source tree
-    __version__ = "0.0.0"
 
 __all__ = ["MalvisionError", "Scanner", "Verdict", "__version__"]
 
 
 def __getattr__(name: str) -> object:
-    # The scanner pulls in torch: import it only when asked for.
+    # Looked up when asked for: the scanner's imports, and importlib.metadata (tens of ms of every
+    # command's start) for the version.
     if name in ("Scanner", "Verdict"):
         from malvision import scan
 
         return getattr(scan, name)
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version("malvision")
+        except PackageNotFoundError:  # running from a source tree
+            return "0.0.0"
     raise AttributeError(name)
