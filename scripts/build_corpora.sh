@@ -26,6 +26,11 @@ SOURCES=${SOURCES:-}
 mkdir -p "$C"
 say() { echo "[corpora] $*" >&2; }
 have() { [ -f "$C/$1/${2:-manifest_ext.csv}" ]; }
+# SET=win32 comes last and needs i386 as a dpkg architecture: say so now, not after an hour of downloads
+if ! have benign-win32 && ! dpkg --print-foreign-architectures | grep -qx i386; then
+    echo "error: benign-win32 fetches Debian's libwine:i386; run once, as root: dpkg --add-architecture i386 && apt-get update" >&2
+    exit 2
+fi
 
 if [ ! -d "$C/big2015_opcodes" ]; then
     say "unpacking BIG2015 opcodes into $C/big2015_opcodes"
