@@ -9,12 +9,16 @@
 #   ~/.cache/malvision/benign-extra      scripts/build_extra_benign.sh                       2.9 GB, ~15 min
 #   ~/.cache/malvision/benign-tools      SET=tools                                            0.1 GB, 2 min
 #   ~/.cache/malvision/benign-gui        SET=gui                                              0.9 GB, ~10 min
+#   ~/.cache/malvision/benign-heldout    SET=heldout: never trained on, left out by later sets 0.9 GB
+#   ~/.cache/malvision/benign-calib      SET=calib                                            4.7 GB
+#   ~/.cache/malvision/benign-win32      SET=win32 (i386 must be a dpkg architecture)         4.0 GB, ~10 min
 #   ~/.cache/malvision/malware_v2        1,076 malware files of eight public collections     0.9 GB
 #
 # Downloads peak above the kept sizes (each script keeps its archives in <corpus>/work; npm's own cache
-# grows by about 0.6 GB): plan for 10 GB free. SOURCES is the folder holding the fetched collections of
-# ../shared/data/malware_v2_manifest.csv (`owner+repo/repo` snapshots or `git clone`s); it is needed only
-# while malware_v2 is missing. MALVISION_CACHE moves everything (default ~/.cache/malvision).
+# grows by about 0.6 GB): plan for 20 GB free (10 GB before heldout, calib and win32). SOURCES is the
+# folder holding the fetched collections of ../shared/data/malware_v2_manifest.csv (`owner+repo/repo`
+# snapshots or `git clone`s); it is needed only while malware_v2 is missing. MALVISION_CACHE moves
+# everything (default ~/.cache/malvision).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 C=${MALVISION_CACHE:-$HOME/.cache/malvision}  # the folder malvision itself reads (data/build.py cache_home)
@@ -22,6 +26,11 @@ SOURCES=${SOURCES:-}
 mkdir -p "$C"
 say() { echo "[corpora] $*" >&2; }
 have() { [ -f "$C/$1/${2:-manifest_ext.csv}" ]; }
+# SET=win32 comes last and needs i386 as a dpkg architecture: say so now, not after an hour of downloads
+if ! have benign-win32 && ! dpkg --print-foreign-architectures | grep -qx i386; then
+    echo "error: benign-win32 fetches Debian's libwine:i386; run once, as root: dpkg --add-architecture i386 && apt-get update" >&2
+    exit 2
+fi
 
 if [ ! -d "$C/big2015_opcodes" ]; then
     say "unpacking BIG2015 opcodes into $C/big2015_opcodes"
@@ -44,6 +53,11 @@ fi
 have benign-extra || { say "building $C/benign-extra"; OUT="$C/benign-extra" BASE="$C/benign" bash scripts/build_extra_benign.sh; }
 have benign-tools || { say "building $C/benign-tools"; SET=tools OUT="$C/benign-tools" BASE="$C/benign:$C/benign-extra" bash scripts/build_extra_benign.sh; }
 have benign-gui || { say "building $C/benign-gui"; SET=gui OUT="$C/benign-gui" BASE="$C/benign:$C/benign-extra:$C/benign-tools" bash scripts/build_extra_benign.sh; }
+# benign-heldout is a test set no model trains on (benchmarks/heldout_benign.py); it is built here because
+# the widenings after it leave out its files (and its projects), so they need it first
+have benign-heldout || { say "building $C/benign-heldout"; SET=heldout bash scripts/build_extra_benign.sh; }
+have benign-calib || { say "building $C/benign-calib"; SET=calib bash scripts/build_extra_benign.sh; }
+have benign-win32 || { say "building $C/benign-win32"; SET=win32 bash scripts/build_extra_benign.sh; }
 if ! have malware_v2 manifest.csv; then
     [ -n "$SOURCES" ] || { echo "error: no $C/malware_v2; set SOURCES to the folder of the fetched collections" >&2; exit 1; }
     say "building $C/malware_v2 from $SOURCES"

