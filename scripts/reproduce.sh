@@ -196,9 +196,7 @@ board_v2() {
         --heldout "$C/benign-heldout/pe" --out "$(ship docs/board)"
     # the EMBER recipe against ours on the files it has vectors for (same folds, restricted)
     $MV compare-detectors "$R"/v3-lgbm "$R"/v2-{lgbm,ember-lgbm} --out "$(ship docs/board-ember)"
-    # ship: the default (LightGBM on PE features, GUI widening) and the byte-level neural detector
-    $MV bundle "$R/v3-lgbm" -o "$(ship src/malvision/weights/pe-features.pt)"
-    $MV export "$(ship src/malvision/weights/pe-features.pt)" --onnx
+    # ship the byte-level neural detector (the default, v3-lgbm until 2026-12-01, is now default_v5's)
     $MV bundle "$R/v2-malconv" -o "$(ship src/malvision/weights/pe-detector.pt)"
     $MV export "$(ship src/malvision/weights/pe-detector.pt)" --onnx
 }
@@ -228,5 +226,19 @@ calib_v4() {
     .venv/bin/python scripts/heldout_operating_point.py "$C/runs/v4-lgbm" --out docs/heldout-point-v4.md
 }
 
-if [ $# -eq 0 ]; then set -- data leaderboard gradients caps big2015_full pe_leaderboard malimg detector features_detector features_seeds caches_v2 board_v2 threshold; fi
+# The shipped default: the same recipe with the 32-bit widening (pe-features-v5, built by build_caches.sh;
+# benign-win32 first so the per-project cap keeps its GUI programs), its threshold three ways, its file-type
+# mix and its threshold on held-out projects; bundled with its ONNX export.
+default_v5() {
+    SOURCES=${SOURCES:-/work/.mirror} bash scripts/build_caches.sh
+    nice -n 10 $MV train-detector --data "$C/caches/pe-features-v5" --out "$C/runs/v5-lgbm" --model lgbm \
+        --protocols source,group --threads 1
+    .venv/bin/python scripts/threshold_report.py "$C/runs/v5-lgbm" --out "$(ship docs/threshold-v5.md)"
+    .venv/bin/python scripts/pe_mix.py "$C/caches/pe-features-v5" "$(ship docs/pe-mix-v5-default.md)"
+    .venv/bin/python scripts/heldout_operating_point.py "$C/runs/v5-lgbm" --out "$(ship docs/heldout-point-v5.md)"
+    $MV bundle "$C/runs/v5-lgbm" -o "$(ship src/malvision/weights/pe-features.pt)"
+    $MV export "$(ship src/malvision/weights/pe-features.pt)" --onnx
+}
+
+if [ $# -eq 0 ]; then set -- data leaderboard gradients caps big2015_full pe_leaderboard malimg detector features_detector features_seeds caches_v2 board_v2 threshold default_v5; fi
 for step in "$@"; do "$step"; done

@@ -20,7 +20,7 @@ from malvision.bundled import BUNDLED, WEIGHTS_DIR, resolve_checkpoint
 from malvision.cli import app
 from malvision.data.cache import CachedDataset
 from malvision.errors import CheckpointError, MalvisionError
-from malvision.recipe import SHIPPED, recipe_for, train_argv
+from malvision.recipe import recipe_for, train_argv
 
 SRC = Path(__file__).parents[1] / "src"
 
@@ -168,7 +168,7 @@ def test_reproduce_names_a_missing_corpus(
     monkeypatch.setenv("MALVISION_CACHE", str(tmp_path / "empty-home"))
     code, err = _main(monkeypatch, capsys, "reproduce", "default", "--work", tmp_path / "w", "--dry-run")
     assert code == 2 and err.count("\n") == 1
-    assert f"{tmp_path / 'empty-home' / 'benign'}: corpus missing" in err and "build_corpora.sh" in err
+    assert f"{tmp_path / 'empty-home' / 'benign-win32'}: corpus missing" in err and "build_corpora.sh" in err
 
 
 @pytest.mark.parametrize("step", [["export", "x", "--onnx"], ["train", "--data", "{data}", "--out", "/etc"]])
@@ -177,9 +177,10 @@ def test_a_recipe_runs_training_commands_into_the_scratch_folder_only(step: list
         recipe_for("x", {"recipe": {"version": 1, "steps": [step], "model": "{run}/model.pt"}})
 
 
-@pytest.mark.parametrize("name", sorted(SHIPPED))
+@pytest.mark.parametrize("name", sorted(BUNDLED))
 def test_the_shipped_recipes_are_what_made_the_shipped_models(name: str) -> None:
-    """Each shipped recipe trains with its card's command, on as many files as the card lists."""
+    """Each bundled model has a recipe (its card's, or ``SHIPPED``'s for cards older than recipes) that
+    trains with its card's command, on as many files as the card lists."""
     from malvision.checkpoint import load_checkpoint
 
     card = load_checkpoint(resolve_checkpoint(name)).extra["card"]

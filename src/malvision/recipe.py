@@ -62,6 +62,8 @@ CORPORA: dict[str, str] = {
     "{home}/benign-extra": "SOURCES=DIR bash scripts/build_corpora.sh",
     "{home}/benign-tools": "SOURCES=DIR bash scripts/build_corpora.sh",
     "{home}/benign-gui": "SOURCES=DIR bash scripts/build_corpora.sh",
+    "{home}/benign-calib": "SOURCES=DIR bash scripts/build_corpora.sh",
+    "{home}/benign-win32": "SOURCES=DIR bash scripts/build_corpora.sh (after `dpkg --add-architecture i386`)",
     "{home}/malware_v2": "SOURCES=DIR bash scripts/build_corpora.sh (DIR: the fetched malware collections)",
     "{shared}/data/thezoo_pe_malware.zip": "it ships in ../shared/data",
 }
@@ -87,18 +89,6 @@ _BIG2015 = {
     "data_hash": "a94a2f26c2c51f7ec12c564b1b3d7b1cb433db66d16230c2e56bd07f07e520c3",
     "n_files": 8887,
 }  # fmt: skip
-_DEFAULT = {
-    "version": RECIPE_VERSION,
-    "steps": [
-        ["data", "build", "--kind", "features", *_V2, "--benign", "{home}/benign-gui", "--max-per-group", "700",
-         "--out", "{data}"],
-        ["train-detector", "--data", "{data}", "--out", "{run}", "--model", "lgbm", "--protocols", "source,group",
-         "--threads", "1"],
-    ],
-    "model": "{run}/model.pt",
-    "data_hash": "fb0d9541e2bca077cc87fc35dd377835adeb88dffae21003f5429cf2268f4645",
-    "n_files": 5518,
-}  # fmt: skip
 _PE_DETECTOR = {
     "version": RECIPE_VERSION,
     "steps": [
@@ -112,8 +102,6 @@ _PE_DETECTOR = {
 }  # fmt: skip
 # Bundled name -> recipe, for the shipped models whose cards predate recipes.
 SHIPPED: dict[str, dict[str, Any]] = {
-    "default": _DEFAULT,
-    "pe-features": _DEFAULT,
     "pe-detector": _PE_DETECTOR,
     "big2015-opcodes": _BIG2015,
 }
