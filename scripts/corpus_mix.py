@@ -16,12 +16,12 @@ import sys
 from pathlib import Path
 
 from malvision.data.build import cache_home, source_project
+from malvision.pe.headers import file_type_of
 
 
 def file_type(row: dict[str, str]) -> str:
-    """``32-bit GUI``-style type of one manifest_ext.csv row (pe/headers.py ``file_type``)."""
-    kind = "DLL" if row["is_dll"] == "1" else {"2": "GUI", "3": "console"}.get(row["subsystem"], "other")
-    return f"{64 if row['pe_type'] == 'PE32+' else 32}-bit {kind}"
+    """``32-bit GUI``-style type of one manifest_ext.csv row."""
+    return file_type_of(row["pe_type"] == "PE32+", row["is_dll"] == "1", int(row["subsystem"] or 0))
 
 
 def main(cache: Path, corpora: list[str]) -> None:

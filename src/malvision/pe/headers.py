@@ -19,6 +19,7 @@ __all__ = [
     "PEError",
     "Section",
     "PEHeaders",
+    "file_type_of",
     "parse",
     "parse_or_none",
     "problem",
@@ -49,6 +50,13 @@ class Section(NamedTuple):
     def label(self, index: int) -> str:
         """The name as text, or ``(section N)`` for an unnamed one (N counts from 1)."""
         return self.name.decode("latin-1") or f"(section {index + 1})"
+
+
+def file_type_of(plus: bool, is_dll: bool, subsystem: int) -> str:
+    """``32-bit GUI``, ``64-bit console``, ``32-bit DLL``, ...: a DLL is a DLL whatever its subsystem;
+    drivers and EFI programs are ``other``. ``plus``: PE32+ (64-bit)."""
+    kind = "DLL" if is_dll else {2: "GUI", 3: "console"}.get(subsystem, "other")
+    return f"{64 if plus else 32}-bit {kind}"
 
 
 @dataclass(frozen=True)
@@ -88,12 +96,8 @@ class PEHeaders:
 
     @property
     def file_type(self) -> str:
-        """``32-bit GUI``, ``64-bit console``, ``32-bit DLL``, ...: what the per-type reports group by
-        (a DLL is a DLL whatever its subsystem; drivers and EFI programs are ``other``)."""
-        kind = (
-            "DLL" if self.characteristics & 0x2000 else {2: "GUI", 3: "console"}.get(self.subsystem, "other")
-        )
-        return f"{64 if self.plus else 32}-bit {kind}"
+        """``32-bit GUI``, ``64-bit console``, ``32-bit DLL``, ...: what the per-type reports group by."""
+        return file_type_of(self.plus, bool(self.characteristics & 0x2000), self.subsystem)
 
     def directory(self, name: str) -> tuple[int, int] | None:
         """(rva, size) of data directory ``name`` (see ``DIRECTORIES``), or None if it is not there."""
