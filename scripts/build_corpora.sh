@@ -12,6 +12,7 @@
 #   ~/.cache/malvision/benign-heldout    SET=heldout: never trained on, left out by later sets 0.9 GB
 #   ~/.cache/malvision/benign-calib      SET=calib                                            4.7 GB
 #   ~/.cache/malvision/benign-win32      SET=win32 (i386 must be a dpkg architecture)         4.0 GB, ~10 min
+#   ~/.cache/malvision/benign-tail       SET=tail (Delphi, UPX-packed, Sysinternals-like tools) 0.1 GB, ~2 min
 #   ~/.cache/malvision/malware_v2        1,076 malware files of eight public collections     0.9 GB
 #
 # Downloads peak above the kept sizes (each script keeps its archives in <corpus>/work; npm's own cache
@@ -58,6 +59,7 @@ have benign-gui || { say "building $C/benign-gui"; SET=gui OUT="$C/benign-gui" B
 have benign-heldout || { say "building $C/benign-heldout"; SET=heldout bash scripts/build_extra_benign.sh; }
 have benign-calib || { say "building $C/benign-calib"; SET=calib bash scripts/build_extra_benign.sh; }
 have benign-win32 || { say "building $C/benign-win32"; SET=win32 bash scripts/build_extra_benign.sh; }
+have benign-tail || { say "building $C/benign-tail"; SET="tail" bash scripts/build_extra_benign.sh; }
 if ! have malware_v2 manifest.csv; then
     [ -n "$SOURCES" ] || { echo "error: no $C/malware_v2; set SOURCES to the folder of the fetched collections" >&2; exit 1; }
     say "building $C/malware_v2 from $SOURCES"

