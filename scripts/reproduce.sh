@@ -240,5 +240,22 @@ default_v5() {
     $MV export "$(ship src/malvision/weights/pe-features.pt)" --onnx
 }
 
+# How far the default's card moves without new data: the same recipe with LightGBM seeds 1 and 2, and with
+# the tail widening (SET=tail: 62 files of 13 new projects) on top (pe-features-v6); not shipped.
+spread_v5() {
+    local s
+    for s in 1 2; do
+        nice -n 10 $MV train-detector --data "$C/caches/pe-features-v5" --out "$C/runs/v5-lgbm-seed$s" --model lgbm \
+            --protocols source --threads 1 --seed "$s"
+    done
+    [ -f "$C/benign-tail/manifest_ext.csv" ] || SET=tail bash scripts/build_extra_benign.sh
+    [ -f "$C/caches/pe-features-v6/meta.json" ] || $MV data build --kind features --benign "$C/benign-win32" \
+        --benign "$C/benign" --benign "$C/benign-extra" --benign "$C/benign-tools" --malware "$C/malware_v2" \
+        --benign "$C/benign-gui" --max-per-group 700 --benign "$C/benign-calib" --benign "$C/benign-tail" \
+        --out "$C/caches/pe-features-v6"
+    nice -n 10 $MV train-detector --data "$C/caches/pe-features-v6" --out "$C/runs/v6-lgbm" --model lgbm \
+        --protocols source --threads 1
+}
+
 if [ $# -eq 0 ]; then set -- data leaderboard gradients caps big2015_full pe_leaderboard malimg detector features_detector features_seeds caches_v2 board_v2 threshold default_v5; fi
 for step in "$@"; do "$step"; done
