@@ -7,9 +7,11 @@ and reports the median and spread of the wall time, the load average while it ra
 start goes: the imports by top-level package (``python -X importtime``, summed self time). FILE
 defaults to pip's ``w32.exe`` (a real 90 KiB PE launcher). ``--against DIR`` alternates every run with
 one whose ``PYTHONPATH`` puts DIR first (e.g. another version of a dependency installed there with
-``pip install --target DIR typer==0.29.2``), so both see the same load. Runs without ``PYTHONDONTWRITEBYTECODE`` (set on some
-machines, this one included): an installed package has its bytecode cached, and recompiling the source
-tree at every start added about 0.1 s. Writes benchmarks/results/cold-start.md.
+``pip install --target DIR typer==0.29.2``), so both see the same load. Runs without
+``PYTHONDONTWRITEBYTECODE`` (set on some machines, this one included): an installed package has its
+bytecode cached, and recompiling the source tree at every start added about 0.1 s. Reports CPU time
+(user + system) beside wall time: a shared machine's load inflates it least. Writes
+benchmarks/results/cold-start.md.
 """
 
 from __future__ import annotations
@@ -85,16 +87,15 @@ def main() -> None:
     other_env = {**ENV, "PYTHONPATH": str(args.against)} if args.against else None
     for env in (ENV, other_env) if other_env else (ENV,):  # warm-up: page cache, .pyc files
         subprocess.run(cmd, capture_output=True, check=True, env=env)
-    times, others, loads = [], [], []
-    cpu: dict[int, list[float]] = {id(times): [], id(others): []}
+    times, others, cpu, other_cpu, loads = [], [], [], [], []
     for _ in range(args.runs):
-        for env, into in ((ENV, times), (other_env, others)):
+        for env, into, into_cpu in ((ENV, times, cpu), (other_env, others, other_cpu)):
             if env is None:
                 continue
             before, start = _children_cpu(), time.perf_counter()
             subprocess.run(cmd, capture_output=True, check=True, env=env)
             into.append(time.perf_counter() - start)
-            cpu[id(into)].append(_children_cpu() - before)
+            into_cpu.append(_children_cpu() - before)
         loads.append(os.getloadavg()[0])
     imports = _imports(file, args.model)
     q = statistics.quantiles(times, n=4)
@@ -106,11 +107,10 @@ def main() -> None:
         "",
         f"File: `{file.name}` ({file.stat().st_size:,} bytes), model `{args.model}`. {args.runs} runs after one "
         f"warm-up: median **{statistics.median(times):.3f} s** (quartiles {q[0]:.3f} to {q[2]:.3f} s, "
-        f"min {min(times):.3f} s); CPU time (user + system, what the load on a shared machine inflates "
-        f"least) median {statistics.median(cpu[id(times)]):.3f} s."
+        f"min {min(times):.3f} s); CPU time median {statistics.median(cpu):.3f} s."
         + (
             f" Alternated with `PYTHONPATH={args.against}`: median {statistics.median(others):.3f} s "
-            f"(min {min(others):.3f} s), CPU time median {statistics.median(cpu[id(others)]):.3f} s."
+            f"(min {min(others):.3f} s), CPU time median {statistics.median(other_cpu):.3f} s."
             if others
             else ""
         ),
