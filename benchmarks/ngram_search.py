@@ -52,6 +52,7 @@ DEFAULTS = dict(
     weight="inverse",
     col_wise=False,
     seed=0,  # LightGBM's (row and column sampling); the folds stay those of seed 0
+    bag=1,  # average the probabilities of this many fits, seeds seed, seed + 1, ...
 )
 
 
@@ -149,7 +150,9 @@ def features(
     return out, kept
 
 
-def run_config(z: dict[str, np.ndarray], cfg: dict, at: list[int], threads: int, done: set) -> None:
+def run_config(
+    z: dict[str, np.ndarray], cfg: dict, at: list[int], threads: int, done: set, only: list[int]
+) -> None:
     import lightgbm as lgb
     import scipy.sparse as sp
 
@@ -163,7 +166,7 @@ def run_config(z: dict[str, np.ndarray], cfg: dict, at: list[int], threads: int,
     classes = [str(c) for c in range(int(y.max()) + 1)]
     name = ",".join(f"{k}={v}" for k, v in cfg.items() if DEFAULTS.get(k) != v) or "shipped"
     for k, (tr, te) in enumerate(stratified_kfold(y, 5, random_state=0)):
-        if (name, k) in done:
+        if (name, k) in done or (only and k not in only):
             continue
         t0 = time.perf_counter()
         (ftr, fte), kept = features(x, z["keys"], y, lengths, tr, [tr, te], cfg)
@@ -178,17 +181,21 @@ def run_config(z: dict[str, np.ndarray], cfg: dict, at: list[int], threads: int,
         elif cfg["weight"] == "none":
             w = np.ones_like(w)
         w = w / w.mean()
-        clf = lgb.LGBMClassifier(
-            n_estimators=head.n_trees, max_depth=head.max_depth, random_state=cfg["seed"], n_jobs=threads,
-            verbose=-1, deterministic=True, **head.layout, **head.params,
-        )  # fmt: skip
-        clf.fit(ftr, y[tr], sample_weight=w)
+        fits = []
+        for seed in range(cfg["seed"], cfg["seed"] + cfg["bag"]):
+            clf = lgb.LGBMClassifier(
+                n_estimators=head.n_trees, max_depth=head.max_depth, random_state=seed, n_jobs=threads,
+                verbose=-1, deterministic=True, **head.layout, **head.params,
+            )  # fmt: skip
+            fits.append(clf.fit(ftr, y[tr], sample_weight=w))
         seconds = time.perf_counter() - t0
         with (STORE / "results.jsonl").open("a") as f:
             for r in [a for a in at if a <= cfg["rounds"]] or [cfg["rounds"]]:
-                raw = clf.booster_.predict(fte, raw_score=True, num_iteration=r)
-                probs = np.exp(raw - raw.max(1, keepdims=True))
-                probs /= probs.sum(1, keepdims=True)
+                probs = np.zeros((len(te), len(classes)))
+                for clf in fits:
+                    raw = clf.booster_.predict(fte, raw_score=True, num_iteration=r)
+                    p = np.exp(raw - raw.max(1, keepdims=True))
+                    probs += p / p.sum(1, keepdims=True) / len(fits)
                 m = classification_metrics(y[te], probs, classes)
                 wrong = int((probs.argmax(1) != y[te]).sum())
                 row = dict(config=name, cfg=cfg, fold=k, rounds=r, wrong=wrong, accuracy=m["accuracy"],
@@ -251,13 +258,15 @@ def main() -> None:
     ap.add_argument("--config", action="append", default=[], help="key=value,... over the shipped recipe")
     ap.add_argument("--at", default="", help="round counts to score, e.g. 300,600,1000")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--folds", default="", help="run only these folds, e.g. 0,1,2 (default: all five)")
     ap.add_argument("--report", action="store_true")
     a = ap.parse_args()
     if a.config:
         z = count_all(a.data, a.threads)
         done = {(r["config"], r["fold"]) for r in load_results()}
         for text in a.config:
-            run_config(z, parse(text), [int(v) for v in a.at.split(",") if v], a.threads, done)
+            only = [int(v) for v in a.folds.split(",") if v]
+            run_config(z, parse(text), [int(v) for v in a.at.split(",") if v], a.threads, done, only)
     if a.report:
         write_report(report(), ROOT / "benchmarks" / "results" / "ngram-search.md")
 

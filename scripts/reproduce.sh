@@ -101,6 +101,9 @@ big2015_search() {
     $S benchmarks/ngram_search.py --threads 1 --at 300 --config col_wise=true,extra=logcount,colsample=0.1
     wait
     $S benchmarks/ngram_search.py --threads 1 --at 300 --config col_wise=true,seed=1  # the noise: another seed
+    $S benchmarks/ngram_search.py --threads 1 --at 300 --config col_wise=true,bag=2 --folds 0,1,2 &  # seeds 0 and 1, averaged
+    $S benchmarks/ngram_search.py --threads 1 --at 300 --config col_wise=true,bag=2 --folds 3,4
+    wait
     $S benchmarks/ngram_search.py --report
 }
 
