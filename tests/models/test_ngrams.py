@@ -153,3 +153,20 @@ def test_rows_laid_end_to_end_count_as_apart() -> None:
         assert torch.equal(both[i], alone[0]) and int(lengths[i]) == int(n[0]) == len(docs[i])
     keys, at = gram_keys(torch.tensor([5, 6, 0]), 2)
     assert at.tolist() == [0, 1, 2, 0, 1] and len(keys) == 5  # (6, 0) gets a key no real gram has
+
+
+def test_col_wise_histograms_grow_the_same_trees() -> None:
+    docs, y = _docs(240, 4)
+    kw = {"n_max": 2, "top_k": 60, "classifier": "lgbm", "n_trees": 30, "num_leaves": 4}
+    rows = create_model("ngram", in_kind="opcodes", n_classes=3, vocab_size=22, **kw)
+    cols = create_model("ngram", in_kind="opcodes", n_classes=3, vocab_size=22, col_wise=True, **kw)
+    assert rows.trees.layout == {"force_row_wise": True} and cols.trees.layout == {"force_col_wise": True}
+    for m in (rows, cols):
+        m.fit(docs, y, None, seed=0)
+    test, _ = _docs(90, 5)
+    with torch.no_grad():
+        a, b = (m(torch.from_numpy(pad_batch(test))) for m in (rows, cols))
+    assert torch.equal(rows.keys, cols.keys) and torch.allclose(a, b, atol=1e-3)
+    for bad in ({"col_wise": "yes"}, {"col_wise": True, "classifier": "svm"}):
+        with pytest.raises(ModelError, match="col_wise"):
+            create_model("ngram", in_kind="opcodes", n_classes=3, vocab_size=22, **bad)

@@ -211,7 +211,10 @@ class LightGBMTrees(TreeEnsemble):
         colsample: float = 0.3,
         reg_lambda: float = 0.0,
         threads: int = 1,
+        col_wise: bool = False,
     ) -> None:
+        """``col_wise``: build histograms feature by feature (fast when ``colsample`` leaves out most of
+        many features, as for n-grams) instead of row by row; the same splits up to float sums."""
         check_positive(
             "lgbm", num_leaves=num_leaves, min_child_samples=min_child_samples, max_depth=max_depth,
             threads=threads,
@@ -220,6 +223,7 @@ class LightGBMTrees(TreeEnsemble):
         nodes = min(2 ** (max_depth + 1) - 1, 2 * num_leaves - 1)  # splits, then leaves
         super().__init__(name="lgbm", max_depth=max_depth, nodes=nodes, **args)
         self.threads = threads
+        self.layout = {"force_col_wise": True} if col_wise else {"force_row_wise": True}
         _unit("lgbm", learning_rate=learning_rate, subsample=subsample, colsample=colsample)
         if reg_lambda < 0:
             raise ModelError(f"lgbm: reg_lambda must be 0 or more, got {reg_lambda}")
@@ -235,7 +239,7 @@ class LightGBMTrees(TreeEnsemble):
         x = self._check_rows(x, y)
         clf = lgb.LGBMClassifier(
             n_estimators=self.n_trees, max_depth=self.max_depth, random_state=seed, n_jobs=self.threads,
-            verbose=-1, deterministic=True, force_row_wise=True, **self.params,
+            verbose=-1, deterministic=True, **self.layout, **self.params,
         )  # fmt: skip
         callbacks = [] if on_step is None else [lambda env: on_step(env.iteration + 1, self.n_trees)]
         clf.fit(x, y, sample_weight=sample_weight, callbacks=callbacks)
