@@ -4,8 +4,8 @@ Counting every sample's 1- to 4-grams is the slow, repeated part of ``malvision 
 this counts them ONCE (``malvision.models.ngrams.gram_counts``) into a sparse matrix cached under
 ``~/.cache/malvision/ngram-search/`` (never the repository), then runs what ``NgramModel.fit`` does per
 fold (document frequency and chi-squared on the fold's training rows, the kept grams' frequencies and
-the log length into LightGBM with ``LightGBMTrees``' parameters and the inverse-frequency class weights
-of ``malvision.train``) on the folds ``malvision benchmark`` uses (``stratified_kfold``, seed 0, on the
+the log length into LightGBM, through ``select_grams``, ``frequencies``, ``tree_input`` and
+``LightGBMTrees.classifier``, with the inverse-frequency class weights of ``malvision.train``) on the folds ``malvision benchmark`` uses (``stratified_kfold``, seed 0, on the
 de-duplicated cache). One fit per fold scores every round count of ``--at``.
 
 The vocabulary is built once from every row, where the benchmark builds it from each fold's training
@@ -115,21 +115,13 @@ def features(
     """What ``NgramModel.fit`` keeps and the tree head reads, for training rows ``tr``, of each of ``rows``
     (``x``: the sparse counts, one column per gram key of ``keys``); ``extra`` adds ``logcount`` (each
     kept gram's log count) or ``entropy`` (each row's entropy over its 1-, 2-, 3- and 4-grams)."""
-    from sklearn.feature_selection import chi2
+    from malvision.models.ngrams import frequencies, select_grams, tree_input
 
-    xtr = x[tr]
-    df = np.bincount(xtr.indices, minlength=x.shape[1])
-    kept = np.flatnonzero(df >= cfg["min_df"])
-    if len(kept) > cfg["top_k"]:
-        sub = xtr[:, kept]
-        sub.data = np.log1p(sub.data)
-        score = np.nan_to_num(chi2(sub, y[tr])[0])
-        kept = np.sort(kept[np.argsort(-score, kind="stable")[: cfg["top_k"]]])
+    kept, _ = select_grams(x[tr], y[tr], cfg["min_df"], cfg["top_k"])
     out = []
     for r in rows:
         c = x[r][:, kept]
-        length = lengths[r].astype(np.float64)
-        parts = [c.multiply(1.0 / length[:, None]).toarray(), np.log1p(length)[:, None]]
+        parts = [tree_input(frequencies(c, lengths[r]), lengths[r])]
         extras = [e for e in cfg["extra"].split("+") if e]
         if "logcount" in extras:
             parts.append(np.log1p(c.toarray()))
@@ -153,7 +145,6 @@ def features(
 def run_config(
     z: dict[str, np.ndarray], cfg: dict, at: list[int], threads: int, done: set, only: list[int]
 ) -> None:
-    import lightgbm as lgb
     import scipy.sparse as sp
 
     from malvision.data.splits import stratified_kfold
@@ -181,13 +172,10 @@ def run_config(
         elif cfg["weight"] == "none":
             w = np.ones_like(w)
         w = w / w.mean()
-        fits = []
-        for seed in range(cfg["seed"], cfg["seed"] + cfg["bag"]):
-            clf = lgb.LGBMClassifier(
-                n_estimators=head.n_trees, max_depth=head.max_depth, random_state=seed, n_jobs=threads,
-                verbose=-1, deterministic=True, **head.layout, **head.params,
-            )  # fmt: skip
-            fits.append(clf.fit(ftr, y[tr], sample_weight=w))
+        fits = [
+            head.classifier(seed).fit(ftr, y[tr], sample_weight=w)
+            for seed in range(cfg["seed"], cfg["seed"] + cfg["bag"])
+        ]
         seconds = time.perf_counter() - t0
         with (STORE / "results.jsonl").open("a") as f:
             for r in [a for a in at if a <= cfg["rounds"]] or [cfg["rounds"]]:

@@ -25,7 +25,15 @@ from malvision.models._base import FittedModel, OnStep, check_choice, check_posi
 from malvision.models._registry import register_model
 from malvision.models.trees import LightGBMTrees
 
-__all__ = ["NgramModel", "gram_counts", "gram_keys", "gram_tokens"]
+__all__ = [
+    "NgramModel",
+    "frequencies",
+    "gram_counts",
+    "gram_keys",
+    "gram_tokens",
+    "select_grams",
+    "tree_input",
+]
 
 BITS = 15  # bits per token id in a key; larger ids count as UNK
 N_SHIFT = 60  # the gram's length sits above 4 ids of 15 bits
@@ -65,6 +73,34 @@ def gram_counts(ids: Tensor, n_max: int, chunk_size: int) -> tuple[Tensor, Tenso
         return keys[0], counts[0]
     k, inverse = torch.unique(torch.cat(keys), return_inverse=True)
     return k, torch.zeros(len(k), dtype=torch.int64).index_add_(0, inverse, torch.cat(counts))
+
+
+def select_grams(counts: Any, y: np.ndarray, min_df: int, top_k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The gram columns ``fit`` keeps of ``counts`` (scipy sparse, samples x grams), sorted: those found
+    in at least ``min_df`` samples, the ``top_k`` of them by chi-squared on log counts; and every
+    column's document frequency."""
+    from sklearn.feature_selection import chi2
+
+    df = np.diff(counts.tocsc().indptr)
+    kept = np.flatnonzero(df >= min_df)
+    if len(kept) > top_k:
+        sub = counts[:, kept]
+        sub.data = np.log1p(sub.data)
+        score = np.nan_to_num(chi2(sub, y)[0])
+        kept = np.sort(kept[np.argsort(-score, kind="stable")[:top_k]])
+    return kept, df
+
+
+def frequencies(counts: Any, lengths: np.ndarray) -> Any:
+    """Each kept gram's count over its sample's length (scipy sparse in, CSR out)."""
+    return counts.multiply(1.0 / np.asarray(lengths, dtype=np.float64)[:, None]).tocsr()
+
+
+def tree_input(freqs: Any, lengths: np.ndarray) -> np.ndarray:
+    """What the tree head reads (float32, samples x kept + 1): the grams' frequencies, then the log of
+    the sample's length."""
+    length = np.asarray(lengths, dtype=np.float64)
+    return np.hstack([freqs.toarray(), np.log1p(length)[:, None]]).astype(np.float32)
 
 
 def gram_tokens(key: int) -> list[int]:
@@ -141,7 +177,6 @@ class NgramModel(FittedModel):
     ) -> None:
         """Learn from the training sequences ``x`` (1-D id arrays, whole) and class ids ``y``."""
         import scipy.sparse as sp
-        from sklearn.feature_selection import chi2
 
         y = np.asarray(y)
         if len(x) != len(y) or set(np.unique(y).tolist()) != set(range(self.n_classes)):
@@ -159,27 +194,19 @@ class NgramModel(FittedModel):
             shape=(len(x), len(vocab)),
         )
         del per_doc, rows, cols
-        df = np.diff(counts.tocsc().indptr)
-        kept = np.flatnonzero(df >= self.min_df)
-        if len(kept) > self.n_features:  # the top_k by chi-squared on log counts
-            sub = counts[:, kept]
-            sub.data = np.log1p(sub.data)
-            score = np.nan_to_num(chi2(sub, y)[0])
-            kept = np.sort(kept[np.argsort(-score, kind="stable")[: self.n_features]])
+        kept, df = select_grams(counts, y, self.min_df, self.n_features)
         counts = counts[:, kept].tocsr()
         idf = np.log((1 + len(x)) / (1 + df[kept])) + 1.0
         lengths = np.array([len(ids) for ids in x], dtype=np.float64)
-        weights = (
-            self._weigh(counts, idf)
-            if self.trees is None
-            else counts.multiply(1.0 / lengths[:, None]).tocsr()
-        )
+        weights = self._weigh(counts, idf) if self.trees is None else frequencies(counts, lengths)
         if sample_weight is not None:  # mean 1 over the rows, so c means what it says
             sample_weight = np.asarray(sample_weight, dtype=np.float64) / np.mean(sample_weight)
         pad = self.n_features - len(kept)  # unused columns come first: their key, -1, never matches
         if self.trees is not None:
-            head = [np.zeros((len(x), pad)), weights.toarray(), np.log1p(lengths)[:, None]]
-            self.trees.fit(np.hstack(head).astype(np.float32), y, sample_weight, seed, on_step)
+            head = tree_input(weights, lengths)
+            self.trees.fit(
+                np.hstack([np.zeros((len(x), pad), np.float32), head]), y, sample_weight, seed, on_step
+            )
         else:
             w, b = self._fit_linear(weights, y, sample_weight, seed)
         with torch.no_grad():

@@ -232,15 +232,20 @@ class LightGBMTrees(TreeEnsemble):
             subsample=subsample, subsample_freq=1, colsample_bytree=colsample, reg_lambda=reg_lambda,
         )  # fmt: skip
 
-    def fit(self, x: Rows, y: Rows, sample_weight: Rows | None, seed: int, on_step: OnStep = None) -> None:
-        """Grow the trees with LightGBM (deterministic for the same ``threads``), then load them as tensors."""
+    def classifier(self, seed: int) -> Any:
+        """The unfitted ``lightgbm.LGBMClassifier`` that ``fit`` grows (deterministic for the same
+        ``threads``)."""
         import lightgbm as lgb
 
-        x = self._check_rows(x, y)
-        clf = lgb.LGBMClassifier(
+        return lgb.LGBMClassifier(
             n_estimators=self.n_trees, max_depth=self.max_depth, random_state=seed, n_jobs=self.threads,
             verbose=-1, deterministic=True, **self.layout, **self.params,
         )  # fmt: skip
+
+    def fit(self, x: Rows, y: Rows, sample_weight: Rows | None, seed: int, on_step: OnStep = None) -> None:
+        """Grow the trees with LightGBM, then load them as tensors."""
+        x = self._check_rows(x, y)
+        clf = self.classifier(seed)
         callbacks = [] if on_step is None else [lambda env: on_step(env.iteration + 1, self.n_trees)]
         clf.fit(x, y, sample_weight=sample_weight, callbacks=callbacks)
         trees = self._empty()
