@@ -22,12 +22,13 @@ def cpu_model() -> str:
 
 def command_line() -> str:
     """The command that is running, to record beside its figures: the interpreter relative to the
-    repository when it lives there (``.venv/bin/python``), then the script and its arguments."""
+    repository when it lives there (``.venv/bin/python``), then the script and its arguments, paths
+    below the home folder written from ``~`` (``~/.cache/malvision/...``, not one machine's home)."""
     root = Path(__file__).resolve().parent.parent
     exe = sys.executable
     if Path(exe).is_relative_to(root):
         exe = os.path.relpath(exe, root)
-    return shlex.join([exe, *sys.argv])
+    return shlex.join([exe, *sys.argv]).replace(str(Path.home()), "~")
 
 
 def write_report(text: str, out: Path) -> None:

@@ -23,11 +23,10 @@ import numpy as np
 from malvision.card import training_ids
 from malvision.errors import MalvisionError
 from malvision.evaluate.metrics import threshold_for_fpr
-from malvision.io import atomic_writer
 from malvision.scan import Scanner
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-from _machine import command_line, cpu_model  # noqa: E402
+from _machine import command_line, cpu_model, write_report  # noqa: E402
 
 CORPUS = Path.home() / ".cache" / "malvision" / "benign-heldout"
 
@@ -57,17 +56,17 @@ def main() -> None:
     lines.append(
         f"{len(held)} held-out benign files ({a.corpus.name}); {len(mal)} malware files, out-of-fold "
         f"({oof.get('protocol')}-disjoint). Made on {dt.date.today():%Y-%m-%d} on {cpu_model()}, "
-        f"{os.cpu_count()} cores shared with other jobs, by `{command_line().replace(str(Path.home()), '~')}`.\n"
+        f"{os.cpu_count()} cores shared with other jobs, by `{command_line()}`.\n"
     )
     lines.append("| threshold | value | held-out benign flagged | malware detected |\n|---|---|---|---|")
     for name, t in (("card (out-of-fold 0.1% FPR)", card_t), (f"held-out {a.fpr:.1%} FPR", held_t)):
         lines.append(f"| {name} | {t:.4f} | {int((held >= t).sum())} of {len(held)} | {at(t):.1%} |")
     lines.append(f"\nGap: {100 * (at(held_t) - at(card_t)):.1f} points (goal: within 5).")
     text = "\n".join(lines) + "\n"
-    print(text, end="")
     if a.out:
-        with atomic_writer(a.out) as f:
-            f.write(text.encode())
+        write_report(text, a.out)
+    else:
+        print(text)
 
 
 if __name__ == "__main__":

@@ -19,10 +19,9 @@ import numpy as np
 from malvision.convert.pefeatures import FEATURE_NAMES
 from malvision.data.cache import CachedDataset
 from malvision.errors import MalvisionError
-from malvision.io import atomic_writer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-from _machine import command_line  # noqa: E402
+from _machine import command_line, write_report  # noqa: E402
 
 
 def main(path: Path, out: Path | None) -> None:
@@ -41,7 +40,7 @@ def main(path: Path, out: Path | None) -> None:
     n_b, n_m = int((~mal).sum()), int(mal.sum())
     cell = lambda k, n: f"{k:,} ({k / n:.1%})"  # noqa: E731
     lines = [f"# File types in `{path.name}`: {n_b:,} benign, {n_m:,} malware\n"]
-    made = f"{dt.date.today():%Y-%m-%d}, by `{command_line().replace(str(Path.home()), '~')}`"
+    made = f"{dt.date.today():%Y-%m-%d}, by `{command_line()}`"
     lines.append(f"Made on {made}.\n\n| type | benign | malware |\n|---|---|---|")
     b, m = Counter(types[~mal]), Counter(types[mal])
     for t in sorted(set(b) | set(m)):
@@ -49,10 +48,10 @@ def main(path: Path, out: Path | None) -> None:
     for name, f in ((".NET (CLR header)", clr), ("executable, overlay > half the file", overlay)):
         lines.append(f"| {name} | {cell(int(f[~mal].sum()), n_b)} | {cell(int(f[mal].sum()), n_m)} |")
     text = "\n".join(lines) + "\n"
-    print(text, end="")
     if out is not None:
-        with atomic_writer(out) as f:
-            f.write(text.encode())
+        write_report(text, out)
+    else:
+        print(text)
 
 
 if __name__ == "__main__":

@@ -147,7 +147,7 @@ def main() -> None:
         f"out-of-fold scores of the {protocol}-disjoint cross-validation (every benign score from a model "
         f"that saw no file of its project, every malware score from one that saw no file of its collection). "
         f"Made on {dt.date.today():%Y-%m-%d} on {cpu_model()}, {os.cpu_count()} cores shared with other jobs, "
-        f"by `{command_line().replace(str(Path.home()), '~')}`.",
+        f"by `{command_line()}`.",
         "",
         "Methods (`malvision.evaluate.threshold`):",
         "",
