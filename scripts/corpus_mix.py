@@ -47,4 +47,9 @@ def main(cache: Path, corpora: list[str]) -> None:
 if __name__ == "__main__":
     if len(sys.argv) < 3:
         sys.exit(__doc__.strip().splitlines()[2].strip())
-    main(Path(sys.argv[1]).expanduser(), sys.argv[2:])
+    try:
+        main(Path(sys.argv[1]).expanduser(), sys.argv[2:])
+    except (OSError, KeyError) as e:  # a corpus or cache that is not there, or not one
+        sys.exit(
+            f"error: {e.filename if isinstance(e, OSError) else e}: not a corpus manifest or features cache"
+        )
