@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -360,3 +361,27 @@ def test_version_and_help_through_the_real_command() -> None:
     assert (
         helped.returncode == 0 and "Usage: malvision scan" in helped.stdout and "--threshold" in helped.stdout
     )
+
+
+def test_a_json_scan_loads_only_what_it_needs() -> None:
+    """A fresh ``scan --json`` of one file with the default: no rich (nothing drawn), no ONNX Runtime
+    (the trees are walked in numpy), no torch, no multiprocessing (threads read), one BLAS thread."""
+    import pip
+
+    exe = Path(pip.__file__).parent / "_vendor" / "distlib" / "w32.exe"  # a real PE file pip ships
+    if not exe.is_file():
+        pytest.skip("pip ships no distlib launchers here")
+    code = (
+        "import json, os, sys\n"
+        "from malvision.cli import main\n"
+        f"sys.argv = ['malvision', 'scan', {str(exe)!r}, '--json']\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    code = e.code\n"
+        "mods = ['rich', 'onnxruntime', 'torch', 'multiprocessing']\n"
+        "print(json.dumps({'exit': code, 'loaded': [m for m in mods if m in sys.modules],"
+        " 'blas': os.environ.get('OPENBLAS_NUM_THREADS')}))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "FORCE_TERMINAL")}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    *records, last = done.stdout.strip().splitlines()
+    assert json.loads("\n".join(records))[0]["verdict"] in ("benign", "malware")
+    assert json.loads(last) == {"exit": json.loads(last)["exit"], "loaded": [], "blas": "1"}

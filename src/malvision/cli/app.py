@@ -3,15 +3,18 @@ on stderr and an exit code."""
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from malvision.errors import MalvisionError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress
 
 SETTINGS = {
     "name": "malvision",
@@ -48,8 +51,25 @@ app.add_typer(data_app, name="data")
 # lists them at the end), 130 interrupted.
 EXIT_OK, EXIT_FOUND, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
 
-out = Console()
-err = Console(stderr=True)
+
+class _LazyConsole:
+    """A rich ``Console`` made on first use: importing rich is a tenth of a cold ``scan --json``,
+    which prints nothing through it."""
+
+    def __init__(self, **options: Any) -> None:
+        self._options: dict[str, Any] = options
+        self._console: Console | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(**self._options)
+        return getattr(self._console, name)
+
+
+out = cast("Console", _LazyConsole())
+err = cast("Console", _LazyConsole(stderr=True))
 
 
 def parse_size(text: str) -> int:
@@ -65,8 +85,34 @@ def parse_size(text: str) -> int:
     return int(value * mult)
 
 
+class _Hidden:
+    """The part of rich's ``Progress`` the commands use, showing nothing: the bar on a stderr that is
+    not a terminal, without importing rich for it."""
+
+    console = err
+
+    def __enter__(self) -> _Hidden:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def add_task(self, description: str, **fields: Any) -> int:
+        return 0
+
+    def advance(self, task: int, advance: float = 1) -> None:
+        return None
+
+    def update(self, task: int, **fields: Any) -> None:
+        return None
+
+
 def progress() -> Progress:
     """The progress bar used by every long command (on stderr, hidden when not a terminal)."""
+    if not (sys.stderr.isatty() or os.environ.get("FORCE_TERMINAL") or os.environ.get("TTY_COMPATIBLE")):
+        return cast("Progress", _Hidden())  # rich would say the same (and these two can overrule it)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from malvision.cli.app import (
     EXIT_ERROR,
@@ -20,7 +19,7 @@ from malvision.cli.app import (
     report_failures,
 )
 from malvision.cli.options import MaxSize
-from malvision.cli.render import plain_table
+from malvision.cli.render import escape, plain_table
 from malvision.errors import MalvisionError
 
 

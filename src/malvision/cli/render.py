@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from rich.markup import escape
-from rich.table import Table
+from typing import TYPE_CHECKING, Any
 
 from malvision.cli.app import clean
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 __all__ = [
     "names",
@@ -22,10 +22,25 @@ __all__ = [
     "plain_table",
     "feature_list_table",
     "models_table",
+    "escape",
 ]
 
 VERDICT_STYLE = {"malware": "bold red", "benign": "green", "unknown": "yellow"}
 BAND_STYLE = {"clean": "green", "suspicious": "yellow", "malicious": "bold red"}
+
+
+# rich is imported when a table is drawn, not with the commands: a cold `scan --json` never loads it.
+def escape(text: str) -> str:
+    """``text`` with rich markup escaped."""
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def _table(**options: Any) -> Table:
+    from rich.table import Table
+
+    return Table(**options)
 
 
 def names(items: list[str], most: int = 4) -> str:
@@ -58,7 +73,7 @@ def _score_cell(r: Any) -> str:
 def scan_table(records: list[Any], title: str, roots: list[str] | None = None, width: int = 80) -> Table:
     """One row per verdict: path (relative to its folder argument, elided in the middle to fit),
     verdict, band, score against the threshold, family, reason; empty columns left out."""
-    table = Table(title=escape(title))
+    table = _table(title=escape(title))
     bands = any(r.band for r in records)
     families = any(r.family for r in records)
     reasons = any(r.reason for r in records)
@@ -107,7 +122,7 @@ def brief_line(r: Any) -> str:
 
 def class_table(m: dict[str, Any], title: str) -> Table:
     """Per-class precision, recall, F1 and support of an ``evaluate`` record."""
-    table = Table(title=escape(title))
+    table = _table(title=escape(title))
     for col in ("class", "precision", "recall", "F1", "support"):
         table.add_column(col, justify="right" if col != "class" else "left")
     for c, r in m["per_class"].items():
@@ -120,7 +135,7 @@ def class_table(m: dict[str, Any], title: str) -> Table:
 def feature_table(expl: Any) -> Table:
     """A feature model's explanation: the top features by their analysts' names, with the imports
     (``dll!function``) behind import features."""
-    table = Table(title=f"top {len(expl.features)} features by share of attribution")
+    table = _table(title=f"top {len(expl.features)} features by share of attribution")
     named = any(f.imports for f in expl.features)  # a column for hashed import buckets, when shown
     for col in ("#", "feature", "value", "typical", "attribution", "share") + (("imports",) if named else ()):
         table.add_column(col, justify="left" if col in ("feature", "imports") else "right")
@@ -139,7 +154,7 @@ def feature_table(expl: Any) -> Table:
 
 def range_table(expl: Any) -> Table:
     """A byte or sequence model's explanation: the top ranges with their sections."""
-    table = Table(title=f"top {len(expl.ranges)} {expl.unit} ranges by share of positive attribution")
+    table = _table(title=f"top {len(expl.ranges)} {expl.unit} ranges by share of positive attribution")
     for col in ("#", "start", "end", "length", "share", "section", "entropy"):
         table.add_column(col, justify="left" if col == "section" else "right")
     for i, r in enumerate(expl.ranges, 1):
@@ -154,7 +169,7 @@ def range_table(expl: Any) -> Table:
 
 def operating_table(header: list[str], rows: list[list[str]]) -> Table:
     """A detector card's operating points with their intervals."""
-    table = Table(title="out-of-fold detection at the card's operating points (its protocol)")
+    table = _table(title="out-of-fold detection at the card's operating points (its protocol)")
     for col in header:
         table.add_column(col, justify="right")
     for r in rows:
@@ -164,7 +179,7 @@ def operating_table(header: list[str], rows: list[list[str]]) -> Table:
 
 def feature_list_table(title: str, rows: list[list[str]]) -> Table:
     """A features model's inputs: id, analyst name, description, splits (trees)."""
-    table = Table(title=escape(title))
+    table = _table(title=escape(title))
     table.add_column("id", no_wrap=True)
     table.add_column("name", overflow="fold")
     table.add_column("what it is", overflow="fold", ratio=1)
@@ -176,7 +191,7 @@ def feature_list_table(title: str, rows: list[list[str]]) -> Table:
 
 def plain_table(title: str, header: list[str], rows: list[list[str]]) -> Table:
     """A titled table of text cells, the first column left-aligned."""
-    table = Table(title=title)
+    table = _table(title=title)
     for k, col in enumerate(header):
         table.add_column(col, justify="left" if k == 0 else "right")
     for r in rows:
@@ -186,7 +201,7 @@ def plain_table(title: str, header: list[str], rows: list[list[str]]) -> Table:
 
 def group_table(header: list[str], rows: list[list[str]], title: str) -> Table:
     """A detector's out-of-fold results per malware family and benign project."""
-    table = Table(title=title)
+    table = _table(title=title)
     for col in header:
         table.add_column(col, justify="left" if col in ("class", "group") else "right")
     for r in rows:
@@ -196,7 +211,7 @@ def group_table(header: list[str], rows: list[list[str]], title: str) -> Table:
 
 def models_table(infos: list[Any]) -> Table:
     """The registered models: name, protocol, inputs, description."""
-    table = Table(title="models")
+    table = _table(title="models")
     for col in ("name", "trained by", "inputs", "description"):
         table.add_column(col)
     for info in infos:

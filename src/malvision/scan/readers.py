@@ -3,10 +3,8 @@ processes started with ``spawn`` (``ProcessReaders``)."""
 
 from __future__ import annotations
 
-import multiprocessing
 import signal
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import BrokenExecutor, Future
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -108,6 +106,9 @@ class ProcessReaders:
     """
 
     def __init__(self, preparer: Preparer, n: int) -> None:
+        import multiprocessing  # here: a scan on threads never pays for importing it
+        from concurrent.futures import ProcessPoolExecutor
+
         ctx = multiprocessing.get_context("spawn")
         self.stop = ctx.Event()
         self.pool = ProcessPoolExecutor(
@@ -121,7 +122,7 @@ class ProcessReaders:
             return None
         try:
             return self.pool.submit(_prepare_in_worker, name, opener)
-        except (BrokenProcessPool, RuntimeError):
+        except (BrokenExecutor, RuntimeError):  # BrokenProcessPool, without importing multiprocessing
             self.usable = False
             return None
 
