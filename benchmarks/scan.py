@@ -132,10 +132,16 @@ def pick_inputs(args: argparse.Namespace) -> tuple[list[Path], int, int]:
 
 
 def backends(model_path: Path, export: bool, tmp: Path) -> list[tuple[str, Path]]:
-    """Our backends to time: torch, and ONNX when an .onnx sits beside the model or ``export`` makes one."""
+    """Our backends to time: torch, and ONNX when an .onnx sits beside the model or ``export`` makes one
+    (and numpy, for a tree model's export)."""
+    from malvision.export import onnx_report, tree_arrays
+
     found: list[tuple[str, Path]] = [("torch", model_path)]
     if model_path.with_suffix(".onnx").is_file():
         found.append(("onnx", model_path))
+        report = onnx_report(model_path)
+        if report and tree_arrays(model_path, report):
+            found.append(("numpy", model_path))
     elif export:
         from malvision.export import export_onnx
 
@@ -162,7 +168,7 @@ def make_scanner(model_path: Path, backend: str, pools: str, readers: str, worke
     if backend == "onnx" and pools == "1 thread":
         from malvision.export import OnnxModel
 
-        scanner._onnx = OnnxModel(model_path.with_suffix(".onnx"), threads=1)
+        scanner._runner = OnnxModel(model_path.with_suffix(".onnx"), threads=1)
     return scanner
 
 

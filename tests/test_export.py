@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from malvision.cli import app
-from malvision.errors import CheckpointError
+from malvision.errors import CheckpointError, MalvisionError
 from malvision.export import PARITY_ATOL, export_onnx, onnx_report, sidecar
 from malvision.scan import Scanner, Verdict
 
@@ -109,3 +109,28 @@ def test_a_malformed_sidecar_record_is_one_line(detector: Path) -> None:
     r = runner.invoke(app, ["scan", "--model", str(detector), "--backend", "onnx", str(detector)])
     assert isinstance(r.exception, CheckpointError)  # the CLI's main prints it as one line, exit 2
     assert "malformed model record" in str(r.exception)
+
+
+@pytest.mark.skipif(not PIP_LAUNCHERS, reason="pip ships no distlib launchers here")
+def test_the_default_scans_on_numpy_trees_that_score_as_torch(tmp_path: Path) -> None:
+    """The shipped default's export carries its trees as numpy arrays: auto walks them (no ONNX Runtime)
+    with torch's scores; arrays that are not the ones the sidecar vouches for fall back to ONNX."""
+    from malvision.bundled import resolve_checkpoint
+
+    shipped = resolve_checkpoint("default")
+    for src in shipped.parent.glob(f"{shipped.stem}.*"):
+        shutil.copyfile(src, tmp_path / src.name)
+    model = tmp_path / shipped.name
+    scanner = Scanner(model)
+    assert scanner.backend == "numpy"
+    numpy_v = [v for v in scanner.scan(PIP_LAUNCHERS) if isinstance(v, Verdict)]
+    torch_v = [v for v in Scanner(model, backend="torch").scan(PIP_LAUNCHERS) if isinstance(v, Verdict)]
+    scored = [(a, b) for a, b in zip(numpy_v, torch_v, strict=True) if a.score is not None]
+    assert len(scored) >= 2 and all(abs(a.score - b.score) < PARITY_ATOL for a, b in scored)
+    assert Scanner(model, backend="onnx").backend == "onnx"  # asked for: ONNX Runtime
+    assert Scanner(model, backend="numpy").backend == "numpy"
+    trees = model.with_suffix(".trees.npz")
+    trees.write_bytes(trees.read_bytes() + b"\0")
+    assert Scanner(model).backend == "onnx"
+    with pytest.raises(MalvisionError, match="no current numpy trees"):
+        Scanner(model, backend="numpy")

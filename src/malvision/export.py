@@ -1,4 +1,8 @@
-"""ONNX export with a parity check against torch, and the ONNX Runtime model the scanner can use."""
+"""ONNX export with a parity check against torch, and the ONNX Runtime model the scanner can use.
+
+A tree model's export also writes its trees as numpy arrays (``TreeArrays``), checked the same way: a
+scan walks them in numpy without importing ONNX Runtime, whose import was a sixth of a cold ``scan``
+(``benchmarks/cold_start.py``)."""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ import numpy as np
 
 from malvision.errors import CheckpointError, MalvisionError
 
-__all__ = ["export_onnx", "OnnxModel", "PARITY_ATOL", "sidecar", "onnx_report"]
+__all__ = ["export_onnx", "OnnxModel", "PARITY_ATOL", "TreeArrays", "sidecar", "onnx_report", "tree_arrays"]
 
 PARITY_ATOL = 1e-4
 
@@ -34,6 +38,46 @@ class OnnxModel:
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: batch})[0]
+
+
+class TreeArrays:
+    """Boosted trees walked in numpy, as ``TreeEnsemble.raw_score`` walks them in torch; returns logits."""
+
+    def __init__(self, path: Path | str) -> None:
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                a = {k: z[k] for k in z.files}
+            self.max_depth, self.n_trees, self.per_round, self.n_features = (int(v) for v in a["shape"])
+            self.feature, self.threshold, self.value, self.bias = (
+                a["feature"],
+                a["threshold"],
+                a["value"],
+                a["bias"],
+            )
+            self.left, self.right, self.roots = a["left"], a["right"], a["roots"]
+            n = len(self.feature)
+            bounds = ((self.feature, self.n_features), (self.left, n), (self.right, n), (self.roots, n))
+            if not all(len(t) == n for t in (self.threshold, self.value, self.left, self.right)) or any(
+                t.size and (t.min() < 0 or t.max() >= high) for t, high in bounds
+            ):
+                raise ValueError("indices leave the trees")
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise CheckpointError(f"{path}: not a tree array file ({e})") from None
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        x = np.asarray(batch, dtype=np.float32)
+        if x.ndim != 2 or x.shape[1] != self.n_features:
+            raise MalvisionError(f"the trees read {self.n_features} features, got input of shape {x.shape}")
+        node = np.broadcast_to(self.roots, (len(x), len(self.roots)))
+        for _ in range(self.max_depth):
+            go_left = np.take_along_axis(x, self.feature[node], 1) <= self.threshold[node]
+            node = np.where(go_left, self.left[node], self.right[node])
+        if self.per_round == 1:
+            raw = self.value[node].sum(1) + self.bias
+            return np.stack([np.zeros_like(raw), raw], axis=1).astype(np.float32)
+        return (self.value[node].reshape(len(x), self.n_trees, self.per_round).sum(1) + self.bias).astype(
+            np.float32
+        )
 
 
 def sidecar(onnx_path: Path) -> Path:
@@ -82,6 +126,7 @@ def export_onnx(
     from malvision.card import ID_LISTS
     from malvision.checkpoint import load_checkpoint
     from malvision.io import atomic_writer
+    from malvision.models.trees import TreeEnsemble
 
     ck = load_checkpoint(checkpoint)
     if not getattr(ck.model, "exports", True):
@@ -128,6 +173,7 @@ def export_onnx(
     with torch.inference_mode():
         t_torch = min(_timed(lambda: model(torch.from_numpy(batch))) for _ in range(5))
     t_onnx = min(_timed(lambda: onnx_model.run(batch)) for _ in range(5))
+    trees = _export_trees(model, dest, batches, batch) if isinstance(model, TreeEnsemble) else None
     report = {
         "onnx": dest.name,
         "checkpoint_sha256": _sha256(Path(checkpoint)),
@@ -138,6 +184,7 @@ def export_onnx(
         "onnx_ms_per_batch": 1000 * t_onnx,
         "batch_size": len(batch),
         "onnx_faster": t_onnx < t_torch,
+        **({"trees": trees} if trees else {}),
         "model": {
             "name": ck.model_name,
             "spec": ck.spec,
@@ -148,6 +195,38 @@ def export_onnx(
     with atomic_writer(sidecar(dest)) as f:
         f.write(json.dumps(report, indent=2).encode())
     return report
+
+
+def _export_trees(
+    model: Any, onnx_path: Path, batches: list[np.ndarray], batch: np.ndarray
+) -> dict[str, Any]:
+    """Write a tree model's arrays beside its ONNX file, checked against torch on ``batches``."""
+    import torch
+
+    from malvision.io import atomic_writer
+
+    dest = onnx_path.with_suffix(".trees.npz")
+    with atomic_writer(dest) as f:
+        np.savez(f, **model.arrays())
+    trees = TreeArrays(dest)
+    with torch.inference_mode():
+        worst = max(float(np.abs(model(torch.from_numpy(b)).numpy() - trees.run(b)).max()) for b in batches)
+    if worst >= PARITY_ATOL:
+        dest.unlink(missing_ok=True)
+        raise MalvisionError(f"{dest}: numpy trees differ from torch by {worst:.2e} (limit {PARITY_ATOL})")
+    t = min(_timed(lambda: trees.run(batch)) for _ in range(5))
+    return {"file": dest.name, "sha256": _sha256(dest), "max_abs_diff": worst, "ms_per_batch": 1000 * t}
+
+
+def tree_arrays(checkpoint: Path, report: dict[str, Any]) -> TreeArrays | None:
+    """The numpy trees that ``report`` (a current sidecar, from ``onnx_report``) vouches for, if any."""
+    trees = report.get("trees")
+    if not isinstance(trees, dict) or not isinstance(trees.get("file"), str):
+        return None
+    path = checkpoint.with_name(Path(trees["file"]).name)
+    if not path.is_file() or _sha256(path) != trees.get("sha256"):
+        return None
+    return TreeArrays(path)
 
 
 def onnx_report(checkpoint: Path) -> dict[str, Any] | None:

@@ -10,8 +10,10 @@ import pytest
 import torch
 
 from malvision.checkpoint import load_checkpoint, save_checkpoint
-from malvision.errors import ModelError
+from malvision.errors import CheckpointError, ModelError
+from malvision.export import TreeArrays
 from malvision.models import FittedModel, MalvisionModel, create_model, is_fitted, list_models, model_info
+from malvision.models.trees import TreeEnsemble
 
 FITTED = [n for n in list_models("features") if model_info(n).fitted]  # ngram: tests/models/test_ngrams.py
 TINY: dict[str, dict[str, Any]] = {
@@ -76,7 +78,34 @@ def test_checkpoint_round_trip_and_onnx_parity(name: str, tmp_path: Path) -> Non
     )  # fmt: skip
     x = torch.from_numpy(_rows(50, 2)[0])
     torch.testing.assert_close(load_checkpoint(path).model(x), model(x))
-    assert export_onnx(path)["max_abs_diff"] < PARITY_ATOL
+    report = export_onnx(path)
+    assert report["max_abs_diff"] < PARITY_ATOL
+    if isinstance(model, TreeEnsemble):  # and the trees as numpy arrays, checked the same way
+        assert report["trees"]["max_abs_diff"] < PARITY_ATOL
+        trees = TreeArrays(path.with_name(report["trees"]["file"]))
+        np.testing.assert_allclose(trees.run(x.numpy()), model(x).detach().numpy(), atol=1e-5)
+    else:
+        assert "trees" not in report
+
+
+def test_numpy_trees_walk_as_torch_for_many_classes_and_refuse_damage(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(300, N)).astype(np.float32)
+    y = np.digitize(x[:, 0] + 0.5 * x[:, 3], [-0.5, 0.5])  # three classes
+    model = create_model("lgbm", in_kind="features", n_classes=3, n_features=N, **TINY["lgbm"])
+    model.fit(x, y, None, 0)
+    np.savez(tmp_path / "t.npz", **model.arrays())
+    got = TreeArrays(tmp_path / "t.npz").run(x[:50])
+    assert got.shape == (50, 3)
+    np.testing.assert_allclose(got, model(torch.from_numpy(x[:50])).detach().numpy(), atol=1e-5)
+    bad = model.arrays()
+    bad["left"][0] = len(bad["left"])  # a child outside the trees
+    np.savez(tmp_path / "bad.npz", **bad)
+    with pytest.raises(CheckpointError, match="not a tree array file"):
+        TreeArrays(tmp_path / "bad.npz")
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(CheckpointError, match="not a tree array file"):
+        TreeArrays(tmp_path / "junk.npz")
 
 
 @pytest.mark.parametrize("name", FITTED)

@@ -93,6 +93,15 @@ class TreeEnsemble(FittedModel):
         raw = self.raw_score(x.float())
         return raw if raw.dim() == 2 else torch.stack([torch.zeros_like(raw), raw], dim=1)
 
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The trees as numpy arrays, for ``export.TreeArrays`` (a scan with neither torch nor ONNX Runtime)."""
+        out = {
+            k: getattr(self, k).numpy()
+            for k in ("feature", "threshold", "left", "right", "value", "bias", "roots")
+        }
+        shape = np.array([self.max_depth, self.n_trees, self.per_round, self.n_features], dtype=np.int64)
+        return {**out, "shape": shape}
+
     def _empty(self) -> dict[str, np.ndarray]:
         """(trees, nodes) arrays of trees whose every node is a leaf worth 0, to fill in."""
         total = self.n_trees * self.per_round

@@ -12,8 +12,7 @@ import sys
 import threading
 from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import BrokenExecutor, Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +25,7 @@ from malvision.convert.batch import batch
 from malvision.convert.prepare import Prepared, Stop, prepare
 from malvision.convert.spec import ConvertSpec
 from malvision.errors import CheckpointError, MalvisionError
-from malvision.export import OnnxModel, onnx_report, sidecar
+from malvision.export import OnnxModel, TreeArrays, onnx_report, sidecar, tree_arrays
 from malvision.io import DEFAULT_MAX_SIZE, MemorySource, Source
 from malvision.scan.readers import EMPTY_SHA256, Judged, Preparer, ProcessReaders
 from malvision.scan.verdict import ScanError, Verdict, band_of
@@ -35,8 +34,9 @@ from malvision.sources import FileOpener, Opener, iter_sources
 if TYPE_CHECKING:
     from malvision.checkpoint import Checkpoint
 
-__all__ = ["PROCESS_AFTER", "SEQ_BUDGET", "Scanner"]
+__all__ = ["BACKENDS", "PROCESS_AFTER", "SEQ_BUDGET", "Scanner"]
 
+BACKENDS = ("auto", "torch", "onnx", "numpy")
 PROCESS_AFTER = 64  # processes="auto": files on disk read on threads before worker processes start
 SEQ_BUDGET = 1 << 21  # ids in one padded batch of sequences (int64: 16 MiB), unless one file is longer
 
@@ -58,11 +58,13 @@ class Scanner:
     Args:
         model: bundled model name, run folder or checkpoint file.
         threshold: malware-probability threshold (default: the model card's, chosen for a target FPR).
-        backend: ``torch``, ``onnx`` or ``auto``: ONNX when the model has a verified, current ONNX
+        backend: ``torch``, ``onnx``, ``numpy`` or ``auto``: ONNX when the model has a verified, current ONNX
             export and either it timed faster per batch or torch is not loaded yet (importing torch
             costs about a second and 150 MB, more than any per-batch gap saves on a scan of fewer
             than tens of thousands of files). That path reads the model's spec and card from the
-            export's sidecar and never imports torch (a cold start of a fraction of a second).
+            export's sidecar and never imports torch (a cold start of a fraction of a second). For a
+            tree model, ``auto`` then walks the export's trees in numpy (``numpy``), not importing
+            ONNX Runtime either (a sixth of a cold ``scan``).
         workers: threads (or processes) that read and convert files while the model scores batches.
         processes: read and convert files on disk in ``workers`` processes instead of threads, which
             the GIL does not serialise: ``True`` always, ``None`` (auto) once a run has passed
@@ -90,8 +92,8 @@ class Scanner:
         zip_password: str | None = None,
         threads: int | None = 1,
     ) -> None:
-        if backend not in ("auto", "torch", "onnx"):
-            raise MalvisionError(f"unknown backend {backend!r}; use auto, torch or onnx")
+        if backend not in BACKENDS:
+            raise MalvisionError(f"unknown backend {backend!r}; use {', '.join(BACKENDS)}")
         if batch_size < 1:
             raise MalvisionError(f"--batch-size must be at least 1, got {batch_size}")
         if threads is not None:
@@ -106,7 +108,7 @@ class Scanner:
             self.card: dict[str, Any] = dict((ck.extra or {}).get("card", {}))
             ck.model.eval()
         else:
-            self.backend = "onnx"
+            self.backend = "numpy" if isinstance(self._runner, TreeArrays) else "onnx"
             self.model_name, self.classes, self.card = info["name"], list(info["classes"]), info["card"]
             try:
                 spec = ConvertSpec.from_dict(info["spec"])
@@ -128,11 +130,12 @@ class Scanner:
         self.zip_password = zip_password
 
     def _onnx_info(self, backend: str) -> dict[str, Any] | None:
-        """The model's metadata from its ONNX export's sidecar when scanning will use ONNX, else None."""
+        """The model's metadata from its ONNX export's sidecar when scanning will use the export (ONNX
+        Runtime, or a tree model's numpy arrays), else None."""
         onnx_path = self.model_path.with_suffix(".onnx")
         if backend == "torch":
             return None
-        if backend == "onnx" and not onnx_path.is_file():
+        if backend in ("onnx", "numpy") and not onnx_path.is_file():
             raise MalvisionError(
                 f"{onnx_path}: no ONNX export; run `malvision export {self.model_path} --onnx`"
             )
@@ -158,7 +161,13 @@ class Scanner:
                     f"{sidecar(onnx_path)}: malformed model record; re-export with "
                     f"`malvision export {self.model_path} --onnx`"
                 )
-        self._onnx = OnnxModel(onnx_path, threads=self.threads)
+        arrays = tree_arrays(self.model_path, report) if backend in ("auto", "numpy") and report else None
+        if backend == "numpy" and arrays is None:
+            raise MalvisionError(
+                f"{self.model_path}: no current numpy trees beside it (tree models only); run "
+                f"`malvision export {self.model_path} --onnx`"
+            )
+        self._runner: OnnxModel | TreeArrays = arrays or OnnxModel(onnx_path, threads=self.threads)
         return info
 
     def close(self) -> None:
@@ -210,8 +219,8 @@ class Scanner:
 
     def _logits(self, xs: list[np.ndarray]) -> np.ndarray:
         inputs = batch(xs)
-        if self.backend == "onnx":
-            logits = self._onnx.run(inputs)
+        if self.backend != "torch":
+            logits = self._runner.run(inputs)
         else:
             import torch
 
@@ -293,7 +302,7 @@ class Scanner:
         try:
             try:
                 return name, fut.result()
-            except BrokenProcessPool:  # a worker died (killed, out of memory): read it here instead
+            except BrokenExecutor:  # a worker process died (killed, out of memory): read it here instead
                 if procs is not None:
                     procs.usable = False
                 return name, self.preparer.open_and_prepare(name, opener)
