@@ -257,6 +257,38 @@ def test_trees_train_on_every_row_of_a_fold(pe_feature_cache: Path, tmp_path: Pa
     assert (tmp_path / "run" / "confusion.png").exists() and not (tmp_path / "run" / "curves.png").exists()
 
 
+def test_trees_learn_with_group_weights_and_models_trained_by_epochs_refuse_them(
+    pe_feature_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``group_power`` reaches a tree model's fit as per-row weights (each benign project of the fold
+    weighing alike at 1); a model trained by gradient steps has no per-row weights and says so."""
+    from malvision.errors import MalvisionError
+    from malvision.models.trees import GradientBoostedTrees
+    from malvision.train import fit
+
+    ds = CachedDataset(pe_feature_cache / "cache")
+    groups = np.asarray(ds.groups)
+    idx = np.arange(len(ds))
+    train = idx[(groups != "benign0") | (idx % 5 == 0)]  # benign0 keeps 1 file, the others 5
+    seen: list[np.ndarray] = []
+    grow = GradientBoostedTrees.fit
+
+    def spy(self: GradientBoostedTrees, x, y, sample_weight, *args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(np.asarray(sample_weight))
+        return grow(self, x, y, sample_weight, *args, **kwargs)
+
+    monkeypatch.setattr(GradientBoostedTrees, "fit", spy)
+    kw = {"n_trees": 5, "max_depth": 2}
+    fit(ds, train, train[:0], TrainConfig(model="gbt", model_kwargs=kw, group_power=1.0), tmp_path / "gbt")
+    w, y, g = seen[0], ds.labels[train], groups[train]
+    benign = y == ds.classes.index("benign")
+    sums = [w[benign & (g == k)].sum() for k in np.unique(g[benign])]
+    assert len(sums) == 6 and np.allclose(sums, sums[0])
+    assert len(set(w[~benign].tolist())) == 1  # malware: its class weight only
+    with pytest.raises(MalvisionError, match="group_power weighs the rows of a model fitted in one call"):
+        fit(ds, train, train[:4], TrainConfig(model="mlp", epochs=1, group_power=0.5), tmp_path / "mlp")
+
+
 @pytest.mark.slow
 def test_a_run_folder_is_reused_only_by_the_same_run(pe_feature_cache: Path, tmp_path: Path) -> None:
     """Fold results left in a run folder are reused by the same run, and refused for other data or settings."""

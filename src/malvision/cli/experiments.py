@@ -224,6 +224,16 @@ def train_detector(
             help="best: the epoch with the best validation macro-F1 (early stopping); last: every epoch, the last kept."
         ),
     ] = "best",
+    group_power: Annotated[
+        float,
+        typer.Option(
+            help="Trees and linear models: a file of a project or family with n training files weighs "
+            "n^-P within its class, the class keeping its total weight (0: files weigh alike; 1: groups do)."
+        ),
+    ] = 0.0,
+    group_classes: Annotated[
+        str, typer.Option(help="The classes --group-power weighs, comma-separated, or all.")
+    ] = "benign",
 ) -> None:
     """Build a malware/benign detector with a model card: group-disjoint CV, calibration, FPR threshold."""
     import json
@@ -233,8 +243,9 @@ def train_detector(
 
     settings = (epochs, batch_size, lr, patience, max_len, seed, threads)
     cfg = train_config(
-        model, sets, *settings, label_smoothing=label_smoothing, class_weighting=class_weighting, keep=keep
-    )
+        model, sets, *settings, label_smoothing=label_smoothing, class_weighting=class_weighting, keep=keep,
+        group_power=group_power, group_classes=group_classes,
+    )  # fmt: skip
     ds = dataset_for(data, None, 64, None)
     command = "malvision " + " ".join(sys.argv[1:])
     with progress() as bar:

@@ -7,11 +7,18 @@ the scores over a loader. Runs as one process or data-parallel under ``torchrun`
 
 from __future__ import annotations
 
-from malvision.train.config import TrainConfig, TrainResult, class_weights, get_lr, seed_everything
+from malvision.train.config import (
+    TrainConfig,
+    TrainResult,
+    class_weights,
+    get_lr,
+    sample_weights,
+    seed_everything,
+)
 from malvision.train.fit import fit, fitted_in_one_call, train_val_rows
 from malvision.train.predict import predict, predict_logits
 
 __all__ = [
     "TrainConfig", "TrainResult", "class_weights", "fit", "fitted_in_one_call", "get_lr", "predict",
-    "predict_logits", "seed_everything", "train_val_rows",
+    "predict_logits", "sample_weights", "seed_everything", "train_val_rows",
 ]  # fmt: skip

@@ -13,7 +13,7 @@ import torch
 
 from malvision.errors import MalvisionError
 
-__all__ = ["TrainConfig", "TrainResult", "seed_everything", "get_lr", "class_weights"]
+__all__ = ["TrainConfig", "TrainResult", "seed_everything", "get_lr", "class_weights", "sample_weights"]
 
 
 @dataclass
@@ -38,10 +38,16 @@ class TrainConfig:
     clip_norm: float = 1.0
     label_smoothing: float = 0.0
     keep: str = "best"  # which epoch a fit keeps: "best" by validation macro-F1 (early stopping), or "last"
+    # A model fitted in one call (trees): a file of a group (project, family) of n training files weighs
+    # n ** -group_power within its class, each class keeping its total weight (0: files weigh alike).
+    group_power: float = 0.0
+    group_classes: str = "benign"  # the classes group_power applies to, comma-separated, or "all"
 
     def __post_init__(self) -> None:
         if self.keep not in ("best", "last"):
             raise MalvisionError(f"keep must be best or last, got {self.keep!r}")
+        if not 0 <= self.group_power <= 1:
+            raise MalvisionError(f"group_power must be from 0 to 1, got {self.group_power}")
 
     @property
     def label(self) -> str:
@@ -82,3 +88,46 @@ def class_weights(labels: np.ndarray, n_classes: int) -> torch.Tensor:
     counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
     w = np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / n_classes, 1.0)
     return torch.tensor(w / w.mean(), dtype=torch.float32)
+
+
+def sample_weights(
+    labels: np.ndarray,
+    groups: Any,
+    classes: list[str],
+    *,
+    class_weighting: bool = True,
+    group_power: float = 0.0,
+    group_classes: str = "benign",
+) -> np.ndarray | None:
+    """Per-row training weights: the class weights (``class_weights``, or 1 without class weighting),
+    and with ``group_power`` p > 0, within each class named in ``group_classes`` ("all": every class) a
+    row of a group of n rows weighs n ** -p, scaled so the class keeps its total weight (p = 1: every
+    group of the class weighs the same). None groups are groups of one. None when every row weighs 1.
+
+    With p = 0 the result is exactly the class weights, so a default config trains as before.
+    """
+    labels = np.asarray(labels)
+    if not class_weighting and group_power == 0:
+        return None
+    if class_weighting:
+        base = class_weights(labels, len(classes)).numpy()[labels]
+    else:
+        base = np.ones(len(labels), dtype=np.float32)
+    if group_power == 0:
+        return base
+    from malvision.data.splits import group_keys
+
+    names = [c.strip() for c in group_classes.split(",") if c.strip()]
+    unknown = [c for c in names if c != "all" and c not in classes]
+    if unknown or not names:
+        raise MalvisionError(f"group_classes {group_classes!r}: use class names out of {classes}, or all")
+    keys = group_keys(groups, len(labels))
+    w = base.astype(np.float64)
+    for k, c in enumerate(classes):
+        rows = labels == k
+        if not rows.any() or ("all" not in names and c not in names):
+            continue
+        _, inverse, counts = np.unique(keys[rows], return_inverse=True, return_counts=True)
+        g = counts[inverse].astype(np.float64) ** -group_power
+        w[rows] = g * (w[rows].sum() / g.sum())
+    return w.astype(np.float32)

@@ -23,7 +23,7 @@ from malvision.data.loader import make_loader
 from malvision.errors import MalvisionError
 from malvision.evaluate.metrics import classification_metrics
 from malvision.models import create_model, model_info
-from malvision.train.config import TrainConfig, TrainResult, class_weights, seed_everything
+from malvision.train.config import TrainConfig, TrainResult, class_weights, sample_weights, seed_everything
 from malvision.train.loop import GradientRun, resumable, write_config, write_history
 from malvision.train.predict import predict
 
@@ -72,6 +72,11 @@ def fit(
                 f"{cfg.model} is fitted in one call, not data-parallel; run it without torchrun"
             )
         return _fit_direct(model, ds, train_idx, val_idx, cfg, out, meta, resume, on_step)
+    if cfg.group_power:
+        raise MalvisionError(
+            f"group_power weighs the rows of a model fitted in one call (trees, linear); {cfg.model} "
+            "trains by gradient steps with class weights only"
+        )
     run = GradientRun(model, ds, cfg, out, meta, distributed, rank)
     run.train_loader = make_loader(
         ds,
@@ -185,7 +190,14 @@ def _fit_direct(
         else:
             x = np.stack(rows).astype(np.float32)
         y = np.asarray(ds.labels)[train_idx]
-        weights = class_weights(y, len(ds.classes)).numpy()[y] if cfg.class_weighting else None
+        weights = sample_weights(
+            y,
+            [ds.groups[int(i)] for i in train_idx],
+            list(ds.classes),
+            class_weighting=cfg.class_weighting,
+            group_power=cfg.group_power,
+            group_classes=cfg.group_classes,
+        )
         model.fit(x, y, weights, cfg.seed, on_step)  # type: ignore[operator]
         m: dict[str, Any] = {}  # no validation rows, no metrics
         if len(val_idx):
