@@ -284,5 +284,25 @@ spread_v5() {
         --protocols source --threads 1
 }
 
+# Group-balanced training weights (train-detector --group-power) on the default's files, seeds 0 and 1;
+# not shipped (docs/detection.md, "Weighting benign projects alike").
+group_weights() {
+    local p s
+    for p in 0.5 1.0; do
+        for s in 0 1; do
+            nice -n 10 $MV train-detector --data "$C/caches/pe-features-v5" --out "$C/runs/gw-p$p-s$s" --model lgbm \
+                --protocols source --threads 1 --seed "$s" --group-power "$p"
+        done
+    done
+    for s in 0 1; do
+        nice -n 10 $MV train-detector --data "$C/caches/pe-features-v5" --out "$C/runs/gw-p0.5-all-s$s" \
+            --model lgbm --protocols source --threads 1 --seed "$s" --group-power 0.5 --group-classes all
+    done
+    for r in gw-p0.5-s0 gw-p0.5-s1 gw-p1.0-s0 gw-p1.0-s1 gw-p0.5-all-s0 gw-p0.5-all-s1; do
+        $MV info "$C/runs/$r/model.pt" | head -40
+        .venv/bin/python scripts/heldout_operating_point.py "$C/runs/$r" | tail -12
+    done
+}
+
 if [ $# -eq 0 ]; then set -- data leaderboard gradients caps big2015_full pe_leaderboard malimg detector features_detector features_seeds caches_v2 board_v2 threshold default_v5; fi
 for step in "$@"; do "$step"; done
