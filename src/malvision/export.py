@@ -48,13 +48,8 @@ class TreeArrays:
             with np.load(path, allow_pickle=False) as z:
                 a = {k: z[k] for k in z.files}
             self.max_depth, self.n_trees, self.per_round, self.n_features = (int(v) for v in a["shape"])
-            self.feature, self.threshold, self.value, self.bias = (
-                a["feature"],
-                a["threshold"],
-                a["value"],
-                a["bias"],
-            )
-            self.left, self.right, self.roots = a["left"], a["right"], a["roots"]
+            self.feature, self.threshold, self.value = a["feature"], a["threshold"], a["value"]
+            self.left, self.right, self.roots, self.bias = a["left"], a["right"], a["roots"], a["bias"]
             n = len(self.feature)
             bounds = ((self.feature, self.n_features), (self.left, n), (self.right, n), (self.roots, n))
             if not all(len(t) == n for t in (self.threshold, self.value, self.left, self.right)) or any(
@@ -75,9 +70,8 @@ class TreeArrays:
         if self.per_round == 1:
             raw = self.value[node].sum(1) + self.bias
             return np.stack([np.zeros_like(raw), raw], axis=1).astype(np.float32)
-        return (self.value[node].reshape(len(x), self.n_trees, self.per_round).sum(1) + self.bias).astype(
-            np.float32
-        )
+        logits = self.value[node].reshape(len(x), self.n_trees, self.per_round).sum(1) + self.bias
+        return logits.astype(np.float32)
 
 
 def sidecar(onnx_path: Path) -> Path:
