@@ -385,3 +385,21 @@ def test_a_json_scan_loads_only_what_it_needs() -> None:
     *records, last = done.stdout.strip().splitlines()
     assert json.loads("\n".join(records))[0]["verdict"] in ("benign", "malware")
     assert json.loads(last) == {"exit": json.loads(last)["exit"], "loaded": [], "blas": "1"}
+
+
+def test_progress_draws_on_a_terminal_and_hides_elsewhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A terminal gets rich's bar (on the real console behind the lazy one); a pipe a silent stand-in."""
+    from malvision.cli.app import err, progress
+
+    monkeypatch.delenv("FORCE_TERMINAL", raising=False)
+    monkeypatch.delenv("TTY_COMPATIBLE", raising=False)
+    with progress() as bar:  # pytest's stderr is not a terminal
+        task = bar.add_task("quiet", total=2)
+        bar.advance(task)
+        bar.update(task, total=3)
+        assert bar.console is err and type(bar).__name__ == "_Hidden"
+    monkeypatch.setenv("FORCE_TERMINAL", "1")
+    with progress() as bar:
+        task = bar.add_task("drawn", total=2)
+        bar.advance(task)
+        assert type(bar).__name__ == "Progress" and bar.tasks[0].completed == 1

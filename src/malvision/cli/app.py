@@ -60,16 +60,21 @@ class _LazyConsole:
         self._options: dict[str, Any] = options
         self._console: Console | None = None
 
-    def __getattr__(self, name: str) -> Any:
+    def real(self) -> Console:
+        """The console itself, for rich code that needs one (a ``Progress``: dunder methods bypass
+        ``__getattr__``)."""
         if self._console is None:
             from rich.console import Console
 
             self._console = Console(**self._options)
-        return getattr(self._console, name)
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real(), name)
 
 
-out = cast("Console", _LazyConsole())
-err = cast("Console", _LazyConsole(stderr=True))
+_out, _err = _LazyConsole(), _LazyConsole(stderr=True)
+out, err = cast("Console", _out), cast("Console", _err)
 
 
 def parse_size(text: str) -> int:
@@ -118,7 +123,7 @@ def progress() -> Progress:
         BarColumn(),
         MofNCompleteColumn(),
         TimeRemainingColumn(),
-        console=err,
+        console=_err.real(),
         transient=True,
         disable=not err.is_terminal,  # else it still leaves a blank line on a redirected stderr
     )
