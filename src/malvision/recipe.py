@@ -9,9 +9,10 @@ A recipe is plain JSON kept in a model card::
 
 Each step is a ``malvision`` command. Paths never name a machine: ``{home}`` is the cache home
 (``~/.cache/malvision``), ``{shared}`` the project's ``../shared``, and ``{work}``, ``{data}`` (the cache)
-and ``{run}`` (the run folder) sit in the scratch folder ``malvision reproduce`` works in. The models
-shipped before cards carried recipes get theirs from ``SHIPPED`` (the commands of ``scripts/reproduce.sh``
-that made them, checked against their cards by the tests).
+and ``{run}`` (the run folder) sit in the scratch folder ``malvision reproduce`` works in. Shipped models
+whose cards carry no recipe (made before recipes, or from a cache built before caches recorded their
+command) get theirs from ``SHIPPED`` (the commands of ``scripts/reproduce.sh`` that made them, checked
+against their cards by the tests).
 """
 
 from __future__ import annotations
