@@ -153,11 +153,9 @@ def export_onnx(
         tmp.unlink(missing_ok=True)
     onnx_model = OnnxModel(dest)
     batches = list(inputs or []) + [_example(ck, 4, 1000), _example(ck, 1, 3000), _example(ck, 32, 4096)]
-    worst = 0.0
-    for b in batches:
-        with torch.inference_mode():
-            ref = model(torch.from_numpy(b)).numpy()
-        worst = max(worst, float(np.abs(ref - onnx_model.run(b)).max()))
+    with torch.inference_mode():
+        refs = [model(torch.from_numpy(b)).numpy() for b in batches]
+    worst = _gap(refs, batches, onnx_model.run)
     if worst >= PARITY_ATOL:
         dest.unlink(missing_ok=True)
         raise MalvisionError(
@@ -167,7 +165,7 @@ def export_onnx(
     with torch.inference_mode():
         t_torch = min(_timed(lambda: model(torch.from_numpy(batch))) for _ in range(5))
     t_onnx = min(_timed(lambda: onnx_model.run(batch)) for _ in range(5))
-    trees = _export_trees(model, dest, batches, batch) if isinstance(model, TreeEnsemble) else None
+    trees = _export_trees(model, dest, refs, batches) if isinstance(model, TreeEnsemble) else None
     report = {
         "onnx": dest.name,
         "checkpoint_sha256": _sha256(Path(checkpoint)),
@@ -191,24 +189,27 @@ def export_onnx(
     return report
 
 
-def _export_trees(
-    model: Any, onnx_path: Path, batches: list[np.ndarray], batch: np.ndarray
-) -> dict[str, Any]:
-    """Write a tree model's arrays beside its ONNX file, checked against torch on ``batches``."""
-    import torch
+def _gap(refs: list[np.ndarray], batches: list[np.ndarray], run: Any) -> float:
+    """The largest absolute logit difference of ``run`` from torch's ``refs`` over ``batches``."""
+    return max(float(np.abs(ref - run(b)).max()) for ref, b in zip(refs, batches, strict=True))
 
+
+def _export_trees(
+    model: Any, onnx_path: Path, refs: list[np.ndarray], batches: list[np.ndarray]
+) -> dict[str, Any]:
+    """Write a tree model's arrays beside its ONNX file, checked against torch's logits ``refs`` of
+    ``batches`` (the last one a full scan batch, timed)."""
     from malvision.io import atomic_writer
 
     dest = onnx_path.with_suffix(".trees.npz")
     with atomic_writer(dest) as f:
         np.savez(f, **model.arrays())
     trees = TreeArrays(dest)
-    with torch.inference_mode():
-        worst = max(float(np.abs(model(torch.from_numpy(b)).numpy() - trees.run(b)).max()) for b in batches)
+    worst = _gap(refs, batches, trees.run)
     if worst >= PARITY_ATOL:
         dest.unlink(missing_ok=True)
         raise MalvisionError(f"{dest}: numpy trees differ from torch by {worst:.2e} (limit {PARITY_ATOL})")
-    t = min(_timed(lambda: trees.run(batch)) for _ in range(5))
+    t = min(_timed(lambda: trees.run(batches[-1])) for _ in range(5))
     return {"file": dest.name, "sha256": _sha256(dest), "max_abs_diff": worst, "ms_per_batch": 1000 * t}
 
 

@@ -32,9 +32,9 @@ BAND_STYLE = {"clean": "green", "suspicious": "yellow", "malicious": "bold red"}
 # rich is imported when a table is drawn, not with the commands: a cold `scan --json` never loads it.
 def escape(text: str) -> str:
     """``text`` with rich markup escaped."""
-    from rich.markup import escape
+    from rich.markup import escape as rich_escape
 
-    return escape(text)
+    return rich_escape(text)
 
 
 def _table(**options: Any) -> Table:
