@@ -5,8 +5,8 @@
 Reads the out-of-fold scores a `malvision benchmark --full` row left in ``RUN/fold*/scores.npz``
 (default: the ``ngram-lgbm`` row of ``~/.cache/malvision/runs/big2015-full/stratified``) and the 1- to
 4-gram counts ``benchmarks/ngram_search.py`` caches, on the same folds (``stratified_kfold``, seed 0).
-For every test sample: the cosine similarity of its TF-IDF gram vector (log counts, idf from the fold's
-training rows) to its nearest training sample, and that sample's family (1-nearest-neighbour). If the
+For every test sample: the cosine similarity of its TF-IDF gram vector (``models.ngrams.tfidf``, the
+linear head's, with idf from the fold's training rows) to its nearest training sample, and that sample's family (1-nearest-neighbour). If the
 errors had near copies in training, a neighbour would fix them; if they have none, they are samples
 unlike any the model learnt from. Writes benchmarks/results/ngram-neighbours.md.
 """
@@ -19,40 +19,27 @@ from pathlib import Path
 
 import numpy as np
 from _machine import command_line, cpu_model, write_report  # benchmarks/ is on sys.path when a script runs
-from ngram_search import DATA, ROOT, count_all
+from ngram_search import DATA, ROOT, count_all, count_matrix
 
 RUN = Path.home() / ".cache" / "malvision" / "runs" / "big2015-full" / "stratified" / "ngram-lgbm"
 BINS = (0.0, 0.5, 0.8, 0.95, 0.99, 1.01)
 
 
-def _tfidf(m: object, idf: np.ndarray) -> object:
-    import scipy.sparse as sp
-
-    m = m.copy()  # type: ignore[attr-defined]
-    m.data = np.log1p(m.data)
-    m = m.multiply(idf).tocsr()
-    norm = np.sqrt(np.asarray(m.multiply(m).sum(1)).ravel()) + 1e-12
-    return sp.diags(1.0 / norm) @ m
-
-
 def neighbours(run: Path, z: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Per test sample (all folds): label, model's prediction, nearest training sample's label and
     similarity, and sequence length."""
-    import scipy.sparse as sp
-
     from malvision.data.splits import stratified_kfold
+    from malvision.models.ngrams import idf_of, tfidf
 
-    y = z["labels"]
-    x = sp.csr_matrix((z["data"], z["indices"], z["indptr"]), shape=(len(y), len(z["keys"])))
+    y, x = z["labels"], count_matrix(z)
     cols: dict[str, list[np.ndarray]] = {k: [] for k in ("y", "model", "nn", "sim", "length")}
     for k, (tr, te) in enumerate(stratified_kfold(y, 5, random_state=0)):
         with np.load(run / f"fold{k}" / "scores.npz") as s:
             idx, pred = s["test_idx"], s["probs"].argmax(1)
         if not np.array_equal(np.sort(idx), np.sort(te)):
             raise SystemExit(f"error: {run}/fold{k}: not the folds of stratified_kfold(seed 0)")
-        df = np.asarray((x[tr] > 0).sum(0)).ravel()
-        idf = np.log((1 + len(tr)) / (1 + df)) + 1
-        sims = (_tfidf(x[idx], idf) @ _tfidf(x[tr], idf).T).toarray()  # type: ignore[operator]
+        idf = idf_of(np.diff(x[tr].tocsc().indptr), len(tr))  # document frequency of the training rows
+        sims = (tfidf(x[idx], idf) @ tfidf(x[tr], idf).T).toarray()
         for name, v in (("y", y[idx]), ("model", pred), ("nn", y[tr][sims.argmax(1)]), ("sim", sims.max(1)),
                         ("length", z["lengths"][idx])):  # fmt: skip
             cols[name].append(v)
@@ -66,7 +53,8 @@ def report(r: dict[str, np.ndarray], families: list[str], run: Path) -> str:
     lines = [
         "# Do the opcode model's errors have near copies in training? (BIG2015, 5-fold CV)\n",
         f"`{command_line()}`; {cpu_model()}. Model: `{run.name}` (`{run}`), its out-of-fold predictions; "
-        "similarity: cosine of TF-IDF 1- to 4-gram vectors (log counts, idf of the fold's training rows) "
+        "similarity: cosine of TF-IDF 1- to 4-gram vectors (the linear n-gram head's sublinear TF-IDF, idf "
+        "of the fold's training rows) "
         "to the nearest training sample of the fold.\n",
         f"- {len(wrong)} samples: the model gets {int(wrong.sum())} wrong, the nearest neighbour's family "
         f"{int(nn_wrong.sum())}; the neighbour would fix {int((wrong & ~nn_wrong).sum())} of the model's "

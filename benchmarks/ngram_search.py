@@ -103,6 +103,13 @@ def count_all(data: Path, threads: int) -> dict[str, np.ndarray]:
     return out
 
 
+def count_matrix(z: dict[str, np.ndarray]) -> Any:
+    """The cached counts as a scipy CSR matrix, samples x grams."""
+    import scipy.sparse as sp
+
+    return sp.csr_matrix((z["data"], z["indices"], z["indptr"]), shape=(len(z["labels"]), len(z["keys"])))
+
+
 def features(
     x: Any,
     keys: np.ndarray,
@@ -145,15 +152,13 @@ def features(
 def run_config(
     z: dict[str, np.ndarray], cfg: dict, at: list[int], threads: int, done: set, only: list[int]
 ) -> None:
-    import scipy.sparse as sp
-
     from malvision.data.splits import stratified_kfold
     from malvision.evaluate.metrics import classification_metrics
     from malvision.models.trees import LightGBMTrees
     from malvision.train import class_weights
 
     y, lengths = z["labels"], z["lengths"]
-    x = sp.csr_matrix((z["data"], z["indices"], z["indptr"]), shape=(len(y), len(z["keys"])))
+    x = count_matrix(z)
     classes = [str(c) for c in range(int(y.max()) + 1)]
     name = ",".join(f"{k}={v}" for k, v in cfg.items() if DEFAULTS.get(k) != v) or "shipped"
     for k, (tr, te) in enumerate(stratified_kfold(y, 5, random_state=0)):

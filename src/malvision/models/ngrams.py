@@ -31,7 +31,9 @@ __all__ = [
     "gram_counts",
     "gram_keys",
     "gram_tokens",
+    "idf_of",
     "select_grams",
+    "tfidf",
     "tree_input",
 ]
 
@@ -94,6 +96,21 @@ def select_grams(counts: Any, y: np.ndarray, min_df: int, top_k: int) -> tuple[n
 def frequencies(counts: Any, lengths: np.ndarray) -> Any:
     """Each kept gram's count over its sample's length (scipy sparse in, CSR out)."""
     return counts.multiply(1.0 / np.asarray(lengths, dtype=np.float64)[:, None]).tocsr()
+
+
+def idf_of(df: np.ndarray, n_docs: int) -> np.ndarray:
+    """Smoothed inverse document frequency of grams found in ``df`` of ``n_docs`` samples."""
+    return np.log((1 + n_docs) / (1 + np.asarray(df, dtype=np.float64))) + 1.0
+
+
+def tfidf(counts: Any, idf: np.ndarray) -> Any:
+    """Sublinear TF-IDF rows, l2-normalised (scipy sparse in, CSR out): what the linear head reads, and
+    what ``forward`` computes for one sequence."""
+    from sklearn.preprocessing import normalize
+
+    tf = counts.astype(np.float64)
+    tf.data = 1.0 + np.log(tf.data)
+    return normalize(tf.multiply(idf).tocsr(), norm="l2")
 
 
 def tree_input(freqs: Any, lengths: np.ndarray) -> np.ndarray:
@@ -196,9 +213,9 @@ class NgramModel(FittedModel):
         del per_doc, rows, cols
         kept, df = select_grams(counts, y, self.min_df, self.n_features)
         counts = counts[:, kept].tocsr()
-        idf = np.log((1 + len(x)) / (1 + df[kept])) + 1.0
+        idf = idf_of(df[kept], len(x))
         lengths = np.array([len(ids) for ids in x], dtype=np.float64)
-        weights = self._weigh(counts, idf) if self.trees is None else frequencies(counts, lengths)
+        weights = tfidf(counts, idf) if self.trees is None else frequencies(counts, lengths)
         if sample_weight is not None:  # mean 1 over the rows, so c means what it says
             sample_weight = np.asarray(sample_weight, dtype=np.float64) / np.mean(sample_weight)
         pad = self.n_features - len(kept)  # unused columns come first: their key, -1, never matches
@@ -223,15 +240,6 @@ class NgramModel(FittedModel):
             )
         if on_step is not None:
             on_step(len(x) + 1, len(x) + 1)
-
-    @staticmethod
-    def _weigh(counts: Any, idf: np.ndarray) -> Any:  # scipy sparse in, scipy sparse out
-        """Sublinear TF-IDF rows, l2-normalised: what ``forward`` computes for one sequence."""
-        from sklearn.preprocessing import normalize
-
-        tf = counts.astype(np.float64)
-        tf.data = 1.0 + np.log(tf.data)
-        return normalize(tf.multiply(idf).tocsr(), norm="l2")
 
     def _fit_linear(
         self, tfidf: Any, y: np.ndarray, sample_weight: np.ndarray | None, seed: int
