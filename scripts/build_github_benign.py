@@ -1,0 +1,175 @@
+"""Build a benign corpus from the Windows PE files public GitHub projects commit (issue 19).
+
+    .venv/bin/python scripts/build_github_benign.py --sources /work/.mirror \\
+        --manifest scripts/benign_github.csv --out ~/.cache/malvision/benign-github \\
+        --base ~/.cache/malvision/benign --base ~/.cache/malvision/benign-extra ...
+
+The 0.1% FPR threshold is decided by benign 32-bit GUI programs, installers, Delphi programs and small
+system utilities, which PyPI, npm and Debian rarely carry; many projects commit them to their repositories.
+The manifest (``sha256,size,repo,commit,path_in_repo,project,why``) pins each file by repository, commit,
+path and sha256; this reads it from git at that commit, checks its sha256 and that it is a PE file, and
+writes the same layout as ``build_extra_benign.sh``, so ``malvision data build --benign OUT`` reads it:
+
+    OUT/pe/<sha256>       OUT/manifest.csv     sha256,size,source_package,original_path
+    OUT/manifest_ext.csv  + source_group,machine,pe_type,subsystem,is_dll,is_dotnet
+    OUT/duplicates.csv    files a --base corpus (or an earlier row) already has
+
+``source_package`` is ``github:<project>==<owner>/<repo>@<commit>``: malvision groups by ``github:<project>``,
+so files of one project from several repositories stay on one side of a split.
+
+--sources holds the repositories: ``DIR/<owner>+<repo>/`` (a fetched snapshot, bare or with ``repo/``
+inside) or ``DIR/<repo>/`` (a ``git clone``). A missing repository stops it with one line naming it (exit 1),
+before anything is written; files missing or changed at their commit are listed in ``OUT/missing.csv`` (exit 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from malvision.data.build import cache_home
+from malvision.pe.headers import HEAD_BYTES, PEError, parse
+
+COLUMNS = ["sha256", "size", "repo", "commit", "path_in_repo", "project", "why"]
+MACHINES = {0x14C: "i386", 0x8664: "amd64", 0xAA64: "arm64", 0x1C4: "armnt"}
+
+
+class SourceError(Exception):
+    """A repository is absent, or the manifest is not one."""
+
+
+def git_dir(sources: Path, repo: str) -> Path:
+    """The git directory of ``owner/name`` under ``sources``."""
+    owner, name = repo.split("/", 1)
+    for d in (sources / f"{owner}+{name}", sources / name):
+        for g in (d, d / "repo", d / ".git", d / "repo" / ".git"):
+            if (g / "HEAD").is_file() and (g / "objects").is_dir():
+                return g
+    raise SourceError(f"repository {repo} not found under {sources} (expected {owner}+{name}/ or {name}/)")
+
+
+def blob(git: Path, commit: str, path: str) -> bytes | None:
+    """The file at ``commit:path``, or None when git does not have it."""
+    r = subprocess.run(
+        ["git", f"--git-dir={git}", "cat-file", "blob", f"{commit}:{path}"], capture_output=True
+    )
+    return r.stdout if r.returncode == 0 else None
+
+
+def pe_fields(data: bytes) -> tuple[str, str, int, int, int]:
+    """(machine, pe_type, subsystem, is_dll, is_dotnet) from malvision's own header reader."""
+    h = parse(data[:HEAD_BYTES])
+    clr = h.directory("clr")
+    dotnet = clr is not None and clr[0] != 0 and clr[1] != 0
+    machine = MACHINES.get(h.machine, hex(h.machine))
+    return (
+        machine,
+        "PE32+" if h.plus else "PE32",
+        h.subsystem,
+        int(bool(h.characteristics & 0x2000)),
+        int(dotnet),
+    )
+
+
+def read_manifest(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows or set(COLUMNS) - set(rows[0]):
+        raise SourceError(f"{path}: not a manifest (columns {','.join(COLUMNS)})")
+    return rows
+
+
+def base_sha256(bases: list[Path]) -> set[str]:
+    seen: set[str] = set()
+    for b in bases:
+        if not (b / "manifest.csv").is_file():
+            raise SourceError(f"{b}: no corpus there (no manifest.csv); build it first")
+        with open(b / "manifest.csv", newline="") as f:
+            seen |= {r["sha256"] for r in csv.DictReader(f)}
+    return seen
+
+
+def write_csv(path: Path, header: list[str], rows: list[tuple]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+    os.replace(tmp, path)
+
+
+def build(sources: Path, manifest: Path, out: Path, bases: list[Path]) -> int:
+    rows = read_manifest(manifest)
+    gits = {repo: git_dir(sources, repo) for repo in sorted({r["repo"] for r in rows})}
+    skip = base_sha256(bases)
+    (out / "pe").mkdir(parents=True, exist_ok=True)
+    kept, dups, missing, seen = [], [], [], {}
+    for i, r in enumerate(rows, 1):
+        data = blob(gits[r["repo"]], r["commit"], r["path_in_repo"])
+        sha = hashlib.sha256(data).hexdigest() if data is not None else None
+        if sha != r["sha256"]:
+            missing.append(
+                (
+                    r["sha256"],
+                    r["repo"],
+                    r["commit"],
+                    r["path_in_repo"],
+                    "absent" if sha is None else "changed",
+                )
+            )
+            continue
+        package = f"github:{r['project']}=={r['repo']}@{r['commit']}"
+        if sha in skip or sha in seen:
+            dups.append((sha, len(data), package, r["path_in_repo"], "base" if sha in skip else seen[sha]))
+            continue
+        try:
+            fields = pe_fields(data)
+        except PEError as e:
+            missing.append((sha, r["repo"], r["commit"], r["path_in_repo"], f"not a PE file: {e}"))
+            continue
+        seen[sha] = package
+        target = out / "pe" / sha
+        if not target.is_file():
+            tmp = target.with_name(sha + ".tmp")
+            tmp.write_bytes(data)
+            os.replace(tmp, target)
+        kept.append((sha, len(data), package, r["path_in_repo"], "github", *fields))
+        if i % 100 == 0:
+            print(f"  {i} of {len(rows)} rows read", file=sys.stderr)
+    write_csv(
+        out / "manifest.csv", ["sha256", "size", "source_package", "original_path"], [k[:4] for k in kept]
+    )
+    ext = ["sha256", "size", "source_package", "original_path", "source_group", "machine", "pe_type", "subsystem",
+           "is_dll", "is_dotnet"]  # fmt: skip
+    write_csv(out / "manifest_ext.csv", ext, kept)
+    write_csv(
+        out / "duplicates.csv", ["sha256", "size", "source_package", "original_path", "kept_from"], dups
+    )
+    write_csv(out / "missing.csv", ["sha256", "repo", "commit", "path_in_repo", "why"], missing)
+    projects = {k[2].split("==")[0] for k in kept}
+    print(f"{len(kept)} files of {len(projects)} projects -> {out / 'pe'} ({len(dups)} already in a corpus, "
+          f"{len(missing)} missing or changed -> missing.csv)", file=sys.stderr)  # fmt: skip
+    return 2 if missing else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sources", type=Path, required=True, help="folder holding the repositories")
+    ap.add_argument("--manifest", type=Path, default=Path(__file__).with_name("benign_github.csv"))
+    ap.add_argument("--out", type=Path, default=cache_home() / "benign-github")
+    ap.add_argument("--base", type=Path, action="append", default=[], help="corpus whose files are left out")
+    a = ap.parse_args(argv)
+    try:
+        return build(a.sources, a.manifest, a.out, a.base)
+    except (SourceError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

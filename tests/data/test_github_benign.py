@@ -1,0 +1,97 @@
+"""scripts/build_github_benign.py: files pinned by repository, commit and sha256 become a benign corpus."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pip
+import pytest
+
+from malvision.data.build import benign_corpora
+
+SCRIPT = Path(__file__).parents[2] / "scripts" / "build_github_benign.py"
+LAUNCHERS = sorted(Path(pip.__file__).parent.joinpath("_vendor", "distlib").glob("*.exe"))
+
+
+def _git(repo: Path, *args: str) -> str:
+    env = {
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+    }
+    done = subprocess.run(
+        ["git", "-C", str(repo), *args], capture_output=True, text=True, check=True, env=env
+    )
+    return done.stdout.strip()
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _run(*args: str | Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, SCRIPT, *map(str, args)], capture_output=True, text=True)
+
+
+@pytest.mark.skipif(len(LAUNCHERS) < 2, reason="pip's distlib launchers (real PE files) are not installed")
+def test_pinned_files_are_checked_grouped_by_project_and_deduplicated(tmp_path: Path) -> None:
+    repo = tmp_path / "src" / "acme+tools"
+    (repo / "bin").mkdir(parents=True)
+    _git(repo, "init", "-q")
+    a, b = LAUNCHERS[0].read_bytes(), LAUNCHERS[1].read_bytes()
+    (repo / "bin" / "a.exe").write_bytes(a)
+    (repo / "bin" / "b.exe").write_bytes(b)
+    (repo / "readme.txt").write_text("not a PE file")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-q", "-m", "binaries")
+    commit = _git(repo, "rev-parse", "HEAD")
+    (repo / "bin" / "a.exe").write_bytes(b"MZ changed after the pinned commit")  # the work tree is never read
+    sha = lambda data: hashlib.sha256(data).hexdigest()  # noqa: E731
+    rows = [
+        (sha(a), len(a), "acme/tools", commit, "bin/a.exe", "acme", "release"),
+        (sha(b), len(b), "acme/tools", commit, "bin/b.exe", "acme", "release"),
+        (sha(b), len(b), "acme/tools", commit, "bin/b.exe", "acme", "a second row of one file"),
+        ("0" * 64, 10, "acme/tools", commit, "bin/gone.exe", "acme", "absent"),
+        (sha(b"not a PE file"), 13, "acme/tools", commit, "readme.txt", "acme", "not a PE"),
+    ]
+    manifest = tmp_path / "m.csv"
+    with open(manifest, "w", newline="") as f:
+        csv.writer(f).writerows(
+            [("sha256", "size", "repo", "commit", "path_in_repo", "project", "why"), *rows]
+        )
+    out = tmp_path / "out"
+    done = _run("--sources", tmp_path / "src", "--manifest", manifest, "--out", out)
+    assert done.returncode == 2, done.stderr
+    assert sorted(p.name for p in (out / "pe").iterdir()) == sorted([sha(a), sha(b)])
+    assert (out / "pe" / sha(a)).read_bytes() == a
+    missing = _rows(out / "missing.csv")
+    assert [m["path_in_repo"] for m in missing] == ["bin/gone.exe", "readme.txt"]
+    assert missing[1]["why"].startswith("not a PE file")
+    ext = {r["sha256"]: r for r in _rows(out / "manifest_ext.csv")}
+    assert {r["machine"] for r in ext.values()} <= {"i386", "amd64", "arm64"}
+    assert all(r["is_dll"] == "0" and r["source_group"] == "github" for r in ext.values())
+    assert len(_rows(out / "duplicates.csv")) == 1
+    # malvision reads it as a benign corpus, grouped by project across repositories and commits
+    (part,) = benign_corpora(out)
+    assert {r.group for r in part.records} == {"github:acme"} and len(part.records) == 2
+    # a second run with the first as a base corpus keeps nothing new
+    again = _run(
+        "--sources", tmp_path / "src", "--manifest", manifest, "--out", tmp_path / "o2", "--base", out
+    )
+    assert again.returncode == 2 and "0 files of 0 projects" in again.stderr
+
+
+def test_a_missing_repository_is_one_line_and_writes_nothing(tmp_path: Path) -> None:
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(
+        "sha256,size,repo,commit,path_in_repo,project,why\n" + "0" * 64 + ",1,acme/gone,HEAD,a.exe,x,y\n"
+    )
+    done = _run("--sources", tmp_path, "--manifest", manifest, "--out", tmp_path / "out")
+    assert done.returncode == 1 and done.stderr.count("\n") == 1
+    assert "repository acme/gone not found" in done.stderr and not (tmp_path / "out").exists()
