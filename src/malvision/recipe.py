@@ -66,6 +66,8 @@ CORPORA: dict[str, str] = {
     "{home}/benign-calib": "SOURCES=DIR bash scripts/build_corpora.sh",
     "{home}/benign-win32": "SOURCES=DIR bash scripts/build_corpora.sh (after `dpkg --add-architecture i386`)",
     "{home}/malware_v2": "SOURCES=DIR bash scripts/build_corpora.sh (DIR: the fetched malware collections)",
+    "{home}/benign-github": "SOURCES=DIR bash scripts/build_corpora.sh (DIR: the fetched repositories of "
+    "scripts/benign_github.csv)",
     "{shared}/data/thezoo_pe_malware.zip": "it ships in ../shared/data",
 }
 

@@ -39,14 +39,15 @@ def _run(*args: str | Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, SCRIPT, *map(str, args)], capture_output=True, text=True)
 
 
-@pytest.mark.skipif(len(LAUNCHERS) < 2, reason="pip's distlib launchers (real PE files) are not installed")
+@pytest.mark.skipif(len(LAUNCHERS) < 3, reason="pip's distlib launchers (real PE files) are not installed")
 def test_pinned_files_are_checked_grouped_by_project_and_deduplicated(tmp_path: Path) -> None:
     repo = tmp_path / "src" / "acme+tools"
     (repo / "bin").mkdir(parents=True)
     _git(repo, "init", "-q")
-    a, b = LAUNCHERS[0].read_bytes(), LAUNCHERS[1].read_bytes()
+    a, b, c = (p.read_bytes() for p in (LAUNCHERS[0], LAUNCHERS[1], LAUNCHERS[-1]))
     (repo / "bin" / "a.exe").write_bytes(a)
     (repo / "bin" / "b.exe").write_bytes(b)
+    (repo / "bin" / "c.exe").write_bytes(LAUNCHERS[-1].read_bytes())
     (repo / "readme.txt").write_text("not a PE file")
     _git(repo, "add", ".")
     _git(repo, "commit", "-q", "-m", "binaries")
@@ -57,6 +58,7 @@ def test_pinned_files_are_checked_grouped_by_project_and_deduplicated(tmp_path: 
         (sha(a), len(a), "acme/tools", commit, "bin/a.exe", "acme", "release"),
         (sha(b), len(b), "acme/tools", commit, "bin/b.exe", "acme", "release"),
         (sha(b), len(b), "acme/tools", commit, "bin/b.exe", "acme", "a second row of one file"),
+        (sha(c), len(c), "acme/tools", commit, "bin/c.exe", "npm:acme-bin", "a registry corpus's project"),
         ("0" * 64, 10, "acme/tools", commit, "bin/gone.exe", "acme", "absent"),
         (sha(b"not a PE file"), 13, "acme/tools", commit, "readme.txt", "acme", "not a PE"),
     ]
@@ -68,7 +70,7 @@ def test_pinned_files_are_checked_grouped_by_project_and_deduplicated(tmp_path: 
     out = tmp_path / "out"
     done = _run("--sources", tmp_path / "src", "--manifest", manifest, "--out", out)
     assert done.returncode == 2, done.stderr
-    assert sorted(p.name for p in (out / "pe").iterdir()) == sorted([sha(a), sha(b)])
+    assert sorted(p.name for p in (out / "pe").iterdir()) == sorted([sha(a), sha(b), sha(c)])
     assert (out / "pe" / sha(a)).read_bytes() == a
     missing = _rows(out / "missing.csv")
     assert [m["path_in_repo"] for m in missing] == ["bin/gone.exe", "readme.txt"]
@@ -79,7 +81,7 @@ def test_pinned_files_are_checked_grouped_by_project_and_deduplicated(tmp_path: 
     assert len(_rows(out / "duplicates.csv")) == 1
     # malvision reads it as a benign corpus, grouped by project across repositories and commits
     (part,) = benign_corpora(out)
-    assert {r.group for r in part.records} == {"github:acme"} and len(part.records) == 2
+    assert sorted(r.group for r in part.records) == ["github:acme", "github:acme", "npm:acme-bin"]
     # a second run with the first as a base corpus keeps nothing new
     again = _run(
         "--sources", tmp_path / "src", "--manifest", manifest, "--out", tmp_path / "o2", "--base", out
