@@ -46,8 +46,14 @@ build pe-features-v4 --kind features
 # projects) in pe-features-v5, the shipped default's data. Listed first, so the 700-a-project cap keeps its
 # GUI programs (Wine's 32-bit notepad, regedit, ...; Pythonwin) over more of the same projects' 64-bit DLLs.
 build pe-features-v5 --kind features --benign "$C/benign-win32"
-# The GitHub widening (~/.cache/malvision/benign-github: 739 files of 112 projects that commit their Windows
-# programs: NSIS and WiX stubs, Notepad3, HeidiSQL, PuTTY, Far Manager, ...) in pe-features-v7, the shipped
-# default's data since 2026-12-02: the default before it flagged 120 of these 739 files at its 0.1% threshold.
+# The GitHub widenings (~/.cache/malvision/benign-github: 739 files of 112 projects that commit their Windows
+# programs: NSIS and WiX stubs, Notepad3, HeidiSQL, PuTTY, Far Manager, ...; benign-github2: 535 files of 112
+# more, ViaThinkSoft's Delphi programs counted as one) in pe-features-v7 (the first) and pe-features-v8 (both,
+# the shipped default's data since 2026-12-02): the default before them flagged 231 of these 1,272 files at
+# its 0.1% threshold. pe-bytes1m-gh: the v2 files and the first GitHub widening, the first MiB of each.
 build pe-features-v7 --kind features --benign "$C/benign-win32" --benign "$C/benign-github"
+build pe-features-v8 --kind features --benign "$C/benign-win32" --benign "$C/benign-github" --benign "$C/benign-github2"
+[ -f "$C/caches/pe-bytes1m-gh/meta.json" ] || $MV data build --kind bytes --max-len 1048576 --benign "$C/benign" \
+    --benign "$C/benign-extra" --benign "$C/benign-tools" --benign "$C/benign-github" \
+    --malware-zip ../shared/data/thezoo_pe_malware.zip --malware "$C/malware_v2" --out "$C/caches/pe-bytes1m-gh"
 echo "caches ready in $C/caches"

@@ -16,13 +16,14 @@
 #   ~/.cache/malvision/malware_v2        1,076 malware files of eight public collections     0.9 GB
 #   ~/.cache/malvision/benign-github     scripts/build_github_benign.py: PE files 112 projects  0.4 GB, seconds
 #                                        commit to GitHub (scripts/benign_github.csv pins each)
+#   ~/.cache/malvision/benign-github2    the same for 112 more projects (benign_github2.csv)   0.2 GB, seconds
 #
 # Downloads peak above the kept sizes (each script keeps its archives in <corpus>/work; npm's own cache
 # grows by about 0.6 GB): plan for 20 GB free (10 GB before heldout, calib and win32). SOURCES is the
 # folder holding the fetched collections of ../shared/data/malware_v2_manifest.csv (`owner+repo/repo`
-# snapshots or `git clone`s) and of the benign repositories scripts/benign_github.csv names (`cut -d, -f3
-# scripts/benign_github.csv | sort -u`: 64 of them); it is needed only while malware_v2 or benign-github is
-# missing. MALVISION_CACHE moves everything (default ~/.cache/malvision).
+# snapshots or `git clone`s) and of the benign repositories scripts/benign_github*.csv name (`tail -qn+2
+# scripts/benign_github*.csv | cut -d, -f3 | sort -u`: 162 of them); it is needed only while malware_v2 or a
+# benign-github set is missing. MALVISION_CACHE moves everything (default ~/.cache/malvision).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 C=${MALVISION_CACHE:-$HOME/.cache/malvision}  # the folder malvision itself reads (data/build.py cache_home)
@@ -69,11 +70,15 @@ if ! have malware_v2 manifest.csv; then
     python3 ../shared/tools/build_malware_corpus.py --sources "$SOURCES" \
         --manifest ../shared/data/malware_v2_manifest.csv --out "$C/malware_v2"
 fi
-if ! have benign-github; then
-    [ -n "$SOURCES" ] || { echo "error: no $C/benign-github; set SOURCES to the folder of the fetched repositories" >&2; exit 1; }
-    say "building $C/benign-github from $SOURCES"
-    base=()
-    for b in benign benign-extra benign-tools benign-gui benign-calib benign-win32 benign-heldout; do base+=(--base "$C/$b"); done
-    .venv/bin/python scripts/build_github_benign.py --sources "$SOURCES" --out "$C/benign-github" "${base[@]}"
-fi
+base=()
+for b in benign benign-extra benign-tools benign-gui benign-calib benign-win32 benign-heldout; do base+=(--base "$C/$b"); done
+for set in benign-github benign-github2; do   # each leaves out the files of the corpora before it
+    if ! have $set; then
+        [ -n "$SOURCES" ] || { echo "error: no $C/$set; set SOURCES to the folder of the fetched repositories" >&2; exit 1; }
+        say "building $C/$set from $SOURCES"
+        .venv/bin/python scripts/build_github_benign.py --sources "$SOURCES" --out "$C/$set" \
+            --manifest "scripts/${set//-/_}.csv" "${base[@]}"
+    fi
+    base+=(--base "$C/$set")
+done
 say "corpora ready in $C; next: .venv/bin/malvision reproduce default"

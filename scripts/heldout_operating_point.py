@@ -1,6 +1,6 @@
 """Does a detector's card threshold hold on benign projects it never saw? As Markdown.
 
-    .venv/bin/python scripts/heldout_operating_point.py ~/.cache/malvision/runs/v4-lgbm [--corpus DIR] [--out MD]
+    .venv/bin/python scripts/heldout_operating_point.py ~/.cache/malvision/runs/v4-lgbm [--corpus DIR ...] [--out MD]
 
 Scans the held-out benign corpus (`SET=heldout bash scripts/build_extra_benign.sh`, projects no training
 set draws from) with the run's model, and sets the 0.1% FPR threshold on those scores. Against it, the
@@ -42,16 +42,21 @@ CORPUS = Path.home() / ".cache" / "malvision" / "benign-heldout"
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("run", type=Path, help="a `malvision train-detector` run folder")
-    ap.add_argument("--corpus", type=Path, default=CORPUS, help="held-out corpus (pe/ + manifest)")
+    ap.add_argument(
+        "--corpus", type=Path, action="append", help="held-out corpus (pe/ + manifest; repeatable)"
+    )
     ap.add_argument("--fpr", type=float, default=0.001)
     ap.add_argument("--out", type=Path, help="also write the Markdown here")
     a = ap.parse_args()
     try:
         oof = json.loads((a.run / "oof_scores.json").read_text())
-        files = sorted((a.corpus / "pe").iterdir())
+        corpora = a.corpus or [CORPUS]
+        files = sorted((f for c in corpora for f in (c / "pe").iterdir()), key=lambda f: f.name)
         scanner = Scanner(a.run / "model.pt")
     except (OSError, ValueError, MalvisionError) as e:
-        sys.exit(f"error: {a.run} or {a.corpus}: not a detector run and a held-out corpus ({e})")
+        sys.exit(
+            f"error: {a.run} or {', '.join(map(str, a.corpus or [CORPUS]))}: not a detector run and a held-out corpus ({e})"
+        )
     seen = training_ids(scanner.card)
     files = [f for f in files if f.name not in seen]
     scored = [
@@ -65,7 +70,7 @@ def main() -> None:
     at = lambda t: float((mal >= t).mean())  # noqa: E731
     lines = [f"# {a.run.name}: the card's threshold against {a.fpr:.1%} FPR on held-out benign projects\n"]
     lines.append(
-        f"{len(held)} held-out benign files ({a.corpus.name}); {len(mal)} malware files, out-of-fold "
+        f"{len(held)} held-out benign files ({', '.join(c.name for c in corpora)}); {len(mal)} malware files, out-of-fold "
         f"({oof.get('protocol')}-disjoint). Made on {dt.date.today():%Y-%m-%d} on {cpu_model()}, "
         f"{os.cpu_count()} cores shared with other jobs, by `{command_line()}`.\n"
     )
@@ -73,7 +78,7 @@ def main() -> None:
     for name, t in (("card (out-of-fold 0.1% FPR)", card_t), (f"held-out {a.fpr:.1%} FPR", held_t)):
         lines.append(f"| {name} | {t:.4f} | {int((held >= t).sum())} of {len(held)} | {at(t):.1%} |")
     lines.append(f"\nGap: {100 * (at(held_t) - at(card_t)):.1f} points (goal: within 5).")
-    project = _projects(a.corpus)
+    project = {k: v for c in corpora for k, v in _projects(c).items()}
     flagged = Counter(project.get(name, "?") for name, s in scored if s >= card_t)
     if flagged:
         top = ", ".join(f"{p} {n}" for p, n in flagged.most_common(15))

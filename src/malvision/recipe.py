@@ -68,6 +68,8 @@ CORPORA: dict[str, str] = {
     "{home}/malware_v2": "SOURCES=DIR bash scripts/build_corpora.sh (DIR: the fetched malware collections)",
     "{home}/benign-github": "SOURCES=DIR bash scripts/build_corpora.sh (DIR: the fetched repositories of "
     "scripts/benign_github.csv)",
+    "{home}/benign-github2": "SOURCES=DIR bash scripts/build_corpora.sh (DIR: the fetched repositories of "
+    "scripts/benign_github2.csv)",
     "{shared}/data/thezoo_pe_malware.zip": "it ships in ../shared/data",
 }
 
