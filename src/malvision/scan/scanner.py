@@ -52,6 +52,15 @@ def _limit_threads(n: int) -> None:
         sys.modules["torch"].set_num_threads(n)
 
 
+def _export_faster(report: dict[str, Any]) -> bool:
+    """Whether the export timed faster than torch a batch: ONNX Runtime, or a tree model's numpy trees."""
+    trees = report.get("trees")
+    trees_ms = trees.get("ms_per_batch") if isinstance(trees, dict) else None
+    torch_ms = report.get("torch_ms_per_batch")
+    numbers = isinstance(trees_ms, (int, float)) and isinstance(torch_ms, (int, float))
+    return bool(report.get("onnx_faster")) or (numbers and trees_ms < torch_ms)
+
+
 class Scanner:
     """Scan files, folders, stdin (``-``) and sample zips with one loaded model.
 
@@ -140,7 +149,7 @@ class Scanner:
                 f"{onnx_path}: no ONNX export; run `malvision export {self.model_path} --onnx`"
             )
         report = onnx_report(self.model_path)
-        if backend == "auto" and not (report and (report.get("onnx_faster") or "torch" not in sys.modules)):
+        if backend == "auto" and not (report and (_export_faster(report) or "torch" not in sys.modules)):
             return None
         if report is None or "model" not in report:  # an old or stale sidecar: the checkpoint says
             ck = self.checkpoint
