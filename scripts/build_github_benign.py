@@ -118,24 +118,17 @@ def write_csv(path: Path, header: list[str], rows: list[tuple]) -> None:
 def build(sources: Path, manifest: Path, out: Path, bases: list[Path]) -> int:
     rows = read_manifest(manifest)
     gits = {repo: git_dir(sources, repo) for repo in sorted({r["repo"] for r in rows})}
+    packages = [package_of(r["project"], r["repo"], r["commit"]) for r in rows]  # every name, before a write
     skip = base_sha256(bases)
     (out / "pe").mkdir(parents=True, exist_ok=True)
     kept, dups, missing, seen = [], [], [], {}
-    for i, r in enumerate(rows, 1):
+    for i, (r, package) in enumerate(zip(rows, packages, strict=True), 1):
         data = blob(gits[r["repo"]], r["commit"], r["path_in_repo"])
         sha = hashlib.sha256(data).hexdigest() if data is not None else None
         if sha != r["sha256"]:
-            missing.append(
-                (
-                    r["sha256"],
-                    r["repo"],
-                    r["commit"],
-                    r["path_in_repo"],
-                    "absent" if sha is None else "changed",
-                )
-            )
+            why = "absent" if sha is None else "changed"
+            missing.append((r["sha256"], r["repo"], r["commit"], r["path_in_repo"], why))
             continue
-        package = package_of(r["project"], r["repo"], r["commit"])
         if sha in skip or sha in seen:
             dups.append((sha, len(data), package, r["path_in_repo"], "base" if sha in skip else seen[sha]))
             continue
