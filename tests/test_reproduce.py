@@ -186,11 +186,22 @@ def test_the_shipped_recipes_are_what_made_the_shipped_models(name: str) -> None
     card = load_checkpoint(resolve_checkpoint(name)).extra["card"]
     recipe = recipe_for(name, card)
     train = next(s for s in recipe["steps"] if s[0] in ("train", "train-detector"))
-    assert train == train_argv(shlex.split(card["command"])[1:])
+    typed = train_argv(shlex.split(card["command"])[1:])
+    assert train[0] == typed[0] and _options(train) == _options(typed)  # the order the user typed aside
     counts = (card.get("data") or {}).get("counts")
     listed = sum(counts.values()) if counts else len(card["training_ids"]) + len(card["test_ids"])
     assert recipe["n_files"] == listed
     assert name in BUNDLED
+
+
+def _options(argv: list[str]) -> list[tuple[str, str | None]]:
+    """A command's options as sorted (option, value) pairs: ``--set a=1 --set b=2`` in any order."""
+    pairs, rest = [], argv[1:]
+    while rest:
+        opt, rest = rest[0], rest[1:]
+        value = rest.pop(0) if rest and not rest[0].startswith("-") else None
+        pairs.append((opt, value))
+    return sorted(pairs, key=lambda p: (p[0], p[1] or ""))
 
 
 def test_data_hash_is_the_same_wherever_the_data_sits(tmp_path: Path) -> None:

@@ -73,10 +73,6 @@ CORPORA: dict[str, str] = {
     "{shared}/data/thezoo_pe_malware.zip": "it ships in ../shared/data",
 }
 
-_V2 = [
-    "--benign", "{home}/benign", "--benign", "{home}/benign-extra", "--benign", "{home}/benign-tools",
-    "--malware-zip", "{shared}/data/thezoo_pe_malware.zip", "--malware", "{home}/malware_v2",
-]  # fmt: skip
 _BIG2015 = {
     "version": RECIPE_VERSION,
     "steps": [
@@ -94,22 +90,8 @@ _BIG2015 = {
     "data_hash": "a94a2f26c2c51f7ec12c564b1b3d7b1cb433db66d16230c2e56bd07f07e520c3",
     "n_files": 8887,
 }  # fmt: skip
-_PE_DETECTOR = {
-    "version": RECIPE_VERSION,
-    "steps": [
-        ["data", "build", "--kind", "bytes", "--max-len", "1048576", *_V2, "--out", "{data}"],
-        ["train-detector", "--data", "{data}", "--out", "{run}", "--model", "malconv", "--protocols", "source",
-         "--epochs", "3", "--patience", "2", "--max-len", "16384", "--threads", "1", "--set", "window=64",
-         "--set", "stride=32", "--set", "dropout=0.5", "--label-smoothing", "0.1"],
-    ],
-    "model": "{run}/model.pt",
-    "data_hash": "8bf91479147b9afe3958bda5f25d8d4f46e6a121dec7ef56d858e0c9e0d04da8",
-    "n_files": 4669,
-}  # fmt: skip
-# Bundled name -> recipe, for the shipped models whose cards carry none: cards older than recipes, or
-# (pe-detector) a model trained on a cache built before caches recorded their command.
+# Bundled name -> recipe, for the shipped models whose cards carry none (cards older than recipes).
 SHIPPED: dict[str, dict[str, Any]] = {
-    "pe-detector": _PE_DETECTOR,
     "big2015-opcodes": _BIG2015,
 }
 
