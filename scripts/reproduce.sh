@@ -261,7 +261,7 @@ calib_v4() {
 # The default from 2026-12-01 to 2026-12-02: the same recipe with the 32-bit widening (pe-features-v5, built
 # by build_caches.sh; benign-win32 first so the per-project cap keeps its GUI programs), its threshold three
 # ways, its file-type mix and its threshold on held-out projects (bundled only into reproduced/ since
-# default_v7 ships).
+# default_v8 ships).
 default_v5() {
     SOURCES=${SOURCES:-/work/.mirror} bash scripts/build_caches.sh
     nice -n 10 $MV train-detector --data "$C/caches/pe-features-v5" --out "$C/runs/v5-lgbm" --model lgbm \
