@@ -30,12 +30,13 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
-import os
+import io
 import subprocess
 import sys
 from pathlib import Path
 
 from malvision.data.build import cache_home, source_project
+from malvision.io import atomic_writer
 from malvision.pe.headers import HEAD_BYTES, PEError, parse
 
 COLUMNS = ["sha256", "size", "repo", "commit", "path_in_repo", "project", "why"]
@@ -107,12 +108,12 @@ def base_sha256(bases: list[Path]) -> set[str]:
 
 
 def write_csv(path: Path, header: list[str], rows: list[tuple]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(header)
-        w.writerows(rows)
-    os.replace(tmp, path)
+    text = io.StringIO()
+    w = csv.writer(text)
+    w.writerow(header)
+    w.writerows(rows)
+    with atomic_writer(path) as f:
+        f.write(text.getvalue().encode())
 
 
 def build(sources: Path, manifest: Path, out: Path, bases: list[Path]) -> int:
@@ -140,9 +141,8 @@ def build(sources: Path, manifest: Path, out: Path, bases: list[Path]) -> int:
         seen[sha] = package
         target = out / "pe" / sha
         if not target.is_file():
-            tmp = target.with_name(sha + ".tmp")
-            tmp.write_bytes(data)
-            os.replace(tmp, target)
+            with atomic_writer(target) as f:
+                f.write(data)
         kept.append((sha, len(data), package, r["path_in_repo"], "github", *fields))
         if i % 100 == 0:
             print(f"  {i} of {len(rows)} rows read", file=sys.stderr)
@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     try:
         return build(a.sources, a.manifest, a.out, a.base)
-    except (SourceError, OSError) as e:
+    except (SourceError, OSError) as e:  # atomic_writer's WriteError is an OSError
         print(f"error: {e}", file=sys.stderr)
         return 1
 
