@@ -94,6 +94,9 @@ def read_manifest(path: Path) -> list[dict[str, str]]:
         rows = list(csv.DictReader(f))
     if not rows or set(COLUMNS) - set(rows[0]):
         raise SourceError(f"{path}: not a manifest (columns {','.join(COLUMNS)})")
+    for n, r in enumerate(rows, 2):
+        if not all(r[c] for c in COLUMNS[:6]) or r["repo"].count("/") != 1:
+            raise SourceError(f"{path}:{n}: a row needs {', '.join(COLUMNS[:6])} and a repo as owner/name")
     return rows
 
 

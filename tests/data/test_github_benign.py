@@ -97,3 +97,8 @@ def test_a_missing_repository_is_one_line_and_writes_nothing(tmp_path: Path) -> 
     done = _run("--sources", tmp_path, "--manifest", manifest, "--out", tmp_path / "out")
     assert done.returncode == 1 and done.stderr.count("\n") == 1
     assert "repository acme/gone not found" in done.stderr and not (tmp_path / "out").exists()
+    manifest.write_text(
+        "sha256,size,repo,commit,path_in_repo,project,why\n" + "0" * 64 + ",1,acme,HEAD,a.exe,x,y\n"
+    )
+    bad = _run("--sources", tmp_path, "--manifest", manifest, "--out", tmp_path / "out")
+    assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "m.csv:2: a row needs" in bad.stderr
