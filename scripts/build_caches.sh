@@ -53,6 +53,9 @@ build pe-features-v5 --kind features --benign "$C/benign-win32"
 # its 0.1% threshold. pe-bytes1m-gh: the v2 files and the first GitHub widening, the first MiB of each.
 build pe-features-v7 --kind features --benign "$C/benign-win32" --benign "$C/benign-github"
 build pe-features-v8 --kind features --benign "$C/benign-win32" --benign "$C/benign-github" --benign "$C/benign-github2"
+# Features version 3 (convert/contentfeatures.py: section entropies, strings, markers) on pe-features-v8's
+# files: pe-features-v9. (Caches of features 2, v2 to v8, are refused by this malvision: rebuild them.)
+build pe-features-v9 --kind features --benign "$C/benign-win32" --benign "$C/benign-github" --benign "$C/benign-github2"
 [ -f "$C/caches/pe-bytes1m-gh/meta.json" ] || $MV data build --kind bytes --max-len 1048576 --benign "$C/benign" \
     --benign "$C/benign-extra" --benign "$C/benign-tools" --benign "$C/benign-github" \
     --malware-zip ../shared/data/thezoo_pe_malware.zip --malware "$C/malware_v2" --out "$C/caches/pe-bytes1m-gh"

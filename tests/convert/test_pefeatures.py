@@ -9,12 +9,11 @@ import numpy as np
 import pip
 
 from corpus import FILES, PE, minimal_pe, patch
-from malvision.convert.pefeatures import FEATURE_NAMES, N_FEATURES, pe_features
-from malvision.triage import byte_histogram
+from malvision.convert.pefeatures import FEATURE_NAMES, N_FEATURES, features_of
 
 
 def features(data: bytes) -> dict[str, float]:
-    v = pe_features(data[: 64 * 1024], len(data), byte_histogram(data))
+    v = features_of(data)
     assert v.shape == (N_FEATURES,) and v.dtype == np.float32 and np.isfinite(v).all()
     return dict(zip(FEATURE_NAMES, v.tolist(), strict=True))
 

@@ -10,12 +10,11 @@ import pefile
 import pip
 import pytest
 
-from malvision.convert.pefeatures import FEATURE_NAMES, FeatureTap, features_of, pe_features
+from malvision.convert.pefeatures import FEATURE_NAMES, FeatureTap, features_of
 from malvision.convert.spec import ConvertSpec
 from malvision.errors import ConversionError
 from malvision.pe import HEAD_BYTES, api_name, import_window, parse, read_imports
 from malvision.pe.imports import MAX_FUNCTIONS
-from malvision.triage import byte_histogram
 
 # Real PE files (MSVC-built script launchers, x86, x64 and arm64) that ship inside pip.
 LAUNCHERS = sorted(Path(pip.__file__).parent.joinpath("_vendor", "distlib").glob("*.exe"))
@@ -56,9 +55,9 @@ def test_a_table_past_the_head_needs_the_window() -> None:
     data = exe.read_bytes()
     start, _ = import_window(parse(data[:HEAD_BYTES])) or (0, 0)
     assert start > HEAD_BYTES  # the import table sits past the first 64 KiB
-    head_only = dict(
-        zip(FEATURE_NAMES, pe_features(data[:HEAD_BYTES], len(data), byte_histogram(data)), strict=True)
-    )
+    tap = FeatureTap()
+    tap.update(data[:HEAD_BYTES])  # only the head: the table's bytes never arrive
+    head_only = dict(zip(FEATURE_NAMES, tap.features(len(data)), strict=True))
     streamed = dict(zip(FEATURE_NAMES, features_of(data), strict=True))
     assert head_only["imports_parsed"] == 0 and streamed["imports_parsed"] == 1
 
@@ -87,9 +86,11 @@ def test_api_names_drop_the_character_set_only() -> None:
 
 
 def test_an_old_feature_list_is_refused() -> None:
-    assert ConvertSpec(kind="features").version == 2 and ConvertSpec(kind="image").version == 1
-    with pytest.raises(ConversionError, match="features conversion version 1 .* rebuild the cache"):
-        ConvertSpec(kind="features", version=1)
+    assert ConvertSpec(kind="features").version == 3 and ConvertSpec(kind="image").version == 1
+    assert ConvertSpec(kind="fused").version == 2  # fused vectors begin with the feature list
+    for old in (1, 2):
+        with pytest.raises(ConversionError, match=f"features conversion version {old} .* rebuild the cache"):
+            ConvertSpec(kind="features", version=old)
 
 
 def test_a_model_of_the_old_feature_list_says_so(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from malvision.convert.contentfeatures import CONTENT_NAMES
 from malvision.convert.pefeatures import FEATURE_NAMES
 from malvision.pe import PEHeaders, import_window
 
@@ -94,6 +95,25 @@ _PLAIN = {
     "log_n_import_dlls": ("imported DLLs", "log(1 + DLLs in the import table)"),
     "log_n_ordinal_imports": ("imports by ordinal", "log(1 + functions imported by ordinal, not by name)"),
 }  # fmt: skip
+_CONTENT = {
+    "section_entropy_max": ("highest section entropy", "entropy of the most random section's raw bytes, bits per byte"),
+    "section_entropy_min": ("lowest section entropy", "entropy of the least random section's raw bytes (-1: none)"),
+    "section_entropy_mean": ("mean section entropy", "mean of the sections' entropies, bits per byte"),
+    "section_entropy_weighted": ("section entropy, size-weighted", "the sections' entropies weighted by their raw sizes"),
+    "entry_section_entropy": ("entry point section entropy", "entropy of the section holding AddressOfEntryPoint (-1: none)"),
+    "high_entropy_share": ("share in high-entropy sections", "share of the file in sections above 7 bits a byte (packed or encrypted)"),
+    "n_high_entropy_sections": ("high-entropy sections", "sections whose raw bytes exceed 7 bits a byte"),
+    "overlay_entropy": ("overlay entropy", "entropy of the bytes after the last section (-1: no overlay)"),
+    "headers_entropy": ("headers entropy", "entropy of the first SizeOfHeaders bytes"),
+    "log_entry_section_raw": ("entry section size on disk", "log(1 + SizeOfRawData of the entry point's section)"),
+    "log_entry_section_virtual": ("entry section size in memory", "log(1 + VirtualSize of the entry point's section)"),
+    "strings_log_n": ("ASCII strings", "log(1 + runs of 5 or more printable ASCII bytes)"),
+    "strings_mean_length": ("ASCII string length", "mean length of those strings"),
+    "strings_entropy": ("ASCII string entropy", "entropy of the strings' characters, bits per character"),
+    "strings_share": ("share in ASCII strings", "share of the file's bytes inside those strings"),
+    "utf16_strings_log_n": ("UTF-16 strings", "log(1 + runs of 5 or more printable UTF-16LE characters)"),
+    "utf16_strings_mean_length": ("UTF-16 string length", "mean length of those strings, in characters"),
+}  # fmt: skip
 # Where the bundled API list's functions usually come from (the feature counts the name from any DLL).
 _API_DLL = {
     "advapi32": "RegOpenKeyEx RegSetValueEx RegCreateKeyEx RegDeleteKey RegDeleteValue RegQueryValueEx "
@@ -116,9 +136,27 @@ _API_DLL = {
 _DLL_OF = {api: f"{dll}.dll" for dll, apis in _API_DLL.items() for api in apis.split()}
 
 
+def _content_label(name: str) -> FeatureLabel:
+    if name in _CONTENT:
+        return FeatureLabel(*_CONTENT[name])
+    if name.startswith("strings_char_"):
+        c = chr(int(name[13:], 16))
+        return FeatureLabel(f"strings: {c!r}", f"share of {c!r} among the ASCII strings' characters")
+    if name.startswith("marker_"):
+        return FeatureLabel(
+            f"mentions of {name[7:]}", f"log(1 + times the file holds the {name[7:]} marker string)"
+        )
+    if name.startswith("version_"):
+        return FeatureLabel(f"version resource: {name[8:]}", f"1 when the file holds {name[8:]!r} in UTF-16")
+    section = f".{name.removesuffix('_entropy')}"  # text_entropy, rdata_entropy, ...
+    return FeatureLabel(f"section {section} entropy", f"entropy of the first {section} section (-1: none)")
+
+
 def _label(name: str) -> FeatureLabel:
     if name in _PLAIN:
         return FeatureLabel(*_PLAIN[name])
+    if name in CONTENT_NAMES:
+        return _content_label(name)
     if name in _OPTIONAL:
         field, what = _OPTIONAL[name]
         return FeatureLabel(field, f"optional header {field}: {what}")
@@ -190,6 +228,8 @@ def feature_span(name: str, headers: PEHeaders | None, size: int) -> tuple[int, 
         or name in ("log_size", "entropy", "pe_parsed")
     ):
         return None
+    if name in CONTENT_NAMES:
+        return _content_span(name, headers, size)
     if name.startswith("import") or name.endswith("_imports"):
         return import_window(headers)
     if name == "head_entropy":
@@ -221,3 +261,16 @@ def _section_span(name: str, headers: PEHeaders, size: int) -> tuple[int, int] |
     if hit is None or not hit.raw_size:
         return None
     return (hit.raw_pointer, min(size, hit.raw_pointer + hit.raw_size))
+
+
+def _content_span(name: str, headers: PEHeaders, size: int) -> tuple[int, int] | None:
+    """The bytes of the section, headers or overlay a content feature measures (None: all of them)."""
+    if name == "headers_entropy":
+        return (0, min(size, headers.size_of_headers))
+    if name == "overlay_entropy":
+        return _section_span("log_overlay", headers, size)
+    if name in ("entry_section_entropy", "log_entry_section_raw", "log_entry_section_virtual"):
+        return _section_span("entry_", headers, size)
+    if name in ("text_entropy", "rdata_entropy", "data_entropy", "rsrc_entropy"):
+        return _section_span(f"section_{name[: -len('_entropy')]}", headers, size)
+    return None

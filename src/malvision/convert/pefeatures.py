@@ -2,8 +2,9 @@
 
 The headers (file header, optional header, data directories, section table) are read with ``struct``
 from the first 64 KiB; the byte statistics cover the whole file; the import table (``malvision.pe``)
-comes from the range of the file that holds it. ``FeatureTap`` gathers all three in one pass over a
-file's chunks. Fields that name a toolchain or a build date rather than behaviour (TimeDateStamp,
+comes from the range of the file that holds it; section entropies, strings and markers
+(``convert.contentfeatures``, since features version 3) from every byte. ``FeatureTap`` gathers them
+all in one pass over a file's chunks. Fields that name a toolchain or a build date rather than behaviour (TimeDateStamp,
 linker version, checksum, Rich header) are left out on purpose: our benign corpus is mostly
 open-source builds, and a detector keyed on those would learn the toolchain, not the malware. Any
 bytes give a vector (a header that does not parse leaves its block at zero with ``pe_parsed`` 0);
@@ -17,6 +18,7 @@ import zlib
 
 import numpy as np
 
+from malvision.convert.contentfeatures import CONTENT_NAMES, ContentTap
 from malvision.pe import (
     DIRECTORIES,
     HEAD_BYTES,
@@ -29,7 +31,7 @@ from malvision.pe import (
 from malvision.triage import byte_histogram, byte_stats, entropy_bits
 
 __all__ = [
-    "FEATURE_NAMES", "N_FEATURES", "HEAD_BYTES", "FeatureTap", "pe_features", "features_of", "imports_behind",
+    "FEATURE_NAMES", "N_FEATURES", "HEAD_BYTES", "FeatureTap", "features_of", "imports_behind",
 ]  # fmt: skip
 
 _MACHINES = {0x14C: "i386", 0x8664: "amd64", 0xAA64: "arm64"}
@@ -96,12 +98,14 @@ FEATURE_NAMES: tuple[str, ...] = (
     + tuple(f"import_dll_{d}" for d in _DLLS)
     + tuple(f"import_{a}" for a in _APIS)
     + tuple(f"import_other_{k:02x}" for k in range(N_HASHED))
+    + CONTENT_NAMES
 )  # fmt: skip
 N_FEATURES = len(FEATURE_NAMES)
 _INDEX = {n: i for i, n in enumerate(FEATURE_NAMES)}
 _API_INDEX = {a.lower(): _INDEX[f"import_{a}"] for a in _APIS}
 _DLL_INDEX = {f"{d}.dll": _INDEX[f"import_dll_{d}"] for d in _DLLS}
 _OTHER = _INDEX["import_other_00"]
+_CONTENT = _INDEX[CONTENT_NAMES[0]]
 
 
 def _log(v: float) -> float:
@@ -205,20 +209,19 @@ def imports_behind(data: bytes | bytearray | memoryview, headers: PEHeaders | No
     return out
 
 
-def pe_features(
-    head: bytes, size: int, hist: np.ndarray, window: bytes | None = None, start: int = 0
-) -> np.ndarray:
-    """The float32 feature vector (``FEATURE_NAMES``) of a file: its first 64 KiB ``head``, its
-    ``size``, its whole-file 256-bin byte histogram ``hist`` and the bytes of ``import_window``
-    (``window``, from file offset ``start``; without it, the import table is read from ``head``)."""
-    head = bytes(head[:HEAD_BYTES])
-    return _vector(head, size, hist, parse_or_none(head), window, start)
-
-
 def _vector(
-    head: bytes, size: int, hist: np.ndarray, headers: PEHeaders | None, window: bytes | None, start: int
+    head: bytes,
+    size: int,
+    hist: np.ndarray,
+    headers: PEHeaders | None,
+    window: bytes,
+    start: int,
+    content: np.ndarray,
 ) -> np.ndarray:
-    """``pe_features`` with the headers already parsed (None: not a PE, the header block stays zero)."""
+    """The float32 feature vector (``FEATURE_NAMES``) of a ``size``-byte file: its first 64 KiB
+    ``head``, its whole-file 256-bin byte histogram ``hist``, its parsed ``headers`` (None: not a PE,
+    the header block stays zero), the bytes of ``import_window`` (``window``, from file offset
+    ``start``) and its ``ContentTap`` block."""
     f = np.zeros(N_FEATURES, dtype=np.float64)
     hist = np.asarray(hist, dtype=np.float64)
     total = hist.sum()
@@ -232,21 +235,22 @@ def _vector(
     f[_INDEX["head_entropy"]] = entropy_bits(head)
     if headers is not None:
         _header(headers, size, f)
-        _imports(headers, head if window is None else window, 0 if window is None else start, f)
+        _imports(headers, window, start, f)
+    f[_CONTENT:] = content
     return f.astype(np.float32)
 
 
 class FeatureTap:
     """One pass over a file's chunks: whole-file byte histogram, the first ``HEAD_BYTES``, the PE
-    headers parsed from them once, and (``imports``) the range ``import_window`` names (at most 2 MiB).
-    ``imports=False`` skips that range, which only the feature vector needs."""
+    headers parsed from them once, and (``vector``) what only the feature vector needs: the range
+    ``import_window`` names (at most 2 MiB) and the content block (``ContentTap``)."""
 
-    def __init__(self, imports: bool = True) -> None:
+    def __init__(self, vector: bool = True) -> None:
         self.hist = np.zeros(256, dtype=np.int64)
         self.head = bytearray()
         self.window = bytearray()
         self.headers: PEHeaders | None = None
-        self._imports = imports
+        self._content = ContentTap() if vector else None
         self._parsed = False
         self._range: tuple[int, int] | None = None
         self._pos = 0
@@ -260,13 +264,16 @@ class FeatureTap:
         self._pos += len(chunk)
         if self._range is not None:
             self._take(chunk, self._pos - len(chunk))
+        if self._content is not None:
+            self._content.update(chunk)
 
     def _locate(self) -> None:
         self._parsed = True
         self.headers = parse_or_none(bytes(self.head))
-        if self._imports:
+        if self._content is not None:
             self._range = (import_window(self.headers) if self.headers else None) or (0, 0)
             self._take(self.head, 0)
+            self._content.locate(self.headers, self.head)
 
     def _take(self, buf: bytes | bytearray | memoryview, at: int) -> None:
         assert self._range is not None
@@ -282,9 +289,12 @@ class FeatureTap:
 
     def features(self, size: int) -> np.ndarray:
         """The feature vector, once every chunk of a ``size``-byte file has gone through ``update``."""
+        if self._content is None:
+            raise ValueError("FeatureTap(vector=False) gathers no feature vector")
         self.finish()
         start = self._range[0] if self._range else 0
-        return _vector(bytes(self.head), size, self.hist, self.headers, bytes(self.window), start)
+        content = self._content.features(size)
+        return _vector(bytes(self.head), size, self.hist, self.headers, bytes(self.window), start, content)
 
 
 def features_of(data: bytes | bytearray | memoryview) -> np.ndarray:

@@ -82,7 +82,7 @@ def prepare(
     ``vocab`` encodes opcode mnemonics (default: the spec's own vocabulary); ``stop``, when set by
     another thread or process, ends the read at the next chunk with an ``InputError``.
     """
-    tap = FeatureTap(imports=spec.kind in ("features", "fused"))
+    tap = FeatureTap(vector=spec.kind in ("features", "fused"))
     side: dict[str, Any] = {  # what one kind needs beside the tap, fed the same chunks
         "bytes": lambda: _Prefix(spec.max_len),
         "opcodes": lambda: OpcodeReader(spec.max_len),

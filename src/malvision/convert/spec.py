@@ -14,8 +14,9 @@ from malvision.errors import ConversionError
 __all__ = ["SPEC_VERSION", "KIND_VERSIONS", "MAX_IMAGE_SIZE", "ConvertSpec"]
 
 SPEC_VERSION = 1
-# A kind whose conversion changed since SPEC_VERSION; features 2 added the import table.
-KIND_VERSIONS = {"features": 2}
+# A kind whose conversion changed since SPEC_VERSION; features 2 added the import table, 3 the content
+# block (section entropies, strings, markers), which fused vectors begin with too.
+KIND_VERSIONS = {"features": 3, "fused": 2}
 MAX_IMAGE_SIZE = 4096  # resizing holds two (side, 1024) 8-byte arrays: 64 MiB at this side
 Kind = Literal["image", "views", "bytes", "opcodes", "features", "fused"]
 KINDS: tuple[str, ...] = ("image", "views", "bytes", "opcodes", "features", "fused")
