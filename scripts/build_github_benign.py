@@ -22,7 +22,9 @@ would lower its out-of-fold scores.
 
 --sources holds the repositories: ``DIR/<owner>+<repo>/`` (a fetched snapshot, bare or with ``repo/``
 inside) or ``DIR/<repo>/`` (a ``git clone``). A missing repository stops it with one line naming it (exit 1),
-before anything is written; files missing or changed at their commit are listed in ``OUT/missing.csv`` (exit 2).
+before anything is written; files missing or changed at their commit, or pinned at a commit on no branch or
+tag (only a pull request's ref holds it: unmerged, perhaps an outsider's), are listed in ``OUT/missing.csv``
+(exit 2).
 """
 
 from __future__ import annotations
@@ -63,6 +65,17 @@ def blob(git: Path, commit: str, path: str) -> bytes | None:
         ["git", f"--git-dir={git}", "cat-file", "blob", f"{commit}:{path}"], capture_output=True
     )
     return r.stdout if r.returncode == 0 else None
+
+
+def on_a_branch(git: Path, commit: str) -> bool:
+    """Whether ``commit`` is in the history of a branch or tag (a remote's too), not only of a pull
+    request's ref, which would hold files an outside contributor proposed and nobody merged."""
+    r = subprocess.run(
+        ["git", f"--git-dir={git}", "for-each-ref", "--count=1", "--format=%(refname)", "--contains", commit,
+         "refs/heads", "refs/tags", "refs/remotes"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    return r.returncode == 0 and bool(r.stdout.strip())
 
 
 def pe_fields(data: bytes) -> tuple[str, str, int, int, int]:
@@ -126,7 +139,15 @@ def build(sources: Path, manifest: Path, out: Path, bases: list[Path]) -> int:
     skip = base_sha256(bases)
     (out / "pe").mkdir(parents=True, exist_ok=True)
     kept, dups, missing, seen = [], [], [], {}
+    official = {
+        (repo, c): on_a_branch(gits[repo], c) for repo, c in sorted({(r["repo"], r["commit"]) for r in rows})
+    }
     for i, (r, package) in enumerate(zip(rows, packages, strict=True), 1):
+        if not official[r["repo"], r["commit"]]:
+            missing.append(
+                (r["sha256"], r["repo"], r["commit"], r["path_in_repo"], "commit on no branch or tag")
+            )
+            continue
         data = blob(gits[r["repo"]], r["commit"], r["path_in_repo"])
         sha = hashlib.sha256(data).hexdigest() if data is not None else None
         if sha != r["sha256"]:

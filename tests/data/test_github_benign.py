@@ -52,6 +52,15 @@ def test_pinned_files_are_checked_grouped_by_project_and_deduplicated(tmp_path: 
     _git(repo, "add", ".")
     _git(repo, "commit", "-q", "-m", "binaries")
     commit = _git(repo, "rev-parse", "HEAD")
+    # a commit only a pull request's ref holds: an outsider's proposal nobody merged
+    branch = _git(repo, "branch", "--show-current")
+    _git(repo, "checkout", "-q", "--detach")
+    (repo / "bin" / "pr.exe").write_bytes(a)
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-q", "-m", "proposed")
+    proposed = _git(repo, "rev-parse", "HEAD")
+    _git(repo, "update-ref", "refs/pull/1/head", proposed)
+    _git(repo, "checkout", "-q", branch)
     (repo / "bin" / "a.exe").write_bytes(b"MZ changed after the pinned commit")  # the work tree is never read
     sha = lambda data: hashlib.sha256(data).hexdigest()  # noqa: E731
     rows = [
@@ -61,6 +70,7 @@ def test_pinned_files_are_checked_grouped_by_project_and_deduplicated(tmp_path: 
         (sha(c), len(c), "acme/tools", commit, "bin/c.exe", "npm:acme-bin", "a registry corpus's project"),
         ("0" * 64, 10, "acme/tools", commit, "bin/gone.exe", "acme", "absent"),
         (sha(b"not a PE file"), 13, "acme/tools", commit, "readme.txt", "acme", "not a PE"),
+        (sha(a), len(a), "acme/tools", proposed, "bin/pr.exe", "acme", "only in a pull request"),
     ]
     manifest = tmp_path / "m.csv"
     with open(manifest, "w", newline="") as f:
@@ -73,8 +83,8 @@ def test_pinned_files_are_checked_grouped_by_project_and_deduplicated(tmp_path: 
     assert sorted(p.name for p in (out / "pe").iterdir()) == sorted([sha(a), sha(b), sha(c)])
     assert (out / "pe" / sha(a)).read_bytes() == a
     missing = _rows(out / "missing.csv")
-    assert [m["path_in_repo"] for m in missing] == ["bin/gone.exe", "readme.txt"]
-    assert missing[1]["why"].startswith("not a PE file")
+    assert [m["path_in_repo"] for m in missing] == ["bin/gone.exe", "readme.txt", "bin/pr.exe"]
+    assert missing[1]["why"].startswith("not a PE file") and missing[2]["why"] == "commit on no branch or tag"
     ext = {r["sha256"]: r for r in _rows(out / "manifest_ext.csv")}
     assert {r["machine"] for r in ext.values()} <= {"i386", "amd64", "arm64"}
     assert all(r["is_dll"] == "0" and r["source_group"] == "github" for r in ext.values())
