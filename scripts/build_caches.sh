@@ -56,6 +56,10 @@ build pe-features-v8 --kind features --benign "$C/benign-win32" --benign "$C/ben
 # Features version 3 (convert/contentfeatures.py: section entropies, strings, markers) on pe-features-v8's
 # files: pe-features-v9. (Caches of features 2, v2 to v8, are refused by this malvision: rebuild them.)
 build pe-features-v9 --kind features --benign "$C/benign-win32" --benign "$C/benign-github" --benign "$C/benign-github2"
+# The shipped default's data since 2026-12-02 (afternoon): the three GitHub widenings (the third: 1,167 files of
+# 247 projects), with features version 3.
+build pe-features-v10 --kind features --benign "$C/benign-win32" --benign "$C/benign-github" \
+    --benign "$C/benign-github2" --benign "$C/benign-github3"
 [ -f "$C/caches/pe-bytes1m-gh/meta.json" ] || $MV data build --kind bytes --max-len 1048576 --benign "$C/benign" \
     --benign "$C/benign-extra" --benign "$C/benign-tools" --benign "$C/benign-github" \
     --malware-zip ../shared/data/thezoo_pe_malware.zip --malware "$C/malware_v2" --out "$C/caches/pe-bytes1m-gh"

@@ -298,15 +298,14 @@ default_v8() {
 }
 
 # Features version 3 (section entropies, strings, markers: src/malvision/convert/contentfeatures.py) on
-# pe-features-v8's files (pe-features-v9): the default's recipe, seeds 0 and 1, and its scores of the third
-# GitHub set, which it never saw (as v8-lgbm's, measured with features 2 at commit 6faebdf:
-# docs/github-benign3-v8.md). Steps before this one ran with features 2: rerun them from their commits.
+# pe-features-v8's files (pe-features-v9, run at commit 95d1b35, before the first two GitHub sets lost their
+# pull-request files): the default's recipe, and its scores of the third GitHub set, which it never saw (as
+# v8-lgbm's, measured with features 2 at commit 6faebdf: docs/github-benign3-v8.md), and pe-detector's.
+# Steps before this one ran with features 2: rerun them from their commits.
 default_v9() {
     SOURCES=${SOURCES:-/work/.mirror} bash scripts/build_caches.sh
     local cv=(--model lgbm --threads 1)
     nice -n 10 $MV train-detector --data "$C/caches/pe-features-v9" --out "$C/runs/v9-lgbm" "${cv[@]}" --protocols source,group
-    nice -n 10 $MV train-detector --data "$C/caches/pe-features-v9" --out "$C/runs/v9-lgbm-seed1" "${cv[@]}" \
-        --protocols source --seed 1
     .venv/bin/python scripts/heldout_operating_point.py "$C/runs/v9-lgbm" --corpus "$C/benign-github3" \
         --out "$(ship docs/github-benign3-v9.md)"
     .venv/bin/python scripts/heldout_operating_point.py "$C/runs/mc-gh" --corpus "$C/benign-github3" \

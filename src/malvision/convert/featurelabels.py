@@ -111,8 +111,6 @@ _CONTENT = {
     "strings_mean_length": ("ASCII string length", "mean length of those strings"),
     "strings_entropy": ("ASCII string entropy", "entropy of the strings' characters, bits per character"),
     "strings_share": ("share in ASCII strings", "share of the file's bytes inside those strings"),
-    "utf16_strings_log_n": ("UTF-16 strings", "log(1 + runs of 5 or more printable UTF-16LE characters)"),
-    "utf16_strings_mean_length": ("UTF-16 string length", "mean length of those strings, in characters"),
 }  # fmt: skip
 # Where the bundled API list's functions usually come from (the feature counts the name from any DLL).
 _API_DLL = {

@@ -256,7 +256,6 @@ class FeatureTap:
         self._pos = 0
 
     def update(self, chunk: bytes | bytearray | memoryview) -> None:
-        self.hist += byte_histogram(chunk)
         if len(self.head) < HEAD_BYTES:
             self.head += chunk[: HEAD_BYTES - len(self.head)]
             if len(self.head) == HEAD_BYTES:
@@ -264,8 +263,8 @@ class FeatureTap:
         self._pos += len(chunk)
         if self._range is not None:
             self._take(chunk, self._pos - len(chunk))
-        if self._content is not None:
-            self._content.update(chunk)
+        # the content tap counts the bytes by section and hands back the chunk's histogram
+        self.hist += byte_histogram(chunk) if self._content is None else self._content.update(chunk)
 
     def _locate(self) -> None:
         self._parsed = True
