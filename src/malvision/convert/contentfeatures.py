@@ -192,9 +192,10 @@ class ContentTap:
         assert self._hists is not None
         end = at + a.size
         bounds = np.array(self._regions)
-        cuts = np.unique(np.clip(np.concatenate(([at, end, self._covered], bounds.ravel())), at, end))
+        # plain Python: np.unique would import numpy.ma, 17 ms of a scan's cold start
+        cuts = sorted({min(max(c, at), end) for c in (at, end, self._covered, *bounds.ravel().tolist())})
         total = np.zeros(256, dtype=np.int64)
-        for lo, hi in zip(cuts[:-1].tolist(), cuts[1:].tolist(), strict=True):
+        for lo, hi in zip(cuts[:-1], cuts[1:], strict=True):
             h = byte_histogram(a[lo - at : hi - at])
             total += h
             if lo >= self._covered:
