@@ -39,11 +39,12 @@ def test_strings_are_runs_of_five_printable_bytes_wherever_the_chunks_cut() -> N
 
 
 def test_markers_split_across_chunks_count_once() -> None:
-    data = b"go to http://example.org and http://x " + "CompanyName".encode("utf-16-le") + b" HKEY_"
+    data = b"go to http://example.org and http://x \x00 HKEY_CURRENT_USER\x01 c:\\x\x00c:\\\x00"
     whole = content(data)
     assert whole["marker_http"] == pytest.approx(math.log1p(2))
     assert whole["marker_hkey"] == pytest.approx(math.log1p(1)) and whole["marker_https"] == 0
-    assert whole["version_CompanyName"] == 1 and whole["version_ProductName"] == 0
+    # " c:\\x" is a string of five bytes; the second "c:\\" alone is too short to be one
+    assert whole["marker_drive_lower"] == pytest.approx(math.log1p(1))
     for chunk in (1, 4, 9):
         assert content(data, chunk) == whole
 

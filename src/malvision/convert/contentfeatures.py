@@ -9,11 +9,10 @@ sections, whatever the file's size:
   resource sections by name, and how much of the file sits in sections above 7 bits a byte (packed or
   encrypted). -1 where a file has no such part.
 - **strings**: runs of at least 5 printable ASCII bytes (as ``strings`` finds them): how many, how
-  long, the entropy and distribution of their characters. (UTF-16 runs were measured too and left out:
-  little weight in the trees for a third of the block's time.)
+  long, the entropy and distribution of their characters. (UTF-16 runs and version-resource fields were
+  measured too and left out: little weight in the trees, and each cost as much time as the strings.)
 - **markers**: how often its ASCII strings (run together) name URLs, drive paths, registry hives, the
-  Run key, command interpreters, an embedded PE's DOS stub, manifest fields; whether the file holds the
-  UTF-16 fields of a version resource.
+  Run key, command interpreters, an embedded PE's DOS stub, manifest fields.
   No toolchain names (``Borland``, ``Nullsoft``, ...): as for the header block, a detector keyed on
   those learns how the benign corpus was built, not what malware does.
 """
@@ -40,11 +39,7 @@ _MARKERS = (
     ("dos_stub", b"This program cannot"), ("manifest", b"<assembly"),
     ("require_admin", b"requireAdministrator"), ("as_invoker", b"asInvoker"),
 )  # fmt: skip
-# UTF-16LE strings of a version resource: present or not
-_VERSION = ("VS_VERSION_INFO", "CompanyName", "ProductName", "OriginalFilename", "LegalCopyright",
-            "FileDescription", "Microsoft Corporation")  # fmt: skip
-_UTF16 = tuple((s, s.encode("utf-16-le")) for s in _VERSION)
-_CARRY = max(len(m) for _, m in _MARKERS + _UTF16) - 1
+_CARRY = max(len(m) for _, m in _MARKERS) - 1
 _SECTION_BLOCK = (
     "section_entropy_max", "section_entropy_min", "section_entropy_mean", "section_entropy_weighted",
     "entry_section_entropy", "text_entropy", "rdata_entropy", "data_entropy", "rsrc_entropy",
@@ -62,7 +57,6 @@ CONTENT_NAMES: tuple[str, ...] = (
     + ("strings_log_n", "strings_mean_length", "strings_entropy", "strings_share")
     + tuple(f"strings_char_{c:02x}" for c in _CHARS)
     + tuple(f"marker_{name}" for name, _ in _MARKERS)
-    + tuple(f"version_{s}" for s in _VERSION)
 )
 
 
@@ -84,7 +78,9 @@ class _Strings:
         if n <= 0:
             self._carry = buf.copy()
             return []
-        p = np.subtract(buf, np.uint8(0x20)) < np.uint8(0x5F)  # 0x20-0x7e
+        v = buf.view(np.int8)  # 0x20-0x7e: above 31 as a signed byte (0x80-0xff are negative), not 0x7f
+        p = v > 31
+        p &= v != 127
         pairs = p[:-1] & p[1:]  # windows of 2, then 4, then 5 (MIN_STRING) bytes: three passes, not four
         w = pairs[:n] & pairs[2 : n + 2]
         w &= p[k : n + k]
@@ -138,9 +134,7 @@ class ContentTap:
         self._ascii = _Strings()
         self._chars = np.zeros(256, dtype=np.int64)  # the ASCII strings' characters
         self._counts = np.zeros(len(_MARKERS), dtype=np.int64)
-        self._seen = np.zeros(len(_UTF16), dtype=bool)
         self._tail = b""  # the end of the strings so far, for markers that straddle two pieces
-        self._head = b""  # the end of the file so far, for version fields that straddle two chunks
         self._pos = 0
         self._covered = 0  # bytes already in the section histograms
         self._regions: list[tuple[int, int]] = []  # sections, then headers, then overlay
@@ -168,11 +162,6 @@ class ContentTap:
             return np.zeros(256, dtype=np.int64)
         hist = byte_histogram(a) if self._hists is None else self._sections(a, at)
         self._text(self._ascii.feed(a))
-        data = chunk if isinstance(chunk, bytes) else a.tobytes()
-        edge = self._head + data[:_CARRY]  # the fields that straddle the last chunk and this one
-        for i, (_, m) in enumerate(_UTF16):
-            self._seen[i] = self._seen[i] or m in edge or m in data
-        self._head = (self._head + data[-_CARRY:])[-_CARRY:]
         return hist
 
     def _text(self, strings: list[np.ndarray]) -> None:
@@ -196,7 +185,9 @@ class ContentTap:
         cuts = sorted({min(max(c, at), end) for c in (at, end, self._covered, *bounds.ravel().tolist())})
         total = np.zeros(256, dtype=np.int64)
         for lo, hi in zip(cuts[:-1], cuts[1:], strict=True):
-            h = byte_histogram(a[lo - at : hi - at])
+            piece = a[lo - at : hi - at]
+            # byte_histogram's 65,536 pair bins cost more than they save on a small piece
+            h = byte_histogram(piece) if piece.size > 1 << 16 else np.bincount(piece, minlength=256)
             total += h
             if lo >= self._covered:
                 self._hists[(bounds[:, 0] <= lo) & (bounds[:, 1] >= hi)] += h
@@ -219,8 +210,6 @@ class ContentTap:
                 f[f"strings_char_{c:02x}"] = float(v)
         for (name, _), count in zip(_MARKERS, self._counts, strict=True):
             f[f"marker_{name}"] = math.log1p(int(count))
-        for (s, _), seen in zip(_UTF16, self._seen, strict=True):
-            f[f"version_{s}"] = float(seen)
         return np.array([f[n] for n in CONTENT_NAMES], dtype=np.float64)
 
     def _section_block(self, size: int) -> dict[str, float]:

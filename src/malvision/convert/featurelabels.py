@@ -144,8 +144,6 @@ def _content_label(name: str) -> FeatureLabel:
         return FeatureLabel(
             f"mentions of {name[7:]}", f"log(1 + times the file holds the {name[7:]} marker string)"
         )
-    if name.startswith("version_"):
-        return FeatureLabel(f"version resource: {name[8:]}", f"1 when the file holds {name[8:]!r} in UTF-16")
     section = f".{name.removesuffix('_entropy')}"  # text_entropy, rdata_entropy, ...
     return FeatureLabel(f"section {section} entropy", f"entropy of the first {section} section (-1: none)")
 
