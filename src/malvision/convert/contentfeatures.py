@@ -10,7 +10,7 @@ sections, whatever the file's size:
   encrypted). -1 where a file has no such part.
 - **strings**: runs of at least 5 printable ASCII bytes (as ``strings`` finds them): how many, how
   long, the entropy and distribution of their characters. (UTF-16 runs and version-resource fields were
-  measured too and left out: little weight in the trees, and each cost as much time as the strings.)
+  measured too and left out: little weight in the trees, and together as much time as the strings.)
 - **markers**: how often its ASCII strings (run together) name URLs, drive paths, registry hives, the
   Run key, command interpreters, an embedded PE's DOS stub, manifest fields.
   No toolchain names (``Borland``, ``Nullsoft``, ...): as for the header block, a detector keyed on
@@ -31,7 +31,7 @@ __all__ = ["CONTENT_NAMES", "ContentTap"]
 MIN_STRING = 5
 HIGH_ENTROPY = 7.0
 _CHARS = range(0x20, 0x7F)
-# (feature suffix, bytes): counted wherever they occur
+# (feature suffix, bytes): counted in the strings
 _MARKERS = (
     ("http", b"http://"), ("https", b"https://"), ("hkey", b"HKEY_"), ("drive_upper", b"C:\\"),
     ("drive_lower", b"c:\\"), ("exe", b".exe"), ("dll", b".dll"), ("bat", b".bat"), ("cmd", b"cmd.exe"),

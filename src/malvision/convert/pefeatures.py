@@ -4,11 +4,11 @@ The headers (file header, optional header, data directories, section table) are 
 from the first 64 KiB; the byte statistics cover the whole file; the import table (``malvision.pe``)
 comes from the range of the file that holds it; section entropies, strings and markers
 (``convert.contentfeatures``, since features version 3) from every byte. ``FeatureTap`` gathers them
-all in one pass over a file's chunks. Fields that name a toolchain or a build date rather than behaviour (TimeDateStamp,
-linker version, checksum, Rich header) are left out on purpose: our benign corpus is mostly
-open-source builds, and a detector keyed on those would learn the toolchain, not the malware. Any
-bytes give a vector (a header that does not parse leaves its block at zero with ``pe_parsed`` 0);
-triage decides separately whether a file is a PE worth judging.
+all in one pass over a file's chunks. Fields that name a toolchain or a build date rather than
+behaviour (TimeDateStamp, linker version, checksum, Rich header) are left out on purpose: our benign
+corpus is mostly open-source builds, and a detector keyed on those would learn the toolchain, not the
+malware. Any bytes give a vector (a header that does not parse leaves its block at zero with
+``pe_parsed`` 0); triage decides separately whether a file is a PE worth judging.
 """
 
 from __future__ import annotations
