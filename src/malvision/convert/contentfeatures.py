@@ -137,7 +137,8 @@ class ContentTap:
         self._tail = b""  # the end of the strings so far, for markers that straddle two pieces
         self._pos = 0
         self._covered = 0  # bytes already in the section histograms
-        self._regions: list[tuple[int, int]] = []  # sections, then headers, then overlay
+        self._bounds = np.zeros((0, 2), dtype=np.int64)  # [start, end) of sections, headers, overlay
+        self._edges: list[int] = []  # the same bounds, flat, for cutting chunks
         self._hists: np.ndarray | None = None
         self._headers: PEHeaders | None = None
 
@@ -147,10 +148,12 @@ class ContentTap:
         if headers is None:
             return
         sections = headers.sections[:MAX_SECTIONS]
-        self._regions = [(s.raw_pointer, s.raw_pointer + s.raw_size) for s in sections]
+        regions = [(s.raw_pointer, s.raw_pointer + s.raw_size) for s in sections]
         end = max((s.raw_pointer + s.raw_size for s in sections if s.raw_size), default=0)
-        self._regions += [(0, headers.size_of_headers), (end, 1 << 62) if end else (0, 0)]
-        self._hists = np.zeros((len(self._regions), 256), dtype=np.int64)
+        regions += [(0, headers.size_of_headers), (end, 1 << 62) if end else (0, 0)]
+        self._bounds = np.array(regions, dtype=np.int64)
+        self._edges = self._bounds.ravel().tolist()
+        self._hists = np.zeros((len(regions), 256), dtype=np.int64)
         self._sections(np.frombuffer(bytes(seen), dtype=np.uint8), 0)
 
     def update(self, chunk: bytes | bytearray | memoryview) -> np.ndarray:
@@ -179,10 +182,9 @@ class ContentTap:
         """Count ``a`` (file offset ``at``) into every region that holds its bytes, once per piece
         between region edges; the bytes before ``_covered`` are counted already. Returns its histogram."""
         assert self._hists is not None
-        end = at + a.size
-        bounds = np.array(self._regions)
+        end, bounds = at + a.size, self._bounds
         # plain Python: np.unique would import numpy.ma, 17 ms of a scan's cold start
-        cuts = sorted({min(max(c, at), end) for c in (at, end, self._covered, *bounds.ravel().tolist())})
+        cuts = sorted({min(max(c, at), end) for c in (at, end, self._covered, *self._edges)})
         total = np.zeros(256, dtype=np.int64)
         for lo, hi in zip(cuts[:-1], cuts[1:], strict=True):
             piece = a[lo - at : hi - at]
