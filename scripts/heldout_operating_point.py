@@ -48,14 +48,14 @@ def main() -> None:
     ap.add_argument("--fpr", type=float, default=0.001)
     ap.add_argument("--out", type=Path, help="also write the Markdown here")
     a = ap.parse_args()
+    corpora = a.corpus or [CORPUS]
     try:
         oof = json.loads((a.run / "oof_scores.json").read_text())
-        corpora = a.corpus or [CORPUS]
         files = sorted((f for c in corpora for f in (c / "pe").iterdir()), key=lambda f: f.name)
         scanner = Scanner(a.run / "model.pt")
     except (OSError, ValueError, MalvisionError) as e:
         sys.exit(
-            f"error: {a.run} or {', '.join(map(str, a.corpus or [CORPUS]))}: not a detector run and a held-out corpus ({e})"
+            f"error: {a.run} or {', '.join(map(str, corpora))}: not a detector run and a held-out corpus ({e})"
         )
     seen = training_ids(scanner.card)
     files = [f for f in files if f.name not in seen]

@@ -70,6 +70,8 @@ CORPORA: dict[str, str] = {
     "scripts/benign_github.csv)",
     "{home}/benign-github2": "SOURCES=DIR bash scripts/build_corpora.sh (DIR: the fetched repositories of "
     "scripts/benign_github2.csv)",
+    "{home}/benign-github3": "SOURCES=DIR bash scripts/build_corpora.sh (DIR: the fetched repositories of "
+    "scripts/benign_github3.csv)",
     "{shared}/data/thezoo_pe_malware.zip": "it ships in ../shared/data",
 }
 
