@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from corpus import minimal_pe
-from malvision.convert.contentfeatures import CONTENT_NAMES
+from malvision.convert.contentfeatures import _MARKERS, CONTENT_NAMES, _marker_counts
 from malvision.convert.pefeatures import FEATURE_NAMES, FeatureTap, features_of
 from malvision.pe import parse
 from malvision.triage import entropy_bits
@@ -75,3 +75,24 @@ def test_bytes_that_are_not_a_pe_leave_the_section_block_at_minus_one() -> None:
     assert all(f[n] == -1 for n in ("section_entropy_max", "overlay_entropy", "entry_section_entropy"))
     assert f["strings_log_n"] > 0
     assert np.array_equal(features_of(b""), features_of(b""))  # an empty file is a vector too
+
+
+def test_markers_found_from_their_anchors_count_as_bytes_count_does() -> None:
+    rng = random.Random(3)
+    pieces = [m for _, m in _MARKERS] + [b":", b".", b"_", b"x", b"C:", b"ttp:/", b".ex", b"HKEY"]
+    text = b"".join(rng.choice(pieces) for _ in range(5000))
+    got = _marker_counts(np.frombuffer(text, dtype=np.uint8), text)
+    assert got.tolist() == [text.count(m) for _, m in _MARKERS] and got.min() > 0
+    # at the very ends of the buffer too
+    for edge in (b"http://", b"c:\\", b".exe"):
+        assert _marker_counts(np.frombuffer(edge, dtype=np.uint8), edge).sum() == 1
+
+
+def test_strings_and_markers_are_the_same_however_long_the_runs_and_wherever_cut() -> None:
+    rng = random.Random(5)
+    pieces = [m for _, m in _MARKERS] + [b"\x00", b"\xff", b"ab", b"abcdefgh", b"\x01\x02\x03"]
+    data = b"".join(rng.choice(pieces) for _ in range(3000))
+    whole = content(data)
+    assert whole["strings_log_n"] > 0 and whole["marker_exe"] > 0
+    for chunk in (1, 3, 8, 19, 1000):
+        assert content(data, chunk) == whole

@@ -39,6 +39,12 @@ _MARKERS = (
     ("dos_stub", b"This program cannot"), ("manifest", b"<assembly"),
     ("require_admin", b"requireAdministrator"), ("as_invoker", b"asInvoker"),
 )  # fmt: skip
+# markers found from where a rarer byte of theirs sits (several times faster than bytes.count for
+# short markers, whose first bytes are common); the others by bytes.count. None holds its own prefix at
+# its end, so counting matches that overlap or not comes to the same.
+_ANCHORS = {b":": (b"http://", b"https://", b"C:\\", b"c:\\"), b".": (b".exe", b".dll", b".bat", b"cmd.exe"),
+            b"_": (b"HKEY_",)}  # fmt: skip
+_PIECE = 1 << 19  # bytes the strings are looked for in at a time
 _CARRY = max(len(m) for _, m in _MARKERS) - 1
 _SECTION_BLOCK = (
     "section_entropy_max", "section_entropy_min", "section_entropy_mean", "section_entropy_weighted",
@@ -60,70 +66,67 @@ CONTENT_NAMES: tuple[str, ...] = (
 )
 
 
+def _marker_counts(t: np.ndarray, b: bytes) -> np.ndarray:
+    """How often each marker occurs in the bytes ``b`` (``t``: the same as an array)."""
+    found: dict[bytes, int] = {}
+    for anchor, markers in _ANCHORS.items():
+        at = np.flatnonzero(t == anchor[0])
+        for m in markers:
+            o = m.index(anchor)
+            start = at[(at >= o) & (at - o + len(m) <= t.size)] - o
+            for j, c in enumerate(m):
+                if j != o and start.size:
+                    start = start[t[start + j] == c]
+            found[m] = start.size
+    return np.array([found[m] if m in found else b.count(m) for _, m in _MARKERS], dtype=np.int64)
+
+
 class _Strings:
     """Runs of at least ``MIN_STRING`` printable ASCII bytes in a stream fed in pieces: how many, their
     total length, and (returned by ``feed``) their bytes in order. A run is found as a run of windows of
-    ``MIN_STRING`` printable bytes, so only the few edges of long runs are located, not the many of the
-    short ones machine code is full of (several times faster on code)."""
+    ``MIN_STRING`` printable bytes, and its bytes as those some such window covers: a few passes over
+    the piece, none over each string."""
 
     def __init__(self) -> None:
         self.n, self.total = 0, 0
         self._carry = np.zeros(0, dtype=np.uint8)  # the last MIN_STRING - 1 bytes: windows not yet complete
         self._open = False  # a run reaches the end of the windows so far
 
-    def feed(self, chunk: np.ndarray) -> list[np.ndarray]:
+    def feed(self, chunk: np.ndarray) -> np.ndarray:
         buf = np.concatenate((self._carry, chunk)) if self._carry.size else chunk
         k = MIN_STRING - 1
         n = buf.size - k  # windows that start in buf and end in it
         if n <= 0:
             self._carry = buf.copy()
-            return []
-        v = buf.view(np.int8)  # 0x20-0x7e: above 31 as a signed byte (0x80-0xff are negative), not 0x7f
-        p = v > 31
-        p &= v != 127
+            return buf[:0]
+        p = np.subtract(buf, 0x20, dtype=np.uint8) < 0x7F - 0x20  # 0x20-0x7e (the others wrap above)
         pairs = p[:-1] & p[1:]  # windows of 2, then 4, then 5 (MIN_STRING) bytes: three passes, not four
         w = pairs[:n] & pairs[2 : n + 2]
         w &= p[k : n + k]
-        edges = np.flatnonzero(w[1:] != w[:-1]) + 1
-        starts, ends = (edges[1::2], edges[0::2]) if w[0] else (edges[0::2], edges[1::2])
-        out: list[np.ndarray] = []
-        if w[0]:
-            if self._open:  # the run of the last piece goes on
-                stop = int(ends[0]) + k if ends.size else n
-                out.append(buf[:stop])
-                self.total += stop
-                if not ends.size:
-                    self._carry = buf[n:].copy()
-                    return out
-                ends = ends[1:]
-            else:
-                starts = np.concatenate(([0], starts))
-        elif self._open:  # it ended with the last piece's windows: its last k bytes are here
-            out.append(buf[:k])
-            self.total += k
-        self._open = bool(w[-1])
-        last = int(starts[-1]) if self._open else None
-        if self._open:
-            starts = starts[:-1]
-        lengths = ends - starts + k  # each closed run with the k bytes of its last window
-        self.n += int(starts.size) + self._open
-        self.total += int(lengths.sum())
-        if starts.size:  # gathered without a pass over the bytes between them
-            offset = np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
-            out.append(buf[np.arange(offset.size) + offset])
-        if last is not None:
-            out.append(buf[last:n])
-            self.total += n - last
+        first, last = bool(w[0]), bool(w[-1])
+        rising = (np.count_nonzero(w[1:] != w[:-1]) + last - first) // 2  # runs that start after window 0
+        self.n += rising + (first and not self._open)
+        covered = np.zeros(n + k, dtype=bool)  # the bytes some printable window covers
+        covered[:n] = w
+        for shift in range(1, k + 1):
+            covered[shift : shift + n] |= w
+        if self._open:  # the open run of the last piece holds the bytes carried over
+            covered[:k] = True
+        if last:  # the run goes on: its last bytes are taken with the next piece
+            covered[n:] = False
+        self._open = last
         self._carry = buf[n:].copy()
-        return out
+        text = buf[covered]
+        self.total += text.size
+        return text
 
-    def finish(self) -> list[np.ndarray]:
+    def finish(self) -> np.ndarray:
         """The last bytes of a run still open at the end of the file."""
         if not self._open:
-            return []
+            return self._carry[:0]
         self._open = False
         self.total += self._carry.size
-        return [self._carry]
+        return self._carry
 
 
 class ContentTap:
@@ -164,19 +167,22 @@ class ContentTap:
         if not a.size:
             return np.zeros(256, dtype=np.int64)
         hist = byte_histogram(a) if self._hists is None else self._sections(a, at)
-        self._text(self._ascii.feed(a))
+        for i in range(0, a.size, _PIECE):  # a piece's masks stay in cache: faster than one 4 MiB chunk
+            self._text(self._ascii.feed(a[i : i + _PIECE]))
         return hist
 
-    def _text(self, strings: list[np.ndarray]) -> None:
-        """Count the characters and markers of the next pieces of the strings."""
-        if not strings:
+    def _text(self, text: np.ndarray) -> None:
+        """Count the characters and markers of the next piece of the strings (run together)."""
+        if not text.size:
             return
-        text = np.concatenate(strings)
-        self._chars += np.bincount(text, minlength=256)
-        joined = self._tail + text.tobytes()
+        self._chars += byte_histogram(text) if text.size > 1 << 16 else np.bincount(text, minlength=256)
+        b, tail = text.tobytes(), self._tail
+        head = b[:_CARRY]
+        edge = tail + head  # where a marker can start in the strings before and end in these
+        self._counts += _marker_counts(text, b)
         for i, (_, m) in enumerate(_MARKERS):
-            self._counts[i] += joined.count(m) - self._tail.count(m)
-        self._tail = joined[-_CARRY:]
+            self._counts[i] += edge.count(m) - tail.count(m) - head.count(m)
+        self._tail = b[-_CARRY:] if len(b) >= _CARRY else edge[-_CARRY:]
 
     def _sections(self, a: np.ndarray, at: int) -> np.ndarray:
         """Count ``a`` (file offset ``at``) into every region that holds its bytes, once per piece
