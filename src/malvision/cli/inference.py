@@ -59,13 +59,14 @@ def scan(
     batch_size: Annotated[int, typer.Option(help="Files per inference batch.")] = 32,
     workers: Annotated[int, typer.Option(help="Readers/converters working beside inference.")] = 2,
     processes: Annotated[
-        bool,
+        bool | None,
         typer.Option(
             "--processes/--no-processes",
-            help="Read files on disk in worker processes instead of threads (for many cores; on 2 "
-            "cores threads are as fast and start at once).",
+            help="Read files on disk in worker processes, free of the GIL (default: threads first, "
+            "processes once a scan has passed enough files on disk to pay for starting them).",
+            show_default=False,
         ),
-    ] = False,
+    ] = None,
     threads: Annotated[int, typer.Option(help="Inference threads (readers give the parallelism).")] = 1,
     max_size: MaxSize = "8G",
 ) -> None:
