@@ -9,8 +9,10 @@ from pathlib import Path
 import pip
 import pytest
 
+import malvision.scan as scan_pkg
 import malvision.scan.scanner as scan_mod
 from corpus import write_files
+from corpus.harness import call_main
 from malvision.scan import ScanError, Scanner, Verdict
 
 PIP_LAUNCHERS = sorted(Path(pip.__file__).parent.joinpath("_vendor", "distlib").glob("*.exe"))
@@ -96,3 +98,24 @@ def test_a_broken_process_pool_falls_back_to_threads(
     monkeypatch.setattr(scan_mod, "ProcessReaders", Broken)
     got = _records(list(Scanner(tiny_detector, backend="torch", processes=True).scan(inputs)))
     assert got == want
+
+
+@pytest.mark.parametrize(
+    ("flag", "want"), [((), None), (("--processes",), True), (("--no-processes",), False)]
+)
+def test_scan_command_reads_on_processes_once_a_scan_is_long_unless_told(
+    tiny_detector: Path, inputs: list[Path], monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str], flag: tuple[str, ...], want: bool | None,
+) -> None:  # fmt: skip
+    got: list[bool | None] = []
+
+    class Recording(Scanner):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            got.append(kwargs["processes"])  # type: ignore[arg-type]
+            super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(scan_pkg, "Scanner", Recording)
+    run = call_main(
+        ["scan", "--model", tiny_detector, "--backend", "torch", "--json", *flag, inputs[0]], capsys
+    )
+    assert got == [want] and run.code in (0, 1)
