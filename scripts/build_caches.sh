@@ -60,6 +60,9 @@ build pe-features-v9 --kind features --benign "$C/benign-win32" --benign "$C/ben
 # 247 projects), with features version 3.
 build pe-features-v10 --kind features --benign "$C/benign-win32" --benign "$C/benign-github" \
     --benign "$C/benign-github2" --benign "$C/benign-github3"
+# 2026-12-02 (evening): the fourth GitHub set (822 files of 320 projects) on top.
+build pe-features-v11 --kind features --benign "$C/benign-win32" --benign "$C/benign-github" \
+    --benign "$C/benign-github2" --benign "$C/benign-github3" --benign "$C/benign-github4"
 [ -f "$C/caches/pe-bytes1m-gh/meta.json" ] || $MV data build --kind bytes --max-len 1048576 --benign "$C/benign" \
     --benign "$C/benign-extra" --benign "$C/benign-tools" --benign "$C/benign-github" \
     --malware-zip ../shared/data/thezoo_pe_malware.zip --malware "$C/malware_v2" --out "$C/caches/pe-bytes1m-gh"

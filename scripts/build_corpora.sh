@@ -20,12 +20,14 @@
 #   ~/.cache/malvision/benign-github3    1,167 files of 247 more projects (benign_github3.csv) 0.6 GB, seconds
 #   ~/.cache/malvision/benign-github-heldout  463 files of 124 more projects, never trained on:   0.2 GB, seconds
 #                                        the shipped default's test on programs (benign_github_heldout.csv)
+#   ~/.cache/malvision/benign-github4    822 files of 320 more projects (benign_github4.csv),    0.4 GB, seconds
+#                                        found after the held-out set, none of its projects or file names
 #
 # Downloads peak above the kept sizes (each script keeps its archives in <corpus>/work; npm's own cache
 # grows by about 0.6 GB): plan for 20 GB free (10 GB before heldout, calib and win32). SOURCES is the
 # folder holding the fetched collections of ../shared/data/malware_v2_manifest.csv (`owner+repo/repo`
 # snapshots or `git clone`s) and of the benign repositories scripts/benign_github*.csv name (`tail -qn+2
-# scripts/benign_github*.csv | cut -d, -f3 | sort -u`: 258 of them); it is needed only while malware_v2 or a
+# scripts/benign_github*.csv | cut -d, -f3 | sort -u`: 379 of them); it is needed only while malware_v2 or a
 # benign-github set is missing. MALVISION_CACHE moves everything (default ~/.cache/malvision).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -75,7 +77,7 @@ if ! have malware_v2 manifest.csv; then
 fi
 base=()
 for b in benign benign-extra benign-tools benign-gui benign-calib benign-win32 benign-heldout; do base+=(--base "$C/$b"); done
-for set in benign-github benign-github2 benign-github3 benign-github-heldout; do   # each leaves out the files before it
+for set in benign-github benign-github2 benign-github3 benign-github-heldout benign-github4; do   # each leaves out the files before it
     if ! have $set; then
         [ -n "$SOURCES" ] || { echo "error: no $C/$set; set SOURCES to the folder of the fetched repositories" >&2; exit 1; }
         say "building $C/$set from $SOURCES"

@@ -72,6 +72,8 @@ CORPORA: dict[str, str] = {
     "scripts/benign_github2.csv)",
     "{home}/benign-github3": "SOURCES=DIR bash scripts/build_corpora.sh (DIR: the fetched repositories of "
     "scripts/benign_github3.csv)",
+    "{home}/benign-github4": "SOURCES=DIR bash scripts/build_corpora.sh (DIR: the fetched repositories of "
+    "scripts/benign_github4.csv)",
     "{shared}/data/thezoo_pe_malware.zip": "it ships in ../shared/data",
 }
 
