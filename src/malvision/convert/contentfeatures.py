@@ -40,8 +40,8 @@ _MARKERS = (
     ("require_admin", b"requireAdministrator"), ("as_invoker", b"asInvoker"),
 )  # fmt: skip
 # markers found from where a rarer byte of theirs sits (several times faster than bytes.count for
-# short markers, whose first bytes are common); the others by bytes.count. None holds its own prefix at
-# its end, so counting matches that overlap or not comes to the same.
+# short markers, whose first bytes are common); the others by bytes.count. None of these holds its own
+# prefix at its end, so counting the matches that overlap or not comes to the same.
 _ANCHORS = {b":": (b"http://", b"https://", b"C:\\", b"c:\\"), b".": (b".exe", b".dll", b".bat", b"cmd.exe"),
             b"_": (b"HKEY_",)}  # fmt: skip
 _PIECE = 1 << 19  # bytes the strings are looked for in at a time
