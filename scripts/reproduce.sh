@@ -372,7 +372,9 @@ default_v11() {
         .venv/bin/python scripts/ember_features.py "$C/caches/pe-features-v11" --out "$C/caches/ember-v11.npz" --workers 2 --max-mb 4; }
     .venv/bin/python scripts/baselines.py ember --data "$C/caches/pe-features-v11" --features "$C/caches/ember-v11.npz" \
         --subset --out "$C/runs/v11-ember-lgbm"
-    $MV compare-detectors "$C/runs/v11-lgbm" "$C/runs/v11-ember-lgbm" --out "$(ship docs/board-ember-v11)"
+    $MV train-detector --data "$C/caches/pe-features-v11" --out "$C/runs/v11-mlp" --model mlp --protocols source --threads 1 \
+        --epochs 100 --patience 100 --lr 0.001
+    $MV compare-detectors "$C"/runs/v11-{lgbm,mlp,ember-lgbm} --out "$(ship docs/board-ember-v11)"
 }
 
 # How far the default's card moves without new data: the same recipe with LightGBM seeds 1 and 2, and with
