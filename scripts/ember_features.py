@@ -91,7 +91,7 @@ while True:
 """
 
 
-class _Reader:
+class SampleReader:
     """A sample's bytes from where its manifest row says it came from: a file, or a zip entry."""
 
     def __init__(self) -> None:
@@ -195,7 +195,7 @@ def main() -> None:
     order = [source for source, _, _ in sources]
     # small files first: a partial file then covers the most samples
     todo = sorted((t for t in sources if t[0] not in done), key=lambda t: t[2])
-    reader, workers = _Reader(), _Workers(args.ember_python, args.workers)
+    reader, workers = SampleReader(), _Workers(args.ember_python, args.workers)
 
     def one(source: str, sha: str | None) -> tuple[str, str, np.ndarray]:
         data = reader.read(source)

@@ -339,6 +339,8 @@ default_v10() {
 # same files and folds (EMBER vectors of the files up to 4 MiB; v10's are reused, the new ones extracted).
 default_v11() {
     SOURCES=${SOURCES:-/work/.mirror} bash scripts/build_caches.sh
+    # the faster content block (2026-12-02 evening) makes every vector of v10's cache again, unchanged
+    .venv/bin/python scripts/check_vectors.py "$C/caches/pe-features-v10"
     .venv/bin/python scripts/heldout_operating_point.py "$C/runs/v10-lgbm" --corpus "$C/benign-github4" \
         --out "$(ship docs/github-benign4-v10.md)"
     .venv/bin/python scripts/heldout_operating_point.py "$C/runs/mc-gh" --corpus "$C/benign-github4" \
