@@ -175,7 +175,7 @@ class ContentTap:
         """Count the characters and markers of the next piece of the strings (run together)."""
         if not text.size:
             return
-        self._chars += byte_histogram(text) if text.size > 1 << 16 else np.bincount(text, minlength=256)
+        self._chars += byte_histogram(text)
         b, tail = text.tobytes(), self._tail
         head = b[:_CARRY]
         edge = tail + head  # where a marker can start in the strings before and end in these
@@ -194,8 +194,7 @@ class ContentTap:
         total = np.zeros(256, dtype=np.int64)
         for lo, hi in zip(cuts[:-1], cuts[1:], strict=True):
             piece = a[lo - at : hi - at]
-            # byte_histogram's 65,536 pair bins cost more than they save on a small piece
-            h = byte_histogram(piece) if piece.size > 1 << 16 else np.bincount(piece, minlength=256)
+            h = byte_histogram(piece)
             total += h
             if lo >= self._covered:
                 self._hists[(bounds[:, 0] <= lo) & (bounds[:, 1] >= hi)] += h
