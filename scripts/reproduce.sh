@@ -14,6 +14,20 @@ ship() {
     if [ "${SHIP:-0}" = 1 ]; then echo "$1"; else mkdir -p "$C/reproduced/$(dirname "$1")"; echo "$C/reproduced/$1"; fi
 }
 
+# The reports of a default's card (runs/vV-lgbm on caches/pe-features-vV): the threshold's methods, the
+# file-type mix, the registry held-out set's operating point.
+default_reports() {
+    .venv/bin/python scripts/threshold_report.py "$C/runs/v$1-lgbm" --out "$(ship docs/threshold-v$1.md)"
+    .venv/bin/python scripts/pe_mix.py "$C/caches/pe-features-v$1" "$(ship docs/pe-mix-v$1.md)"
+    .venv/bin/python scripts/heldout_operating_point.py "$C/runs/v$1-lgbm" --out "$(ship docs/heldout-point-v$1.md)"
+}
+
+# A run bundled as the default, with its ONNX export (and the numpy trees beside it).
+ship_default() {
+    $MV bundle "$1" -o "$(ship src/malvision/weights/pe-features.pt)"
+    $MV export "$(ship src/malvision/weights/pe-features.pt)" --onnx
+}
+
 data() {
     tar -xJf ../shared/data/big2015_opcodes.tar.xz -C "$C/"
     OUT="$C/benign" bash ../shared/tools/build_benign_corpus.sh          # needs `apt-get update` once
@@ -290,11 +304,8 @@ default_v8() {
     .venv/bin/python scripts/heldout_operating_point.py "$C/runs/v5-lgbm" "${gh[@]}" --out "$(ship docs/github-benign-v5.md)"
     .venv/bin/python scripts/heldout_operating_point.py "$C/runs/v7-lgbm" --corpus "$C/benign-github2" \
         --out "$(ship docs/github-benign-v7.md)"
-    .venv/bin/python scripts/threshold_report.py "$C/runs/v8-lgbm" --out "$(ship docs/threshold-v8.md)"
-    .venv/bin/python scripts/pe_mix.py "$C/caches/pe-features-v8" "$(ship docs/pe-mix-v8.md)"
-    .venv/bin/python scripts/heldout_operating_point.py "$C/runs/v8-lgbm" --out "$(ship docs/heldout-point-v8.md)"
-    $MV bundle "$C/runs/v8-lgbm" -o "$(ship src/malvision/weights/pe-features.pt)"
-    $MV export "$(ship src/malvision/weights/pe-features.pt)" --onnx
+    default_reports 8
+    ship_default "$C/runs/v8-lgbm"
 }
 
 # Features version 3 (section entropies, strings, markers: src/malvision/convert/contentfeatures.py) on
@@ -321,16 +332,13 @@ default_v10() {
     nice -n 10 $MV train-detector --data "$C/caches/pe-features-v10" --out "$C/runs/v10-lgbm" "${cv[@]}" --protocols source,group
     nice -n 10 $MV train-detector --data "$C/caches/pe-features-v10" --out "$C/runs/v10-lgbm-seed1" "${cv[@]}" \
         --protocols source --seed 1
-    .venv/bin/python scripts/threshold_report.py "$C/runs/v10-lgbm" --out "$(ship docs/threshold-v10.md)"
-    .venv/bin/python scripts/pe_mix.py "$C/caches/pe-features-v10" "$(ship docs/pe-mix-v10.md)"
-    .venv/bin/python scripts/heldout_operating_point.py "$C/runs/v10-lgbm" --out "$(ship docs/heldout-point-v10.md)"
+    default_reports 10
     # benign-github-heldout: 463 programs of 124 projects no model trains on, found after v10 was trained
     .venv/bin/python scripts/heldout_operating_point.py "$C/runs/v10-lgbm" --corpus "$C/benign-github-heldout" \
         --out "$(ship docs/github-heldout-v10.md)"
     .venv/bin/python scripts/heldout_operating_point.py "$C/runs/mc-gh" --corpus "$C/benign-github-heldout" \
         --out "$(ship docs/github-heldout-mc-gh.md)"
-    $MV bundle "$C/runs/v10-lgbm" -o "$(ship src/malvision/weights/pe-features.pt)"
-    $MV export "$(ship src/malvision/weights/pe-features.pt)" --onnx
+    ship_default "$C/runs/v10-lgbm"
 }
 
 # The shipped default since 2026-12-02 (evening): v10's recipe on v10's files and the fourth GitHub set (822 files
@@ -362,13 +370,10 @@ default_v11() {
         --protocols source --seed 1
     # (a seed also redraws the benign projects' folds, so only seed 0 shares a board; seed 1 figures: the cards)
     $MV compare-detectors "$C"/runs/v11-lgbm{,1500} --out "$(ship docs/board-v11-trees)"
-    .venv/bin/python scripts/threshold_report.py "$C/runs/v11-lgbm" --out "$(ship docs/threshold-v11.md)"
-    .venv/bin/python scripts/pe_mix.py "$C/caches/pe-features-v11" "$(ship docs/pe-mix-v11.md)"
-    .venv/bin/python scripts/heldout_operating_point.py "$C/runs/v11-lgbm" --out "$(ship docs/heldout-point-v11.md)"
+    default_reports 11
     .venv/bin/python scripts/heldout_operating_point.py "$C/runs/v11-lgbm" --corpus "$C/benign-github-heldout" \
         --out "$(ship docs/github-heldout-v11.md)"
-    $MV bundle "$C/runs/v11-lgbm" -o "$(ship src/malvision/weights/pe-features.pt)"
-    $MV export "$(ship src/malvision/weights/pe-features.pt)" --onnx
+    ship_default "$C/runs/v11-lgbm"
     # v10's EMBER vectors are v11's too (the same sources): only the fourth set's files are extracted
     [ -f "$C/caches/ember-v11.npz" ] || { cp -n "$C/caches/ember-v10.npz" "$C/caches/ember-v11.partial.npz"
         .venv/bin/python scripts/ember_features.py "$C/caches/pe-features-v11" --out "$C/caches/ember-v11.npz" --workers 2 --max-mb 4; }
