@@ -36,7 +36,10 @@ def main() -> None:
         sys.exit(f"error: {e}")
     reader, differ = SampleReader(), []
     for i, rec in enumerate(track(ds.records, description="vectors", transient=True)):
-        got = prepare(MemorySource.of(rec.source, reader.read(rec.source)), ds.spec).x
+        try:
+            got = prepare(MemorySource.of(rec.source, reader.read(rec.source)), ds.spec).x
+        except MalvisionError as e:  # a source moved or changed since the cache was built (names it)
+            sys.exit(f"error: {e}")
         if got is None or not np.array_equal(np.asarray(got, dtype=x.dtype), x[i]):
             differ.append(rec.source)
     print(f"{len(differ)} of {len(ds.records)} vectors differ from {args.cache}")
