@@ -63,6 +63,10 @@ build pe-features-v10 --kind features --benign "$C/benign-win32" --benign "$C/be
 # 2026-12-02 (evening): the fourth GitHub set (822 files of 320 projects) on top.
 build pe-features-v11 --kind features --benign "$C/benign-win32" --benign "$C/benign-github" \
     --benign "$C/benign-github2" --benign "$C/benign-github3" --benign "$C/benign-github4"
+# 2026-12-02 (13:00 UTC): the PyPI bulk widening (benign-bulk, issue 19: a calibration set that puts dozens of benign files
+# above the 0.1% threshold) on top.
+build pe-features-v12 --kind features --benign "$C/benign-win32" --benign "$C/benign-github" \
+    --benign "$C/benign-github2" --benign "$C/benign-github3" --benign "$C/benign-github4" --benign "$C/benign-bulk"
 [ -f "$C/caches/pe-bytes1m-gh/meta.json" ] || $MV data build --kind bytes --max-len 1048576 --benign "$C/benign" \
     --benign "$C/benign-extra" --benign "$C/benign-tools" --benign "$C/benign-github" \
     --malware-zip ../shared/data/thezoo_pe_malware.zip --malware "$C/malware_v2" --out "$C/caches/pe-bytes1m-gh"

@@ -22,6 +22,7 @@
 #                                        the shipped default's test on programs (benign_github_heldout.csv)
 #   ~/.cache/malvision/benign-github4    822 files of 320 more projects (benign_github4.csv),    0.4 GB, seconds
 #                                        found after the held-out set, none of its projects or file names
+#   ~/.cache/malvision/benign-bulk       SET=bulk: PyPI projects chosen for their many native files (scripts/benign_bulk.txt)
 #
 # Downloads peak above the kept sizes (each script keeps its archives in <corpus>/work; npm's own cache
 # grows by about 0.6 GB): plan for 20 GB free (10 GB before heldout, calib and win32). SOURCES is the
@@ -86,4 +87,11 @@ for set in benign-github benign-github2 benign-github3 benign-github-heldout ben
     fi
     base+=(--base "$C/$set")
 done
+# the PyPI bulk widening comes last: it leaves out the files of every set above, the GitHub ones too
+if ! have benign-bulk; then
+    bulk_base=$C/benign-tail
+    for b in "${base[@]}"; do [ "$b" = --base ] || bulk_base+=":$b"; done
+    say "building $C/benign-bulk"
+    SET=bulk BASE="$bulk_base" bash scripts/build_extra_benign.sh
+fi
 say "corpora ready in $C; next: .venv/bin/malvision reproduce default"

@@ -384,6 +384,22 @@ default_v11() {
     $MV compare-detectors "$C"/runs/v11-{lgbm,mlp,ember-lgbm} --out "$(ship docs/board-ember-v11)"
 }
 
+# Issue 19 (2026-12-02, 13:00 UTC): the PyPI bulk widening (SET=bulk, scripts/benign_bulk.txt) as calibration data.
+# First the shipped default's scores of it before any model trained on it, then v11's recipe on v11's files
+# and the bulk set (pe-features-v12), seeds 0 and 1, with the same reports as v11.
+default_v12() {
+    SOURCES=${SOURCES:-/work/.mirror} bash scripts/build_caches.sh
+    .venv/bin/python scripts/heldout_operating_point.py "$C/runs/v11-lgbm" --corpus "$C/benign-bulk" \
+        --out "$(ship docs/benign-bulk-v11.md)"
+    local cv=(--model lgbm --threads 1)
+    nice -n 10 $MV train-detector --data "$C/caches/pe-features-v12" --out "$C/runs/v12-lgbm" "${cv[@]}" --protocols source,group
+    nice -n 10 $MV train-detector --data "$C/caches/pe-features-v12" --out "$C/runs/v12-lgbm500-seed1" "${cv[@]}" \
+        --protocols source --seed 1
+    default_reports 12
+    .venv/bin/python scripts/heldout_operating_point.py "$C/runs/v12-lgbm" --corpus "$C/benign-github-heldout" \
+        --out "$(ship docs/github-heldout-v12.md)"
+}
+
 # How far the default's card moves without new data: the same recipe with LightGBM seeds 1 and 2, and with
 # the tail widening (SET=tail: 62 files of 13 new projects) on top (pe-features-v6); not shipped.
 spread_v5() {

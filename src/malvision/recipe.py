@@ -74,6 +74,7 @@ CORPORA: dict[str, str] = {
     "scripts/benign_github3.csv)",
     "{home}/benign-github4": "SOURCES=DIR bash scripts/build_corpora.sh (DIR: the fetched repositories of "
     "scripts/benign_github4.csv)",
+    "{home}/benign-bulk": "SOURCES=DIR bash scripts/build_corpora.sh",
     "{shared}/data/thezoo_pe_malware.zip": "it ships in ../shared/data",
 }
 

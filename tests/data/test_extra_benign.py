@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import re
 import sys
 from pathlib import Path
@@ -17,6 +18,8 @@ from malvision.errors import MalvisionError
 from .helpers import aes_zip, manifest_csv, sha
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "build_extra_benign.sh"
+BULK = SCRIPT.with_name("benign_bulk.txt")  # SET=bulk's pins, one a line: PyPI
+BULK_NPM = SCRIPT.with_name("benign_bulk_npm.txt")  # ... and npm
 
 
 def corpus(root: Path, files: dict[str, bytes], ext: bool) -> Path:
@@ -80,7 +83,8 @@ ARRAYS = r"(\w+_PKGS|PYPI_\w+)=\(([^)]*)\)"  # the package lists of the script: 
 
 
 def test_extra_benign_script_pins_every_package() -> None:
-    """Every package of every set (the first widening, SET=tools, gui, calib, win32, tail, heldout) is pinned to one version."""
+    """Every package of every set (the first widening, SET=tools, gui, calib, win32, tail, heldout) is pinned to
+    one version (SET=bulk: test_bulk_set_pins_new_projects_once)."""
     text = re.sub(r"#[^\n]*", "", SCRIPT.read_text())  # comments may hold parentheses
     arrays = re.findall(ARRAYS, text)
     assert {name for name, _ in arrays} == {
@@ -126,6 +130,29 @@ def test_heldout_set_shares_no_project_with_the_training_sets() -> None:
     trained = {project(p) for _, body in re.findall(ARRAYS, rest) for p in body.split()}
     assert len(heldout) > 25 and len(trained) > 200
     assert not heldout & trained, heldout & trained
+
+
+def pins_of(path: Path) -> list[str]:
+    return [p for line in path.read_text().splitlines() if (p := line.split("#")[0].strip())]
+
+
+def test_bulk_set_pins_new_projects_once() -> None:
+    """SET=bulk pins each of its projects once, to one version, and draws from no project of another set."""
+    pypi, npm = pins_of(BULK), pins_of(BULK_NPM)
+    assert len(pypi) > 500 and all(re.fullmatch(r"[\w.-]+==[\w.!+]+", p) for p in pypi)
+    assert len(npm) > 200 and all(re.fullmatch(r"(@[\w.-]+/)?[\w.-]+@\d[\w.+-]*", p) for p in npm)
+    names = [re.split(r"==|(?<=.)@", p)[0].lower().replace("_", "-") for p in pypi + npm]
+    assert len(set(names)) == len(names)
+    text = re.sub(r"#[^\n]*", "", SCRIPT.read_text())
+    other = {
+        re.split(r"==|(?<=.)@", p)[0].lower().replace("_", "-")
+        for _, body in re.findall(ARRAYS, text)
+        for p in body.split()
+    }
+    assert not set(names) & other, set(names) & other
+    with SCRIPT.with_name("benign_github_heldout.csv").open(newline="") as f:
+        heldout = {r["project"].lower().replace(" ", "-") for r in csv.DictReader(f)}
+    assert len(heldout) > 100 and not set(names) & heldout, set(names) & heldout
 
 
 def test_max_per_group_caps_a_project_over_corpora(tmp_path: Path, rng: np.random.Generator) -> None:
