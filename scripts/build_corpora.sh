@@ -22,10 +22,12 @@
 #                                        the shipped default's test on programs (benign_github_heldout.csv)
 #   ~/.cache/malvision/benign-github4    822 files of 320 more projects (benign_github4.csv),    0.4 GB, seconds
 #                                        found after the held-out set, none of its projects or file names
-#   ~/.cache/malvision/benign-bulk       SET=bulk: PyPI projects chosen for their many native files (scripts/benign_bulk.txt)
+#   ~/.cache/malvision/benign-bulk       SET=bulk: 8,819 files of 646 PyPI projects and 298 npm 21 GB, ~30 min
+#                                        packages (scripts/benign_bulk.txt, benign_bulk_npm.txt)
 #
 # Downloads peak above the kept sizes (each script keeps its archives in <corpus>/work; npm's own cache
-# grows by about 0.6 GB): plan for 20 GB free (10 GB before heldout, calib and win32). SOURCES is the
+# grows by about 0.6 GB): plan for 20 GB free (10 GB before heldout, calib and win32), and 40 GB more for
+# benign-bulk (13 GB of downloads beside its 21 GB; delete $C/benign-bulk/work/{wheels,npm} once it is built). SOURCES is the
 # folder holding the fetched collections of ../shared/data/malware_v2_manifest.csv (`owner+repo/repo`
 # snapshots or `git clone`s) and of the benign repositories scripts/benign_github*.csv name (`tail -qn+2
 # scripts/benign_github*.csv | cut -d, -f3 | sort -u`: 379 of them); it is needed only while malware_v2 or a

@@ -53,7 +53,8 @@
 # DLLs and tools), each pinned in scripts/benign_bulk.txt at its newest version with a Windows wheel on the
 # day, as win_amd64 and win32 wheels, and npm packages of prebuilt Windows add-ons and CLIs (Rust, Go, C++,
 # .NET; scripts/benign_bulk_npm.txt). Deduplicated against every set above, the GitHub sets too (build_corpora.sh
-# passes them as BASE); wheels download 6 at a time, npm packages 4.
+# passes them as BASE); wheels download 6 at a time, npm packages 4. On 2026-12-02: 8,819 files (7,638 of 646 PyPI
+# projects, 1,181 of 298 npm packages; 8,485 DLLs), 21 GB, after 13 GB of downloads.
 #
 # SET=heldout builds a test set that no model is trained on (default ~/.cache/malvision/benign-heldout):
 # packages of projects that none of the corpora above draws from, chosen before any model scanned them
