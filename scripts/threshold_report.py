@@ -36,17 +36,20 @@ WORDS = {
 }
 
 
-def load(run: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
-    """(y, score, group keys, protocol) of a run's out-of-fold scores; exits with one line on bad input."""
+def load(run: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, str]:
+    """(y, score, group keys, each file's source, protocol) of a run's out-of-fold scores; exits with one
+    line on bad input. A benign file's source is its project's registry or host (`github`, `pypi`, `npm`,
+    `deb`: the project name's prefix)."""
     try:
         oof = json.loads((run / "oof_scores.json").read_text())
         y, score = np.asarray(oof["y"], dtype=np.int64), np.asarray(oof["score"], dtype=np.float64)
         groups = group_keys(oof["group"], len(y))
+        source = np.array([str(g).split(":", 1)[0] if ":" in str(g) else "other" for g in oof["group"]])
     except (OSError, ValueError, KeyError, TypeError) as e:
         sys.exit(f"error: {run}: not a `malvision train-detector` run with out-of-fold scores ({e})")
     if not ((y == 0).sum() and (y == 1).sum()):
         sys.exit(f"error: {run}: out-of-fold scores need both benign and malware files")
-    return y, score, groups, str(oof.get("protocol", "?"))
+    return y, score, groups, source, str(oof.get("protocol", "?"))
 
 
 def _pct(x: float) -> str:
@@ -123,6 +126,22 @@ def plot(
     save_figure(fig, path)
 
 
+def by_source(y: np.ndarray, score: np.ndarray, source: np.ndarray, results: dict) -> list[str]:
+    """Benign files at or above each card (empirical) threshold, by source: which kind of benign file the
+    0.1% is spent on."""
+    ben = y == 0
+    points = {f: rows["empirical"]["threshold"] for f, rows in results.items()}
+    lines = [
+        "| source | benign files | " + " | ".join(f"flagged at the {f:.1%} point" for f in points) + " |",
+        "|---|---|" + "---|" * len(points),
+    ]
+    for src in sorted(set(source[ben]), key=lambda k: -int((source[ben] == k).sum())):
+        m = ben & (source == src)
+        cells = [f"{int((score[m] >= t).sum())} ({(score[m] >= t).mean():.2%})" for t in points.values()]
+        lines.append(f"| {src} | {int(m.sum()):,} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("run", type=Path, help="a `malvision train-detector` run folder")
@@ -131,7 +150,7 @@ def main() -> None:
     p.add_argument("--n-splits", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args()
-    y, score, groups, protocol = load(a.run)
+    y, score, groups, source, protocol = load(a.run)
     results = {
         f: compare_methods(y, score, groups, f, n_boot=a.n_boot, n_splits=a.n_splits, seed=a.seed)
         for f in FPRS
@@ -161,6 +180,10 @@ def main() -> None:
         "target) and the malware it detects.",
         "",
         *table(results, nb),
+        "",
+        "Benign files at or above the empirical thresholds, by where they come from:",
+        "",
+        *by_source(y, score, source, results),
         "",
         f"![thresholds]({png.name})",
         "",

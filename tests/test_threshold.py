@@ -156,7 +156,10 @@ def test_threshold_report_writes_markdown_and_png_and_refuses_a_non_run(tmp_path
         "protocol": "source",
         "y": [0] * len(benign) + [1] * len(mal),
         "score": [*benign, *mal],
-        "group": [*groups, *(f"fam{i % 40}" for i in range(len(mal)))],
+        "group": [
+            *(f"{'github' if int(g[1:]) % 3 == 0 else 'pypi'}:{g}" for g in groups),
+            *(f"fam{i % 40}" for i in range(len(mal))),
+        ],
     }
     (run / "oof_scores.json").write_text(json.dumps(oof))
     script = Path(__file__).parents[1] / "scripts" / "threshold_report.py"
@@ -166,7 +169,20 @@ def test_threshold_report_writes_markdown_and_png_and_refuses_a_non_run(tmp_path
     text = (tmp_path / "t.md").read_text()
     assert text.count("| 0.1% |") == 3 and text.count("| 1.0% |") == 3 and "![thresholds](t.png)" in text
     assert (tmp_path / "t.png").stat().st_size > 10_000
-    assert set(json.loads((tmp_path / "t.json").read_text())["0.001"]) == {"empirical", "tail", "conformal"}
+    results = json.loads((tmp_path / "t.json").read_text())
+    assert set(results["0.001"]) == {"empirical", "tail", "conformal"}
+    # the benign files at or above each card threshold, by source, add up to the file and flagged counts
+    rows = {
+        r.split(" | ")[0][2:]: r.split(" | ")[1:]
+        for r in text.splitlines()
+        if r.startswith("| github |") or r.startswith("| pypi |")
+    }
+    assert sorted(rows) == ["github", "pypi"]
+    assert sum(int(v[0].replace(",", "")) for v in rows.values()) == len(benign)
+    for col, f in ((1, "0.001"), (2, "0.01")):
+        flagged = sum(int(v[col].split()[0]) for v in rows.values())
+        t = results[f]["empirical"]["threshold"]
+        assert flagged == int((benign >= t).sum()) > 0
     bad = subprocess.run([sys.executable, script, tmp_path, *args], capture_output=True, text=True)
     assert (
         bad.returncode == 1
