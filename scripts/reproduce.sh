@@ -386,7 +386,7 @@ default_v11() {
 
 # Issue 19 (2026-12-02, 13:00 UTC): the PyPI bulk widening (SET=bulk, scripts/benign_bulk.txt) as calibration data.
 # First the shipped default's scores of it before any model trained on it, then v11's recipe on v11's files
-# and the bulk set (pe-features-v12), seeds 0 and 1, with the same reports as v11.
+# and the bulk set (pe-features-v12), seeds 0 and 1, with the same reports as v11; v12-lgbm shipped.
 default_v12() {
     SOURCES=${SOURCES:-/work/.mirror} bash scripts/build_caches.sh
     .venv/bin/python scripts/heldout_operating_point.py "$C/runs/v11-lgbm" --corpus "$C/benign-bulk" \
@@ -398,6 +398,8 @@ default_v12() {
     default_reports 12
     .venv/bin/python scripts/heldout_operating_point.py "$C/runs/v12-lgbm" --corpus "$C/benign-github-heldout" \
         --out "$(ship docs/github-heldout-v12.md)"
+    .venv/bin/python scripts/threshold_report.py "$C/runs/v11-lgbm" --out "$(ship docs/threshold-v11.md)"   # its table by source
+    ship_default "$C/runs/v12-lgbm"
 }
 
 # How far the default's card moves without new data: the same recipe with LightGBM seeds 1 and 2, and with
@@ -458,5 +460,5 @@ pe_detector_gh() {
     $MV export "$(ship src/malvision/weights/pe-detector.pt)" --onnx
 }
 
-if [ $# -eq 0 ]; then set -- data leaderboard gradients caps big2015_full pe_leaderboard malimg detector features_detector features_seeds caches_v2 board_v2 threshold default_v5 default_v8 pe_detector_gh default_v9 default_v10 default_v11; fi
+if [ $# -eq 0 ]; then set -- data leaderboard gradients caps big2015_full pe_leaderboard malimg detector features_detector features_seeds caches_v2 board_v2 threshold default_v5 default_v8 pe_detector_gh default_v9 default_v10 default_v11 default_v12; fi
 for step in "$@"; do "$step"; done
