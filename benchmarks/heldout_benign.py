@@ -82,7 +82,11 @@ def main() -> None:
         f"- Date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; malvision {malvision.__version__}",
         f"- Machine: {cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         f"- Corpus: `{args.corpus}`: {len(paths)} PE files from {len(projects)} projects "
-        "(`SET=heldout bash scripts/build_extra_benign.sh`), none of them in any training corpus",
+        + (
+            "(`SET=heldout bash scripts/build_extra_benign.sh`), none of them in any training corpus"
+            if args.corpus == CORPUS
+            else "(files in a model's training list are left out of its counts: last column)"
+        ),
         "- Each model as shipped, at its card's threshold. Intervals: exact (Clopper-Pearson) 95%. Per "
         "project: a project counts as flagged when any of its files is.",
         "",

@@ -391,6 +391,8 @@ default_v12() {
     SOURCES=${SOURCES:-/work/.mirror} bash scripts/build_caches.sh
     .venv/bin/python scripts/heldout_operating_point.py "$C/runs/v11-lgbm" --corpus "$C/benign-bulk" \
         --out "$(ship docs/benign-bulk-v11.md)"
+    .venv/bin/python benchmarks/heldout_benign.py --corpus "$C/benign-bulk" --model pe-detector \
+        --out "$(ship benchmarks/results/bulk-pe-detector.md)"
     local cv=(--model lgbm --threads 1)
     nice -n 10 $MV train-detector --data "$C/caches/pe-features-v12" --out "$C/runs/v12-lgbm" "${cv[@]}" --protocols source,group
     nice -n 10 $MV train-detector --data "$C/caches/pe-features-v12" --out "$C/runs/v12-lgbm500-seed1" "${cv[@]}" \
