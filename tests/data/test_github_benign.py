@@ -112,3 +112,34 @@ def test_a_missing_repository_is_one_line_and_writes_nothing(tmp_path: Path) -> 
     )
     bad = _run("--sources", tmp_path, "--manifest", manifest, "--out", tmp_path / "out")
     assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "m.csv:2: a row needs" in bad.stderr
+
+
+def test_committed_manifests_pin_each_file_once_and_keep_the_heldout_set_apart() -> None:
+    """Every scripts/benign_github*.csv row pins one file by sha256 and commit; no file is in two sets, and
+    no project or repository of the held-out set is in a set the models train on."""
+    sets = {p.stem: _rows(p) for p in sorted(SCRIPT.parent.glob("benign_github*.csv"))}
+    assert {"benign_github", "benign_github_heldout"} <= sets.keys() and len(sets) >= 5
+    hexes = {"sha256": 64, "commit": 40}
+    for name, rows in sets.items():
+        assert rows and list(rows[0]) == [
+            "sha256",
+            "size",
+            "repo",
+            "commit",
+            "path_in_repo",
+            "project",
+            "why",
+        ], name
+        for r in rows:
+            assert all(len(r[k]) == n and int(r[k], 16) >= 0 for k, n in hexes.items()), (name, r)
+            assert int(r["size"]) > 0 and r["repo"].count("/") == 1 and r["project"] and r["path_in_repo"], (
+                name,
+                r,
+            )
+    shas = [r["sha256"] for rows in sets.values() for r in rows]
+    assert len(shas) == len(set(shas))
+    heldout = sets.pop("benign_github_heldout")
+    trained = [r for rows in sets.values() for r in rows]
+    for key in ("project", "repo"):
+        shared = {r[key] for r in heldout} & {r[key] for r in trained}
+        assert not shared, (key, shared)
