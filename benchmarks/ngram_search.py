@@ -253,6 +253,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--folds", default="", help="run only these folds, e.g. 0,1,2 (default: all five)")
     ap.add_argument("--report", action="store_true")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "ngram-search.md",
+                    help="where --report writes (every row in this machine's results.jsonl)")
     a = ap.parse_args()
     if a.config:
         z = count_all(a.data, a.threads)
@@ -261,7 +263,7 @@ def main() -> None:
             only = [int(v) for v in a.folds.split(",") if v]
             run_config(z, parse(text), [int(v) for v in a.at.split(",") if v], a.threads, done, only)
     if a.report:
-        write_report(report(), ROOT / "benchmarks" / "results" / "ngram-search.md")
+        write_report(report(), a.out)
 
 
 if __name__ == "__main__":

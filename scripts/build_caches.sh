@@ -67,6 +67,11 @@ build pe-features-v11 --kind features --benign "$C/benign-win32" --benign "$C/be
 # above the 0.1% threshold) on top.
 build pe-features-v12 --kind features --benign "$C/benign-win32" --benign "$C/benign-github" \
     --benign "$C/benign-github2" --benign "$C/benign-github3" --benign "$C/benign-github4" --benign "$C/benign-bulk"
+# 2026-12-02 (15:30 UTC): the fifth GitHub set (benign-github5: 4,258 files of 548 projects, found after the bulk set;
+# the v12 default flagged 68 of them at its threshold before training on them) on top.
+build pe-features-v13 --kind features --benign "$C/benign-win32" --benign "$C/benign-github" \
+    --benign "$C/benign-github2" --benign "$C/benign-github3" --benign "$C/benign-github4" --benign "$C/benign-bulk" \
+    --benign "$C/benign-github5"
 [ -f "$C/caches/pe-bytes1m-gh/meta.json" ] || $MV data build --kind bytes --max-len 1048576 --benign "$C/benign" \
     --benign "$C/benign-extra" --benign "$C/benign-tools" --benign "$C/benign-github" \
     --malware-zip ../shared/data/thezoo_pe_malware.zip --malware "$C/malware_v2" --out "$C/caches/pe-bytes1m-gh"

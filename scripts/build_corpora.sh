@@ -24,13 +24,15 @@
 #                                        found after the held-out set, none of its projects or file names
 #   ~/.cache/malvision/benign-bulk       SET=bulk: 8,819 files of 646 PyPI projects and 298 npm 21 GB, ~30 min
 #                                        packages (scripts/benign_bulk.txt, benign_bulk_npm.txt)
+#   ~/.cache/malvision/benign-github5    4,258 files of 548 more projects (benign_github5.csv),  1.6 GB, 30 s
+#                                        found after the bulk set, none of its or the held-out set's files
 #
 # Downloads peak above the kept sizes (each script keeps its archives in <corpus>/work; npm's own cache
 # grows by about 0.6 GB): plan for 20 GB free (10 GB before heldout, calib and win32), and 40 GB more for
 # benign-bulk (13 GB of downloads beside its 21 GB; delete $C/benign-bulk/work/{wheels,npm} once it is built). SOURCES is the
 # folder holding the fetched collections of ../shared/data/malware_v2_manifest.csv (`owner+repo/repo`
 # snapshots or `git clone`s) and of the benign repositories scripts/benign_github*.csv name (`tail -qn+2
-# scripts/benign_github*.csv | cut -d, -f3 | sort -u`: 379 of them); it is needed only while malware_v2 or a
+# scripts/benign_github*.csv | cut -d, -f3 | sort -u`: 677 of them); it is needed only while malware_v2 or a
 # benign-github set is missing. MALVISION_CACHE moves everything (default ~/.cache/malvision).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -95,5 +97,12 @@ if ! have benign-bulk; then
     for b in "${base[@]}"; do [ "$b" = --base ] || bulk_base+=":$b"; done
     say "building $C/benign-bulk"
     SET=bulk BASE="$bulk_base" bash scripts/build_extra_benign.sh
+fi
+# the fifth GitHub set, found after the bulk set was built: it leaves out the files of every set above
+if ! have benign-github5; then
+    [ -n "$SOURCES" ] || { echo "error: no $C/benign-github5; set SOURCES to the folder of the fetched repositories" >&2; exit 1; }
+    say "building $C/benign-github5 from $SOURCES"
+    .venv/bin/python scripts/build_github_benign.py --sources "$SOURCES" --out "$C/benign-github5" \
+        --manifest scripts/benign_github5.csv "${base[@]}" --base "$C/benign-bulk"
 fi
 say "corpora ready in $C; next: .venv/bin/malvision reproduce default"

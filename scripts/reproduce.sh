@@ -119,6 +119,10 @@ big2015_search() {
     $S benchmarks/ngram_search.py --threads 1 --at 300 --config col_wise=true,bag=2 --folds 3,4
     wait
     $S benchmarks/ngram_search.py --report
+    # 2026-12-02 (afternoon, another machine: a results.jsonl of its own): a lower learning rate, and more leaves
+    $S benchmarks/ngram_search.py --threads 2 --at 400,600 --config col_wise=true,lr=0.05,rounds=600
+    $S benchmarks/ngram_search.py --threads 2 --at 400 --config col_wise=true,lr=0.05,rounds=400,leaves=31
+    $S benchmarks/ngram_search.py --report --out benchmarks/results/ngram-search-lr.md
 }
 
 # PE malware vs benign, family- and source-disjoint 5-fold CV (issue 4, run 2).

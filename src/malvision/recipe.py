@@ -75,6 +75,8 @@ CORPORA: dict[str, str] = {
     "{home}/benign-github4": "SOURCES=DIR bash scripts/build_corpora.sh (DIR: the fetched repositories of "
     "scripts/benign_github4.csv)",
     "{home}/benign-bulk": "SOURCES=DIR bash scripts/build_corpora.sh",
+    "{home}/benign-github5": "SOURCES=DIR bash scripts/build_corpora.sh (DIR: the fetched repositories of "
+    "scripts/benign_github5.csv)",
     "{shared}/data/thezoo_pe_malware.zip": "it ships in ../shared/data",
 }
 
