@@ -253,8 +253,12 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--folds", default="", help="run only these folds, e.g. 0,1,2 (default: all five)")
     ap.add_argument("--report", action="store_true")
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "ngram-search.md",
-                    help="where --report writes (every row in this machine's results.jsonl)")
+    ap.add_argument(
+        "--out",
+        type=Path,
+        default=ROOT / "benchmarks" / "results" / "ngram-search.md",
+        help="where --report writes (every row in this machine's results.jsonl)",
+    )
     a = ap.parse_args()
     if a.config:
         z = count_all(a.data, a.threads)
