@@ -26,13 +26,15 @@
 #                                        packages (scripts/benign_bulk.txt, benign_bulk_npm.txt)
 #   ~/.cache/malvision/benign-github5    4,258 files of 548 more projects (benign_github5.csv),  1.6 GB, 30 s
 #                                        found after the bulk set, none of its or the held-out set's files
+#   ~/.cache/malvision/benign-github-heldout2  846 files of 111 more projects, never trained on: a second 0.2 GB, seconds
+#                                        test on programs (benign_github_heldout2.csv), no trained project or file name
 #
 # Downloads peak above the kept sizes (each script keeps its archives in <corpus>/work; npm's own cache
 # grows by about 0.6 GB): plan for 20 GB free (10 GB before heldout, calib and win32), and 40 GB more for
 # benign-bulk (13 GB of downloads beside its 21 GB; delete $C/benign-bulk/work/{wheels,npm} once it is built). SOURCES is the
 # folder holding the fetched collections of ../shared/data/malware_v2_manifest.csv (`owner+repo/repo`
 # snapshots or `git clone`s) and of the benign repositories scripts/benign_github*.csv name (`tail -qn+2
-# scripts/benign_github*.csv | cut -d, -f3 | sort -u`: 677 of them); it is needed only while malware_v2 or a
+# scripts/benign_github*.csv | cut -d, -f3 | sort -u`: 742 of them); it is needed only while malware_v2 or a
 # benign-github set is missing. MALVISION_CACHE moves everything (default ~/.cache/malvision).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -104,5 +106,13 @@ if ! have benign-github5; then
     say "building $C/benign-github5 from $SOURCES"
     .venv/bin/python scripts/build_github_benign.py --sources "$SOURCES" --out "$C/benign-github5" \
         --manifest scripts/benign_github5.csv "${base[@]}" --base "$C/benign-bulk"
+fi
+# a second held-out set of programs, never trained on (domain software and less common toolchains): after every
+# set above, so it holds none of their files; a later training set must leave out its files and projects
+if ! have benign-github-heldout2; then
+    [ -n "$SOURCES" ] || { echo "error: no $C/benign-github-heldout2; set SOURCES to the folder of the fetched repositories" >&2; exit 1; }
+    say "building $C/benign-github-heldout2 from $SOURCES"
+    .venv/bin/python scripts/build_github_benign.py --sources "$SOURCES" --out "$C/benign-github-heldout2" \
+        --manifest scripts/benign_github_heldout2.csv "${base[@]}" --base "$C/benign-bulk" --base "$C/benign-github5"
 fi
 say "corpora ready in $C; next: .venv/bin/malvision reproduce default"
