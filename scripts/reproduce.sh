@@ -430,6 +430,7 @@ default_v13() {
             --protocols source --seed "$s"
     done
     default_reports 13
+    .venv/bin/python scripts/same_files.py "$C/runs/v12-lgbm" "$C/runs/v13-lgbm" "$(ship docs/same-files-v12-v13.md)"
     .venv/bin/python scripts/heldout_operating_point.py "$C/runs/v13-lgbm" --corpus "$C/benign-github-heldout" \
         --out "$(ship docs/github-heldout-v13.md)"
     ship_default "$C/runs/v13-lgbm"

@@ -200,3 +200,43 @@ def test_report_scripts_refuse_a_folder_that_is_not_theirs_in_one_line(tmp_path:
     path = Path(__file__).parents[1] / "scripts" / script
     bad = subprocess.run([sys.executable, path, str(tmp_path)], capture_output=True, text=True)
     assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and bad.stderr.startswith("error: ")
+
+
+def test_same_files_compares_runs_on_the_files_both_scored(tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(0)
+    y = np.r_[np.zeros(2000, int), np.ones(200, int)]
+    sha = [f"{i:064x}" for i in range(len(y))]
+    runs = []
+    for name, sep in (("a", 1.0), ("b", 3.0)):
+        score = 1 / (1 + np.exp(-(rng.normal(size=len(y)) + sep * y)))
+        keep = (
+            slice(0, None) if name == "a" else slice(100, None)
+        )  # b never scored the first 100 benign files
+        run = tmp_path / name
+        run.mkdir()
+        oof = {"sha256": sha[keep], "y": y[keep].tolist(), "score": score[keep].tolist()}
+        (run / "oof_scores.json").write_text(json.dumps(oof))
+        runs.append(run)
+    script = Path(__file__).parents[1] / "scripts" / "same_files.py"
+    out = tmp_path / "same.md"
+    done = subprocess.run([sys.executable, script, *runs, out], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    text = out.read_text()
+    assert "1,900 benign and 200 malware files" in text
+    auc = {
+        row.split("|")[1].strip(): float(row.split("|")[2])
+        for row in text.splitlines()
+        if row.startswith("| a ") or row.startswith("| b ")
+    }
+    assert auc["b"] > auc["a"] + 0.1
+    bad = json.loads((runs[1] / "oof_scores.json").read_text())
+    bad["y"][-1] = 0
+    (runs[1] / "oof_scores.json").write_text(json.dumps(bad))
+    wrong = subprocess.run([sys.executable, script, *runs], capture_output=True, text=True)
+    assert wrong.returncode == 1 and wrong.stderr == "error: the runs label a shared file differently\n"
+    one = subprocess.run([sys.executable, script, runs[0]], capture_output=True, text=True)
+    assert one.returncode == 1 and one.stderr.count("\n") == 1 and one.stderr.startswith("error: ")

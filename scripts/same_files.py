@@ -1,0 +1,69 @@
+"""Two detector runs' out-of-fold figures on the files both scored, as Markdown.
+
+    .venv/bin/python scripts/same_files.py ~/.cache/malvision/runs/v12-lgbm ~/.cache/malvision/runs/v13-lgbm [OUT.md]
+
+A run trained with more benign files has a harder benign side, so its card's ROC-AUC and TPR at 1% FPR
+are not comparable with the run before it. This scores both on the files both have out-of-fold scores
+for (matched by sha256): ROC-AUC, and the TPR at 1% and 0.1% FPR with thresholds set on those benign
+files alone, so a difference is a difference in ranking, not in the benign population.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+from malvision.evaluate.metrics import threshold_for_fpr
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+from _machine import command_line, write_report  # noqa: E402
+
+
+def oof(run: Path) -> dict[str, tuple[int, float]]:
+    """sha256 -> (label, out-of-fold score) of a run's card protocol."""
+    try:
+        d = json.loads((run / "oof_scores.json").read_text())
+        return {h: (int(y), float(s)) for h, y, s in zip(d["sha256"], d["y"], d["score"], strict=True)}
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        sys.exit(f"error: {run}: not a detector run with out-of-fold scores ({e})")
+
+
+def main(runs: list[Path], out: Path | None) -> None:
+    scores = [oof(r) for r in runs]
+    shared = sorted(set.intersection(*(set(s) for s in scores)))
+    if not shared:
+        sys.exit("error: the runs share no scored file")
+    y = np.array([scores[0][h][0] for h in shared])
+    if any(s[h][0] != y[i] for s in scores[1:] for i, h in enumerate(shared)):
+        sys.exit("error: the runs label a shared file differently")
+    lines = [
+        f"# {' and '.join(r.name for r in runs)} on the files both scored\n",
+        f"{int((y == 0).sum()):,} benign and {int((y == 1).sum()):,} malware files scored out of fold by every "
+        f"run (of {', '.join(f'{len(s):,}' for s in scores)}). Made on {dt.date.today():%Y-%m-%d} by "
+        f"`{command_line()}`.\n",
+        "| run | ROC-AUC | TPR at 1% FPR | TPR at 0.1% FPR | its 0.1% threshold here |",
+        "|---|---|---|---|---|",
+    ]
+    for run, s in zip(runs, scores, strict=True):
+        score = np.array([s[h][1] for h in shared])
+        t1, t01 = threshold_for_fpr(score[y == 0], [0.01, 0.001])
+        tpr1, tpr01 = (float((score[y == 1] >= t).mean()) for t in (t1, t01))
+        lines.append(f"| {run.name} | {roc_auc_score(y, score):.4f} | {tpr1:.1%} | {tpr01:.1%} | {t01:.4f} |")
+    text = "\n".join(lines) + "\n"
+    if out:
+        write_report(text, out)
+    else:
+        print(text)
+
+
+if __name__ == "__main__":
+    args = [Path(a).expanduser() for a in sys.argv[1:]]
+    if len(args) < 2 or (len(args) == 2 and args[-1].suffix == ".md"):
+        sys.exit("error: give two or more detector runs (and an OUT.md), e.g. runs/v12-lgbm runs/v13-lgbm")
+    md = args[-1] if args[-1].suffix == ".md" else None
+    main(args[:-1] if md else args, md)
