@@ -122,6 +122,7 @@ big2015_search() {
     # 2026-12-02 (afternoon, another machine: a results.jsonl of its own): a lower learning rate, and more leaves
     $S benchmarks/ngram_search.py --threads 2 --at 400,600 --config col_wise=true,lr=0.05,rounds=600
     $S benchmarks/ngram_search.py --threads 2 --at 400 --config col_wise=true,lr=0.05,rounds=400,leaves=31
+    $S benchmarks/ngram_search.py --threads 2 --at 400 --config col_wise=true,lr=0.05,rounds=400,leaves=31,bag=3
     $S benchmarks/ngram_search.py --report --out benchmarks/results/ngram-search-lr.md
 }
 
