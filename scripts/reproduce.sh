@@ -22,6 +22,19 @@ default_reports() {
     .venv/bin/python scripts/heldout_operating_point.py "$C/runs/v$1-lgbm" --out "$(ship docs/heldout-point-v$1.md)"
 }
 
+# A default's runs on caches/pe-features-vV: runs/vV-lgbm (both protocols: the card's) and, for each further
+# LightGBM seed S given, runs/vV-lgbm500-seedS (source-disjoint; a seed also redraws the benign folds).
+default_runs() {
+    local v=$1 s
+    shift
+    nice -n 10 $MV train-detector --data "$C/caches/pe-features-v$v" --out "$C/runs/v$v-lgbm" --model lgbm --threads 1 \
+        --protocols source,group
+    for s in "$@"; do
+        nice -n 10 $MV train-detector --data "$C/caches/pe-features-v$v" --out "$C/runs/v$v-lgbm500-seed$s" --model lgbm \
+            --threads 1 --protocols source --seed "$s"
+    done
+}
+
 # A run bundled as the default, with its ONNX export (and the numpy trees beside it).
 ship_default() {
     $MV bundle "$1" -o "$(ship src/malvision/weights/pe-features.pt)"
@@ -366,10 +379,8 @@ default_v11() {
     $MV compare-detectors "$C/runs/v10-lgbm" "$C/runs/v10-ember-lgbm" --out "$(ship docs/board-ember-v10)"
     # v10's recipe (500 trees at a learning rate of 0.05), shipped; LightGBM seed 1 beside it; and 1,500 trees
     # at 0.02, seeds 0 and 1 (not shipped: no gain over the seeds' spread, and a wider threshold interval)
-    local cv=(--model lgbm --threads 1) big=(--model lgbm --threads 1 --set n_trees=1500 --set learning_rate=0.02)
-    nice -n 10 $MV train-detector --data "$C/caches/pe-features-v11" --out "$C/runs/v11-lgbm" "${cv[@]}" --protocols source,group
-    nice -n 10 $MV train-detector --data "$C/caches/pe-features-v11" --out "$C/runs/v11-lgbm500-seed1" "${cv[@]}" \
-        --protocols source --seed 1
+    local big=(--model lgbm --threads 1 --set n_trees=1500 --set learning_rate=0.02)
+    default_runs 11 1
     nice -n 10 $MV train-detector --data "$C/caches/pe-features-v11" --out "$C/runs/v11-lgbm1500" "${big[@]}" --protocols source
     nice -n 10 $MV train-detector --data "$C/caches/pe-features-v11" --out "$C/runs/v11-lgbm1500-seed1" "${big[@]}" \
         --protocols source --seed 1
@@ -398,15 +409,9 @@ default_v12() {
         --out "$(ship docs/benign-bulk-v11.md)"
     .venv/bin/python benchmarks/heldout_benign.py --corpus "$C/benign-bulk" --model pe-detector \
         --out "$(ship benchmarks/results/bulk-pe-detector.md)"
-    local cv=(--model lgbm --threads 1)
-    nice -n 10 $MV train-detector --data "$C/caches/pe-features-v12" --out "$C/runs/v12-lgbm" "${cv[@]}" --protocols source,group
-    local s
-    for s in 1 2; do   # LightGBM seeds 1 and 2 (a seed also redraws the benign folds), and v11's seed 2
-        nice -n 10 $MV train-detector --data "$C/caches/pe-features-v12" --out "$C/runs/v12-lgbm500-seed$s" "${cv[@]}" \
-            --protocols source --seed "$s"
-    done
-    nice -n 10 $MV train-detector --data "$C/caches/pe-features-v11" --out "$C/runs/v11-lgbm500-seed2" "${cv[@]}" \
-        --protocols source --seed 2
+    default_runs 12 1 2   # LightGBM seeds 0 to 2, and v11's seed 2
+    nice -n 10 $MV train-detector --data "$C/caches/pe-features-v11" --out "$C/runs/v11-lgbm500-seed2" --model lgbm \
+        --threads 1 --protocols source --seed 2
     default_reports 12
     .venv/bin/python scripts/heldout_operating_point.py "$C/runs/v12-lgbm" --corpus "$C/benign-github-heldout" \
         --out "$(ship docs/github-heldout-v12.md)"
@@ -423,13 +428,7 @@ default_v13() {
         --out "$(ship docs/github-benign5-v12.md)"
     .venv/bin/python benchmarks/heldout_benign.py --corpus "$C/benign-github5" --model pe-detector \
         --out "$(ship benchmarks/results/github5-pe-detector.md)"
-    local cv=(--model lgbm --threads 1)
-    nice -n 10 $MV train-detector --data "$C/caches/pe-features-v13" --out "$C/runs/v13-lgbm" "${cv[@]}" --protocols source,group
-    local s
-    for s in 1 2; do
-        nice -n 10 $MV train-detector --data "$C/caches/pe-features-v13" --out "$C/runs/v13-lgbm500-seed$s" "${cv[@]}" \
-            --protocols source --seed "$s"
-    done
+    default_runs 13 1 2
     default_reports 13
     .venv/bin/python scripts/same_files.py "$C/runs/v12-lgbm" "$C/runs/v13-lgbm" "$(ship docs/same-files-v12-v13.md)"
     .venv/bin/python scripts/heldout_operating_point.py "$C/runs/v13-lgbm" --corpus "$C/benign-github-heldout" \
