@@ -84,15 +84,18 @@ if ! have malware_v2 manifest.csv; then
 fi
 base=()
 for b in benign benign-extra benign-tools benign-gui benign-calib benign-win32 benign-heldout; do base+=(--base "$C/$b"); done
-for set in benign-github benign-github2 benign-github3 benign-github-heldout benign-github4; do   # each leaves out the files before it
-    if ! have $set; then
-        [ -n "$SOURCES" ] || { echo "error: no $C/$set; set SOURCES to the folder of the fetched repositories" >&2; exit 1; }
-        say "building $C/$set from $SOURCES"
-        .venv/bin/python scripts/build_github_benign.py --sources "$SOURCES" --out "$C/$set" \
-            --manifest "scripts/${set//-/_}.csv" "${base[@]}"
+# github_set NAME: $C/NAME from scripts/NAME.csv (dashes as underscores), leaving out the files of every corpus
+# in base; then NAME joins base, so each set leaves out the files of the sets before it
+github_set() {
+    if ! have "$1"; then
+        [ -n "$SOURCES" ] || { echo "error: no $C/$1; set SOURCES to the folder of the fetched repositories" >&2; exit 1; }
+        say "building $C/$1 from $SOURCES"
+        .venv/bin/python scripts/build_github_benign.py --sources "$SOURCES" --out "$C/$1" \
+            --manifest "scripts/${1//-/_}.csv" "${base[@]}"
     fi
-    base+=(--base "$C/$set")
-done
+    base+=(--base "$C/$1")
+}
+for set in benign-github benign-github2 benign-github3 benign-github-heldout benign-github4; do github_set $set; done
 # the PyPI bulk widening comes last: it leaves out the files of every set above, the GitHub ones too
 if ! have benign-bulk; then
     bulk_base=$C/benign-tail
@@ -100,19 +103,10 @@ if ! have benign-bulk; then
     say "building $C/benign-bulk"
     SET=bulk BASE="$bulk_base" bash scripts/build_extra_benign.sh
 fi
+base+=(--base "$C/benign-bulk")
 # the fifth GitHub set, found after the bulk set was built: it leaves out the files of every set above
-if ! have benign-github5; then
-    [ -n "$SOURCES" ] || { echo "error: no $C/benign-github5; set SOURCES to the folder of the fetched repositories" >&2; exit 1; }
-    say "building $C/benign-github5 from $SOURCES"
-    .venv/bin/python scripts/build_github_benign.py --sources "$SOURCES" --out "$C/benign-github5" \
-        --manifest scripts/benign_github5.csv "${base[@]}" --base "$C/benign-bulk"
-fi
+github_set benign-github5
 # a second held-out set of programs, never trained on (domain software and less common toolchains): after every
 # set above, so it holds none of their files; a later training set must leave out its files and projects
-if ! have benign-github-heldout2; then
-    [ -n "$SOURCES" ] || { echo "error: no $C/benign-github-heldout2; set SOURCES to the folder of the fetched repositories" >&2; exit 1; }
-    say "building $C/benign-github-heldout2 from $SOURCES"
-    .venv/bin/python scripts/build_github_benign.py --sources "$SOURCES" --out "$C/benign-github-heldout2" \
-        --manifest scripts/benign_github_heldout2.csv "${base[@]}" --base "$C/benign-bulk" --base "$C/benign-github5"
-fi
+github_set benign-github-heldout2
 say "corpora ready in $C; next: .venv/bin/malvision reproduce default"
