@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from corpus import minimal_pe
-from malvision.convert.contentfeatures import _MARKERS, CONTENT_NAMES, _marker_counts
+from malvision.convert.contentfeatures import _MARKERS, CONTENT_NAMES
 from malvision.convert.pefeatures import FEATURE_NAMES, FeatureTap, features_of
 from malvision.pe import parse
 from malvision.triage import entropy_bits
@@ -77,15 +77,16 @@ def test_bytes_that_are_not_a_pe_leave_the_section_block_at_minus_one() -> None:
     assert np.array_equal(features_of(b""), features_of(b""))  # an empty file is a vector too
 
 
-def test_markers_found_from_their_anchors_count_as_bytes_count_does() -> None:
+def test_markers_count_as_bytes_count_does_in_the_strings_run_together() -> None:
     rng = random.Random(3)
-    pieces = [m for _, m in _MARKERS] + [b":", b".", b"_", b"x", b"C:", b"ttp:/", b".ex", b"HKEY"]
-    text = b"".join(rng.choice(pieces) for _ in range(5000))
-    got = _marker_counts(np.frombuffer(text, dtype=np.uint8), text)
-    assert got.tolist() == [text.count(m) for _, m in _MARKERS] and got.min() > 0
-    # at the very ends of the buffer too
-    for edge in (b"http://", b"c:\\", b".exe"):
-        assert _marker_counts(np.frombuffer(edge, dtype=np.uint8), edge).sum() == 1
+    pieces = [m for _, m in _MARKERS] + [b":", b".", b"_", b"x", b"C:", b"ttp:/", b".ex", b"HKEY", b"\x00"]
+    data = b"".join(rng.choice(pieces) for _ in range(5000))
+    text = b"".join(s for s in data.split(b"\x00") if len(s) >= 5)
+    f = content(data)
+    for name, m in _MARKERS:
+        assert f[f"marker_{name}"] == pytest.approx(math.log1p(text.count(m))) and text.count(m) > 0
+    for chunk in (7, 4096):
+        assert content(data, chunk) == f
 
 
 def test_strings_and_markers_are_the_same_however_long_the_runs_and_wherever_cut() -> None:

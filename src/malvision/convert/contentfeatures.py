@@ -23,12 +23,13 @@ import math
 
 import numpy as np
 
+from malvision._bytepass import MIN_RUN, count_patterns, histogram, printable_runs
 from malvision.pe import MAX_SECTIONS, PEHeaders
 from malvision.triage import byte_histogram, byte_stats
 
 __all__ = ["CONTENT_NAMES", "ContentTap"]
 
-MIN_STRING = 5
+MIN_STRING = MIN_RUN  # as ``strings`` counts them
 HIGH_ENTROPY = 7.0
 _CHARS = range(0x20, 0x7F)
 # (feature suffix, bytes): counted in the strings
@@ -39,13 +40,8 @@ _MARKERS = (
     ("dos_stub", b"This program cannot"), ("manifest", b"<assembly"),
     ("require_admin", b"requireAdministrator"), ("as_invoker", b"asInvoker"),
 )  # fmt: skip
-# markers found from where a rarer byte of theirs sits (several times faster than bytes.count for
-# short markers, whose first bytes are common); the others by bytes.count. None of these holds its own
-# prefix at its end, so counting the matches that overlap or not comes to the same.
-_ANCHORS = {b":": (b"http://", b"https://", b"C:\\", b"c:\\"), b".": (b".exe", b".dll", b".bat", b"cmd.exe"),
-            b"_": (b"HKEY_",)}  # fmt: skip
-_PIECE = 1 << 19  # bytes the strings are looked for in at a time
-_CARRY = max(len(m) for _, m in _MARKERS) - 1
+_PATTERNS = tuple(m for _, m in _MARKERS)
+_CARRY = max(len(m) for m in _PATTERNS) - 1  # a marker that ends in a piece starts at most this far before it
 _SECTION_BLOCK = (
     "section_entropy_max", "section_entropy_min", "section_entropy_mean", "section_entropy_weighted",
     "entry_section_entropy", "text_entropy", "rdata_entropy", "data_entropy", "rsrc_entropy",
@@ -66,67 +62,19 @@ CONTENT_NAMES: tuple[str, ...] = (
 )
 
 
-def _marker_counts(t: np.ndarray, b: bytes) -> np.ndarray:
-    """How often each marker occurs in the bytes ``b`` (``t``: the same as an array)."""
-    found: dict[bytes, int] = {}
-    for anchor, markers in _ANCHORS.items():
-        at = np.flatnonzero(t == anchor[0])
-        for m in markers:
-            o = m.index(anchor)
-            start = at[(at >= o) & (at - o + len(m) <= t.size)] - o
-            for j, c in enumerate(m):
-                if j != o and start.size:
-                    start = start[t[start + j] == c]
-            found[m] = start.size
-    return np.array([found[m] if m in found else b.count(m) for _, m in _MARKERS], dtype=np.int64)
-
-
 class _Strings:
     """Runs of at least ``MIN_STRING`` printable ASCII bytes in a stream fed in pieces: how many, their
-    total length, and (returned by ``feed``) their bytes in order. A run is found as a run of windows of
-    ``MIN_STRING`` printable bytes, and its bytes as those some such window covers: a few passes over
-    the piece, none over each string."""
+    total length, and (returned by ``feed``) their bytes in order, run together (``_bytepass``)."""
 
     def __init__(self) -> None:
         self.n, self.total = 0, 0
-        self._carry = np.zeros(0, dtype=np.uint8)  # the last MIN_STRING - 1 bytes: windows not yet complete
-        self._open = False  # a run reaches the end of the windows so far
+        self._run, self._pending = 0, b""  # the run open at the end of the pieces so far
 
-    def feed(self, chunk: np.ndarray) -> np.ndarray:
-        buf = np.concatenate((self._carry, chunk)) if self._carry.size else chunk
-        k = MIN_STRING - 1
-        n = buf.size - k  # windows that start in buf and end in it
-        if n <= 0:
-            self._carry = buf.copy()
-            return buf[:0]
-        p = np.subtract(buf, 0x20, dtype=np.uint8) < 0x7F - 0x20  # 0x20-0x7e (the others wrap above)
-        pairs = p[:-1] & p[1:]  # windows of 2, then 4, then 5 (MIN_STRING) bytes: three passes, not four
-        w = pairs[:n] & pairs[2 : n + 2]
-        w &= p[k : n + k]
-        first, last = bool(w[0]), bool(w[-1])
-        rising = (np.count_nonzero(w[1:] != w[:-1]) + last - first) // 2  # runs that start after window 0
-        self.n += rising + (first and not self._open)
-        covered = np.zeros(n + k, dtype=bool)  # the bytes some printable window covers
-        covered[:n] = w
-        for shift in range(1, k + 1):
-            covered[shift : shift + n] |= w
-        if self._open:  # the open run of the last piece holds the bytes carried over
-            covered[:k] = True
-        if last:  # the run goes on: its last bytes are taken with the next piece
-            covered[n:] = False
-        self._open = last
-        self._carry = buf[n:].copy()
-        text = buf[covered]
-        self.total += text.size
+    def feed(self, chunk: bytes | bytearray | memoryview) -> bytes:
+        text, runs, self._run, self._pending = printable_runs(chunk, self._run, self._pending)
+        self.n += runs
+        self.total += len(text)
         return text
-
-    def finish(self) -> np.ndarray:
-        """The last bytes of a run still open at the end of the file."""
-        if not self._open:
-            return self._carry[:0]
-        self._open = False
-        self.total += self._carry.size
-        return self._carry
 
 
 class ContentTap:
@@ -167,22 +115,17 @@ class ContentTap:
         if not a.size:
             return np.zeros(256, dtype=np.int64)
         hist = byte_histogram(a) if self._hists is None else self._sections(a, at)
-        for i in range(0, a.size, _PIECE):  # a piece's masks stay in cache: faster than one 4 MiB chunk
-            self._text(self._ascii.feed(a[i : i + _PIECE]))
+        self._text(self._ascii.feed(a))
         return hist
 
-    def _text(self, text: np.ndarray) -> None:
+    def _text(self, text: bytes) -> None:
         """Count the characters and markers of the next piece of the strings (run together)."""
-        if not text.size:
+        if not text:
             return
-        self._chars += byte_histogram(text)
-        b, tail = text.tobytes(), self._tail
-        head = b[:_CARRY]
-        edge = tail + head  # where a marker can start in the strings before and end in these
-        self._counts += _marker_counts(text, b)
-        for i, (_, m) in enumerate(_MARKERS):
-            self._counts[i] += edge.count(m) - tail.count(m) - head.count(m)
-        self._tail = b[-_CARRY:] if len(b) >= _CARRY else edge[-_CARRY:]
+        histogram(text, self._chars)
+        buf = self._tail + text  # a marker may start in the strings before and end in these
+        self._counts += count_patterns(buf, len(self._tail), _PATTERNS)
+        self._tail = buf[-_CARRY:]
 
     def _sections(self, a: np.ndarray, at: int) -> np.ndarray:
         """Count ``a`` (file offset ``at``) into every region that holds its bytes, once per piece
@@ -203,7 +146,6 @@ class ContentTap:
 
     def features(self, size: int) -> np.ndarray:
         """The block (``CONTENT_NAMES``) of a ``size``-byte file whose chunks have all been fed."""
-        self._text(self._ascii.finish())
         f = dict.fromkeys(CONTENT_NAMES, 0.0)
         f.update(self._section_block(size))
         a = self._ascii

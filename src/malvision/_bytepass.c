@@ -1,0 +1,229 @@
+/* The feature vector's passes over every byte of a file, in C: byte histograms, printable-ASCII runs
+ * and marker counts. Each loop runs with the GIL released, so reader threads overlap. numpy did the
+ * same with whole-array masks, several passes a chunk; benchmarks/results/bytepass.md has the timings
+ * that justified this module. Only bytes are read: nothing here interprets what a file says. */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+#define MIN_RUN 5 /* a printable run counts from this many bytes (``strings``' default) */
+#define BLOCK 8192 /* bytes whose masks are made at a time */
+
+/* W and C below spell out MIN_RUN terms */
+_Static_assert(MIN_RUN == 5, "W and C are written for runs of 5");
+
+static int printable(unsigned char c) { return (unsigned char)(c - 0x20) < 0x7F - 0x20; }
+
+PyDoc_STRVAR(histogram_doc,
+             "histogram(data, out)\n--\n\n"
+             "Add the count of each byte value in ``data`` to ``out`` (a writable buffer of 256 int64).");
+
+static PyObject *histogram(PyObject *self, PyObject *args) {
+    Py_buffer data, out;
+    if (!PyArg_ParseTuple(args, "y*w*", &data, &out)) return NULL;
+    if (out.len != 256 * (Py_ssize_t)sizeof(int64_t) || out.itemsize != (Py_ssize_t)sizeof(int64_t)) {
+        PyBuffer_Release(&data);
+        PyBuffer_Release(&out);
+        PyErr_SetString(PyExc_ValueError, "out must hold 256 int64");
+        return NULL;
+    }
+    const unsigned char *s = data.buf;
+    Py_ssize_t n = data.len, i = 0;
+    int64_t *dst = out.buf;
+    Py_BEGIN_ALLOW_THREADS
+    uint64_t t[4][256]; /* four tables: consecutive equal bytes do not wait on one counter */
+    memset(t, 0, sizeof t);
+    for (; i + 4 <= n; i += 4) {
+        t[0][s[i]]++;
+        t[1][s[i + 1]]++;
+        t[2][s[i + 2]]++;
+        t[3][s[i + 3]]++;
+    }
+    for (; i < n; i++) t[0][s[i]]++;
+    for (int b = 0; b < 256; b++) dst[b] += (int64_t)(t[0][b] + t[1][b] + t[2][b] + t[3][b]);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&data);
+    PyBuffer_Release(&out);
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(printable_runs_doc,
+             "printable_runs(data, run, pending)\n--\n\n"
+             "The bytes of ``data`` that lie in runs of at least 5 printable ASCII bytes (0x20-0x7e),\n"
+             "run together, for a stream fed in pieces. ``run`` is the length of the run open at the end\n"
+             "of the pieces before (at most 5) and ``pending`` its bytes when it is shorter than 5, not\n"
+             "yet taken. Returns (text, new_runs, run, pending): the run's bytes are taken once it\n"
+             "reaches 5, so a run open at the end of a file has no bytes left over.");
+
+static PyObject *printable_runs(PyObject *self, PyObject *args) {
+    Py_buffer data;
+    const char *pend_in;
+    Py_ssize_t run, npend;
+    if (!PyArg_ParseTuple(args, "y*ny#", &data, &run, &pend_in, &npend)) return NULL;
+    if (run < 0 || run > MIN_RUN || (run < MIN_RUN && npend != run) || (run == MIN_RUN && npend != 0)) {
+        PyBuffer_Release(&data);
+        PyErr_SetString(PyExc_ValueError, "pending must hold the open run's bytes while it is shorter than 5");
+        return NULL;
+    }
+    size_t n = (size_t)data.len;
+    if (n == 0) { /* the state stays as it was */
+        PyBuffer_Release(&data);
+        return Py_BuildValue("(y#nny#)", "", (Py_ssize_t)0, (Py_ssize_t)0, run, pend_in, npend);
+    }
+    /* The open run goes first: its pending bytes, or MIN_RUN - 1 stand-in bytes for a run already taken
+     * (its next bytes are taken however few they are; the stand-ins are not). */
+    size_t pre = run == MIN_RUN ? MIN_RUN - 1 : (size_t)run, total = pre + n, from = run == MIN_RUN ? pre : 0;
+    unsigned char *buf = PyMem_RawMalloc(total ? total : 1);
+    PyObject *text = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)total);
+    if (buf == NULL || text == NULL) {
+        PyMem_RawFree(buf);
+        Py_XDECREF(text);
+        PyBuffer_Release(&data);
+        return PyErr_NoMemory();
+    }
+    if (run == MIN_RUN)
+        memset(buf, 'A', pre);
+    else
+        memcpy(buf, pend_in, pre);
+    memcpy(buf + pre, data.buf, n);
+    PyBuffer_Release(&data);
+    unsigned char *o = (unsigned char *)PyBytes_AS_STRING(text);
+    size_t k = 0, runs = 0, tail = 0;
+    Py_BEGIN_ALLOW_THREADS
+    /* By blocks, in cache, with loops a compiler vectorizes: P, whether a byte is printable; W, whether
+     * the MIN_RUN bytes from it all are; C, whether some such window covers it: the bytes of the runs.
+     * Then they are taken in order (o[k] written always, k moved by C: no branch to mispredict). */
+    unsigned char P[BLOCK + 2 * (MIN_RUN - 1)], W[BLOCK + MIN_RUN - 1], C[BLOCK];
+    size_t prev = 0;
+    for (size_t b0 = 0; b0 < total; b0 += BLOCK) {
+        size_t len = total - b0 < BLOCK ? total - b0 : BLOCK;
+        /* P[t] is byte b0 - 4 + t, 0 outside the buffer */
+        memset(P, 0, sizeof P);
+        size_t lo = b0 >= MIN_RUN - 1 ? 0 : MIN_RUN - 1 - b0;
+        size_t hi = len + 2 * (MIN_RUN - 1);
+        if (b0 + hi - (MIN_RUN - 1) > total) hi = total - b0 + MIN_RUN - 1;
+        for (size_t t = lo; t < hi; t++) P[t] = printable(buf[b0 + t - (MIN_RUN - 1)]);
+        for (size_t t = 0; t < len + MIN_RUN - 1; t++) W[t] = P[t] & P[t + 1] & P[t + 2] & P[t + 3] & P[t + 4];
+        unsigned char any = 0;
+        for (size_t u = 0; u < len; u++) {
+            C[u] = W[u] | W[u + 1] | W[u + 2] | W[u + 3] | W[u + 4];
+            any |= C[u];
+        }
+        if (!any) { /* most blocks of code and data hold no run */
+            prev = 0;
+            continue;
+        }
+        for (size_t u = 0; u < len;) {
+            uint64_t eight = 0;
+            if (u + 8 <= len && b0 + u >= from) memcpy(&eight, C + u, 8);
+            if (u + 8 <= len && b0 + u >= from && (eight == 0 || eight == 0x0101010101010101ULL)) {
+                /* eight bytes none or all of which are taken, as most are */
+                if (eight) {
+                    memcpy(o + k, buf + b0 + u, 8);
+                    k += 8;
+                    runs += prev ^ 1;
+                }
+                prev = eight != 0;
+                u += 8;
+                continue;
+            }
+            size_t i = b0 + u, c = C[u], take = c & (i >= from);
+            o[k] = buf[i];
+            k += take;
+            runs += take & (prev ^ 1);
+            prev = c;
+            u++;
+        }
+    }
+    while (tail < total && tail < MIN_RUN && printable(buf[total - 1 - tail])) tail++;
+    Py_END_ALLOW_THREADS
+    /* a run shorter than MIN_RUN at the end is pending; a longer one was taken */
+    PyObject *pending = PyBytes_FromStringAndSize((const char *)buf + total - (tail < MIN_RUN ? tail : 0),
+                                                  (Py_ssize_t)(tail < MIN_RUN ? tail : 0));
+    PyMem_RawFree(buf);
+    if (pending == NULL) {
+        Py_DECREF(text);
+        return NULL;
+    }
+    if (_PyBytes_Resize(&text, (Py_ssize_t)k) < 0) { /* it freed text */
+        Py_DECREF(pending);
+        return NULL;
+    }
+    return Py_BuildValue("(NnnN)", text, (Py_ssize_t)runs, (Py_ssize_t)tail, pending);
+}
+
+PyDoc_STRVAR(count_patterns_doc,
+             "count_patterns(data, skip, patterns)\n--\n\n"
+             "How often each of ``patterns`` (a tuple of bytes, each at least 2 long) occurs in ``data``, counting\n"
+             "only the matches that end past its first ``skip`` bytes (those were counted with the piece\n"
+             "before). A list of ints.");
+
+#define MAX_PATTERNS 64
+
+static PyObject *count_patterns(PyObject *self, PyObject *args) {
+    Py_buffer data;
+    Py_ssize_t skip;
+    PyObject *patterns;
+    if (!PyArg_ParseTuple(args, "y*nO!", &data, &skip, &PyTuple_Type, &patterns)) return NULL;
+    Py_ssize_t m = PyTuple_GET_SIZE(patterns);
+    if (m > MAX_PATTERNS) {
+        PyBuffer_Release(&data);
+        PyErr_SetString(PyExc_ValueError, "at most 64 patterns");
+        return NULL;
+    }
+    const unsigned char *pat[MAX_PATTERNS];
+    Py_ssize_t len[MAX_PATTERNS], count[MAX_PATTERNS] = {0}, longest = 0;
+    /* the patterns by first byte: first[c] lists them as a bit mask; pair holds a bit for each pattern's
+     * first two bytes, so most positions are passed over on one test */
+    uint64_t first[256] = {0}, pair[1024] = {0};
+    for (Py_ssize_t j = 0; j < m; j++) {
+        PyObject *p = PyTuple_GET_ITEM(patterns, j);
+        if (!PyBytes_Check(p) || PyBytes_GET_SIZE(p) < 2) {
+            PyBuffer_Release(&data);
+            PyErr_SetString(PyExc_TypeError, "patterns must be bytes of at least 2");
+            return NULL;
+        }
+        pat[j] = (const unsigned char *)PyBytes_AS_STRING(p);
+        len[j] = PyBytes_GET_SIZE(p);
+        longest = len[j] > longest ? len[j] : longest;
+        first[pat[j][0]] |= (uint64_t)1 << j;
+        unsigned key = pat[j][0] | (unsigned)pat[j][1] << 8;
+        pair[key >> 6] |= (uint64_t)1 << (key & 63);
+    }
+    const unsigned char *s = data.buf;
+    Py_ssize_t n = data.len;
+    Py_ssize_t start = skip - longest + 1 > 0 ? skip - longest + 1 : 0;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = start; i + 1 < n; i++) {
+        unsigned key = s[i] | (unsigned)s[i + 1] << 8;
+        if (!(pair[key >> 6] >> (key & 63) & 1)) continue;
+        uint64_t cand = first[s[i]];
+        for (Py_ssize_t j = 0; cand; j++, cand >>= 1) {
+            Py_ssize_t end = i + len[j];
+            if ((cand & 1) && end <= n && end > skip && memcmp(s + i + 1, pat[j] + 1, (size_t)(len[j] - 1)) == 0)
+                count[j]++;
+        }
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&data);
+    PyObject *outl = PyList_New(m);
+    if (outl == NULL) return NULL;
+    for (Py_ssize_t j = 0; j < m; j++) PyList_SET_ITEM(outl, j, PyLong_FromSsize_t(count[j]));
+    return outl;
+}
+
+static PyMethodDef methods[] = {
+    {"histogram", histogram, METH_VARARGS, histogram_doc},
+    {"printable_runs", printable_runs, METH_VARARGS, printable_runs_doc},
+    {"count_patterns", count_patterns, METH_VARARGS, count_patterns_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_bytepass", NULL, -1, methods};
+
+PyMODINIT_FUNC PyInit__bytepass(void) {
+    PyObject *m = PyModule_Create(&module);
+    if (m != NULL && PyModule_AddIntConstant(m, "MIN_RUN", MIN_RUN) < 0) Py_CLEAR(m);
+    return m;
+}

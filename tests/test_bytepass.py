@@ -1,0 +1,87 @@
+"""The C passes over every byte (``malvision._bytepass``) against plain Python that says the same."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fuzz.strategies import fuzz
+from malvision._bytepass import MIN_RUN, count_patterns, histogram, printable_runs
+
+_RUN = re.compile(rb"[\x20-\x7e]{%d,}" % MIN_RUN)
+_MARKERS = (b"http://", b"https://", b"C:\\", b".exe", b"cmd.exe", b"This program cannot", b"aa")
+# printable and other bytes at random, with the markers' bytes and runs of every length near MIN_RUN
+_TEXTY = st.lists(
+    st.sampled_from(
+        [b"\x00", b"\xff", b"\x1f", b"\x7f", b"a", b"ab", b"abcd", b"abcde", b"x" * 9, *_MARKERS]
+    ),
+    max_size=400,
+).map(b"".join)
+
+
+def runs_in_pieces(data: bytes, cuts: list[int]) -> tuple[bytes, int, int, bytes]:
+    """``printable_runs`` fed ``data`` cut at ``cuts``: the text run together, runs, final state."""
+    run, pending, text, n = 0, b"", [], 0
+    for lo, hi in zip([0, *cuts], [*cuts, len(data)], strict=True):
+        t, k, run, pending = printable_runs(data[lo:hi], run, pending)
+        text.append(t)
+        n += k
+    return b"".join(text), n, run, pending
+
+
+@fuzz(300)
+@given(st.one_of(st.binary(max_size=3000), _TEXTY))
+def test_histogram_counts_every_byte(data: bytes) -> None:
+    out = np.arange(256, dtype=np.int64)  # added to, not overwritten
+    histogram(data, out)
+    want = np.bincount(np.frombuffer(data, dtype=np.uint8), minlength=256) + np.arange(256)
+    assert np.array_equal(out, want)
+
+
+@fuzz(300)
+@given(st.one_of(st.binary(max_size=3000), _TEXTY), st.lists(st.integers(0, 3000), max_size=6))
+def test_printable_runs_are_the_runs_a_regex_finds_wherever_the_stream_is_cut(
+    data: bytes, cuts: list[int]
+) -> None:
+    found = _RUN.findall(data)
+    text, n, run, pending = runs_in_pieces(data, sorted(c for c in cuts if c <= len(data)))
+    assert (text, n) == (b"".join(found), len(found))
+    tail = len(data) - len(data.rstrip(bytes(range(0x20, 0x7F))))  # the printable bytes at the end
+    assert run == min(tail, MIN_RUN)
+    assert pending == (data[len(data) - tail :] if tail < MIN_RUN else b"")
+
+
+def test_printable_runs_cross_blocks_and_pieces() -> None:
+    """Runs that straddle the C loop's 8 KiB blocks and the pieces a stream comes in."""
+    rng = np.random.default_rng(0)
+    data = bytearray(rng.integers(0, 256, 100_000, dtype=np.uint8).tobytes())
+    for at in (8186, 8190, 8192, 16380, 40_000):
+        data[at : at + 9] = b"straddles"
+    data[60_000:70_000] = b"y" * 10_000  # a run longer than a block
+    data = bytes(data)
+    found = _RUN.findall(data)
+    for cuts in ([], [8190], [3, 8194, 65_000], list(range(1000, 100_000, 7001))):
+        assert runs_in_pieces(data, cuts)[:2] == (b"".join(found), len(found))
+
+
+@fuzz(300)
+@given(_TEXTY, st.integers(0, 40))
+def test_count_patterns_counts_the_matches_that_end_past_skip(data: bytes, skip: int) -> None:
+    got = count_patterns(data, skip, _MARKERS)
+    want = [sum(1 for i in range(len(data)) if data.startswith(m, i) and i + len(m) > skip) for m in _MARKERS]
+    assert got == want
+
+
+def test_bad_arguments_are_errors_not_crashes() -> None:
+    with pytest.raises(ValueError, match="256"):
+        histogram(b"abc", np.zeros(255, dtype=np.int64))
+    with pytest.raises(ValueError, match="pending"):
+        printable_runs(b"abc", 2, b"a")
+    with pytest.raises(TypeError, match="at least 2"):
+        count_patterns(b"abc", 0, (b"a",))
+    with pytest.raises(ValueError, match="64"):
+        count_patterns(b"abc", 0, tuple(b"ab" for _ in range(65)))
