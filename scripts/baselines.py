@@ -2,7 +2,7 @@
 
     .venv/bin/python scripts/baselines.py ember --data FEATURES_CACHE --features EMBER.npz --out RUN \\
         [--heldout-features HELDOUT.npz] [--subset]
-    .venv/bin/python scripts/baselines.py secml-malconv --data BYTES_CACHE --out RUN [--heldout DIR]
+    .venv/bin/python scripts/baselines.py secml-malconv --data CACHE --out RUN [--heldout DIR]
 
 ``ember``: LightGBM with EMBER 2018's published settings (1,000 trees, 2,048 leaves, depth 15, 50 rows a
 leaf, half the features a tree) on EMBER v3 feature vectors (``scripts/ember_features.py``), trained on
@@ -10,7 +10,8 @@ each fold's training files; ``--subset`` runs it on the files that have vectors 
 --max-mb``), on the same folds restricted to them, and ``compare-detectors`` then compares every run on
 those files. ``secml-malconv``: MalConv trained by its authors' team on EMBER (the
 weights inside an installed ``secml-malware==0.4`` wheel, read with ``weights_only=True``, never copied
-here), scored as it is on the first 1 MiB of every file. Each writes ``card.json`` and
+here), scored as it is on the first 1 MiB of every file of CACHE (read from a 1 MiB bytes cache, or
+again from the sources any other cache's manifest names). Each writes ``card.json`` and
 ``oof_scores.json`` in the format ``malvision train-detector`` writes, Platt-calibrated on the
 out-of-fold scores, plus its false positives on held-out benign files and its speed.
 """
@@ -22,11 +23,13 @@ import importlib.util
 import json
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from ember_features import SampleReader  # scripts/ is on sys.path when a script runs
+from rich.progress import track
 
 from malvision.calibration import fit_platt, platt_scale
 from malvision.data.cache import CachedDataset
@@ -162,20 +165,32 @@ def _malconv_logits(model: Any, seqs: Iterable[np.ndarray]) -> np.ndarray:
     return np.asarray(out)
 
 
+def _first_mib(ds: CachedDataset) -> Iterator[np.ndarray]:
+    """Each sample's first 1 MiB as our byte tokens (byte + 1): from a bytes cache that holds that much,
+    else read again from the file or zip entry its manifest names (any cache of the same files will do,
+    so 24,652 files need no 16 GB cache of their first MiB)."""
+    if ds.spec.kind == "bytes" and ds.spec.max_len >= MALCONV_BYTES:
+        yield from (ds[i][0] for i in range(len(ds)))
+        return
+    reader = SampleReader()
+    for rec in track(ds.records, description="first MiB of each sample", transient=True):
+        try:
+            data = reader.read(rec.source)
+        except MalvisionError as e:  # a source moved or changed since the cache was built (names it)
+            sys.exit(f"error: {e}")
+        yield np.frombuffer(data[:MALCONV_BYTES], np.uint8).astype(np.uint16) + 1
+
+
 def secml_malconv(args: argparse.Namespace) -> None:
     import torch
 
     torch.set_num_threads(2)
     ds = CachedDataset(args.data)
-    if ds.spec.kind != "bytes" or ds.spec.max_len < MALCONV_BYTES:
-        sys.exit(
-            f"error: {args.data}: MalConv reads the first 1 MiB; give a bytes cache with --max-len {MALCONV_BYTES}"
-        )
     y = (ds.labels == ds.classes.index("malware")).astype(int)
     splits, _ = source_kfold(y == 1, ds.groups, ds.collections, random_state=args.seed)
     model = _malconv()
     t = time.perf_counter()
-    raw = _malconv_logits(model, (ds[i][0] for i in range(len(ds))))  # one MiB at a time
+    raw = _malconv_logits(model, _first_mib(ds))  # one MiB at a time
     card: dict[str, Any] = {
         "architecture": "MalConv trained on EMBER (secml-malware 0.4 weights)", "input_kind": "bytes (1 MiB)",
         "baseline": "secml-malconv", "model_bytes": _malconv_weights().stat().st_size,
