@@ -20,6 +20,7 @@ default_reports() {
     .venv/bin/python scripts/threshold_report.py "$C/runs/v$1-lgbm" --out "$(ship docs/threshold-v$1.md)"
     .venv/bin/python scripts/pe_mix.py "$C/caches/pe-features-v$1" "$(ship docs/pe-mix-v$1.md)"
     .venv/bin/python scripts/heldout_operating_point.py "$C/runs/v$1-lgbm" --out "$(ship docs/heldout-point-v$1.md)"
+    .venv/bin/python scripts/type_operating_point.py "$C/runs/v$1-lgbm" "$(ship docs/type-point-v$1.md)"
 }
 
 # A default's runs on caches/pe-features-vV: runs/vV-lgbm (both protocols: the card's) and, for each further

@@ -240,3 +240,34 @@ def test_same_files_compares_runs_on_the_files_both_scored(tmp_path: Path) -> No
     assert wrong.returncode == 1 and wrong.stderr == "error: the runs label a shared file differently\n"
     one = subprocess.run([sys.executable, script, runs[0]], capture_output=True, text=True)
     assert one.returncode == 1 and one.stderr.count("\n") == 1 and one.stderr.startswith("error: ")
+
+
+def test_type_operating_point_splits_the_card_threshold_by_file_type(tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    # 1,000 benign DLLs far below the threshold and 100 benign GUI programs, 3 of them above it
+    y = [0] * 1100 + [1] * 50
+    score = [0.1] * 1000 + [0.95] * 3 + [0.2] * 97 + [0.99] * 30 + [0.5] * 20
+    types = ["64-bit DLL"] * 1000 + ["32-bit GUI"] * 100 + ["32-bit GUI"] * 50
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "card.json").write_text(json.dumps({"threshold": 0.9, "target_fpr": 0.01}))
+    oof = {"protocol": "source", "y": y, "score": score, "pe_type": types}
+    (run / "oof_scores.json").write_text(json.dumps(oof))
+    script = Path(__file__).parents[1] / "scripts" / "type_operating_point.py"
+    done = subprocess.run([sys.executable, script, run], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    rows = {
+        r.split("|")[1].strip(): [c.strip() for c in r.split("|")[2:-1]]
+        for r in done.stdout.splitlines()
+        if r.startswith("| ")
+    }
+    assert rows["GUI"][:2] == ["100", "3"] and rows["GUI"][2].startswith("3.00% (0.62% to 8.5")
+    assert rows["DLL"][:2] == ["1,000", "0"] and rows["all"][1] == "3" and rows["GUI"][4] == "60.0%"
+    assert "console" not in rows  # no file of that type
+    missing = subprocess.run([sys.executable, script, tmp_path / "nothing"], capture_output=True, text=True)
+    assert (
+        missing.returncode == 1 and missing.stderr.count("\n") == 1 and missing.stderr.startswith("error: ")
+    )
