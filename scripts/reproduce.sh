@@ -463,6 +463,14 @@ spread_v5() {
         --protocols source --threads 1
 }
 
+# Benign files weighted by PE type as the malware has them (train-detector --type-power 1) on the v13 default's
+# files; not shipped (docs/detection.md, "Whom the 0.1% is 0.1% of").
+type_weights_v13() {
+    nice -n 10 $MV train-detector --data "$C/caches/pe-features-v13" --out "$C/runs/v13-lgbm-type1" --model lgbm \
+        --threads 1 --protocols source --type-power 1
+    .venv/bin/python scripts/type_operating_point.py "$C/runs/v13-lgbm-type1" "$(ship docs/type-point-v13-type1.md)"
+}
+
 # Group-balanced training weights (train-detector --group-power) on the default's files, seeds 0 and 1;
 # not shipped (docs/detection.md, "Weighting benign projects alike").
 group_weights() {

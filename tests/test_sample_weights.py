@@ -58,3 +58,22 @@ def test_bad_settings_are_refused() -> None:
         sample_weights(LABELS, GROUPS, CLASSES, group_power=1.0, group_classes="goodware")
     with pytest.raises(MalvisionError, match="group_power must be from 0 to 1"):
         TrainConfig(group_power=1.5)
+
+
+def test_type_power_weighs_benign_types_as_the_malware_has_them() -> None:
+    # benign: 8 DLLs and 3 GUI programs; malware: 3 GUI programs and 1 DLL (32- and 64-bit alike)
+    types = ["64-bit DLL"] * 8 + ["32-bit GUI"] * 3 + ["32-bit GUI"] * 2 + ["64-bit GUI", "32-bit DLL"]
+    base = class_weights(LABELS, 2).numpy()[LABELS]
+    w = sample_weights(LABELS, GROUPS, CLASSES, types=types, type_power=1.0)
+    assert w is not None
+    benign = LABELS == 0
+    gui, dll = benign & np.array(["GUI" in t for t in types]), benign & np.array(["DLL" in t for t in types])
+    assert np.isclose(w[benign].sum(), base[benign].sum()) and np.array_equal(w[~benign], base[~benign])
+    assert np.isclose(w[gui].sum() / w[benign].sum(), 3 / 4)  # the malware's GUI share
+    half = sample_weights(LABELS, GROUPS, CLASSES, types=types, type_power=0.5)
+    assert half is not None and w[gui][0] > half[gui][0] > base[gui][0] and half[dll][0] < base[dll][0]
+    assert np.array_equal(sample_weights(LABELS, GROUPS, CLASSES, types=types, type_power=0.0), base)
+    with pytest.raises(MalvisionError, match="type_power"):
+        TrainConfig(type_power=1.5)
+    with pytest.raises(MalvisionError, match="PE type"):
+        sample_weights(LABELS, GROUPS, CLASSES, type_power=1.0)

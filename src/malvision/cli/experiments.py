@@ -234,6 +234,13 @@ def train_detector(
     group_classes: Annotated[
         str, typer.Option(help="The classes --group-power weighs, comma-separated, or all.")
     ] = "benign",
+    type_power: Annotated[
+        float,
+        typer.Option(
+            help="Trees and linear models: a benign file of a PE type (GUI, console, DLL) weighs (malware share "
+            "/ benign share of the type)^P, the class keeping its total weight (0: files weigh alike)."
+        ),
+    ] = 0.0,
 ) -> None:
     """Build a malware/benign detector with a model card: group-disjoint CV, calibration, FPR threshold."""
     import json
@@ -244,7 +251,7 @@ def train_detector(
     settings = (epochs, batch_size, lr, patience, max_len, seed, threads)
     cfg = train_config(
         model, sets, *settings, label_smoothing=label_smoothing, class_weighting=class_weighting, keep=keep,
-        group_power=group_power, group_classes=group_classes,
+        group_power=group_power, group_classes=group_classes, type_power=type_power,
     )  # fmt: skip
     ds = dataset_for(data, None, 64, None)
     command = "malvision " + " ".join(sys.argv[1:])

@@ -42,12 +42,18 @@ class TrainConfig:
     # n ** -group_power within its class, each class keeping its total weight (0: files weigh alike).
     group_power: float = 0.0
     group_classes: str = "benign"  # the classes group_power applies to, comma-separated, or "all"
+    # A model fitted in one call: a benign file of a PE type (GUI, console, DLL, other) weighs
+    # (malware share of the type / benign share of the type) ** type_power, the class keeping its total
+    # weight (0: files weigh alike; 1: the benign types weigh as the malware's do).
+    type_power: float = 0.0
 
     def __post_init__(self) -> None:
         if self.keep not in ("best", "last"):
             raise MalvisionError(f"keep must be best or last, got {self.keep!r}")
         if not 0 <= self.group_power <= 1:
             raise MalvisionError(f"group_power must be from 0 to 1, got {self.group_power}")
+        if not 0 <= self.type_power <= 1:
+            raise MalvisionError(f"type_power must be from 0 to 1, got {self.type_power}")
 
     @property
     def label(self) -> str:
@@ -98,23 +104,30 @@ def sample_weights(
     class_weighting: bool = True,
     group_power: float = 0.0,
     group_classes: str = "benign",
+    types: list[str | None] | None = None,
+    type_power: float = 0.0,
 ) -> np.ndarray | None:
     """Per-row training weights: the class weights (``class_weights``, or 1 without class weighting),
     and with ``group_power`` p > 0, within each class named in ``group_classes`` ("all": every class) a
     row of a group of n rows weighs n ** -p, scaled so the class keeps its total weight (p = 1: every
     group of the class weighs the same). None groups are groups of one. None when every row weighs 1.
 
-    With p = 0 the result is exactly the class weights, so a default config trains as before.
+    With ``type_power`` q > 0 (``types``: each row's PE type, ``32-bit GUI`` and the like), a benign row
+    of a type then weighs (malware share / benign share of its type) ** q more, the benign class keeping
+    its total weight. With p = q = 0 the result is exactly the class weights, so a default config trains
+    as before.
     """
     labels = np.asarray(labels)
-    if not class_weighting and group_power == 0:
+    if not class_weighting and group_power == 0 and type_power == 0:
         return None
     if class_weighting:
         base = class_weights(labels, len(classes)).numpy()[labels]
     else:
         base = np.ones(len(labels), dtype=np.float32)
+    if type_power:
+        base = _type_balanced(base.astype(np.float64), labels, classes, types, type_power)
     if group_power == 0:
-        return base
+        return base.astype(np.float32)
     from malvision.data.splits import group_keys
 
     names = [c.strip() for c in group_classes.split(",") if c.strip()]
@@ -131,3 +144,23 @@ def sample_weights(
         g = counts[inverse].astype(np.float64) ** -group_power
         w[rows] = g * (w[rows].sum() / g.sum())
     return w.astype(np.float32)
+
+
+def _type_balanced(
+    w: np.ndarray, labels: np.ndarray, classes: list[str], types: list[str | None] | None, power: float
+) -> np.ndarray:
+    """``w`` with each benign row scaled by (malware share / benign share of its PE type) ** power, the
+    benign total kept (``sample_weights``' type_power). A type's kind is the type without its bitness."""
+    if types is None or "benign" not in classes or "malware" not in classes:
+        raise MalvisionError("type_power weighs benign files by PE type: it needs a benign/malware cache")
+    kind = np.array([t.split(" ", 1)[-1] if t else "not a PE" for t in types])
+    ben, mal = labels == classes.index("benign"), labels == classes.index("malware")
+    out = w.copy()
+    for k in np.unique(kind[ben]):
+        rows = ben & (kind == k)
+        share_mal = max((mal & (kind == k)).sum(), 1) / max(
+            mal.sum(), 1
+        )  # a type no malware has: one file's share
+        out[rows] *= (share_mal / (rows.sum() / ben.sum())) ** power
+    out[ben] *= w[ben].sum() / out[ben].sum()
+    return out

@@ -72,10 +72,10 @@ def fit(
                 f"{cfg.model} is fitted in one call, not data-parallel; run it without torchrun"
             )
         return _fit_direct(model, ds, train_idx, val_idx, cfg, out, meta, resume, on_step)
-    if cfg.group_power:
+    if cfg.group_power or cfg.type_power:
         raise MalvisionError(
-            f"group_power weighs the rows of a model fitted in one call (trees, linear); {cfg.model} "
-            "trains by gradient steps with class weights only"
+            f"group_power and type_power weigh the rows of a model fitted in one call (trees, linear); "
+            f"{cfg.model} trains by gradient steps with class weights only"
         )
     run = GradientRun(model, ds, cfg, out, meta, distributed, rank)
     run.train_loader = make_loader(
@@ -197,6 +197,8 @@ def _fit_direct(
             class_weighting=cfg.class_weighting,
             group_power=cfg.group_power,
             group_classes=cfg.group_classes,
+            types=[ds.records[int(i)].pe_type for i in train_idx] if cfg.type_power else None,
+            type_power=cfg.type_power,
         )
         model.fit(x, y, weights, cfg.seed, on_step)  # type: ignore[operator]
         m: dict[str, Any] = {}  # no validation rows, no metrics
