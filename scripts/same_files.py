@@ -1,11 +1,12 @@
 """Two detector runs' out-of-fold figures on the files both scored, as Markdown.
 
-    .venv/bin/python scripts/same_files.py ~/.cache/malvision/runs/v12-lgbm ~/.cache/malvision/runs/v13-lgbm [OUT.md]
+    .venv/bin/python scripts/same_files.py ~/.cache/malvision/runs/v12-lgbm ~/.cache/malvision/runs/v13-lgbm [OUT.md] [--fuse]
 
 A run trained with more benign files has a harder benign side, so its card's ROC-AUC and TPR at 1% FPR
 are not comparable with the run before it. This scores both on the files both have out-of-fold scores
 for (matched by sha256): ROC-AUC, and the TPR at 1% and 0.1% FPR with thresholds set on those benign
-files alone, so a difference is a difference in ranking, not in the benign population.
+files alone, so a difference is a difference in ranking, not in the benign population. ``--fuse`` adds a row for the
+mean of the runs' log-odds (no weights fitted: each score is already out of fold, so the mean is too).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def oof(run: Path) -> dict[str, tuple[int, float]]:
         sys.exit(f"error: {run}: not a detector run with out-of-fold scores ({e})")
 
 
-def main(runs: list[Path], out: Path | None) -> None:
+def main(runs: list[Path], out: Path | None, fuse: bool = False) -> None:
     scores = [oof(r) for r in runs]
     shared = sorted(set.intersection(*(set(s) for s in scores)))
     if not shared:
@@ -49,11 +50,14 @@ def main(runs: list[Path], out: Path | None) -> None:
         "| run | ROC-AUC | TPR at 1% FPR | TPR at 0.1% FPR | its 0.1% threshold here |",
         "|---|---|---|---|---|",
     ]
-    for run, s in zip(runs, scores, strict=True):
-        score = np.array([s[h][1] for h in shared])
+    rows = [(run.name, np.array([s[h][1] for h in shared])) for run, s in zip(runs, scores, strict=True)]
+    if fuse:
+        p = np.clip(np.stack([r[1] for r in rows]), 1e-12, 1 - 1e-12)
+        rows.append(("mean of their log-odds (threshold in log-odds)", np.log(p / (1 - p)).mean(axis=0)))
+    for name, score in rows:
         t1, t01 = threshold_for_fpr(score[y == 0], [0.01, 0.001])
         tpr1, tpr01 = (float((score[y == 1] >= t).mean()) for t in (t1, t01))
-        lines.append(f"| {run.name} | {roc_auc_score(y, score):.4f} | {tpr1:.1%} | {tpr01:.1%} | {t01:.4f} |")
+        lines.append(f"| {name} | {roc_auc_score(y, score):.4f} | {tpr1:.1%} | {tpr01:.1%} | {t01:.4f} |")
     text = "\n".join(lines) + "\n"
     if out:
         write_report(text, out)
@@ -62,8 +66,9 @@ def main(runs: list[Path], out: Path | None) -> None:
 
 
 if __name__ == "__main__":
-    args = [Path(a).expanduser() for a in sys.argv[1:]]
+    fuse = "--fuse" in sys.argv
+    args = [Path(a).expanduser() for a in sys.argv[1:] if a != "--fuse"]
     if len(args) < 2 or (len(args) == 2 and args[-1].suffix == ".md"):
         sys.exit("error: give two or more detector runs (and an OUT.md), e.g. runs/v12-lgbm runs/v13-lgbm")
     md = args[-1] if args[-1].suffix == ".md" else None
-    main(args[:-1] if md else args, md)
+    main(args[:-1] if md else args, md, fuse)

@@ -233,6 +233,9 @@ def test_same_files_compares_runs_on_the_files_both_scored(tmp_path: Path) -> No
         if row.startswith("| a ") or row.startswith("| b ")
     }
     assert auc["b"] > auc["a"] + 0.1
+    fused = subprocess.run([sys.executable, script, *runs, "--fuse"], capture_output=True, text=True)
+    row = next(r for r in fused.stdout.splitlines() if r.startswith("| mean of their log-odds"))
+    assert fused.returncode == 0 and auc["a"] < float(row.split("|")[2]) <= 1
     bad = json.loads((runs[1] / "oof_scores.json").read_text())
     bad["y"][-1] = 0
     (runs[1] / "oof_scores.json").write_text(json.dumps(bad))
