@@ -245,3 +245,18 @@ def test_version() -> None:
 
     r = CliRunner().invoke(app, ["--version"])
     assert r.exit_code == 0 and r.output.strip() == f"malvision {__version__}"
+
+
+def test_portable_paths_fold_dots_into_the_shared_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from malvision import recipe
+
+    shared, repo = tmp_path / "shared", tmp_path / "repo"
+    (shared / "data").mkdir(parents=True)
+    repo.mkdir()
+    monkeypatch.setattr(recipe, "_places", lambda: {"home": tmp_path / "home", "shared": shared})
+    # a path given as ../shared from the repository is the shared folder, written the same as the default
+    assert recipe.portable(repo / ".." / "shared" / "data" / "x.zip") == "{shared}/data/x.zip"
+    assert recipe.portable(shared) == "{shared}"
+    assert recipe.portable(tmp_path / "elsewhere") == str(tmp_path / "elsewhere")

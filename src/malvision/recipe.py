@@ -17,6 +17,7 @@ against their cards by the tests).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -115,11 +116,13 @@ def _places() -> dict[str, Path]:
 def portable(path: Path | str) -> str:
     """An absolute path written as ``{home}/...`` or ``{shared}/...`` where it lies below one."""
     p = Path(path).expanduser().absolute()
-    for name, root in _places().items():
-        for base in (root.absolute(), root.resolve()):
-            if p.is_relative_to(base):
-                rel = p.relative_to(base).as_posix()
-                return f"{{{name}}}" + ("" if rel == "." else f"/{rel}")
+    # ``..`` folded away too (``repo/../shared`` is ``{shared}``), with and without symlinks resolved
+    for q in (Path(os.path.normpath(p)), p.resolve()):
+        for name, root in _places().items():
+            for base in (root.absolute(), root.resolve()):
+                if q.is_relative_to(base):
+                    rel = q.relative_to(base).as_posix()
+                    return f"{{{name}}}" + ("" if rel == "." else f"/{rel}")
     return str(p)
 
 
