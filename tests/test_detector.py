@@ -285,7 +285,9 @@ def test_trees_learn_with_group_weights_and_models_trained_by_epochs_refuse_them
     sums = [w[benign & (g == k)].sum() for k in np.unique(g[benign])]
     assert len(sums) == 6 and np.allclose(sums, sums[0])
     assert len(set(w[~benign].tolist())) == 1  # malware: its class weight only
-    with pytest.raises(MalvisionError, match="group_power and type_power weigh the rows of a model fitted in one call"):
+    with pytest.raises(
+        MalvisionError, match="group_power and type_power weigh the rows of a model fitted in one call"
+    ):
         fit(ds, train, train[:4], TrainConfig(model="mlp", epochs=1, group_power=0.5), tmp_path / "mlp")
 
 
