@@ -158,9 +158,8 @@ def _type_balanced(
     out = w.copy()
     for k in np.unique(kind[ben]):
         rows = ben & (kind == k)
-        share_mal = max((mal & (kind == k)).sum(), 1) / max(
-            mal.sum(), 1
-        )  # a type no malware has: one file's share
+        # a type no malware has counts as one file's share
+        share_mal = max((mal & (kind == k)).sum(), 1) / max(mal.sum(), 1)
         out[rows] *= (share_mal / (rows.sum() / ben.sum())) ** power
     out[ben] *= w[ben].sum() / out[ben].sum()
     return out
