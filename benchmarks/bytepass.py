@@ -68,6 +68,15 @@ def measure(paths: list[Path], pythonpath: str | None) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def commit(folder: Path) -> str:
+    """The git commit a checkout is at (with ``+`` when its files differ from it), or ``unknown``."""
+    run = lambda *a: subprocess.run(["git", "-C", str(folder), *a], capture_output=True, text=True)  # noqa: E731
+    head = run("rev-parse", "--short", "HEAD")
+    if head.returncode:
+        return "unknown"
+    return head.stdout.strip() + ("+" if run("status", "--porcelain", "--untracked-files=no").stdout else "")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--against", type=Path, required=True, help="the other checkout's src folder")
@@ -94,8 +103,9 @@ def main() -> None:
         f"at the end {load1[0]:.2f} (a shared machine)",
         f"- inputs: {len(paths)} of the {n_total} files in `{str(args.files).replace(str(Path.home()), '~')}` "
         f"(seeded subsample, seed {args.seed}), {human_size(size)}; page cache warmed",
-        f"- `this code`: {sides['this code'][0]['code']}; `against`: PYTHONPATH={args.against}",
-        f"- each side in its own process, {args.runs} runs alternated; median and fastest of the runs; "
+        f"- `this code`: {sides['this code'][0]['code']} at {commit(ROOT)}; `against`: "
+        f"PYTHONPATH={args.against} at {commit(args.against)}",
+        f"- each side in its own process, {args.runs} run(s) alternated; median and fastest of the runs; "
         "`prepare` with the default's spec (the PE feature vector), one thread, then two reader threads",
         "",
         "| code | readers | median s | fastest s | MB/s (fastest) | vectors (sha256 of all) |",
