@@ -21,6 +21,7 @@ import numpy as np
 from scipy.stats import beta
 
 from malvision.evaluate.metrics import threshold_for_fpr
+from malvision.pe import type_kind
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 from _machine import command_line, write_report  # noqa: E402
@@ -42,7 +43,7 @@ def main(run: Path, out: Path | None) -> None:
     except (OSError, ValueError) as e:
         sys.exit(f"error: {run}: {e}")
     y, score = np.asarray(oof["y"]), np.asarray(oof["score"])
-    kind = np.array([t.split(" ", 1)[-1] if t else "not a PE" for t in oof["pe_type"]])
+    kind = np.array([type_kind(t) for t in oof["pe_type"]])
     cut, target = card["threshold"], card["target_fpr"]
     lines = [
         f"# `{run.name}`'s card threshold by file type",

@@ -17,6 +17,7 @@ from malvision.pe.headers import (
     parse,
     parse_or_none,
     problem,
+    type_kind,
 )
 from malvision.pe.imports import MAX_SECTIONS, WINDOW, Imports, api_name, import_window, read_imports
 
@@ -35,4 +36,5 @@ __all__ = [
     "parse_or_none",
     "problem",
     "read_imports",
+    "type_kind",
 ]

@@ -23,6 +23,7 @@ __all__ = [
     "parse",
     "parse_or_none",
     "problem",
+    "type_kind",
 ]
 
 HEAD_BYTES = 64 * 1024
@@ -57,6 +58,12 @@ def file_type_of(plus: bool, is_dll: bool, subsystem: int) -> str:
     drivers and EFI programs are ``other``. ``plus``: PE32+ (64-bit)."""
     kind = "DLL" if is_dll else {2: "GUI", 3: "console"}.get(subsystem, "other")
     return f"{64 if plus else 32}-bit {kind}"
+
+
+def type_kind(file_type: str | None) -> str:
+    """The kind in a ``file_type_of`` name, bitness left out (``GUI``, ``console``, ``DLL``, ``other``);
+    ``not a PE`` for None."""
+    return file_type.split(" ", 1)[-1] if file_type else "not a PE"
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from malvision.errors import MalvisionError
+from malvision.pe import type_kind
 
 __all__ = ["TrainConfig", "TrainResult", "seed_everything", "get_lr", "class_weights", "sample_weights"]
 
@@ -150,10 +151,10 @@ def _type_balanced(
     w: np.ndarray, labels: np.ndarray, classes: list[str], types: list[str | None] | None, power: float
 ) -> np.ndarray:
     """``w`` with each benign row scaled by (malware share / benign share of its PE type) ** power, the
-    benign total kept (``sample_weights``' type_power). A type's kind is the type without its bitness."""
+    benign total kept (``sample_weights``' type_power). A type is its kind (``pe.type_kind``), bitness aside."""
     if types is None or "benign" not in classes or "malware" not in classes:
         raise MalvisionError("type_power weighs benign files by PE type: it needs a benign/malware cache")
-    kind = np.array([t.split(" ", 1)[-1] if t else "not a PE" for t in types])
+    kind = np.array([type_kind(t) for t in types])
     ben, mal = labels == classes.index("benign"), labels == classes.index("malware")
     out = w.copy()
     for k in np.unique(kind[ben]):
