@@ -175,15 +175,10 @@ def _first_mib(ds: CachedDataset) -> Iterator[np.ndarray]:
     reader = SampleReader()
     for rec in track(ds.records, description="first MiB of each sample", transient=True):
         try:
-            # a file: its first MiB only; a zip entry: the entry (small), through the one shared handle
-            data = (
-                open_source(rec.source).read(MALCONV_BYTES)
-                if "!" not in rec.source
-                else reader.read(rec.source)
-            )
+            data = reader.read(rec.source, MALCONV_BYTES)
         except MalvisionError as e:  # a source moved or changed since the cache was built (names it)
             sys.exit(f"error: {e}")
-        yield np.frombuffer(data[:MALCONV_BYTES], np.uint8).astype(np.uint16) + 1
+        yield np.frombuffer(data, np.uint8).astype(np.uint16) + 1
 
 
 def secml_malconv(args: argparse.Namespace) -> None:

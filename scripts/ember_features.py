@@ -98,16 +98,17 @@ class SampleReader:
         self.zips: dict[str, tuple[ZipDataset, dict[str, int]]] = {}
         self.lock = threading.Lock()  # one zip handle shared by the worker threads
 
-    def read(self, source: str) -> bytes:
+    def read(self, source: str, limit: int | None = None) -> bytes:
+        """The sample's bytes, or its first ``limit`` (a file is read no further)."""
         if "!" not in source:
-            return open_source(source).read()
+            return open_source(source).read(limit)
         zpath, name = source.split("!", 1)
         with self.lock:
             if zpath not in self.zips:
                 z = ZipDataset(zpath)
                 self.zips[zpath] = (z, {r.id: k for k, r in enumerate(z.records)})
             z, index = self.zips[zpath]
-            return z.open(index[name]).read()
+            return z.open(index[name]).read(limit)
 
 
 class _Workers:
