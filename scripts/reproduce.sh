@@ -401,15 +401,21 @@ default_v11() {
     $MV compare-detectors "$C"/runs/v11-{lgbm,mlp,ember-lgbm} --out "$(ship docs/board-ember-v11)"
 }
 
+# before_training RUN SET DOC BENCH: a new benign set before any model trains on it, scored by the shipped default's
+# run (docs/DOC: its card threshold against the set's own 0.1% point) and by the bundled pe-detector
+# (benchmarks/results/BENCH).
+before_training() {
+    .venv/bin/python scripts/heldout_operating_point.py "$C/runs/$1" --corpus "$C/$2" --out "$(ship "docs/$3")"
+    .venv/bin/python benchmarks/heldout_benign.py --corpus "$C/$2" --model pe-detector \
+        --out "$(ship "benchmarks/results/$4")"
+}
+
 # Issue 19 (2026-12-02, 13:00 UTC): the PyPI bulk widening (SET=bulk, scripts/benign_bulk.txt) as calibration data.
 # First the shipped default's scores of it before any model trained on it, then v11's recipe on v11's files
 # and the bulk set (pe-features-v12), seeds 0 to 2, with the same reports as v11; v12-lgbm shipped.
 default_v12() {
     SOURCES=${SOURCES:-/work/.mirror} bash scripts/build_caches.sh
-    .venv/bin/python scripts/heldout_operating_point.py "$C/runs/v11-lgbm" --corpus "$C/benign-bulk" \
-        --out "$(ship docs/benign-bulk-v11.md)"
-    .venv/bin/python benchmarks/heldout_benign.py --corpus "$C/benign-bulk" --model pe-detector \
-        --out "$(ship benchmarks/results/bulk-pe-detector.md)"
+    before_training v11-lgbm benign-bulk benign-bulk-v11.md bulk-pe-detector.md
     default_runs 12 1 2   # LightGBM seeds 0 to 2, and v11's seed 2
     nice -n 10 $MV train-detector --data "$C/caches/pe-features-v11" --out "$C/runs/v11-lgbm500-seed2" --model lgbm \
         --threads 1 --protocols source --seed 2
@@ -425,10 +431,7 @@ default_v12() {
 # LightGBM seeds 0 to 2; v13-lgbm ships as the default (2026-12-02 15:40 UTC).
 default_v13() {
     SOURCES=${SOURCES:-/work/.mirror} bash scripts/build_caches.sh
-    .venv/bin/python scripts/heldout_operating_point.py "$C/runs/v12-lgbm" --corpus "$C/benign-github5" \
-        --out "$(ship docs/github-benign5-v12.md)"
-    .venv/bin/python benchmarks/heldout_benign.py --corpus "$C/benign-github5" --model pe-detector \
-        --out "$(ship benchmarks/results/github5-pe-detector.md)"
+    before_training v12-lgbm benign-github5 github-benign5-v12.md github5-pe-detector.md
     default_runs 13 1 2
     default_reports 13
     .venv/bin/python scripts/same_files.py "$C/runs/v12-lgbm" "$C/runs/v13-lgbm" "$(ship docs/same-files-v12-v13.md)"
