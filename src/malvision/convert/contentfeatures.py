@@ -23,13 +23,12 @@ import math
 
 import numpy as np
 
-from malvision._bytepass import MIN_RUN, count_patterns, histogram, printable_runs
+from malvision._bytepass import count_patterns, histogram, printable_runs
 from malvision.pe import MAX_SECTIONS, PEHeaders
 from malvision.triage import byte_histogram, byte_stats
 
 __all__ = ["CONTENT_NAMES", "ContentTap"]
 
-MIN_STRING = MIN_RUN  # as ``strings`` counts them
 HIGH_ENTROPY = 7.0
 _CHARS = range(0x20, 0x7F)
 # (feature suffix, bytes): counted in the strings
@@ -63,7 +62,7 @@ CONTENT_NAMES: tuple[str, ...] = (
 
 
 class _Strings:
-    """Runs of at least ``MIN_STRING`` printable ASCII bytes in a stream fed in pieces: how many, their
+    """Runs of at least ``_bytepass.MIN_RUN`` (5) printable ASCII bytes in a stream fed in pieces: how many, their
     total length, and (returned by ``feed``) their bytes in order, run together (``_bytepass``)."""
 
     def __init__(self) -> None:
