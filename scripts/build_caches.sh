@@ -76,6 +76,10 @@ build pe-features-v13 --kind features --benign "$C/benign-win32" --benign "$C/be
 build pe-bytes16k-v13 --kind bytes --max-len 16384 --benign "$C/benign-win32" --benign "$C/benign-github" \
     --benign "$C/benign-github2" --benign "$C/benign-github3" --benign "$C/benign-github4" --benign "$C/benign-bulk" \
     --benign "$C/benign-github5"
+# pe-detector's data since 2026-12-02 (22:00 UTC): the same files' byte and byte-entropy histograms (histograms).
+build pe-hist-v13 --kind histograms --benign "$C/benign-win32" --benign "$C/benign-github" \
+    --benign "$C/benign-github2" --benign "$C/benign-github3" --benign "$C/benign-github4" --benign "$C/benign-bulk" \
+    --benign "$C/benign-github5"
 [ -f "$C/caches/pe-bytes1m-gh/meta.json" ] || $MV data build --kind bytes --max-len 1048576 --benign "$C/benign" \
     --benign "$C/benign-extra" --benign "$C/benign-tools" --benign "$C/benign-github" \
     --malware-zip ../shared/data/thezoo_pe_malware.zip --malware "$C/malware_v2" --out "$C/caches/pe-bytes1m-gh"

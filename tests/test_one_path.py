@@ -34,6 +34,7 @@ MODELS = {
     "opcodes": ("cnn", {"channels": [4, 8], "embed_dim": 4}),
     "features": ("mlp", {"hidden": [8]}),
     "fused": ("fused", {"image_size": 32, "channels": [4, 8], "hidden": [8]}),
+    "histograms": ("mlp", {"hidden": [8]}),
 }
 SPECS = {
     "image": ConvertSpec(kind="image", image_size=32),
@@ -42,6 +43,7 @@ SPECS = {
     "opcodes": ConvertSpec(kind="opcodes", max_len=3000),
     "features": ConvertSpec(kind="features"),
     "fused": ConvertSpec(kind="fused", image_size=32),
+    "histograms": ConvertSpec(kind="histograms"),
 }
 
 

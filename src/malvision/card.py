@@ -270,9 +270,9 @@ def model_summary(ck: Any, path: Path, *, full_path: bool = True, with_ids: bool
 
     card = dict((ck.extra or {}).get("card", {}))
     spec = {k: v for k, v in ck.spec.items() if k != "vocab"}
-    if spec.get("kind") == "features":  # image_size and max_len mean nothing to it
+    if spec.get("kind") in ("features", "histograms"):  # image_size and max_len mean nothing to them
         spec = {
-            "kind": "features",
+            "kind": spec["kind"],
             "n_features": getattr(ck.model, "n_features", None),
             "version": spec.get("version"),
         }

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from malvision.convert.spec import VECTOR_KINDS
 from malvision.errors import CheckpointError, MalvisionError
 
 __all__ = ["export_onnx", "OnnxModel", "PARITY_ATOL", "TreeArrays", "sidecar", "onnx_report", "tree_arrays"]
@@ -100,7 +101,7 @@ def _example(ck: Any, batch: int = 2, length: int = 4096) -> np.ndarray:
     if spec.kind in ("image", "views"):
         shape = (batch, *(spec.fixed_shape if spec.kind == "views" else (1, *spec.fixed_shape)))  # type: ignore[misc]
         return (rng.integers(0, 256, shape) / 255.0).astype(np.float32)
-    if spec.kind in ("features", "fused"):  # around the training data, as the input BatchNorm saw it
+    if spec.kind in VECTOR_KINDS:  # around the training data, as the input BatchNorm saw it
         mean, std = (t.numpy() for t in ck.model.typical_input())
         return (mean + std * rng.normal(0.0, 1.0, (batch, len(mean)))).astype(np.float32)
     high = 257 if spec.kind == "bytes" else int(ck.vocab_size or 2)

@@ -68,7 +68,7 @@ def make_input() -> Callable[..., torch.Tensor]:
         g = torch.Generator().manual_seed(seed)
         if kind in ("image", "views"):
             return torch.rand(batch, 1 if kind == "image" else 2, IMAGE_SIZE, IMAGE_SIZE, generator=g)
-        if kind == "features":
+        if kind in ("features", "histograms"):  # the models here read N_FEATURES of either
             return torch.randn(batch, N_FEATURES, generator=g) * 3 + 1
         if kind == "fused":  # features, then an image in [0, 1]
             feats = torch.randn(batch, N_FEATURES, generator=g) * 3 + 1

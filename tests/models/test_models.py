@@ -145,10 +145,14 @@ def test_wrong_input_is_a_model_error(name: str, kind: str, build) -> None:
     from malvision.errors import ModelError
 
     model = build(name, kind)
-    wrong = torch.randint(0, 5, (2, 16)) if kind in ("image", "features", "fused") else torch.rand(2, 1, 8, 8)
+    wrong = (
+        torch.randint(0, 5, (2, 16))
+        if kind in ("image", "features", "fused", "histograms")
+        else torch.rand(2, 1, 8, 8)
+    )
     with pytest.raises(ModelError, match="expects"):
         model(wrong)
-    if kind == "features":
+    if kind in ("features", "histograms"):
         with pytest.raises(ModelError, match="expects 12 features"):
             model(torch.rand(2, 13))
     if kind == "fused":

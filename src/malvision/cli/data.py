@@ -162,7 +162,8 @@ def data_info(
 def data_build(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Cache folder to create.")],
     kind: Annotated[
-        str, typer.Option(help="image, bytes or features (PE set); opcodes (BIG2015).")
+        str,
+        typer.Option(help="image, views, bytes, features, fused or histograms (PE set); opcodes (BIG2015)."),
     ] = "image",
     image_size: Annotated[int, typer.Option(help="Side of the square image.")] = 64,
     max_len: Annotated[int | None, typer.Option(help="Bytes/opcodes kept per sample (default 2 Mi).")] = None,

@@ -4,7 +4,8 @@ the server all call, for every input kind (no torch, no writes).
 One pass over a source's chunks gathers its sha256, its byte histogram, its first ``HEAD_BYTES`` and
 the PE headers parsed from them (what triage reads), and the model input the ``ConvertSpec`` asks for:
 the area-resized byte plot (``image``; with the entropy plot beside it, ``views``), the first ``max_len`` bytes (``bytes``), the first ``max_len``
-opcode mnemonics as ids (``opcodes``), the PE feature vector (``features``) or both in one row (``fused``). Memory follows the
+opcode mnemonics as ids (``opcodes``), the PE feature vector (``features``), both in one row (``fused``)
+or the whole file's byte and byte-entropy histograms (``histograms``). Memory follows the
 model input, not the file: a multi-GB file streams through in ``io.CHUNK`` blocks.
 """
 
@@ -16,6 +17,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from malvision.convert.histograms import EntropyHistogram
 from malvision.convert.image import EntropyPlot, iter_plot_rows, plot_shape, resize_rows
 from malvision.convert.opcodes import OpcodeReader
 from malvision.convert.pefeatures import FeatureTap
@@ -87,6 +89,7 @@ def prepare(
         "bytes": lambda: _Prefix(spec.max_len),
         "opcodes": lambda: OpcodeReader(spec.max_len),
         "views": lambda: EntropyPlot(src.size, spec.image_size),
+        "histograms": EntropyHistogram,
     }
     reader = side[spec.kind]() if spec.kind in side else None
 
@@ -110,6 +113,8 @@ def prepare(
         x = byte_sequence(bytes(reader.data), spec.max_len)
     elif spec.kind == "features":
         x = tap.features(src.size)
+    elif spec.kind == "histograms":
+        x = reader.vector(tap.hist)
     elif spec.kind == "views" and image is not None:  # the plot, then its entropy
         x = np.stack([image, reader.image()])
     elif spec.kind == "fused" and image is not None:  # the PE vector, then the image in [0, 1]

@@ -11,23 +11,25 @@ import numpy as np
 from malvision.convert.sequence import DEFAULT_MAX_LEN
 from malvision.errors import ConversionError
 
-__all__ = ["SPEC_VERSION", "KIND_VERSIONS", "MAX_IMAGE_SIZE", "ConvertSpec"]
+__all__ = ["SPEC_VERSION", "KIND_VERSIONS", "MAX_IMAGE_SIZE", "VECTOR_KINDS", "ConvertSpec"]
 
 SPEC_VERSION = 1
 # A kind whose conversion changed since SPEC_VERSION; features 2 added the import table, 3 the content
 # block (section entropies, strings, markers), which fused vectors begin with too.
 KIND_VERSIONS = {"features": 3, "fused": 2}
 MAX_IMAGE_SIZE = 4096  # resizing holds two (side, 1024) 8-byte arrays: 64 MiB at this side
-Kind = Literal["image", "views", "bytes", "opcodes", "features", "fused"]
-KINDS: tuple[str, ...] = ("image", "views", "bytes", "opcodes", "features", "fused")
+Kind = Literal["image", "views", "bytes", "opcodes", "features", "fused", "histograms"]
+KINDS: tuple[str, ...] = ("image", "views", "bytes", "opcodes", "features", "fused", "histograms")
+VECTOR_KINDS: tuple[str, ...] = ("features", "fused", "histograms")  # one float32 row a file
 
 
 @dataclass(frozen=True)
 class ConvertSpec:
     """Conversion settings: ``image`` (square area-resized byte plot), ``views`` (that image and the
     entropy plot of the same size, two channels), ``bytes``, ``opcodes``,
-    ``features`` (the PE structure vector of ``convert.pefeatures``) or ``fused`` (that vector, then the
-    ``image`` scaled to [0, 1], in one float32 row).
+    ``features`` (the PE structure vector of ``convert.pefeatures``), ``fused`` (that vector, then the
+    ``image`` scaled to [0, 1], in one float32 row) or ``histograms`` (the whole file's byte and
+    byte-entropy histograms, ``convert.histograms``).
 
     ``vocab`` holds the opcode vocabulary (training data only) for ``opcodes``.
     """
@@ -64,6 +66,7 @@ class ConvertSpec:
     @property
     def fixed_shape(self) -> tuple[int, ...] | None:
         """The shape of every model input of this kind, or None for sequences (their length varies)."""
+        from malvision.convert.histograms import N_HISTOGRAM
         from malvision.convert.pefeatures import N_FEATURES
 
         return {
@@ -71,6 +74,7 @@ class ConvertSpec:
             "views": (2, self.image_size, self.image_size),
             "features": (N_FEATURES,),
             "fused": (N_FEATURES + self.image_size**2,),
+            "histograms": (N_HISTOGRAM,),
         }.get(self.kind)
 
     @property

@@ -231,9 +231,10 @@ def build_detection_cache(
 ) -> tuple[int, list[tuple[str, str]]]:
     """Cache the malware-vs-benign PE set as ``kind`` image, bytes or features; returns (written, failures).
     ``command``: see ``write_cache``."""
-    if kind not in ("image", "views", "bytes", "features", "fused"):
+    if kind not in ("image", "views", "bytes", "features", "fused", "histograms"):
         raise DatasetError(
-            f"--kind {kind!r}: the PE set builds as image, views, bytes, features or fused (opcodes: use --opcodes)"
+            f"--kind {kind!r}: the PE set builds as image, views, bytes, features, fused or histograms "
+            "(opcodes: use --opcodes)"
         )
     spec = ConvertSpec(kind=kind, image_size=image_size, max_len=max_len or DEFAULT_MAX_LEN)  # type: ignore[arg-type]
     with detection_dataset(

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from malvision.convert.batch import batch
+from malvision.convert.spec import VECTOR_KINDS
 from malvision.errors import MalvisionError
 
 __all__ = ["METHODS", "DEFAULT_STEPS", "attribute", "methods_for"]
@@ -114,7 +115,7 @@ def methods_for(model: Any, kind: str) -> tuple[str, ...]:
     """The methods ``attribute`` takes for ``model`` (input ``kind``): Grad-CAM needs a conv layer and
     an image or sequence input (a fitted model measures by occlusion whichever is named)."""
     convolutional = getattr(model, "cam_layer", lambda: None)() is not None
-    if kind not in ("features", "fused") and convolutional:
+    if kind not in VECTOR_KINDS and convolutional:
         return METHODS
     return tuple(m for m in METHODS if m != "gradcam")
 

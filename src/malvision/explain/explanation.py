@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from malvision.convert.featurelabels import feature_label, feature_span
+from malvision.convert.histograms import HISTOGRAM_NAMES, histogram_label
 from malvision.convert.image import nataraj_width, plot_shape
 from malvision.convert.pefeatures import FEATURE_NAMES, imports_behind
 from malvision.convert.prepare import prepare
@@ -156,7 +157,7 @@ def explain_bytes(
         profile=np.abs(heat).astype(np.float64),
         note=note,
     )
-    if expl.kind == "features":
+    if expl.kind in ("features", "histograms"):
         _name_features(expl, model, x, heat, data, prepared.headers, top_k)
     elif expl.kind == "fused":  # the features by name, the image part as ranges of the byte plot
         n = model.n_features
@@ -232,14 +233,16 @@ def _name_features(
     headers: PEHeaders | None,
     top_k: int,
 ) -> None:
-    """The top features by absolute attribution, with the imports behind each import feature."""
+    """The top features by absolute attribution, with the imports behind each import feature (for the
+    histograms: the bins, which lie all over the file)."""
     typical = model.typical_input()[0].numpy()
     total = float(np.abs(heat).sum()) or 1.0
-    behind = imports_behind(data, headers)
+    pe = expl.kind != "histograms"
+    behind = imports_behind(data, headers) if pe else {}
     for i in np.argsort(-np.abs(heat), kind="stable")[:top_k]:
-        name = FEATURE_NAMES[i]
+        name = FEATURE_NAMES[i] if pe else HISTOGRAM_NAMES[i]
         share = abs(float(heat[i])) / total
-        label, description = feature_label(name)
+        label, description = feature_label(name) if pe else histogram_label(name)
         expl.features.append(
             FeatureShare(
                 name,
@@ -250,7 +253,7 @@ def _name_features(
                 behind.get(name, []),
                 label,
                 description,
-                feature_span(name, headers, len(data)),
+                feature_span(name, headers, len(data)) if pe else None,
             )  # fmt: skip
         )
     expl.unit = "feature"

@@ -11,7 +11,8 @@ against ``typical_input``.
 
 Input kinds: "image" is a float (B, 1, S, S) tensor in [0, 1] ("views": (B, 2, S, S), the byte plot and
 its entropy plot); "bytes" and "opcodes" are int64 (B, L)
-ids with 0 as padding (right-padded); "features" is a float (B, F) PE feature vector.
+ids with 0 as padding (right-padded); "features" is a float (B, F) PE feature vector, and the other
+``VECTOR_KINDS`` are float (B, F) rows too.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from malvision.convert.spec import VECTOR_KINDS
 from malvision.errors import ModelError
 
 __all__ = [
@@ -50,12 +52,7 @@ __all__ = [
 BYTE_KINDS: tuple[str, ...] = ("image", "bytes", "opcodes")  # inputs drawn from the bytes themselves
 PICTURE_KINDS = ("image", "views")  # what the convolutional models read as pictures
 CHANNELS = {"image": 1, "views": 2}
-KINDS: tuple[str, ...] = (
-    *BYTE_KINDS,
-    "views",
-    "features",
-    "fused",
-)  # the PE structure vector; it and an image
+KINDS: tuple[str, ...] = (*BYTE_KINDS, "views", *VECTOR_KINDS)
 BYTES_VOCAB = 257  # byte b is id b + 1, 0 is padding
 GLOBAL_POOLS = ("avg", "max", "avgmax")
 Rows = np.ndarray  # training rows (N, F) float32, class ids (N,), sample weights (N,)
@@ -81,7 +78,7 @@ class MalvisionModel(nn.Module):
         super().__init__()
         name = type(self).__name__
         _check_kind(self, self.input_kinds, in_kind, n_classes)
-        if in_kind in ("image", "views", "features", "fused"):
+        if in_kind in PICTURE_KINDS or in_kind in VECTOR_KINDS:
             vocab_size = None
         elif in_kind == "bytes":
             if vocab_size is not None and vocab_size != BYTES_VOCAB:
@@ -120,10 +117,10 @@ class MalvisionModel(nn.Module):
 
     # -- the seam ------------------------------------------------------------------------------------
     def _check_input(self, x: Tensor) -> None:
-        if self.in_kind in ("features", "fused"):
+        if self.in_kind in VECTOR_KINDS:
             if x.dim() != 2 or not x.is_floating_point():
                 raise ModelError(
-                    f"{type(self).__name__} for features input expects a float (B, F) tensor, "
+                    f"{type(self).__name__} for {self.in_kind} input expects a float (B, F) tensor, "
                     f"got {x.dtype} {tuple(x.shape)}"
                 )
         elif self.in_kind in CHANNELS:

@@ -1,4 +1,6 @@
-"""``mlp``: a multilayer perceptron over the PE structure vector (``convert.pefeatures``).
+"""``mlp``: a multilayer perceptron over a vector a file: the PE structure vector (``features``,
+``convert.pefeatures``) or the whole file's byte and byte-entropy histograms (``histograms``,
+``convert.histograms``).
 
 The first layer is a BatchNorm without affine weights: it standardises each feature with running
 statistics learnt in training, so raw log-sizes, flags and shares can go in as they are, and the
@@ -13,7 +15,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from malvision.convert.pefeatures import N_FEATURES
+from malvision.convert.spec import ConvertSpec
 from malvision.errors import ModelError
 from malvision.models._base import MalvisionModel, check_positive, int_tuple
 from malvision.models._registry import register_model
@@ -37,9 +39,9 @@ class _Standardise(nn.BatchNorm1d):
 
 @register_model("mlp")
 class MLP(MalvisionModel):
-    """MLP on the PE structure vector: standardise, hidden ReLU layers with dropout, one linear layer."""
+    """MLP on a vector a file: standardise, hidden ReLU layers with dropout, one linear layer."""
 
-    input_kinds = ("features",)
+    input_kinds = ("features", "histograms")
 
     def __init__(
         self,
@@ -47,11 +49,13 @@ class MLP(MalvisionModel):
         in_kind: str,
         n_classes: int,
         vocab_size: int | None = None,
-        n_features: int = N_FEATURES,
+        n_features: int | None = None,
         hidden: Sequence[int] = (128, 64),
         dropout: float = 0.2,
     ) -> None:
         super().__init__(in_kind=in_kind, n_classes=n_classes, vocab_size=vocab_size)
+        if n_features is None:  # the length of the kind's vector
+            n_features = ConvertSpec(kind=in_kind).fixed_shape[0]  # type: ignore[arg-type,index]
         check_positive("mlp", n_features=n_features)
         widths = int_tuple("mlp", "hidden", hidden)
         if not 0.0 <= dropout < 1.0:
