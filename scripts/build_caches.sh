@@ -72,11 +72,11 @@ build pe-features-v12 --kind features --benign "$C/benign-win32" --benign "$C/be
 build pe-features-v13 --kind features --benign "$C/benign-win32" --benign "$C/benign-github" \
     --benign "$C/benign-github2" --benign "$C/benign-github3" --benign "$C/benign-github4" --benign "$C/benign-bulk" \
     --benign "$C/benign-github5"
-# pe-detector's data since 2026-12-02 (17:00 UTC): pe-features-v13's files, the first 16 KiB of each (what MalConv reads).
+# pe-detector's data from 2026-12-02 17:00 to 21:30 UTC (mc-v13): pe-features-v13's files, the first 16 KiB of each (what MalConv reads).
 build pe-bytes16k-v13 --kind bytes --max-len 16384 --benign "$C/benign-win32" --benign "$C/benign-github" \
     --benign "$C/benign-github2" --benign "$C/benign-github3" --benign "$C/benign-github4" --benign "$C/benign-bulk" \
     --benign "$C/benign-github5"
-# pe-detector's data since 2026-12-02 (22:00 UTC): the same files' byte and byte-entropy histograms (histograms).
+# pe-detector's data since 2026-12-02 (21:30 UTC): the same files' histograms (convert/histograms.py).
 build pe-hist-v13 --kind histograms --benign "$C/benign-win32" --benign "$C/benign-github" \
     --benign "$C/benign-github2" --benign "$C/benign-github3" --benign "$C/benign-github4" --benign "$C/benign-bulk" \
     --benign "$C/benign-github5"

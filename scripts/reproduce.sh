@@ -537,5 +537,34 @@ pe_detector_v13() {
     $MV export "$(ship src/malvision/weights/pe-detector.pt)" --onnx
 }
 
-if [ $# -eq 0 ]; then set -- data leaderboard gradients caps big2015_full pe_leaderboard malimg detector features_detector features_seeds caches_v2 board_v2 threshold default_v5 default_v8 pe_detector_gh default_v9 default_v10 default_v11 default_v12 default_v13 pe_detector_v13; fi
+# pe-detector since 2026-12-02 21:30 UTC: an MLP on the histograms (convert/histograms.py: byte, byte-entropy and
+# nibble-transition histograms and the strings, nothing from the PE structure) of the same files, pe-hist-v13 (in
+# build_caches.sh, 5 minutes); the board of the byte-level detectors on the default's folds. Each training 2-3 minutes.
+pe_detector_hist_v13() {
+    SOURCES=${SOURCES:-/work/.mirror} bash scripts/build_caches.sh
+    $MV train-detector --data "$C/caches/pe-hist-v13" --out "$C/runs/hist-v13" --model mlp --protocols source \
+        --patience 20 --keep last --batch-size 256 --set 'hidden=[256,256]' --set dropout=0.3 \
+        --no-class-weighting --threads 2
+    $MV compare-detectors "$C/runs/hist-v13" "$C/runs/mc-v13" "$C/runs/v13-secml-malconv" "$C/runs/v13-lgbm" \
+        --heldout "$C/benign-github-heldout2/pe" --out "$(ship docs/board-v13)"
+    .venv/bin/python scripts/same_files.py "$C/runs/v13-lgbm" "$C/runs/hist-v13" "$(ship docs/same-files-v13-hist-v13.md)" --fuse
+    .venv/bin/python scripts/same_files.py "$C/runs/hist-v13" "$C/runs/mc-v13" "$(ship docs/same-files-hist-v13-mc-v13.md)" --fuse
+    .venv/bin/python scripts/type_operating_point.py "$C/runs/hist-v13" "$(ship docs/type-point-hist-v13.md)"
+    local set
+    for set in heldout github-heldout github-heldout2; do
+        .venv/bin/python scripts/heldout_operating_point.py "$C/runs/hist-v13" --corpus "$C/benign-$set" \
+            --out "$(ship docs/$set-hist-v13.md)"
+    done
+    local seed
+    for seed in 1 2; do  # the spread of the recipe over seeds (initial weights, batches, dropout)
+        $MV train-detector --data "$C/caches/pe-hist-v13" --out "$C/runs/hist-v13-seed$seed" --model mlp \
+            --protocols source --patience 20 --keep last --batch-size 256 --set 'hidden=[256,256]' \
+            --set dropout=0.3 --no-class-weighting --threads 2 --seed "$seed"
+    done
+    .venv/bin/python scripts/threshold_report.py "$C/runs/hist-v13" --out "$(ship docs/threshold-hist-v13.md)"
+    $MV bundle "$C/runs/hist-v13" -o "$(ship src/malvision/weights/pe-detector.pt)"
+    $MV export "$(ship src/malvision/weights/pe-detector.pt)" --onnx
+}
+
+if [ $# -eq 0 ]; then set -- data leaderboard gradients caps big2015_full pe_leaderboard malimg detector features_detector features_seeds caches_v2 board_v2 threshold default_v5 default_v8 pe_detector_gh default_v9 default_v10 default_v11 default_v12 default_v13 pe_detector_v13 pe_detector_hist_v13; fi
 for step in "$@"; do "$step"; done

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from malvision.convert.histograms import EntropyHistogram
+from malvision.convert.histograms import Histograms
 from malvision.convert.image import EntropyPlot, iter_plot_rows, plot_shape, resize_rows
 from malvision.convert.opcodes import OpcodeReader
 from malvision.convert.pefeatures import FeatureTap
@@ -84,12 +84,12 @@ def prepare(
     ``vocab`` encodes opcode mnemonics (default: the spec's own vocabulary); ``stop``, when set by
     another thread or process, ends the read at the next chunk with an ``InputError``.
     """
-    tap = FeatureTap(vector=spec.kind in ("features", "fused"))
+    tap = FeatureTap(vector=spec.kind in ("features", "fused", "histograms"))
     side: dict[str, Any] = {  # what one kind needs beside the tap, fed the same chunks
         "bytes": lambda: _Prefix(spec.max_len),
         "opcodes": lambda: OpcodeReader(spec.max_len),
         "views": lambda: EntropyPlot(src.size, spec.image_size),
-        "histograms": EntropyHistogram,
+        "histograms": Histograms,
     }
     reader = side[spec.kind]() if spec.kind in side else None
 
@@ -114,7 +114,7 @@ def prepare(
     elif spec.kind == "features":
         x = tap.features(src.size)
     elif spec.kind == "histograms":
-        x = reader.vector(tap.hist)
+        x = reader.vector(tap.hist, tap.features(src.size))
     elif spec.kind == "views" and image is not None:  # the plot, then its entropy
         x = np.stack([image, reader.image()])
     elif spec.kind == "fused" and image is not None:  # the PE vector, then the image in [0, 1]

@@ -28,8 +28,9 @@ class ConvertSpec:
     """Conversion settings: ``image`` (square area-resized byte plot), ``views`` (that image and the
     entropy plot of the same size, two channels), ``bytes``, ``opcodes``,
     ``features`` (the PE structure vector of ``convert.pefeatures``), ``fused`` (that vector, then the
-    ``image`` scaled to [0, 1], in one float32 row) or ``histograms`` (the whole file's byte and
-    byte-entropy histograms, ``convert.histograms``).
+    ``image`` scaled to [0, 1], in one float32 row) or ``histograms`` (byte, byte-entropy and nibble
+    transition histograms and the printable strings' statistics, none from the PE structure:
+    ``convert.histograms``).
 
     ``vocab`` holds the opcode vocabulary (training data only) for ``opcodes``.
     """
