@@ -1,13 +1,14 @@
-"""The PE feature vector's cost, this code against another checkout of it, alternated (not in CI).
+"""A bundled model's input conversion, this code against another checkout of it, alternated (not in CI).
 
 Why ``malvision._bytepass`` is C: every byte of a scanned file goes through a histogram (whole file and
 per section), a search for printable runs and a count of marker strings; numpy did these with several
 whole-array passes a chunk, holding the GIL. Each side runs in its own process, ``--runs`` times
 alternated, over the same seeded subsample of the benign corpus (page cache warmed): ``prepare`` with the
 default's spec on one thread, then on two reader threads (what ``malvision scan`` runs before it starts
-processes). The digest of every vector shows both sides compute the same ones.
+processes). The digest of every vector shows both sides compute the same ones. ``--model pe-detector``
+times the histograms input instead (its nibble counts and transitions in C since 2026-12-02).
 
-    .venv/bin/python benchmarks/bytepass.py --against /tmp/old/src [--runs 3] [--limit 400]
+    .venv/bin/python benchmarks/bytepass.py --against /tmp/old/src [--model default] [--runs 3] [--limit 400]
 
 (``git worktree add /tmp/old COMMIT`` makes the checkout to compare with; ``--against`` is its ``src``.)
 """
@@ -42,8 +43,8 @@ from malvision.convert.prepare import prepare
 from malvision.convert.spec import ConvertSpec
 from malvision.io import open_source
 
-paths = sys.argv[1:]
-spec = ConvertSpec.from_dict(load_checkpoint(resolve_checkpoint("default")).spec)
+model, paths = sys.argv[1], sys.argv[2:]
+spec = ConvertSpec.from_dict(load_checkpoint(resolve_checkpoint(model)).spec)
 one = lambda p: prepare(open_source(p), spec).x
 t = time.perf_counter()
 vectors = [one(p) for p in paths]
@@ -58,12 +59,16 @@ print(json.dumps({"code": malvision.__file__, "serial": serial, "threads": threa
 """
 
 
-def measure(paths: list[Path], pythonpath: str | None) -> dict:
+def measure(paths: list[Path], pythonpath: str | None, model: str) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
     if pythonpath:
         env["PYTHONPATH"] = pythonpath
     done = subprocess.run(
-        [sys.executable, "-c", CHILD, *map(str, paths)], capture_output=True, text=True, env=env, check=True
+        [sys.executable, "-c", CHILD, model, *map(str, paths)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
     )
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -80,6 +85,7 @@ def commit(folder: Path) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--against", type=Path, required=True, help="the other checkout's src folder")
+    ap.add_argument("--model", default="default", help="the bundled model whose input is made")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--limit", type=int, default=400)
     ap.add_argument("--seed", type=int, default=0)
@@ -91,11 +97,11 @@ def main() -> None:
     load0 = os.getloadavg()
     sides: dict[str, list[dict]] = {"this code": [], "against": []}
     for _ in range(args.runs):
-        sides["this code"].append(measure(paths, None))
-        sides["against"].append(measure(paths, str(args.against)))
+        sides["this code"].append(measure(paths, None, args.model))
+        sides["against"].append(measure(paths, str(args.against), args.model))
     load1 = os.getloadavg()
     lines = [
-        "# The feature vector's passes over the bytes: C (`malvision._bytepass`) against numpy",
+        f"# `{args.model}`'s input, made by this code and by another checkout",
         "",
         f"- command: `{command_line()}` (from the repository root)",
         f"- date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
@@ -106,7 +112,7 @@ def main() -> None:
         f"- `this code`: {sides['this code'][0]['code']} at {commit(ROOT)}; `against`: "
         f"PYTHONPATH={args.against} at {commit(args.against)}",
         f"- each side in its own process, {args.runs} run(s) alternated; median and fastest of the runs; "
-        "`prepare` with the default's spec (the PE feature vector), one thread, then two reader threads",
+        f"`prepare` with the spec of the bundled `{args.model}` (each side's own), one thread, then two reader threads",
         "",
         "| code | readers | median s | fastest s | MB/s (fastest) | vectors (sha256 of all) |",
         "|---|---|---|---|---|---|",

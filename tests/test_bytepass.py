@@ -10,7 +10,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fuzz.strategies import fuzz
-from malvision._bytepass import MIN_RUN, count_patterns, histogram, printable_runs
+from malvision._bytepass import (
+    MIN_RUN,
+    count_patterns,
+    histogram,
+    nibble_blocks,
+    nibble_pairs,
+    printable_runs,
+)
 
 _RUN = re.compile(rb"[\x20-\x7e]{%d,}" % MIN_RUN)
 _MARKERS = (b"http://", b"https://", b"C:\\", b".exe", b"cmd.exe", b"This program cannot", b"aa")
@@ -76,6 +83,32 @@ def test_count_patterns_counts_the_matches_that_end_past_skip(data: bytes, skip:
     assert got == want
 
 
+@fuzz(300)
+@given(st.binary(max_size=3000), st.sampled_from([1, 3, 64, 1024]))
+def test_nibble_blocks_count_each_blocks_high_nibbles(data: bytes, block: int) -> None:
+    whole = data[: len(data) // block * block]
+    out = np.full((len(whole) // block, 16), -1, dtype=np.int64)  # overwritten
+    nibble_blocks(whole, block, out)
+    a = np.frombuffer(whole, dtype=np.uint8) >> 4
+    want = [np.bincount(a[i : i + block], minlength=16) for i in range(0, len(a), block)]
+    np.testing.assert_array_equal(out, np.array(want, dtype=np.int64).reshape(-1, 16))
+
+
+@fuzz(300)
+@given(st.binary(max_size=3000), st.lists(st.integers(0, 3000), max_size=6))
+def test_nibble_pairs_count_transitions_wherever_the_stream_is_cut(data: bytes, cuts: list[int]) -> None:
+    cuts = sorted(c for c in cuts if c <= len(data))
+    pairs, last = np.arange(256, dtype=np.int64), -1  # added to, not overwritten
+    for lo, hi in zip([0, *cuts], [*cuts, len(data)], strict=True):
+        last = nibble_pairs(data[lo:hi], pairs, last)
+    a = [b >> 4 for b in data]
+    want = np.arange(256) + np.bincount(
+        [x * 16 + y for x, y in zip(a[:-1], a[1:], strict=True)], minlength=256
+    )
+    np.testing.assert_array_equal(pairs, want)
+    assert last == (a[-1] if a else -1)
+
+
 def test_bad_arguments_are_errors_not_crashes() -> None:
     with pytest.raises(ValueError, match="256"):
         histogram(b"abc", np.zeros(255, dtype=np.int64))
@@ -85,3 +118,11 @@ def test_bad_arguments_are_errors_not_crashes() -> None:
         count_patterns(b"abc", 0, (b"a",))
     with pytest.raises(ValueError, match="64"):
         count_patterns(b"abc", 0, tuple(b"ab" for _ in range(65)))
+    with pytest.raises(ValueError, match="whole blocks"):
+        nibble_blocks(b"abc", 2, np.zeros((1, 16), dtype=np.int64))
+    with pytest.raises(ValueError, match="whole blocks"):
+        nibble_blocks(b"abcd", 2, np.zeros((1, 16), dtype=np.int64))
+    with pytest.raises(ValueError, match="last"):
+        nibble_pairs(b"abc", np.zeros(256, dtype=np.int64), 16)
+    with pytest.raises(ValueError, match="256"):
+        nibble_pairs(b"abc", np.zeros(255, dtype=np.int64), -1)

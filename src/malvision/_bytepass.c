@@ -1,5 +1,5 @@
-/* The feature vector's passes over every byte of a file, in C: byte histograms, printable-ASCII runs
- * and marker counts. Each loop runs with the GIL released, so reader threads overlap. numpy did the
+/* The passes over every byte of a file, in C: byte histograms, printable-ASCII runs and marker counts
+ * (the feature vector), high-nibble counts by block and high-nibble transitions (the histograms input). Each loop runs with the GIL released, so reader threads overlap. numpy did the
  * same with whole-array masks, several passes a chunk; benchmarks/results/bytepass.md has the timings
  * that justified this module. Only bytes are read: nothing here interprets what a file says. */
 #define PY_SSIZE_T_CLEAN
@@ -213,10 +213,92 @@ static PyObject *count_patterns(PyObject *self, PyObject *args) {
     return outl;
 }
 
+PyDoc_STRVAR(nibble_blocks_doc,
+             "nibble_blocks(data, block, out)\n--\n\n"
+             "Count the high nibbles (byte >> 4) of each ``block``-byte block of ``data`` (whole blocks\n"
+             "only) into ``out``, a writable buffer of (len(data) // block) x 16 int64, block by block.");
+
+static PyObject *nibble_blocks(PyObject *self, PyObject *args) {
+    Py_buffer data, out;
+    Py_ssize_t block;
+    if (!PyArg_ParseTuple(args, "y*nw*", &data, &block, &out)) return NULL;
+    if (block < 1 || data.len % block || out.itemsize != (Py_ssize_t)sizeof(int64_t) ||
+        out.len != data.len / block * 16 * (Py_ssize_t)sizeof(int64_t)) {
+        PyBuffer_Release(&data);
+        PyBuffer_Release(&out);
+        PyErr_SetString(PyExc_ValueError, "data must be whole blocks and out hold 16 int64 a block");
+        return NULL;
+    }
+    const unsigned char *s = data.buf;
+    int64_t *dst = out.buf;
+    Py_ssize_t blocks = data.len / block;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t b = 0; b < blocks; b++, s += block, dst += 16) {
+        uint32_t t[4][16]; /* four tables, as in histogram */
+        memset(t, 0, sizeof t);
+        Py_ssize_t i = 0;
+        for (; i + 4 <= block; i += 4) {
+            t[0][s[i] >> 4]++;
+            t[1][s[i + 1] >> 4]++;
+            t[2][s[i + 2] >> 4]++;
+            t[3][s[i + 3] >> 4]++;
+        }
+        for (; i < block; i++) t[0][s[i] >> 4]++;
+        for (int k = 0; k < 16; k++) dst[k] = (int64_t)t[0][k] + t[1][k] + t[2][k] + t[3][k];
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&data);
+    PyBuffer_Release(&out);
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(nibble_pairs_doc,
+             "nibble_pairs(data, pairs, last)\n--\n\n"
+             "Add to ``pairs`` (a writable buffer of 256 int64) how often a byte of high nibble a is followed\n"
+             "by one of high nibble b, at a * 16 + b, in a stream fed in pieces: ``last`` is the high nibble of\n"
+             "the byte before ``data`` (-1: none). Returns the high nibble of its last byte (``last`` if empty).");
+
+static PyObject *nibble_pairs(PyObject *self, PyObject *args) {
+    Py_buffer data, out;
+    int last;
+    if (!PyArg_ParseTuple(args, "y*w*i", &data, &out, &last)) return NULL;
+    if (out.len != 256 * (Py_ssize_t)sizeof(int64_t) || out.itemsize != (Py_ssize_t)sizeof(int64_t) ||
+        last < -1 || last > 15) {
+        PyBuffer_Release(&data);
+        PyBuffer_Release(&out);
+        PyErr_SetString(PyExc_ValueError, "pairs must hold 256 int64 and last be -1 to 15");
+        return NULL;
+    }
+    const unsigned char *s = data.buf;
+    Py_ssize_t n = data.len, i = 1;
+    int64_t *dst = out.buf;
+    if (n) {
+        Py_BEGIN_ALLOW_THREADS
+        uint64_t t[4][256];
+        memset(t, 0, sizeof t);
+        if (last >= 0) t[0][last << 4 | s[0] >> 4]++;
+        for (; i + 4 <= n; i += 4) {
+            t[0][(s[i - 1] & 0xF0) | s[i] >> 4]++;
+            t[1][(s[i] & 0xF0) | s[i + 1] >> 4]++;
+            t[2][(s[i + 1] & 0xF0) | s[i + 2] >> 4]++;
+            t[3][(s[i + 2] & 0xF0) | s[i + 3] >> 4]++;
+        }
+        for (; i < n; i++) t[0][(s[i - 1] & 0xF0) | s[i] >> 4]++;
+        for (int k = 0; k < 256; k++) dst[k] += (int64_t)(t[0][k] + t[1][k] + t[2][k] + t[3][k]);
+        last = s[n - 1] >> 4;
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&data);
+    PyBuffer_Release(&out);
+    return PyLong_FromLong(last);
+}
+
 static PyMethodDef methods[] = {
     {"histogram", histogram, METH_VARARGS, histogram_doc},
     {"printable_runs", printable_runs, METH_VARARGS, printable_runs_doc},
     {"count_patterns", count_patterns, METH_VARARGS, count_patterns_doc},
+    {"nibble_blocks", nibble_blocks, METH_VARARGS, nibble_blocks_doc},
+    {"nibble_pairs", nibble_pairs, METH_VARARGS, nibble_pairs_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -13,7 +13,7 @@ WEIGHTS_DIR = Path(__file__).with_name("weights")
 BUNDLED: dict[str, str] = {
     "default": "pe-features.pt",  # the detector that finds the most unseen families at 0.1% FPR
     "pe-features": "pe-features.pt",
-    "pe-detector": "pe-detector.pt",  # the best byte-level network (an MLP on the byte histograms)
+    "pe-detector": "pe-detector.pt",  # the best byte-level network (an MLP on the file's histograms)
     "big2015-opcodes": "big2015-opcodes.pt",
 }
 DEFAULT_MODEL = "default"

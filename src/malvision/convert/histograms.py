@@ -20,7 +20,8 @@ And the **printable strings** of the whole file, as the PE feature vector counts
 115 of ``convert.contentfeatures``: how many runs of 5 or more printable bytes, how long, their characters'
 distribution, and what they name: URLs, registry keys, paths, command interpreters, ...).
 
-Shares go in as their square roots, which spreads the small ones a network would otherwise not tell
+The passes over every byte (nibble counts by block, transitions) are ``_bytepass``'s, in C. Shares go in as
+their square roots, which spreads the small ones a network would otherwise not tell
 apart. ``Histograms`` is fed the same chunks as every other reader of ``prepare``, in memory bounded by
 one chunk, whatever the file's size; the whole file's byte histogram is the one triage already counts.
 The transitions, the two views of the start and the strings each added to the ranking on the
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from malvision._bytepass import nibble_blocks, nibble_pairs
 from malvision.convert.contentfeatures import CONTENT_NAMES
 from malvision.convert.featurelabels import feature_label
 from malvision.convert.pefeatures import FEATURE_NAMES
@@ -77,7 +79,7 @@ def _root_shares(counts: np.ndarray) -> np.ndarray:
 
 
 class EntropyHistogram:
-    """The byte-entropy histogram of a stream fed in chunks (``update``), then ``vector``."""
+    """The byte-entropy histogram of a stream fed in chunks (``update``), then ``shares``."""
 
     def __init__(self) -> None:
         self.out = np.zeros((_BINS, _BINS), dtype=np.float64)
@@ -102,10 +104,8 @@ class EntropyHistogram:
 
     def _blocks(self, data: np.ndarray) -> None:
         """Whole STEP blocks: their nibble counts, and the windows they close."""
-        nib = data.reshape(-1, STEP) >> 4
-        blocks = len(nib)
-        idx = nib + (np.arange(blocks, dtype=np.int64) * _BINS)[:, None]
-        counts = np.bincount(idx.ravel(), minlength=blocks * _BINS).reshape(blocks, _BINS)
+        counts = np.empty((len(data) // STEP, _BINS), dtype=np.int64)
+        nibble_blocks(data, STEP, counts)
         if self._prev is not None:
             counts = np.concatenate([self._prev, counts])
         self._prev = counts[-1:]
@@ -135,7 +135,7 @@ class Histograms:
         self.whole, self.head = EntropyHistogram(), EntropyHistogram()
         self.pairs = np.zeros(_BINS * _BINS, dtype=np.int64)
         self.header = bytearray()
-        self._last: int | None = None  # the high nibble of the last byte so far
+        self._last = -1  # the high nibble of the last byte so far (-1: none yet)
 
     def update(self, chunk: bytes | bytearray | memoryview) -> None:
         view = memoryview(chunk).cast("B")
@@ -146,11 +146,7 @@ class Histograms:
             self.head.update(view[: HEAD - self.head.n])
         if len(self.header) < HEADER:
             self.header += view[: HEADER - len(self.header)]
-        nib = np.frombuffer(view, dtype=np.uint8) >> 4
-        if self._last is not None:
-            self.pairs[self._last * _BINS + int(nib[0])] += 1
-        self.pairs += np.bincount(nib[:-1].astype(np.intp) * _BINS + nib[1:], minlength=_BINS * _BINS)
-        self._last = int(nib[-1])
+        self._last = nibble_pairs(view, self.pairs, self._last)
 
     def vector(self, hist: np.ndarray, features: np.ndarray) -> np.ndarray:
         """The inputs, given the stream's byte histogram and its PE feature vector (``FeatureTap``'s,

@@ -5,7 +5,7 @@ One pass over a source's chunks gathers its sha256, its byte histogram, its firs
 the PE headers parsed from them (what triage reads), and the model input the ``ConvertSpec`` asks for:
 the area-resized byte plot (``image``; with the entropy plot beside it, ``views``), the first ``max_len`` bytes (``bytes``), the first ``max_len``
 opcode mnemonics as ids (``opcodes``), the PE feature vector (``features``), both in one row (``fused``)
-or the whole file's byte and byte-entropy histograms (``histograms``). Memory follows the
+or the whole file's histograms and strings (``histograms``, ``convert.histograms``). Memory follows the
 model input, not the file: a multi-GB file streams through in ``io.CHUNK`` blocks.
 """
 

@@ -229,7 +229,7 @@ def build_detection_cache(
     max_per_group: int | None = None,
     command: list[str] | None = None,
 ) -> tuple[int, list[tuple[str, str]]]:
-    """Cache the malware-vs-benign PE set as ``kind`` image, bytes or features; returns (written, failures).
+    """Cache the malware-vs-benign PE set as input ``kind`` (any but opcodes); returns (written, failures).
     ``command``: see ``write_cache``."""
     if kind not in ("image", "views", "bytes", "features", "fused", "histograms"):
         raise DatasetError(

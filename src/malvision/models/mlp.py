@@ -1,6 +1,5 @@
 """``mlp``: a multilayer perceptron over a vector a file: the PE structure vector (``features``,
-``convert.pefeatures``) or the whole file's byte and byte-entropy histograms (``histograms``,
-``convert.histograms``).
+``convert.pefeatures``) or a file's histograms and strings (``histograms``, ``convert.histograms``).
 
 The first layer is a BatchNorm without affine weights: it standardises each feature with running
 statistics learnt in training, so raw log-sizes, flags and shares can go in as they are, and the
