@@ -1,6 +1,6 @@
-"""Cold start of ``malvision scan`` on one file: a fresh process, everything included (not in CI).
+"""Cold start of ``malvision scan`` on one file (or a folder): a fresh process, everything included (not in CI).
 
-    .venv/bin/python benchmarks/cold_start.py [FILE] [--runs 9] [--model default] [--against DIR]
+    .venv/bin/python benchmarks/cold_start.py [FILE|FOLDER] [--runs 9] [--model default] [--against DIR]
 
 Runs ``malvision scan FILE --json`` ``--runs`` times (after one warm-up run that fills the page cache)
 and reports the median and spread of the wall time, the load average while it ran, and where the
@@ -81,8 +81,10 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "cold-start.md")
     args = ap.parse_args()
     file = args.file or _default_file()
-    if not file.is_file():
-        raise SystemExit(f"cold_start: no such file: {file}")
+    if not file.exists():
+        raise SystemExit(f"cold_start: no such file or folder: {file}")
+    files = sorted(p for p in file.rglob("*") if p.is_file()) if file.is_dir() else [file]
+    what = f"Folder: `{file.name}`, {len(files):,} files" if file.is_dir() else f"File: `{file.name}`"
     cmd = [str(EXE), "scan", str(file), "--json", "-m", args.model]
     other_env = {**ENV, "PYTHONPATH": str(args.against)} if args.against else None
     for env in (ENV, other_env) if other_env else (ENV,):  # warm-up: page cache, .pyc files
@@ -100,12 +102,12 @@ def main() -> None:
     imports = _imports(file, args.model)
     q = statistics.quantiles(times, n=4)
     lines = [
-        "# Cold start: `malvision scan FILE --json` in a fresh process",
+        f"# Cold start: `malvision scan {'FOLDER' if file.is_dir() else 'FILE'} --json` in a fresh process",
         "",
         f"{dt.date.today()}, {os.cpu_count()} cores ({cpu_model()}), load average {min(loads):.2f} to "
         f"{max(loads):.2f} while it ran. Command: `{command_line()}`.",
         "",
-        f"File: `{file.name}` ({file.stat().st_size:,} bytes), model `{args.model}`. {args.runs} runs after one "
+        f"{what} ({sum(p.stat().st_size for p in files):,} bytes), model `{args.model}`. {args.runs} runs after one "
         f"warm-up: median **{statistics.median(times):.3f} s** (quartiles {q[0]:.3f} to {q[2]:.3f} s, "
         f"min {min(times):.3f} s); CPU time median {statistics.median(cpu):.3f} s."
         + (

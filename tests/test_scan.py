@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -40,11 +41,16 @@ def _records(results: list[Verdict | ScanError]) -> list[tuple]:
 def test_worker_processes_give_what_threads_give(tiny_detector: Path, inputs: list[Path]) -> None:
     threads = _records(list(Scanner(tiny_detector, backend="torch", processes=False).scan(inputs)))
     with Scanner(tiny_detector, backend="torch", processes=True) as scanner:
-        procs = _records(list(scanner.scan(inputs)))
+        first = _records(list(scanner.scan(inputs)))  # on threads until a worker is up
         assert scanner._procs is not None and scanner._procs.usable
+        deadline = time.monotonic() + 60
+        while not scanner._procs.ready and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert scanner._procs.ready
+        procs = _records(list(scanner.scan(inputs)))  # every file on disk in the workers now
         again = _records(list(scanner.scan(inputs[:1])))  # the same workers, kept for the next scan
     assert scanner._procs is None
-    assert procs == threads
+    assert first == procs == threads
     assert again == [r for r in threads if r[0] != "error" and r[0].startswith(str(inputs[0]))]
     assert len(threads) >= 30
     assert any(r[0] == "error" and "no such file" in r[2] for r in threads)
@@ -78,7 +84,7 @@ def test_a_broken_process_pool_falls_back_to_threads(
     """A worker killed mid-run (say by the OOM killer) costs speed, not files."""
 
     class Broken:
-        usable = True
+        usable = ready = True
 
         def __init__(self, preparer: scan_mod.Preparer, n: int) -> None:
             self.calls = 0

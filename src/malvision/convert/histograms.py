@@ -35,7 +35,6 @@ import numpy as np
 
 from malvision._bytepass import nibble_blocks, nibble_pairs
 from malvision.convert.contentfeatures import CONTENT_NAMES
-from malvision.convert.featurelabels import feature_label
 from malvision.convert.pefeatures import FEATURE_NAMES
 
 __all__ = [
@@ -168,6 +167,8 @@ class Histograms:
 def histogram_label(name: str) -> tuple[str, str]:
     """The analyst's name and description of input ``name`` (one of ``HISTOGRAM_NAMES``)."""
     if name in STRING_NAMES:
+        from malvision.convert.featurelabels import feature_label  # analysts' names, for explain only
+
         return feature_label(name)
     if name == "log2_size":
         return "file size", "the file's size in bytes, log2"

@@ -17,7 +17,6 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from malvision.convert.histograms import Histograms
 from malvision.convert.image import EntropyPlot, iter_plot_rows, plot_shape, resize_rows
 from malvision.convert.opcodes import OpcodeReader
 from malvision.convert.pefeatures import FeatureTap
@@ -89,7 +88,7 @@ def prepare(
         "bytes": lambda: _Prefix(spec.max_len),
         "opcodes": lambda: OpcodeReader(spec.max_len),
         "views": lambda: EntropyPlot(src.size, spec.image_size),
-        "histograms": Histograms,
+        "histograms": _histograms,
     }
     reader = side[spec.kind]() if spec.kind in side else None
 
@@ -127,6 +126,13 @@ def prepare(
             not_a_sample = isinstance(e, NotASampleError)
     head = bytes(tap.head)
     return Prepared(src.name, src.sha256, src.size, head, tap.hist, tap.headers, x, problem, not_a_sample)
+
+
+def _histograms() -> Any:
+    """A ``convert.histograms.Histograms``, imported when a model reads them (not in every scan's start)."""
+    from malvision.convert.histograms import Histograms
+
+    return Histograms()
 
 
 def _plot(

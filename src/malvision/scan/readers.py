@@ -93,6 +93,11 @@ def _start_worker(preparer: Preparer, stop: Stop) -> None:
     _worker = (preparer, stop)
 
 
+def _up() -> bool:
+    """A task that tells the parent a worker has started (its initializer has run)."""
+    return True
+
+
 def _prepare_in_worker(name: str, opener: Opener) -> Judged:
     assert _worker is not None, "not a scan worker process"
     preparer, stop = _worker
@@ -102,7 +107,9 @@ def _prepare_in_worker(name: str, opener: Opener) -> Judged:
 class ProcessReaders:
     """Worker processes that open and prepare files on disk, free of this process's GIL.
 
-    Started with ``spawn``: forking a parent that runs threads (ours, torch's) is not safe.
+    Started with ``spawn``: forking a parent that runs threads (ours, torch's) is not safe. A worker takes
+    a few tenths of a second to import what it needs, so ``ready`` says when the first is up: until then
+    the scanner goes on reading on its threads.
     """
 
     def __init__(self, preparer: Preparer, n: int) -> None:
@@ -115,6 +122,18 @@ class ProcessReaders:
             n, mp_context=ctx, initializer=_start_worker, initargs=(preparer, self.stop)
         )
         self.usable = True
+        # one task a worker: the pool starts a process for each task it has no idle worker for
+        self._up = [self.pool.submit(_up) for _ in range(n)]
+
+    @property
+    def started(self) -> int:
+        """How many workers are up (a pool that broke while starting counts as up: ``submit`` says so)."""
+        return sum(f.done() for f in self._up)
+
+    @property
+    def ready(self) -> bool:
+        """Whether a worker is up."""
+        return self.started > 0
 
     def submit(self, name: str, opener: Opener) -> Future[Judged] | None:
         """A future for the file, or None when the pool has broken (the caller reads it on a thread)."""

@@ -282,7 +282,11 @@ class Scanner:
                         and (self.processes or (self.processes is None and files > PROCESS_AFTER))
                     ):
                         procs = self._procs = ProcessReaders(self.preparer, self.workers)
-                    fut = procs.submit(name, opener) if procs and isinstance(opener, FileOpener) else None
+                    fut = (
+                        procs.submit(name, opener)
+                        if procs and procs.ready and isinstance(opener, FileOpener)
+                        else None
+                    )
                     if fut is None:
                         fut = pool.submit(self.preparer.open_and_prepare, name, opener, stop)
                     pending.append((name, opener, fut))
