@@ -115,7 +115,9 @@ def main() -> None:
             f"(min {min(others):.3f} s), CPU time median {statistics.median(other_cpu):.3f} s."
             if others
             else ""
-        ),
+        )
+        + " CPU time counts the command and the processes it waits for: reader processes forked by"
+        " multiprocessing's forkserver are the server's, which no one waits for, so it leaves theirs out.",
         "",
         f"Imports of one run, self time summed by package ({sum(imports.values()):.0f} ms in all, "
         "`python -X importtime`; the figures include the tool's overhead):",

@@ -1,5 +1,16 @@
-"""``python -m malvision``: the same as the ``malvision`` command."""
+"""``python -m malvision`` and the ``malvision`` command.
 
-from malvision.cli import main
+``main`` imports the command line only when called: a scan's worker processes import the script that
+started their parent, and Typer is no use to them.
+"""
 
-main()
+
+def main() -> None:
+    """Run the ``malvision`` command."""
+    from malvision.cli import main as run
+
+    run()
+
+
+if __name__ == "__main__":
+    main()

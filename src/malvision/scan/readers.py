@@ -1,5 +1,5 @@
 """Reading files for a scan: bytes to model input and triage (``Preparer``), on threads or in worker
-processes started with ``spawn`` (``ProcessReaders``)."""
+processes forked from a fresh server process (``ProcessReaders``)."""
 
 from __future__ import annotations
 
@@ -107,16 +107,18 @@ def _prepare_in_worker(name: str, opener: Opener) -> Judged:
 class ProcessReaders:
     """Worker processes that open and prepare files on disk, free of this process's GIL.
 
-    Started with ``spawn``: forking a parent that runs threads (ours, torch's) is not safe. A worker takes
-    a few tenths of a second to import what it needs, so ``ready`` says when the first is up: until then
-    the scanner goes on reading on its threads.
+    Started with ``forkserver``: forking a parent that runs threads (ours, torch's) is not safe, but
+    forking multiprocessing's server, a fresh process that has imported this module once, is (``spawn``
+    had every worker import numpy and ours again). The first start waits for that server, a few tenths of
+    a second, and ``ready`` says when the first worker is up: until then the scanner reads on its threads.
     """
 
     def __init__(self, preparer: Preparer, n: int) -> None:
         import multiprocessing  # here: a scan on threads never pays for importing it
         from concurrent.futures import ProcessPoolExecutor
 
-        ctx = multiprocessing.get_context("spawn")
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload([__name__, "threadpoolctl"])  # once, before the server starts
         self.stop = ctx.Event()
         self.pool = ProcessPoolExecutor(
             n, mp_context=ctx, initializer=_start_worker, initargs=(preparer, self.stop)

@@ -77,8 +77,8 @@ class Scanner:
         workers: threads (or processes) that read and convert files while the model scores batches.
         processes: read and convert files on disk in ``workers`` processes instead of threads, which
             the GIL does not serialise: ``True`` always, ``None`` (auto) once a run has passed
-            ``PROCESS_AFTER`` files, ``False`` never. Processes start with ``spawn``, which imports
-            the calling script again: in your own script, keep the scan under
+            ``PROCESS_AFTER`` files, ``False`` never. Processes start with ``forkserver``, and each
+            imports the calling script again: in your own script, keep the scan under
             ``if __name__ == "__main__":`` (as for any multiprocessing). The processes stay up for
             later scans until ``close()`` (or the end of a ``with Scanner(...)`` block). Stdin and
             zip entries are always read on threads in this process.
