@@ -1,17 +1,20 @@
 /* The passes over every byte of a file, in C: byte histograms, printable-ASCII runs and marker counts
  * (the feature vector), high-nibble counts by block and high-nibble transitions (the histograms input). Each loop runs with the GIL released, so reader threads overlap. numpy did the
  * same with whole-array masks, several passes a chunk; benchmarks/results/bytepass.md has the timings
- * that justified this module. Only bytes are read: nothing here interprets what a file says. */
+ * that justified this module, bytepass-printable.md those of the printable runs as bit masks (twice as
+ * fast as byte masks). Only bytes are read: nothing here interprets what a file says. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #define MIN_RUN 5 /* a printable run counts from this many bytes (``strings``' default) */
-#define BLOCK 8192 /* bytes whose masks are made at a time */
 
-/* W and C below spell out MIN_RUN terms */
-_Static_assert(MIN_RUN == 5, "W and C are written for runs of 5");
+/* windows() and C below spell out MIN_RUN terms */
+_Static_assert(MIN_RUN == 5, "windows() and C are written for runs of 5");
 
 static int printable(unsigned char c) { return (unsigned char)(c - 0x20) < 0x7F - 0x20; }
 
@@ -56,6 +59,55 @@ PyDoc_STRVAR(printable_runs_doc,
              "yet taken. Returns (text, new_runs, run, pending): the run's bytes are taken once it\n"
              "reaches 5, so a run open at the end of a file has no bytes left over.");
 
+/* Bit i: whether p[i] is printable, for the first n (at most 64) bytes; 0 past them. */
+static inline uint64_t printable_mask(const unsigned char *p, size_t n) {
+    uint64_t m = 0;
+#if defined(__SSE2__)
+    if (n == 64) { /* as signed chars, printable is 0x1f < c < 0x7f */
+        const __m128i above = _mm_set1_epi8(0x1F), below = _mm_set1_epi8(0x7F);
+        for (int j = 0; j < 4; j++) {
+            __m128i v = _mm_loadu_si128((const __m128i *)(p + 16 * j));
+            __m128i ok = _mm_and_si128(_mm_cmpgt_epi8(v, above), _mm_cmplt_epi8(v, below));
+            m |= (uint64_t)(uint16_t)_mm_movemask_epi8(ok) << (16 * j);
+        }
+        return m;
+    }
+#endif
+    for (size_t i = 0; i < n; i++) m |= (uint64_t)printable(p[i]) << i;
+    return m;
+}
+
+/* Bits of x moved s places towards bit 0, the next word's low bits filling the top (0 < s < 64). */
+static inline uint64_t ahead(uint64_t x, uint64_t next, int s) { return (x >> s) | (next << (64 - s)); }
+
+/* Bits of x moved s places towards bit 63, the previous word's top bits filling the bottom. */
+static inline uint64_t behind(uint64_t x, uint64_t prev, int s) { return (x << s) | (prev >> (64 - s)); }
+
+/* Bit i: whether the MIN_RUN bytes from byte i of word x (next following it) are all printable. */
+static inline uint64_t windows(uint64_t x, uint64_t next) {
+    return x & ahead(x, next, 1) & ahead(x, next, 2) & ahead(x, next, 3) & ahead(x, next, 4);
+}
+
+static inline int low_zeros(uint64_t x) { /* x != 0 */
+#if defined(__GNUC__)
+    return __builtin_ctzll(x);
+#else
+    int k = 0;
+    while (!(x & 1)) x >>= 1, k++;
+    return k;
+#endif
+}
+
+static inline int ones(uint64_t x) {
+#if defined(__GNUC__)
+    return __builtin_popcountll(x);
+#else
+    int k = 0;
+    for (; x; x &= x - 1) k++;
+    return k;
+#endif
+}
+
 static PyObject *printable_runs(PyObject *self, PyObject *args) {
     Py_buffer data;
     const char *pend_in;
@@ -71,77 +123,72 @@ static PyObject *printable_runs(PyObject *self, PyObject *args) {
         PyBuffer_Release(&data);
         return Py_BuildValue("(y#nny#)", "", (Py_ssize_t)0, (Py_ssize_t)0, run, pend_in, npend);
     }
-    /* The open run goes first: its pending bytes, or MIN_RUN - 1 stand-in bytes for a run already taken
-     * (its next bytes are taken however few they are; the stand-ins are not). */
-    size_t pre = run == MIN_RUN ? MIN_RUN - 1 : (size_t)run, total = pre + n, from = run == MIN_RUN ? pre : 0;
-    unsigned char *buf = PyMem_RawMalloc(total ? total : 1);
-    PyObject *text = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)total);
-    if (buf == NULL || text == NULL) {
-        PyMem_RawFree(buf);
-        Py_XDECREF(text);
+    /* The open run sits before the data as `pre` printable bytes: its pending bytes, or MIN_RUN - 1
+     * stand-ins for a run already taken (its next bytes are taken however few they are). */
+    size_t pre = run == MIN_RUN ? MIN_RUN - 1 : (size_t)run;
+    PyObject *text = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(pre + n));
+    if (text == NULL) {
         PyBuffer_Release(&data);
-        return PyErr_NoMemory();
+        return NULL;
     }
-    if (run == MIN_RUN)
-        memset(buf, 'A', pre);
-    else
-        memcpy(buf, pend_in, pre);
-    memcpy(buf + pre, data.buf, n);
-    PyBuffer_Release(&data);
+    const unsigned char *s = data.buf;
     unsigned char *o = (unsigned char *)PyBytes_AS_STRING(text);
     size_t k = 0, runs = 0, tail = 0;
     Py_BEGIN_ALLOW_THREADS
-    /* By blocks, in cache, with loops a compiler vectorizes: P, whether a byte is printable; W, whether
-     * the MIN_RUN bytes from it all are; C, whether some such window covers it: the bytes of the runs.
-     * Then they are taken in order (o[k] written always, k moved by C: no branch to mispredict). */
-    unsigned char P[BLOCK + 2 * (MIN_RUN - 1)], W[BLOCK + MIN_RUN - 1], C[BLOCK];
-    size_t prev = 0;
-    for (size_t b0 = 0; b0 < total; b0 += BLOCK) {
-        size_t len = total - b0 < BLOCK ? total - b0 : BLOCK;
-        /* P[t] is byte b0 - 4 + t, 0 outside the buffer */
-        memset(P, 0, sizeof P);
-        size_t lo = b0 >= MIN_RUN - 1 ? 0 : MIN_RUN - 1 - b0;
-        size_t hi = len + 2 * (MIN_RUN - 1);
-        if (b0 + hi - (MIN_RUN - 1) > total) hi = total - b0 + MIN_RUN - 1;
-        for (size_t t = lo; t < hi; t++) P[t] = printable(buf[b0 + t - (MIN_RUN - 1)]);
-        for (size_t t = 0; t < len + MIN_RUN - 1; t++) W[t] = P[t] & P[t + 1] & P[t + 2] & P[t + 3] & P[t + 4];
-        unsigned char any = 0;
-        for (size_t u = 0; u < len; u++) {
-            C[u] = W[u] | W[u + 1] | W[u + 2] | W[u + 3] | W[u + 4];
-            any |= C[u];
-        }
-        if (!any) { /* most blocks of code and data hold no run */
-            prev = 0;
+    /* 64 bytes a word, one bit a byte: P whether it is printable, W whether the MIN_RUN bytes from it
+     * all are, C whether some such window covers it (the bytes of the runs). A word's W needs the next
+     * word's P, its C the previous word's W. */
+    size_t words = (n + 63) / 64;
+    uint64_t p = printable_mask(s, n < 64 ? n : 64);
+    uint64_t before = pre ? ~0ULL << (64 - pre) : 0; /* the open run, at the top of the word before */
+    uint64_t wprev = windows(before, p), cprev = 0;
+    if (run == MIN_RUN)
+        cprev = 1ULL << 63; /* taken already: its next bytes continue it, they start no run */
+    else if (pre && (wprev >> (64 - pre)) & 1) { /* the pending bytes now reach MIN_RUN: take them */
+        memcpy(o, pend_in, pre);
+        k = pre;
+        runs = 1;
+        cprev = 1ULL << 63;
+    }
+    for (size_t w = 0; w < words; w++) {
+        size_t at = 64 * w, rest = n - at - (n - at < 64 ? n - at : 64);
+        uint64_t next = rest ? printable_mask(s + at + 64, rest < 64 ? rest : 64) : 0;
+        uint64_t win = windows(p, next);
+        uint64_t c = win | behind(win, wprev, 1) | behind(win, wprev, 2) | behind(win, wprev, 3)
+                     | behind(win, wprev, 4);
+        runs += (size_t)ones(c & ~behind(c, cprev, 1)); /* a run starts where a taken byte follows none */
+        cprev = c;
+        wprev = win;
+        p = next;
+        if (c == ~0ULL) {
+            memcpy(o + k, s + at, 64);
+            k += 64;
             continue;
         }
-        for (size_t u = 0; u < len;) {
-            uint64_t eight = 0;
-            if (u + 8 <= len && b0 + u >= from) memcpy(&eight, C + u, 8);
-            if (u + 8 <= len && b0 + u >= from && (eight == 0 || eight == 0x0101010101010101ULL)) {
-                /* eight bytes none or all of which are taken, as most are */
-                if (eight) {
-                    memcpy(o + k, buf + b0 + u, 8);
-                    k += 8;
-                    runs += prev ^ 1;
-                }
-                prev = eight != 0;
-                u += 8;
-                continue;
-            }
-            size_t i = b0 + u, c = C[u], take = c & (i >= from);
-            o[k] = buf[i];
-            k += take;
-            runs += take & (prev ^ 1);
-            prev = c;
-            u++;
+        while (c) { /* each stretch of taken bytes in the word */
+            int b = low_zeros(c), len = low_zeros(~(c >> b));
+            memcpy(o + k, s + at + b, (size_t)len);
+            k += (size_t)len;
+            c = b + len >= 64 ? 0 : c & (~0ULL << (b + len));
         }
     }
-    while (tail < total && tail < MIN_RUN && printable(buf[total - 1 - tail])) tail++;
+    while (tail < n && tail < MIN_RUN && printable(s[n - 1 - tail])) tail++;
+    if (tail == n) tail = tail + pre < MIN_RUN ? tail + pre : MIN_RUN; /* all printable: the run before goes on */
     Py_END_ALLOW_THREADS
     /* a run shorter than MIN_RUN at the end is pending; a longer one was taken */
-    PyObject *pending = PyBytes_FromStringAndSize((const char *)buf + total - (tail < MIN_RUN ? tail : 0),
-                                                  (Py_ssize_t)(tail < MIN_RUN ? tail : 0));
-    PyMem_RawFree(buf);
+    PyObject *pending;
+    if (tail >= MIN_RUN)
+        pending = PyBytes_FromStringAndSize("", 0);
+    else if (tail <= n)
+        pending = PyBytes_FromStringAndSize((const char *)s + n - tail, (Py_ssize_t)tail);
+    else { /* the pending bytes before, and all of these */
+        pending = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)tail);
+        if (pending != NULL) {
+            memcpy(PyBytes_AS_STRING(pending), pend_in, pre);
+            memcpy(PyBytes_AS_STRING(pending) + pre, s, n);
+        }
+    }
+    PyBuffer_Release(&data);
     if (pending == NULL) {
         Py_DECREF(text);
         return NULL;
