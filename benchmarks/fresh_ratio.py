@@ -75,7 +75,7 @@ def main() -> None:
         "|---|---|---|---|",
         *(
             f"| {i + 1} | {o:.3f} | {p:.3f} | {r:.1f}x |"
-            for i, (o, p, r) in enumerate(zip(ours, peer, ratios))
+            for i, (o, p, r) in enumerate(zip(ours, peer, ratios, strict=True))
         ),
         "",
         f"**Median ratio {med:.1f}x** (range {min(ratios):.1f}x to {max(ratios):.1f}x over {args.pairs} pairs; "
