@@ -107,18 +107,22 @@ def _prepare_in_worker(name: str, opener: Opener) -> Judged:
 class ProcessReaders:
     """Worker processes that open and prepare files on disk, free of this process's GIL.
 
-    Started with ``forkserver``: forking a parent that runs threads (ours, torch's) is not safe, but
-    forking multiprocessing's server, a fresh process that has imported this module once, is (``spawn``
-    had every worker import numpy and ours again). The first start waits for that server, a few tenths of
-    a second, and ``ready`` says when the first worker is up: until then the scanner reads on its threads.
+    Started with ``forkserver`` (``spawn`` where there is none, which has every worker import numpy and
+    ours): forking a parent that runs threads (ours, torch's) is not safe, but forking multiprocessing's
+    server, a fresh process that has imported this module once, is. The first start waits for that
+    server, a few tenths of a second, and ``ready`` says when the first worker is up: until then the
+    scanner reads on its threads.
     """
 
     def __init__(self, preparer: Preparer, n: int) -> None:
         import multiprocessing  # here: a scan on threads never pays for importing it
         from concurrent.futures import ProcessPoolExecutor
 
-        ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload([__name__, "threadpoolctl"])  # once, before the server starts
+        if "forkserver" in multiprocessing.get_all_start_methods():
+            ctx = multiprocessing.get_context("forkserver")
+            ctx.set_forkserver_preload([__name__, "threadpoolctl"])  # once, before the server starts
+        else:  # Windows
+            ctx = multiprocessing.get_context("spawn")
         self.stop = ctx.Event()
         self.pool = ProcessPoolExecutor(
             n, mp_context=ctx, initializer=_start_worker, initargs=(preparer, self.stop)
