@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
@@ -125,3 +127,14 @@ def test_scan_command_reads_on_processes_once_a_scan_is_long_unless_told(
         ["scan", "--model", tiny_detector, "--backend", "torch", "--json", *flag, inputs[0]], capsys
     )
     assert got == [want] and run.code in (0, 1)
+
+
+def test_the_command_script_imports_no_command_line_until_run() -> None:
+    """A worker process imports the script that started its parent: the ``malvision`` script's module
+    must not bring Typer and the commands with it."""
+    code = (
+        "import sys, malvision.__main__; "
+        "print(sorted(m for m in sys.modules if m.startswith(('malvision.cli', 'typer'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
