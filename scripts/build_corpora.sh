@@ -28,13 +28,15 @@
 #                                        found after the bulk set, none of its or the held-out set's files
 #   ~/.cache/malvision/benign-github-heldout2  846 files of 111 more projects, never trained on: a second 0.2 GB, seconds
 #                                        test on programs (benign_github_heldout2.csv), no trained project or file name
+#   ~/.cache/malvision/benign-github6    1,333 files of 313 more projects (benign_github6.csv),  0.5 GB, seconds
+#                                        found after the second held-out set, none of its projects or file names
 #
 # Downloads peak above the kept sizes (each script keeps its archives in <corpus>/work; npm's own cache
 # grows by about 0.6 GB): plan for 20 GB free (10 GB before heldout, calib and win32), and 40 GB more for
 # benign-bulk (13 GB of downloads beside its 21 GB; delete $C/benign-bulk/work/{wheels,npm} once it is built). SOURCES is the
 # folder holding the fetched collections of ../shared/data/malware_v2_manifest.csv (`owner+repo/repo`
 # snapshots or `git clone`s) and of the benign repositories scripts/benign_github*.csv name (`tail -qn+2
-# scripts/benign_github*.csv | cut -d, -f3 | sort -u`: 742 of them); it is needed only while malware_v2 or a
+# scripts/benign_github*.csv | cut -d, -f3 | sort -u`: 1,044 of them); it is needed only while malware_v2 or a
 # benign-github set is missing. MALVISION_CACHE moves everything (default ~/.cache/malvision).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -109,4 +111,7 @@ github_set benign-github5
 # a second held-out set of programs, never trained on (domain software and less common toolchains): after every
 # set above, so it holds none of their files; a later training set must leave out its files and projects
 github_set benign-github-heldout2
+# the sixth GitHub set (2026-12-03: assembly, VB6/Delphi/BASIC, C/C++ hobby programs, utilities and plugins), found
+# after the second held-out set: it leaves out the files, projects and file names of both held-out sets
+github_set benign-github6
 say "corpora ready in $C; next: .venv/bin/malvision reproduce default"
