@@ -80,8 +80,12 @@ build pe-bytes16k-v13 --kind bytes --max-len 16384 --benign "$C/benign-win32" --
 build pe-hist-v13 --kind histograms --benign "$C/benign-win32" --benign "$C/benign-github" \
     --benign "$C/benign-github2" --benign "$C/benign-github3" --benign "$C/benign-github4" --benign "$C/benign-bulk" \
     --benign "$C/benign-github5"
-# 2026-12-03: the sixth GitHub set (benign-github6) on top of pe-features-v13's files: pe-features-v14.
+# 2026-12-03: the sixth GitHub set (benign-github6) on top of pe-features-v13's files: pe-features-v14, and their
+# histograms (pe-hist-v14).
 build pe-features-v14 --kind features --benign "$C/benign-win32" --benign "$C/benign-github" \
+    --benign "$C/benign-github2" --benign "$C/benign-github3" --benign "$C/benign-github4" --benign "$C/benign-bulk" \
+    --benign "$C/benign-github5" --benign "$C/benign-github6"
+build pe-hist-v14 --kind histograms --benign "$C/benign-win32" --benign "$C/benign-github" \
     --benign "$C/benign-github2" --benign "$C/benign-github3" --benign "$C/benign-github4" --benign "$C/benign-bulk" \
     --benign "$C/benign-github5" --benign "$C/benign-github6"
 [ -f "$C/caches/pe-bytes1m-gh/meta.json" ] || $MV data build --kind bytes --max-len 1048576 --benign "$C/benign" \
