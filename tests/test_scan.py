@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
@@ -138,3 +139,16 @@ def test_the_command_script_imports_no_command_line_until_run() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_an_interrupt_waits_until_the_workers_are_started() -> None:
+    """Ctrl-C while the reader processes start is raised once the block that starts them has ended."""
+    done: list[int] = []
+    handler = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt), scan_mod.signals_held():
+        for i in range(2):
+            if i == 0:
+                signal.raise_signal(signal.SIGINT)
+            done.append(i)
+    assert done == [0, 1]
+    assert signal.getsignal(signal.SIGINT) is handler  # put back

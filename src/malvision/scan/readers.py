@@ -4,7 +4,10 @@ processes forked from a fresh server process (``ProcessReaders``)."""
 from __future__ import annotations
 
 import signal
+import threading
+from collections.abc import Iterator
 from concurrent.futures import BrokenExecutor, Future
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,7 +20,7 @@ from malvision.io import DEFAULT_MAX_SIZE, Source
 from malvision.sources import Opener
 from malvision.triage import byte_stats, triage
 
-__all__ = ["EMPTY_SHA256", "MAX_UNKNOWN_TOKENS", "Judged", "Preparer", "ProcessReaders"]
+__all__ = ["EMPTY_SHA256", "MAX_UNKNOWN_TOKENS", "Judged", "Preparer", "ProcessReaders", "signals_held"]
 
 MAX_UNKNOWN_TOKENS = 0.5  # opcode input with more unknown mnemonics than this is not what the model read
 EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
@@ -104,6 +107,28 @@ def _prepare_in_worker(name: str, opener: Opener) -> Judged:
     return preparer.open_and_prepare(name, opener, stop)
 
 
+@contextmanager
+def signals_held() -> Iterator[None]:
+    """Ctrl-C and SIGTERM that arrive within the block are raised as it ends (in the main thread, which
+    signals reach; elsewhere the block runs as it is). Around the start of ``ProcessReaders``: cut off
+    half-way, a pool loses track of a worker, which then waits forever or fails to find the stop flag
+    once its parent has left."""
+    held: list[int] = []
+    main = threading.current_thread() is threading.main_thread()
+    before = (
+        {s: signal.signal(s, lambda n, _: held.append(n)) for s in (signal.SIGINT, signal.SIGTERM)}
+        if main
+        else {}
+    )
+    try:
+        yield
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, signal.SIG_DFL if handler is None else handler)  # None: set outside Python
+        for s in held:
+            signal.raise_signal(s)
+
+
 class ProcessReaders:
     """Worker processes that open and prepare files on disk, free of this process's GIL.
 
@@ -111,7 +136,7 @@ class ProcessReaders:
     ours): forking a parent that runs threads (ours, torch's) is not safe, but forking multiprocessing's
     server, a fresh process that has imported this module once, is. The first start waits for that
     server, a few tenths of a second, and ``ready`` says when the first worker is up: until then the
-    scanner reads on its threads.
+    scanner reads on its threads. Make one under ``signals_held``.
     """
 
     def __init__(self, preparer: Preparer, n: int) -> None:

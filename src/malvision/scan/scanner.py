@@ -27,7 +27,7 @@ from malvision.convert.spec import ConvertSpec
 from malvision.errors import CheckpointError, MalvisionError
 from malvision.export import OnnxModel, TreeArrays, onnx_report, sidecar, tree_arrays
 from malvision.io import DEFAULT_MAX_SIZE, MemorySource, Source
-from malvision.scan.readers import EMPTY_SHA256, Judged, Preparer, ProcessReaders
+from malvision.scan.readers import EMPTY_SHA256, Judged, Preparer, ProcessReaders, signals_held
 from malvision.scan.verdict import ScanError, Verdict, band_of
 from malvision.sources import FileOpener, Opener, iter_sources
 
@@ -281,7 +281,8 @@ class Scanner:
                         and isinstance(opener, FileOpener)
                         and (self.processes or (self.processes is None and files > PROCESS_AFTER))
                     ):
-                        procs = self._procs = ProcessReaders(self.preparer, self.workers)
+                        with signals_held():  # raised once the pool is started and held here
+                            procs = self._procs = ProcessReaders(self.preparer, self.workers)
                     fut = (
                         procs.submit(name, opener)
                         if procs and procs.ready and isinstance(opener, FileOpener)
