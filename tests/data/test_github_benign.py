@@ -143,3 +143,51 @@ def test_committed_manifests_pin_each_file_once_and_keep_the_heldout_set_apart()
     for key in ("project", "repo"):
         shared = {r[key] for r in heldout} & {r[key] for r in trained}
         assert not shared, (key, shared)
+
+
+PROPOSE = SCRIPT.with_name("propose_github_rows.py")
+
+
+@pytest.mark.skipif(len(LAUNCHERS) < 2, reason="pip's distlib launchers (real PE files) are not installed")
+def test_proposed_rows_are_the_pe_files_at_head_and_build_a_corpus(tmp_path: Path) -> None:
+    repo = tmp_path / "src" / "acme+tools"
+    (repo / "bin" / "deep").mkdir(parents=True)
+    a, b = LAUNCHERS[0].read_bytes(), LAUNCHERS[1].read_bytes()
+    _git(repo, "init", "-q")
+    (repo / "bin" / "deep" / "b.exe").write_bytes(b)
+    (repo / "bin" / "a.exe").write_bytes(a)
+    (repo / "bin" / "copy-of-a.dll").write_bytes(a)  # one row a file
+    (repo / "bin" / "fake.exe").write_bytes(b"MZ" + bytes(200))  # no PE header
+    (repo / "readme.txt").write_text("not a PE file" * 10)
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-q", "-m", "binaries")
+    commit = _git(repo, "rev-parse", "HEAD")
+
+    def propose(*extra: str) -> list[list[str]]:
+        done = subprocess.run(
+            [sys.executable, PROPOSE, "--sources", tmp_path / "src", "acme/tools", "acme", "release", *extra],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        return list(csv.reader(done.stdout.splitlines()))
+
+    got = propose()
+    sha = lambda data: hashlib.sha256(data).hexdigest()  # noqa: E731
+    assert got == [  # shallowest first; the copy and the non-PE files left out
+        [sha(a), str(len(a)), "acme/tools", commit, "bin/a.exe", "acme", "release"],
+        [sha(b), str(len(b)), "acme/tools", commit, "bin/deep/b.exe", "acme", "release"],
+    ]
+    assert len(propose("--max", "1")) == 1
+    manifest = tmp_path / "m.csv"
+    with open(manifest, "w", newline="") as f:
+        csv.writer(f).writerows(
+            [("sha256", "size", "repo", "commit", "path_in_repo", "project", "why"), *got]
+        )
+    done = _run("--sources", tmp_path / "src", "--manifest", manifest, "--out", tmp_path / "out")
+    assert done.returncode == 0, done.stderr
+    assert {r["sha256"] for r in _rows(tmp_path / "out" / "manifest.csv")} == {sha(a), sha(b)}
+    missing = subprocess.run(
+        [sys.executable, PROPOSE, "--sources", tmp_path / "src", "acme/absent", "x", "y"],
+        capture_output=True,
+        text=True,
+    )
+    assert missing.returncode == 1 and missing.stderr.count("\n") == 1 and "acme/absent" in missing.stderr
