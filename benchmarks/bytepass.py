@@ -24,13 +24,13 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from _corpus import BENIGN_PE
 from _machine import command_line, cpu_model, write_report  # benchmarks/ is on sys.path when a script runs
 from _scan_inputs import pick_benign, warm
 
 from malvision.io import human_size
 
 ROOT = Path(__file__).resolve().parent.parent
-BENIGN = Path.home() / ".cache" / "malvision" / "benign" / "pe"
 
 # One side's measurement, in a fresh interpreter whose PYTHONPATH picks the code.
 CHILD = """
@@ -89,7 +89,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--limit", type=int, default=400)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--files", type=Path, default=BENIGN)
+    ap.add_argument("--files", type=Path, default=BENIGN_PE)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "bytepass.md")
     args = ap.parse_args()
     paths, n_total = pick_benign(args.files, args.limit, args.seed)

@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+from _corpus import BENIGN_PE
 from _machine import command_line, cpu_model, write_report  # benchmarks/ is on sys.path when a script runs
 
 from malvision.convert import ConvertSpec, model_input
@@ -34,7 +35,6 @@ from malvision.io import CHUNK, atomic_writer, human_size, open_source
 from malvision.triage import byte_histogram
 
 ROOT = Path(__file__).resolve().parent.parent
-PE_DIR = Path.home() / ".cache" / "malvision" / "benign" / "pe"
 GOAL_MBS = 200.0
 GOAL_RSS_MB = 300.0
 MB = 1e6  # throughput in 10^6 bytes per second; sizes in KiB/MiB/GiB
@@ -86,8 +86,8 @@ def best_time(fn: Callable[[], object], repeat: int) -> float:
 
 def pick_input(tmp: Path, min_size: int) -> tuple[Path, str]:
     """The largest benign PE if the corpus is there, else a generated random file."""
-    if PE_DIR.is_dir():
-        files = sorted((p for p in PE_DIR.iterdir() if p.is_file()), key=lambda p: p.stat().st_size)
+    if BENIGN_PE.is_dir():
+        files = sorted((p for p in BENIGN_PE.iterdir() if p.is_file()), key=lambda p: p.stat().st_size)
         if files and files[-1].stat().st_size >= min_size:
             return files[-1], f"benign PE `{files[-1].name[:12]}…`"
     path = tmp / "random.bin"

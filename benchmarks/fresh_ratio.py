@@ -20,6 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from _corpus import BENIGN_PE
 from _machine import command_line, cpu_model, write_report  # benchmarks/ is on sys.path when a script runs
 from _scan_common import GOAL_RATIO, MALVISION, PEER_PYTHON, loadavg
 from _scan_inputs import pick_benign, warm
@@ -27,7 +28,6 @@ from _scan_measure import run_cli
 from _scan_peer import peer_driver, peer_python
 
 ROOT = Path(__file__).resolve().parent.parent
-PE_DIR = Path.home() / ".cache" / "malvision" / "benign" / "pe"
 
 
 def main() -> None:
@@ -36,7 +36,7 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=400)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--model", default="default")
-    ap.add_argument("--files", type=Path, default=PE_DIR)
+    ap.add_argument("--files", type=Path, default=BENIGN_PE)
     ap.add_argument("--malvizv1-python", type=Path, default=None, help=f"default {PEER_PYTHON}")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "fresh-ratio.md")
     args = ap.parse_args()

@@ -23,6 +23,7 @@ from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
+from _corpus import CACHE
 from _machine import command_line, cpu_model, write_report  # benchmarks/ is on sys.path when a script runs
 from scipy.stats import binomtest
 
@@ -32,7 +33,7 @@ from malvision.errors import MalvisionError
 from malvision.scan import ScanError, Scanner
 
 ROOT = Path(__file__).resolve().parent.parent
-CORPUS = Path.home() / ".cache" / "malvision" / "benign-heldout"
+CORPUS = CACHE / "benign-heldout"
 
 
 def interval(k: int, n: int) -> str:

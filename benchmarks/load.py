@@ -33,10 +33,10 @@ from pathlib import Path
 import httpx
 import numpy as np
 import psutil
+from _corpus import BENIGN_PE
 from _machine import cpu_model, write_report  # benchmarks/ is on sys.path when a script runs
 
 ROOT = Path(__file__).resolve().parent.parent
-PE_DIR = Path.home() / ".cache" / "malvision" / "benign" / "pe"
 MALVISION = Path(sys.executable).with_name("malvision")
 MAX_DURATION = 600.0
 
@@ -62,14 +62,14 @@ def synthetic_pe(size: int, seed: int) -> bytes:
 
 def pick_files(folder: Path | None, max_size: int, seed: int) -> tuple[list[tuple[str, bytes]], str]:
     """(name, bytes) of the inputs and a description of where they came from."""
-    if folder is None and PE_DIR.is_dir():
-        folder = PE_DIR
+    if folder is None and BENIGN_PE.is_dir():
+        folder = BENIGN_PE
     if folder is not None:
         paths = sorted(p for p in folder.iterdir() if p.is_file() and 0 < p.stat().st_size <= max_size)
         random.Random(seed).shuffle(paths)
         paths = paths[:64]
         if paths:
-            where = "benign PE corpus" if folder == PE_DIR else str(folder)
+            where = "benign PE corpus" if folder == BENIGN_PE else str(folder)
             return [(p.name[:16], p.read_bytes()) for p in paths], f"{len(paths)} files from {where}"
     files = [(f"synthetic-{i}.exe", synthetic_pe(64 * 1024 * (1 + i % 8), i)) for i in range(32)]
     return files, "32 generated PE files (64-512 KiB)"

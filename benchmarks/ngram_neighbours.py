@@ -18,10 +18,11 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+from _corpus import CACHE
 from _machine import command_line, cpu_model, write_report  # benchmarks/ is on sys.path when a script runs
 from ngram_search import DATA, ROOT, count_all, count_matrix
 
-RUN = Path.home() / ".cache" / "malvision" / "runs" / "big2015-full" / "stratified" / "ngram-lgbm"
+RUN = CACHE / "runs" / "big2015-full" / "stratified" / "ngram-lgbm"
 BINS = (0.0, 0.5, 0.8, 0.95, 0.99, 1.01)
 
 

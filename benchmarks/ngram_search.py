@@ -32,12 +32,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _corpus import CACHE
 from _machine import command_line, cpu_model, write_report  # benchmarks/ is on sys.path when a script runs
 
 ROOT = Path(__file__).resolve().parent.parent
-HOME = Path.home() / ".cache" / "malvision"
-DATA = HOME / "caches" / "big2015-opcodes-full"
-STORE = HOME / "ngram-search"
+DATA = CACHE / "caches" / "big2015-opcodes-full"
+STORE = CACHE / "ngram-search"
 REFERENCE = (
     "col_wise=True"  # the shipped recipe with col-wise histograms: the row the others are read against
 )

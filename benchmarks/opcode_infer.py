@@ -22,10 +22,11 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from _corpus import CACHE
 from _machine import command_line, cpu_model, write_report  # benchmarks/ is on sys.path when a script runs
 
 ROOT = Path(__file__).resolve().parent.parent
-DATA = Path.home() / ".cache" / "malvision" / "big2015_opcodes"
+DATA = CACHE / "big2015_opcodes"
 
 
 def _peak_rss_mib() -> float:

@@ -25,10 +25,10 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from _corpus import BENIGN_PE, CACHE
 from _machine import command_line, cpu_model, write_report  # benchmarks/ is on sys.path when a script runs
 
-CACHE = Path.home() / ".cache" / "malvision"
-DEFAULT_DIRS = [CACHE / "benign" / "pe", CACHE / "benign-extra" / "pe", CACHE / "benign-tools" / "pe"]
+DEFAULT_DIRS = [BENIGN_PE, CACHE / "benign-extra" / "pe", CACHE / "benign-tools" / "pe"]
 MAX_BYTES = 64 * 1024 * 1024  # files larger than this are left out (LIEF and pefile read them whole)
 
 

@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 
 import torch
+from _corpus import BENIGN_PE
 from _machine import command_line, write_report  # benchmarks/ is on sys.path when a script runs
 from _scan_common import (
     DISK,
@@ -61,7 +62,6 @@ from malvision.io import human_size
 from malvision.scan import Scanner
 
 ROOT = Path(__file__).resolve().parent.parent
-PE_DIR = Path.home() / ".cache" / "malvision" / "benign" / "pe"
 READERS = (("thread", 1), ("thread", 2), ("process", 2))  # how our files are read and converted
 
 
@@ -78,7 +78,7 @@ def parse_args() -> argparse.Namespace:
         help=f"Python of a venv with malvizv1==0.1.0 (default: {PEER_PYTHON}; made by: {PEER_RECIPE})",
     )
     ap.add_argument(
-        "--files", type=Path, default=PE_DIR, help="folder of real PE files (default: the benign corpus)"
+        "--files", type=Path, default=BENIGN_PE, help="folder of real PE files (default: the benign corpus)"
     )
     ap.add_argument("--limit", type=int, default=400, help="seeded subsample of that many files; 0 for all")
     ap.add_argument("--seed", type=int, default=0)

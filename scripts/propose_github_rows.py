@@ -21,25 +21,25 @@ import subprocess
 import sys
 from pathlib import Path
 
-from build_github_benign import SourceError, git_dir  # scripts/ is on sys.path when a script runs
+from build_github_benign import SourceError, blob, git_dir  # scripts/ is on sys.path when a script runs
 
 from malvision.pe.headers import HEAD_BYTES, PEError, parse
 
 MAX_BYTES = 16 << 20
 
 
-def pe_blobs(git: Path, commit: str) -> list[tuple[str, str]]:
-    """(path, blob id) of every blob at ``commit`` from 64 bytes to MAX_BYTES, shallowest paths first."""
+def pe_paths(git: Path, commit: str) -> list[str]:
+    """The path of every blob at ``commit`` from 64 bytes to MAX_BYTES, shallowest first."""
     tree = subprocess.run(
         ["git", f"--git-dir={git}", "ls-tree", "-r", "-l", "-z", commit], capture_output=True, check=True
     ).stdout
     out = []
     for entry in filter(None, tree.split(b"\0")):
         meta, path = entry.split(b"\t", 1)
-        _, kind, blob_id, size = meta.split()
+        _, kind, _, size = meta.split()
         if kind == b"blob" and size.isdigit() and 64 <= int(size) <= MAX_BYTES:  # "-" or "BAD": not here
-            out.append((path.decode("utf-8", "surrogateescape"), blob_id.decode()))
-    return sorted(out, key=lambda p: (p[0].count("/"), p[0]))
+            out.append(path.decode("utf-8", "surrogateescape"))
+    return sorted(out, key=lambda p: (p.count("/"), p))
 
 
 def rows(git: Path, repo: str, project: str, why: str, limit: int) -> list[list[object]]:
@@ -49,12 +49,12 @@ def rows(git: Path, repo: str, project: str, why: str, limit: int) -> list[list[
     ).stdout.strip()
     found: list[list[object]] = []
     seen: set[str] = set()
-    for path, blob_id in pe_blobs(git, commit):
+    for path in pe_paths(git, commit):
         if len(found) >= limit:
             break
-        data = subprocess.run(
-            ["git", f"--git-dir={git}", "cat-file", "blob", blob_id], capture_output=True, check=True
-        ).stdout
+        data = blob(git, commit, path)
+        if data is None:
+            continue
         try:
             parse(data[:HEAD_BYTES])
         except PEError:
