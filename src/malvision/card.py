@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from malvision.errors import CheckpointError
+from malvision.io import atomic_writer
 
 __all__ = [
     "band_points",
@@ -27,7 +28,7 @@ def _cv_figures(path: Path, row: str) -> tuple[str, dict[str, Any]]:
         rows = json.loads(path.read_text())
         r = next(x for x in rows if x["model"] == row)
         cm = r["confusion_matrix"]
-    except (OSError, json.JSONDecodeError, TypeError, KeyError) as e:
+    except (OSError, ValueError, TypeError, KeyError) as e:  # ValueError: not JSON, or not UTF-8
         raise CheckpointError(f"{path}: not a benchmark's leaderboard.json ({e})") from None
     except StopIteration:
         names = ", ".join(str(x.get("model")) for x in rows)
@@ -55,7 +56,7 @@ def card_from_run(run: Path | str, cv: Path | None = None, cv_row: str | None = 
     try:
         metrics = json.loads((r / "metrics.json").read_text())
         split = json.loads((r / "split.json").read_text())
-    except (OSError, json.JSONDecodeError) as e:
+    except (OSError, ValueError) as e:  # ValueError: not JSON, or not UTF-8
         raise CheckpointError(f"{r}: not a finished `malvision train` run ({e})") from None
     test = metrics["test"]
     seed = metrics["config"]["seed"]
@@ -66,6 +67,8 @@ def card_from_run(run: Path | str, cv: Path | None = None, cv_row: str | None = 
             )
         how, figures = _cv_figures(cv, cv_row or metrics["config"].get("name") or metrics["config"]["model"])
         protocol = f"trained on all {metrics['n_train']} samples (seed {seed}); measured by {how}"
+    elif cv is not None:
+        raise CheckpointError(f"{r}: has its own test figures; --cv is for a run trained on every sample")
     else:
         figures = {k: test[k] for k in ("n", "accuracy", "macro_f1", "per_class") if k in test}
         protocol = (
@@ -135,8 +138,10 @@ def bundle_run(run: Path | str, dest: Path | str, cv: Path | None = None, cv_row
     src = r / "model.pt" if (r / "model.pt").is_file() else r / "best.pt"
     ck = load_checkpoint(src)
     if (ck.extra or {}).get("card"):
-        Path(dest).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src, dest)
+        if cv is not None:
+            raise CheckpointError(f"{src}: carries its own card; --cv is for a run trained on every sample")
+        with open(src, "rb") as f, atomic_writer(dest) as g:
+            shutil.copyfileobj(f, g)
         return Path(dest)
     save_with_card(ck, dest, card_from_run(r, cv, cv_row))
     return Path(dest)

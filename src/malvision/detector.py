@@ -24,12 +24,12 @@ import numpy as np
 from malvision.calibration import fit_platt, platt_scale
 from malvision.card import save_with_card
 from malvision.data.splits import Split, group_keys, group_kfold, source_kfold
-from malvision.errors import MalvisionError
+from malvision.errors import DatasetError, MalvisionError
 from malvision.evaluate.crossval import claim_run, cross_validate, steps, train_model
 from malvision.evaluate.detection import detection_report
 from malvision.evaluate.metrics import bootstrap_tpr
 from malvision.io import atomic_writer
-from malvision.train import TrainConfig
+from malvision.train import TrainConfig, check_trainable
 
 __all__ = ["build_detector", "data_sources", "write_oof"]
 
@@ -76,7 +76,7 @@ def build_detector(
     out = Path(out_dir)
     say = on_progress or (lambda s: None)
     if sorted(ds.classes) != ["benign", "malware"]:
-        raise ValueError(f"a detector needs classes benign and malware, got {ds.classes}")
+        raise DatasetError(f"a detector needs classes benign and malware, got {ds.classes}")
     y = (ds.labels == ds.classes.index("malware")).astype(int)
     if protocols is None:
         has_collections = any(c is not None for c in ds.collections)
@@ -89,13 +89,19 @@ def build_detector(
         "fold_scores": "raw log-odds",
         "train_config": asdict(cfg),
     }
+    # Bad settings, folds or protocols are refused before anything is written: a run.json left by a
+    # refused run would refuse the corrected one in the same folder.
+    if not 0 < target_fpr < 1:
+        raise MalvisionError(f"target_fpr must be between 0 and 1, got {target_fpr}")
+    check_trainable(ds, cfg)
+    split_of = {proto: _protocol_splits(ds, y, proto, folds, cfg.seed, out) for proto in protocols}
     claim_run(out, stamp)
     groups = group_keys(ds.groups, len(ds))
     reports: dict[str, dict[str, Any]] = {}
     platt: dict[str, float] = {}
     folds_of: dict[str, list[Split]] = {}
     for proto in protocols:
-        splits, folder, split_text = _protocol_splits(ds, y, proto, folds, cfg.seed, out)
+        splits, folder, split_text = split_of[proto]
         folds_of[proto] = splits
         oof = cross_validate(ds, cfg, folder, splits, say, name=f"{proto} fold")
         fitted = fit_platt(oof, y)

@@ -7,6 +7,7 @@ scan walks them in numpy without importing ONNX Runtime, whose import was a sixt
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -130,28 +131,27 @@ def export_onnx(
     model = ck.model.eval()
     example = torch.from_numpy(_example(ck))
     dyn = {0: "batch"} if example.is_floating_point() else {0: "batch", 1: "length"}
-    tmp = dest.with_name(f".{dest.name}.export")
     try:
-        with warnings.catch_warnings():  # tracer notes about shape checks are not the user's concern
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                model,
-                (example,),
-                str(tmp),
-                input_names=["x"],
-                output_names=["logits"],
-                dynamic_axes={"x": dyn, "logits": {0: "batch"}},
-                opset_version=17,
-                dynamo=False,
-            )
-        with open(tmp, "rb") as f, atomic_writer(dest) as g:
-            g.write(f.read())
+        with tempfile.TemporaryDirectory(prefix="malvision-export-") as scratch:
+            tmp = Path(scratch) / "model.onnx"
+            with warnings.catch_warnings():  # tracer notes about shape checks are not the user's concern
+                warnings.simplefilter("ignore")
+                torch.onnx.export(
+                    model,
+                    (example,),
+                    str(tmp),
+                    input_names=["x"],
+                    output_names=["logits"],
+                    dynamic_axes={"x": dyn, "logits": {0: "batch"}},
+                    opset_version=17,
+                    dynamo=False,
+                )
+            with open(tmp, "rb") as f, atomic_writer(dest) as g:
+                g.write(f.read())
     except MalvisionError:
         raise
     except Exception as e:
         raise MalvisionError(f"{checkpoint}: ONNX export failed ({str(e).splitlines()[0]})") from None
-    finally:
-        tmp.unlink(missing_ok=True)
     onnx_model = OnnxModel(dest)
     batches = list(inputs or []) + [_example(ck, 4, 1000), _example(ck, 1, 3000), _example(ck, 32, 4096)]
     with torch.inference_mode():

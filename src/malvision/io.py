@@ -31,6 +31,7 @@ __all__ = [
     "atomic_writer",
     "deferred_interrupts",
     "WriteError",
+    "make_dirs",
     "human_size",
 ]
 
@@ -248,6 +249,16 @@ class WriteError(MalvisionError, OSError):
 
     def __str__(self) -> str:
         return self.message
+
+
+def make_dirs(path: Path | str) -> Path:
+    """``path`` and its parents as folders; a ``WriteError`` (one line) when one cannot be made."""
+    p = Path(path)
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise WriteError(p, e) from None
+    return p
 
 
 def _umask() -> int:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from malvision.errors import MalvisionError
+from malvision.io import make_dirs
 from malvision.recipe import CORPORA, corpus_paths, expand
 
 __all__ = ["Row", "Reproduction", "check_work_dir", "plan", "run_steps", "data_differences", "compare_cards"]
@@ -168,7 +169,7 @@ def run_steps(
         say(f"step {k}/{len(steps)}: {shown}")
         if dry_run:
             continue
-        rep.work.mkdir(parents=True, exist_ok=True)
+        make_dirs(rep.work)
         _prepare(rep, step)
         start = time.monotonic()
         try:

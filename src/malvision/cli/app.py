@@ -192,6 +192,15 @@ def main() -> None:
     except MalvisionError as e:
         err.print(f"error: {clean(str(e))}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(EXIT_ERROR)
+    except OSError as e:  # a path the command could not create, read or write: the system's reason
+        where = f"{os.fsdecode(e.filename)}: " if e.filename else ""
+        err.print(
+            f"error: {clean(where + (e.strerror or str(e)).lower())}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+        sys.exit(EXIT_ERROR)
     except KeyboardInterrupt:
         err.print("error: interrupted", markup=False)
         sys.exit(EXIT_INTERRUPTED)

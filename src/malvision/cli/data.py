@@ -45,10 +45,13 @@ def convert(
     zip_password: Annotated[
         str | None, typer.Option(help="png only: convert the entries of .zip inputs (read in memory).")
     ] = None,
+    overwrite: Annotated[
+        bool, typer.Option(help="dataset only: replace an existing cache at --out.")
+    ] = False,
 ) -> None:
     """Convert binaries to Nataraj byte-plot PNGs (mirroring the input tree) or a dataset cache."""
     from malvision.convert.image import iter_plot_rows, plot_shape, write_png
-    from malvision.io import atomic_writer
+    from malvision.io import atomic_writer, make_dirs
     from malvision.sources import iter_sources
 
     limit = parse_size(max_size)
@@ -64,6 +67,7 @@ def convert(
             label=label,
             max_size=limit,
             progress=progress(),
+            overwrite=overwrite,
         )
         out.print(f"wrote {n} samples to {out_dir}", markup=False)
         report_failures(failures)
@@ -71,6 +75,7 @@ def convert(
     if fmt != "png":
         raise MalvisionError(f"unknown --format {fmt!r}; use png or dataset")
     items = list(iter_sources(inputs, zip_password=zip_password, max_size=limit))
+    make_dirs(out_dir)  # a folder that cannot be made fails once, not once a file
     failures: list[tuple[str, str]] = []
     written = 0
     claimed: dict[Path, str] = {}  # destination -> input, so two inputs never share one PNG

@@ -112,8 +112,15 @@ def evaluate(
     from malvision.evaluate.plots import plot_confusion
     from malvision.evaluate.runner import evaluate_checkpoint
 
-    if model_ref is not None and run is not None and data is None:
-        data, run = Path(run), None  # `evaluate --model NAME DATA`
+    rest = [Path(run)] if model_ref is not None and run is not None else []  # `evaluate --model NAME DATA`
+    rest += extra or []  # `evaluate RUN DATA`
+    run = None if model_ref is not None else run
+    if data is None and rest:
+        data = rest.pop(0)
+    if rest:
+        raise MalvisionError(
+            f"evaluate takes one model and one dataset; left over: {' '.join(map(str, rest))}"
+        )
     if data is None:
         raise MalvisionError("no data: pass --data DATA (or `--model NAME DATA`)")
     ck = load_checkpoint(resolve_checkpoint(model_ref or run or ""))
@@ -154,11 +161,11 @@ def gradients(
     models: Annotated[str, typer.Option(help="Comma-separated recurrent models.")] = "rnn,lstm,gru",
     data: DataOpt = Path("."),
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("gradients"),
-    seq_len: Annotated[int, typer.Option(help="Steps for the gradient-norm curves.")] = 256,
+    seq_len: Annotated[int, typer.Option(help="Steps for the gradient-norm curves.", min=1)] = 256,
     lengths: Annotated[str, typer.Option(help="Sequence lengths for accuracy-vs-length.")] = "16,64,256,1024",
-    epochs: Annotated[int, typer.Option(help="Epochs per training.")] = 4,
-    hidden: Annotated[int, typer.Option(help="Hidden units.")] = 64,
-    max_train: Annotated[int, typer.Option(help="Training samples used (subsampled, seeded).")] = 3000,
+    epochs: Annotated[int, typer.Option(help="Epochs per training.", min=1)] = 4,
+    hidden: Annotated[int, typer.Option(help="Hidden units.", min=1)] = 64,
+    max_train: Annotated[int, typer.Option(help="Training samples used (subsampled, seeded).", min=2)] = 3000,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
 ) -> None:
     """The vanishing-gradient plot: ||dL/dh_t|| against t for RNN/LSTM/GRU, and accuracy against length."""
@@ -169,7 +176,12 @@ def gradients(
     ds = dataset_for(data, None, 64, None)
     if ds.spec.kind == "image":
         raise MalvisionError(f"{data}: the gradient experiment needs sequences (an opcode or bytes dataset)")
-    lens = [int(x) for x in lengths.split(",") if x.strip()]
+    try:
+        lens = [int(x) for x in lengths.split(",") if x.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"--lengths takes whole numbers, e.g. 16,64,256, got {lengths!r}") from None
+    if not lens or min(lens) < 1:
+        raise typer.BadParameter(f"--lengths takes lengths of at least 1, got {lengths!r}")
     with progress() as bar:
         task = bar.add_task("gradients", total=None)
         summary = run_gradients(
@@ -309,10 +321,15 @@ def compare_detectors(
         Path, typer.Option("--out", "-o", help="Folder for board.md, board.json and roc.png.")
     ],
     heldout: Annotated[
-        Path | None, typer.Option(help="Benign files no model was trained on: each model's false positives.")
+        Path | None,
+        typer.Option(
+            help="A folder of benign files no model was trained on: each model's false positives.",
+            exists=True,
+            file_okay=False,
+        ),
     ] = None,
     speed_files: Annotated[
-        int, typer.Option(help="Files scanned to time each model (from --heldout).")
+        int, typer.Option(help="Files scanned to time each model (from --heldout).", min=1)
     ] = 200,
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap intervals.")] = 0,
 ) -> None:
@@ -324,6 +341,8 @@ def compare_detectors(
 
     loaded = [read_run(r) for r in runs]
     files = sorted(p for p, _ in expand_inputs([heldout])) if heldout is not None else []
+    if heldout is not None and not files:
+        raise MalvisionError(f"{heldout}: no files to measure false positives on")
     with progress() as bar:
         task = bar.add_task("measuring", total=len(loaded))
         for r in loaded:

@@ -62,7 +62,7 @@ def dataset_for(data: Path, kind: str | None, image_size: int, max_len: int | No
     if kind is not None:
         spec = ConvertSpec(kind=kind, image_size=image_size, **({"max_len": max_len} if max_len else {}))  # type: ignore[arg-type]
     with progress() as bar:
-        return open_cache(data, spec, progress=bar)
+        return open_cache(data, spec, progress=bar, image_size=image_size)
 
 
 ModelKw = Annotated[list[str] | None, typer.Option("--set", help="Model keyword, key=value (repeatable).")]

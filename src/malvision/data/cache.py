@@ -237,5 +237,12 @@ class CachedDataset(Closing):
         self.vocab = vocab
         self.spec = replace(self._base_spec, vocab=vocab.tokens)
 
+    def read_as(self, model_spec: dict[str, Any] | ConvertSpec) -> None:
+        """Read rows as the model of ``model_spec`` (a checkpoint's spec) reads them: an opcode cache
+        takes the model's vocabulary (``set_vocab``); other caches read as they are."""
+        if self.spec.kind == "opcodes":
+            vocab = model_spec["vocab"] if isinstance(model_spec, dict) else model_spec.vocab
+            self.set_vocab(Vocabulary(vocab))
+
     def __repr__(self) -> str:
         return f"CachedDataset({str(self.path)!r}, {len(self)} samples, kind={self.spec.kind})"

@@ -81,7 +81,6 @@ def claim_run(out: Path, stamp: dict[str, Any]) -> None:
         raise MalvisionError(
             f"{out} holds fold results of an unknown run; pick another --out or delete that folder"
         )
-    out.mkdir(parents=True, exist_ok=True)
     with atomic_writer(path) as f:
         f.write(json.dumps(stamp, indent=2).encode())
 

@@ -19,7 +19,6 @@ import torch
 from torch import nn
 
 from malvision.checkpoint import load_checkpoint
-from malvision.convert.sequence import Vocabulary
 from malvision.data.loader import collate, make_loader
 from malvision.evaluate.plots import plot_gradients
 from malvision.io import atomic_writer
@@ -85,7 +84,7 @@ def run_gradients(
             run = out / name / f"len{length}"
             res = fit(ds, tr, va, cfg, run, resume=True)
             ck = load_checkpoint(res.checkpoint)
-            ds.set_vocab(Vocabulary(ck.spec["vocab"]))
+            ds.read_as(ck.spec)
             probs, labels = predict(ck.model, make_loader(ds, test_idx, 64, shuffle=False, max_len=length))
             acc_by_len[name][length] = float((probs.argmax(1) == labels).mean())
             if length == seq_len:

@@ -13,7 +13,6 @@ import numpy as np
 import torch.distributed as dist
 
 from malvision.checkpoint import load_checkpoint
-from malvision.convert.sequence import Vocabulary
 from malvision.data.loader import make_loader
 from malvision.data.splits import group_holdout, stratified_holdout
 from malvision.evaluate.metrics import classification_metrics
@@ -57,8 +56,7 @@ def train_run(
     if dist.is_initialized() and dist.get_rank() != 0:
         return {}
     ck = load_checkpoint(res.checkpoint)
-    if ds.spec.kind == "opcodes":
-        ds.set_vocab(Vocabulary(ck.spec["vocab"]))
+    ds.read_as(ck.spec)
     m, ms = None, None
     if len(test_idx):
         t = time.perf_counter()

@@ -12,7 +12,6 @@ from typing import Any
 import numpy as np
 
 from malvision.checkpoint import load_checkpoint
-from malvision.convert.sequence import Vocabulary
 from malvision.data.loader import make_loader
 from malvision.data.splits import group_kfold, stratified_kfold
 from malvision.errors import MalvisionError
@@ -29,8 +28,7 @@ def _timed_predict(
     ck: Any, ds: Any, idx: np.ndarray, cfg: TrainConfig
 ) -> tuple[np.ndarray, np.ndarray, float]:
     loader = make_loader(ds, idx, 64, shuffle=False, max_len=cfg.max_len)
-    if ds.spec.kind == "opcodes":
-        ds.set_vocab(Vocabulary(ck.spec["vocab"]))  # the model's own vocabulary, from its training rows
+    ds.read_as(ck.spec)  # opcodes: the model's own vocabulary, from its training rows
     t = time.perf_counter()
     probs, labels = predict(ck.model, loader)
     return probs, labels, (time.perf_counter() - t) * 1000 / max(len(idx), 1)

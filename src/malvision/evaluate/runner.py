@@ -10,7 +10,6 @@ import numpy as np
 
 from malvision.card import training_ids
 from malvision.checkpoint import Checkpoint
-from malvision.convert.sequence import Vocabulary
 from malvision.convert.spec import ConvertSpec
 from malvision.data.loader import make_loader
 from malvision.errors import DatasetError
@@ -20,11 +19,14 @@ from malvision.train import predict
 __all__ = ["open_cache", "evaluate_checkpoint"]
 
 
-def open_cache(data: Path | str, spec: ConvertSpec | None = None, progress: Any = None) -> Any:
+def open_cache(
+    data: Path | str, spec: ConvertSpec | None = None, progress: Any = None, image_size: int = 64
+) -> Any:
     """A ``CachedDataset`` for ``data``: the cache itself, or one built once under ~/.cache/malvision.
 
     Raw datasets (Malimg tree, binary tree, opcode tree, zip, BIG2015, CSV) are converted with ``spec``
-    (default: opcodes for opcode trees, 64x64 images otherwise) into a cache keyed by path and spec.
+    (default: opcodes for opcode trees, ``image_size`` square images otherwise) into a cache keyed by
+    path and spec.
     """
     from malvision.data.build import cache_home
     from malvision.data.cache import CachedDataset, is_cache
@@ -36,7 +38,11 @@ def open_cache(data: Path | str, spec: ConvertSpec | None = None, progress: Any 
         return CachedDataset(p)
     fmt = detect_format(p)
     if spec is None:
-        spec = ConvertSpec(kind="opcodes") if fmt == "opcodes" else ConvertSpec(kind="image")
+        spec = (
+            ConvertSpec(kind="opcodes")
+            if fmt == "opcodes"
+            else ConvertSpec(kind="image", image_size=image_size)
+        )
     elif spec.kind == "opcodes":
         spec = ConvertSpec(kind="opcodes", max_len=spec.max_len)  # caches keep every token
     key = hashlib.sha256(f"{p.resolve()}|{sorted(spec.to_dict().items())}".encode()).hexdigest()[:16]
@@ -57,8 +63,7 @@ def evaluate_checkpoint(ck: Checkpoint, ds: Any, max_len: int | None = None) -> 
             f"{ds.path}: data is {ds.spec.kind} (size {ds.spec.image_size}) but the model reads "
             f"{spec.kind} (size {spec.image_size}); rebuild the cache with the model's settings"
         )
-    if spec.kind == "opcodes":
-        ds.set_vocab(Vocabulary(spec.vocab))
+    ds.read_as(spec)
     model_classes = list(ck.classes)
     mapping = {i: model_classes.index(c) for i, c in enumerate(ds.classes) if c in model_classes}
     if not mapping:

@@ -15,10 +15,10 @@ from malvision.train.config import (
     sample_weights,
     seed_everything,
 )
-from malvision.train.fit import fit, fitted_in_one_call, train_val_rows
+from malvision.train.fit import check_trainable, fit, fitted_in_one_call, train_val_rows
 from malvision.train.predict import predict, predict_logits
 
 __all__ = [
-    "TrainConfig", "TrainResult", "class_weights", "fit", "fitted_in_one_call", "get_lr", "predict",
+    "TrainConfig", "TrainResult", "check_trainable", "class_weights", "fit", "fitted_in_one_call", "get_lr", "predict",
     "predict_logits", "sample_weights", "seed_everything", "train_val_rows",
 ]  # fmt: skip

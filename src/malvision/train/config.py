@@ -49,6 +49,24 @@ class TrainConfig:
     type_power: float = 0.0
 
     def __post_init__(self) -> None:
+        at_least_1 = dict(epochs=self.epochs, batch_size=self.batch_size, patience=self.patience)
+        at_least_1 |= {k: v for k, v in (("max_len", self.max_len), ("vocab_size", self.vocab_size),
+                                          ("threads", self.threads)) if v is not None}  # fmt: skip
+        for name, value in at_least_1.items():
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise MalvisionError(f"{name} must be a whole number of at least 1, got {value!r}")
+        if not self.lr > 0:  # also refuses NaN
+            raise MalvisionError(f"lr must be positive, got {self.lr}")
+        if not 0 <= self.label_smoothing < 1:
+            raise MalvisionError(f"label_smoothing must be from 0 to below 1, got {self.label_smoothing}")
+        if not 0 <= self.val_fraction < 1:
+            raise MalvisionError(f"val_fraction must be from 0 to below 1, got {self.val_fraction}")
+        if not 0 <= self.warmup_frac <= 1:
+            raise MalvisionError(f"warmup_frac must be from 0 to 1, got {self.warmup_frac}")
+        if not (self.weight_decay >= 0 and self.clip_norm > 0):
+            raise MalvisionError(
+                f"weight_decay must be at least 0 and clip_norm positive, got {self.weight_decay}, {self.clip_norm}"
+            )
         if self.keep not in ("best", "last"):
             raise MalvisionError(f"keep must be best or last, got {self.keep!r}")
         if not 0 <= self.group_power <= 1:

@@ -22,12 +22,13 @@ from malvision.convert.spec import ConvertSpec
 from malvision.data.loader import make_loader
 from malvision.errors import MalvisionError
 from malvision.evaluate.metrics import classification_metrics
+from malvision.io import make_dirs
 from malvision.models import create_model, model_info
 from malvision.train.config import TrainConfig, TrainResult, class_weights, sample_weights, seed_everything
 from malvision.train.loop import GradientRun, resumable, write_config, write_history
 from malvision.train.predict import predict
 
-__all__ = ["fit", "fitted_in_one_call", "train_val_rows"]
+__all__ = ["check_trainable", "fit", "fitted_in_one_call", "train_val_rows"]
 
 
 def _dist_info() -> tuple[bool, int, int]:
@@ -59,8 +60,8 @@ def fit(
     trained alike score on one scale). A fitted model (trees, linear) learns from every training row in
     one call.
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    check_trainable(ds, cfg)
+    out = make_dirs(out_dir)
     distributed, rank, _ = _dist_info()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -72,11 +73,6 @@ def fit(
                 f"{cfg.model} is fitted in one call, not data-parallel; run it without torchrun"
             )
         return _fit_direct(model, ds, train_idx, val_idx, cfg, out, meta, resume, on_step)
-    if cfg.group_power or cfg.type_power:
-        raise MalvisionError(
-            f"group_power and type_power weigh the rows of a model fitted in one call (trees, linear); "
-            f"{cfg.model} trains by gradient steps with class weights only"
-        )
     run = GradientRun(model, ds, cfg, out, meta, distributed, rank)
     run.train_loader = make_loader(
         ds,
@@ -141,6 +137,21 @@ def _build(ds: Any, train_idx: np.ndarray, cfg: TrainConfig) -> tuple[nn.Module,
         manifest_hash=ds.manifest_hash,
     )
     return model, meta
+
+
+def check_trainable(ds: Any, cfg: TrainConfig) -> None:
+    """Refuse, before anything is written, what ``fit`` could not train: an unknown model, an input kind
+    it does not take, an argument it lacks, or row weights for a model trained by gradient steps."""
+    kind = ds.spec.kind
+    vocab_size = {"opcodes": len(getattr(ds, "codebook", ())) + 2, "bytes": 257}.get(kind)
+    create_model(
+        cfg.model, in_kind=kind, n_classes=len(ds.classes), vocab_size=vocab_size, **cfg.model_kwargs
+    )
+    if (cfg.group_power or cfg.type_power) and not fitted_in_one_call(cfg.model):
+        raise MalvisionError(
+            f"group_power and type_power weigh the rows of a model fitted in one call (trees, linear); "
+            f"{cfg.model} trains by gradient steps with class weights only"
+        )
 
 
 def fitted_in_one_call(model: str) -> bool:
