@@ -18,8 +18,9 @@ within that noise, not bit for bit. The product's own command confirms a winner.
     .venv/bin/python benchmarks/ngram_search.py --config top_k=8000,lr=0.05,rounds=800 --at 400,600,800
 
 Each result (config, fold, rounds: wrong, accuracy, macro-F1) is appended to
-``~/.cache/malvision/ngram-search/results.jsonl`` (a rerun skips what is there); ``--report`` writes
-every configuration tried to benchmarks/results/ngram-search.md.
+``~/.cache/malvision/ngram-search/results.jsonl`` (a rerun skips what is there), its test rows'
+probabilities saved beside it in ``probs/``; ``--report`` writes every configuration tried to
+benchmarks/results/ngram-search.md.
 """
 
 from __future__ import annotations
@@ -53,6 +54,9 @@ DEFAULTS = dict(
     col_wise=False,
     seed=0,  # LightGBM's (row and column sampling); the folds stay those of seed 0
     bag=1,  # average the probabilities of this many fits, seeds seed, seed + 1, ...
+    window=2048,  # extra=head / tail: the grams of a sample's first / last this many opcodes
+    window_k=500,  # ... the top this many of them by chi-squared, as frequencies in the window
+    segments=8,  # extra=segments: the top opcodes' shares in this many equal parts of each sample
 )
 
 
@@ -103,6 +107,91 @@ def count_all(data: Path, threads: int) -> dict[str, np.ndarray]:
     return out
 
 
+def count_windows(data: Path, window: int) -> dict[str, Any]:
+    """The 1- to 4-gram counts of every sample's first and last ``window`` opcodes (CSR, own vocabulary
+    each, grams in 2+ samples): where a file infector's code or a packer's stub would sit."""
+    import scipy.sparse as sp
+    import torch
+
+    from malvision.evaluate.runner import open_cache
+    from malvision.models.ngrams import gram_counts
+
+    path = STORE / f"windows-{window}.npz"
+    if not path.is_file():
+        ds = open_cache(data)
+        ds.fit_vocab(range(len(ds)))
+        parts: dict[str, list] = {"head": [], "tail": []}
+        for i in range(len(ds)):
+            ids = torch.from_numpy(np.asarray(ds[i][0], dtype=np.int64))
+            for side, w in (("head", ids[:window]), ("tail", ids[-window:])):
+                parts[side].append([t.numpy() for t in gram_counts(w, 4, window)])
+        out = {}
+        for side, rows in parts.items():
+            vocab, cols = np.unique(np.concatenate([k for k, _ in rows]), return_inverse=True)
+            row_of = np.repeat(np.arange(len(rows)), [len(k) for k, _ in rows])
+            m = sp.csr_matrix(
+                (np.concatenate([n for _, n in rows]).astype(np.float32), (row_of, cols)),
+                shape=(len(rows), len(vocab)),
+            )
+            keep = np.diff(m.tocsc().indptr) >= 2
+            m = m[:, keep].tocsr()
+            out.update({f"{side}_{k}": v for k, v in (("indptr", m.indptr), ("indices", m.indices),
+                                                      ("data", m.data), ("keys", vocab[keep]))})  # fmt: skip
+        STORE.mkdir(parents=True, exist_ok=True)
+        np.savez(path, **out)
+    with np.load(path) as z:
+        return {
+            side: sp.csr_matrix(
+                (z[f"{side}_data"], z[f"{side}_indices"], z[f"{side}_indptr"]),
+                shape=(len(z[f"{side}_indptr"]) - 1, len(z[f"{side}_keys"])),
+            )
+            for side in ("head", "tail")
+        }
+
+
+def count_segments(data: Path, n_seg: int, n_tokens: int = 128) -> np.ndarray:
+    """Each sample cut into ``n_seg`` equal parts, each part's share of the ``n_tokens`` most frequent
+    opcodes and of the rest (samples x n_seg x n_tokens + 1, float32): where in the file what code is."""
+    from malvision.evaluate.runner import open_cache
+
+    path = STORE / f"segments-{n_seg}-{n_tokens}.npy"
+    if not path.is_file():
+        ds = open_cache(data)
+        ds.fit_vocab(range(len(ds)))  # ids ranked by frequency, after the specials
+        out = np.zeros((len(ds), n_seg, n_tokens + 1), dtype=np.float32)
+        for i in range(len(ds)):
+            ids = np.asarray(ds[i][0], dtype=np.int64)
+            col = np.minimum(np.maximum(ids - 2, 0), n_tokens)
+            for j, part in enumerate(np.array_split(col, n_seg)):
+                if len(part):
+                    out[i, j] = np.bincount(part, minlength=n_tokens + 1) / len(part)
+        STORE.mkdir(parents=True, exist_ok=True)
+        np.save(path, out)
+    return np.load(path)
+
+
+def svm_scores(x: Any, y: np.ndarray, tr: np.ndarray, te: np.ndarray, w: np.ndarray) -> list[np.ndarray]:
+    """The ``ngram`` row's linear SVM (top 100,000 grams by chi-squared, min_df 2, sublinear TF-IDF) as
+    decision values: out of fold on the training rows ``tr`` (an inner 5-fold split, grams and IDF chosen
+    on each inner training part), and from a fit on all of ``tr`` on ``te``; for a stack under the trees."""
+    from sklearn.svm import LinearSVC
+
+    from malvision.data.splits import stratified_kfold
+    from malvision.models.ngrams import idf_of, select_grams, tfidf
+
+    def fit_score(a: np.ndarray, b: np.ndarray, wa: np.ndarray) -> np.ndarray:
+        kept, df = select_grams(x[a], y[a], 2, 100_000)
+        idf = idf_of(df[kept], len(a))
+        clf = LinearSVC(C=1.0, random_state=0, max_iter=5000)
+        clf.fit(tfidf(x[a][:, kept], idf), y[a], sample_weight=wa)
+        return clf.decision_function(tfidf(x[b][:, kept], idf))
+
+    oof = np.zeros((len(tr), int(y.max()) + 1))
+    for a, b in stratified_kfold(y[tr], 5, random_state=0):
+        oof[b] = fit_score(tr[a], tr[b], w[a])
+    return [oof, fit_score(tr, te, w)]
+
+
 def count_matrix(z: dict[str, np.ndarray]) -> Any:
     """The cached counts as a scipy CSR matrix, samples x grams."""
     import scipy.sparse as sp
@@ -118,20 +207,39 @@ def features(
     tr: np.ndarray,
     rows: list[np.ndarray],
     cfg: dict,
+    windows: dict[str, Any],
+    stacked: list[np.ndarray] | None = None,
 ) -> tuple[list[np.ndarray], np.ndarray]:
     """What ``NgramModel.fit`` keeps and the tree head reads, for training rows ``tr``, of each of ``rows``
     (``x``: the sparse counts, one column per gram key of ``keys``); ``extra`` adds ``logcount`` (each
-    kept gram's log count) or ``entropy`` (each row's entropy over its 1-, 2-, 3- and 4-grams)."""
+    kept gram's log count), ``entropy`` (each row's entropy over its 1-, 2-, 3- and 4-grams), ``head``
+    and ``tail`` (the ``window_k`` grams of ``windows``, the first / last ``window`` opcodes' counts,
+    that chi-squared ranks first on the training rows, as frequencies in the window) and ``segments``
+    (``windows["segments"]``: the top opcodes' shares in equal parts of each sample); ``stacked`` holds
+    more columns for each of ``rows`` (``svm``: ``svm_scores``)."""
     from malvision.models.ngrams import frequencies, select_grams, tree_input
 
     kept, _ = select_grams(x[tr], y[tr], cfg["min_df"], cfg["top_k"])
+    extras = [e for e in cfg["extra"].split("+") if e]
+    window_kept = {
+        side: select_grams(windows[side][tr], y[tr], cfg["min_df"], cfg["window_k"])[0]
+        for side in ("head", "tail")
+        if side in extras
+    }
     out = []
-    for r in rows:
+    for i, r in enumerate(rows):
         c = x[r][:, kept]
         parts = [tree_input(frequencies(c, lengths[r]), lengths[r])]
-        extras = [e for e in cfg["extra"].split("+") if e]
+        for side, cols in window_kept.items():
+            parts.append(
+                frequencies(windows[side][r][:, cols], np.minimum(lengths[r], cfg["window"])).toarray()
+            )
         if "logcount" in extras:
             parts.append(np.log1p(c.toarray()))
+        if "segments" in extras:
+            parts.append(windows["segments"][r].reshape(len(r), -1))
+        if stacked is not None:
+            parts.append(stacked[i])
         if "entropy" in extras:  # per-sample entropy of the distribution of all its n-grams, n = 1..4
             full = x[r]
             n_of = (keys[full.indices] >> 60).astype(np.int64)
@@ -150,7 +258,7 @@ def features(
 
 
 def run_config(
-    z: dict[str, np.ndarray], cfg: dict, at: list[int], threads: int, done: set, only: list[int]
+    z: dict[str, np.ndarray], data: Path, cfg: dict, at: list[int], threads: int, done: set, only: list[int]
 ) -> None:
     from malvision.data.splits import stratified_kfold
     from malvision.evaluate.metrics import classification_metrics
@@ -161,22 +269,27 @@ def run_config(
     x = count_matrix(z)
     classes = [str(c) for c in range(int(y.max()) + 1)]
     name = ",".join(f"{k}={v}" for k, v in cfg.items() if DEFAULTS.get(k) != v) or "shipped"
+    sides = {"head", "tail"} & set(cfg["extra"].split("+"))
+    windows = count_windows(data, cfg["window"]) if sides else {}
+    if "segments" in cfg["extra"].split("+"):
+        windows["segments"] = count_segments(data, cfg["segments"])
     for k, (tr, te) in enumerate(stratified_kfold(y, 5, random_state=0)):
         if (name, k) in done or (only and k not in only):
             continue
         t0 = time.perf_counter()
-        (ftr, fte), kept = features(x, z["keys"], y, lengths, tr, [tr, te], cfg)
-        head = LightGBMTrees(
-            in_kind="features", n_classes=len(classes), n_features=ftr.shape[1], n_trees=cfg["rounds"],
-            num_leaves=cfg["leaves"], learning_rate=cfg["lr"], min_child_samples=3, colsample=cfg["colsample"],
-            threads=threads, col_wise=cfg["col_wise"],
-        )  # fmt: skip  # the parameters NgramModel's head grows with
         w = class_weights(y[tr], len(classes)).numpy()[y[tr]]
         if cfg["weight"] == "sqrt":
             w = np.sqrt(w)
         elif cfg["weight"] == "none":
             w = np.ones_like(w)
         w = w / w.mean()
+        stacked = svm_scores(x, y, tr, te, w) if "svm" in cfg["extra"].split("+") else None
+        (ftr, fte), kept = features(x, z["keys"], y, lengths, tr, [tr, te], cfg, windows, stacked)
+        head = LightGBMTrees(
+            in_kind="features", n_classes=len(classes), n_features=ftr.shape[1], n_trees=cfg["rounds"],
+            num_leaves=cfg["leaves"], learning_rate=cfg["lr"], min_child_samples=3, colsample=cfg["colsample"],
+            threads=threads, col_wise=cfg["col_wise"],
+        )  # fmt: skip  # the parameters NgramModel's head grows with
         fits = [
             head.classifier(seed).fit(ftr, y[tr], sample_weight=w)
             for seed in range(cfg["seed"], cfg["seed"] + cfg["bag"])
@@ -189,6 +302,8 @@ def run_config(
                     raw = clf.booster_.predict(fte, raw_score=True, num_iteration=r)
                     p = np.exp(raw - raw.max(1, keepdims=True))
                     probs += p / p.sum(1, keepdims=True) / len(fits)
+                (STORE / "probs").mkdir(exist_ok=True)
+                np.save(STORE / "probs" / f"{name};fold={k};rounds={r}.npy", probs.astype(np.float32))
                 m = classification_metrics(y[te], probs, classes)
                 wrong = int((probs.argmax(1) != y[te]).sum())
                 row = dict(config=name, cfg=cfg, fold=k, rounds=r, wrong=wrong, accuracy=m["accuracy"],
@@ -206,19 +321,30 @@ def load_results() -> list[dict]:
 
 def report() -> str:
     """Every configuration tried: folds done, wrong over those folds against the reference row
-    (``col_wise=True``: the shipped recipe, col-wise) on the same folds, mean accuracy and macro-F1."""
+    (``col_wise=True``: the shipped recipe, col-wise) of the same LightGBM seed on the same folds, mean
+    accuracy and macro-F1."""
     results = load_results()
     by: dict[tuple[str, int], list[dict]] = {}
     for r in results:
         by.setdefault((r["config"], r["rounds"]), []).append(r)
-    ref = {r["fold"]: r["wrong"] for r in results if r["config"] == REFERENCE and r["rounds"] == 300}
+
+    def ref_name(seed: int) -> str:
+        return REFERENCE + (f",seed={seed}" if seed else "")
+
+    seeds = {r["cfg"].get("seed", 0) for r in results}
+    ref = {
+        (s, r["fold"]): r["wrong"]
+        for s in seeds
+        for r in results
+        if r["config"] == ref_name(s) and r["rounds"] == 300
+    }
     lines = [
         "# ngram tree-head search (BIG2015 opcodes, whole samples)\n",
         f"`{command_line()}`; {datetime.now(UTC):%Y-%m-%d}, {cpu_model()}, 2 cores shared with other jobs.\n",
         "Folds: `stratified_kfold(labels, 5, random_state=0)` on the 8,887 de-duplicated samples (those of",
         "`malvision benchmark --full`). Unlisted settings are the shipped recipe's: "
         + ", ".join(f"{k}={v}" for k, v in DEFAULTS.items())
-        + f". `reference wrong`: the `{REFERENCE}` row's errors on the same folds.",
+        + f". `reference wrong`: the `{REFERENCE}` row's errors on the same folds, with the same seed.",
         "Settings were compared on these CV folds themselves (no nested split): read the best row as",
         "optimistic by the number of rows tried. A row with fewer than 5 folds was stopped early.\n",
         "| config | rounds | folds | wrong | reference wrong | accuracy (mean ± std) | macro-F1 | threads | fit s/fold |",
@@ -227,7 +353,8 @@ def report() -> str:
     for (name, rounds), rs in sorted(by.items(), key=lambda kv: (-len(kv[1]), kv[0][0], kv[0][1])):
         acc = np.array([r["accuracy"] for r in rs])
         f1 = np.array([r["macro_f1"] for r in rs])
-        base = sum(ref.get(r["fold"], 0) for r in rs) if all(r["fold"] in ref for r in rs) else "-"
+        keys = [(r["cfg"].get("seed", 0), r["fold"]) for r in rs]
+        base = sum(ref[k] for k in keys) if all(k in ref for k in keys) else "-"
         lines.append(
             f"| {name} | {rounds} | {len(rs)} | {sum(r['wrong'] for r in rs)} | {base} "
             f"| {acc.mean():.4f} ± {acc.std():.4f} | {f1.mean():.4f} | {rs[0].get('threads', '-')} "
@@ -265,7 +392,7 @@ def main() -> None:
         done = {(r["config"], r["fold"]) for r in load_results()}
         for text in a.config:
             only = [int(v) for v in a.folds.split(",") if v]
-            run_config(z, parse(text), [int(v) for v in a.at.split(",") if v], a.threads, done, only)
+            run_config(z, a.data, parse(text), [int(v) for v in a.at.split(",") if v], a.threads, done, only)
     if a.report:
         write_report(report(), a.out)
 

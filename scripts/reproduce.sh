@@ -138,6 +138,18 @@ big2015_search() {
     $S benchmarks/ngram_search.py --threads 2 --at 400 --config col_wise=true,lr=0.05,rounds=400,leaves=31
     $S benchmarks/ngram_search.py --threads 2 --at 400 --config col_wise=true,lr=0.05,rounds=400,leaves=31,bag=3
     $S benchmarks/ngram_search.py --report --out benchmarks/results/ngram-search-lr.md
+    # 2026-12-03 (a third machine, a fresh results.jsonl): what opcode counts over the whole file cannot
+    # see, each with LightGBM seeds 0 and 1 against the reference of the same seed; one process a core
+    $S benchmarks/ngram_search.py --threads 1 --at 300 --config col_wise=true --config col_wise=true,seed=1 &
+    $S benchmarks/ngram_search.py --threads 1 --at 300 --config col_wise=true,extra=head+tail \
+        --config col_wise=true,extra=head+tail,seed=1
+    wait
+    $S benchmarks/ngram_search.py --threads 1 --at 300 --config col_wise=true,extra=segments \
+        --config col_wise=true,extra=segments,seed=1 &
+    $S benchmarks/ngram_search.py --threads 1 --at 300 --config col_wise=true,extra=svm \
+        --config col_wise=true,extra=svm,seed=1
+    wait
+    $S benchmarks/ngram_search.py --report --out benchmarks/results/ngram-search-extra.md
 }
 
 # PE malware vs benign, family- and source-disjoint 5-fold CV (issue 4, run 2).
