@@ -1,4 +1,4 @@
-"""The experiment commands (train, benchmark, gradients, train-detector, bundle, evaluate, export,
+"""The experiment commands (train, benchmark, gradients, train-detector, bundle, evaluate, export, info,
 compare-detectors, convert) against bad settings and unwritable outputs: one ``error:`` line or a
 usage error, a non-zero exit, never a traceback, and nothing left behind that a corrected rerun trips on.
 """
@@ -154,3 +154,9 @@ def test_export_into_a_folder_it_makes_and_not_under_a_file(
     (line,) = check_run(r, [2], errors=1)
     assert line.startswith(f"error: {run / 'best.pt' / 'm.onnx'}: cannot write"), line
     assert error_lines(r.stderr) == [line]
+
+
+def test_info_refuses_markdown_without_groups(capsys: pytest.CaptureFixture[str]) -> None:
+    run = call_main(["info", "default", "--markdown"], capsys)
+    check_run(run, [2])
+    assert "--markdown is a form of --groups" in run.stderr

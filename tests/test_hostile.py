@@ -229,6 +229,7 @@ def test_scan_treats_an_unreadable_file_as_one_error_and_goes_on(
         (["--backend", "cuda"], "unknown backend"),
         (["--json", "--csv"], "pick one of --json, --csv and --brief"),
         (["--workers", "0"], None),  # clamped to one worker: still scans
+        (["--workers", "-1"], "--workers must be at least 0, got -1"),
     ],
 )
 def test_scan_refuses_bad_options_with_one_line(

@@ -331,6 +331,8 @@ def info(
     )
     from malvision.checkpoint import load_checkpoint
 
+    if markdown and not groups:
+        raise typer.BadParameter("--markdown is a form of --groups; pass both")
     path = resolve_checkpoint(model)
     ck = load_checkpoint(path)
     summary = model_summary(ck, path, with_ids=as_json)

@@ -105,6 +105,8 @@ class Scanner:
             raise MalvisionError(f"unknown backend {backend!r}; use {', '.join(BACKENDS)}")
         if batch_size < 1:
             raise MalvisionError(f"--batch-size must be at least 1, got {batch_size}")
+        if workers < 0:  # 0 reads on one worker, as 1 does
+            raise MalvisionError(f"--workers must be at least 0, got {workers}")
         if threads is not None:
             _limit_threads(threads)
         self.model_path = resolve_checkpoint(model)
