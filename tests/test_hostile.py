@@ -219,8 +219,8 @@ def test_scan_treats_an_unreadable_file_as_one_error_and_goes_on(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--batch-size", "0"], "--batch-size must be at least 1"),
-        (["--batch-size", "-3"], "--batch-size must be at least 1"),
+        (["--batch-size", "0"], "--batch-size must be a whole number of at least 1, got 0"),
+        (["--batch-size", "-3"], "--batch-size must be a whole number of at least 1, got -3"),
         (["--threshold", "nan"], "--threshold must be between 0 and 1"),
         (["--threshold", "1.5"], "--threshold must be between 0 and 1"),
         (["--max-size", "0"], "size must be positive"),
@@ -229,7 +229,7 @@ def test_scan_treats_an_unreadable_file_as_one_error_and_goes_on(
         (["--backend", "cuda"], "unknown backend"),
         (["--json", "--csv"], "pick one of --json, --csv and --brief"),
         (["--workers", "0"], None),  # clamped to one worker: still scans
-        (["--workers", "-1"], "--workers must be at least 0, got -1"),
+        (["--workers", "-1"], "--workers must be a whole number of at least 0, got -1"),
     ],
 )
 def test_scan_refuses_bad_options_with_one_line(

@@ -10,6 +10,7 @@ from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
+import numpy as np
 import pip
 import pytest
 
@@ -17,6 +18,7 @@ import malvision.scan as scan_pkg
 import malvision.scan.scanner as scan_mod
 from corpus import write_files
 from corpus.harness import call_main
+from malvision.errors import CheckpointError, MalvisionError
 from malvision.scan import ScanError, Scanner, Verdict
 
 PIP_LAUNCHERS = sorted(Path(pip.__file__).parent.joinpath("_vendor", "distlib").glob("*.exe"))
@@ -152,3 +154,43 @@ def test_an_interrupt_waits_until_the_workers_are_started() -> None:
             done.append(i)
     assert done == [0, 1]
     assert signal.getsignal(signal.SIGINT) is handler  # put back
+
+
+def test_the_python_api_takes_one_path_and_reports_bad_names_per_input(
+    tiny_detector: Path, tmp_path: Path
+) -> None:
+    scanner = Scanner(tiny_detector, backend="torch")
+    exe = PIP_LAUNCHERS[0]
+    one = list(scanner.scan(str(exe)))  # a str is one path, not its characters
+    assert len(one) == 1 and isinstance(one[0], Verdict) and one[0].path == str(exe)
+    assert _records(list(scanner.scan(exe))) == _records(one)
+    long_name, nul = tmp_path / ("b" * 300), "a\x00b"
+    got = list(scanner.scan([exe, long_name, nul, exe]))  # a bad name is its own error; the scan goes on
+    assert [type(r) for r in got] == [Verdict, ScanError, ScanError, Verdict]
+    assert got[1].message == f"{long_name}: cannot open (File name too long)"
+    assert got[2].message == "'a\\x00b': not a file name (it holds a NUL byte)"
+    data = exe.read_bytes()
+    assert (
+        scanner.scan_bytes("x", np.frombuffer(data, np.uint8)).sha256 == scanner.scan_bytes("x", data).sha256
+    )
+    assert scanner.scan_bytes("x", np.zeros(0, np.uint8)).reason == "empty file"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"threshold": "abc"}, "--threshold must be a number between 0 and 1, got 'abc'"),
+        ({"max_size": 0}, "--max-size must be positive, got 0"),
+        ({"batch_size": 1.5}, "--batch-size must be a whole number of at least 1, got 1.5"),
+        ({"workers": -1}, "--workers must be a whole number of at least 0, got -1"),
+    ],
+)
+def test_the_scanner_refuses_bad_settings(tiny_detector: Path, kwargs: dict, message: str) -> None:
+    with pytest.raises(MalvisionError) as e:
+        Scanner(tiny_detector, backend="torch", **kwargs)
+    assert str(e.value) == message
+
+
+def test_a_model_name_too_long_is_a_checkpoint_error() -> None:
+    with pytest.raises(CheckpointError, match="cannot open"):
+        Scanner("a" * 5000)

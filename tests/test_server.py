@@ -471,3 +471,16 @@ def _multipart(files: dict[str, tuple[str, bytes]]) -> tuple[bytes, str]:
         )
     out += f"--{boundary}--\r\n".encode()
     return out, f"multipart/form-data; boundary={boundary}"
+
+
+def test_serve_on_an_address_it_cannot_have_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    from corpus.harness import call_main, check_run
+
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        run = call_main(["serve", "--port", str(port)], capsys)
+    (line,) = check_run(run, [2], errors=1)
+    assert line.startswith(f"error: cannot listen on 127.0.0.1:{port} (Address already in use"), line
+    run = call_main(["serve", "--host", "nonexistent.invalid", "--api-key", "k" * 16], capsys)
+    (line,) = check_run(run, [2], errors=1)
+    assert line.startswith("error: cannot listen on nonexistent.invalid:8000 ("), line

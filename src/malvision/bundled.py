@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from malvision.errors import CheckpointError
+from malvision.io import is_dir
 
 __all__ = ["WEIGHTS_DIR", "BUNDLED", "DEFAULT_MODEL", "RUN_MODELS", "resolve_checkpoint"]
 
@@ -32,14 +33,17 @@ def resolve_checkpoint(ref: str | Path) -> Path:
             raise CheckpointError(f"bundled model {text!r} is missing from this installation ({path})")
         return path
     p = Path(text)
-    if p.is_dir():
+    if is_dir(p):
         for name in RUN_MODELS:
             if (p / name).is_file():
                 return p / name
         raise CheckpointError(
             f"{p}: no best.pt, model.pt or bundled.pt in this run folder; train into it first"
         )
-    if p.is_file():
-        return p
+    try:
+        if p.is_file():
+            return p
+    except OSError as e:  # a name too long, no permission on a parent
+        raise CheckpointError(f"{text}: cannot open ({e.strerror or e})") from None
     names = ", ".join(sorted(BUNDLED))
     raise CheckpointError(f"{text}: no such model file or run folder (bundled models: {names})")

@@ -28,6 +28,7 @@ __all__ = [
     "check_file",
     "open_source",
     "expand_inputs",
+    "is_dir",
     "atomic_writer",
     "deferred_interrupts",
     "WriteError",
@@ -62,6 +63,8 @@ def check_file(path: Path | str, max_size: int = DEFAULT_MAX_SIZE) -> int:
         raise InputError(f"{p}: no such file") from None
     except OSError as e:  # symlink loop, name too long, permission on a parent
         raise InputError(f"{p}: cannot open ({e.strerror or e})") from None
+    except ValueError:  # a NUL byte in the name
+        raise InputError(f"{str(p)!r}: not a file name (it holds a NUL byte)") from None
     if stat.S_ISDIR(st.st_mode):
         raise InputError(f"{p}: is a directory, expected a file")
     if not stat.S_ISREG(st.st_mode):
@@ -157,7 +160,11 @@ class MemorySource(Source):
 
     @classmethod
     def of(cls, name: str, data: bytes, plot_width: int | None = None) -> MemorySource:
-        if not data:
+        """``data``: bytes, a bytearray or memoryview (kept, never copied), or another buffer of bytes
+        (a numpy uint8 array), copied to bytes."""
+        if not isinstance(data, bytes | bytearray | memoryview):
+            data = memoryview(data).cast("B").tobytes()
+        if len(data) == 0:
             raise InputError(f"{name}: empty file")
         return cls(name=name, size=len(data), data=data, plot_width=plot_width)
 
@@ -177,7 +184,7 @@ def expand_inputs(paths: Iterable[Path | str]) -> Iterator[tuple[Path, Path]]:
     """
     for raw in paths:
         root = Path(raw)
-        if root.is_dir():
+        if is_dir(root):
             for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
                 dirnames.sort()
                 for name in sorted(filenames + [d for d in dirnames if Path(dirpath, d).is_symlink()]):
@@ -185,6 +192,15 @@ def expand_inputs(paths: Iterable[Path | str]) -> Iterator[tuple[Path, Path]]:
                     yield p, p.relative_to(root)
         else:
             yield root, Path(root.name)
+
+
+def is_dir(path: Path) -> bool:
+    """Whether ``path`` is a folder; False where asking fails (a name too long, no permission on a
+    parent), so the file check that follows names the reason."""
+    try:
+        return path.is_dir()
+    except OSError:
+        return False
 
 
 @contextlib.contextmanager

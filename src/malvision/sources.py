@@ -8,6 +8,7 @@ stdin and zip entries are read in this process.
 
 from __future__ import annotations
 
+import os
 import sys
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
@@ -64,16 +65,30 @@ def _zip_entries(path: Path, rel: Path, password: str, max_size: int) -> Iterato
         yield rec.source, rel / Path(*entry.parts), (lambda i=i: zd.open(i))
 
 
+def _is_zip(path: Path) -> bool:
+    """A regular file holding a zip; False where asking fails (the file check then names the reason)."""
+    try:
+        return path.is_file() and zipfile.is_zipfile(path)
+    except OSError:
+        return False
+
+
 def iter_sources(
-    paths: Iterable[str | Path], *, zip_password: str | None = None, max_size: int = DEFAULT_MAX_SIZE
+    paths: str | Path | Iterable[str | Path],
+    *,
+    zip_password: str | None = None,
+    max_size: int = DEFAULT_MAX_SIZE,
 ) -> Iterator[tuple[str, Path, Opener]]:
-    """Expand inputs; with ``zip_password``, zip files yield their entries (read in memory, never extracted)."""
+    """Expand inputs (one ``str`` or ``Path`` is one input, not a sequence of characters); with
+    ``zip_password``, zip files yield their entries (read in memory, never extracted)."""
+    if isinstance(paths, str | os.PathLike):
+        paths = [paths]
     for raw in paths:
         if str(raw) == "-":
             yield "-", Path("stdin"), lambda: _stdin(max_size)
             continue
         for path, rel in expand_inputs([raw]):
-            if zip_password is not None and path.is_file() and zipfile.is_zipfile(path):
+            if zip_password is not None and _is_zip(path):
                 yield from _zip_entries(path, rel, zip_password, max_size)
             else:
                 yield str(path), rel, FileOpener(path, max_size)

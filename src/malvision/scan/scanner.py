@@ -13,6 +13,7 @@ import threading
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import BrokenExecutor, Future, ThreadPoolExecutor
+from numbers import Integral
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -103,10 +104,12 @@ class Scanner:
     ) -> None:
         if backend not in BACKENDS:
             raise MalvisionError(f"unknown backend {backend!r}; use {', '.join(BACKENDS)}")
-        if batch_size < 1:
-            raise MalvisionError(f"--batch-size must be at least 1, got {batch_size}")
-        if workers < 0:  # 0 reads on one worker, as 1 does
-            raise MalvisionError(f"--workers must be at least 0, got {workers}")
+        if not isinstance(batch_size, Integral) or batch_size < 1:
+            raise MalvisionError(f"--batch-size must be a whole number of at least 1, got {batch_size!r}")
+        if not isinstance(workers, Integral) or workers < 0:  # 0 reads on one worker, as 1 does
+            raise MalvisionError(f"--workers must be a whole number of at least 0, got {workers!r}")
+        if not isinstance(max_size, Integral) or max_size < 1:
+            raise MalvisionError(f"--max-size must be positive, got {max_size!r}")
         if threads is not None:
             _limit_threads(threads)
         self.model_path = resolve_checkpoint(model)
@@ -129,7 +132,10 @@ class Scanner:
         self.detector = sorted(self.classes) == ["benign", "malware"]
         self.temperature = float(self.card.get("temperature", 1.0))
         self.platt: dict[str, float] | None = self.card.get("platt")
-        self.threshold = float(threshold if threshold is not None else self.card.get("threshold", 0.5))
+        try:
+            self.threshold = float(threshold if threshold is not None else self.card.get("threshold", 0.5))
+        except (TypeError, ValueError):
+            raise MalvisionError(f"--threshold must be a number between 0 and 1, got {threshold!r}") from None
         self.bands = band_points(self.card) if self.detector else None
         if not 0.0 <= self.threshold <= 1.0:
             raise MalvisionError(f"--threshold must be between 0 and 1, got {self.threshold}")
@@ -258,7 +264,7 @@ class Scanner:
         )
 
     # -- inputs ------------------------------------------------------------------------------------
-    def scan(self, paths: Iterable[str | Path]) -> Iterator[Verdict | ScanError]:
+    def scan(self, paths: str | Path | Iterable[str | Path]) -> Iterator[Verdict | ScanError]:
         """Verdicts (and errors) for every file under ``paths``, in input order."""
         stop = threading.Event()
         if self._procs is not None and not self._procs.usable:  # broken in an earlier scan
@@ -339,7 +345,7 @@ class Scanner:
 
     def scan_bytes(self, name: str, data: bytes) -> Verdict:
         """Verdict for bytes already in memory (an upload, a zip entry)."""
-        if not data:
+        if len(data) == 0:  # bytes, or any buffer of bytes (MemorySource.of takes both)
             return Verdict(name, EMPTY_SHA256, 0, "unknown", None, None, "empty file")
         return self.verdict_of(prepare(MemorySource.of(name, data), self.spec, self.vocab))
 

@@ -318,8 +318,16 @@ def serve(
     log_level: str = "info",
 ) -> None:
     """Load the model once and serve until interrupted (uvicorn)."""
+    import socket
+
     import uvicorn
 
+    try:  # an address that cannot be had is one line now, not uvicorn's log after the model loads
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        with socket.create_server((host, port), family=family):
+            pass
+    except OSError as e:
+        raise MalvisionError(f"cannot listen on {host}:{port} ({e.strerror or e})") from None
     settings = settings or ServerSettings()
     import torch
 
