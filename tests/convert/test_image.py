@@ -263,8 +263,12 @@ def test_resize_does_not_depend_on_row_blocking(
 
 def test_resize_refuses_bad_arguments(rng: np.random.Generator) -> None:
     plot = rng.integers(0, 256, (10, 32), dtype=np.uint8)
-    with pytest.raises(ConversionError, match="positive"):
+    with pytest.raises(ConversionError, match="from 1 to 4096, got 0"):
         resize_plot(plot, 0)
+    with pytest.raises(ConversionError, match="from 1 to 4096, got 1000000"):  # 7 TiB it would ask for
+        resize_plot(plot, 10**6)
+    with pytest.raises(ConversionError, match="at least 0, got nan"):
+        plot_shape(float("nan"))
     with pytest.raises(ConversionError, match="2-D uint8"):
         resize_plot(plot.astype(np.int32), 8)
     with pytest.raises(ConversionError, match="2-D uint8"):

@@ -67,9 +67,11 @@ def test_pad_batch_to_a_fixed_length_truncates_and_pads() -> None:
     assert batch.tolist() == [[1, 2, 3, 4], [1, 2, 0, 0]]
 
 
-def test_pad_batch_of_nothing_is_an_error() -> None:
+def test_pad_batch_of_nothing_or_to_a_negative_length_is_an_error() -> None:
     with pytest.raises(ConversionError):
         pad_batch([])
+    with pytest.raises(ConversionError, match="at least 0, got -1"):
+        pad_batch([np.arange(1, 4)], -1)
 
 
 def test_vocabulary_reserves_pad_and_unknown() -> None:

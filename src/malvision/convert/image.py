@@ -19,6 +19,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from malvision.convert.spec import MAX_IMAGE_SIZE
 from malvision.errors import ConversionError
 
 __all__ = [
@@ -51,8 +52,8 @@ NIBBLES = 16  # the entropy plot counts high nibbles
 
 def nataraj_width(size: int) -> int:
     """Byte-plot width for a file of ``size`` bytes (half-open ranges, KB = 1024 bytes)."""
-    if size < 0:
-        raise ConversionError(f"negative file size {size}")
+    if not size >= 0:  # NaN too
+        raise ConversionError(f"file size must be at least 0, got {size}")
     for bound, width in WIDTH_TABLE:
         if size < bound:
             return width
@@ -137,8 +138,8 @@ def _overlaps(n_in: int, n_out: int) -> list[tuple[int, int, np.ndarray]]:
 
 def resize_rows(blocks: Iterable[np.ndarray], height: int, width: int, size: int) -> np.ndarray:
     """Area-average a (height, width) plot, given as consecutive row blocks, to (size, size) uint8."""
-    if size < 1:
-        raise ConversionError(f"image size must be positive, got {size}")
+    if not 1 <= size <= MAX_IMAGE_SIZE:
+        raise ConversionError(f"image size must be from 1 to {MAX_IMAGE_SIZE}, got {size}")
     if height < 1 or width < 1:
         raise ConversionError(f"cannot resize an empty {height}x{width} byte plot")
     row_spans = _overlaps(height, size)

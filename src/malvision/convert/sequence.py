@@ -45,6 +45,8 @@ def pad_batch(seqs: Sequence[np.ndarray], length: int | None = None) -> np.ndarr
     if not seqs:
         raise ConversionError("cannot pad an empty batch")
     length = max(len(s) for s in seqs) if length is None else length
+    if not length >= 0:
+        raise ConversionError(f"pad length must be at least 0, got {length}")
     out = np.zeros((len(seqs), length), dtype=np.int64)
     for row, seq in zip(out, seqs, strict=True):
         n = min(len(seq), length)
