@@ -3,14 +3,16 @@ compare-detectors, convert) against bad settings and unwritable outputs: one ``e
 usage error, a non-zero exit, never a traceback, and nothing left behind that a corrected rerun trips on.
 """
 
-# ruff: noqa: F811  (pytest fixtures imported from corpus.harness are redefined as arguments)
+# ruff: noqa: F811  (pytest fixtures imported from other test modules are redefined as arguments)
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
-from corpus.harness import call_main, check_run, error_lines
+from corpus.harness import call_main, check_run
+from malvision.cli import app
 from malvision.errors import MalvisionError
 from malvision.train import TrainConfig
 from test_detector import pe_feature_cache  # noqa: F401 - fixture
@@ -112,14 +114,21 @@ def test_train_detector_refuses_bad_settings_and_leaves_no_run_behind(
     assert (out / "model.pt").is_file()
 
 
-def test_bundle_and_evaluate_refuse_what_they_would_have_ignored(
-    opcode_cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    run = tmp_path / "run"
-    trained = call_main(
-        ["train", "-m", "cnn", "-d", str(opcode_cache), "-o", str(run), "--epochs", "1"], capsys
+@pytest.fixture(scope="module")
+def one_epoch_run(opcode_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A `train` run folder (best.pt, metrics.json with a test split) the tests below only read."""
+    run = tmp_path_factory.mktemp("trained") / "run"
+    r = CliRunner().invoke(
+        app, ["train", "-m", "cnn", "-d", str(opcode_cache), "-o", str(run), "--epochs", "1"]
     )
-    assert trained.code == 0, trained
+    assert r.exit_code == 0, r.output
+    return run
+
+
+def test_bundle_and_evaluate_refuse_what_they_would_have_ignored(
+    one_epoch_run: Path, opcode_cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = one_epoch_run
     junk = tmp_path / "junk.json"
     junk.write_bytes(bytes(range(128, 256)))
     r = call_main(["bundle", str(run), "-o", str(tmp_path / "b.pt"), "--cv", str(junk)], capsys)
@@ -140,23 +149,31 @@ def test_bundle_and_evaluate_refuse_what_they_would_have_ignored(
 
 
 def test_export_into_a_folder_it_makes_and_not_under_a_file(
-    opcode_cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    one_epoch_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    run = tmp_path / "run"
-    trained = call_main(
-        ["train", "-m", "cnn", "-d", str(opcode_cache), "-o", str(run), "--epochs", "1"], capsys
-    )
-    assert trained.code == 0, trained
+    run = one_epoch_run
     r = call_main(["export", str(run / "best.pt"), "--out", str(tmp_path / "new" / "m.onnx")], capsys)
     check_run(r, [0])
     assert (tmp_path / "new" / "m.onnx").is_file()
     r = call_main(["export", str(run / "best.pt"), "--out", str(run / "best.pt" / "m.onnx")], capsys)
     (line,) = check_run(r, [2], errors=1)
     assert line.startswith(f"error: {run / 'best.pt' / 'm.onnx'}: cannot write"), line
-    assert error_lines(r.stderr) == [line]
 
 
 def test_info_refuses_markdown_without_groups(capsys: pytest.CaptureFixture[str]) -> None:
     run = call_main(["info", "default", "--markdown"], capsys)
     check_run(run, [2])
     assert "--markdown is a form of --groups" in run.stderr
+
+
+def test_compare_detectors_needs_a_folder_of_held_out_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a_file = tmp_path / "f.bin"
+    a_file.write_bytes(b"x")
+    for heldout in (tmp_path / "missing", a_file):
+        run = call_main(
+            ["compare-detectors", str(tmp_path), "-o", str(tmp_path / "b"), "--heldout", str(heldout)], capsys
+        )
+        check_run(run, [2])
+        assert "--heldout" in run.stderr and not (tmp_path / "b").exists()

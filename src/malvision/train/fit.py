@@ -60,13 +60,13 @@ def fit(
     trained alike score on one scale). A fitted model (trees, linear) learns from every training row in
     one call.
     """
-    check_trainable(ds, cfg)
-    out = make_dirs(out_dir)
     distributed, rank, _ = _dist_info()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
-    model, meta = _build(ds, train_idx, cfg)
+    model, meta = _build(ds, train_idx, cfg)  # an unknown model, kind or argument stops here
+    _check_row_weights(cfg)
+    out = make_dirs(out_dir)  # only once the model is built: a refused run leaves no folder
     if fitted_in_one_call(cfg.model):
         if distributed:
             raise MalvisionError(
@@ -140,13 +140,19 @@ def _build(ds: Any, train_idx: np.ndarray, cfg: TrainConfig) -> tuple[nn.Module,
 
 
 def check_trainable(ds: Any, cfg: TrainConfig) -> None:
-    """Refuse, before anything is written, what ``fit`` could not train: an unknown model, an input kind
-    it does not take, an argument it lacks, or row weights for a model trained by gradient steps."""
+    """Refuse what ``fit`` would refuse (an unknown model, an input kind it does not take, an argument it
+    lacks, row weights for a model trained by gradient steps), for a caller that writes before it fits
+    (``build_detector``'s run.json)."""
     kind = ds.spec.kind
     vocab_size = {"opcodes": len(getattr(ds, "codebook", ())) + 2, "bytes": 257}.get(kind)
     create_model(
         cfg.model, in_kind=kind, n_classes=len(ds.classes), vocab_size=vocab_size, **cfg.model_kwargs
     )
+    _check_row_weights(cfg)
+
+
+def _check_row_weights(cfg: TrainConfig) -> None:
+    """group_power and type_power weigh the rows of one fit; a gradient model has none."""
     if (cfg.group_power or cfg.type_power) and not fitted_in_one_call(cfg.model):
         raise MalvisionError(
             f"group_power and type_power weigh the rows of a model fitted in one call (trees, linear); "
