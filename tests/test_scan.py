@@ -194,3 +194,10 @@ def test_the_scanner_refuses_bad_settings(tiny_detector: Path, kwargs: dict, mes
 def test_a_model_name_too_long_is_a_checkpoint_error() -> None:
     with pytest.raises(CheckpointError, match="cannot open"):
         Scanner("a" * 5000)
+
+
+def test_an_input_the_onnx_graph_does_not_take_is_a_package_error() -> None:
+    scanner = Scanner("pe-detector")
+    assert scanner.backend == "onnx"
+    with pytest.raises(MalvisionError, match=r"cannot read input of shape \(1, 3\)"):
+        scanner.infer([np.zeros(3, np.float32)])

@@ -39,7 +39,13 @@ class OnnxModel:
         self.input_name = self.session.get_inputs()[0].name
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self.input_name: batch})[0]
+        try:
+            return self.session.run(None, {self.input_name: batch})[0]
+        except Exception as e:  # onnxruntime's own types: a shape or type the graph does not take
+            shape = getattr(batch, "shape", None)
+            raise MalvisionError(
+                f"the model cannot read input of shape {shape} ({str(e).splitlines()[0]})"
+            ) from None
 
 
 class TreeArrays:
