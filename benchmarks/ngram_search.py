@@ -207,22 +207,22 @@ def features(
     tr: np.ndarray,
     rows: list[np.ndarray],
     cfg: dict,
-    windows: dict[str, Any],
+    counted: dict[str, Any],
     stacked: list[np.ndarray] | None = None,
 ) -> tuple[list[np.ndarray], np.ndarray]:
     """What ``NgramModel.fit`` keeps and the tree head reads, for training rows ``tr``, of each of ``rows``
     (``x``: the sparse counts, one column per gram key of ``keys``); ``extra`` adds ``logcount`` (each
     kept gram's log count), ``entropy`` (each row's entropy over its 1-, 2-, 3- and 4-grams), ``head``
-    and ``tail`` (the ``window_k`` grams of ``windows``, the first / last ``window`` opcodes' counts,
+    and ``tail`` (the ``window_k`` grams of ``counted[side]``, the first / last ``window`` opcodes' counts,
     that chi-squared ranks first on the training rows, as frequencies in the window) and ``segments``
-    (``windows["segments"]``: the top opcodes' shares in equal parts of each sample); ``stacked`` holds
+    (``counted["segments"]``: the top opcodes' shares in equal parts of each sample); ``stacked`` holds
     more columns for each of ``rows`` (``svm``: ``svm_scores``)."""
     from malvision.models.ngrams import frequencies, select_grams, tree_input
 
     kept, _ = select_grams(x[tr], y[tr], cfg["min_df"], cfg["top_k"])
     extras = [e for e in cfg["extra"].split("+") if e]
     window_kept = {
-        side: select_grams(windows[side][tr], y[tr], cfg["min_df"], cfg["window_k"])[0]
+        side: select_grams(counted[side][tr], y[tr], cfg["min_df"], cfg["window_k"])[0]
         for side in ("head", "tail")
         if side in extras
     }
@@ -232,12 +232,12 @@ def features(
         parts = [tree_input(frequencies(c, lengths[r]), lengths[r])]
         for side, cols in window_kept.items():
             parts.append(
-                frequencies(windows[side][r][:, cols], np.minimum(lengths[r], cfg["window"])).toarray()
+                frequencies(counted[side][r][:, cols], np.minimum(lengths[r], cfg["window"])).toarray()
             )
         if "logcount" in extras:
             parts.append(np.log1p(c.toarray()))
         if "segments" in extras:
-            parts.append(windows["segments"][r].reshape(len(r), -1))
+            parts.append(counted["segments"][r].reshape(len(r), -1))
         if stacked is not None:
             parts.append(stacked[i])
         if "entropy" in extras:  # per-sample entropy of the distribution of all its n-grams, n = 1..4
@@ -269,10 +269,10 @@ def run_config(
     x = count_matrix(z)
     classes = [str(c) for c in range(int(y.max()) + 1)]
     name = ",".join(f"{k}={v}" for k, v in cfg.items() if DEFAULTS.get(k) != v) or "shipped"
-    sides = {"head", "tail"} & set(cfg["extra"].split("+"))
-    windows = count_windows(data, cfg["window"]) if sides else {}
-    if "segments" in cfg["extra"].split("+"):
-        windows["segments"] = count_segments(data, cfg["segments"])
+    extras = set(cfg["extra"].split("+"))
+    counted = count_windows(data, cfg["window"]) if {"head", "tail"} & extras else {}
+    if "segments" in extras:
+        counted["segments"] = count_segments(data, cfg["segments"])
     for k, (tr, te) in enumerate(stratified_kfold(y, 5, random_state=0)):
         if (name, k) in done or (only and k not in only):
             continue
@@ -283,8 +283,8 @@ def run_config(
         elif cfg["weight"] == "none":
             w = np.ones_like(w)
         w = w / w.mean()
-        stacked = svm_scores(x, y, tr, te, w) if "svm" in cfg["extra"].split("+") else None
-        (ftr, fte), kept = features(x, z["keys"], y, lengths, tr, [tr, te], cfg, windows, stacked)
+        stacked = svm_scores(x, y, tr, te, w) if "svm" in extras else None
+        (ftr, fte), kept = features(x, z["keys"], y, lengths, tr, [tr, te], cfg, counted, stacked)
         head = LightGBMTrees(
             in_kind="features", n_classes=len(classes), n_features=ftr.shape[1], n_trees=cfg["rounds"],
             num_leaves=cfg["leaves"], learning_rate=cfg["lr"], min_child_samples=3, colsample=cfg["colsample"],
