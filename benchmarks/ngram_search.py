@@ -55,7 +55,8 @@ DEFAULTS = dict(
     seed=0,  # LightGBM's (row and column sampling); the folds stay those of seed 0
     bag=1,  # average the probabilities of this many fits, seeds seed, seed + 1, ...
     window=2048,  # extra=head / tail: the grams of a sample's first / last this many opcodes
-    window_k=500,  # ... the top this many of them by chi-squared, as frequencies in the window
+    window_k=500,  # ... the top this many of them by chi-squared, as frequencies in the window (long: 5-
+    # and 6-grams over the whole sample, as frequencies in it)
     segments=8,  # extra=segments: the top opcodes' shares in this many equal parts of each sample
 )
 
@@ -149,6 +150,41 @@ def count_windows(data: Path, window: int) -> dict[str, Any]:
         }
 
 
+def count_long(data: Path, n_values: tuple[int, ...] = (5, 6)) -> Any:
+    """Every sample's 5- and 6-grams (longer than ``gram_counts``' 4 ids fit one key) as 64-bit hashes
+    (a polynomial in the ids, wrapping), counted; CSR samples x hashes in 2+ samples."""
+    import scipy.sparse as sp
+
+    from malvision.evaluate.runner import open_cache
+
+    path = STORE / f"long-{'-'.join(map(str, n_values))}.npz"
+    if not path.is_file():
+        ds = open_cache(data)
+        ds.fit_vocab(range(len(ds)))
+        keys, counts = [], []
+        with np.errstate(over="ignore"):
+            for i in range(len(ds)):
+                a = np.asarray(ds[i][0], dtype=np.uint64)
+                hs = []
+                for n in n_values:
+                    if len(a) < n:
+                        continue
+                    h = np.full(len(a) - n + 1, np.uint64(n))
+                    for j in range(n):
+                        h = h * np.uint64(0x9E3779B97F4A7C15) + a[j : len(a) - n + 1 + j]
+                    hs.append(h)
+                k, c = np.unique(np.concatenate(hs), return_counts=True) if hs else (a[:0], a[:0])
+                keys.append(k)
+                counts.append(c.astype(np.float32))
+        vocab, cols = np.unique(np.concatenate(keys), return_inverse=True)
+        rows = np.repeat(np.arange(len(keys)), [len(k) for k in keys])
+        m = sp.csr_matrix((np.concatenate(counts), (rows, cols)), shape=(len(keys), len(vocab)))
+        m = m[:, np.diff(m.tocsc().indptr) >= 2].tocsr()
+        STORE.mkdir(parents=True, exist_ok=True)
+        sp.save_npz(path, m)
+    return sp.load_npz(path).tocsr()
+
+
 def count_segments(data: Path, n_seg: int, n_tokens: int = 128) -> np.ndarray:
     """Each sample cut into ``n_seg`` equal parts, each part's share of the ``n_tokens`` most frequent
     opcodes and of the rest (samples x n_seg x n_tokens + 1, float32): where in the file what code is."""
@@ -215,7 +251,8 @@ def features(
     kept gram's log count), ``entropy`` (each row's entropy over its 1-, 2-, 3- and 4-grams), ``head``
     and ``tail`` (the ``window_k`` grams of ``counted[side]``, the first / last ``window`` opcodes' counts,
     that chi-squared ranks first on the training rows, as frequencies in the window) and ``segments``
-    (``counted["segments"]``: the top opcodes' shares in equal parts of each sample); ``stacked`` holds
+    (``counted["segments"]``: the top opcodes' shares in equal parts of each sample) and ``long`` (the
+    ``window_k`` 5- and 6-grams of the whole sample first by chi-squared); ``stacked`` holds
     more columns for each of ``rows`` (``svm``: ``svm_scores``)."""
     from malvision.models.ngrams import frequencies, select_grams, tree_input
 
@@ -223,7 +260,7 @@ def features(
     extras = [e for e in cfg["extra"].split("+") if e]
     window_kept = {
         side: select_grams(counted[side][tr], y[tr], cfg["min_df"], cfg["window_k"])[0]
-        for side in ("head", "tail")
+        for side in ("head", "tail", "long")
         if side in extras
     }
     out = []
@@ -231,9 +268,8 @@ def features(
         c = x[r][:, kept]
         parts = [tree_input(frequencies(c, lengths[r]), lengths[r])]
         for side, cols in window_kept.items():
-            parts.append(
-                frequencies(counted[side][r][:, cols], np.minimum(lengths[r], cfg["window"])).toarray()
-            )
+            span = lengths[r] if side == "long" else np.minimum(lengths[r], cfg["window"])
+            parts.append(frequencies(counted[side][r][:, cols], span).toarray())
         if "logcount" in extras:
             parts.append(np.log1p(c.toarray()))
         if "segments" in extras:
@@ -273,6 +309,8 @@ def run_config(
     counted = count_windows(data, cfg["window"]) if {"head", "tail"} & extras else {}
     if "segments" in extras:
         counted["segments"] = count_segments(data, cfg["segments"])
+    if "long" in extras:
+        counted["long"] = count_long(data)
     for k, (tr, te) in enumerate(stratified_kfold(y, 5, random_state=0)):
         if (name, k) in done or (only and k not in only):
             continue

@@ -149,6 +149,9 @@ big2015_search() {
     $S benchmarks/ngram_search.py --threads 1 --at 300 --config col_wise=true,extra=svm \
         --config col_wise=true,extra=svm,seed=1
     wait
+    $S benchmarks/ngram_search.py --threads 1 --at 300 --config col_wise=true,extra=long &
+    $S benchmarks/ngram_search.py --threads 1 --at 300 --config col_wise=true,extra=long,seed=1
+    wait
     $S benchmarks/ngram_search.py --report --out benchmarks/results/ngram-search-extra.md
 }
 
