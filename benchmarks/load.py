@@ -19,6 +19,7 @@ import os
 import platform
 import random
 import shlex
+import shutil
 import socket
 import struct
 import subprocess
@@ -181,7 +182,9 @@ def run(args: argparse.Namespace) -> dict:
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
+            proc.wait()
         log.close()
+        shutil.rmtree(tmp, ignore_errors=True)  # the generated model and the server's log
     lat = np.array(latencies) * 1000
     ok = statuses.get("200", 0)
     sizes = [len(d) for _, d in files]
