@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from malvision.errors import MalvisionError
 
-__all__ = ["MalvisionError", "Scanner", "Verdict", "__version__"]
+__all__ = ["MalvisionError", "ScanError", "Scanner", "Verdict", "__version__"]
 
 
 def __getattr__(name: str) -> object:
     # Looked up when asked for: the scanner's imports, and importlib.metadata (tens of ms of every
     # command's start) for the version.
-    if name in ("Scanner", "Verdict"):
+    if name in ("ScanError", "Scanner", "Verdict"):
         from malvision import scan
 
         return getattr(scan, name)
