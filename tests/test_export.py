@@ -134,3 +134,17 @@ def test_the_default_scans_on_numpy_trees_that_score_as_torch(tmp_path: Path) ->
     assert Scanner(model).backend == "onnx"
     with pytest.raises(MalvisionError, match="no current numpy trees"):
         Scanner(model, backend="numpy")
+
+
+def test_a_bundled_model_exports_into_the_working_folder_not_the_package(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from malvision.bundled import BUNDLED, WEIGHTS_DIR
+
+    shipped = WEIGHTS_DIR / BUNDLED["pe-detector"]
+    before = {p.name: p.stat().st_mtime_ns for p in WEIGHTS_DIR.iterdir()}
+    monkeypatch.chdir(tmp_path)
+    r = runner.invoke(app, ["export", "pe-detector", "--onnx"])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "pe-detector.onnx").is_file() and shipped.with_suffix(".onnx").is_file()
+    assert {p.name: p.stat().st_mtime_ns for p in WEIGHTS_DIR.iterdir()} == before

@@ -280,18 +280,23 @@ def export(
     model: Annotated[str, typer.Argument(help="Bundled model name, run folder or .pt file.")] = "default",
     onnx: Annotated[bool, typer.Option("--onnx", help="Export to ONNX (the only format for now).")] = True,
     out_path: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Output .onnx (default: beside the .pt).")
+        Path | None,
+        typer.Option(
+            "--out", "-o", help="Output .onnx (default: beside the .pt; for a bundled model, NAME.onnx here)."
+        ),
     ] = None,
 ) -> None:
     """Export a model to ONNX and check its logits match torch (max abs difference < 1e-4)."""
     import json
 
-    from malvision.bundled import resolve_checkpoint
+    from malvision.bundled import BUNDLED, resolve_checkpoint
     from malvision.export import export_onnx, sidecar
 
     if not onnx:
         raise MalvisionError("only --onnx export is supported")
     checkpoint = resolve_checkpoint(model)
+    if out_path is None and model in BUNDLED:  # never into the installed package, beside its own export
+        out_path = Path(f"{model}.onnx")
     report = export_onnx(checkpoint, out_path)
     # the model's spec and card go to the sidecar file; the terminal gets what the export measured
     shown = {k: v for k, v in report.items() if k != "model"}
