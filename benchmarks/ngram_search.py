@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -108,63 +109,63 @@ def count_all(data: Path, threads: int) -> dict[str, np.ndarray]:
     return out
 
 
+def each_sample(data: Path) -> Iterator[np.ndarray]:
+    """Every sample's opcode ids (int64), under a vocabulary of every row (ids ranked by frequency,
+    after the two specials), in cache order."""
+    from malvision.evaluate.runner import open_cache
+
+    ds = open_cache(data)
+    ds.fit_vocab(range(len(ds)))
+    for i in range(len(ds)):
+        yield np.asarray(ds[i][0], dtype=np.int64)
+
+
+def in_two_or_more(rows: list[tuple[np.ndarray, np.ndarray]]) -> Any:
+    """Each sample's (distinct keys, counts) as a CSR matrix, samples x the keys found in 2 or more samples
+    (sorted; a key of one sample has a training document frequency below 2 in every fold: never kept)."""
+    import scipy.sparse as sp
+
+    vocab, cols = np.unique(np.concatenate([k for k, _ in rows]), return_inverse=True)
+    row_of = np.repeat(np.arange(len(rows)), [len(k) for k, _ in rows])
+    m = sp.csr_matrix(
+        (np.concatenate([n for _, n in rows]).astype(np.float32), (row_of, cols)),
+        shape=(len(rows), len(vocab)),
+    )
+    return m[:, np.diff(m.tocsc().indptr) >= 2].tocsr()
+
+
 def count_windows(data: Path, window: int) -> dict[str, Any]:
-    """The 1- to 4-gram counts of every sample's first and last ``window`` opcodes (CSR, own vocabulary
-    each, grams in 2+ samples): where a file infector's code or a packer's stub would sit."""
+    """The 1- to 4-gram counts of every sample's first and last ``window`` opcodes (``in_two_or_more``,
+    each side its own keys): where a file infector's code or a packer's stub would sit."""
     import scipy.sparse as sp
     import torch
 
-    from malvision.evaluate.runner import open_cache
     from malvision.models.ngrams import gram_counts
 
-    path = STORE / f"windows-{window}.npz"
-    if not path.is_file():
-        ds = open_cache(data)
-        ds.fit_vocab(range(len(ds)))
-        parts: dict[str, list] = {"head": [], "tail": []}
-        for i in range(len(ds)):
-            ids = torch.from_numpy(np.asarray(ds[i][0], dtype=np.int64))
+    paths = {side: STORE / f"windows-{window}-{side}.npz" for side in ("head", "tail")}
+    if not all(p.is_file() for p in paths.values()):
+        rows: dict[str, list] = {side: [] for side in paths}
+        for a in each_sample(data):
+            ids = torch.from_numpy(a)
             for side, w in (("head", ids[:window]), ("tail", ids[-window:])):
-                parts[side].append([t.numpy() for t in gram_counts(w, 4, window)])
-        out = {}
-        for side, rows in parts.items():
-            vocab, cols = np.unique(np.concatenate([k for k, _ in rows]), return_inverse=True)
-            row_of = np.repeat(np.arange(len(rows)), [len(k) for k, _ in rows])
-            m = sp.csr_matrix(
-                (np.concatenate([n for _, n in rows]).astype(np.float32), (row_of, cols)),
-                shape=(len(rows), len(vocab)),
-            )
-            keep = np.diff(m.tocsc().indptr) >= 2
-            m = m[:, keep].tocsr()
-            out.update({f"{side}_{k}": v for k, v in (("indptr", m.indptr), ("indices", m.indices),
-                                                      ("data", m.data), ("keys", vocab[keep]))})  # fmt: skip
+                rows[side].append([t.numpy() for t in gram_counts(w, 4, window)])
         STORE.mkdir(parents=True, exist_ok=True)
-        np.savez(path, **out)
-    with np.load(path) as z:
-        return {
-            side: sp.csr_matrix(
-                (z[f"{side}_data"], z[f"{side}_indices"], z[f"{side}_indptr"]),
-                shape=(len(z[f"{side}_indptr"]) - 1, len(z[f"{side}_keys"])),
-            )
-            for side in ("head", "tail")
-        }
+        for side, path in paths.items():
+            sp.save_npz(path, in_two_or_more(rows[side]))
+    return {side: sp.load_npz(path).tocsr() for side, path in paths.items()}
 
 
 def count_long(data: Path, n_values: tuple[int, ...] = (5, 6)) -> Any:
     """Every sample's 5- and 6-grams (longer than ``gram_counts``' 4 ids fit one key) as 64-bit hashes
-    (a polynomial in the ids, wrapping), counted; CSR samples x hashes in 2+ samples."""
+    (a polynomial in the ids, wrapping), counted (``in_two_or_more``)."""
     import scipy.sparse as sp
-
-    from malvision.evaluate.runner import open_cache
 
     path = STORE / f"long-{'-'.join(map(str, n_values))}.npz"
     if not path.is_file():
-        ds = open_cache(data)
-        ds.fit_vocab(range(len(ds)))
-        keys, counts = [], []
+        rows = []
         with np.errstate(over="ignore"):
-            for i in range(len(ds)):
-                a = np.asarray(ds[i][0], dtype=np.uint64)
+            for ids in each_sample(data):
+                a = ids.astype(np.uint64)
                 hs = []
                 for n in n_values:
                     if len(a) < n:
@@ -173,36 +174,27 @@ def count_long(data: Path, n_values: tuple[int, ...] = (5, 6)) -> Any:
                     for j in range(n):
                         h = h * np.uint64(0x9E3779B97F4A7C15) + a[j : len(a) - n + 1 + j]
                     hs.append(h)
-                k, c = np.unique(np.concatenate(hs), return_counts=True) if hs else (a[:0], a[:0])
-                keys.append(k)
-                counts.append(c.astype(np.float32))
-        vocab, cols = np.unique(np.concatenate(keys), return_inverse=True)
-        rows = np.repeat(np.arange(len(keys)), [len(k) for k in keys])
-        m = sp.csr_matrix((np.concatenate(counts), (rows, cols)), shape=(len(keys), len(vocab)))
-        m = m[:, np.diff(m.tocsc().indptr) >= 2].tocsr()
+                rows.append(np.unique(np.concatenate(hs), return_counts=True) if hs else (a[:0], a[:0]))
         STORE.mkdir(parents=True, exist_ok=True)
-        sp.save_npz(path, m)
+        sp.save_npz(path, in_two_or_more(rows))
     return sp.load_npz(path).tocsr()
 
 
 def count_segments(data: Path, n_seg: int, n_tokens: int = 128) -> np.ndarray:
     """Each sample cut into ``n_seg`` equal parts, each part's share of the ``n_tokens`` most frequent
     opcodes and of the rest (samples x n_seg x n_tokens + 1, float32): where in the file what code is."""
-    from malvision.evaluate.runner import open_cache
-
     path = STORE / f"segments-{n_seg}-{n_tokens}.npy"
     if not path.is_file():
-        ds = open_cache(data)
-        ds.fit_vocab(range(len(ds)))  # ids ranked by frequency, after the specials
-        out = np.zeros((len(ds), n_seg, n_tokens + 1), dtype=np.float32)
-        for i in range(len(ds)):
-            ids = np.asarray(ds[i][0], dtype=np.int64)
-            col = np.minimum(np.maximum(ids - 2, 0), n_tokens)
+        shares = []
+        for ids in each_sample(data):
+            col = np.minimum(np.maximum(ids - 2, 0), n_tokens)  # ids ranked by frequency, after the specials
+            row = np.zeros((n_seg, n_tokens + 1), dtype=np.float32)
             for j, part in enumerate(np.array_split(col, n_seg)):
                 if len(part):
-                    out[i, j] = np.bincount(part, minlength=n_tokens + 1) / len(part)
+                    row[j] = np.bincount(part, minlength=n_tokens + 1) / len(part)
+            shares.append(row)
         STORE.mkdir(parents=True, exist_ok=True)
-        np.save(path, out)
+        np.save(path, np.stack(shares))
     return np.load(path)
 
 
