@@ -147,6 +147,11 @@ def test_too_many_files_is_422(make_client: Callable[..., TestClient]) -> None:
     assert "too many files" in _error(c.post("/v1/scan", files=files), 422)
 
 
+def test_an_overlong_part_header_says_so(client: TestClient) -> None:
+    msg = _error(client.post("/v1/scan", files={"files": ("a" * 10_000, TEXT)}), 400)
+    assert msg == "malformed multipart body: maximum header size exceeded"
+
+
 def test_queue_full_is_503(
     make_client: Callable[..., TestClient], scanner: Scanner, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -144,3 +144,9 @@ def test_opcodes_are_the_first_max_len_mnemonics_in_any_chunking(
 def test_opcode_text_refusals(data: bytes, match: str) -> None:
     p = prepare(MemorySource.of("ops.txt", data), ConvertSpec(kind="opcodes", max_len=100, vocab=("push",)))
     assert p.x is None and match in p.problem
+
+
+@pytest.mark.parametrize("src", [b"MZ", "a.exe", Path("a.exe"), bytearray(b"MZ")])
+def test_prepare_names_what_to_wrap_bytes_and_paths_in(src: object) -> None:
+    with pytest.raises(TypeError, match=r"MemorySource\.of\(name, data\).*open_source\(path\)"):
+        model_input(src, ConvertSpec())  # type: ignore[arg-type]

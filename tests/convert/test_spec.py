@@ -70,3 +70,9 @@ def test_bad_spec_is_a_conversion_error(d: dict[str, Any], match: str) -> None:
 
 def test_from_dict_ignores_keys_it_does_not_know() -> None:
     assert ConvertSpec.from_dict({"kind": "bytes", "note": "x"}) == ConvertSpec(kind="bytes")
+
+
+@pytest.mark.parametrize("d", ["x", ["kind", "image"], None, 3])
+def test_from_dict_refuses_what_is_no_mapping(d: Any) -> None:
+    with pytest.raises(ConversionError, match="a conversion spec is a mapping of its fields, got"):
+        ConvertSpec.from_dict(d)

@@ -83,6 +83,11 @@ def prepare(
     ``vocab`` encodes opcode mnemonics (default: the spec's own vocabulary); ``stop``, when set by
     another thread or process, ends the read at the next chunk with an ``InputError``.
     """
+    if not isinstance(src, Source):  # bytes or a path: the error says how to make one
+        raise TypeError(
+            f"prepare() reads a malvision.io.Source, not {type(src).__name__}: wrap bytes in "
+            "MemorySource.of(name, data) and open a path with malvision.io.open_source(path)"
+        )
     tap = FeatureTap(vector=spec.kind in ("features", "fused", "histograms"))
     side: dict[str, Any] = {  # what one kind needs beside the tap, fed the same chunks
         "bytes": lambda: _Prefix(spec.max_len),

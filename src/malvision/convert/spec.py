@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -94,5 +95,7 @@ class ConvertSpec:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ConvertSpec:
+        if not isinstance(d, Mapping):
+            raise ConversionError(f"a conversion spec is a mapping of its fields, got {type(d).__name__}")
         known = {k: d[k] for k in ("kind", "image_size", "max_len", "vocab", "version") if k in d}
         return cls(**known)

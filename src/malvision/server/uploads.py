@@ -143,8 +143,8 @@ async def read_uploads(request: Request, limit: int, max_files: int) -> Form:
                 raise HTTPException(413, too_big)
             parser.write(chunk)
         parser.finalize()
-    except FormParserError:
-        raise HTTPException(400, "malformed multipart body") from None
+    except FormParserError as e:  # its message says what: "Maximum header size exceeded" for a long name
+        raise HTTPException(400, f"malformed multipart body: {str(e).lower() or type(e).__name__}") from None
     except BaseException:
         parts.files.clear()
         raise
