@@ -177,3 +177,21 @@ def test_compare_detectors_needs_a_folder_of_held_out_files(
         )
         check_run(run, [2])
         assert "--heldout" in run.stderr and not (tmp_path / "b").exists()
+
+
+def test_an_uncompiled_c_module_is_one_line(tmp_path: Path) -> None:
+    """A source tree used without `pip install`: no malvision._bytepass. One line that says what to do."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['malvision._bytepass'] = None; sys.argv = ['malvision', 'info', 'default']\n"
+        "from malvision.__main__ import main; main()"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120
+    )
+    assert proc.returncode == 2 and proc.stderr.splitlines() == [
+        "error: malvision's C module (malvision._bytepass) is not built: install malvision with pip, which "
+        "compiles it (`pip install -e .` in a checkout; a C compiler is needed)"
+    ]

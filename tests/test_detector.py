@@ -432,3 +432,40 @@ def test_compare_detectors_on_the_same_folds(pe_feature_cache: Path, tmp_path: P
         compare([run, other])
     with pytest.raises(MalvisionError, match="not a detector run folder"):
         read_run(tmp_path / "board")
+
+
+def test_evaluate_calls_a_detectors_files_as_scan_does(pe_feature_cache: Path, tmp_path: Path) -> None:
+    """A card with a temperature, a Platt map and a threshold: evaluate's confusion matrix counts the
+    verdicts `scan` gives the same files, not the most probable class of the raw softmax."""
+    import torch
+
+    from malvision.card import save_with_card
+    from malvision.checkpoint import save_checkpoint
+    from malvision.evaluate.runner import evaluate_checkpoint
+    from malvision.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("mlp", in_kind="features", n_classes=2, hidden=[8])
+    raw = save_checkpoint(
+        tmp_path / "raw.pt", model, model_name="mlp", model_kwargs={"hidden": [8]}, in_kind="features",
+        n_classes=2, vocab_size=None, spec=ConvertSpec(kind="features").to_dict(),
+        classes=["benign", "malware"], seed=0, manifest_hash=None,
+    )  # fmt: skip
+    ds = CachedDataset(pe_feature_cache / "cache")
+    files = sorted(p for p in pe_feature_cache.glob("*.exe"))
+
+    def carded(threshold: float) -> Path:
+        card = {"temperature": 2.0, "platt": {"a": 1.5, "b": -0.3}, "threshold": threshold}
+        return save_with_card(load_checkpoint(raw), tmp_path / "carded.pt", card)
+
+    with Scanner(carded(0.5), backend="torch", workers=1) as s:
+        scores = np.array([v.score for v in s.scan(files)])
+    threshold = float(np.quantile(scores, 0.3))  # the card's scores: a threshold that flags 70%
+    with Scanner(carded(threshold), backend="torch", workers=1) as s:
+        verdicts = {Path(v.path).name: v.verdict for v in s.scan(files)}
+    m = evaluate_checkpoint(load_checkpoint(tmp_path / "carded.pt"), ds)
+    truth = {Path(r.source).name: r.label for r in ds.records}
+    classes = ("benign", "malware")
+    want = [[sum(truth[f] == a and verdicts[f] == b for f in truth) for b in classes] for a in classes]
+    assert m["confusion_matrix"] == want and m["threshold"] == threshold
+    assert sum(want[0]) == sum(want[1]) and sum(r[1] for r in want) >= 0.6 * len(files)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import pyzipper
 from PIL import Image
 
 from corpus import (
@@ -188,6 +189,23 @@ def test_scan_reads_stdin_and_refuses_too_much_of_it(
     monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(pe)))
     run = call_main(["scan", "-m", str(detector), "--max-size", "4k", "-"], capsys)
     assert check_run(run, [2], errors=1) == ["error: -: standard input is over the 4096-byte size limit"]
+    # With --zip-password a zip on stdin is scanned entry by entry, as a zip named on the command line.
+    buf = io.BytesIO()
+    with pyzipper.AESZipFile(buf, "w", encryption=pyzipper.WZ_AES) as zf:
+        zf.setpassword(b"infected")
+        zf.writestr("a/pe.exe", pe)
+        zf.writestr("a/empty", b"")
+    for data, want in (
+        (buf.getvalue(), {"-!a/pe.exe": "benign", "-!a/empty": "unknown"}),
+        (pe, {"-": "benign"}),
+    ):
+        monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(data)))
+        run = call_main(
+            ["scan", "-m", str(detector), "--threshold", "1", "--json", "--zip-password", "infected", "-"],
+            capsys,
+        )
+        check_run(run, [0], errors=0)
+        assert {r["path"]: r["verdict"] for r in json.loads(run.stdout)} == want
 
 
 def test_scan_treats_an_unreadable_file_as_one_error_and_goes_on(

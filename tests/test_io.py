@@ -19,6 +19,7 @@ from malvision.io import (
     check_file,
     expand_inputs,
     human_size,
+    is_zip,
     open_source,
 )
 
@@ -274,3 +275,33 @@ def test_atomic_writer_turns_os_errors_into_one_line(tmp_path: Path) -> None:
 )
 def test_human_size(n: int, text: str) -> None:
     assert human_size(n) == text
+
+
+# --- is_zip ----------------------------------------------------------------------------------------
+def _zip(**entries: bytes) -> bytes:
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in entries.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+def test_is_zip_takes_archives_that_start_as_one(tmp_path: Path) -> None:
+    program = b"MZ" + bytes(1022)
+    cases = {
+        "zip": (_zip(a=b"x"), True),
+        "empty zip": (_zip(), True),
+        # A self-extractor, or a program with a stray end-of-zip record near its end (wininst-7.1.exe):
+        # zipfile.is_zipfile says yes to both, and their own bytes would go unscanned.
+        "program with a zip appended": (program + _zip(a=b"x"), False),
+        "program with an end record": (program + b"PK\x05\x06" + bytes(18), False),
+        "a zip's start, cut off": (_zip(a=b"x" * 100)[:40], False),
+        "text": (b"PK is not enough", False),
+    }
+    for name, (data, want) in cases.items():
+        (tmp_path / "f").write_bytes(data)
+        assert (is_zip(data), is_zip(tmp_path / "f")) == (want, want), name
+    assert not is_zip(tmp_path / "missing") and not is_zip(tmp_path)

@@ -304,6 +304,7 @@ def _sample_zip(password: bytes = b"infected") -> bytes:
         zf.setpassword(password)
         zf.writestr("FamA/one.exe", PE)
         zf.writestr("FamA/notes.txt", TEXT)
+        zf.writestr("FamA/empty", b"")
         zf.writestr("../evil.exe", PE)
     return buf.getvalue()
 
@@ -314,12 +315,28 @@ def test_scan_opens_sample_zips_in_memory_with_their_password(client: TestClient
     by_path = {r["path"]: r for r in records}
     assert by_path["s.zip!FamA/one.exe"] == scanner.scan_bytes("s.zip!FamA/one.exe", PE).to_dict()
     assert by_path["s.zip!FamA/notes.txt"]["verdict"] == "unknown"
+    assert (by_path["s.zip!FamA/empty"]["verdict"], by_path["s.zip!FamA/empty"]["reason"]) == (
+        "unknown",
+        "empty file",
+    )
     assert "unsafe entry name" in next(r["error"] for r in records if "evil" in r["path"])
     # Without a password the zip is a file like any other; with a wrong one, one error record.
     (plain,) = client.post("/v1/scan", files={"files": ("s.zip", z)}).json()
     assert plain["path"] == "s.zip" and plain["verdict"] == "unknown"
     (wrong,) = client.post("/v1/scan", files={"files": ("s.zip", z)}, data={"zip_password": "nope"}).json()
     assert "wrong zip password" in wrong["error"]
+
+
+def test_a_program_with_a_zip_appended_is_scanned_as_the_program(
+    client: TestClient, scanner: Scanner
+) -> None:
+    """A self-extractor (or a program holding a stray end-of-zip record) is no sample zip: its own bytes
+    are scored, not only the entries behind it."""
+    sfx = PE + _sample_zip()
+    (record,) = client.post(
+        "/v1/scan", files={"files": ("sfx.exe", sfx)}, data={"zip_password": "infected"}
+    ).json()
+    assert record == scanner.scan_bytes("sfx.exe", sfx).to_dict() and record["verdict"] != "unknown"
 
 
 def test_explain_reads_one_entry_of_an_uploaded_zip(client: TestClient) -> None:

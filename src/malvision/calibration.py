@@ -46,6 +46,15 @@ def log_odds(logits: np.ndarray, index: int, temperature: float = 1.0) -> np.nda
     return (z[:, index] - z[:, 1 - index]) / temperature
 
 
+def detector_score(
+    logits: np.ndarray, malware: int, temperature: float = 1.0, platt: dict[str, float] | None = None
+) -> np.ndarray:
+    """A detector's P(malware) for two-class logits (N, 2), the score its verdicts compare with the card's
+    threshold: the log-odds at ``temperature``, then the card's Platt map where it has one."""
+    z = log_odds(logits, malware, temperature)
+    return platt_scale(z, platt) if platt is not None else sigmoid(z)
+
+
 def fit_platt(z: np.ndarray, y: np.ndarray) -> dict[str, float]:
     """Platt scaling sigmoid(a * z + b) fitted on out-of-fold log-odds ``z`` (files of unseen groups)."""
     from sklearn.linear_model import LogisticRegression

@@ -29,6 +29,7 @@ __all__ = [
     "open_source",
     "expand_inputs",
     "is_dir",
+    "is_zip",
     "atomic_writer",
     "deferred_interrupts",
     "WriteError",
@@ -192,6 +193,32 @@ def expand_inputs(paths: Iterable[Path | str]) -> Iterator[tuple[Path, Path]]:
                     yield p, p.relative_to(root)
         else:
             yield root, Path(root.name)
+
+
+_ZIP_STARTS = (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")  # an entry, an empty archive, a split one
+
+
+def is_zip(src: Path | bytes | bytearray | memoryview) -> bool:
+    """Whether a file (or bytes) is a zip archive: it *starts* as one and its central directory is found.
+
+    ``zipfile.is_zipfile`` alone finds an end-of-directory record anywhere near the end, so it takes a
+    self-extractor (a program with a zip appended) or a program holding a stray record for a zip, and
+    scanning its entries would skip the program itself. False where asking fails (the file check that
+    follows names the reason).
+    """
+    import io
+    import zipfile
+
+    try:
+        if isinstance(src, Path):
+            if not src.is_file():
+                return False
+            with open(src, "rb") as f:
+                head = f.read(4)
+            return head.startswith(_ZIP_STARTS) and zipfile.is_zipfile(src)
+        return bytes(src[:4]).startswith(_ZIP_STARTS) and zipfile.is_zipfile(io.BytesIO(src))
+    except OSError:
+        return False
 
 
 def is_dir(path: Path) -> bool:

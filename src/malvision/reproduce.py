@@ -91,9 +91,12 @@ def plan(name: str, recipe: dict[str, Any], work: Path) -> Reproduction:
     for corpus in corpus_paths(recipe["steps"]):
         path = Path(rep.expand(corpus))
         if not path.exists():
-            how = CORPORA.get(corpus, "see README.md, Real data")
+            how = CORPORA.get(corpus, "see README.md, Real data").replace(
+                "~/.cache/malvision", str(places["home"])
+            )
+            where = " (in a checkout of the repository)" if "scripts/" in how else ""
             raise MalvisionError(
-                f"{path}: corpus missing (the recipe of {name} reads it); get it with: {how}"
+                f"{path}: corpus missing (the recipe of {name} reads it); get it with{where}: {how}"
             )
     return rep
 

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import os
 import sys
-import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from malvision.errors import InputError, MalvisionError
-from malvision.io import CHUNK, DEFAULT_MAX_SIZE, MemorySource, Source, expand_inputs, open_source
+from malvision.io import CHUNK, DEFAULT_MAX_SIZE, MemorySource, Source, expand_inputs, is_zip, open_source
 
 __all__ = ["Opener", "FileOpener", "iter_sources"]
 
@@ -34,9 +33,11 @@ class FileOpener:
         return open_source(self.path, self.max_size)
 
 
-def _failing(msg: str) -> Opener:
+def _failing(error: str | MalvisionError) -> Opener:
+    """An opener that raises ``error`` (a message, or the error itself to keep its kind)."""
+
     def opener() -> Source:
-        raise MalvisionError(msg)
+        raise error if isinstance(error, MalvisionError) else MalvisionError(error)
 
     return opener
 
@@ -50,11 +51,16 @@ def _stdin(max_size: int) -> Source:
     return MemorySource.of("-", data)  # type: ignore[arg-type]  # bytes-like, never resized
 
 
-def _zip_entries(path: Path, rel: Path, password: str, max_size: int) -> Iterator[tuple[str, Path, Opener]]:
+def _zip_entries(
+    path: Path, rel: Path, password: str, max_size: int, data: bytes | None = None
+) -> Iterator[tuple[str, Path, Opener]]:
+    """The entries of the zip at ``path`` (or in ``data``, which ``path`` then names)."""
     from malvision.data.zips import MAX_ENTRY_SIZE, ZipDataset
 
     try:
-        zd = ZipDataset(path, label="sample", password=password, max_entry_size=min(max_size, MAX_ENTRY_SIZE))
+        zd = ZipDataset(
+            path, label="sample", password=password, max_entry_size=min(max_size, MAX_ENTRY_SIZE), data=data
+        )
     except MalvisionError as e:
         yield str(path), rel, _failing(str(e))
         return
@@ -63,14 +69,6 @@ def _zip_entries(path: Path, rel: Path, password: str, max_size: int) -> Iterato
     for i, rec in enumerate(zd.records):
         entry = PurePosixPath(rec.id.replace("\\", "/"))
         yield rec.source, rel / Path(*entry.parts), (lambda i=i: zd.open(i))
-
-
-def _is_zip(path: Path) -> bool:
-    """A regular file holding a zip; False where asking fails (the file check then names the reason)."""
-    try:
-        return path.is_file() and zipfile.is_zipfile(path)
-    except OSError:
-        return False
 
 
 def iter_sources(
@@ -85,10 +83,26 @@ def iter_sources(
         paths = [paths]
     for raw in paths:
         if str(raw) == "-":
-            yield "-", Path("stdin"), lambda: _stdin(max_size)
+            yield from _stdin_sources(zip_password, max_size)
             continue
         for path, rel in expand_inputs([raw]):
-            if zip_password is not None and _is_zip(path):
+            if zip_password is not None and is_zip(path):
                 yield from _zip_entries(path, rel, zip_password, max_size)
             else:
                 yield str(path), rel, FileOpener(path, max_size)
+
+
+def _stdin_sources(zip_password: str | None, max_size: int) -> Iterator[tuple[str, Path, Opener]]:
+    """Standard input as one source; with ``zip_password``, read here, and a zip yields its entries."""
+    if zip_password is None:
+        yield "-", Path("stdin"), lambda: _stdin(max_size)
+        return
+    try:
+        src = _stdin(max_size)
+    except MalvisionError as e:  # over the size limit, or empty (a verdict: the reader knows)
+        yield "-", Path("stdin"), _failing(e)
+        return
+    if is_zip(src.data):
+        yield from _zip_entries(Path("-"), Path("stdin"), zip_password, max_size, data=src.data)
+    else:
+        yield "-", Path("stdin"), lambda: src

@@ -201,6 +201,17 @@ def main() -> None:
             soft_wrap=True,
         )
         sys.exit(EXIT_ERROR)
+    except ModuleNotFoundError as e:
+        if e.name != "malvision._bytepass":
+            raise
+        err.print(  # a source tree used without installing it: the C module was never compiled
+            "error: malvision's C module (malvision._bytepass) is not built: install malvision with pip, "
+            "which compiles it (`pip install -e .` in a checkout; a C compiler is needed)",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+        sys.exit(EXIT_ERROR)
     except KeyboardInterrupt:
         err.print("error: interrupted", markup=False)
         sys.exit(EXIT_INTERRUPTED)

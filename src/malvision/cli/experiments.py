@@ -151,6 +151,8 @@ def evaluate(
                 markup=False,
             )
     line = f"accuracy {m['accuracy']:.4f}   macro-F1 {m['macro_f1']:.4f}"
+    if "threshold" in m:  # a detector's files called as scan calls them
+        line = f"at the threshold {m['threshold']:.4f} (scan's verdicts): {line}"
     if m.get("roc_auc") is not None:
         line += f"   ROC-AUC {m['roc_auc']:.4f}   TPR@1%FPR {m['tpr_at_1pct_fpr']:.4f}   TPR@0.1%FPR {m['tpr_at_0.1pct_fpr']:.4f}"
     out.print(line, markup=False)

@@ -47,7 +47,6 @@ GET_MALWARE = (
     "../shared/data/malware_v2_manifest.csv --out ~/.cache/malvision/malware_v2"
 )
 GET_BENIGN = "OUT=~/.cache/malvision/benign bash ../shared/tools/build_benign_corpus.sh"
-GET_OPCODES = "tar -xJf ../shared/data/big2015_opcodes.tar.xz -C ~/.cache/malvision/"
 
 
 def cache_home() -> Path:
@@ -88,7 +87,8 @@ def default_opcodes_dir() -> Path:
     d = cache_home() / "big2015_opcodes"
     if not d.is_dir():
         raise DatasetError(
-            f"no BIG2015 opcodes at {d}; unpack them with `{GET_OPCODES}` or pass --opcodes DIR"
+            f"no BIG2015 opcodes at {d}; unpack them with "
+            f"`tar -xJf ../shared/data/big2015_opcodes.tar.xz -C {d.parent}/` or pass --opcodes DIR"
         )
     return d
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import zipfile
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from malvision.data.readers import (
 from malvision.data.records import RawDataset
 from malvision.data.zips import MAX_ENTRY_SIZE, ZipDataset
 from malvision.errors import DatasetError
+from malvision.io import is_zip
 
 __all__ = ["FORMATS", "detect_format", "open_dataset"]
 
@@ -33,7 +33,7 @@ def detect_format(path: Path | str) -> str:
     if not p.exists():
         raise DatasetError(f"{p}: no such file or folder")
     if p.is_file():
-        if p.suffix.lower() == ".zip" or zipfile.is_zipfile(p):
+        if p.suffix.lower() == ".zip" or is_zip(p):
             return "zip"
         if p.name.lower() == BIG2015_LABELS.lower():
             return "big2015"

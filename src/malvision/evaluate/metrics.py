@@ -21,10 +21,13 @@ __all__ = [
 ]  # fmt: skip
 
 
-def classification_metrics(y_true: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict[str, Any]:
-    """Accuracy, macro-F1, per-class precision/recall/F1/support and the confusion matrix."""
+def classification_metrics(
+    y_true: np.ndarray, probs: np.ndarray, classes: list[str], y_pred: np.ndarray | None = None
+) -> dict[str, Any]:
+    """Accuracy, macro-F1, per-class precision/recall/F1/support and the confusion matrix, of ``y_pred``
+    (default: the most probable class; a detector's verdicts at its threshold where given)."""
     y_true = np.asarray(y_true)
-    y_pred = probs.argmax(axis=1)
+    y_pred = probs.argmax(axis=1) if y_pred is None else np.asarray(y_pred)
     labels = list(range(len(classes)))
     p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
     present = [i for i in labels if s[i] > 0]  # macro over classes present in y_true

@@ -8,13 +8,14 @@ from typing import Any
 
 import numpy as np
 
+from malvision.calibration import detector_score, softmax
 from malvision.card import training_ids
 from malvision.checkpoint import Checkpoint
 from malvision.convert.spec import ConvertSpec
 from malvision.data.loader import make_loader
 from malvision.errors import DatasetError
 from malvision.evaluate.metrics import classification_metrics
-from malvision.train import predict
+from malvision.train.predict import predict_logits
 
 __all__ = ["open_cache", "evaluate_checkpoint"]
 
@@ -56,7 +57,8 @@ def open_cache(
 
 
 def evaluate_checkpoint(ck: Checkpoint, ds: Any, max_len: int | None = None) -> dict[str, Any]:
-    """Metrics of ``ck`` on every sample of ``ds`` whose label is one of the model's classes."""
+    """Metrics of ``ck`` on every sample of ``ds`` whose label is one of the model's classes. A detector's
+    files are called as ``scan`` calls them: its card's score against its card's threshold."""
     spec = ConvertSpec.from_dict(ck.spec)
     if ds.spec.kind != spec.kind or (spec.kind == "image" and ds.spec.image_size != spec.image_size):
         raise DatasetError(
@@ -69,19 +71,31 @@ def evaluate_checkpoint(ck: Checkpoint, ds: Any, max_len: int | None = None) -> 
     if not mapping:
         raise DatasetError(f"{ds.path}: none of its labels {list(ds.classes)} is a class of the model")
     idx = np.flatnonzero(np.isin(ds.labels, list(mapping)))
-    probs, labels = predict(
+    logits, labels = predict_logits(
         ck.model, make_loader(ds, idx, 64, shuffle=False, max_len=max_len or spec.max_len)
     )
+    probs = softmax(logits)
     y = np.array([mapping[int(v)] for v in labels])
-    m = classification_metrics(y, probs, model_classes)
+    card = (ck.extra or {}).get("card", {})
+    pred = None
+    if sorted(model_classes) == ["benign", "malware"]:  # a detector: the verdicts `scan` gives
+        malware = model_classes.index("malware")
+        threshold = float(card.get("threshold", 0.5))
+        score = detector_score(logits, malware, float(card.get("temperature", 1.0)), card.get("platt"))
+        pred = np.where(score >= threshold, malware, 1 - malware)
+    m = classification_metrics(y, probs, model_classes, pred)
+    if pred is not None:
+        m["threshold"] = threshold
     m["skipped_unknown_labels"] = int(len(ds) - len(idx))
     # Samples the model trained on (by sample id or sha256, from its card) are not a test of it.
-    seen = training_ids((ck.extra or {}).get("card", {}))
+    seen = training_ids(card)
     if seen:
         keys = [(ds.records[i].id, ds.records[i].sha256) for i in idx]
         fresh = np.array([a not in seen and b not in seen for a, b in keys])
         m["n_seen_in_training"] = int((~fresh).sum())
         if fresh.any() and not fresh.all():
-            sub = classification_metrics(y[fresh], probs[fresh], model_classes)
+            sub = classification_metrics(
+                y[fresh], probs[fresh], model_classes, None if pred is None else pred[fresh]
+            )
             m["unseen"] = {k: sub[k] for k in ("n", "accuracy", "macro_f1", "per_class")}
     return m

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from malvision.bundled import DEFAULT_MODEL, resolve_checkpoint
-from malvision.calibration import log_odds, platt_scale, sigmoid, softmax
+from malvision.calibration import detector_score, softmax
 from malvision.card import band_points
 from malvision.convert.batch import batch
 from malvision.convert.prepare import Prepared, Stop, prepare
@@ -249,8 +249,8 @@ class Scanner:
         if logits is None:
             return Verdict(p.name, p.sha256, p.size, "unknown", None, None, p.reason)
         if self.detector:  # from log-odds, so a very confident score never rounds to a tie at 1.0
-            z = log_odds(logits[None], self.classes.index("malware"), self.temperature)
-            score = float((platt_scale(z, self.platt) if self.platt is not None else sigmoid(z))[0])
+            malware = self.classes.index("malware")
+            score = float(detector_score(logits[None], malware, self.temperature, self.platt)[0])
             label = "malware" if score >= self.threshold else "benign"
             return Verdict(  # unrounded: it met the threshold
                 p.name, p.sha256, p.size, label, score, None, None,

@@ -36,6 +36,7 @@ from fastapi.staticfiles import StaticFiles
 
 from malvision.bundled import DEFAULT_MODEL
 from malvision.errors import ConversionError, InputError, MalvisionError
+from malvision.io import is_zip
 from malvision.scan import Scanner, Verdict
 from malvision.server.http import (
     ERRORS,
@@ -50,7 +51,6 @@ from malvision.server.uploads import (
     UNZIP_FACTOR,
     Form,
     Upload,
-    is_zip,
     read_uploads,
     zip_entries,
     zip_entry,

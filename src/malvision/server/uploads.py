@@ -8,9 +8,9 @@ from typing import Any
 
 from fastapi import HTTPException, Request
 
-from malvision.io import human_size
+from malvision.io import human_size, is_zip
 
-__all__ = ["FRAMING", "Form", "Upload", "read_uploads", "zip_entries", "zip_entry", "is_zip"]
+__all__ = ["FRAMING", "Form", "Upload", "read_uploads", "zip_entries", "zip_entry"]
 
 FRAMING = 64 * 1024  # multipart boundaries and part headers allowed on top of the files themselves
 MAX_FIELD = FRAMING  # a form field that is not a file (a zip password, an entry name)
@@ -34,14 +34,6 @@ class Form:
     fields: dict[str, str]
 
 
-def is_zip(data: bytes) -> bool:
-    """Whether ``data`` is a zip archive (its end-of-central-directory record is found)."""
-    import io
-    import zipfile
-
-    return len(data) >= 22 and zipfile.is_zipfile(io.BytesIO(data))
-
-
 def _open_zip(upload: Upload, password: str, max_total: int) -> Any:
     """The uploaded zip as a ``ZipDataset`` read from memory, every entry label ``sample``, entries
     over ``max_total`` bytes (alone or together) refused as ``scan`` refuses them."""
@@ -61,7 +53,7 @@ def zip_entries(
     A zip that cannot be opened is one error; entries the reader refuses (bombs, unsafe names, over
     ``max_total`` bytes in all) are errors of their own; more than ``max_files`` entries is a 422.
     """
-    from malvision.errors import MalvisionError
+    from malvision.errors import InputError, MalvisionError
 
     try:
         zd = _open_zip(upload, password, max_total)
@@ -78,6 +70,8 @@ def zip_entries(
             name = f"{upload.filename}!{rec.id}"
             try:
                 out.append((name, zd.open(i).read()))
+            except InputError:  # an empty entry: the verdict a file of no bytes gets, as `scan` gives it
+                out.append((name, b""))
             except MalvisionError as e:
                 out.append((name, str(e)))
         return out
