@@ -148,3 +148,43 @@ def test_a_bundled_model_exports_into_the_working_folder_not_the_package(
     assert r.exit_code == 0, r.output
     assert (tmp_path / "pe-detector.onnx").is_file() and shipped.with_suffix(".onnx").is_file()
     assert {p.name: p.stat().st_mtime_ns for p in WEIGHTS_DIR.iterdir()} == before
+
+
+@pytest.mark.skipif(not PIP_LAUNCHERS, reason="pip ships no distlib launchers here")
+def test_an_export_scans_on_its_own_and_only_the_file_its_sidecar_names(
+    detector: Path, tmp_path: Path
+) -> None:
+    """Deploying the .onnx and its .json without the checkpoint: scan and the Python API read them alone, with the
+    checkpoint's verdicts; a changed or unvouched export, or asking for torch, is one error line."""
+    from malvision.checkpoint import load_checkpoint
+
+    want = [v.to_dict() for v in Scanner(detector, backend="torch").scan(PIP_LAUNCHERS)]
+    alone = tmp_path / "deploy" / "model.onnx"
+    alone.parent.mkdir()
+    export_onnx(detector, alone)
+    detector.unlink()
+    scanner = Scanner(alone)
+    assert scanner.backend == "onnx"
+    got = [v.to_dict() for v in scanner.scan(PIP_LAUNCHERS)]
+    assert [g["verdict"] for g in got] == [w["verdict"] for w in want]
+    assert all(
+        abs(g["score"] - w["score"]) < PARITY_ATOL for g, w in zip(got, want, strict=True) if w["score"]
+    )
+    r = runner.invoke(app, ["scan", "--model", str(alone), "--json", str(PIP_LAUNCHERS[0])])
+    assert r.exit_code in (0, 1) and json.loads(r.stdout)[0] == {**got[0], "path": str(PIP_LAUNCHERS[0])}
+    with pytest.raises(MalvisionError, match="an ONNX export has no torch model; give the .pt"):
+        Scanner(alone, backend="torch")
+    with pytest.raises(CheckpointError, match="an ONNX export, not a checkpoint"):
+        load_checkpoint(alone)  # info, explain, evaluate: they need the .pt
+    report = json.loads(sidecar(alone).read_text())
+    for broken, match in (
+        ({**report, "onnx_sha256": "0" * 64}, "not the file its model.onnx.json was written for"),
+        ({**report, "parity_ok": False}, "no parity-checked model record"),
+        ({k: v for k, v in report.items() if k != "model"}, "no parity-checked model record"),
+    ):
+        sidecar(alone).write_text(json.dumps(broken))
+        with pytest.raises(CheckpointError, match=match):
+            Scanner(alone)
+    sidecar(alone).unlink()
+    with pytest.raises(CheckpointError, match="no model.onnx.json beside it"):
+        Scanner(alone)

@@ -309,6 +309,11 @@ def load_checkpoint(path: Path | str) -> Checkpoint:
         check_file(p)
     except InputError as e:
         raise CheckpointError(str(e)) from None
+    if p.suffix.lower() == ".onnx":
+        raise CheckpointError(
+            f"{p}: an ONNX export, not a checkpoint; this needs the .pt it was exported from "
+            "(scan reads the export alone)"
+        )
     obj = _read(p)
     _check_layout(p, obj)
     meta, kwargs, state = obj["model"], obj["model"]["kwargs"], obj["state_dict"]

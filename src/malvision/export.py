@@ -175,6 +175,7 @@ def export_onnx(
     trees = _export_trees(model, dest, refs, batches) if isinstance(model, TreeEnsemble) else None
     report = {
         "onnx": dest.name,
+        "onnx_sha256": _sha256(dest),
         "checkpoint_sha256": _sha256(Path(checkpoint)),
         "max_abs_diff": worst,
         "parity_ok": True,
@@ -229,6 +230,31 @@ def tree_arrays(checkpoint: Path, report: dict[str, Any]) -> TreeArrays | None:
     if not path.is_file() or _sha256(path) != trees.get("sha256"):
         return None
     return TreeArrays(path)
+
+
+def standalone_report(onnx_path: Path) -> dict[str, Any]:
+    """The sidecar of an export scanned without its checkpoint: it must have passed its parity check,
+    describe the model and name this very file (same sha256); else a ``CheckpointError`` saying why."""
+    from malvision.errors import CheckpointError
+
+    again = f"export it again with `malvision export CHECKPOINT --onnx --out {onnx_path}`"
+    try:
+        report = json.loads(sidecar(onnx_path).read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{onnx_path}: no {sidecar(onnx_path).name} beside it; {again}") from None
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{sidecar(onnx_path)}: unreadable ({e}); {again}") from None
+    if (
+        not isinstance(report, dict)
+        or not report.get("parity_ok")
+        or not isinstance(report.get("model"), dict)
+    ):
+        raise CheckpointError(f"{sidecar(onnx_path)}: no parity-checked model record; {again}")
+    if report.get("onnx_sha256") != _sha256(onnx_path):
+        raise CheckpointError(
+            f"{onnx_path}: not the file its {sidecar(onnx_path).name} was written for; {again}"
+        )
+    return report
 
 
 def onnx_report(checkpoint: Path) -> dict[str, Any] | None:

@@ -26,7 +26,7 @@ from malvision.convert.batch import batch
 from malvision.convert.prepare import Prepared, Stop, prepare
 from malvision.convert.spec import ConvertSpec
 from malvision.errors import CheckpointError, MalvisionError
-from malvision.export import OnnxModel, TreeArrays, onnx_report, sidecar, tree_arrays
+from malvision.export import OnnxModel, TreeArrays, onnx_report, sidecar, standalone_report, tree_arrays
 from malvision.io import DEFAULT_MAX_SIZE, MemorySource, Source
 from malvision.scan.readers import EMPTY_SHA256, Judged, Preparer, ProcessReaders, signals_held
 from malvision.scan.verdict import ScanError, Verdict, band_of
@@ -150,14 +150,24 @@ class Scanner:
         """The model's metadata from its ONNX export's sidecar when scanning will use the export (ONNX
         Runtime, or a tree model's numpy arrays), else None."""
         onnx_path = self.model_path.with_suffix(".onnx")
+        standalone = self.model_path.suffix.lower() == ".onnx"  # an export, without its checkpoint
         if backend == "torch":
+            if standalone:
+                raise MalvisionError(
+                    f"{onnx_path}: an ONNX export has no torch model; give the .pt it was exported from "
+                    "(scan reads the export itself with --backend auto, onnx or numpy)"
+                )
             return None
         if backend in ("onnx", "numpy") and not onnx_path.is_file():
             raise MalvisionError(
                 f"{onnx_path}: no ONNX export; run `malvision export {self.model_path} --onnx`"
             )
-        report = onnx_report(self.model_path)
-        if backend == "auto" and not (report and (_export_faster(report) or "torch" not in sys.modules)):
+        report = standalone_report(onnx_path) if standalone else onnx_report(self.model_path)
+        if (
+            backend == "auto"
+            and not standalone
+            and not (report and (_export_faster(report) or "torch" not in sys.modules))
+        ):
             return None
         if report is None or "model" not in report:  # an old or stale sidecar: the checkpoint says
             ck = self.checkpoint
@@ -174,9 +184,10 @@ class Scanner:
                 and isinstance(info.get("spec"), dict)
             )
             if not ok:
+                source = "CHECKPOINT" if standalone else self.model_path
                 raise CheckpointError(
                     f"{sidecar(onnx_path)}: malformed model record; re-export with "
-                    f"`malvision export {self.model_path} --onnx`"
+                    f"`malvision export {source} --onnx`"
                 )
         arrays = tree_arrays(self.model_path, report) if backend in ("auto", "numpy") and report else None
         if backend == "numpy" and arrays is None:
