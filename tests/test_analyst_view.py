@@ -60,6 +60,13 @@ def test_features_point_at_the_bytes_they_come_from() -> None:
     assert imports is not None and 0 < imports[0] < imports[1] <= len(data)
     assert feature_span("entropy", headers, len(data)) is None  # the whole file
     assert feature_span("section_upx", headers, len(data)) is None  # no such section
+    # A section the feature does not count (Delphi's DATA for .data) gets no box from it.
+    renamed = bytearray(data)
+    at = data.index(b".data\0\0\0", 0, headers.size_of_headers)
+    renamed[at : at + 8] = b"DATA\0\0\0\0"
+    other = parse_or_none(bytes(renamed[:65536]))
+    assert other is not None and feature_span("section_data", other, len(data)) is None
+    assert feature_span("section_data", headers, len(data)) is not None
 
 
 def test_imports_behind_a_feature_read_as_dll_bang_function() -> None:

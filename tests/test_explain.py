@@ -368,6 +368,19 @@ def test_cli_explain_json(tiny_detector: Path, tmp_path: Path) -> None:
     assert res.exit_code == 0 and "top" in res.stdout and ".text" in res.stdout
 
 
+def test_cli_explain_gives_the_score_scan_gives(tmp_path: Path) -> None:
+    """The bundled default scans on numpy trees: explain's verdict comes from the same backend, to the bit."""
+    import pip
+
+    # t32.exe: its torch score differs from the trees' in the 8th digit
+    launcher = sorted(Path(pip.__file__).parent.joinpath("_vendor", "distlib").glob("*.exe"))[0]
+    runner = CliRunner()
+    explained = runner.invoke(app, ["explain", str(launcher), "--out", str(tmp_path), "--json"])
+    scanned = runner.invoke(app, ["scan", str(launcher), "--json"])
+    assert explained.exit_code == 0 and scanned.exit_code == 0
+    assert json.loads(explained.stdout)["score"] == json.loads(scanned.stdout)[0]["score"]
+
+
 def test_cli_explain_missing_file_is_one_line(tiny_detector: Path, tmp_path: Path) -> None:
     res = subprocess.run(
         [MALVISION, "explain", str(tmp_path / "nope"), "--model", str(tiny_detector)],

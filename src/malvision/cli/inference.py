@@ -181,7 +181,9 @@ def explain(
     out_dir: Annotated[
         Path, typer.Option("--out", "-o", help="Folder for <name>.explain.png and .json.")
     ] = Path("."),
-    top_k: Annotated[int, typer.Option("--top-k", min=1, max=50, help="How many byte ranges to report.")] = 5,
+    top_k: Annotated[
+        int, typer.Option("--top-k", min=1, max=50, help="How many byte ranges or features to report.")
+    ] = 5,
     method: Annotated[
         str, typer.Option(help="ig (integrated gradients), gradient, or gradcam (CNNs).")
     ] = "ig",
@@ -210,7 +212,7 @@ def explain(
         data = file.read_bytes()
     except OSError as e:
         raise MalvisionError(f"{file}: read failed ({e.strerror or e})") from None
-    scanner = Scanner(model, backend="torch")
+    scanner = Scanner(model)  # the verdict as scan gives it (its backend); the attribution runs on torch
     expl = explain_bytes(scanner, str(file), data, top_k=top_k, method=method, steps=steps, target=target)
     json_path, png_path = write_explanation(expl, data, out_dir)
     if as_json:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from malvision.convert.contentfeatures import CONTENT_NAMES
-from malvision.convert.pefeatures import FEATURE_NAMES
+from malvision.convert.pefeatures import FEATURE_NAMES, section_key
 from malvision.pe import PEHeaders, import_window
 
 __all__ = ["FeatureLabel", "FEATURE_LABELS", "feature_label", "feature_span"]
@@ -250,7 +250,7 @@ def _section_span(name: str, headers: PEHeaders, size: int) -> tuple[int, int] |
             (
                 s
                 for s in headers.sections
-                if s.raw_size and s.name.decode("latin-1").lower().lstrip(".").startswith(want)
+                if s.raw_size and (key := section_key(s.name)) is not None and key.strip(".") == want
             ),
             None,
         )

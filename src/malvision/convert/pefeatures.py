@@ -40,6 +40,14 @@ _SECTION_NAMES = (
     ".text", ".data", ".rdata", ".rsrc", ".reloc", ".bss", ".idata", ".edata", ".pdata", ".tls", ".crt", "upx",
 )  # fmt: skip
 
+
+def section_key(name: bytes) -> str | None:
+    """The known section name a section's name begins with (``.text``, ``upx``, ...), if any: what its
+    ``section_*`` feature counts."""
+    low = name.decode("latin-1").lower()
+    return next((k for k in _SECTION_NAMES if low.startswith(k)), None)
+
+
 # Functions whose import says something about behaviour (injection, persistence, networking, crypto,
 # anti-debugging, resources, process and file handling), plus common runtime ones as a contrast. Named
 # without the A/W suffix (``pe.api_name``); every other name lands in one of N_HASHED buckets.
@@ -147,8 +155,7 @@ def _header(h: PEHeaders, size: int, f: np.ndarray) -> None:
                             "n_virtual_over_raw", "n_unnamed_or_odd"), 0)  # fmt: skip
     entry, entry_section, last = h.entry_point, None, len(sections) - 1
     for i, s in enumerate(sections):
-        name = s.name.decode("latin-1").lower()
-        known = next((k for k in _SECTION_NAMES if name.startswith(k)), None)
+        known = section_key(s.name)
         if known:
             put(f"section_{known.strip('.')}", 1.0)
         else:

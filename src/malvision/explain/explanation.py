@@ -25,7 +25,7 @@ from malvision.errors import ConversionError, InputError, MalvisionError
 from malvision.explain.attribution import DEFAULT_STEPS, attribute
 from malvision.explain.regions import ByteRange, Region, locate, pe_regions, row_profile, top_ranges
 from malvision.explain.render import render_png
-from malvision.io import MemorySource, atomic_writer
+from malvision.io import MemorySource, atomic_writer, deferred_interrupts
 from malvision.pe import PEHeaders
 from malvision.scan import Scanner, Verdict
 
@@ -264,14 +264,14 @@ def _name_features(
 def write_explanation(
     expl: Explanation, data: bytes, out_dir: Path | str, stem: str | None = None
 ) -> tuple[Path, Path]:
-    """Write ``<stem>.explain.json`` and ``<stem>.explain.png`` into ``out_dir`` atomically."""
+    """Write ``<stem>.explain.json`` and ``<stem>.explain.png`` into ``out_dir`` atomically, as a pair: an
+    interrupt waits for both, and a failed write of either leaves both as they were."""
     out = Path(out_dir)
     stem = stem or Path(expl.verdict.path).name or "input"
     png_path, json_path = out / f"{stem}.explain.png", out / f"{stem}.explain.json"
     png = render_png(expl, data)
-    with atomic_writer(png_path) as f:
-        f.write(png)
-    record = expl.to_dict() | {"png": png_path.name}
-    with atomic_writer(json_path) as f:
-        f.write(json.dumps(record, indent=1).encode())
+    record = json.dumps(expl.to_dict() | {"png": png_path.name}, indent=1).encode()
+    with deferred_interrupts(), atomic_writer(png_path) as f, atomic_writer(json_path) as g:
+        f.write(png)  # the JSON lands first (inner), then the PNG: neither unless both were written
+        g.write(record)
     return json_path, png_path
