@@ -98,3 +98,42 @@ def test_a_model_trained_on_every_sample_ships_with_its_cv_figures(
     assert "trained on all 72 samples" in card["split"] and "cross-validation" in card["split"]
     r = runner.invoke(app, ["info", str(shipped), "--json"])
     assert r.exit_code == 0, r.output
+
+
+def test_a_rerun_reuses_only_folds_of_the_same_settings_and_data(
+    caches: tuple[Path, Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "lb"
+    first = _bench(caches[1], out, "--models", "ngram")
+    assert first.exit_code == 0, first.output
+    result = out / "stratified" / "ngram" / "fold0" / "result.json"
+    stamp = result.stat().st_mtime_ns
+    again = _bench(caches[1], out, "--models", "ngram")  # same settings: the folds are reused
+    assert again.exit_code == 0 and result.stat().st_mtime_ns == stamp
+    for args, message in (
+        (["--models", "ngram", "--set", "ngram.top_k=7"], "holds a run of other settings (model_kwargs"),
+        (["--models", "ngram", "--lr", "0.5"], "lr 0.002 -> 0.5"),
+        (["--models", "ngram", "--seed", "3"], "seed 0 -> 3"),
+    ):
+        r = _bench(caches[1], out, *args)
+        assert isinstance(r.exception, MalvisionError) and message in str(r.exception), (args, r.exception)
+    other = _bench(caches[0], out, "--models", "ngram")  # another cache, same settings
+    assert isinstance(other.exception, MalvisionError) and "holds a fold of other data" in str(
+        other.exception
+    )
+    assert result.stat().st_mtime_ns == stamp
+
+
+def test_evaluate_says_when_the_cache_cuts_what_the_model_reads(
+    caches: tuple[Path, Path], tmp_path: Path
+) -> None:
+    whole, cut = caches
+    run = tmp_path / "run"
+    r = runner.invoke(app, ["train", "-m", "ngram", "-d", str(whole), "-o", str(run), "--test-size", "0"])
+    assert r.exit_code == 0, r.output
+    m = json.loads(runner.invoke(app, ["evaluate", str(run), "--data", str(cut), "--json"]).stdout)
+    longer = int((CachedDataset(whole).lengths >= 64).sum())
+    assert m["cut_samples"] == {"n": longer, "cache_max_len": 64, "model_max_len": 1000} and longer > 0
+    assert "cut_samples" not in json.loads(
+        runner.invoke(app, ["evaluate", str(run), "--data", str(whole), "--json"]).stdout
+    )

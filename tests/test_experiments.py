@@ -20,6 +20,7 @@ from malvision.convert.spec import ConvertSpec
 from malvision.data.cache import CachedDataset
 from malvision.data.cache_write import write_cache
 from malvision.data.detect import open_dataset
+from malvision.errors import MalvisionError
 from malvision.evaluate.metrics import threshold_for_fpr, tpr_at_fpr
 from malvision.train import TrainConfig, fit, get_lr
 
@@ -114,6 +115,12 @@ def test_train_and_evaluate_commands(opcode_cache: Path, tmp_path: Path) -> None
     assert r.exit_code == 0, r.output
     m = json.loads(r.stdout)
     assert {"accuracy", "macro_f1", "n"} <= set(m) and m["n"] == 72
+    # The run's own training and validation rows (its split.json) are counted apart: only its test rows
+    # are a test of it.
+    split = json.loads((run / "split.json").read_text())
+    assert m["n_seen_in_training"] == len(split["train_ids"]) + len(split["val_ids"])
+    assert m["unseen"]["n"] == len(split["test_ids"]) == metrics["n_test"]
+    assert m["unseen"]["accuracy"] == metrics["test"]["accuracy"]
     # A non-empty run folder is not overwritten by accident.
     r = runner.invoke(app, ["train", "-m", "cnn", "-d", str(opcode_cache), "-o", str(run)])
     assert r.exit_code != 0
@@ -176,6 +183,40 @@ def test_gradients_command_plots_norms(opcode_cache: Path, tmp_path: Path) -> No
     summary = json.loads((out / "gradients.json").read_text())
     assert set(summary["accuracy_by_length"]) == {"rnn", "gru"}
     assert (out / "gradients.png").stat().st_size > 1000
+
+
+def test_gradients_refuses_what_it_would_get_wrong(opcode_cache: Path, tmp_path: Path) -> None:
+    """Lengths past the cache's cut, a probe no test sequence reaches, and a rerun into a folder of other
+    settings: one line each (a rerun with --hidden changed was a state_dict traceback)."""
+    out = tmp_path / "g"
+    base = ["gradients", "--models", "rnn", "-d", str(opcode_cache), "-o", str(out), "--epochs", "1"]
+    small = ["--seq-len", "16", "--lengths", "16", "--hidden", "8"]
+    for args, message in (
+        (
+            ["--seq-len", "16", "--lengths", "16,512"],
+            "cut at 256 opcodes, so lengths [512] would train on the cut",
+        ),
+        (["--seq-len", "250", "--lengths", "16"], "no test sequence is 250 opcodes long"),
+    ):
+        r = runner.invoke(app, base + args)
+        assert isinstance(r.exception, MalvisionError) and message in str(r.exception), r.exception
+    assert runner.invoke(app, base + small).exit_code == 0
+    r = runner.invoke(app, base + small[:-1] + ["4"])
+    assert isinstance(r.exception, MalvisionError) and "holds a run of other settings" in str(r.exception)
+    assert "{'hidden': 8, 'pool': 'last'} -> {'hidden': 4, 'pool': 'last'}" in str(r.exception)
+
+
+def test_gradient_norms_do_not_underflow_to_zero() -> None:
+    """Squared float32 gradients under ~1e-19 would be 0: the norms are taken in float64."""
+    import torch
+
+    from malvision.evaluate.gradients import gradient_norms
+    from malvision.models import create_model
+
+    torch.manual_seed(0)
+    m = create_model("rnn", in_kind="opcodes", n_classes=3, vocab_size=50, hidden=32, pool="last")
+    g = gradient_norms(m, torch.randint(2, 50, (8, 100)), torch.randint(0, 3, (8,)))
+    assert g[0] < 1e-30 and (g > 0).all()  # in float32, 42 of the 100 steps read 0
 
 
 def test_gradient_norms_vanish_for_a_vanilla_rnn() -> None:

@@ -109,6 +109,7 @@ def evaluate(
     from malvision.bundled import resolve_checkpoint
     from malvision.checkpoint import load_checkpoint
     from malvision.convert.spec import ConvertSpec
+    from malvision.evaluate.holdout import split_ids
     from malvision.evaluate.plots import plot_confusion
     from malvision.evaluate.runner import evaluate_checkpoint
 
@@ -123,10 +124,11 @@ def evaluate(
         )
     if data is None:
         raise MalvisionError("no data: pass --data DATA (or `--model NAME DATA`)")
-    ck = load_checkpoint(resolve_checkpoint(model_ref or run or ""))
+    path = resolve_checkpoint(model_ref or run or "")
+    ck = load_checkpoint(path)
     spec = ConvertSpec.from_dict(ck.spec)
     ds = dataset_for(data, spec.kind, spec.image_size, spec.max_len if spec.kind != "image" else None)
-    m = evaluate_checkpoint(ck, ds)
+    m = evaluate_checkpoint(ck, ds, seen=split_ids(path))
     if out_dir is not None:
         from malvision.io import atomic_writer
 
@@ -139,6 +141,14 @@ def evaluate(
         print(json.dumps(m))
         return
     out.print(class_table(m, f"{ck.model_name} on {data} (n={m['n']})"))
+    if (cut := m.get("cut_samples")) and cut["n"]:
+        err.print(
+            f"warning: {cut['n']} of {m['n']} samples are cut at {cut['cache_max_len']:,} tokens in this "
+            f"cache, where the model reads {cut['model_max_len']:,}: rebuild it with --max-len "
+            f"{cut['model_max_len']} for the model's own figures",
+            markup=False,
+            soft_wrap=True,
+        )
     if m.get("n_seen_in_training"):
         err.print(
             f"warning: {m['n_seen_in_training']} of {m['n']} samples were used to train this model",

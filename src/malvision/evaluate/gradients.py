@@ -20,10 +20,12 @@ from torch import nn
 
 from malvision.checkpoint import load_checkpoint
 from malvision.data.loader import collate, make_loader
+from malvision.errors import MalvisionError
 from malvision.evaluate.plots import plot_gradients
 from malvision.io import atomic_writer
 from malvision.models import create_model
 from malvision.train import TrainConfig, fit, predict
+from malvision.train.loop import check_same_settings
 
 __all__ = ["gradient_norms", "run_gradients"]
 
@@ -36,7 +38,8 @@ def gradient_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> np.nda
     states.retain_grad()
     nn.functional.cross_entropy(logits, y).backward()
     assert states.grad is not None
-    return states.grad.norm(dim=2).mean(dim=0).detach().numpy()
+    # in float64: squared float32 gradients under ~1e-19 underflow to 0, and the curves would drop off a cliff
+    return states.grad.double().norm(dim=2).mean(dim=0).detach().numpy()
 
 
 def _probe_batch(
@@ -47,6 +50,21 @@ def _probe_batch(
     rng = np.random.default_rng(seed)
     pick = rng.choice(long_enough, size=min(n, len(long_enough)), replace=False)
     return collate([(ds[int(i)][0][:seq_len], ds[int(i)][1]) for i in pick])
+
+
+def _check_lengths(ds: Any, test_idx: np.ndarray, seq_len: int, lengths: Sequence[int]) -> None:
+    """Refuse lengths the data cannot give: past the cache's cut, or a probe no test sequence reaches."""
+    cut = ds.spec.max_len
+    if over := sorted(n for n in {*lengths, seq_len} if n > cut):
+        raise MalvisionError(
+            f"{ds.path}: its sequences are cut at {cut} opcodes, so lengths {over} would train on the cut; "
+            f"lower --lengths/--seq-len or rebuild the cache with --max-len {max(over)}"
+        )
+    longest = int(np.asarray(ds.lengths)[test_idx].max()) if len(test_idx) else 0
+    if longest < seq_len:
+        raise MalvisionError(
+            f"no test sequence is {seq_len} opcodes long (the longest: {longest}); lower --seq-len"
+        )
 
 
 def run_gradients(
@@ -72,6 +90,7 @@ def run_gradients(
     if max_train is not None and len(train_all) > max_train:
         train_all = np.sort(rng.choice(train_all, size=max_train, replace=False))
     tr, va = train_val_split(np.asarray(train_all), ds.labels, val_size=0.15, random_state=seed)
+    _check_lengths(ds, np.asarray(test_idx), seq_len, lengths)
     curves: dict[str, dict[str, np.ndarray]] = {}
     acc_by_len: dict[str, dict[int, float]] = {}
     for name in models:
@@ -82,6 +101,7 @@ def run_gradients(
             say(f"{name}: training on the first {length} opcodes")
             cfg = TrainConfig(**{**base.__dict__, "max_len": length})
             run = out / name / f"len{length}"
+            check_same_settings(run, cfg)  # a finished or cut-off run of other settings is not reused
             res = fit(ds, tr, va, cfg, run, resume=True)
             ck = load_checkpoint(res.checkpoint)
             ds.read_as(ck.spec)

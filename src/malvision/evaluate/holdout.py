@@ -21,7 +21,7 @@ from malvision.io import atomic_writer
 from malvision.models import learned_numbers
 from malvision.train import TrainConfig, fit, predict, train_val_rows
 
-__all__ = ["train_run"]
+__all__ = ["train_run", "split_ids"]
 
 
 def train_run(
@@ -99,3 +99,15 @@ def train_run(
             m["confusion_matrix"], list(ds.classes), out / "confusion.png", f"{cfg.model}: held-out test"
         )
     return summary
+
+
+def split_ids(checkpoint: Path) -> set[str]:
+    """The ids a ``train`` run trained and validated on, from the ``split.json`` beside its checkpoint
+    (empty where there is none): a run's checkpoint has no card to list them."""
+    try:
+        split = json.loads((Path(checkpoint).parent / "split.json").read_text())
+    except (OSError, ValueError):
+        return set()
+    if not isinstance(split, dict):
+        return set()
+    return {str(i) for key in ("train_ids", "val_ids") for i in split.get(key) or []}

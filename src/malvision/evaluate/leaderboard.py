@@ -20,6 +20,7 @@ from malvision.evaluate.plots import plot_confusion, plot_leaderboard
 from malvision.io import atomic_writer
 from malvision.models import learned_numbers
 from malvision.train import TrainConfig, fit, predict, train_val_rows
+from malvision.train.loop import check_same_settings
 
 __all__ = ["run_leaderboard", "leaderboard_markdown"]
 
@@ -40,8 +41,11 @@ def run_fold(
     """Train on ``train_idx`` (with its own validation split, except for a model fitted in one call,
     which has no epoch to pick), test on ``test_idx``; cached in ``out``."""
     done = out / "result.json"
+    check_same_settings(out, cfg)  # a fold of other settings is never reused nor continued
     if done.exists():
-        return json.loads(done.read_text())
+        result = json.loads(done.read_text())
+        _check_same_fold(out, test_idx, result.get("data_key"), _data_key(ds))
+        return result
     tr, va = train_val_rows(cfg, train_idx, ds.labels)
     res = fit(ds, tr, va, cfg, out, resume=True, **fit_kwargs)
     ck = load_checkpoint(res.checkpoint)
@@ -59,11 +63,31 @@ def run_fold(
         "n_train": len(tr),
         "n_val": len(va),
         "n_test": len(test_idx),
+        "data_key": _data_key(ds),
     }
     with atomic_writer(done) as f:
         f.write(json.dumps(result, indent=2).encode())
     (out / "last.pt").unlink(missing_ok=True)  # resumable state is no longer needed
     return result
+
+
+def _data_key(ds: Any) -> str:
+    """The cache a fold was made on: its manifest and how it converted the files (a cut, a size)."""
+    spec = ds.spec
+    return f"{ds.manifest_hash}|{spec.kind}|{spec.image_size}|{spec.max_len}|{spec.version}"
+
+
+def _check_same_fold(out: Path, test_idx: np.ndarray, made_on: str | None, now: str) -> None:
+    """Refuse a finished fold made on another cache or other test rows (another --folds or seed)."""
+    try:
+        with np.load(out / "scores.npz") as z:
+            same_rows = np.array_equal(z["test_idx"], np.asarray(test_idx))
+    except (OSError, KeyError, ValueError):
+        same_rows = False
+    if made_on is not None and made_on != now:
+        raise MalvisionError(f"{out} holds a fold of other data; pick another --out or delete it")
+    if not same_rows:
+        raise MalvisionError(f"{out} holds a fold of other test rows; pick another --out or delete it")
 
 
 def run_leaderboard(

@@ -56,9 +56,12 @@ def open_cache(
     return CachedDataset(dest)
 
 
-def evaluate_checkpoint(ck: Checkpoint, ds: Any, max_len: int | None = None) -> dict[str, Any]:
+def evaluate_checkpoint(
+    ck: Checkpoint, ds: Any, max_len: int | None = None, seen: set[str] | None = None
+) -> dict[str, Any]:
     """Metrics of ``ck`` on every sample of ``ds`` whose label is one of the model's classes. A detector's
-    files are called as ``scan`` calls them: its card's score against its card's threshold."""
+    files are called as ``scan`` calls them: its card's score against its card's threshold. Samples of
+    its card's training lists or of ``seen`` are counted and scored apart (``unseen``)."""
     spec = ConvertSpec.from_dict(ck.spec)
     if ds.spec.kind != spec.kind or (spec.kind == "image" and ds.spec.image_size != spec.image_size):
         raise DatasetError(
@@ -86,9 +89,15 @@ def evaluate_checkpoint(ck: Checkpoint, ds: Any, max_len: int | None = None) -> 
     m = classification_metrics(y, probs, model_classes, pred)
     if pred is not None:
         m["threshold"] = threshold
+    if ds.spec.fixed_shape is None and ds.spec.max_len < spec.max_len:  # the cache cut what the model reads
+        m["cut_samples"] = {
+            "n": int((np.asarray(ds.lengths)[idx] >= ds.spec.max_len).sum()),
+            "cache_max_len": ds.spec.max_len,
+            "model_max_len": spec.max_len,
+        }
     m["skipped_unknown_labels"] = int(len(ds) - len(idx))
     # Samples the model trained on (by sample id or sha256, from its card) are not a test of it.
-    seen = training_ids(card)
+    seen = training_ids(card) | (seen or set())  # ``seen``: a run's own split, where it has no card
     if seen:
         keys = [(ds.records[i].id, ds.records[i].sha256) for i in idx]
         fresh = np.array([a not in seen and b not in seen for a, b in keys])

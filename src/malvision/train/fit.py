@@ -25,7 +25,14 @@ from malvision.evaluate.metrics import classification_metrics
 from malvision.io import make_dirs
 from malvision.models import create_model, model_info
 from malvision.train.config import TrainConfig, TrainResult, class_weights, sample_weights, seed_everything
-from malvision.train.loop import GradientRun, resumable, write_config, write_history
+from malvision.train.loop import (
+    RESUME_FREE,
+    GradientRun,
+    check_same_settings,
+    resumable,
+    write_config,
+    write_history,
+)
 from malvision.train.predict import predict
 
 __all__ = ["check_trainable", "fit", "fitted_in_one_call", "train_val_rows"]
@@ -66,12 +73,14 @@ def fit(
     seed_everything(cfg.seed)
     model, meta = _build(ds, train_idx, cfg)  # an unknown model, kind or argument stops here
     _check_row_weights(cfg)
+    if fitted_in_one_call(cfg.model) and distributed:
+        raise MalvisionError(f"{cfg.model} is fitted in one call, not data-parallel; run it without torchrun")
     out = make_dirs(out_dir)  # only once the model is built: a refused run leaves no folder
+    if resume:  # what it continues must be the same run
+        check_same_settings(out, cfg, RESUME_FREE)
+    if rank == 0:  # first, so an interrupted run's folder says what it was
+        write_config(out, cfg)
     if fitted_in_one_call(cfg.model):
-        if distributed:
-            raise MalvisionError(
-                f"{cfg.model} is fitted in one call, not data-parallel; run it without torchrun"
-            )
         return _fit_direct(model, ds, train_idx, val_idx, cfg, out, meta, resume, on_step)
     run = GradientRun(model, ds, cfg, out, meta, distributed, rank)
     run.train_loader = make_loader(
@@ -103,7 +112,6 @@ def fit(
     seconds = time.perf_counter() - t0
     if distributed:
         dist.barrier()
-    write_config(out, cfg)
     st = run.state
     return TrainResult(run.best_path, st.best_epoch, st.best_metrics, st.history, seconds)
 
@@ -230,7 +238,6 @@ def _fit_direct(
             "seconds": time.perf_counter() - t0,
         }
         write_history(out / "history.csv", [row])
-        write_config(out, cfg)
         metrics = load_checkpoint(best_path).metrics or {}
     history = [{"epoch": 0.0, "val_macro_f1": float(metrics.get("macro_f1", 0.0))}]
     return TrainResult(best_path, 0, dict(metrics), history, time.perf_counter() - t0)

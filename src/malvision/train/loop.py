@@ -22,7 +22,7 @@ from malvision.io import atomic_writer
 from malvision.train.config import TrainConfig, get_lr
 from malvision.train.predict import predict_logits
 
-__all__ = ["GradientRun", "resumable", "write_config", "write_history"]
+__all__ = ["GradientRun", "RESUME_FREE", "check_same_settings", "resumable", "write_config", "write_history"]
 
 
 @dataclass
@@ -166,6 +166,28 @@ class GradientRun:
 def write_config(out: Path, cfg: TrainConfig) -> None:
     with atomic_writer(out / "config.json") as f:
         f.write(json.dumps(asdict(cfg), indent=2).encode())
+
+
+RESUME_FREE = ("threads", "epochs", "patience")  # what a resumed run may change: how long it goes on
+
+
+def check_same_settings(out: Path, cfg: TrainConfig, free: tuple[str, ...] = ("threads",)) -> None:
+    """Refuse, in one line naming the differences, to reuse or continue ``out`` when its ``config.json``
+    holds other settings than ``cfg`` (bar those in ``free``); a folder without one passes."""
+    try:
+        saved = json.loads((out / "config.json").read_text())
+    except FileNotFoundError:
+        return
+    except (OSError, ValueError) as e:
+        raise MalvisionError(
+            f"{out / 'config.json'}: unreadable ({e}); pick another folder or delete it"
+        ) from None
+    new = json.loads(json.dumps(asdict(cfg)))  # as written: tuples become lists
+    diff = [f"{k} {saved.get(k)!r} -> {v!r}" for k, v in new.items() if k not in free and saved.get(k) != v]
+    if diff:
+        raise MalvisionError(
+            f"{out} holds a run of other settings ({'; '.join(diff)}); pick another folder or delete it"
+        )
 
 
 def resumable(path: Path, ds: Any) -> Any:
