@@ -267,6 +267,20 @@ def test_train_runs_data_parallel_under_torchrun(opcode_cache: Path, tmp_path: P
     assert p.returncode == 0, p.stderr[-2000:]
     assert (run / "best.pt").is_file() and (run / "metrics.json").is_file()
     assert "Traceback" not in p.stderr
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["processes"] == 2 and metrics["command"].startswith(
+        "torchrun --nproc-per-node 2 malvision train"
+    )
+    # A refused setting: one error line (rank 0's), not one a process.
+    bad = subprocess.run(
+        cmd[:-4] + ["-o", str(tmp_path / "bad"), "--lr", "nan"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert bad.returncode != 0 and bad.stderr.count("error: lr must be positive, got nan") == 1
+    assert not (tmp_path / "bad").exists()
 
 
 def test_bundle_carries_a_card_and_evaluate_flags_training_samples(

@@ -181,6 +181,12 @@ def _app_for(argv: list[str]) -> typer.Typer:
     return one
 
 
+def _first_process() -> bool:
+    """False in the 2nd to Nth process of a torchrun, whose settings errors and interrupts rank 0 says
+    once for all (every process checks the same settings)."""
+    return os.environ.get("RANK", "0") in ("", "0")
+
+
 def main() -> None:
     """Entry point: one line on stderr and a non-zero exit for every expected failure."""
     signal.signal(signal.SIGTERM, _on_sigterm)
@@ -190,7 +196,8 @@ def main() -> None:
         # Not standalone, Typer *returns* the code of a ``typer.Exit`` (and 130 for Ctrl-C).
         rc = _app_for(sys.argv[1:])(standalone_mode=False)
     except MalvisionError as e:
-        err.print(f"error: {clean(str(e))}", markup=False, highlight=False, soft_wrap=True)
+        if _first_process():
+            err.print(f"error: {clean(str(e))}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(EXIT_ERROR)
     except OSError as e:  # a path the command could not create, read or write: the system's reason
         where = f"{os.fsdecode(e.filename)}: " if e.filename else ""
@@ -213,7 +220,8 @@ def main() -> None:
         )
         sys.exit(EXIT_ERROR)
     except KeyboardInterrupt:
-        err.print("error: interrupted", markup=False)
+        if _first_process():
+            err.print("error: interrupted", markup=False)
         sys.exit(EXIT_INTERRUPTED)
     except typer.Exit as e:
         sys.exit(e.exit_code)

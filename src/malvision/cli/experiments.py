@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -74,7 +75,7 @@ def train(
             resume=resume,
             on_epoch=on_epoch,
             on_step=on_step,
-            command="malvision " + " ".join(sys.argv[1:]),
+            command=_launcher() + "malvision " + " ".join(sys.argv[1:]),
             recipe=make_recipe(ds, invoked_argv(ctx), "{run}/best.pt"),
         )
     if summary and summary["test"] is None:
@@ -88,6 +89,13 @@ def train(
         out.print(
             f"best checkpoint: {out_dir / 'best.pt'}; plots and metrics.json in {out_dir}", markup=False
         )
+
+
+def _launcher() -> str:
+    """``torchrun --nproc-per-node N `` when this run is one of N data-parallel processes (each takes
+    ``--batch-size`` rows a step, so the recorded command must say how many there were), else empty."""
+    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    return f"torchrun --nproc-per-node {world} " if world > 1 else ""
 
 
 @app.command()

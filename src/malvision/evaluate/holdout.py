@@ -76,6 +76,8 @@ def train_run(
         "infer_ms_per_sample": ms,
         "params": learned_numbers(ck.model),
         "config": asdict(cfg),
+        # data-parallel processes, each taking batch_size rows a step (the learning rate is not scaled)
+        "processes": dist.get_world_size() if dist.is_initialized() else 1,
         "data": str(getattr(ds, "path", "")),
         "manifest_hash": ds.manifest_hash,
         "data_hash": getattr(ds, "data_hash", None),

@@ -111,6 +111,10 @@ class GradientRun:
             step += 1
             if on_step is not None and self.rank == 0:
                 on_step(step, total)
+        if self.distributed:  # every process's rows, not rank 0's share alone
+            both = torch.tensor([total_loss, float(seen)], dtype=torch.float64)
+            dist.all_reduce(both)
+            total_loss, seen = float(both[0]), int(both[1])
         return total_loss / max(seen, 1)
 
     def validate_and_save(self, epoch: int, train_loss: float, seconds: float) -> dict[str, float]:
