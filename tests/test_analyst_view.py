@@ -75,6 +75,18 @@ def test_imports_behind_a_feature_read_as_dll_bang_function() -> None:
     names = [n for v in behind.values() for n in v]
     assert names and all(re.fullmatch(r"[\w.-]+\.dll![\w@?$#]+", n, re.I) for n in names), names[:5]
     assert any(n.lower().startswith("kernel32.dll!") for n in names)
+    # As pefile reads them: the file's own names, A/W suffix and all (the features fold the suffix).
+    import pefile
+
+    pe = pefile.PE(data=data, fast_load=True)
+    pe.parse_data_directories(directories=[pefile.DIRECTORY_ENTRY["IMAGE_DIRECTORY_ENTRY_IMPORT"]])
+    want = [
+        f"{e.dll.decode().lower()}!{i.name.decode()}"
+        for e in pe.DIRECTORY_ENTRY_IMPORT
+        for i in e.imports
+        if i.name
+    ]
+    assert sorted(names) == sorted(want) and any(n.endswith("W") for n in names)
 
 
 def test_explaining_a_real_pe_with_the_default_model(tmp_path: Path) -> None:

@@ -65,7 +65,8 @@ def byte_stats(hist: np.ndarray) -> ByteStats:
     if total == 0:
         return ByteStats(0, 0.0, 1.0)
     p = hist[hist > 0] / total
-    return ByteStats(total, float(-(p * np.log2(p)).sum()), float(hist.max() / total))
+    entropy = float((p * -np.log2(p)).sum()) + 0.0  # one byte value: 0.0, not -0.0
+    return ByteStats(total, entropy, float(hist.max() / total))
 
 
 def file_type(head: bytes) -> str:

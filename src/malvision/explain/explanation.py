@@ -142,7 +142,9 @@ def explain_bytes(
         method = getattr(model, "attribution_method", "occlusion")
     note = None
     if verdict.verdict == "unknown":
-        note = f"verdict is unknown ({verdict.reason}); the heat map shows what the model would key on anyway"
+        note = (
+            f"verdict is unknown ({verdict.reason}); its attribution shows what the model would key on anyway"
+        )
     expl = Explanation(
         verdict=verdict,
         model=scanner.checkpoint.model_name,

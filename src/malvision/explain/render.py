@@ -177,6 +177,7 @@ def _draw_feature_spans(ax: Any, expl: Explanation, width: int) -> None:
     """The bytes each top feature is read from, as a box on the plot labelled with its rank."""
     from matplotlib.patches import Rectangle
 
+    tag_row = abs(ax.get_ylim()[0] - ax.get_ylim()[1]) / 40  # ten tags a row, then the next row down
     for i, f in enumerate(expl.features):
         if not f.span:
             continue
@@ -185,7 +186,8 @@ def _draw_feature_spans(ax: Any, expl: Explanation, width: int) -> None:
         inset = width * 0.012 * (i % 5)  # boxes of one region (the import table) stay apart
         ax.add_patch(Rectangle((inset, r0), width - 2 * inset, r1 - r0, fill=False, ec=color, lw=1.4))
         ax.text(
-            inset + width * (0.02 + 0.09 * i), r0, f"#{i + 1}", color="white", fontsize=7, va="top",
+            inset + width * (0.02 + 0.09 * (i % 10)), r0 + tag_row * (i // 10), f"#{i + 1}", color="white",
+            fontsize=7, va="top",
             ha="left", bbox={"facecolor": color, "alpha": 0.85, "pad": 1, "lw": 0},
         )  # fmt: skip
 

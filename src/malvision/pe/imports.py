@@ -35,10 +35,11 @@ class Imports:
     n_ordinal: int = 0
     parsed: bool = False
     owners: tuple[str, ...] = ()  # the DLL each of ``functions`` is imported from
+    names: tuple[str, ...] = ()  # each of ``functions`` as the file names it (``CreateFileW``)
 
     def qualified(self) -> list[str]:
-        """The functions as analysts write them: ``kernel32.dll!VirtualAlloc``."""
-        return [f"{d}!{f}" for d, f in zip(self.owners, self.functions, strict=False)]
+        """The functions as analysts write them, as the file names them: ``kernel32.dll!CreateFileW``."""
+        return [f"{d}!{f}" for d, f in zip(self.owners, self.names or self.functions, strict=False)]
 
 
 def import_window(headers: PEHeaders) -> tuple[int, int] | None:
@@ -88,7 +89,10 @@ def read_imports(headers: PEHeaders | None, window: bytes, start: int) -> Import
         owners += [dll.lower()] * (len(functions) - len(owners))
         if len(functions) >= MAX_FUNCTIONS:
             break
-    return Imports(tuple(dlls), tuple(functions), n_ordinal, bool(dlls), tuple(owners))
+    names = tuple(functions)
+    return Imports(
+        tuple(dlls), tuple(api_name(f) for f in names), n_ordinal, bool(dlls), tuple(owners), names
+    )
 
 
 class _Window:
@@ -129,7 +133,8 @@ class _Window:
         return raw.decode("latin-1") if raw and raw.isascii() else None
 
     def thunks(self, dll: str, thunk: int, functions: list[str]) -> int:
-        """Append the functions one DLL's thunk array names; returns how many were by ordinal."""
+        """Append the functions one DLL's thunk array names (as it names them); returns how many were by
+        ordinal."""
         flag = 1 << (8 * self.width - 1)
         n_ordinal = 0
         for j in range(MAX_FUNCTIONS - len(functions)):
@@ -142,7 +147,7 @@ class _Window:
             if v & flag:
                 n_ordinal += 1
                 known = ordLookup(dll.encode(), v & 0xFFFF, make_name=False)
-                functions.append(api_name(known.decode()) if known else f"#{v & 0xFFFF}")
+                functions.append(known.decode() if known else f"#{v & 0xFFFF}")
             elif (name := self.cstring((v & 0x7FFFFFFF) + 2)) is not None:
-                functions.append(api_name(name))
+                functions.append(name)
         return n_ordinal
