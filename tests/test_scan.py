@@ -201,3 +201,21 @@ def test_an_input_the_onnx_graph_does_not_take_is_a_package_error() -> None:
     assert scanner.backend == "onnx"
     with pytest.raises(MalvisionError, match=r"cannot read input of shape \(1, 3\)"):
         scanner.infer([np.zeros(3, np.float32)])
+
+
+def test_a_family_model_writes_its_family_score_and_no_threshold(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import csv
+    import io
+
+    rng = np.random.default_rng(0)
+    ops = ["push", "mov", "call", "pop", "xor", "jmp", "add", "lea", "cmp", "sub"]
+    sample = tmp_path / "sample.txt"
+    sample.write_text("\n".join(rng.choice(ops, 3000)) + "\n")
+    run = call_main(["scan", "--model", "big2015-opcodes", "--csv", str(sample)], capsys)
+    (row,) = list(csv.DictReader(io.StringIO(run.stdout)))
+    assert row["verdict"] == "malware" and row["family"] and 0 < float(row["family_score"]) <= 1
+    assert row["threshold"] == "" and row["score"] == ""
+    table = call_main(["scan", "--model", "big2015-opcodes", str(sample)], capsys)
+    assert "malvision scan (big2015-opcodes.pt" in table.stdout and "threshold" not in table.stdout

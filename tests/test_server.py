@@ -289,7 +289,7 @@ def test_openapi_schema(make_client: Callable[..., TestClient], scanner: Scanner
     # one record per file, with the fields of malvision.scan.Verdict (as `malvision scan --json` prints)
     ok = scan["responses"]["200"]["content"]["application/json"]["schema"]
     record = spec["components"]["schemas"][ok["items"]["$ref"].rsplit("/", 1)[1]]
-    assert set(record["properties"]) == set(FIELDS) | {"family_score"}
+    assert set(record["properties"]) == set(FIELDS)
     assert client.get("/docs").status_code == 200
 
 

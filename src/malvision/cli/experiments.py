@@ -187,6 +187,7 @@ def gradients(
     hidden: Annotated[int, typer.Option(help="Hidden units.", min=1)] = 64,
     max_train: Annotated[int, typer.Option(help="Training samples used (subsampled, seeded).", min=2)] = 3000,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    threads: Annotated[int | None, typer.Option(help="Torch CPU threads.")] = None,
 ) -> None:
     """The vanishing-gradient plot: ||dL/dh_t|| against t for RNN/LSTM/GRU, and accuracy against length."""
     import json
@@ -213,6 +214,7 @@ def gradients(
             epochs=epochs,
             hidden=hidden,
             max_train=max_train,
+            threads=threads,
             seed=seed,
             on_progress=lambda s: bar.update(task, description=s),
         )

@@ -118,7 +118,8 @@ def scan(
         base = _common_folder([r.path for r in records])
         roots = [base] if base else roots
         where = f", paths under {base}" if base else ""
-        title = f"malvision scan ({scanner.model_path.name}, threshold {scanner.threshold:.4g}{where})"
+        point = f", threshold {scanner.threshold:.4g}" if scanner.detector else ""  # a family model has none
+        title = f"malvision scan ({scanner.model_path.name}{point}{where})"
         out.print(scan_table(records, title, roots, out.width))
         counts = {v: sum(r.verdict == v for r in records) for v in ("malware", "benign", "unknown")}
         out.print(

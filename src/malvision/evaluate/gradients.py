@@ -78,6 +78,7 @@ def run_gradients(
     hidden: int = 64,
     max_train: int | None = 3000,
     seed: int = 0,
+    threads: int | None = None,
     on_progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Measure gradient norms (init, trained) at ``seq_len`` and accuracy for each of ``lengths``."""
@@ -95,7 +96,9 @@ def run_gradients(
     acc_by_len: dict[str, dict[int, float]] = {}
     for name in models:
         kwargs = {"hidden": hidden, "pool": "last"}
-        base = TrainConfig(model=name, model_kwargs=kwargs, epochs=epochs, seed=seed, patience=epochs)
+        base = TrainConfig(
+            model=name, model_kwargs=kwargs, epochs=epochs, seed=seed, patience=epochs, threads=threads
+        )
         curves[name], acc_by_len[name] = {}, {}
         for length in sorted(set(lengths) | {seq_len}):
             say(f"{name}: training on the first {length} opcodes")

@@ -70,7 +70,9 @@ def plot_history(history: list[dict[str, float]], path: Path | str, title: str =
 
 
 def plot_leaderboard(rows: list[dict[str, Any]], path: Path | str, title: str = "") -> Path:
-    """Mean +- std of accuracy and macro-F1 per model, with training time as text."""
+    """Mean +- std of accuracy and macro-F1 per model, with training time as text; best macro-F1 first,
+    as the table lists them."""
+    rows = sorted(rows, key=lambda r: -r["macro_f1_mean"])
     names = [r["model"] for r in rows]
     x = np.arange(len(rows))
     fig, ax = plt.subplots(figsize=(1.5 + 1.3 * len(rows), 4))
@@ -91,7 +93,7 @@ def plot_leaderboard(rows: list[dict[str, Any]], path: Path | str, title: str = 
     lo = min(min(r["accuracy_mean"], r["macro_f1_mean"]) for r in rows)
     ax.set_ylim(max(0.0, lo - 0.1), 1.0)
     ax.set_xticks(x, [f"{n}\n{r['train_seconds']:.0f}s" for n, r in zip(names, rows, strict=True)])
-    ax.legend(loc="lower right")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, frameon=False)  # under the bars
     ax.set_title(title or "k-fold leaderboard")
     ax.grid(axis="y", alpha=0.3)
     return save_figure(fig, path)

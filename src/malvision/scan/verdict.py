@@ -7,7 +7,9 @@ from typing import Any
 
 __all__ = ["BANDS", "FIELDS", "Verdict", "ScanError", "band_of"]
 
-FIELDS = ("path", "sha256", "size", "verdict", "band", "score", "threshold", "family", "reason")
+FIELDS = (  # every field of a record, in the order --csv writes them
+    "path", "sha256", "size", "verdict", "band", "score", "threshold", "family", "family_score", "reason",
+)  # fmt: skip
 BANDS = ("clean", "suspicious", "malicious")
 
 
