@@ -184,7 +184,8 @@ def _app_for(argv: list[str]) -> typer.Typer:
 def _first_process() -> bool:
     """False in the 2nd to Nth process of a torchrun, whose settings errors and interrupts rank 0 says
     once for all (every process checks the same settings)."""
-    return os.environ.get("RANK", "0") in ("", "0")
+    single = os.environ.get("WORLD_SIZE", "1") in ("", "1")
+    return single or os.environ.get("RANK", "0") in ("", "0")
 
 
 def main() -> None:

@@ -42,11 +42,19 @@ __all__ = [
 ]
 
 MALWARE_ZIP = "data/thezoo_pe_malware.zip"
-GET_MALWARE = (
-    "python3 ../shared/tools/build_malware_corpus.py --sources DIR --manifest "
-    "../shared/data/malware_v2_manifest.csv --out ~/.cache/malvision/malware_v2"
-)
-GET_BENIGN = "OUT=~/.cache/malvision/benign bash ../shared/tools/build_benign_corpus.sh"
+
+
+def _get_malware(out: Path) -> str:
+    """The command that builds the malware corpus at ``out``."""
+    return (
+        "python3 ../shared/tools/build_malware_corpus.py --sources DIR --manifest "
+        f"../shared/data/malware_v2_manifest.csv --out {out}"
+    )
+
+
+def _get_benign(out: Path) -> str:
+    """The command that builds the benign corpus at ``out``."""
+    return f"OUT={out} bash ../shared/tools/build_benign_corpus.sh"
 
 
 def cache_home() -> Path:
@@ -78,7 +86,7 @@ def default_benign_dir() -> Path:
     """``<cache home>/benign``; a ``DatasetError`` saying how to build it."""
     d = cache_home() / "benign"
     if not (d / "pe").is_dir():
-        raise DatasetError(f"no benign corpus at {d}; build it with `{GET_BENIGN}` or pass --benign DIR")
+        raise DatasetError(f"no benign corpus at {d}; build it with `{_get_benign(d)}` or pass --benign DIR")
     return d
 
 
@@ -99,7 +107,7 @@ def benign_corpus(root: Path | str, max_size: int = DEFAULT_MAX_SIZE) -> CsvData
     manifest = next((root / m for m in ("manifest_ext.csv", "manifest.csv") if (root / m).is_file()), None)
     if manifest is None or not (root / "pe").is_dir():
         raise DatasetError(
-            f"{root}: not a benign corpus (expected pe/ and manifest_ext.csv); build it with `{GET_BENIGN}`"
+            f"{root}: not a benign corpus (expected pe/ and manifest_ext.csv); build it with `{_get_benign(root)}`"
         )
     ds = CsvDataset(
         manifest, root=root / "pe", label="benign", group_column="source_package", max_size=max_size
@@ -127,7 +135,9 @@ def malware_corpus(root: Path | str, max_size: int = DEFAULT_MAX_SIZE) -> CsvDat
     label malware, group = family or campaign, collection = the repository each file came from."""
     root = Path(root)
     if not (root / "manifest.csv").is_file():
-        raise DatasetError(f"{root}: not a malware corpus (no manifest.csv); build it with `{GET_MALWARE}`")
+        raise DatasetError(
+            f"{root}: not a malware corpus (no manifest.csv); build it with `{_get_malware(root)}`"
+        )
     return CsvDataset(
         root / "manifest.csv", root=root, label="malware", group_column="group", file_column="sha256",
         collection_column="repo", max_size=max_size,

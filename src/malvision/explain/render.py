@@ -187,8 +187,7 @@ def _draw_feature_spans(ax: Any, expl: Explanation, width: int) -> None:
         ax.add_patch(Rectangle((inset, r0), width - 2 * inset, r1 - r0, fill=False, ec=color, lw=1.4))
         ax.text(
             inset + width * (0.02 + 0.09 * (i % 10)), r0 + tag_row * (i // 10), f"#{i + 1}", color="white",
-            fontsize=7, va="top",
-            ha="left", bbox={"facecolor": color, "alpha": 0.85, "pad": 1, "lw": 0},
+            fontsize=7, va="top", ha="left", bbox={"facecolor": color, "alpha": 0.85, "pad": 1, "lw": 0},
         )  # fmt: skip
 
 
