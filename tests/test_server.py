@@ -93,7 +93,7 @@ def test_scan_one_file_gives_the_scan_json_record(client: TestClient, scanner: S
     assert resp.status_code == 200
     (record,) = resp.json()
     assert set(FIELDS) <= set(record)
-    assert record == scanner.scan_bytes("a.exe", PE).to_dict()
+    assert record == scanner.scan_bytes("a.exe", PE).to_dict() | {"upload": 0}
     assert record["verdict"] in ("benign", "malware") and 0.0 <= record["score"] <= 1.0
 
 
@@ -103,6 +103,12 @@ def test_scan_several_files_in_order(client: TestClient, tmp_path: Path) -> None
     assert resp.status_code == 200
     records = resp.json()
     assert [r["path"] for r in records] == ["one.exe", "notes.txt", "empty"]  # base names only
+    assert [r["upload"] for r in records] == [0, 1, 2]  # what a client maps its files by
+    twins = client.post("/v1/scan", files=[("files", ("a.exe", TEXT)), ("files", ("a.exe", PE))]).json()
+    assert [(r["path"], r["upload"], r["verdict"] == "unknown") for r in twins] == [
+        ("a.exe", 0, True),
+        ("a.exe", 1, False),
+    ]
     assert records[1]["verdict"] == "unknown" and "text file" in records[1]["reason"]
     assert records[2]["verdict"] == "unknown" and records[2]["reason"] == "empty file"
     # Same verdict as the command line on the same bytes.
@@ -111,7 +117,7 @@ def test_scan_several_files_in_order(client: TestClient, tmp_path: Path) -> None
     cli = CliRunner().invoke(cli_app, ["scan", str(tmp_path / "one.exe"), "--model", model, "--json"])
     (cli_record,) = json.loads(cli.stdout)
     assert {k: v for k, v in cli_record.items() if k != "path"} == {
-        k: v for k, v in records[0].items() if k != "path"
+        k: v for k, v in records[0].items() if k not in ("path", "upload")
     }
 
 
@@ -289,7 +295,7 @@ def test_openapi_schema(make_client: Callable[..., TestClient], scanner: Scanner
     # one record per file, with the fields of malvision.scan.Verdict (as `malvision scan --json` prints)
     ok = scan["responses"]["200"]["content"]["application/json"]["schema"]
     record = spec["components"]["schemas"][ok["items"]["$ref"].rsplit("/", 1)[1]]
-    assert set(record["properties"]) == set(FIELDS)
+    assert set(record["properties"]) == set(FIELDS) | {"upload", "entry"}
     assert client.get("/docs").status_code == 200
 
 
@@ -313,7 +319,8 @@ def test_scan_opens_sample_zips_in_memory_with_their_password(client: TestClient
     z = _sample_zip()
     records = client.post("/v1/scan", files={"files": ("s.zip", z)}, data={"zip_password": "infected"}).json()
     by_path = {r["path"]: r for r in records}
-    assert by_path["s.zip!FamA/one.exe"] == scanner.scan_bytes("s.zip!FamA/one.exe", PE).to_dict()
+    one = scanner.scan_bytes("s.zip!FamA/one.exe", PE).to_dict()
+    assert by_path["s.zip!FamA/one.exe"] == one | {"upload": 0, "entry": "FamA/one.exe"}
     assert by_path["s.zip!FamA/notes.txt"]["verdict"] == "unknown"
     assert (by_path["s.zip!FamA/empty"]["verdict"], by_path["s.zip!FamA/empty"]["reason"]) == (
         "unknown",
@@ -336,7 +343,8 @@ def test_a_program_with_a_zip_appended_is_scanned_as_the_program(
     (record,) = client.post(
         "/v1/scan", files={"files": ("sfx.exe", sfx)}, data={"zip_password": "infected"}
     ).json()
-    assert record == scanner.scan_bytes("sfx.exe", sfx).to_dict() and record["verdict"] != "unknown"
+    assert record == scanner.scan_bytes("sfx.exe", sfx).to_dict() | {"upload": 0}
+    assert record["verdict"] != "unknown"
 
 
 def test_explain_reads_one_entry_of_an_uploaded_zip(client: TestClient) -> None:

@@ -301,3 +301,34 @@ def test_a_sample_zip_with_its_password_lists_its_entries(
     assert driver.find_element(By.ID, "file-name").text == paths[0]  # type: ignore[attr-defined]
     wait.until(lambda d: _image_loaded(d, "heatmap"))
     assert not driver.find_element(By.ID, "error").is_displayed()  # type: ignore[attr-defined]
+
+
+def test_rows_of_files_with_one_name_open_their_own_file(
+    default_server: str, browser: object, tmp_path: Path
+) -> None:
+    """Two different files both called t64.exe: each row opens its own (the page maps records to files by
+    their place in the request; by name it opened the first file for both). Headers sort from the keyboard."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    pes = real_pes()
+    twins = []
+    for i, src in enumerate(pes[1:3]):
+        (tmp_path / f"d{i}").mkdir()
+        twins.append(tmp_path / f"d{i}" / "t64.exe")
+        twins[-1].write_bytes(src.read_bytes())
+    driver = browser
+    driver.get(default_server + "/")  # type: ignore[attr-defined]
+    wait = WebDriverWait(driver, 90)
+    wait.until(lambda d: d.find_element(By.ID, "model").text.startswith("model: lgbm"))
+    driver.find_element(By.ID, "file").send_keys("\n".join(str(p) for p in twins))  # type: ignore[attr-defined]
+    wait.until(lambda d: d.find_element(By.ID, "table-box").is_displayed())
+    for k in range(2):
+        row = driver.find_elements(By.CSS_SELECTOR, "#scan-table tbody tr")[k]  # type: ignore[attr-defined]
+        sha = row.find_elements(By.TAG_NAME, "td")[6].text
+        row.send_keys(Keys.ENTER)
+        wait.until(lambda d, sha=sha: d.find_element(By.ID, "sha256").text == sha)
+    header = driver.find_element(By.CSS_SELECTOR, "#scan-table th[data-key='size']")  # type: ignore[attr-defined]
+    header.send_keys(Keys.ENTER)
+    assert header.get_attribute("aria-sort") == "ascending"

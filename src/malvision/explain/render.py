@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import math
+import textwrap
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -93,7 +94,8 @@ def render_png(expl: Explanation, data: bytes, dpi: int = 100) -> bytes:
             ax = fig.add_subplot(gs[0, 0])
             _draw_plot(ax, expl, data, heat=True)
             _draw_row_profile(fig.add_subplot(gs[0, 1], sharey=ax), expl, data)
-        fig.suptitle(title + (f"\n{expl.note}" if expl.note else ""), fontsize=9)
+        note = "\n" + textwrap.fill(expl.note, 120) if expl.note else ""  # a long note wraps, not cut off
+        fig.suptitle(title + note, fontsize=9)
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=dpi)
     return buf.getvalue()

@@ -37,12 +37,13 @@ from fastapi.staticfiles import StaticFiles
 from malvision.bundled import DEFAULT_MODEL
 from malvision.errors import ConversionError, InputError, MalvisionError
 from malvision.io import is_zip
-from malvision.scan import Scanner, Verdict
+from malvision.scan import Scanner
 from malvision.server.http import (
     ERRORS,
     ZIP_PASSWORD,
     ErrorOut,
     SecurityHeaders,
+    UploadVerdict,
     add_error_handlers,
     multipart,
 )
@@ -151,13 +152,15 @@ def _add_scan_routes(app: FastAPI, svc: _Service) -> None:
         "/v1/scan",
         dependencies=svc.auth(),
         openapi_extra=multipart("files", settings.max_files, {"zip_password": ZIP_PASSWORD}),
-        responses={200: {"model": list[Verdict], "description": "one record per file"}} | ERRORS,
+        responses={200: {"model": list[UploadVerdict], "description": "one record per file"}} | ERRORS,
         tags=["scan"],
     )
     async def scan(request: Request) -> JSONResponse:
         """Verdicts for one or several files (field ``files``): the records of ``malvision scan --json``;
         with ``zip_password``, each uploaded zip gives one record per entry (``name.zip!entry``). A file
-        that cannot be read gets ``{"path", "error"}`` and the others go on."""
+        that cannot be read gets ``{"path", "error"}`` and the others go on. Every record also names the
+        uploaded file it is of, ``upload`` (its place in the request, from 0), and a zip entry's name in
+        the zip, ``entry``."""
 
         async def job(ticket: Ticket) -> list[dict[str, Any]]:
             files, fields = await svc.form(request, ("files", "file"))
@@ -266,7 +269,7 @@ def _add_info_routes(app: FastAPI, svc: _Service) -> None:
             "auth": settings.api_key is not None,
         } | svc.limiter.stats()
 
-    @app.get("/", include_in_schema=False)
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     async def page() -> FileResponse:
         return FileResponse(STATIC / "index.html", media_type="text/html")
 
@@ -274,29 +277,35 @@ def _add_info_routes(app: FastAPI, svc: _Service) -> None:
 def _scan_all(
     scanner: Scanner, files: list[Upload], password: str | None, settings: ServerSettings
 ) -> list[dict[str, Any]]:
-    """One record per file, or per zip entry when ``password`` is given; the batch goes on past errors."""
-    items: list[tuple[str, bytes | str]] = []
+    """One record per file, or per zip entry when ``password`` is given; the batch goes on past errors.
+    Each record says which uploaded file it is of (``upload``, from 0) and, for a zip entry, the entry's
+    name in the zip (``entry``): a client maps records to its files by them, not by name, which the
+    server shortens and cleans."""
+    items: list[tuple[int, str, str | None, bytes | str]] = []
     budget = UNZIP_FACTOR * settings.max_upload
-    for u in files:
+    for k, u in enumerate(files):
         if password is not None and is_zip(u.data):
             entries = zip_entries(u, password, settings.max_files - len(items), max(budget, 1))
-            budget -= sum(len(x) for _, x in entries if isinstance(x, bytes))  # shared by the request's zips
-            items += entries
+            budget -= sum(
+                len(x) for _, _, x in entries if isinstance(x, bytes)
+            )  # shared by the request's zips
+            items += [(k, *e) for e in entries]
         else:
-            items.append((u.filename, u.data))
+            items.append((k, u.filename, None, u.data))
         if len(items) > settings.max_files:
             raise HTTPException(
                 422, f"too many files in one request (at most {settings.max_files}, zip entries counted)"
             )
     out: list[dict[str, Any]] = []
-    for name, item in items:
+    for k, name, entry, item in items:
+        where = {"upload": k} | ({"entry": entry} if entry is not None else {})
         if isinstance(item, str):
-            out.append({"path": name, "error": item})
+            out.append({"path": name, "error": item} | where)
             continue
         try:
-            out.append(scanner.scan_bytes(name, item).to_dict())
+            out.append(scanner.scan_bytes(name, item).to_dict() | where)
         except MalvisionError as e:  # the batch goes on; this file's record says why
-            out.append({"path": name, "error": str(e)})
+            out.append({"path": name, "error": str(e)} | where)
     return out
 
 

@@ -4,6 +4,7 @@ the OpenAPI description of multipart bodies."""
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -15,8 +16,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from malvision.errors import MalvisionError
+from malvision.scan.verdict import Verdict
 
-__all__ = ["CSP", "ERRORS", "ZIP_PASSWORD", "ErrorOut", "SecurityHeaders", "add_error_handlers", "multipart"]
+__all__ = [
+    "CSP", "ERRORS", "ZIP_PASSWORD", "ErrorOut", "SecurityHeaders", "UploadVerdict", "add_error_handlers", "multipart",
+]  # fmt: skip
 
 log = logging.getLogger("malvision.server")
 
@@ -30,6 +34,15 @@ class ErrorOut(BaseModel):
     """Every error answer."""
 
     error: str
+
+
+@dataclass(frozen=True)
+class UploadVerdict(Verdict):
+    """A record of ``POST /v1/scan``: ``scan --json``'s, with the uploaded file it is of (``upload``, its
+    place in the request from 0) and a zip entry's name in the zip (``entry``)."""
+
+    upload: int = 0
+    entry: str | None = None
 
 
 def multipart(field_name: str, max_files: int | None, extra: dict[str, str]) -> dict[str, Any]:

@@ -47,8 +47,9 @@ def _open_zip(upload: Upload, password: str, max_total: int) -> Any:
 
 def zip_entries(
     upload: Upload, password: str, max_files: int, max_total: int
-) -> list[tuple[str, bytes | str]]:
-    """The entries of an uploaded sample zip, read in memory: (``zip!entry``, bytes or the error).
+) -> list[tuple[str, str | None, bytes | str]]:
+    """The entries of an uploaded sample zip, read in memory: (``zip!entry``, the entry's name in the zip
+    or None for one refused while listing, bytes or the error).
 
     A zip that cannot be opened is one error; entries the reader refuses (bombs, unsafe names, over
     ``max_total`` bytes in all) are errors of their own; more than ``max_files`` entries is a 422.
@@ -58,22 +59,22 @@ def zip_entries(
     try:
         zd = _open_zip(upload, password, max_total)
     except MalvisionError as e:
-        return [(upload.filename, str(e))]
+        return [(upload.filename, None, str(e))]
     try:
         if len(zd.records) + len(zd.skipped) > max_files:
             raise HTTPException(
                 422,
                 f"{upload.filename}: {len(zd.records)} entries, over the {max_files} files of one request",
             )
-        out: list[tuple[str, bytes | str]] = [(name, msg) for name, msg in zd.skipped]
+        out: list[tuple[str, str | None, bytes | str]] = [(name, None, msg) for name, msg in zd.skipped]
         for i, rec in enumerate(zd.records):
             name = f"{upload.filename}!{rec.id}"
             try:
-                out.append((name, zd.open(i).read()))
+                out.append((name, rec.id, zd.open(i).read()))
             except InputError:  # an empty entry: the verdict a file of no bytes gets, as `scan` gives it
-                out.append((name, b""))
+                out.append((name, rec.id, b""))
             except MalvisionError as e:
-                out.append((name, str(e)))
+                out.append((name, rec.id, str(e)))
         return out
     finally:
         zd.close()

@@ -7,9 +7,10 @@
 
 const $ = (id) => document.getElementById(id);
 let needKey = false;
-let rows = []; // the table: {record, file, entry}
+let rows = []; // the table: {record, file, entry, password}
 let sortKey = "score";
 let sortDesc = true;
+let latest = 0; // the request whose answer the page shows: an older one that answers late is dropped
 
 const CAPTIONS = {
   feature:
@@ -59,6 +60,7 @@ function scoreText(r) {
 }
 
 async function errorText(resp) {
+  if (resp.status === 401 && needKey) return "missing or wrong API key: enter it in the API key field above";
   try {
     const body = await resp.json();
     if (body && body.error) return body.error;
@@ -66,6 +68,11 @@ async function errorText(resp) {
     /* not JSON */
   }
   return `HTTP ${resp.status}`;
+}
+
+function unreachable(e) {
+  $("model").textContent = "server not reachable";
+  return `the server did not answer (${e.message}): is malvision serve still running?`;
 }
 
 async function loadModel() {
@@ -194,7 +201,8 @@ function render(r) {
   show("result", true);
 }
 
-async function explain(file, entry) {
+async function explain(file, entry, password) {
+  const mine = ++latest;
   setError("");
   show("result", false);
   const label = entry ? `${file.name}!${entry}` : file.name;
@@ -203,28 +211,31 @@ async function explain(file, entry) {
   form.append("file", file, file.name);
   if (entry) {
     form.append("entry", entry);
-    form.append("zip_password", $("zip-password").value);
+    form.append("zip_password", password); // the one the table was scanned with
   }
   try {
     const resp = await fetch("/v1/explain", { method: "POST", body: form, headers: headers() });
-    if (!resp.ok) {
-      $("status").textContent = "";
-      setError(`${label}: ${await errorText(resp)}`);
-      return;
-    }
-    render(await resp.json());
-    $("status").textContent = "done";
+    const body = resp.ok ? await resp.json() : await errorText(resp);
+    if (mine !== latest) return; // the user has asked for something else since
+    const zipHint =
+      !entry && /\.zip$/i.test(file.name)
+        ? "; a .zip is judged as one file: enter the zip password to judge its entries"
+        : "";
+    $("status").textContent = resp.ok ? `done${zipHint}` : "";
+    if (resp.ok) render(body);
+    else setError(`${label}: ${body}`);
   } catch (e) {
+    if (mine !== latest) return;
     $("status").textContent = "";
-    setError(`${label}: request failed (${e.message})`);
+    setError(`${label}: ${unreachable(e)}`);
   }
 }
 
 function sortValue(row, key) {
   const r = row.record;
-  if (key === "band") return ["clean", "suspicious", "malicious"].indexOf(r.band);
+  if (key === "band") return r.band ? ["clean", "suspicious", "malicious"].indexOf(r.band) : null;
   const v = r[key];
-  return v === null || v === undefined ? (typeof v === "string" ? "" : -1) : v;
+  return v === undefined ? null : v;
 }
 
 function renderTable() {
@@ -233,6 +244,7 @@ function renderTable() {
   const sorted = rows.slice().sort((a, b) => {
     const x = sortValue(a, sortKey);
     const y = sortValue(b, sortKey);
+    if (x === null || y === null) return (x === null) - (y === null); // rows without one last, either way
     const c = x < y ? -1 : x > y ? 1 : 0;
     return sortDesc ? -c : c;
   });
@@ -260,12 +272,17 @@ function renderTable() {
       cell(tr, r.family || "–");
       cell(tr, r.size === null ? "–" : Number(r.size).toLocaleString(), "num");
       cell(tr, r.sha256 || "–", "mono sha");
-      const open = () => explain(row.file, row.entry);
+      const open = () => explain(row.file, row.entry, row.password);
       tr.addEventListener("click", open);
       tr.addEventListener("keydown", (ev) => {
-        if (ev.key === "Enter") open();
+        if (ev.key === "Enter" || ev.key === " ") {
+          ev.preventDefault(); // Space opens the row, as on a button, instead of scrolling
+          open();
+        }
       });
       tr.className = "clickable";
+      tr.setAttribute("role", "button");
+      tr.setAttribute("aria-label", `explain ${r.path}`);
     }
     body.appendChild(tr);
   }
@@ -282,6 +299,7 @@ function renderTable() {
 }
 
 async function scanMany(files) {
+  const mine = ++latest;
   setError("");
   show("result", false);
   show("table-box", false);
@@ -292,26 +310,25 @@ async function scanMany(files) {
   if (password) form.append("zip_password", password);
   try {
     const resp = await fetch("/v1/scan", { method: "POST", body: form, headers: headers() });
+    const body = resp.ok ? await resp.json() : await errorText(resp);
+    if (mine !== latest) return; // the user has asked for something else since
     if (!resp.ok) {
       $("status").textContent = "";
-      setError(await errorText(resp));
+      setError(body);
       return;
     }
-    const records = await resp.json();
-    const byName = new Map(files.map((f) => [f.name, f]));
-    rows = records.map((record) => {
-      const bang = record.path.indexOf("!");
-      const zipName = bang > 0 ? record.path.slice(0, bang) : null;
-      if (zipName && byName.has(zipName) && !byName.has(record.path)) {
-        return { record, file: byName.get(zipName), entry: record.path.slice(bang + 1) };
-      }
-      return { record, file: byName.get(record.path) || files[0], entry: null };
-    });
+    // Each record names its upload by place (names may repeat, and the server shortens and cleans them).
+    rows = body.map((record) => ({ record, file: files[record.upload], entry: record.entry || null, password }));
     renderTable();
-    $("status").textContent = "done";
+    const zips = files.filter((f) => /\.zip$/i.test(f.name));
+    $("status").textContent =
+      zips.length && !password
+        ? `done; ${zips.length} .zip file(s) judged as one file each: enter the zip password to judge their entries`
+        : "done";
   } catch (e) {
+    if (mine !== latest) return;
     $("status").textContent = "";
-    setError(`request failed (${e.message})`);
+    setError(unreachable(e));
   }
 }
 
@@ -348,13 +365,25 @@ function setup() {
     if (ev.dataTransfer && ev.dataTransfer.files.length) send(ev.dataTransfer.files);
   });
   drop.addEventListener("keydown", (ev) => {
-    if (ev.key === "Enter" || ev.key === " ") $("file").click();
+    // The drop zone itself, not the password field or the file input inside it (they keep their keys).
+    if (ev.target === drop && (ev.key === "Enter" || ev.key === " ")) {
+      ev.preventDefault();
+      $("file").click();
+    }
   });
   for (const th of $("scan-table").querySelectorAll("th[data-key]")) {
-    th.addEventListener("click", () => {
+    const sortBy = () => {
       sortDesc = th.dataset.key === sortKey ? !sortDesc : th.dataset.key === "score";
       sortKey = th.dataset.key;
       renderTable();
+    };
+    th.tabIndex = 0;
+    th.addEventListener("click", sortBy);
+    th.addEventListener("keydown", (ev) => {
+      if (ev.key === "Enter" || ev.key === " ") {
+        ev.preventDefault();
+        sortBy();
+      }
     });
   }
   $("api-key").addEventListener("change", loadModel);
