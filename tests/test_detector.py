@@ -306,11 +306,26 @@ def test_a_run_folder_is_reused_only_by_the_same_run(pe_feature_cache: Path, tmp
     stamp = fold0.stat().st_mtime_ns
     again = build_detector(ds, cfg, tmp_path / "run", folds=3, target_fpr=0.05)
     assert fold0.stat().st_mtime_ns == stamp and again["metrics"] == first["metrics"]  # reused, not redone
+    assert "warning" not in first  # 30 benign files measure a 5% rate
+    strict = build_detector(ds, cfg, tmp_path / "run", folds=3, target_fpr=0.001)
+    assert strict["warning"].startswith("30 benign files cannot measure a 0.10% false-positive rate")
     with pytest.raises(MalvisionError, match=r"other data or settings \(train_config\.seed\)"):
         build_detector(  # group folds only: seed 1 cannot spread these few benign groups over 3 sources
             ds, TrainConfig(model="gbt", model_kwargs=cfg.model_kwargs, seed=1), tmp_path / "run", folds=3,
             protocols=("group",),
         )  # fmt: skip
+    # The same files converted another way (histograms): the same manifest, another cache.
+    hist = tmp_path / "hist"
+    write_cache(CsvDataset(pe_feature_cache / "labels.csv", group_column="group", collection_column="collection"),
+                hist, ConvertSpec(kind="histograms"))  # fmt: skip
+    other = CachedDataset(hist)
+    assert other.manifest_hash == ds.manifest_hash
+    hist_cfg = TrainConfig(model="mlp", epochs=1)
+    with pytest.raises(MalvisionError, match=r"other data or settings \(the cache's conversion"):
+        build_detector(other, hist_cfg, tmp_path / "run", folds=3, target_fpr=0.05)
+    train_run(ds, hist_cfg, tmp_path / "by-kind", test_size=0.25)
+    with pytest.raises(MalvisionError, match="was trained on features input, this cache is histograms"):
+        train_run(other, hist_cfg, tmp_path / "by-kind", test_size=0.25, resume=True)
     ds.manifest_hash = "0" * 64  # the same folder, another data set
     with pytest.raises(MalvisionError, match=r"other data or settings \(the data\)"):
         build_detector(ds, cfg, tmp_path / "run", folds=3, target_fpr=0.05)
@@ -469,3 +484,42 @@ def test_evaluate_calls_a_detectors_files_as_scan_does(pe_feature_cache: Path, t
     want = [[sum(truth[f] == a and verdicts[f] == b for f in truth) for b in classes] for a in classes]
     assert m["confusion_matrix"] == want and m["threshold"] == threshold
     assert sum(want[0]) == sum(want[1]) and sum(r[1] for r in want) >= 0.6 * len(files)
+
+
+def test_a_resumed_features_run_shuffles_as_the_uninterrupted_one(
+    pe_feature_cache: Path, tmp_path: Path
+) -> None:
+    """Fixed-shape rows are shuffled by the loader's own generator: its state goes into last.pt too."""
+    import torch
+
+    from malvision.train import fit
+
+    ds = CachedDataset(pe_feature_cache / "cache")
+    idx = np.arange(len(ds))
+    cfg = TrainConfig(
+        model="mlp", model_kwargs={"hidden": [16]}, epochs=4, batch_size=8, seed=5, patience=9, keep="last"
+    )
+    whole = fit(ds, idx[::2], idx[1::2], cfg, tmp_path / "whole")
+
+    def stop(row: dict[str, float]) -> None:
+        if row["epoch"] == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(ds, idx[::2], idx[1::2], cfg, tmp_path / "cut", on_epoch=stop)
+    resumed = fit(ds, idx[::2], idx[1::2], cfg, tmp_path / "cut", resume=True)
+    assert [h["train_loss"] for h in resumed.history] == [h["train_loss"] for h in whole.history]
+    a, b = (
+        load_checkpoint(whole.checkpoint).model.state_dict(),
+        load_checkpoint(resumed.checkpoint).model.state_dict(),
+    )
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_card_says_when_its_benign_files_cannot_measure_its_rate() -> None:
+    from malvision.detector import _too_few_benign
+
+    assert _too_few_benign(23_331, 0.001) == {} and _too_few_benign(1000, 0.001) == {}
+    (text,) = _too_few_benign(39, 0.001).values()
+    assert text.startswith("39 benign files cannot measure a 0.10% false-positive rate (one file is 2.56%")
+    assert "it takes 1,000" in text

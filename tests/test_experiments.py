@@ -304,6 +304,33 @@ def test_bundle_carries_a_card_and_evaluate_flags_training_samples(
     assert r.exit_code == 0 and json.loads(r.stdout)["split"] == card["split"]
 
 
+def test_a_resumed_run_trains_as_the_uninterrupted_one(opcode_cache: Path, tmp_path: Path) -> None:
+    """Dropout's draws and the shuffle go on from where the stopped run stood (last.pt keeps the random
+    states): stopped after 2 of 4 epochs and resumed, it equals 4 in one go, loss by loss and weight by
+    weight."""
+    import torch
+
+    ds = CachedDataset(opcode_cache)
+    idx = np.arange(len(ds))
+    cfg = TrainConfig(model="cnn", epochs=4, batch_size=8, lr=5e-3, seed=3, patience=9, keep="last")
+    whole = fit(ds, idx[::2], idx[1::2], cfg, tmp_path / "whole")
+
+    def stop_after_two(row: dict[str, float]) -> None:
+        if row["epoch"] == 1:
+            raise KeyboardInterrupt  # as a Ctrl-C after the second epoch's last.pt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(ds, idx[::2], idx[1::2], cfg, tmp_path / "cut", on_epoch=stop_after_two)
+    resumed = fit(ds, idx[::2], idx[1::2], cfg, tmp_path / "cut", resume=True)
+    strip = [{k: v for k, v in h.items() if k != "seconds"} for h in whole.history]
+    assert [{k: v for k, v in h.items() if k != "seconds"} for h in resumed.history] == strip
+    a, b = (
+        load_checkpoint(whole.checkpoint).model.state_dict(),
+        load_checkpoint(resumed.checkpoint).model.state_dict(),
+    )
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_interrupted_train_leaves_whole_files_and_resumes(

@@ -226,6 +226,26 @@ def save_checkpoint(
     return dest
 
 
+def rng_after_save(
+    model_name: str,
+    model_kwargs: dict[str, Any],
+    in_kind: str,
+    n_classes: int,
+    vocab_size: int | None,
+    **_: Any,
+) -> torch.Tensor:
+    """The torch random state ``save_checkpoint`` of such a model will leave behind (it builds a reference
+    model to check the weights' shapes, which draws initial weights), the global state left as it is: what
+    a run resumed from that checkpoint must start from to go on as the uninterrupted one."""
+    from malvision.models import create_model
+
+    before = torch.get_rng_state()
+    create_model(model_name, in_kind=in_kind, n_classes=n_classes, vocab_size=vocab_size, **model_kwargs)
+    after = torch.get_rng_state()
+    torch.set_rng_state(before)
+    return after
+
+
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import asdict
@@ -85,6 +86,7 @@ def build_detector(
     # cv-source/), so a run given another protocol later adds its folds and reuses the rest.
     stamp = {
         "manifest_hash": ds.manifest_hash,
+        "conversion": ds.conversion,  # caches of one set of files share the manifest
         "folds": folds,
         "fold_scores": "raw log-odds",
         "train_config": asdict(cfg),
@@ -136,6 +138,7 @@ def build_detector(
         "threshold_ci95": cv["operating_points"][f"{target_fpr:g}"]["threshold_ci95"],
         "target_fpr": target_fpr,
         "threshold_source": f"out-of-fold calibrated scores of the {protocols[0]}-disjoint CV, benign files",
+        **_too_few_benign(int((y == 0).sum()), target_fpr),
         "split": cv["split"],
         "metrics": cv,
         "protocols": reports,
@@ -162,6 +165,20 @@ def build_detector(
     write_oof(out / "oof_scores.json", ds, y, primary, protocols[0], folds_of[protocols[0]])
     _plot_roc(y, primary, groups, threshold, out / "roc.png", cfg.model, cfg.seed, protocols[0])
     return card
+
+
+def _too_few_benign(n_benign: int, target_fpr: float) -> dict[str, str]:
+    """A card's warning where the benign files are too few to measure the target FPR: below 1/FPR files
+    the threshold is just the highest benign score, and the rate it claims is not measured."""
+    if n_benign * target_fpr >= 1:
+        return {}
+    return {
+        "warning": (
+            f"{n_benign} benign files cannot measure a {target_fpr:.2%} false-positive rate (one file is "
+            f"{1 / max(n_benign, 1):.2%} of them; it takes {math.ceil(1 / target_fpr):,}): the threshold is "
+            "the highest benign score, and the detection at it is not what it would be at that rate"
+        )
+    }
 
 
 def write_oof(

@@ -170,6 +170,13 @@ class CachedDataset(Closing):
         return len(self.records)
 
     @property
+    def conversion(self) -> dict[str, Any]:
+        """How this cache converted its files (kind, size, cut, version; not a model's vocabulary): with
+        ``manifest_hash``, what results made on it depend on. Caches of the same files share a manifest."""
+        s = self._base_spec
+        return {"kind": s.kind, "image_size": s.image_size, "max_len": s.max_len, "version": s.version}
+
+    @property
     def lengths(self) -> np.ndarray:
         """Sequence length of every sample (S*S for images, the vector length for features), for
         batching similar sizes together."""

@@ -48,7 +48,10 @@ def read_run(path: Path | str) -> Run:
         oof = json.loads((p / "oof_scores.json").read_text())
         card = json.loads((p / "card.json").read_text())
         if oof.get("protocol") != "source":
-            raise ValueError("its scores are not source-disjoint (train it with --protocols source)")
+            raise ValueError(
+                "its scores are not source-disjoint: the board compares runs on the folds of one malware "
+                "collection each (train-detector --protocols source, on malware of 2 or more collections)"
+            )
         cols = {k: np.asarray(oof[k], dtype=object) for k in ("sha256", "group", "collection", "pe_type")}
         y, score, fold = (np.asarray(oof[k]) for k in ("y", "score", "fold"))
     except (OSError, ValueError, KeyError) as e:

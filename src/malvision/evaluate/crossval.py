@@ -63,7 +63,12 @@ def claim_run(out: Path, stamp: dict[str, Any]) -> None:
             old = json.loads(path.read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
             raise MalvisionError(f"{path}: unreadable ({e}); pick another --out or delete that folder") from e
-        changed = [k for k in stamp if k != "train_config" and old.get(k) != stamp[k]]
+        # (a run stamped before "conversion" was kept cannot say it: it is taken at its word)
+        changed = [
+            k
+            for k in stamp
+            if k != "train_config" and (k in old or k != "conversion") and old.get(k) != stamp[k]
+        ]
         defaults = asdict(TrainConfig())  # a setting added since the run was made had its default then
         changed += [
             f"train_config.{k}"
@@ -71,7 +76,10 @@ def claim_run(out: Path, stamp: dict[str, Any]) -> None:
             if old.get("train_config", {}).get(k, defaults.get(k)) != v
         ]
         if changed:
-            what = ", ".join("the data" if c == "manifest_hash" else c for c in changed)
+            what = ", ".join(
+                {"manifest_hash": "the data", "conversion": "the cache's conversion"}.get(c, c)
+                for c in changed
+            )
             raise MalvisionError(
                 f"{out} holds a detector run on other data or settings ({what}); "
                 "pick another --out or delete that folder"

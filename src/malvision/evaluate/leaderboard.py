@@ -73,8 +73,8 @@ def run_fold(
 
 def _data_key(ds: Any) -> str:
     """The cache a fold was made on: its manifest and how it converted the files (a cut, a size)."""
-    spec = ds.spec
-    return f"{ds.manifest_hash}|{spec.kind}|{spec.image_size}|{spec.max_len}|{spec.version}"
+    c = ds.conversion
+    return f"{ds.manifest_hash}|{c['kind']}|{c['image_size']}|{c['max_len']}|{c['version']}"
 
 
 def _check_same_fold(out: Path, test_idx: np.ndarray, made_on: str | None, now: str) -> None:

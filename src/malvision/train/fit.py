@@ -99,7 +99,8 @@ def fit(
     )
     if resume and run.last_path.exists():
         run.restore()
-    t0 = time.perf_counter()
+    done = run.state.history[-1].get("seconds", 0.0) if run.state.history else 0.0  # before a resume
+    t0 = time.perf_counter() - done
     for epoch in range(run.state.next_epoch, cfg.epochs):
         if run.state.stale >= cfg.patience:
             break

@@ -14,7 +14,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from malvision.calibration import softmax
-from malvision.checkpoint import load_checkpoint, save_checkpoint
+from malvision.checkpoint import load_checkpoint, rng_after_save, save_checkpoint
 from malvision.data.loader import SizeBucketSampler
 from malvision.errors import MalvisionError
 from malvision.evaluate.metrics import classification_metrics
@@ -83,7 +83,14 @@ class GradientRun:
             history=list(saved.get("history", [])),
             best_metrics=dict(saved.get("best_metrics", {})),
         )
-        torch.manual_seed(self.cfg.seed + self.state.next_epoch)
+        rng = saved.get("rng")
+        if isinstance(rng, dict) and isinstance(rng.get("torch"), torch.Tensor):
+            # where the uninterrupted run stood: dropout's draws and the shuffle go on as they would have
+            torch.set_rng_state(rng["torch"])
+            if isinstance(rng.get("loader"), torch.Tensor) and self.train_loader.generator is not None:
+                self.train_loader.generator.set_state(rng["loader"])
+        else:  # a last.pt written before the states were kept
+            torch.manual_seed(self.cfg.seed + self.state.next_epoch)
 
     def train_epoch(self, epoch: int, on_step: Callable[[int, int], None] | None) -> float:
         """One pass over the training rows; the mean training loss."""
@@ -147,6 +154,7 @@ class GradientRun:
             stale=st.stale,
             history=st.history,
             best_metrics=st.best_metrics,
+            rng=self._rng_states(),
         )
         save_checkpoint(
             self.last_path,
@@ -158,6 +166,15 @@ class GradientRun:
         )
         write_history(self.history_path, st.history)
         return row
+
+    def _rng_states(self) -> dict[str, torch.Tensor]:
+        """The random states the next epoch starts from (torch's once ``last.pt`` is written, the training
+        shuffle's), so that a run resumed from ``last.pt`` trains as the uninterrupted one would."""
+        states = {"torch": rng_after_save(**self.meta)}
+        generator = getattr(self, "train_loader", None) and self.train_loader.generator
+        if generator is not None:
+            states["loader"] = generator.get_state()
+        return states
 
     def share_stale(self) -> None:
         """Under torchrun, every rank stops when rank 0 (which validates) says so."""
@@ -199,6 +216,13 @@ def resumable(path: Path, ds: Any) -> Any:
     ck = load_checkpoint(path)
     if ck.manifest_hash and ds.manifest_hash and ck.manifest_hash != ds.manifest_hash:
         raise MalvisionError(f"{path} was trained on other data; pick another run folder or delete it")
+    kind, size = ck.spec.get("kind"), ck.spec.get("image_size")
+    sized = kind in ("image", "views", "fused")  # the kinds whose input has a side
+    if kind != ds.spec.kind or (sized and size != ds.spec.image_size):
+        raise MalvisionError(
+            f"{path} was trained on {kind} input{f' of size {size}' if sized else ''}, this cache is "
+            f"{ds.spec.kind}{f' of size {ds.spec.image_size}' if sized else ''}; pick another run folder or delete it"
+        )
     return ck
 
 
