@@ -118,7 +118,7 @@ def test_a_rerun_reuses_only_folds_of_the_same_settings_and_data(
         r = _bench(caches[1], out, *args)
         assert isinstance(r.exception, MalvisionError) and message in str(r.exception), (args, r.exception)
     other = _bench(caches[0], out, "--models", "ngram")  # another cache, same settings
-    assert isinstance(other.exception, MalvisionError) and "holds a fold of other data" in str(
+    assert isinstance(other.exception, MalvisionError) and "holds a run on another cache" in str(
         other.exception
     )
     assert result.stat().st_mtime_ns == stamp

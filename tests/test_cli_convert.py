@@ -401,3 +401,20 @@ def test_progress_draws_on_a_terminal_and_hides_elsewhere(monkeypatch: pytest.Mo
         task = bar.add_task("drawn", total=2)
         bar.advance(task)
         assert type(bar).__name__ == "Progress" and bar.tasks[0].completed == 1
+
+
+def test_convert_notes_a_plot_no_png_reader_would_take_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past Pillow's decompression-bomb limit (a file over about 170 MiB) the Malimg reader refuses the
+    PNG: convert writes it (a valid PNG) and says so."""
+    import malvision.data.readers as readers
+
+    monkeypatch.setattr(readers, "MAX_PLOT_PIXELS", 50_000)
+    small, big = tmp_path / "small.bin", tmp_path / "big.bin"
+    small.write_bytes(np.random.default_rng(0).integers(0, 256, 20_000, dtype=np.uint8).tobytes())
+    big.write_bytes(np.random.default_rng(1).integers(0, 256, 60_000, dtype=np.uint8).tobytes())
+    r = runner.invoke(app, ["convert", str(small), str(big), "--out", str(tmp_path / "out")])
+    assert r.exit_code == 0 and (tmp_path / "out" / "small.bin.png").is_file()
+    assert (tmp_path / "out" / "big.bin.png").is_file()
+    assert "note: 1 byte plot(s) over 50,000 pixels" in r.output and f"{big} (128 x 468)" in r.output

@@ -324,6 +324,9 @@ def test_a_run_folder_is_reused_only_by_the_same_run(pe_feature_cache: Path, tmp
     with pytest.raises(MalvisionError, match=r"other data or settings \(the cache's conversion"):
         build_detector(other, hist_cfg, tmp_path / "run", folds=3, target_fpr=0.05)
     train_run(ds, hist_cfg, tmp_path / "by-kind", test_size=0.25)
+    with pytest.raises(MalvisionError, match="holds a run on another cache"):
+        train_run(other, hist_cfg, tmp_path / "by-kind", test_size=0.25, resume=True)
+    (tmp_path / "by-kind" / "data.json").unlink()  # a folder from before data.json: its last.pt says
     with pytest.raises(MalvisionError, match="was trained on features input, this cache is histograms"):
         train_run(other, hist_cfg, tmp_path / "by-kind", test_size=0.25, resume=True)
     ds.manifest_hash = "0" * 64  # the same folder, another data set
@@ -338,6 +341,9 @@ def test_a_run_folder_is_reused_only_by_the_same_run(pe_feature_cache: Path, tmp
     # `malvision train --resume` on a folder trained on other data: trees, and a model trained by epochs
     for c in (cfg, TrainConfig(model="mlp", epochs=1)):
         train_run(CachedDataset(pe_feature_cache / "cache"), c, tmp_path / c.model, test_size=0.25)
+        with pytest.raises(MalvisionError, match="holds a run on another cache"):
+            train_run(ds, c, tmp_path / c.model, test_size=0.25, resume=True)
+        (tmp_path / c.model / "data.json").unlink()  # a folder from before data.json: the checkpoint says
         with pytest.raises(MalvisionError, match="was trained on other data"):
             train_run(ds, c, tmp_path / c.model, test_size=0.25, resume=True)
 

@@ -240,6 +240,12 @@ def test_gradient_norms_vanish_for_a_vanilla_rnn() -> None:
 
 @pytest.mark.slow
 def test_train_runs_data_parallel_under_torchrun(opcode_cache: Path, tmp_path: Path) -> None:
+    built = tmp_path / "built"  # by the command, so the cache knows how it was made and the run has a recipe
+    r = runner.invoke(
+        app, ["data", "build", "--opcodes", str(opcode_cache.parent / "tree"), "--out", str(built)]
+    )
+    assert r.exit_code == 0, r.output
+    opcode_cache = built
     run = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [
@@ -271,6 +277,7 @@ def test_train_runs_data_parallel_under_torchrun(opcode_cache: Path, tmp_path: P
     assert metrics["processes"] == 2 and metrics["command"].startswith(
         "torchrun --nproc-per-node 2 malvision train"
     )
+    assert metrics["recipe"]["incomplete"].startswith("trained under torchrun with 2 processes")
     # A refused setting: one error line (rank 0's), not one a process.
     bad = subprocess.run(
         cmd[:-4] + ["-o", str(tmp_path / "bad"), "--lr", "nan"],
@@ -329,6 +336,47 @@ def test_a_resumed_run_trains_as_the_uninterrupted_one(opcode_cache: Path, tmp_p
         load_checkpoint(resumed.checkpoint).model.state_dict(),
     )
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_resume_refuses_another_cache_and_takes_older_settings(opcode_cache: Path, tmp_path: Path) -> None:
+    """The same files cut at another length share the manifest: data.json tells the caches apart. A
+    config.json written before a setting existed reads as that setting's default."""
+    from malvision.errors import MalvisionError
+
+    cut = tmp_path / "cut64"
+    with open_dataset(opcode_cache.parent / "tree") as raw:  # the fixture's own tree
+        write_cache(raw, cut, ConvertSpec(kind="opcodes", max_len=64))
+    ds, other = CachedDataset(opcode_cache), CachedDataset(cut)
+    assert ds.manifest_hash == other.manifest_hash
+    idx = np.arange(len(ds))
+    cfg = TrainConfig(model="cnn", epochs=1, batch_size=8)
+    fit(ds, idx[::2], idx[1::2], cfg, tmp_path / "run")
+    with pytest.raises(MalvisionError, match="holds a run on another cache"):
+        fit(
+            other,
+            idx[::2],
+            idx[1::2],
+            TrainConfig(**{**cfg.__dict__, "epochs": 2}),
+            tmp_path / "run",
+            resume=True,
+        )
+    with pytest.raises(MalvisionError, match="holds a run of other settings \\(lr 0.002 -> 0.01\\)"):
+        fit(
+            ds,
+            idx[::2],
+            idx[1::2],
+            TrainConfig(**{**cfg.__dict__, "lr": 0.01}),
+            tmp_path / "run",
+            resume=True,
+        )
+    config = tmp_path / "run" / "config.json"
+    config.write_text(
+        json.dumps({k: v for k, v in json.loads(config.read_text()).items() if k != "type_power"})
+    )
+    res = fit(
+        ds, idx[::2], idx[1::2], TrainConfig(**{**cfg.__dict__, "epochs": 2}), tmp_path / "run", resume=True
+    )
+    assert [h["epoch"] for h in res.history] == [0, 1]
 
 
 @pytest.mark.slow

@@ -219,3 +219,13 @@ def test_a_family_model_writes_its_family_score_and_no_threshold(
     assert row["threshold"] == "" and row["score"] == ""
     table = call_main(["scan", "--model", "big2015-opcodes", str(sample)], capsys)
     assert "malvision scan (big2015-opcodes.pt" in table.stdout and "threshold" not in table.stdout
+
+
+def test_a_known_format_is_named_before_its_entropy() -> None:
+    """A PNG (a Malimg byte plot, say) is compressed, so it looks random; its reason names it."""
+    rng = np.random.default_rng(0)
+    png = b"\x89PNG\r\n\x1a\n" + rng.integers(0, 256, 50_000, dtype=np.uint8).tobytes()
+    v = Scanner("default").scan_bytes("plot.png", png)
+    assert (v.verdict, v.reason) == ("unknown", "PNG image, not a Windows PE file")
+    noise = Scanner("default").scan_bytes("noise", rng.integers(0, 256, 50_000, dtype=np.uint8).tobytes())
+    assert noise.reason is not None and noise.reason.startswith("random or encrypted-looking data")

@@ -18,7 +18,10 @@ import numpy as np
 from malvision.convert.spec import VECTOR_KINDS
 from malvision.errors import CheckpointError, MalvisionError
 
-__all__ = ["export_onnx", "OnnxModel", "PARITY_ATOL", "TreeArrays", "sidecar", "onnx_report", "tree_arrays"]
+__all__ = [
+    "export_onnx", "OnnxModel", "PARITY_ATOL", "TreeArrays", "sidecar", "onnx_report", "standalone_report",
+    "tree_arrays",
+]  # fmt: skip
 
 PARITY_ATOL = 1e-4
 
@@ -235,8 +238,6 @@ def tree_arrays(checkpoint: Path, report: dict[str, Any]) -> TreeArrays | None:
 def standalone_report(onnx_path: Path) -> dict[str, Any]:
     """The sidecar of an export scanned without its checkpoint: it must have passed its parity check,
     describe the model and name this very file (same sha256); else a ``CheckpointError`` saying why."""
-    from malvision.errors import CheckpointError
-
     again = f"export it again with `malvision export CHECKPOINT --onnx --out {onnx_path}`"
     try:
         report = json.loads(sidecar(onnx_path).read_text())
@@ -266,5 +267,7 @@ def onnx_report(checkpoint: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     if not isinstance(report, dict) or not onnx_path.is_file() or not report.get("parity_ok"):
+        return None
+    if "onnx_sha256" in report and report["onnx_sha256"] != _sha256(onnx_path):  # the export was replaced
         return None
     return report if report.get("checkpoint_sha256") == _sha256(checkpoint) else None

@@ -102,7 +102,7 @@ def triage(
             None if kind == "text" else f"{kind if kind != 'pe' else 'Windows PE file'}, expected opcode text"
         )
     if kind != "pe":
-        if stats.entropy >= RANDOM_ENTROPY:
+        if kind == "data" and stats.entropy >= RANDOM_ENTROPY:  # a known format says what it is first
             return f"random or encrypted-looking data (entropy {stats.entropy:.3f} bits/byte), not a PE file"
         what = {"text": "text file", "data": "unrecognised binary data"}.get(kind, kind)
         return f"{what}, not a Windows PE file"

@@ -110,6 +110,18 @@ def test_a_byte_plot_source_keeps_its_own_width(rng: np.random.Generator) -> Non
     )
 
 
+@pytest.mark.parametrize("kind", ["image", "views"])
+def test_a_file_and_its_malimg_png_give_one_input(rng: np.random.Generator, kind: str) -> None:
+    """The PNG holds the file's whole rows only (Malimg drops the last partial row): both channels of the
+    views input cover those rows, for the file as for its PNG (the entropy channel once took the whole file)."""
+    data = rng.integers(0, 256, 40_000, dtype=np.uint8).tobytes() + bytes(5_000)  # a partial last row
+    height, width = cimage.plot_shape(len(data))
+    assert height * width < len(data)
+    png_rows = MemorySource.of("f.png", data[: height * width], plot_width=width)
+    spec = ConvertSpec(kind=kind, image_size=16)
+    assert np.array_equal(model_input(MemorySource.of("f", data), spec), model_input(png_rows, spec))
+
+
 def test_a_stop_flag_ends_the_read() -> None:
     stop = threading.Event()
     stop.set()

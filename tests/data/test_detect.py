@@ -22,6 +22,9 @@ MakeFile = Callable[[str, bytes], Path]
 
 def test_detects_every_format(make_file: MakeFile, tmp_path: Path) -> None:
     write_png(tmp_path / "malimg/Fam/a.png", np.zeros((4, 32), np.uint8))
+    for i in range(9):  # a README among ten PNGs: still Malimg, not a tree of the PNGs' compressed bytes
+        write_png(tmp_path / f"malimg2/Fam/{i}.png", np.zeros((4, 32), np.uint8))
+    make_file("malimg2/Fam/README.txt", b"notes")
     make_file("op/Fam/s.txt", b"mov\n")
     make_file("op/manifest.csv", b"sample_id,family\ns,Fam\n")
     make_file("bin/benign/a.exe", b"MZ" * 40)
@@ -34,6 +37,7 @@ def test_detects_every_format(make_file: MakeFile, tmp_path: Path) -> None:
     write_cache(BinaryTreeDataset(tmp_path / "bin"), tmp_path / "cache", ConvertSpec(kind="bytes"))
     expected = {
         "malimg": "malimg",
+        "malimg2": "malimg",
         "op": "opcodes",
         "bin": "binary",
         "big": "big2015",

@@ -72,6 +72,21 @@ def test_malimg_refuses_other_modes(tmp_path: Path, arr: np.ndarray, mode: str |
         read_malimg_png(bad)
 
 
+def test_malimg_refuses_gray_of_fewer_bits(tmp_path: Path) -> None:
+    """Pillow reads a 4-bit grayscale PNG as mode 'L', its values times 17: not a file's bytes."""
+    from PIL import Image
+
+    (tmp_path / "fam").mkdir()
+    Image.fromarray(np.arange(64, dtype=np.uint8).reshape(8, 8) % 16 * 17, "L").save(
+        tmp_path / "fam" / "four.png", bits=4
+    )
+    with pytest.raises(DatasetError, match="a 4-bit grayscale PNG; Malimg images have 8 bits a pixel"):
+        read_malimg_png(tmp_path / "fam" / "four.png")
+    good = write_png(tmp_path / "fam" / "good.png", np.zeros((4, 32), np.uint8))
+    ds = MalimgDataset(tmp_path)
+    assert [r.source for r in ds.records] == [str(good)] and "4-bit" in ds.skipped[0][1]
+
+
 def test_malimg_corrupt_and_truncated(tmp_path: Path, rng: np.random.Generator) -> None:
     (tmp_path / "fam").mkdir()
     corrupt = tmp_path / "fam" / "corrupt.png"

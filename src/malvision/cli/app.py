@@ -181,11 +181,25 @@ def _app_for(argv: list[str]) -> typer.Typer:
     return one
 
 
-def _first_process() -> bool:
-    """False in the 2nd to Nth process of a torchrun, whose settings errors and interrupts rank 0 says
-    once for all (every process checks the same settings)."""
-    single = os.environ.get("WORLD_SIZE", "1") in ("", "1")
-    return single or os.environ.get("RANK", "0") in ("", "0")
+def world_size() -> int:
+    """How many processes torchrun started for this command (1 without torchrun)."""
+    try:
+        return max(1, int(os.environ.get("WORLD_SIZE") or 1))
+    except ValueError:
+        return 1
+
+
+def _error_prefix() -> str | None:
+    """What an error line of this process begins with, or None to leave it to rank 0: under torchrun,
+    a refusal before training (every process checks the same settings) is said once, by rank 0; an error
+    once the processes train together (a loss that diverged on one shard) by the process it struck."""
+    rank = os.environ.get("RANK", "0") or "0"
+    if world_size() == 1:
+        return ""
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        return f"rank {rank}: "
+    return "" if rank == "0" else None
 
 
 def main() -> None:
@@ -197,8 +211,8 @@ def main() -> None:
         # Not standalone, Typer *returns* the code of a ``typer.Exit`` (and 130 for Ctrl-C).
         rc = _app_for(sys.argv[1:])(standalone_mode=False)
     except MalvisionError as e:
-        if _first_process():
-            err.print(f"error: {clean(str(e))}", markup=False, highlight=False, soft_wrap=True)
+        if (prefix := _error_prefix()) is not None:
+            err.print(f"error: {prefix}{clean(str(e))}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(EXIT_ERROR)
     except OSError as e:  # a path the command could not create, read or write: the system's reason
         where = f"{os.fsdecode(e.filename)}: " if e.filename else ""
@@ -221,7 +235,7 @@ def main() -> None:
         )
         sys.exit(EXIT_ERROR)
     except KeyboardInterrupt:
-        if _first_process():
+        if os.environ.get("RANK", "0") in ("", "0"):  # Ctrl-C reaches every process: said once
             err.print("error: interrupted", markup=False)
         sys.exit(EXIT_INTERRUPTED)
     except typer.Exit as e:

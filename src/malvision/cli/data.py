@@ -51,6 +51,7 @@ def convert(
 ) -> None:
     """Convert binaries to Nataraj byte-plot PNGs (mirroring the input tree) or a dataset cache."""
     from malvision.convert.image import iter_plot_rows, plot_shape, write_png
+    from malvision.data.readers import MAX_PLOT_PIXELS
     from malvision.io import atomic_writer, make_dirs
     from malvision.sources import iter_sources
 
@@ -77,6 +78,7 @@ def convert(
     items = list(iter_sources(inputs, zip_password=zip_password, max_size=limit))
     make_dirs(out_dir)  # a folder that cannot be made fails once, not once a file
     failures: list[tuple[str, str]] = []
+    too_large: list[str] = []  # written, but past what a Pillow-based reader (ours too) reads back
     written = 0
     claimed: dict[Path, str] = {}  # destination -> input, so two inputs never share one PNG
     with progress() as bar:
@@ -85,6 +87,8 @@ def convert(
             try:
                 src = opener()
                 height, width = plot_shape(src.size)
+                if height * width > MAX_PLOT_PIXELS:
+                    too_large.append(f"{name} ({width} x {height:,})")
                 dest = out_dir / rel.parent / f"{rel.name}.png"
                 if claimed.setdefault(dest, name) != name:
                     raise MalvisionError(f"{name}: {dest} is already the output of {claimed[dest]}")
@@ -95,6 +99,14 @@ def convert(
                 failures.append((name, str(e)))
             bar.advance(task)
     out.print(f"wrote {written} PNG(s) to {out_dir}", markup=False)
+    if too_large:
+        err.print(
+            f"note: {len(too_large)} byte plot(s) over {MAX_PLOT_PIXELS:,} pixels (files over about 170 MiB), "
+            f"which Pillow, and so malvision's Malimg reader, refuses as a decompression bomb: "
+            f"{', '.join(too_large[:3])}{' ...' if len(too_large) > 3 else ''}",
+            markup=False,
+            soft_wrap=True,
+        )
     report_failures(failures)
     if failures:
         raise typer.Exit(EXIT_ERROR)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from malvision.cli.app import app, err, invoked_argv, out, progress
+from malvision.cli.app import app, err, invoked_argv, out, progress, world_size
 from malvision.cli.options import DataOpt, KindOpt, ModelKw, dataset_for, train_config
 from malvision.cli.render import class_table, models_table
 from malvision.errors import MalvisionError
@@ -45,7 +44,6 @@ def train(
     import json
 
     from malvision.evaluate.holdout import train_run
-    from malvision.recipe import make_recipe
 
     cfg = train_config(model, sets, epochs, batch_size, lr, patience, max_len, seed, threads)
     ds = dataset_for(data, kind, image_size, max_len)
@@ -76,7 +74,7 @@ def train(
             on_epoch=on_epoch,
             on_step=on_step,
             command=_launcher() + "malvision " + " ".join(sys.argv[1:]),
-            recipe=make_recipe(ds, invoked_argv(ctx), "{run}/best.pt"),
+            recipe=_recipe(ds, ctx),
         )
     if summary and summary["test"] is None:
         out.print(
@@ -94,8 +92,21 @@ def train(
 def _launcher() -> str:
     """``torchrun --nproc-per-node N `` when this run is one of N data-parallel processes (each takes
     ``--batch-size`` rows a step, so the recorded command must say how many there were), else empty."""
-    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
-    return f"torchrun --nproc-per-node {world} " if world > 1 else ""
+    return f"torchrun --nproc-per-node {world_size()} " if world_size() > 1 else ""
+
+
+def _recipe(ds: Any, ctx: typer.Context) -> dict[str, Any] | None:
+    """The run's recipe; marked incomplete under torchrun, which ``reproduce`` (one process, so half the
+    rows a step or fewer) cannot run again as it was."""
+    from malvision.recipe import make_recipe
+
+    recipe = make_recipe(ds, invoked_argv(ctx), "{run}/best.pt")
+    if recipe is not None and world_size() > 1:
+        recipe["incomplete"] = (
+            f"trained under torchrun with {world_size()} processes ({world_size()} x --batch-size rows a step); "
+            "run its steps under torchrun (`malvision reproduce --dry-run` lists them)"
+        )
+    return recipe
 
 
 @app.command()

@@ -196,8 +196,8 @@ def _entropies(counts: np.ndarray) -> np.ndarray:
 
 
 class EntropyPlot:
-    """Entropy of a file cut into ``side * side`` equal consecutive windows, laid out row-major as a
-    (side, side) uint8 image, gathered chunk by chunk.
+    """Entropy of a file's first ``size`` bytes (its byte plot's whole rows) cut into ``side * side``
+    equal consecutive windows, laid out row-major as a (side, side) uint8 image, gathered chunk by chunk.
 
     As EMBER's byte-entropy histogram does, the entropy is that of each byte's high nibble (16 values,
     0 to 4 bits, 4 bits is 255): it tells code, data, text and padding from packed or encrypted runs
@@ -216,9 +216,10 @@ class EntropyPlot:
 
     def update(self, chunk: bytes | bytearray | memoryview) -> None:
         arr = _as_uint8(chunk)
-        start, end = self._pos, self._pos + arr.size
+        start, self._pos = self._pos, self._pos + arr.size
+        arr = arr[: max(0, int(self.bounds[-1]) - start)]  # bytes past the first ``size`` are not plotted
+        end = start + arr.size
         if not arr.size or self._k >= len(self.entropy):
-            self._pos = end
             return
         # Windows this chunk reaches: k0 (maybe begun earlier) to k1 (maybe going on past it).
         k0, k1 = self._k, int(np.searchsorted(self.bounds, end, side="right")) - 1
@@ -231,7 +232,6 @@ class EntropyPlot:
         self.entropy[k0 : k0 + done] = _entropies(counts[:done])
         self._hist = counts[done].copy() if done <= k1 - k0 else np.zeros(NIBBLES, dtype=np.int64)
         self._k = k0 + done
-        self._pos = end
 
     def image(self) -> np.ndarray:
         """The (side, side) uint8 entropy image, once every chunk has gone through ``update``."""

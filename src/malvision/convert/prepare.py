@@ -92,7 +92,7 @@ def prepare(
     side: dict[str, Any] = {  # what one kind needs beside the tap, fed the same chunks
         "bytes": lambda: _Prefix(spec.max_len),
         "opcodes": lambda: OpcodeReader(spec.max_len),
-        "views": lambda: EntropyPlot(src.size, spec.image_size),
+        "views": lambda: EntropyPlot(_plotted(src), spec.image_size),
         "histograms": _histograms,
     }
     reader = side[spec.kind]() if spec.kind in side else None
@@ -131,6 +131,18 @@ def prepare(
             not_a_sample = isinstance(e, NotASampleError)
     head = bytes(tap.head)
     return Prepared(src.name, src.sha256, src.size, head, tap.hist, tap.headers, x, problem, not_a_sample)
+
+
+def _plotted(src: Source) -> int:
+    """How many of the source's bytes its byte plot shows: whole rows only (Malimg drops the last partial
+    row), so the entropy channel covers what the image does, for a file as for its Malimg PNG."""
+    if src.plot_width:
+        return src.size
+    try:
+        height, width = plot_shape(src.size)
+    except ConversionError:  # too small for a plot: the views input is refused on the image side
+        return src.size
+    return height * width
 
 
 def _histograms() -> Any:

@@ -16,8 +16,9 @@ __all__ = ["SPEC_VERSION", "KIND_VERSIONS", "MAX_IMAGE_SIZE", "VECTOR_KINDS", "C
 
 SPEC_VERSION = 1
 # A kind whose conversion changed since SPEC_VERSION; features 2 added the import table, 3 the content
-# block (section entropies, strings, markers), which fused vectors begin with too.
-KIND_VERSIONS = {"features": 3, "fused": 2}
+# block (section entropies, strings, markers), which fused vectors begin with too; views 2 takes its
+# entropy channel over the plotted bytes only (a Malimg PNG and its file give the same input).
+KIND_VERSIONS = {"features": 3, "fused": 2, "views": 2}
 MAX_IMAGE_SIZE = 4096  # resizing holds two (side, 1024) 8-byte arrays: 64 MiB at this side
 Kind = Literal["image", "views", "bytes", "opcodes", "features", "fused", "histograms"]
 KINDS: tuple[str, ...] = ("image", "views", "bytes", "opcodes", "features", "fused", "histograms")

@@ -50,7 +50,9 @@ def detect_format(path: Path | str) -> str:
     for path, rel in walk_files(p):
         if len(rel.parts) >= 2:
             suffixes[path.suffix.lower()] += 1
-    if suffixes and set(suffixes) == {".png"}:
+    # Malimg: PNGs in family folders; a few other files (a README, Thumbs.db) are skipped by the reader
+    # with a line each, not taken as a tree of raw files (whose bytes would be the PNGs' compressed data)
+    if suffixes and suffixes[".png"] >= 0.9 * sum(suffixes.values()):
         return "malimg"
     if suffixes and set(suffixes) == {".txt"}:
         return "opcodes"

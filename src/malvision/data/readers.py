@@ -72,6 +72,10 @@ def rel_id(rel: Path) -> str:
 # ---------------------------------------------------------------------------------------------- Malimg
 
 
+# Pillow's DecompressionBombError limit: the largest byte plot a Malimg PNG can be read back at
+MAX_PLOT_PIXELS = 2 * Image.MAX_IMAGE_PIXELS
+
+
 def _png_error(path: Path | str, e: BaseException) -> DatasetError:
     return DatasetError(f"{path}: corrupt or truncated PNG ({e}); re-create or remove the file")
 
@@ -83,6 +87,12 @@ def _check_png_mode(path: Path | str, im: Image.Image) -> None:
         raise DatasetError(
             f"{path}: PNG mode {im.mode!r}, expected 8-bit grayscale ('L') as in Malimg; "
             "convert it or remove it"
+        )
+    raw = im.tile[0].args if im.tile else "L"  # Pillow reads 1-, 2- and 4-bit gray as 'L', scaled up
+    if raw != "L":
+        raise DatasetError(
+            f"{path}: a {raw.removeprefix('L;') if isinstance(raw, str) else raw}-bit grayscale PNG; Malimg "
+            "images have 8 bits a pixel (one byte of the file each): convert it or remove it"
         )
 
 
@@ -103,8 +113,18 @@ def _png_header(path: Path) -> tuple[int, int]:
             return im.size
     except DatasetError:
         raise
-    except (OSError, SyntaxError, ValueError, EOFError, zlib.error, Image.DecompressionBombError) as e:
+    except Image.DecompressionBombError as e:
+        raise _bomb_error(path, e) from None
+    except UnidentifiedImageError:
+        raise DatasetError(f"{path}: not an image file; Malimg images are 8-bit grayscale PNGs") from None
+    except (OSError, SyntaxError, ValueError, EOFError, zlib.error) as e:
         raise _png_error(path, e) from None
+
+
+def _bomb_error(path: Path | str, e: BaseException) -> DatasetError:
+    return DatasetError(
+        f"{path}: {e}; a byte plot this large (a file over about 170 MiB) is refused as a decompression bomb"
+    )
 
 
 def read_malimg_png(path: Path | str) -> np.ndarray:
@@ -118,7 +138,9 @@ def read_malimg_png(path: Path | str) -> np.ndarray:
         raise
     except UnidentifiedImageError:
         raise DatasetError(f"{path}: not an image file; Malimg images are 8-bit grayscale PNGs") from None
-    except (OSError, SyntaxError, ValueError, EOFError, zlib.error, Image.DecompressionBombError) as e:
+    except Image.DecompressionBombError as e:
+        raise _bomb_error(path, e) from None
+    except (OSError, SyntaxError, ValueError, EOFError, zlib.error) as e:
         raise _png_error(path, e) from None
     if arr.ndim != 2 or arr.size == 0:
         raise DatasetError(f"{path}: empty or not a 2-D grayscale image")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from malvision.data.splits import Split
 from malvision.errors import MalvisionError
 from malvision.io import atomic_writer
 from malvision.train import TrainConfig, fit, predict_logits, train_val_rows
+from malvision.train.loop import config_changes
 
 __all__ = ["train_model", "steps", "claim_run", "cross_validate"]
 
@@ -69,11 +69,9 @@ def claim_run(out: Path, stamp: dict[str, Any]) -> None:
             for k in stamp
             if k != "train_config" and (k in old or k != "conversion") and old.get(k) != stamp[k]
         ]
-        defaults = asdict(TrainConfig())  # a setting added since the run was made had its default then
         changed += [
-            f"train_config.{k}"
-            for k, v in stamp["train_config"].items()
-            if old.get("train_config", {}).get(k, defaults.get(k)) != v
+            f"train_config.{c.split()[0]}"
+            for c in config_changes(old.get("train_config", {}), stamp["train_config"])
         ]
         if changed:
             what = ", ".join(

@@ -104,7 +104,7 @@ def run_gradients(
             say(f"{name}: training on the first {length} opcodes")
             cfg = TrainConfig(**{**base.__dict__, "max_len": length})
             run = out / name / f"len{length}"
-            check_same_settings(run, cfg)  # a finished or cut-off run of other settings is not reused
+            check_same_settings(run, cfg, ds=ds)  # a finished or cut-off run of other settings is not reused
             res = fit(ds, tr, va, cfg, run, resume=True)
             ck = load_checkpoint(res.checkpoint)
             ds.read_as(ck.spec)

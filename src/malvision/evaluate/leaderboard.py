@@ -41,7 +41,7 @@ def run_fold(
     """Train on ``train_idx`` (with its own validation split, except for a model fitted in one call,
     which has no epoch to pick), test on ``test_idx``; cached in ``out``."""
     done = out / "result.json"
-    check_same_settings(out, cfg)  # a fold of other settings is never reused nor continued
+    check_same_settings(out, cfg, ds=ds)  # a fold of other settings or data is never reused nor continued
     if done.exists():
         result = json.loads(done.read_text())
         _check_same_fold(out, test_idx, result.get("data_key"), _data_key(ds))

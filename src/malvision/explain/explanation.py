@@ -266,14 +266,14 @@ def _name_features(
 def write_explanation(
     expl: Explanation, data: bytes, out_dir: Path | str, stem: str | None = None
 ) -> tuple[Path, Path]:
-    """Write ``<stem>.explain.json`` and ``<stem>.explain.png`` into ``out_dir`` atomically, as a pair: an
-    interrupt waits for both, and a failed write of either leaves both as they were."""
+    """Write ``<stem>.explain.png`` and then ``<stem>.explain.json``, which names it, into ``out_dir``
+    atomically: an interrupt waits for both, and a failed write leaves the JSON as it was."""
     out = Path(out_dir)
     stem = stem or Path(expl.verdict.path).name or "input"
     png_path, json_path = out / f"{stem}.explain.png", out / f"{stem}.explain.json"
     png = render_png(expl, data)
     record = json.dumps(expl.to_dict() | {"png": png_path.name}, indent=1).encode()
-    with deferred_interrupts(), atomic_writer(png_path) as f, atomic_writer(json_path) as g:
-        f.write(png)  # the JSON lands first (inner), then the PNG: neither unless both were written
+    with deferred_interrupts(), atomic_writer(json_path) as g, atomic_writer(png_path) as f:
+        f.write(png)  # the inner writer lands first: the PNG, then the JSON that names it
         g.write(record)
     return json_path, png_path

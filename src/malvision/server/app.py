@@ -286,9 +286,8 @@ def _scan_all(
     for k, u in enumerate(files):
         if password is not None and is_zip(u.data):
             entries = zip_entries(u, password, settings.max_files - len(items), max(budget, 1))
-            budget -= sum(
-                len(x) for _, _, x in entries if isinstance(x, bytes)
-            )  # shared by the request's zips
+            # the unzip budget is shared by the request's zips
+            budget -= sum(len(x) for _, _, x in entries if isinstance(x, bytes))
             items += [(k, *e) for e in entries]
         else:
             items.append((k, u.filename, None, u.data))

@@ -71,8 +71,8 @@ def zip_entries(
             name = f"{upload.filename}!{rec.id}"
             try:
                 out.append((name, rec.id, zd.open(i).read()))
-            except InputError:  # an empty entry: the verdict a file of no bytes gets, as `scan` gives it
-                out.append((name, rec.id, b""))
+            except InputError as e:  # an empty entry gets the verdict of no bytes, as in `scan`
+                out.append((name, rec.id, b"" if rec.size == 0 else str(e)))
             except MalvisionError as e:
                 out.append((name, rec.id, str(e)))
         return out

@@ -31,6 +31,7 @@ from malvision.train.loop import (
     check_same_settings,
     resumable,
     write_config,
+    write_data_stamp,
     write_history,
 )
 from malvision.train.predict import predict
@@ -76,10 +77,11 @@ def fit(
     if fitted_in_one_call(cfg.model) and distributed:
         raise MalvisionError(f"{cfg.model} is fitted in one call, not data-parallel; run it without torchrun")
     out = make_dirs(out_dir)  # only once the model is built: a refused run leaves no folder
-    if resume:  # what it continues must be the same run
-        check_same_settings(out, cfg, RESUME_FREE)
+    if resume:  # what it continues must be the same run, on the same cache
+        check_same_settings(out, cfg, RESUME_FREE, ds)
     if rank == 0:  # first, so an interrupted run's folder says what it was
         write_config(out, cfg)
+        write_data_stamp(out, ds)
     if fitted_in_one_call(cfg.model):
         return _fit_direct(model, ds, train_idx, val_idx, cfg, out, meta, resume, on_step)
     run = GradientRun(model, ds, cfg, out, meta, distributed, rank)

@@ -192,23 +192,54 @@ def write_config(out: Path, cfg: TrainConfig) -> None:
 RESUME_FREE = ("threads", "epochs", "patience")  # what a resumed run may change: how long it goes on
 
 
-def check_same_settings(out: Path, cfg: TrainConfig, free: tuple[str, ...] = ("threads",)) -> None:
+def config_changes(
+    saved: dict[str, Any], cfg: TrainConfig | dict[str, Any], free: tuple[str, ...] = ()
+) -> list[str]:
+    """The settings of ``cfg`` (or its ``asdict``; bar ``free``) that differ from ``saved`` (a written
+    ``asdict`` of one), as ``name old -> new``; a setting added since ``saved`` was written had its
+    default then."""
+    defaults = json.loads(json.dumps(asdict(TrainConfig())))
+    new = json.loads(
+        json.dumps(cfg if isinstance(cfg, dict) else asdict(cfg))
+    )  # as written: tuples are lists
+    return [
+        f"{k} {saved.get(k, defaults.get(k))!r} -> {v!r}"
+        for k, v in new.items()
+        if k not in free and saved.get(k, defaults.get(k)) != v
+    ]
+
+
+def write_data_stamp(out: Path, ds: Any) -> None:
+    """``data.json``: the cache a run trains on (manifest and conversion), what a resume must match."""
+    with atomic_writer(out / "data.json") as f:
+        f.write(json.dumps(_data_stamp(ds), indent=2).encode())
+
+
+def _data_stamp(ds: Any) -> dict[str, Any]:
+    return {"manifest_hash": ds.manifest_hash, "conversion": getattr(ds, "conversion", None)}
+
+
+def check_same_settings(
+    out: Path, cfg: TrainConfig, free: tuple[str, ...] = ("threads",), ds: Any = None
+) -> None:
     """Refuse, in one line naming the differences, to reuse or continue ``out`` when its ``config.json``
-    holds other settings than ``cfg`` (bar those in ``free``); a folder without one passes."""
-    try:
-        saved = json.loads((out / "config.json").read_text())
-    except FileNotFoundError:
-        return
-    except (OSError, ValueError) as e:
-        raise MalvisionError(
-            f"{out / 'config.json'}: unreadable ({e}); pick another folder or delete it"
-        ) from None
-    new = json.loads(json.dumps(asdict(cfg)))  # as written: tuples become lists
-    diff = [f"{k} {saved.get(k)!r} -> {v!r}" for k, v in new.items() if k not in free and saved.get(k) != v]
-    if diff:
-        raise MalvisionError(
-            f"{out} holds a run of other settings ({'; '.join(diff)}); pick another folder or delete it"
-        )
+    holds other settings than ``cfg`` (bar those in ``free``), or its ``data.json`` another cache than
+    ``ds`` (the same files converted another way: another size, kind or cut); what a folder lacks passes."""
+    for name in ("config.json", "data.json"):
+        try:
+            saved = json.loads((out / name).read_text())
+        except FileNotFoundError:
+            continue
+        except (OSError, ValueError) as e:
+            raise MalvisionError(
+                f"{out / name}: unreadable ({e}); pick another folder or delete it"
+            ) from None
+        if name == "config.json" and (diff := config_changes(saved, cfg, free)):
+            raise MalvisionError(
+                f"{out} holds a run of other settings ({'; '.join(diff)}); pick another folder or delete it"
+            )
+        if name == "data.json" and ds is not None and saved != json.loads(json.dumps(_data_stamp(ds))):
+            raise MalvisionError(f"{out} holds a run on another cache; pick another folder or delete it")
 
 
 def resumable(path: Path, ds: Any) -> Any:
