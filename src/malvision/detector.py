@@ -209,7 +209,7 @@ def _protocol_splits(
 ) -> tuple[list[Split], Path, str]:
     """The folds of one protocol, the folder its fold results live in, and the card's words for it."""
     if protocol == "group":
-        splits = group_kfold(ds.labels, ds.groups, folds, random_state=seed)
+        splits = group_kfold(ds.labels, ds.groups, folds, random_state=seed, names=list(ds.classes))
         text = (
             f"{len(splits)}-fold group-disjoint cross-validation (sklearn StratifiedGroupKFold, seed {seed}): "
             "groups are malware families and benign source packages, so every score comes from a model "

@@ -55,6 +55,12 @@ def test_too_few_samples_for_folds() -> None:
     assert len(stratified_kfold(labels, n_splits=3)) == 3
     with pytest.raises(DatasetError, match="only"):
         stratified_holdout(["a"] * 10 + ["only"])
+    # Integer labels with their names: the error names the class, not its number.
+    names = ["benign", "Fam ünï"]
+    with pytest.raises(DatasetError, match=r"fewer than 2 samples: Fam ünï \(1\)"):
+        stratified_holdout(np.array([0] * 10 + [1]), names=names)
+    with pytest.raises(DatasetError, match=r"fewer than 2 groups: Fam ünï \(1\)"):
+        group_kfold(np.array([0] * 4 + [1] * 2), ["a", "b", "c", "d", "e", "e"], n_splits=2, names=names)
 
 
 def test_stratified_holdout(data: tuple[np.ndarray, list[str | None]]) -> None:

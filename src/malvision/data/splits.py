@@ -9,6 +9,7 @@ are a ``DatasetError`` naming them (no silent fallback): use fewer folds or drop
 from __future__ import annotations
 
 import hashlib
+import numbers
 from collections.abc import Sequence
 
 import numpy as np
@@ -50,16 +51,25 @@ def group_keys(groups: Sequence[object] | np.ndarray, n: int) -> np.ndarray:
     return np.asarray([f"\0{i}" if g is None else str(g) for i, g in enumerate(groups)])
 
 
-def _check_counts(y: np.ndarray, need: int, what: str, fix: str) -> None:
+def _name(c: object, names: Sequence[str] | None) -> str:
+    """A class as the user knows it: its name where ``names`` has one, else the label itself."""
+    if names is not None and isinstance(c, numbers.Integral) and 0 <= int(c) < len(names):
+        return str(names[int(c)])
+    return str(c)
+
+
+def _check_counts(y: np.ndarray, need: int, what: str, fix: str, names: Sequence[str] | None = None) -> None:
     classes, counts = np.unique(y, return_counts=True)
-    small = [f"{c!s} ({n})" for c, n in zip(classes, counts, strict=True) if n < need]
+    small = [f"{_name(c, names)} ({n})" for c, n in zip(classes, counts, strict=True) if n < need]
     if small:
         raise DatasetError(f"class(es) with fewer than {need} {what}: {', '.join(small)}; {fix}")
 
 
-def _check_groups(y: np.ndarray, g: np.ndarray, need: int, fix: str) -> None:
+def _check_groups(
+    y: np.ndarray, g: np.ndarray, need: int, fix: str, names: Sequence[str] | None = None
+) -> None:
     per_class = {c: len(np.unique(g[y == c])) for c in np.unique(y)}
-    small = [f"{c!s} ({n})" for c, n in per_class.items() if n < need]
+    small = [f"{_name(c, names)} ({n})" for c, n in per_class.items() if n < need]
     if small:
         raise DatasetError(
             f"class(es) with fewer than {need} groups: {', '.join(small)}; group-disjoint splits need "
@@ -78,25 +88,32 @@ def _folds_for(test_size: float) -> int:
 
 
 def stratified_kfold(
-    labels: Sequence[object] | np.ndarray, n_splits: int = 5, random_state: int = 0
+    labels: Sequence[object] | np.ndarray,
+    n_splits: int = 5,
+    random_state: int = 0,
+    names: Sequence[str] | None = None,
 ) -> list[Split]:
-    """``n_splits`` (train, test) folds keeping class shares; every sample is in exactly one test fold."""
+    """``n_splits`` (train, test) folds keeping class shares; every sample is in exactly one test fold.
+    ``names``: the class names of integer labels, for the errors."""
     y = _labels(labels)
     if n_splits < 2:
         raise DatasetError(f"n_splits must be at least 2, got {n_splits}")
-    _check_counts(y, n_splits, "samples", "use fewer folds or drop the class")
+    _check_counts(y, n_splits, "samples", "use fewer folds or drop the class", names)
     skf = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=random_state)
     return [_sorted(s) for s in skf.split(np.zeros(len(y)), y)]
 
 
 def stratified_holdout(
-    labels: Sequence[object] | np.ndarray, test_size: float = 0.2, random_state: int = 0
+    labels: Sequence[object] | np.ndarray,
+    test_size: float = 0.2,
+    random_state: int = 0,
+    names: Sequence[str] | None = None,
 ) -> Split:
     """One stratified (train, test) split with ``test_size`` of the samples held out."""
     y = _labels(labels)
     if not 0 < test_size < 1:
         raise DatasetError(f"test_size must be in (0, 1), got {test_size}")
-    _check_counts(y, 2, "samples", "a class needs one sample on each side; drop it")
+    _check_counts(y, 2, "samples", "a class needs one sample on each side; drop it", names)
     try:
         tr, te = train_test_split(
             np.arange(len(y)), test_size=test_size, stratify=y, random_state=random_state
@@ -111,13 +128,14 @@ def group_kfold(
     groups: Sequence[object] | np.ndarray,
     n_splits: int = 5,
     random_state: int = 0,
+    names: Sequence[str] | None = None,
 ) -> list[Split]:
     """``n_splits`` stratified folds where no group (family, source package) is on both sides."""
     y = _labels(labels)
     g = group_keys(groups, len(y))
     if n_splits < 2:
         raise DatasetError(f"n_splits must be at least 2, got {n_splits}")
-    _check_groups(y, g, n_splits, "use fewer folds or drop the class")
+    _check_groups(y, g, n_splits, "use fewer folds or drop the class", names)
     sgkf = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=random_state)
     return [_sorted(s) for s in sgkf.split(np.zeros(len(y)), y, g)]
 
@@ -128,6 +146,7 @@ def group_holdout(
     test_size: float = 0.2,
     random_state: int = 0,
     stratify: bool = True,
+    names: Sequence[str] | None = None,
 ) -> Split:
     """One group-disjoint (train, test) split: whole groups are held out.
 
@@ -148,7 +167,7 @@ def group_holdout(
         gss = GroupShuffleSplit(n_splits=1, test_size=test_size, random_state=random_state)
         return _sorted(next(gss.split(np.zeros(len(y)), y, g)))
     k = _folds_for(test_size)
-    _check_groups(y, g, 2, "drop the class or use stratify=False")
+    _check_groups(y, g, 2, "drop the class or use stratify=False", names)
     if any(len(np.unique(g[y == c])) < k for c in np.unique(y)):
         # A class with 2..k-1 groups: fewer folds, so it still has a group on each side.
         k = min(len(np.unique(g[y == c])) for c in np.unique(y))

@@ -86,7 +86,9 @@ def run_gradients(
 
     out = Path(out_dir)
     say = on_progress or (lambda s: None)
-    train_all, test_idx = stratified_holdout(ds.labels, test_size=0.2, random_state=seed)
+    train_all, test_idx = stratified_holdout(
+        ds.labels, test_size=0.2, random_state=seed, names=list(ds.classes)
+    )
     rng = np.random.default_rng(seed)
     if max_train is not None and len(train_all) > max_train:
         train_all = np.sort(rng.choice(train_all, size=max_train, replace=False))

@@ -48,9 +48,13 @@ def train_run(
     if test_size == 0:  # a model to ship: every sample trains it, cross-validation measures the recipe
         train_idx, test_idx = np.arange(len(ds)), np.arange(0)
     elif grouped:
-        train_idx, test_idx = group_holdout(ds.labels, ds.groups, test_size, random_state=cfg.seed)
+        train_idx, test_idx = group_holdout(
+            ds.labels, ds.groups, test_size, random_state=cfg.seed, names=list(ds.classes)
+        )
     else:
-        train_idx, test_idx = stratified_holdout(ds.labels, test_size, random_state=cfg.seed)
+        train_idx, test_idx = stratified_holdout(
+            ds.labels, test_size, random_state=cfg.seed, names=list(ds.classes)
+        )
     tr, va = train_val_rows(cfg, train_idx, ds.labels, ds.groups if grouped else None)
     res = fit(ds, tr, va, cfg, out, resume=resume, on_epoch=on_epoch, on_step=on_step)
     if dist.is_initialized() and dist.get_rank() != 0:

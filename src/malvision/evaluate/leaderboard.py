@@ -109,9 +109,9 @@ def run_leaderboard(
     """
     out = Path(out_dir)
     splits = (
-        group_kfold(ds.labels, ds.groups, folds, random_state=seed)
+        group_kfold(ds.labels, ds.groups, folds, random_state=seed, names=list(ds.classes))
         if grouped
-        else stratified_kfold(ds.labels, folds, random_state=seed)
+        else stratified_kfold(ds.labels, folds, random_state=seed, names=list(ds.classes))
     )
     labels = [c.label for c in configs]
     if len(set(labels)) != len(labels):
