@@ -195,3 +195,21 @@ def test_an_uncompiled_c_module_is_one_line(tmp_path: Path) -> None:
         "error: malvision's C module (malvision._bytepass) is not built: install malvision with pip, which "
         "compiles it (`pip install -e .` in a checkout; a C compiler is needed)"
     ]
+
+
+def test_a_late_ctrl_c_cannot_turn_a_finished_command_into_a_traceback(tmp_path: Path) -> None:
+    """Once the command has done its work and said so, the interpreter's shutdown ignores SIGINT (a Ctrl-C
+    there printed 'Exception ignored ... KeyboardInterrupt' and lost the exit status)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import signal, sys; sys.argv = ['malvision', '--version']\n"
+        "from malvision.__main__ import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print(signal.getsignal(signal.SIGINT) is signal.SIG_IGN)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=60
+    )
+    assert proc.stdout.splitlines()[-1] == "True", proc.stderr
