@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Every PE detection cache from the real data, in one command:
 #
-#   SOURCES=/work/.mirror bash scripts/build_caches.sh      # about 15 minutes on 2 cores, 6 GB of caches
+#   SOURCES=/work/.mirror bash scripts/build_caches.sh      # the caches: minutes once the corpora are built
 #
-# SOURCES is the folder holding the eight public malware collections of ../shared/data/malware_v2_manifest.csv
-# (fetched snapshots `owner+repo/repo`, or `git clone`s), which ../shared/tools/build_malware_corpus.py reads.
-# It builds, each only when missing:
+# It first runs scripts/build_corpora.sh, which builds every missing corpus (hours of downloads the first time;
+# see its header): SOURCES is the folder holding the eight public malware collections of
+# ../shared/data/malware_v2_manifest.csv and the 1,044 repositories of scripts/benign_github*.csv (fetched
+# snapshots `owner+repo/repo`, or `git clone`s). Then it builds each cache below (and the later ones of the
+# file, up to pe-features-v14 and pe-hist-v14) only when missing. The corpora it began with, and its first caches:
 #   ~/.cache/malvision/benign, benign-extra, benign-tools   the benign corpora (pinned packages)
 #   ~/.cache/malvision/malware_v2                           1,076 malware files, sha256 checked
 # and then the caches of the same 4,669 files (3,348 benign from 460 projects; the shared zip's 245 and

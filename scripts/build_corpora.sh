@@ -14,9 +14,9 @@
 #   ~/.cache/malvision/benign-win32      SET=win32 (i386 must be a dpkg architecture)         4.0 GB, ~10 min
 #   ~/.cache/malvision/benign-tail       SET=tail (Delphi, UPX-packed, Sysinternals-like tools) 0.1 GB, ~2 min
 #   ~/.cache/malvision/malware_v2        1,076 malware files of eight public collections     0.9 GB
-#   ~/.cache/malvision/benign-github     scripts/build_github_benign.py: PE files 112 projects  0.4 GB, seconds
+#   ~/.cache/malvision/benign-github     scripts/build_github_benign.py: PE files 107 projects  0.4 GB, seconds
 #                                        commit to GitHub (scripts/benign_github.csv pins each)
-#   ~/.cache/malvision/benign-github2    the same for 112 more projects (benign_github2.csv)   0.2 GB, seconds
+#   ~/.cache/malvision/benign-github2    the same for 101 more projects (benign_github2.csv)   0.2 GB, seconds
 #   ~/.cache/malvision/benign-github3    1,167 files of 247 more projects (benign_github3.csv) 0.6 GB, seconds
 #   ~/.cache/malvision/benign-github-heldout  463 files of 124 more projects, never trained on:   0.2 GB, seconds
 #                                        the shipped default's test on programs (benign_github_heldout.csv)
@@ -44,7 +44,34 @@ C=${MALVISION_CACHE:-$HOME/.cache/malvision}  # the folder malvision itself read
 SOURCES=${SOURCES:-}
 mkdir -p "$C"
 say() { echo "[corpora] $*" >&2; }
-have() { [ -f "$C/$1/${2:-manifest_ext.csv}" ]; }
+# have NAME [MANIFEST]: NAME is built. A builder that found files missing or changed writes its manifest
+# anyway and lists them in missing.csv: such a corpus is not taken as built, it stops the run by name.
+have() {
+    [ -f "$C/$1/${2:-manifest_ext.csv}" ] || return 1
+    local m="$C/$1/missing.csv" n
+    if [ -f "$m" ] && n=$(($(wc -l < "$m") - 1)) && [ "$n" -gt 0 ]; then
+        echo "error: $C/$1 is incomplete: $n file(s) missing or changed at their commit (the first: $(sed -n 2p "$m")); fix SOURCES, then delete $C/$1 to build it again" >&2
+        exit 2
+    fi
+}
+# every github_set call below, in its order (the check before the downloads covers them all)
+GITHUB_SETS=(benign-github benign-github2 benign-github3 benign-github-heldout benign-github4 benign-github5
+             benign-github-heldout2 benign-github6)
+# Every repository a missing corpus is built from, and the archive tools, checked before hours of downloads
+needed=()
+have malware_v2 manifest.csv || needed+=(../shared/data/malware_v2_manifest.csv)
+for set in "${GITHUB_SETS[@]}"; do have "$set" || needed+=("scripts/${set//-/_}.csv"); done
+if [ ${#needed[@]} -gt 0 ]; then
+    [ -n "$SOURCES" ] && [ -d "$SOURCES" ] || {
+        echo "error: SOURCES (${SOURCES:-unset}) is not a folder; set it to the folder of the fetched repositories that ${needed[*]} name" >&2
+        exit 1
+    }
+    .venv/bin/python scripts/build_github_benign.py --sources "$SOURCES" --check "${needed[@]}" || exit 1
+fi
+if ! have malware_v2 manifest.csv && ! command -v 7z > /dev/null; then
+    echo "error: malware_v2 opens the collections' archives with 7z and unrar-free: apt-get install p7zip-full unrar-free" >&2
+    exit 1
+fi
 # SET=win32 comes last and needs i386 as a dpkg architecture: say so now, not after an hour of downloads
 if ! have benign-win32 && ! dpkg --print-foreign-architectures | grep -qx i386; then
     echo "error: benign-win32 fetches Debian's libwine:i386; run once, as root: dpkg --add-architecture i386 && apt-get update" >&2

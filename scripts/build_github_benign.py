@@ -24,7 +24,11 @@ would lower its out-of-fold scores.
 inside) or ``DIR/<repo>/`` (a ``git clone``). A missing repository stops it with one line naming it (exit 1),
 before anything is written; files missing or changed at their commit, or pinned at a commit on no branch or
 tag (only a pull request's ref holds it: unmerged, perhaps an outsider's), are listed in ``OUT/missing.csv``
-(exit 2).
+(exit 2) and the first few named on stderr.
+
+``--check MANIFEST...`` only looks for the repositories of those manifests (ours, or
+../shared/data/malware_v2_manifest.csv, which has a ``repo`` column too) and names every absent one at once:
+``build_corpora.sh`` runs it before its hours of downloads.
 """
 
 from __future__ import annotations
@@ -51,6 +55,8 @@ class SourceError(Exception):
 
 def git_dir(sources: Path, repo: str) -> Path:
     """The git directory of ``owner/name`` under ``sources``."""
+    if repo.count("/") != 1:
+        raise SourceError(f"{repo!r}: not a repository name (owner/name)")
     owner, name = repo.split("/", 1)
     for d in (sources / f"{owner}+{name}", sources / name):
         for g in (d, d / "repo", d / ".git", d / "repo" / ".git"):
@@ -78,6 +84,14 @@ def on_a_branch(git: Path, commit: str) -> bool:
     return r.returncode == 0 and bool(r.stdout.strip())
 
 
+def has_commit(git: Path, commit: str) -> bool:
+    """Whether the repository has ``commit`` at all (a snapshot may be older than the manifest)."""
+    r = subprocess.run(
+        ["git", f"--git-dir={git}", "cat-file", "-e", f"{commit}^{{commit}}"], capture_output=True
+    )
+    return r.returncode == 0
+
+
 def pe_fields(data: bytes) -> tuple[str, str, int, int, int]:
     """(machine, pe_type, subsystem, is_dll, is_dotnet) from malvision's own header reader."""
     h = parse(data[:HEAD_BYTES])
@@ -91,6 +105,21 @@ def pe_fields(data: bytes) -> tuple[str, str, int, int, int]:
         int(bool(h.characteristics & 0x2000)),
         int(dotnet),
     )
+
+
+def absent_repos(sources: Path, manifests: list[Path]) -> tuple[list[str], int]:
+    """(the repositories the manifests name that are not under ``sources``, how many they name)."""
+    repos: set[str] = set()
+    for m in manifests:
+        with open(m, newline="") as f:
+            repos |= {r["repo"] for r in csv.DictReader(f) if r.get("repo")}
+    absent = []
+    for repo in sorted(repos):
+        try:
+            git_dir(sources, repo)
+        except SourceError:
+            absent.append(repo)
+    return absent, len(repos)
 
 
 def package_of(project: str, repo: str, commit: str) -> str:
@@ -144,9 +173,12 @@ def build(sources: Path, manifest: Path, out: Path, bases: list[Path]) -> int:
     }
     for i, (r, package) in enumerate(zip(rows, packages, strict=True), 1):
         if not official[r["repo"], r["commit"]]:
-            missing.append(
-                (r["sha256"], r["repo"], r["commit"], r["path_in_repo"], "commit on no branch or tag")
+            why = (
+                "commit on no branch or tag"
+                if has_commit(gits[r["repo"]], r["commit"])
+                else "commit not in it"
             )
+            missing.append((r["sha256"], r["repo"], r["commit"], r["path_in_repo"], why))
             continue
         data = blob(gits[r["repo"]], r["commit"], r["path_in_repo"])
         sha = hashlib.sha256(data).hexdigest() if data is not None else None
@@ -183,6 +215,8 @@ def build(sources: Path, manifest: Path, out: Path, bases: list[Path]) -> int:
     projects = {source_project(k[2]) for k in kept}
     print(f"{len(kept)} files of {len(projects)} projects -> {out / 'pe'} ({len(dups)} already in a corpus, "
           f"{len(missing)} missing or changed -> missing.csv)", file=sys.stderr)  # fmt: skip
+    for sha, repo, commit, path, why in missing[:5]:  # the first few by name: the rest are in missing.csv
+        print(f"error: {repo}@{commit[:12]}:{path}: {why} (sha256 {sha[:16]}...)", file=sys.stderr)
     return 2 if missing else 0
 
 
@@ -192,11 +226,28 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--manifest", type=Path, default=Path(__file__).with_name("benign_github.csv"))
     ap.add_argument("--out", type=Path, default=cache_home() / "benign-github")
     ap.add_argument("--base", type=Path, action="append", default=[], help="corpus whose files are left out")
+    ap.add_argument(
+        "--check", type=Path, nargs="+", help="only check that these manifests' repositories are there"
+    )
     a = ap.parse_args(argv)
     try:
+        if a.check:
+            absent, n = absent_repos(a.sources, a.check)
+            if absent:
+                print(
+                    f"error: {len(absent)} of the {n} repositories these corpora are built from are not under "
+                    f"{a.sources} (fetch github:<owner>/<name>, or git clone them there): {', '.join(absent[:5])}"
+                    f"{' ...' if len(absent) > 5 else ''}",
+                    file=sys.stderr,
+                )
+                return 1
+            return 0
         return build(a.sources, a.manifest, a.out, a.base)
     except (SourceError, OSError) as e:  # atomic_writer's WriteError is an OSError
         print(f"error: {e}", file=sys.stderr)
+        return 1
+    except (UnicodeDecodeError, csv.Error) as e:
+        print(f"error: {a.manifest}: not a manifest CSV ({e})", file=sys.stderr)
         return 1
 
 

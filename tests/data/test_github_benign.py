@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -71,6 +73,7 @@ def test_pinned_files_are_checked_grouped_by_project_and_deduplicated(tmp_path: 
         ("0" * 64, 10, "acme/tools", commit, "bin/gone.exe", "acme", "absent"),
         (sha(b"not a PE file"), 13, "acme/tools", commit, "readme.txt", "acme", "not a PE"),
         (sha(a), len(a), "acme/tools", proposed, "bin/pr.exe", "acme", "only in a pull request"),
+        (sha(a), len(a), "acme/tools", "f" * 40, "bin/a.exe", "acme", "a commit the snapshot lacks"),
     ]
     manifest = tmp_path / "m.csv"
     with open(manifest, "w", newline="") as f:
@@ -83,8 +86,12 @@ def test_pinned_files_are_checked_grouped_by_project_and_deduplicated(tmp_path: 
     assert sorted(p.name for p in (out / "pe").iterdir()) == sorted([sha(a), sha(b), sha(c)])
     assert (out / "pe" / sha(a)).read_bytes() == a
     missing = _rows(out / "missing.csv")
-    assert [m["path_in_repo"] for m in missing] == ["bin/gone.exe", "readme.txt", "bin/pr.exe"]
+    assert [m["path_in_repo"] for m in missing] == ["bin/gone.exe", "readme.txt", "bin/pr.exe", "bin/a.exe"]
     assert missing[1]["why"].startswith("not a PE file") and missing[2]["why"] == "commit on no branch or tag"
+    assert missing[3]["why"] == "commit not in it"
+    # each one named on a line of its own, repository, commit and path
+    assert f"error: acme/tools@{commit[:12]}:bin/gone.exe: absent (sha256 000000" in done.stderr
+    assert f"error: acme/tools@{'f' * 12}:bin/a.exe: commit not in it" in done.stderr
     ext = {r["sha256"]: r for r in _rows(out / "manifest_ext.csv")}
     assert {r["machine"] for r in ext.values()} <= {"i386", "amd64", "arm64"}
     assert all(r["is_dll"] == "0" and r["source_group"] == "github" for r in ext.values())
@@ -112,6 +119,9 @@ def test_a_missing_repository_is_one_line_and_writes_nothing(tmp_path: Path) -> 
     )
     bad = _run("--sources", tmp_path, "--manifest", manifest, "--out", tmp_path / "out")
     assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "m.csv:2: a row needs" in bad.stderr
+    manifest.write_bytes(b"sha256,size\n\xff\xfe not text\n")
+    binary = _run("--sources", tmp_path, "--manifest", manifest, "--out", tmp_path / "out")
+    assert binary.returncode == 1 and binary.stderr.startswith(f"error: {manifest}: not a manifest CSV (")
 
 
 def test_committed_manifests_pin_each_file_once_and_keep_the_heldout_set_apart() -> None:
@@ -191,3 +201,32 @@ def test_proposed_rows_are_the_pe_files_at_head_and_build_a_corpus(tmp_path: Pat
         text=True,
     )
     assert missing.returncode == 1 and missing.stderr.count("\n") == 1 and "acme/absent" in missing.stderr
+
+
+def test_build_corpora_checks_its_sources_first_and_refuses_an_incomplete_corpus(tmp_path: Path) -> None:
+    """Every absent repository is named before any download, and a corpus whose builder listed missing
+    files is not taken as built on the next run (its manifest is written all the same)."""
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "MALVISION_CACHE": str(tmp_path / "cache"), "SOURCES": str(tmp_path / "empty")}
+    (tmp_path / "empty").mkdir()
+    run = subprocess.run(
+        ["bash", "scripts/build_corpora.sh"], cwd=root, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 1 and run.stderr.count("\n") == 1, run.stderr
+    if (root.parent / "shared" / "data" / "malware_v2_manifest.csv").is_file():  # else the line names it
+        assert re.match(
+            r"error: (\d+) of the \1 repositories these corpora are built from are not under", run.stderr
+        )
+    assert not list((tmp_path / "cache").iterdir())  # nothing fetched, nothing half-built
+    part = tmp_path / "cache" / "benign-github"
+    part.mkdir()
+    (part / "manifest_ext.csv").write_text("sha256\n")
+    (part / "missing.csv").write_text(
+        "sha256,repo,commit,path_in_repo,why\n" + "0" * 64 + ",acme/tools,abc,a.exe,changed\n"
+    )
+    again = subprocess.run(
+        ["bash", "scripts/build_corpora.sh"], cwd=root, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert again.returncode == 2 and again.stderr.startswith(
+        f"error: {part} is incomplete: 1 file(s) missing or changed"
+    )
