@@ -68,7 +68,7 @@ if [ ${#needed[@]} -gt 0 ]; then
     }
     .venv/bin/python scripts/build_github_benign.py --sources "$SOURCES" --check "${needed[@]}" || exit 1
 fi
-if ! have malware_v2 manifest.csv && ! command -v 7z > /dev/null; then
+if ! have malware_v2 manifest.csv && ! { command -v 7z && command -v unrar-free; } > /dev/null; then
     echo "error: malware_v2 opens the collections' archives with 7z and unrar-free: apt-get install p7zip-full unrar-free" >&2
     exit 1
 fi

@@ -247,7 +247,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except (UnicodeDecodeError, csv.Error) as e:
-        print(f"error: {a.manifest}: not a manifest CSV ({e})", file=sys.stderr)
+        which = " or ".join(map(str, a.check)) if a.check else a.manifest
+        print(f"error: {which}: not a manifest CSV ({e})", file=sys.stderr)
         return 1
 
 

@@ -198,18 +198,21 @@ def test_an_uncompiled_c_module_is_one_line(tmp_path: Path) -> None:
 
 
 def test_a_late_ctrl_c_cannot_turn_a_finished_command_into_a_traceback(tmp_path: Path) -> None:
-    """Once the command has done its work and said so, the interpreter's shutdown ignores SIGINT (a Ctrl-C
-    there printed 'Exception ignored ... KeyboardInterrupt' and lost the exit status)."""
+    """Once the command has done its work and said so, a Ctrl-C leaves at once with 130 and no traceback (it
+    printed 'Exception ignored ... KeyboardInterrupt' from the shutdown and lost the exit status)."""
     import subprocess
     import sys
 
     code = (
         "import signal, sys; sys.argv = ['malvision', '--version']\n"
-        "from malvision.__main__ import main\n"
+        "from malvision.__main__ import _quit_now, main\n"
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
-        "print(signal.getsignal(signal.SIGINT) is signal.SIG_IGN)"
+        "print(signal.getsignal(signal.SIGINT) is _quit_now, flush=True)\n"
+        "signal.raise_signal(signal.SIGINT)\n"
+        "print('not reached')"
     )
     proc = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=60
     )
-    assert proc.stdout.splitlines()[-1] == "True", proc.stderr
+    assert proc.stdout.splitlines()[-1] == "True" and proc.returncode == 130, proc.stderr
+    assert "Traceback" not in proc.stderr and "KeyboardInterrupt" not in proc.stderr

@@ -410,7 +410,7 @@ def test_convert_notes_a_plot_no_png_reader_would_take_back(
     PNG: convert writes it (a valid PNG) and says so."""
     import malvision.data.readers as readers
 
-    monkeypatch.setattr(readers, "MAX_PLOT_PIXELS", 50_000)
+    monkeypatch.setattr(readers.Image, "MAX_IMAGE_PIXELS", 25_000)
     small, big = tmp_path / "small.bin", tmp_path / "big.bin"
     small.write_bytes(np.random.default_rng(0).integers(0, 256, 20_000, dtype=np.uint8).tobytes())
     big.write_bytes(np.random.default_rng(1).integers(0, 256, 60_000, dtype=np.uint8).tobytes())

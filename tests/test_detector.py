@@ -307,6 +307,15 @@ def test_a_run_folder_is_reused_only_by_the_same_run(pe_feature_cache: Path, tmp
     again = build_detector(ds, cfg, tmp_path / "run", folds=3, target_fpr=0.05)
     assert fold0.stat().st_mtime_ns == stamp and again["metrics"] == first["metrics"]  # reused, not redone
     assert "warning" not in first  # 30 benign files measure a 5% rate
+    # A run stamped by an older malvision (no "conversion", another --threads) is the same run: reused, and
+    # stamped anew so the next rerun is checked against everything
+    run_json = tmp_path / "run" / "run.json"
+    old = json.loads(run_json.read_text())
+    run_json.write_text(json.dumps({k: v for k, v in old.items() if k != "conversion"}))
+    build_detector(
+        ds, TrainConfig(**{**cfg.__dict__, "threads": 1}), tmp_path / "run", folds=3, target_fpr=0.05
+    )
+    assert fold0.stat().st_mtime_ns == stamp and "conversion" in json.loads(run_json.read_text())
     strict = build_detector(ds, cfg, tmp_path / "run", folds=3, target_fpr=0.001)
     assert strict["warning"].startswith("30 benign files cannot measure a 0.10% false-positive rate")
     with pytest.raises(MalvisionError, match=r"other data or settings \(train_config\.seed\)"):

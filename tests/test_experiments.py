@@ -288,6 +288,11 @@ def test_train_runs_data_parallel_under_torchrun(opcode_cache: Path, tmp_path: P
     )
     assert bad.returncode != 0 and bad.stderr.count("error: lr must be positive, got nan") == 1
     assert not (tmp_path / "bad").exists()
+    # refused inside fit, before the processes join: still one line
+    trees = [("ngram" if a == "cnn" else a) for a in cmd[:-4]] + ["-o", str(tmp_path / "trees")]
+    refused = subprocess.run(trees, capture_output=True, text=True, timeout=300, env=env)
+    assert refused.returncode != 0 and refused.stderr.count("is fitted in one call, not data-parallel") == 1
+    assert not (tmp_path / "trees").exists()
 
 
 def test_bundle_carries_a_card_and_evaluate_flags_training_samples(

@@ -51,7 +51,7 @@ def convert(
 ) -> None:
     """Convert binaries to Nataraj byte-plot PNGs (mirroring the input tree) or a dataset cache."""
     from malvision.convert.image import iter_plot_rows, plot_shape, write_png
-    from malvision.data.readers import MAX_PLOT_PIXELS
+    from malvision.data.readers import max_plot_pixels
     from malvision.io import atomic_writer, make_dirs
     from malvision.sources import iter_sources
 
@@ -87,7 +87,7 @@ def convert(
             try:
                 src = opener()
                 height, width = plot_shape(src.size)
-                if height * width > MAX_PLOT_PIXELS:
+                if (limit_px := max_plot_pixels()) is not None and height * width > limit_px:
                     too_large.append(f"{name} ({width} x {height:,})")
                 dest = out_dir / rel.parent / f"{rel.name}.png"
                 if claimed.setdefault(dest, name) != name:
@@ -101,7 +101,7 @@ def convert(
     out.print(f"wrote {written} PNG(s) to {out_dir}", markup=False)
     if too_large:
         err.print(
-            f"note: {len(too_large)} byte plot(s) over {MAX_PLOT_PIXELS:,} pixels (files over about 170 MiB), "
+            f"note: {len(too_large)} byte plot(s) over {max_plot_pixels() or 0:,} pixels (files over about 170 MiB), "
             f"which Pillow, and so malvision's Malimg reader, refuses as a decompression bomb: "
             f"{', '.join(too_large[:3])}{' ...' if len(too_large) > 3 else ''}",
             markup=False,

@@ -104,7 +104,7 @@ def _recipe(ds: Any, ctx: typer.Context) -> dict[str, Any] | None:
     if recipe is not None and world_size() > 1:
         recipe["incomplete"] = (
             f"trained under torchrun with {world_size()} processes ({world_size()} x --batch-size rows a step); "
-            "run its steps under torchrun (`malvision reproduce --dry-run` lists them)"
+            "run its steps (the card's recipe.steps) under torchrun"
         )
     return recipe
 

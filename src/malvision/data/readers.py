@@ -72,8 +72,11 @@ def rel_id(rel: Path) -> str:
 # ---------------------------------------------------------------------------------------------- Malimg
 
 
-# Pillow's DecompressionBombError limit: the largest byte plot a Malimg PNG can be read back at
-MAX_PLOT_PIXELS = 2 * Image.MAX_IMAGE_PIXELS
+def max_plot_pixels() -> int | None:
+    """The largest byte plot a Malimg PNG can be read back at: Pillow's DecompressionBombError limit, as
+    it is set now (None: no limit)."""
+    limit = Image.MAX_IMAGE_PIXELS
+    return None if limit is None else 2 * int(limit)
 
 
 def _png_error(path: Path | str, e: BaseException) -> DatasetError:
@@ -88,7 +91,9 @@ def _check_png_mode(path: Path | str, im: Image.Image) -> None:
             f"{path}: PNG mode {im.mode!r}, expected 8-bit grayscale ('L') as in Malimg; "
             "convert it or remove it"
         )
-    raw = im.tile[0].args if im.tile else "L"  # Pillow reads 1-, 2- and 4-bit gray as 'L', scaled up
+    raw = (
+        im.tile[0][3] if im.tile else "L"
+    )  # the raw mode: Pillow reads 1-, 2- and 4-bit gray as 'L', scaled up
     if raw != "L":
         raise DatasetError(
             f"{path}: a {raw.removeprefix('L;') if isinstance(raw, str) else raw}-bit grayscale PNG; Malimg "

@@ -71,7 +71,7 @@ def claim_run(out: Path, stamp: dict[str, Any]) -> None:
         ]
         changed += [
             f"train_config.{c.split()[0]}"
-            for c in config_changes(old.get("train_config", {}), stamp["train_config"])
+            for c in config_changes(old.get("train_config", {}), stamp["train_config"], free=("threads",))
         ]
         if changed:
             what = ", ".join(
@@ -82,8 +82,11 @@ def claim_run(out: Path, stamp: dict[str, Any]) -> None:
                 f"{out} holds a detector run on other data or settings ({what}); "
                 "pick another --out or delete that folder"
             )
-        return
-    if (out / "cv").exists() or (out / "cv-source").exists():
+        if old == stamp:
+            return
+        # the same run, stamped by an older malvision (or with other --threads): stamp it as it is now, so
+        # the next rerun is checked against everything this one was
+    elif (out / "cv").exists() or (out / "cv-source").exists():
         raise MalvisionError(
             f"{out} holds fold results of an unknown run; pick another --out or delete that folder"
         )

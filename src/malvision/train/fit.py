@@ -68,17 +68,18 @@ def fit(
     trained alike score on one scale). A fitted model (trees, linear) learns from every training row in
     one call.
     """
-    distributed, rank, _ = _dist_info()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
     model, meta = _build(ds, train_idx, cfg)  # an unknown model, kind or argument stops here
     _check_row_weights(cfg)
-    if fitted_in_one_call(cfg.model) and distributed:
+    if fitted_in_one_call(cfg.model) and int(os.environ.get("WORLD_SIZE") or 1) > 1:
         raise MalvisionError(f"{cfg.model} is fitted in one call, not data-parallel; run it without torchrun")
     out = make_dirs(out_dir)  # only once the model is built: a refused run leaves no folder
     if resume:  # what it continues must be the same run, on the same cache
         check_same_settings(out, cfg, RESUME_FREE, ds)
+    # Processes join only now: a refusal above is every process's alike, and rank 0 alone says it
+    distributed, rank, _ = _dist_info()
     if rank == 0:  # first, so an interrupted run's folder says what it was
         write_config(out, cfg)
         write_data_stamp(out, ds)

@@ -238,7 +238,8 @@ def check_same_settings(
             raise MalvisionError(
                 f"{out} holds a run of other settings ({'; '.join(diff)}); pick another folder or delete it"
             )
-        if name == "data.json" and ds is not None and saved != json.loads(json.dumps(_data_stamp(ds))):
+        now = json.loads(json.dumps(_data_stamp(ds))) if ds is not None else {}
+        if name == "data.json" and ds is not None and any(saved.get(k) != now.get(k) for k in saved):
             raise MalvisionError(f"{out} holds a run on another cache; pick another folder or delete it")
 
 
