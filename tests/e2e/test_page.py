@@ -11,6 +11,7 @@ import random
 import re
 import shutil
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -332,3 +333,24 @@ def test_rows_of_files_with_one_name_open_their_own_file(
     header = driver.find_element(By.CSS_SELECTOR, "#scan-table th[data-key='size']")  # type: ignore[attr-defined]
     header.send_keys(Keys.ENTER)
     assert header.get_attribute("aria-sort") == "ascending"
+    # Space and Enter typed in the zip password field stay there; on the drop zone they open the chooser
+    driver.execute_script(  # type: ignore[attr-defined]
+        "window.picks = 0; document.getElementById('file').click = () => { window.picks += 1; };"
+    )
+    field = driver.find_element(By.ID, "zip-password")  # type: ignore[attr-defined]
+    field.send_keys("my pass", Keys.ENTER)
+    assert field.get_attribute("value") == "my pass"
+    assert driver.execute_script("return window.picks") == 0  # type: ignore[attr-defined]
+    driver.find_element(By.ID, "drop").send_keys(Keys.ENTER)  # type: ignore[attr-defined]
+    assert driver.execute_script("return window.picks") == 1  # type: ignore[attr-defined]
+    # A slow answer to an earlier request does not replace the later one's
+    driver.execute_script(  # type: ignore[attr-defined]
+        "const real = window.fetch; let n = 0; window.fetch = (...a) => { n += 1; const p = real(...a);"
+        " return n === 1 ? p.then((r) => new Promise((ok) => setTimeout(() => ok(r), 1500))) : p; };"
+    )
+    field.clear()
+    driver.find_element(By.ID, "file").send_keys(str(pes[0]))  # type: ignore[attr-defined]  # slowed
+    driver.find_element(By.ID, "file").send_keys(str(pes[1]))  # type: ignore[attr-defined]
+    wait.until(lambda d: d.find_element(By.ID, "file-name").text == pes[1].name)
+    time.sleep(2.5)  # past the slowed answer
+    assert driver.find_element(By.ID, "file-name").text == pes[1].name  # type: ignore[attr-defined]
