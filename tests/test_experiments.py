@@ -334,6 +334,8 @@ def test_a_resumed_run_trains_as_the_uninterrupted_one(opcode_cache: Path, tmp_p
     with pytest.raises(KeyboardInterrupt):
         fit(ds, idx[::2], idx[1::2], cfg, tmp_path / "cut", on_epoch=stop_after_two)
     resumed = fit(ds, idx[::2], idx[1::2], cfg, tmp_path / "cut", resume=True)
+    seconds = [h["seconds"] for h in resumed.history]
+    assert seconds == sorted(seconds)  # the clock goes on from the stopped run's, it does not restart
     strip = [{k: v for k, v in h.items() if k != "seconds"} for h in whole.history]
     assert [{k: v for k, v in h.items() if k != "seconds"} for h in resumed.history] == strip
     a, b = (

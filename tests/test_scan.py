@@ -229,3 +229,13 @@ def test_a_known_format_is_named_before_its_entropy() -> None:
     assert (v.verdict, v.reason) == ("unknown", "PNG image, not a Windows PE file")
     noise = Scanner("default").scan_bytes("noise", rng.integers(0, 256, 50_000, dtype=np.uint8).tobytes())
     assert noise.reason is not None and noise.reason.startswith("random or encrypted-looking data")
+
+
+def test_the_entropy_of_one_byte_value_is_zero_not_minus_zero() -> None:
+    import math
+
+    from malvision.triage import byte_stats
+
+    hist = np.zeros(256, dtype=np.int64)
+    hist[0x90] = 4096
+    assert math.copysign(1.0, byte_stats(hist).entropy) == 1.0  # printed '-0.00' in explain's sections
