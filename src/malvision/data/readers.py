@@ -91,9 +91,8 @@ def _check_png_mode(path: Path | str, im: Image.Image) -> None:
             f"{path}: PNG mode {im.mode!r}, expected 8-bit grayscale ('L') as in Malimg; "
             "convert it or remove it"
         )
-    raw = (
-        im.tile[0][3] if im.tile else "L"
-    )  # the raw mode: Pillow reads 1-, 2- and 4-bit gray as 'L', scaled up
+    # the raw mode: Pillow reads 1-, 2- and 4-bit gray as 'L', scaled up
+    raw = im.tile[0][3] if im.tile else "L"
     if raw != "L":
         raise DatasetError(
             f"{path}: a {raw.removeprefix('L;') if isinstance(raw, str) else raw}-bit grayscale PNG; Malimg "

@@ -44,7 +44,7 @@ def run_fold(
     check_same_settings(out, cfg, ds=ds)  # a fold of other settings or data is never reused nor continued
     if done.exists():
         result = json.loads(done.read_text())
-        _check_same_fold(out, test_idx, result.get("data_key"), _data_key(ds))
+        _check_same_rows(out, test_idx)
         return result
     tr, va = train_val_rows(cfg, train_idx, ds.labels)
     res = fit(ds, tr, va, cfg, out, resume=True, **fit_kwargs)
@@ -63,7 +63,6 @@ def run_fold(
         "n_train": len(tr),
         "n_val": len(va),
         "n_test": len(test_idx),
-        "data_key": _data_key(ds),
     }
     with atomic_writer(done) as f:
         f.write(json.dumps(result, indent=2).encode())
@@ -71,21 +70,14 @@ def run_fold(
     return result
 
 
-def _data_key(ds: Any) -> str:
-    """The cache a fold was made on: its manifest and how it converted the files (a cut, a size)."""
-    c = ds.conversion
-    return f"{ds.manifest_hash}|{c['kind']}|{c['image_size']}|{c['max_len']}|{c['version']}"
-
-
-def _check_same_fold(out: Path, test_idx: np.ndarray, made_on: str | None, now: str) -> None:
-    """Refuse a finished fold made on another cache or other test rows (another --folds or seed)."""
+def _check_same_rows(out: Path, test_idx: np.ndarray) -> None:
+    """Refuse a finished fold of other test rows (another --folds); its settings and cache are the
+    fold's config.json and data.json, checked before."""
     try:
         with np.load(out / "scores.npz") as z:
             same_rows = np.array_equal(z["test_idx"], np.asarray(test_idx))
     except (OSError, KeyError, ValueError):
         same_rows = False
-    if made_on is not None and made_on != now:
-        raise MalvisionError(f"{out} holds a fold of other data; pick another --out or delete it")
     if not same_rows:
         raise MalvisionError(f"{out} holds a fold of other test rows; pick another --out or delete it")
 

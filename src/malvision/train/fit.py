@@ -39,9 +39,13 @@ from malvision.train.predict import predict
 __all__ = ["check_trainable", "fit", "fitted_in_one_call", "train_val_rows"]
 
 
+def _world_size() -> int:
+    """How many processes torchrun started (1 without it)."""
+    return int(os.environ.get("WORLD_SIZE") or 1)
+
+
 def _dist_info() -> tuple[bool, int, int]:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not dist.is_initialized():
+    if _world_size() > 1 and not dist.is_initialized():
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         dist.init_process_group(backend)
     if dist.is_initialized():
@@ -73,7 +77,7 @@ def fit(
     seed_everything(cfg.seed)
     model, meta = _build(ds, train_idx, cfg)  # an unknown model, kind or argument stops here
     _check_row_weights(cfg)
-    if fitted_in_one_call(cfg.model) and int(os.environ.get("WORLD_SIZE") or 1) > 1:
+    if fitted_in_one_call(cfg.model) and _world_size() > 1:
         raise MalvisionError(f"{cfg.model} is fitted in one call, not data-parallel; run it without torchrun")
     out = make_dirs(out_dir)  # only once the model is built: a refused run leaves no folder
     if resume:  # what it continues must be the same run, on the same cache

@@ -199,9 +199,8 @@ def config_changes(
     ``asdict`` of one), as ``name old -> new``; a setting added since ``saved`` was written had its
     default then."""
     defaults = json.loads(json.dumps(asdict(TrainConfig())))
-    new = json.loads(
-        json.dumps(cfg if isinstance(cfg, dict) else asdict(cfg))
-    )  # as written: tuples are lists
+    # as written to JSON: tuples are lists
+    new = json.loads(json.dumps(cfg if isinstance(cfg, dict) else asdict(cfg)))
     return [
         f"{k} {saved.get(k, defaults.get(k))!r} -> {v!r}"
         for k, v in new.items()
@@ -225,22 +224,26 @@ def check_same_settings(
     """Refuse, in one line naming the differences, to reuse or continue ``out`` when its ``config.json``
     holds other settings than ``cfg`` (bar those in ``free``), or its ``data.json`` another cache than
     ``ds`` (the same files converted another way: another size, kind or cut); what a folder lacks passes."""
-    for name in ("config.json", "data.json"):
-        try:
-            saved = json.loads((out / name).read_text())
-        except FileNotFoundError:
-            continue
-        except (OSError, ValueError) as e:
-            raise MalvisionError(
-                f"{out / name}: unreadable ({e}); pick another folder or delete it"
-            ) from None
-        if name == "config.json" and (diff := config_changes(saved, cfg, free)):
-            raise MalvisionError(
-                f"{out} holds a run of other settings ({'; '.join(diff)}); pick another folder or delete it"
-            )
-        now = json.loads(json.dumps(_data_stamp(ds))) if ds is not None else {}
-        if name == "data.json" and ds is not None and any(saved.get(k) != now.get(k) for k in saved):
+    saved = _read_stamp(out / "config.json")
+    if saved is not None and (diff := config_changes(saved, cfg, free)):
+        raise MalvisionError(
+            f"{out} holds a run of other settings ({'; '.join(diff)}); pick another folder or delete it"
+        )
+    saved = _read_stamp(out / "data.json") if ds is not None else None
+    if saved is not None:
+        now = json.loads(json.dumps(_data_stamp(ds)))
+        if any(saved.get(k) != now.get(k) for k in saved):
             raise MalvisionError(f"{out} holds a run on another cache; pick another folder or delete it")
+
+
+def _read_stamp(path: Path) -> dict[str, Any] | None:
+    """A run folder's JSON stamp, None where it has none; unreadable is one line."""
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as e:
+        raise MalvisionError(f"{path}: unreadable ({e}); pick another folder or delete it") from None
 
 
 def resumable(path: Path, ds: Any) -> Any:
