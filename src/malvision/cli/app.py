@@ -189,11 +189,16 @@ def world_size() -> int:
         return 1
 
 
+def _rank() -> str:
+    """This process's rank under torchrun ("0" without it)."""
+    return os.environ.get("RANK") or "0"
+
+
 def _error_prefix() -> str | None:
     """What an error line of this process begins with, or None to leave it to rank 0: under torchrun,
     a refusal before training (every process checks the same settings) is said once, by rank 0; an error
     once the processes train together (a loss that diverged on one shard) by the process it struck."""
-    rank = os.environ.get("RANK", "0") or "0"
+    rank = _rank()
     if world_size() == 1:
         return ""
     dist = sys.modules.get("torch.distributed")
@@ -235,7 +240,7 @@ def main() -> None:
         )
         sys.exit(EXIT_ERROR)
     except KeyboardInterrupt:
-        if os.environ.get("RANK", "0") in ("", "0"):  # Ctrl-C reaches every process: said once
+        if _rank() == "0":  # Ctrl-C reaches every process: said once
             err.print("error: interrupted", markup=False)
         sys.exit(EXIT_INTERRUPTED)
     except typer.Exit as e:
