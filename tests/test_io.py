@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from malvision import io as mio
-from malvision.errors import InputError, MalvisionError
+from malvision.errors import EmptyFileError, InputError, MalvisionError
 from malvision.io import (
     FileSource,
     MemorySource,
@@ -154,8 +154,17 @@ def test_memory_source(monkeypatch: pytest.MonkeyPatch) -> None:
     assert [bytes(c) for c in src.chunks()] == [b"012", b"345", b"678", b"9"]
     assert src.read(4) == b"0123"
     assert src.sha256 == hashlib.sha256(b"0123456789").hexdigest()
-    with pytest.raises(InputError, match="upload: empty file"):
+    with pytest.raises(EmptyFileError, match="upload: empty file"):
         MemorySource.of("upload", b"")
+
+
+def test_empty_file_has_its_own_error(tmp_path: Path) -> None:
+    """An empty file is an ``EmptyFileError`` (an ``InputError``): scan makes it a verdict by its type,
+    not by the wording of its message."""
+    (tmp_path / "empty.bin").write_bytes(b"")
+    with pytest.raises(EmptyFileError, match="empty.bin: empty file"):
+        check_file(tmp_path / "empty.bin")
+    assert issubclass(EmptyFileError, InputError)
 
 
 # --- expand_inputs -----------------------------------------------------------------------------

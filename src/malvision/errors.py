@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = [
     "MalvisionError",
     "InputError",
+    "EmptyFileError",
     "ConversionError",
     "NotASampleError",
     "DatasetError",
@@ -19,6 +20,10 @@ class MalvisionError(Exception):
 
 class InputError(MalvisionError):
     """A file cannot be read: missing, empty, a directory, unreadable or too large."""
+
+
+class EmptyFileError(InputError):
+    """A file of no bytes: an error where a file must be read, a verdict ("empty file") in a scan."""
 
 
 class ConversionError(MalvisionError):

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from malvision.errors import InputError, MalvisionError
+from malvision.errors import EmptyFileError, InputError, MalvisionError
 
 __all__ = [
     "DEFAULT_MAX_SIZE",
@@ -71,7 +71,7 @@ def check_file(path: Path | str, max_size: int = DEFAULT_MAX_SIZE) -> int:
     if not stat.S_ISREG(st.st_mode):
         raise InputError(f"{p}: not a regular file (device, FIFO or socket)")
     if st.st_size == 0:
-        raise InputError(f"{p}: empty file")
+        raise EmptyFileError(f"{p}: empty file")
     if st.st_size > max_size:
         raise InputError(
             f"{p}: {human_size(st.st_size)} is over the {human_size(max_size)} size limit "
@@ -166,7 +166,7 @@ class MemorySource(Source):
         if not isinstance(data, bytes | bytearray | memoryview):
             data = memoryview(data).cast("B").tobytes()
         if len(data) == 0:
-            raise InputError(f"{name}: empty file")
+            raise EmptyFileError(f"{name}: empty file")
         return cls(name=name, size=len(data), data=data, plot_width=plot_width)
 
 

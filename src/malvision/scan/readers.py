@@ -15,7 +15,7 @@ import numpy as np
 from malvision.convert.prepare import Prepared, Stop, prepare
 from malvision.convert.sequence import UNK, Vocabulary
 from malvision.convert.spec import ConvertSpec
-from malvision.errors import InputError
+from malvision.errors import EmptyFileError, InputError
 from malvision.io import DEFAULT_MAX_SIZE, Source
 from malvision.sources import Opener
 from malvision.triage import byte_stats, triage
@@ -75,10 +75,8 @@ class Preparer:
             raise InputError(f"{name}: interrupted")
         try:
             src = opener()
-        except InputError as e:
-            if str(e).endswith(": empty file"):  # there is nothing to judge
-                return Judged(name, EMPTY_SHA256, 0, None, "empty file")
-            raise
+        except EmptyFileError:  # there is nothing to judge
+            return Judged(name, EMPTY_SHA256, 0, None, "empty file")
         return self.prepare(src, stop)
 
 
