@@ -16,6 +16,7 @@ from malvision.data.cache import CachedDataset
 from malvision.data.cache_write import write_cache
 from malvision.data.readers import CsvDataset
 from malvision.detector import build_detector
+from malvision.errors import DatasetError
 from malvision.evaluate.metrics import tpr_interval
 from malvision.scan import Scanner
 from malvision.train import TrainConfig
@@ -89,13 +90,17 @@ def _grouped_set(base: Path, suffix: str, make: Callable[[str, int, int], bytes]
 
 @pytest.fixture(scope="module")
 def grouped_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """benign: low-entropy files; malware: high-entropy files; 6 groups of 5 files per class."""
+    """Small PEs with a payload after them, low-entropy for benign and high-entropy for malware; 6 groups
+    of 5 files per class."""
+    from corpus import minimal_pe
+
     base = tmp_path_factory.mktemp("det")
     rng = np.random.default_rng(1)
 
     def make(label: str, g: int, i: int) -> bytes:
         n = int(rng.integers(4000, 9000))
-        return (rng.integers(0, 256 if label == "malware" else 8, n, dtype=np.uint8) * (1 + g % 2)).tobytes()
+        payload = rng.integers(0, 256 if label == "malware" else 8, n, dtype=np.uint8) * (1 + g % 2)
+        return minimal_pe(0x200, 0x200, seed=g * 10 + i) + payload.tobytes()
 
     write_cache(_grouped_set(base, ".bin", make), base / "cache", ConvertSpec(kind="image", image_size=16))
     return base / "cache"
@@ -538,3 +543,83 @@ def test_a_card_says_when_its_benign_files_cannot_measure_its_rate() -> None:
     (text,) = _too_few_benign(39, 0.001).values()
     assert text.startswith("39 benign files cannot measure a 0.10% false-positive rate (one file is 2.56%")
     assert "it takes 1,000" in text
+
+
+def test_files_scan_calls_unknown_count_as_it_does(tmp_path: Path) -> None:
+    """A truncated PE gets the verdict unknown from a scan, not a score: the cache records why, the card
+    counts such malware as missed and such benign files as no false positive, and a board applies the
+    rule to a run whose scores do not record it."""
+    from corpus import minimal_pe
+    from malvision.evaluate.board import compare, read_run
+    from malvision.evaluate.detection import UNSCORED
+
+    rng = np.random.default_rng(3)
+    cut = {("malware", 0, 0), ("malware", 0, 1), ("benign", 1, 0)}
+
+    def make(label: str, g: int, i: int) -> bytes:
+        data = minimal_pe(0x200 * int(rng.integers(2, 9)), 0x200 * int(rng.integers(1, 5)), seed=g * 10 + i)
+        if (label, g, i) in cut:
+            return data[:-0x300]  # the last section runs past the end
+        if label == "malware":
+            data += rng.integers(0, 256, int(rng.integers(4000, 12000)), dtype=np.uint8).tobytes()
+        return data
+
+    write_cache(_grouped_set(tmp_path, ".exe", make), tmp_path / "cache", ConvertSpec(kind="features"))
+    ds = CachedDataset(tmp_path / "cache")
+    names = [Path(r.source).name for r in ds.records]
+    unknown = {n for n, r in zip(names, ds.records, strict=True) if r.unknown is not None}
+    assert ds.triaged and unknown == {"malware-0-0.exe", "malware-0-1.exe", "benign-1-0.exe"}
+    assert all(r.unknown.startswith("truncated PE") for r in ds.records if r.unknown)
+    with Scanner("default", workers=1) as s:  # the shipped default reads features too
+        said = {Path(v.path).name for v in s.scan([tmp_path / n for n in names]) if v.verdict == "unknown"}
+    assert said == unknown  # what the cache records is what a scan says
+
+    cfg = TrainConfig(model="gbt", model_kwargs={"n_trees": 20, "max_depth": 2})
+    card = build_detector(ds, cfg, tmp_path / "run", target_fpr=0.05, protocols=("source",))
+    assert card["unscored"]["malware"] == 2 and card["unscored"]["benign"] == 1
+    assert card["unscored"]["reasons"] == {"truncated PE": 3}
+    oof = json.loads((tmp_path / "run" / "oof_scores.json").read_text())
+    score = dict(zip(names, oof["score"], strict=True))
+    assert {n for n, v in score.items() if v == UNSCORED} == unknown
+    assert card["metrics"]["detected"] <= 28  # the two truncated malware files are missed
+
+    baseline = tmp_path / "baseline"  # a run whose scores do not record what a scan calls unknown
+    baseline.mkdir()
+    raw = dict(oof, score=[0.99 if v == UNSCORED else v for v in oof["score"]])
+    del raw["unknown"]
+    (baseline / "oof_scores.json").write_text(json.dumps(raw))
+    (baseline / "card.json").write_text((tmp_path / "run" / "card.json").read_text())
+    rows = compare([read_run(tmp_path / "run"), read_run(baseline)])
+    assert rows[0]["report"]["detected"] == rows[1]["report"]["detected"] == card["metrics"]["detected"]
+
+
+def test_a_format_2_cache_reads_without_the_unknown_column(pe_feature_cache: Path, tmp_path: Path) -> None:
+    import hashlib
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(pe_feature_cache / "cache", old)
+    lines = (old / "manifest.csv").read_text().splitlines()
+    manifest = "".join(line.rsplit(",", 1)[0] + "\n" for line in lines).encode()
+    (old / "manifest.csv").write_bytes(manifest)
+    meta = json.loads((old / "meta.json").read_text())
+    meta |= {"format_version": 2, "manifest_hash": hashlib.sha256(manifest).hexdigest()}
+    (old / "meta.json").write_text(json.dumps(meta))
+    ds = CachedDataset(old)
+    assert not ds.triaged and len(ds) == 60 and all(r.unknown is None for r in ds.records)
+    assert ds.records[0].pe_type == CachedDataset(pe_feature_cache / "cache").records[0].pe_type
+
+
+def test_a_detector_of_files_scan_never_scores_is_refused(tmp_path: Path) -> None:
+    rng = np.random.default_rng(4)
+
+    def make(label: str, g: int, i: int) -> bytes:  # random bytes: not PE files, so scan calls them unknown
+        return rng.integers(0, 256 if label == "malware" else 8, 3000, dtype=np.uint8).tobytes()
+
+    write_cache(
+        _grouped_set(tmp_path, ".bin", make), tmp_path / "cache", ConvertSpec(kind="image", image_size=16)
+    )
+    cfg = TrainConfig(model="cnn", model_kwargs={"channels": [4]}, epochs=1)
+    with pytest.raises(DatasetError, match="a scan scores none of the benign files .*not a Windows PE file"):
+        build_detector(CachedDataset(tmp_path / "cache"), cfg, tmp_path / "run", folds=3)
+    assert not (tmp_path / "run").exists()  # refused before anything is written

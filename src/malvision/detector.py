@@ -27,7 +27,7 @@ from malvision.card import save_with_card
 from malvision.data.splits import Split, group_keys, group_kfold, source_kfold
 from malvision.errors import DatasetError, MalvisionError
 from malvision.evaluate.crossval import claim_run, cross_validate, steps, train_model
-from malvision.evaluate.detection import detection_report
+from malvision.evaluate.detection import as_scanned, detection_report, unscored
 from malvision.evaluate.metrics import bootstrap_tpr
 from malvision.io import atomic_writer
 from malvision.train import TrainConfig, check_trainable
@@ -96,6 +96,16 @@ def build_detector(
     if not 0 < target_fpr < 1:
         raise MalvisionError(f"target_fpr must be between 0 and 1, got {target_fpr}")
     check_trainable(ds, cfg)
+    # Files a scan calls unknown (not a PE, truncated, ...) get no score from it: calibration leaves them
+    # out, and every figure counts them as never flagged, as the scan does
+    unknown = [r.unknown for r in ds.records]
+    judged = np.asarray([u is None for u in unknown])
+    for k, name in enumerate(("benign", "malware")):
+        if not judged[y == k].any():
+            raise DatasetError(
+                f"a scan scores none of the {name} files (it calls them unknown: "
+                f"{next(u for u, c in zip(unknown, y, strict=True) if c == k)}); a detector needs PE files"
+            )
     split_of = {proto: _protocol_splits(ds, y, proto, folds, cfg.seed, out) for proto in protocols}
     claim_run(out, stamp)
     groups = group_keys(ds.groups, len(ds))
@@ -106,8 +116,8 @@ def build_detector(
         splits, folder, split_text = split_of[proto]
         folds_of[proto] = splits
         oof = cross_validate(ds, cfg, folder, splits, say, name=f"{proto} fold")
-        fitted = fit_platt(oof, y)
-        score = platt_scale(oof, fitted)
+        fitted = fit_platt(oof[judged], y[judged])
+        score = as_scanned(platt_scale(oof, fitted), unknown)
         reports[proto] = detection_report(
             y, score, groups, target_fpr=target_fpr, seed=cfg.seed, collections=ds.collections,
             pe_types=[r.pe_type for r in ds.records],
@@ -138,6 +148,7 @@ def build_detector(
         "threshold_ci95": cv["operating_points"][f"{target_fpr:g}"]["threshold_ci95"],
         "target_fpr": target_fpr,
         "threshold_source": f"out-of-fold calibrated scores of the {protocols[0]}-disjoint CV, benign files",
+        "unscored": unscored(y, unknown) | ({} if getattr(ds, "triaged", True) else {"recorded": False}),
         **_too_few_benign(int((y == 0).sum()), target_fpr),
         "split": cv["split"],
         "metrics": cv,
@@ -184,8 +195,9 @@ def _too_few_benign(n_benign: int, target_fpr: float) -> dict[str, str]:
 def write_oof(
     path: Path, ds: Any, y: np.ndarray, score: np.ndarray, protocol: str, splits: list[Split]
 ) -> None:
-    """The out-of-fold scores of every file, with what a leaderboard joins and groups them by: sha256,
-    fold, family or project, collection and PE type."""
+    """The out-of-fold scores of every file (as a scan reports them: ``as_scanned``), with what a
+    leaderboard joins and groups them by: sha256, fold, family or project, collection, PE type, and why a
+    scan calls the file unknown."""
     fold = np.empty(len(y), dtype=np.int64)
     for k, (_, te) in enumerate(splits):
         fold[te] = k
@@ -199,6 +211,7 @@ def write_oof(
         "group": list(ds.groups),
         "collection": list(ds.collections),
         "pe_type": [r.pe_type for r in ds.records],
+        "unknown": [r.unknown for r in ds.records],
     }
     with atomic_writer(path) as f:
         f.write(json.dumps(record).encode())

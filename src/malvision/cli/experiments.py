@@ -179,6 +179,14 @@ def evaluate(
                 f"on the {u['n']} unseen samples: accuracy {u['accuracy']:.4f}   macro-F1 {u['macro_f1']:.4f}",
                 markup=False,
             )
+    if (u := m.get("unscored")) and u["malware"] + u["benign"]:
+        why = ", ".join(f"{k} {v}" for k, v in u["reasons"].items())
+        err.print(
+            f"note: scan calls {u['malware']} malware and {u['benign']} benign files unknown ({why}): "
+            "counted as not flagged",
+            markup=False,
+            soft_wrap=True,
+        )
     line = f"accuracy {m['accuracy']:.4f}   macro-F1 {m['macro_f1']:.4f}"
     if "threshold" in m:  # a detector's files called as scan calls them
         line = f"at the threshold {m['threshold']:.4f} (scan's verdicts): {line}"

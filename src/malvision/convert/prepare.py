@@ -25,6 +25,7 @@ from malvision.convert.spec import ConvertSpec
 from malvision.errors import ConversionError, InputError, NotASampleError
 from malvision.io import Source
 from malvision.pe import PEHeaders
+from malvision.triage import byte_stats, triage
 
 __all__ = ["Encoder", "Prepared", "Stop", "prepare", "model_input"]
 
@@ -62,6 +63,12 @@ class Prepared:
     def error(self) -> ConversionError:
         """The problem as an exception naming the source (a ``NotASampleError`` where it is one)."""
         return (NotASampleError if self.not_a_sample else ConversionError)(f"{self.name}: {self.problem}")
+
+    def triage(self, spec: ConvertSpec) -> str | None:
+        """Why a model of ``spec`` cannot judge this file (``malvision.triage``: not a PE, truncated,
+        near-constant, ...), or None: what makes a scan's verdict ``unknown``, and what a cache records of
+        each file so that its figures count such files as a scan does."""
+        return triage(self.head, byte_stats(self.hist), spec.expects, self.headers)
 
 
 class _Prefix:

@@ -67,6 +67,12 @@ class ConvertSpec:
         object.__setattr__(self, "vocab", tuple(self.vocab))
 
     @property
+    def expects(self) -> str:
+        """What files a model of this kind judges: ``text`` (opcode listings) or ``pe``; triage calls the
+        rest unknown."""
+        return "text" if self.kind == "opcodes" else "pe"
+
+    @property
     def fixed_shape(self) -> tuple[int, ...] | None:
         """The shape of every model input of this kind, or None for sequences (their length varies)."""
         from malvision.convert.histograms import N_HISTOGRAM

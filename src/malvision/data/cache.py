@@ -4,8 +4,9 @@ A cache is a folder::
 
     meta.json      format version, ConvertSpec, classes, counts, creation info, manifest_hash,
                    data_hash (``data_hash``) and the ``data build`` command that made it
-    manifest.csv   id,sha256,size,label,group,source,collection,pe_type (one row per sample, in array order;
-                   format 1 had no collection and pe_type)
+    manifest.csv   id,sha256,size,label,group,source,collection,pe_type,unknown (one row per sample, in
+                   array order; ``unknown``: why a scan calls the file unknown, empty when it scores it;
+                   format 1 had the first six columns, format 2 the first eight)
     x.npy          kind image: (N, S, S) uint8
     tokens.npy     kind bytes / opcodes: all sequences end to end (uint16; uint32 if the codebook
     offsets.npy    outgrows it) and int64 (N + 1,) offsets: sample i is tokens[offsets[i]:offsets[i+1]]
@@ -39,9 +40,10 @@ from malvision.errors import ConversionError, DatasetError
 __all__ = ["CACHE_FORMAT", "CACHE_VERSION", "MANIFEST_FIELDS", "CachedDataset", "data_hash", "is_cache"]
 
 CACHE_FORMAT = "malvision-cache"
-CACHE_VERSION = 2
-READS = (1, 2)  # format 1: no collection and pe_type columns
-MANIFEST_FIELDS = ("id", "sha256", "size", "label", "group", "source", "collection", "pe_type")
+CACHE_VERSION = 3
+READS = (1, 2, 3)  # format 1: no collection and pe_type columns; format 2: no unknown column
+MANIFEST_FIELDS = ("id", "sha256", "size", "label", "group", "source", "collection", "pe_type", "unknown")
+N_FIELDS = {1: 6, 2: 8, 3: 9}  # the manifest's columns in each format
 
 
 def data_hash(records: Iterable[Record]) -> str:
@@ -140,7 +142,7 @@ class CachedDataset(Closing):
         if hashlib.sha256(data).hexdigest() != self.manifest_hash:
             raise DatasetError(f"{p}: does not match meta.json manifest_hash (edited?); rebuild the cache")
         rows = list(csv.reader(io.StringIO(data.decode("utf-8"))))
-        fields = MANIFEST_FIELDS if self.meta.get("format_version") == CACHE_VERSION else MANIFEST_FIELDS[:6]
+        fields = MANIFEST_FIELDS[: N_FIELDS[self.meta["format_version"]]]
         if not rows or tuple(rows[0]) != fields:
             raise DatasetError(f"{p}: expected header {','.join(fields)}")
         try:
@@ -153,7 +155,7 @@ class CachedDataset(Closing):
                     int(r[2]),
                     r[1] or None,
                     None,
-                    *(c or None for c in r[6:8]),
+                    *(c or None for c in r[6:9]),
                 )
                 for r in rows[1:]
             ]
@@ -168,6 +170,11 @@ class CachedDataset(Closing):
 
     def __len__(self) -> int:
         return len(self.records)
+
+    @property
+    def triaged(self) -> bool:
+        """Whether the manifest records which files a scan calls unknown (format 3 on)."""
+        return self.meta["format_version"] >= 3
 
     @property
     def conversion(self) -> dict[str, Any]:

@@ -132,6 +132,7 @@ def _manifest_bytes(rows: Iterable[Record]) -> bytes:
                 r.source,
                 r.collection or "",
                 r.pe_type or "",
+                r.unknown or "",
             ]
         )
     return buf.getvalue().encode("utf-8")
@@ -221,9 +222,8 @@ def _write(
             except MalvisionError as e:
                 failures.append((rec.source, str(e)))
             else:
-                rows.add(
-                    replace(rec, pe_type=p.headers.file_type if p.headers else None), p.x, p.sha256, p.size
-                )
+                pe_type = p.headers.file_type if p.headers else None
+                rows.add(replace(rec, pe_type=pe_type, unknown=p.triage(spec)), p.x, p.sha256, p.size)
             if task is not None:
                 progress.advance(task)
         rows.arrays.finish()

@@ -20,7 +20,8 @@ class Record:
     dumps until opened); ``plot_width`` is set when the sample already is a byte plot (Malimg PNG).
     ``collection`` is where a malware sample was collected (a sample zip, a repository): source-disjoint
     evaluation never trains and tests on one collection. ``pe_type`` (``32-bit GUI``, ``64-bit console
-    DLL``, ...) is read from the PE headers when a cache is built.
+    DLL``, ...) is read from the PE headers when a cache is built, and ``unknown`` is why a scan would
+    call the file unknown rather than score it (``Prepared.triage``; None: scan scores it).
     """
 
     id: str
@@ -32,6 +33,7 @@ class Record:
     plot_width: int | None = None
     collection: str | None = None
     pe_type: str | None = None
+    unknown: str | None = None
 
 
 class Closing:

@@ -18,7 +18,7 @@ import numpy as np
 
 from malvision.data.splits import group_keys
 from malvision.errors import MalvisionError
-from malvision.evaluate.detection import detection_report
+from malvision.evaluate.detection import as_scanned, detection_report
 
 __all__ = ["Run", "read_run", "compare", "measure", "board_markdown", "plot_board"]
 
@@ -37,6 +37,7 @@ class Run:
     group: np.ndarray
     collection: np.ndarray
     pe_type: np.ndarray
+    unknown: np.ndarray  # why a scan calls the file unknown (None: it scores it); all None if not recorded
     model_path: Path | None
     card: dict[str, Any] = field(default_factory=dict)
 
@@ -54,6 +55,7 @@ def read_run(path: Path | str) -> Run:
             )
         cols = {k: np.asarray(oof[k], dtype=object) for k in ("sha256", "group", "collection", "pe_type")}
         y, score, fold = (np.asarray(oof[k]) for k in ("y", "score", "fold"))
+        unknown = np.asarray(oof.get("unknown") or [None] * len(y), dtype=object)
     except (OSError, ValueError, KeyError) as e:
         raise MalvisionError(f"{p}: not a detector run folder ({e})") from None
     model = p / "model.pt"
@@ -61,7 +63,7 @@ def read_run(path: Path | str) -> Run:
     return Run(
         p.name, str(card.get("architecture", "?")), str(kind), cols["sha256"], y.astype(int),
         score.astype(np.float64), fold.astype(int), cols["group"], cols["collection"], cols["pe_type"],
-        model if model.is_file() else None, card,
+        unknown, model if model.is_file() else None, card,
     )  # fmt: skip
 
 
@@ -86,16 +88,25 @@ def _common(runs: list[Run]) -> tuple[list[np.ndarray], list[str]]:
     return picks, order
 
 
+def _scanned(runs: list[Run], picks: list[np.ndarray]) -> list[np.ndarray]:
+    """Each run's scores of the common files as a scan reports them: a file any run records as one a scan
+    calls unknown counts so in every run (``as_scanned``; a baseline's scores do not record it)."""
+    unknown: list[str | None] = [None] * len(picks[0])
+    for r, p in zip(runs, picks, strict=True):
+        unknown = [u if u is not None else v for u, v in zip(unknown, r.unknown[p], strict=True)]
+    return [as_scanned(r.score[p], unknown) for r, p in zip(runs, picks, strict=True)]
+
+
 def compare(runs: list[Run], seed: int = 0) -> list[dict[str, Any]]:
-    """One row of figures per run, on the files all of them scored."""
+    """One row of figures per run, on the files all of them scored, as a scan reports them (``_scanned``)."""
     if not runs:
         raise MalvisionError("no runs to compare")
     picks, order = _common(runs)
     rows = []
-    for r, p in zip(runs, picks, strict=True):
+    for r, p, score in zip(runs, picks, _scanned(runs, picks), strict=True):
         groups = group_keys(list(r.group[p]), len(p))
         rep = detection_report(
-            r.y[p], r.score[p], groups, target_fpr=0.001, seed=seed, collections=list(r.collection[p])
+            r.y[p], score, groups, target_fpr=0.001, seed=seed, collections=list(r.collection[p])
         )
         per = rep.get("per_collection", {})
         worst = min(per.items(), key=lambda kv: kv[1]["tpr_at_0.001"]) if per else None
@@ -175,8 +186,8 @@ def plot_board(runs: list[Run], path: Path) -> None:
     picks, _ = _common(runs)
     fig, ax = plt.subplots(figsize=(9.5, 4.5))
     floor = 1e-4
-    for r, p in zip(runs, picks, strict=True):
-        fpr, tpr, _ = roc_curve(r.y[p], r.score[p])
+    for r, p, score in zip(runs, picks, _scanned(runs, picks), strict=True):
+        fpr, tpr, _ = roc_curve(r.y[p], score)
         floor = max(floor, 1 / max(int((r.y[p] == 0).sum()), 1))
         ax.plot(np.maximum(fpr, 1e-4), tpr, label=f"{r.name} ({r.model[:40]}, {r.kind})")
     for f in (0.001, 0.01):

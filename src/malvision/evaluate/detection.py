@@ -3,7 +3,8 @@ intervals, and the same per malware collection and per file type."""
 
 from __future__ import annotations
 
-from collections import defaultdict
+import re
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,7 +13,14 @@ import numpy as np
 from malvision.evaluate.metrics import bootstrap_tpr, detection_metrics, threshold_for_fpr
 from malvision.evaluate.threshold import threshold_interval
 
-__all__ = ["INTERVAL_METHOD", "THRESHOLD_INTERVAL_METHOD", "detection_report"]
+__all__ = [
+    "INTERVAL_METHOD",
+    "THRESHOLD_INTERVAL_METHOD",
+    "UNSCORED",
+    "as_scanned",
+    "detection_report",
+    "unscored",
+]
 
 INTERVAL_METHOD = (
     "95% percentile interval over 2,000 group-bootstrap replicates: whole malware families and benign "
@@ -24,6 +32,36 @@ THRESHOLD_INTERVAL_METHOD = (
     "upper ends (the lower end detects more)"
 )
 POINTS = (0.001, 0.01)
+# The score a file scan calls unknown counts with: below every calibrated score (those lie in [0, 1]), so it
+# is flagged at no threshold: a miss for malware, no false positive for a benign file
+UNSCORED = -1.0
+
+
+def as_scanned(score: np.ndarray, unknown: Sequence[str | None]) -> np.ndarray:
+    """``score`` as a scan reports it: a file whose ``unknown`` reason is set (``Prepared.triage``: not a
+    PE, truncated, near-constant) gets no score from a scan, only the verdict ``unknown``, so its figures
+    count it at ``UNSCORED``."""
+    out = np.asarray(score, dtype=np.float64).copy()
+    out[np.asarray([u is not None for u in unknown], dtype=bool)] = UNSCORED
+    return out
+
+
+def unscored(y: np.ndarray, unknown: Sequence[str | None]) -> dict[str, Any]:
+    """What a card says of the files a scan calls unknown: how many of each class, and why (the reasons
+    without their numbers: "truncated PE", "near-constant content", ...)."""
+    y = np.asarray(y)
+    out: dict[str, Any] = {"malware": 0, "benign": 0, "reasons": {}}
+    reasons: Counter[str] = Counter()
+    for label, why in zip(y, unknown, strict=True):
+        if why is not None:
+            out["malware" if label == 1 else "benign"] += 1
+            reasons[re.split(r"[:(]", why, maxsplit=1)[0].strip()] += 1
+    out["reasons"] = dict(reasons.most_common())
+    out["rule"] = (
+        "a scan calls these files unknown instead of scoring them, so every figure counts them as it does: "
+        "never flagged (malware missed, benign files no false positive)"
+    )
+    return out
 
 
 def _interval(rates: np.ndarray) -> list[float]:

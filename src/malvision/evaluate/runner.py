@@ -14,6 +14,7 @@ from malvision.checkpoint import Checkpoint
 from malvision.convert.spec import ConvertSpec
 from malvision.data.loader import make_loader
 from malvision.errors import DatasetError
+from malvision.evaluate.detection import as_scanned, unscored
 from malvision.evaluate.metrics import classification_metrics
 from malvision.train.predict import predict_logits
 
@@ -85,10 +86,12 @@ def evaluate_checkpoint(
         malware = model_classes.index("malware")
         threshold = float(card.get("threshold", 0.5))
         score = detector_score(logits, malware, float(card.get("temperature", 1.0)), card.get("platt"))
-        pred = np.where(score >= threshold, malware, 1 - malware)
+        unknown = [ds.records[i].unknown for i in idx]  # scan calls these unknown: never flagged
+        pred = np.where(as_scanned(score, unknown) >= threshold, malware, 1 - malware)
     m = classification_metrics(y, probs, model_classes, pred)
     if pred is not None:
         m["threshold"] = threshold
+        m["unscored"] = unscored((y == malware).astype(int), unknown)
     if ds.spec.fixed_shape is None and ds.spec.max_len < spec.max_len:  # the cache cut what the model reads
         m["cut_samples"] = {
             "n": int((np.asarray(ds.lengths)[idx] >= ds.spec.max_len).sum()),

@@ -18,7 +18,6 @@ from malvision.convert.spec import ConvertSpec
 from malvision.errors import EmptyFileError, InputError
 from malvision.io import DEFAULT_MAX_SIZE, Source
 from malvision.sources import Opener
-from malvision.triage import byte_stats, triage
 
 __all__ = ["EMPTY_SHA256", "MAX_UNKNOWN_TOKENS", "Judged", "Preparer", "ProcessReaders", "signals_held"]
 
@@ -51,10 +50,6 @@ class Preparer:
     def __post_init__(self) -> None:
         self.vocab = Vocabulary(self.spec.vocab) if self.spec.kind == "opcodes" else None
 
-    @property
-    def expects(self) -> str:
-        return "text" if self.spec.kind == "opcodes" else "pe"
-
     def prepare(self, src: Source, stop: Stop | None = None) -> Judged:
         """Read ``src`` once: sha256, triage and the model input (None, with a reason, for a file
         outside what the model was made for). ``stop``, when set, ends the read at the next chunk."""
@@ -62,7 +57,7 @@ class Preparer:
 
     def judge(self, p: Prepared) -> Judged:
         """Triage a prepared source: its model input, or the reason the model cannot judge it."""
-        reason = triage(p.head, byte_stats(p.hist), self.expects, p.headers) or p.problem
+        reason = p.triage(self.spec) or p.problem
         if reason is None and self.spec.kind == "opcodes":
             unknown = float(np.mean(p.x == UNK))
             if unknown > MAX_UNKNOWN_TOKENS:

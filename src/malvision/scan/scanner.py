@@ -140,7 +140,7 @@ class Scanner:
         if not 0.0 <= self.threshold <= 1.0:
             raise MalvisionError(f"--threshold must be between 0 and 1, got {self.threshold}")
         self.preparer = Preparer(spec, max_size)
-        self.vocab, self.expects = self.preparer.vocab, self.preparer.expects
+        self.vocab = self.preparer.vocab
         self.batch_size, self.workers, self.max_size = batch_size, max(1, workers), max_size
         self.processes = processes
         self._procs: ProcessReaders | None = None  # started by the first scan that wants them
