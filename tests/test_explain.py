@@ -19,6 +19,7 @@ from malvision.checkpoint import save_checkpoint
 from malvision.cli import EXIT_ERROR, app
 from malvision.convert import model_input
 from malvision.convert.image import byte_plot, resize_plot
+from malvision.convert.prepare import Prepared
 from malvision.convert.sequence import byte_sequence, pad_batch
 from malvision.convert.spec import ConvertSpec
 from malvision.errors import MalvisionError
@@ -227,7 +228,7 @@ def test_model_input_past_triage_is_what_scan_would_see(
     data = _random(8192, 6)
     assert sc.prepare(MemorySource.of("r", data)).x is None
     ours = model_input(MemorySource.of("r", data), sc.spec, sc.vocab)
-    monkeypatch.setattr("malvision.scan.readers.triage", lambda *a, **k: None)
+    monkeypatch.setattr(Prepared, "triage", lambda self, spec: None)
     np.testing.assert_array_equal(ours, sc.prepare(MemorySource.of("r", data)).x)
 
 
