@@ -59,6 +59,7 @@ DEFAULTS = dict(
     window_k=500,  # ... the top this many of them by chi-squared, as frequencies in the window (long: 5-
     # and 6-grams over the whole sample, as frequencies in it)
     segments=8,  # extra=segments: the top opcodes' shares in this many equal parts of each sample
+    knn_k=20000,  # extra=knn: the TF-IDF space's grams (top this many by chi-squared on the training rows)
 )
 
 
@@ -220,6 +221,33 @@ def svm_scores(x: Any, y: np.ndarray, tr: np.ndarray, te: np.ndarray, w: np.ndar
     return [oof, fit_score(tr, te, w)]
 
 
+def knn_similarities(x: Any, y: np.ndarray, tr: np.ndarray, te: np.ndarray, top_k: int) -> list[np.ndarray]:
+    """For each row of ``tr`` and of ``te``, its cosine similarity (sublinear TF-IDF over the ``top_k``
+    grams chi-squared ranks first on ``tr``) to the nearest and to the third-nearest training row of
+    each class: 2 x classes columns, for a stack under the trees. A training row is left out of its own
+    neighbours (leave-one-out), so its columns read as a test row's would."""
+    from malvision.models.ngrams import idf_of, select_grams, tfidf
+
+    kept, df = select_grams(x[tr], y[tr], 2, top_k)
+    idf = idf_of(df[kept], len(tr))
+    train = tfidf(x[tr][:, kept], idf).astype(np.float32).toarray()
+    n_classes = int(y.max()) + 1
+    out = []
+    for rows, own in ((tr, True), (te, False)):
+        feats = np.zeros((len(rows), 2 * n_classes), dtype=np.float32)
+        for lo in range(0, len(rows), 1024):
+            part = rows[lo : lo + 1024]
+            sim = tfidf(x[part][:, kept], idf).astype(np.float32) @ train.T
+            if own:
+                sim[np.arange(len(part)), np.arange(lo, lo + len(part))] = -1.0
+            for c in range(n_classes):
+                s = np.sort(sim[:, y[tr] == c], axis=1)
+                feats[lo : lo + len(part), c] = s[:, -1]
+                feats[lo : lo + len(part), n_classes + c] = s[:, -3]
+        out.append(feats)
+    return out
+
+
 def count_matrix(z: dict[str, np.ndarray]) -> Any:
     """The cached counts as a scipy CSR matrix, samples x grams."""
     import scipy.sparse as sp
@@ -245,7 +273,7 @@ def features(
     that chi-squared ranks first on the training rows, as frequencies in the window) and ``segments``
     (``counted["segments"]``: the top opcodes' shares in equal parts of each sample) and ``long`` (the
     ``window_k`` 5- and 6-grams of the whole sample first by chi-squared); ``stacked`` holds
-    more columns for each of ``rows`` (``svm``: ``svm_scores``)."""
+    more columns for each of ``rows`` (``svm``: ``svm_scores``; ``knn``: ``knn_similarities``)."""
     from malvision.models.ngrams import frequencies, select_grams, tree_input
 
     kept, _ = select_grams(x[tr], y[tr], cfg["min_df"], cfg["top_k"])
@@ -314,6 +342,9 @@ def run_config(
             w = np.ones_like(w)
         w = w / w.mean()
         stacked = svm_scores(x, y, tr, te, w) if "svm" in extras else None
+        if "knn" in extras:
+            near = knn_similarities(x, y, tr, te, cfg["knn_k"])
+            stacked = near if stacked is None else [np.hstack(p) for p in zip(stacked, near, strict=True)]
         (ftr, fte), kept = features(x, z["keys"], y, lengths, tr, [tr, te], cfg, counted, stacked)
         head = LightGBMTrees(
             in_kind="features", n_classes=len(classes), n_features=ftr.shape[1], n_trees=cfg["rounds"],

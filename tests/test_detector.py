@@ -586,7 +586,9 @@ def test_files_scan_calls_unknown_count_as_it_does(tmp_path: Path) -> None:
     import sys
 
     script = Path(__file__).parents[1] / "scripts" / "unscored_effect.py"
-    run = subprocess.run([sys.executable, script, tmp_path / "run"], capture_output=True, text=True, check=False)
+    run = subprocess.run(
+        [sys.executable, script, tmp_path / "run"], capture_output=True, text=True, check=False
+    )
     assert run.returncode == 0, run.stderr
     assert "2 of 30 malware and 1 of 30 benign files" in run.stdout
     (now,) = [line for line in run.stdout.splitlines() if line.startswith("| as a scan counts them")]
