@@ -53,7 +53,7 @@ def main(run: Path, out: Path | None) -> None:
         f"# Files a scan calls unknown: {run.name}\n",
         f"`{command_line()}`; {dt.date.today()}, {cpu_model()}. {int((~judged & (y == 1)).sum())} of {int((y == 1).sum())} malware "
         f"and {int((~judged & (y == 0)).sum())} of {int((y == 0).sum())} benign files are ones a scan calls unknown.\n",
-        "| counted | threshold (0.1% FPR) | benign flagged | detected at it | 95% interval | TPR at 1% FPR | ROC-AUC |",
+        "| counted | threshold (0.1% FPR) | benign flagged | detected at it | 95% interval | TPR at 1% FPR | ROC-AUC (of the files scored) |",
         "|---|---|---|---|---|---|---|",
     ]
     reports = {

@@ -582,6 +582,7 @@ def test_files_scan_calls_unknown_count_as_it_does(tmp_path: Path) -> None:
     score = dict(zip(names, oof["score"], strict=True))
     assert {n for n, v in score.items() if v == UNSCORED} == unknown
     assert card["metrics"]["detected"] <= 28  # the two truncated malware files are missed
+    assert card["metrics"]["roc_auc_of"].startswith("the 57 files a scan scores")
     import subprocess
     import sys
 

@@ -33,7 +33,8 @@ THRESHOLD_INTERVAL_METHOD = (
 )
 POINTS = (0.001, 0.01)
 # The score a file scan calls unknown counts with: below every calibrated score (those lie in [0, 1]), so it
-# is flagged at no threshold: a miss for malware, no false positive for a benign file
+# is flagged at no threshold: a miss for malware, no false positive for a benign file. ROC-AUC, a ranking,
+# is taken over the files a scan scores (an unscored share caps the area, whatever the model)
 UNSCORED = -1.0
 
 
@@ -78,7 +79,8 @@ def detection_report(
     collections: Sequence[str | None] | None = None,
     pe_types: Sequence[str | None] | None = None,
 ) -> dict[str, Any]:
-    """ROC-AUC; the threshold for ``target_fpr`` on the benign scores and what it flags; the operating
+    """ROC-AUC (of the files a scan scores: ``score`` above ``UNSCORED``); the threshold for ``target_fpr``
+    on the benign scores and what it flags (files at ``UNSCORED`` never are); the operating
     points at 0.1% and 1% FPR (and the target) with 95% group-bootstrap intervals; and, given
     ``collections`` and ``pe_types``, the detection rate per malware collection (at the report's own
     thresholds) and what the threshold does per file type. ``y`` is 1 for malware; ``groups`` are the
@@ -87,6 +89,13 @@ def detection_report(
     threshold = threshold_for_fpr(score[y == 0], target_fpr)
     flagged = score >= threshold
     m = detection_metrics(y, score)
+    scored = score != UNSCORED
+    if not scored.all():  # a ranking of the files a scan ranks; the rates count the rest as missed
+        m["roc_auc"] = detection_metrics(y[scored], score[scored])["roc_auc"]
+        m["roc_auc_of"] = (
+            f"the {int(scored.sum()):,} files a scan scores; the rates count the {int((~scored).sum()):,} "
+            "it calls unknown as never flagged"
+        )
     m |= {
         "threshold": threshold,
         "target_fpr": target_fpr,
