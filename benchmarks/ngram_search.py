@@ -60,6 +60,7 @@ DEFAULTS = dict(
     # and 6-grams over the whole sample, as frequencies in it)
     segments=8,  # extra=segments: the top opcodes' shares in this many equal parts of each sample
     knn_k=20000,  # extra=knn: the TF-IDF space's grams (top this many by chi-squared on the training rows)
+    knn_dim=0,  # extra=knn: compare in this many dimensions (truncated SVD fitted on the training rows; 0: all)
 )
 
 
@@ -221,23 +222,39 @@ def svm_scores(x: Any, y: np.ndarray, tr: np.ndarray, te: np.ndarray, w: np.ndar
     return [oof, fit_score(tr, te, w)]
 
 
-def knn_similarities(x: Any, y: np.ndarray, tr: np.ndarray, te: np.ndarray, top_k: int) -> list[np.ndarray]:
+def knn_similarities(
+    x: Any, y: np.ndarray, tr: np.ndarray, te: np.ndarray, top_k: int, dim: int = 0
+) -> list[np.ndarray]:
     """For each row of ``tr`` and of ``te``, its cosine similarity (sublinear TF-IDF over the ``top_k``
-    grams chi-squared ranks first on ``tr``) to the nearest and to the third-nearest training row of
-    each class: 2 x classes columns, for a stack under the trees. A training row is left out of its own
-    neighbours (leave-one-out), so its columns read as a test row's would."""
+    grams chi-squared ranks first on ``tr``; with ``dim``, its truncated SVD to that many dimensions,
+    fitted on ``tr``: what a model could keep of its training rows, 2 bytes a number) to the nearest and to
+    the third-nearest training row of each class: 2 x classes columns, for a stack under the trees. A
+    training row is left out of its own neighbours (leave-one-out), so its columns read as a test row's
+    would."""
+    from sklearn.preprocessing import normalize
+
     from malvision.models.ngrams import idf_of, select_grams, tfidf
 
     kept, df = select_grams(x[tr], y[tr], 2, top_k)
     idf = idf_of(df[kept], len(tr))
-    train = tfidf(x[tr][:, kept], idf).astype(np.float32).toarray()
+    svd = None
+    if dim:
+        from sklearn.decomposition import TruncatedSVD
+
+        svd = TruncatedSVD(dim, random_state=0).fit(tfidf(x[tr][:, kept], idf))
+
+    def project(m: Any) -> Any:
+        return m if svd is None else normalize(svd.transform(m)).astype(np.float16).astype(np.float32)
+
+    train = project(tfidf(x[tr][:, kept], idf))
+    train = train if isinstance(train, np.ndarray) else train.astype(np.float32).toarray()
     n_classes = int(y.max()) + 1
     out = []
     for rows, own in ((tr, True), (te, False)):
         feats = np.zeros((len(rows), 2 * n_classes), dtype=np.float32)
         for lo in range(0, len(rows), 1024):
             part = rows[lo : lo + 1024]
-            sim = tfidf(x[part][:, kept], idf).astype(np.float32) @ train.T
+            sim = np.asarray(project(tfidf(x[part][:, kept], idf)) @ train.T, dtype=np.float32)
             if own:
                 sim[np.arange(len(part)), np.arange(lo, lo + len(part))] = -1.0
             for c in range(n_classes):
@@ -343,7 +360,7 @@ def run_config(
         w = w / w.mean()
         stacked = svm_scores(x, y, tr, te, w) if "svm" in extras else None
         if "knn" in extras:
-            near = knn_similarities(x, y, tr, te, cfg["knn_k"])
+            near = knn_similarities(x, y, tr, te, cfg["knn_k"], cfg["knn_dim"])
             stacked = near if stacked is None else [np.hstack(p) for p in zip(stacked, near, strict=True)]
         (ftr, fte), kept = features(x, z["keys"], y, lengths, tr, [tr, te], cfg, counted, stacked)
         head = LightGBMTrees(
