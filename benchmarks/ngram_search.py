@@ -471,11 +471,17 @@ def wrong_under_both_seeds(results: list[dict]) -> dict[str, tuple[int, int, int
             pred[te] = np.load(path).argmax(1)
         return pred != y
 
+    def settings(cfg: dict) -> str:  # a config's settings but the seed, in one order
+        return json.dumps({**DEFAULTS, **cfg, "seed": None}, sort_keys=True)
+
+    name_of = {(settings(r["cfg"]), r["cfg"].get("seed", 0)): r["config"] for r in results}
     out = {}
-    for name in sorted({r["config"] for r in results if r["cfg"].get("seed", 0) == 0}):
-        w0, w1 = wrong(name), wrong(f"{name},seed=1" if name != "shipped" else "seed=1")
-        if w0 is not None and w1 is not None:
-            out[name] = (int(w0.sum()), int(w1.sum()), int((w0 & w1).sum()))
+    for (key, seed), name in sorted(name_of.items(), key=lambda kv: kv[1]):
+        other = name_of.get((key, 1))
+        if seed == 0 and other is not None:
+            w0, w1 = wrong(name), wrong(other)
+            if w0 is not None and w1 is not None:
+                out[name] = (int(w0.sum()), int(w1.sum()), int((w0 & w1).sum()))
     return out
 
 

@@ -152,6 +152,13 @@ big2015_search() {
     $S benchmarks/ngram_search.py --threads 1 --at 300 --config col_wise=true,extra=long &
     $S benchmarks/ngram_search.py --threads 1 --at 300 --config col_wise=true,extra=long,seed=1
     wait
+    # 2026-12-03 (the same machine, later): each sample's similarity to its nearest training samples of each class
+    $S benchmarks/ngram_search.py --threads 1 --at 300 --config col_wise=true,extra=knn
+    $S benchmarks/ngram_search.py --threads 1 --at 300 --config col_wise=true,extra=knn,seed=1
+    # the same in 256 dimensions (a truncated SVD of the training rows: what a shipped model could keep)
+    $S benchmarks/ngram_search.py --threads 1 --at 300 --config col_wise=true,extra=knn,knn_dim=256 &
+    $S benchmarks/ngram_search.py --threads 1 --at 300 --config col_wise=true,extra=knn,knn_dim=256,seed=1
+    wait
     $S benchmarks/ngram_search.py --report --out benchmarks/results/ngram-search-extra.md
 }
 
