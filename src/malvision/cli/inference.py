@@ -383,7 +383,15 @@ def info(
             v = {
                 m: x
                 for m, x in v.items()
-                if m in ("roc_auc", "n_malware", "n_benign", "tpr_ci95_method", "threshold_ci95_method")
+                if m
+                in (
+                    "roc_auc",
+                    "roc_auc_of",
+                    "n_malware",
+                    "n_benign",
+                    "tpr_ci95_method",
+                    "threshold_ci95_method",
+                )
             }
         text = json.dumps(v) if isinstance(v, dict | list) else str(v)
         out.print(f"[bold]{escape(clean(str(k)))}[/bold]: {escape(clean(text))}", soft_wrap=True)
