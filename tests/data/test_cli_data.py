@@ -102,6 +102,9 @@ def test_build_detection_and_opcodes(
     code, out, err = run(monkeypatch, capsys, *args)
     assert code == 0, err
     assert "wrote 4 samples" in out
+    assert (
+        "4 of them are files a scan calls unknown (unrecognised binary data, not a Windows PE file 4)" in out
+    )
     assert CachedDataset(out_dir).classes == ["benign", "malware"]
     code, _, err = run(monkeypatch, capsys, *args)
     assert code == 2 and "--overwrite" in err

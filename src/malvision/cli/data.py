@@ -273,7 +273,20 @@ def data_build(
             command=[*command, *_flags(keep_duplicates, max_size), "--out", _abs(out_dir)],
         )
     out.print(f"wrote {n} samples to {out_dir} in {time.monotonic() - start:.1f} s", markup=False)
-    meta = CachedDataset(out_dir).meta
+    cache = CachedDataset(out_dir)
+    meta = cache.meta
+    unknown = [r.unknown for r in cache.records]
+    if any(unknown):
+        from malvision.evaluate.detection import unscored
+
+        u = unscored([int(r.label == "malware") for r in cache.records], unknown)
+        out.print(
+            f"{u['malware'] + u['benign']} of them are files a scan calls unknown ("
+            + ", ".join(f"{k} {v}" for k, v in u["reasons"].items())
+            + "): kept, and counted by detector figures as never flagged",
+            markup=False,
+            soft_wrap=True,
+        )
     if not_samples := meta.get("not_samples"):
         out.print(
             f"left out {len(not_samples)} file(s) that are not samples (listed in meta.json), e.g. "

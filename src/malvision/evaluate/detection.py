@@ -47,7 +47,7 @@ def as_scanned(score: np.ndarray, unknown: Sequence[str | None]) -> np.ndarray:
     return out
 
 
-def unscored(y: np.ndarray, unknown: Sequence[str | None]) -> dict[str, Any]:
+def unscored(y: np.ndarray | Sequence[int], unknown: Sequence[str | None]) -> dict[str, Any]:
     """What a card says of the files a scan calls unknown: how many of each class, and why (the reasons
     without their numbers: "truncated PE", "near-constant content", ...)."""
     y = np.asarray(y)
