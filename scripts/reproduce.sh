@@ -159,6 +159,10 @@ big2015_search() {
     $S benchmarks/ngram_search.py --threads 1 --at 300 --config col_wise=true,extra=knn,knn_dim=256 &
     $S benchmarks/ngram_search.py --threads 1 --at 300 --config col_wise=true,extra=knn,knn_dim=256,seed=1
     wait
+    # both stacks under the trees: the nearest samples' similarities and the linear SVM's decision values
+    $S benchmarks/ngram_search.py --threads 1 --at 300 --config col_wise=true,extra=knn+svm &
+    $S benchmarks/ngram_search.py --threads 1 --at 300 --config col_wise=true,extra=knn+svm,seed=1
+    wait
     $S benchmarks/ngram_search.py --report --out benchmarks/results/ngram-search-extra.md
 }
 
@@ -610,5 +614,18 @@ pe_detector_hist_v13() {
     $MV export "$(ship src/malvision/weights/pe-detector.pt)" --onnx
 }
 
-if [ $# -eq 0 ]; then set -- data leaderboard gradients caps big2015_full pe_leaderboard malimg detector features_detector features_seeds caches_v2 board_v2 threshold default_v5 default_v8 pe_detector_gh default_v9 default_v10 default_v11 default_v12 default_v13 pe_detector_v13 pe_detector_hist_v13 default_v14; fi
+# 2026-12-03: files a scan calls unknown counted as it counts them (cache format 3). v11's and v12's files
+# rebuilt from nothing (their caches as build_caches.sh makes them), the card's protocol only; then each run's
+# figures both ways, and v11's threshold methods again.
+unscored() {
+    local v
+    for v in 11 12; do
+        $MV train-detector --data "$C/caches/pe-features-v$v" --out "$C/runs/v$v-lgbm-unscored" --model lgbm \
+            --threads 1 --protocols source
+        .venv/bin/python scripts/unscored_effect.py "$C/runs/v$v-lgbm-unscored" "$(ship docs/unscored-v$v.md)"
+    done
+    .venv/bin/python scripts/threshold_report.py "$C/runs/v11-lgbm-unscored" --out "$(ship docs/threshold-v11-rebuilt.md)"
+}
+
+if [ $# -eq 0 ]; then set -- data leaderboard gradients caps big2015_full pe_leaderboard malimg detector features_detector features_seeds caches_v2 board_v2 threshold default_v5 default_v8 pe_detector_gh default_v9 default_v10 default_v11 default_v12 default_v13 pe_detector_v13 pe_detector_hist_v13 default_v14 unscored; fi
 for step in "$@"; do "$step"; done
