@@ -61,6 +61,7 @@ DEFAULTS = dict(
     segments=8,  # extra=segments: the top opcodes' shares in this many equal parts of each sample
     knn_k=20000,  # extra=knn: the TF-IDF space's grams (top this many by chi-squared on the training rows)
     knn_dim=0,  # extra=knn: compare in this many dimensions (truncated SVD fitted on the training rows; 0: all)
+    knn_bits=0,  # extra=knn: compare this many random-hyperplane sign bits a row (SimHash; 0: the vectors)
 )
 
 
@@ -223,14 +224,16 @@ def svm_scores(x: Any, y: np.ndarray, tr: np.ndarray, te: np.ndarray, w: np.ndar
 
 
 def knn_similarities(
-    x: Any, y: np.ndarray, tr: np.ndarray, te: np.ndarray, top_k: int, dim: int = 0
+    x: Any, y: np.ndarray, tr: np.ndarray, te: np.ndarray, top_k: int, dim: int = 0, bits: int = 0
 ) -> list[np.ndarray]:
     """For each row of ``tr`` and of ``te``, its cosine similarity (sublinear TF-IDF over the ``top_k``
     grams chi-squared ranks first on ``tr``; with ``dim``, its truncated SVD to that many dimensions,
     fitted on ``tr``: what a model could keep of its training rows, 2 bytes a number) to the nearest and to
     the third-nearest training row of each class: 2 x classes columns, for a stack under the trees. A
     training row is left out of its own neighbours (leave-one-out), so its columns read as a test row's
-    would."""
+    would. With ``bits``, each row is kept as that many sign bits of random projections (SimHash: what a
+    model could keep, ``bits`` / 8 bytes a row) and the similarity is cos(pi x the share of bits that
+    differ), the angle the bits estimate."""
     from sklearn.preprocessing import normalize
 
     from malvision.models.ngrams import idf_of, select_grams, tfidf
@@ -243,7 +246,11 @@ def knn_similarities(
 
         svd = TruncatedSVD(dim, random_state=0).fit(tfidf(x[tr][:, kept], idf))
 
+    planes = np.random.default_rng(0).standard_normal((len(kept), bits)).astype(np.float32) if bits else None
+
     def project(m: Any) -> Any:
+        if planes is not None:
+            return np.where(np.asarray(m @ planes) >= 0, 1.0, -1.0).astype(np.float32)
         return m if svd is None else normalize(svd.transform(m)).astype(np.float16).astype(np.float32)
 
     train = project(tfidf(x[tr][:, kept], idf))
@@ -255,6 +262,8 @@ def knn_similarities(
         for lo in range(0, len(rows), 1024):
             part = rows[lo : lo + 1024]
             sim = np.asarray(project(tfidf(x[part][:, kept], idf)) @ train.T, dtype=np.float32)
+            if bits:  # +-1 rows: the dot is bits - 2 x (bits that differ)
+                sim = np.cos(np.pi * (bits - sim) / (2 * bits))
             if own:
                 sim[np.arange(len(part)), np.arange(lo, lo + len(part))] = -1.0
             for c in range(n_classes):
@@ -360,7 +369,7 @@ def run_config(
         w = w / w.mean()
         stacked = svm_scores(x, y, tr, te, w) if "svm" in extras else None
         if "knn" in extras:
-            near = knn_similarities(x, y, tr, te, cfg["knn_k"], cfg["knn_dim"])
+            near = knn_similarities(x, y, tr, te, cfg["knn_k"], cfg["knn_dim"], cfg["knn_bits"])
             stacked = near if stacked is None else [np.hstack(p) for p in zip(stacked, near, strict=True)]
         (ftr, fte), kept = features(x, z["keys"], y, lengths, tr, [tr, te], cfg, counted, stacked)
         head = LightGBMTrees(

@@ -36,6 +36,7 @@ from malvision.data.cache import CachedDataset
 from malvision.data.splits import source_kfold
 from malvision.detector import write_oof
 from malvision.errors import MalvisionError
+from malvision.evaluate.detection import as_scanned
 from malvision.evaluate.metrics import threshold_for_fpr
 from malvision.io import atomic_writer, expand_inputs, open_source
 
@@ -47,8 +48,10 @@ MALCONV_BYTES = 2**20
 
 
 def _write(out: Path, ds: Any, y: np.ndarray, raw: np.ndarray, splits: list, card: dict[str, Any]) -> None:
-    platt = fit_platt(raw, y)
-    score = platt_scale(raw, platt)
+    unknown = [r.unknown for r in ds.records]  # files a scan calls unknown: never flagged (as_scanned)
+    judged = np.asarray([u is None for u in unknown])
+    platt = fit_platt(raw[judged], y[judged])
+    score = as_scanned(platt_scale(raw, platt), unknown)
     card |= {"platt": platt, "threshold": threshold_for_fpr(score[y == 0], 0.001), "target_fpr": 0.001}
     write_oof(out / "oof_scores.json", ds, y, score, "source", splits)
     with atomic_writer(out / "card.json") as f:

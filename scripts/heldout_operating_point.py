@@ -30,8 +30,9 @@ import numpy as np
 from malvision.card import training_ids
 from malvision.data.build import source_project
 from malvision.errors import MalvisionError
+from malvision.evaluate.detection import UNSCORED
 from malvision.evaluate.metrics import threshold_for_fpr
-from malvision.scan import Scanner
+from malvision.scan import Scanner, Verdict
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 from _machine import command_line, cpu_model, write_report  # noqa: E402
@@ -59,8 +60,11 @@ def main() -> None:
         )
     seen = training_ids(scanner.card)
     files = [f for f in files if f.name not in seen]
+    # a held-out file a scan calls unknown is never flagged: UNSCORED, as the out-of-fold side counts its own
     scored = [
-        (Path(v.path).name, v.score) for v in scanner.scan([str(f) for f in files]) if v.score is not None
+        (Path(v.path).name, UNSCORED if v.score is None else v.score)
+        for v in scanner.scan([str(f) for f in files])
+        if isinstance(v, Verdict)
     ]
     held = np.array([s for _, s in scored])
     y, score = np.asarray(oof["y"]), np.asarray(oof["score"], dtype=np.float64)

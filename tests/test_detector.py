@@ -583,6 +583,11 @@ def test_files_scan_calls_unknown_count_as_it_does(tmp_path: Path) -> None:
     assert {n for n, v in score.items() if v == UNSCORED} == unknown
     assert card["metrics"]["detected"] <= 28  # the two truncated malware files are missed
     assert card["metrics"]["roc_auc_of"].startswith("the 57 files a scan scores")
+    from malvision.evaluate.runner import evaluate_checkpoint
+
+    m = evaluate_checkpoint(load_checkpoint(tmp_path / "run" / "model.pt"), ds)  # its own files: the rule
+    assert m["unscored"]["malware"] == 2 and m["tpr_at_1pct_fpr"] <= 28 / 30  # the two never flagged
+    assert m["roc_auc_of"].startswith("the 57 files") and m["confusion_matrix"][1][1] <= 28
     import subprocess
     import sys
 
@@ -620,6 +625,11 @@ def test_a_format_2_cache_reads_without_the_unknown_column(pe_feature_cache: Pat
     ds = CachedDataset(old)
     assert not ds.triaged and len(ds) == 60 and all(r.unknown is None for r in ds.records)
     assert ds.records[0].pe_type == CachedDataset(pe_feature_cache / "cache").records[0].pe_type
+    from malvision.bundled import resolve_checkpoint
+    from malvision.evaluate.runner import caveats, evaluate_checkpoint
+
+    m = evaluate_checkpoint(load_checkpoint(resolve_checkpoint("default")), ds)
+    assert m["unscored"]["recorded"] is False and "predates format 3" in caveats(m)[0]
 
 
 def test_a_detector_of_files_scan_never_scores_is_refused(tmp_path: Path) -> None:

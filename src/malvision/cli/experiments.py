@@ -130,7 +130,7 @@ def evaluate(
     from malvision.convert.spec import ConvertSpec
     from malvision.evaluate.holdout import split_ids
     from malvision.evaluate.plots import plot_confusion
-    from malvision.evaluate.runner import evaluate_checkpoint
+    from malvision.evaluate.runner import caveats, evaluate_checkpoint
 
     rest = [Path(run)] if model_ref is not None and run is not None else []  # `evaluate --model NAME DATA`
     rest += extra or []  # `evaluate RUN DATA`
@@ -160,32 +160,12 @@ def evaluate(
         print(json.dumps(m))
         return
     out.print(class_table(m, f"{ck.model_name} on {data} (n={m['n']})"))
-    if (cut := m.get("cut_samples")) and cut["n"]:
-        err.print(
-            f"warning: {cut['n']} of {m['n']} samples are cut at {cut['cache_max_len']:,} tokens in this "
-            f"cache, where the model reads {cut['model_max_len']:,}: rebuild it with --max-len "
-            f"{cut['model_max_len']} for the model's own figures",
-            markup=False,
-            soft_wrap=True,
-        )
-    if m.get("n_seen_in_training"):
-        err.print(
-            f"warning: {m['n_seen_in_training']} of {m['n']} samples were used to train this model",
-            markup=False,
-        )
-        if "unseen" in m:
-            u = m["unseen"]
-            out.print(
-                f"on the {u['n']} unseen samples: accuracy {u['accuracy']:.4f}   macro-F1 {u['macro_f1']:.4f}",
-                markup=False,
-            )
-    if (u := m.get("unscored")) and u["malware"] + u["benign"]:
-        why = ", ".join(f"{k} {v}" for k, v in u["reasons"].items())
-        err.print(
-            f"note: scan calls {u['malware']} malware and {u['benign']} benign files unknown ({why}): "
-            "counted as not flagged",
-            markup=False,
-            soft_wrap=True,
+    for text in caveats(m):
+        err.print(text, markup=False, soft_wrap=True)
+    if "unseen" in m:
+        u = m["unseen"]
+        out.print(
+            f"on the {u['n']} unseen samples: accuracy {u['accuracy']:.4f}   macro-F1 {u['macro_f1']:.4f}"
         )
     line = f"accuracy {m['accuracy']:.4f}   macro-F1 {m['macro_f1']:.4f}"
     if "threshold" in m:  # a detector's files called as scan calls them

@@ -34,6 +34,9 @@ from malvision.cli.render import (
 )
 from malvision.errors import MalvisionError
 
+# The card's metrics `info` prints as they are; the rest are in the operating-point tables
+CARD_METRICS = ("roc_auc", "roc_auc_of", "n_malware", "n_benign", "tpr_ci95_method", "threshold_ci95_method")
+
 
 @app.command()
 def scan(
@@ -380,19 +383,7 @@ def info(
         if k == "protocols":
             continue  # tables below
         if k == "metrics" and points:
-            v = {
-                m: x
-                for m, x in v.items()
-                if m
-                in (
-                    "roc_auc",
-                    "roc_auc_of",
-                    "n_malware",
-                    "n_benign",
-                    "tpr_ci95_method",
-                    "threshold_ci95_method",
-                )
-            }
+            v = {m: x for m, x in v.items() if m in CARD_METRICS}
         text = json.dumps(v) if isinstance(v, dict | list) else str(v)
         out.print(f"[bold]{escape(clean(str(k)))}[/bold]: {escape(clean(text))}", soft_wrap=True)
     if points:

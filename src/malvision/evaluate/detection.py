@@ -19,6 +19,7 @@ __all__ = [
     "UNSCORED",
     "as_scanned",
     "detection_report",
+    "scanned_metrics",
     "unscored",
 ]
 
@@ -45,6 +46,22 @@ def as_scanned(score: np.ndarray, unknown: Sequence[str | None]) -> np.ndarray:
     out = np.asarray(score, dtype=np.float64).copy()
     out[np.asarray([u is not None for u in unknown], dtype=bool)] = UNSCORED
     return out
+
+
+def scanned_metrics(y: np.ndarray, score: np.ndarray) -> dict[str, Any]:
+    """``detection_metrics`` of scores ``as_scanned``: the TPRs at 1% and 0.1% FPR count the files at
+    ``UNSCORED`` as never flagged, and ROC-AUC, a ranking, is taken over the files a scan ranks
+    (``roc_auc_of`` says so when some are not)."""
+    y, score = np.asarray(y), np.asarray(score, dtype=np.float64)
+    m = detection_metrics(y, score)
+    scored = score != UNSCORED
+    if not scored.all():
+        m["roc_auc"] = detection_metrics(y[scored], score[scored])["roc_auc"]
+        m["roc_auc_of"] = (
+            f"the {int(scored.sum()):,} files a scan scores; the rates count the {int((~scored).sum()):,} "
+            "it calls unknown as never flagged"
+        )
+    return m
 
 
 def unscored(y: np.ndarray | Sequence[int], unknown: Sequence[str | None]) -> dict[str, Any]:
@@ -88,14 +105,7 @@ def detection_report(
     y, score, groups = np.asarray(y), np.asarray(score, dtype=np.float64), np.asarray(groups)
     threshold = threshold_for_fpr(score[y == 0], target_fpr)
     flagged = score >= threshold
-    m = detection_metrics(y, score)
-    scored = score != UNSCORED
-    if not scored.all():  # a ranking of the files a scan ranks; the rates count the rest as missed
-        m["roc_auc"] = detection_metrics(y[scored], score[scored])["roc_auc"]
-        m["roc_auc_of"] = (
-            f"the {int(scored.sum()):,} files a scan scores; the rates count the {int((~scored).sum()):,} "
-            "it calls unknown as never flagged"
-        )
+    m = scanned_metrics(y, score)
     m |= {
         "threshold": threshold,
         "target_fpr": target_fpr,

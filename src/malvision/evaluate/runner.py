@@ -14,11 +14,11 @@ from malvision.checkpoint import Checkpoint
 from malvision.convert.spec import ConvertSpec
 from malvision.data.loader import make_loader
 from malvision.errors import DatasetError
-from malvision.evaluate.detection import as_scanned, unscored
+from malvision.evaluate.detection import as_scanned, scanned_metrics, unscored
 from malvision.evaluate.metrics import classification_metrics
 from malvision.train.predict import predict_logits
 
-__all__ = ["open_cache", "evaluate_checkpoint"]
+__all__ = ["open_cache", "evaluate_checkpoint", "caveats"]
 
 
 def open_cache(
@@ -49,7 +49,7 @@ def open_cache(
         spec = ConvertSpec(kind="opcodes", max_len=spec.max_len)  # caches keep every token
     key = hashlib.sha256(f"{p.resolve()}|{sorted(spec.to_dict().items())}".encode()).hexdigest()[:16]
     dest = cache_home() / "caches" / f"{p.name}-{spec.kind}-{key}"
-    if not is_cache(dest):
+    if not is_cache(dest) or not CachedDataset(dest).triaged:  # an older cache: no triage recorded
         with open_dataset(p) as raw:
             n, _ = write_cache(raw, dest, spec, progress=progress, overwrite=True)
         if n == 0:
@@ -87,11 +87,15 @@ def evaluate_checkpoint(
         threshold = float(card.get("threshold", 0.5))
         score = detector_score(logits, malware, float(card.get("temperature", 1.0)), card.get("platt"))
         unknown = [ds.records[i].unknown for i in idx]  # scan calls these unknown: never flagged
-        pred = np.where(as_scanned(score, unknown) >= threshold, malware, 1 - malware)
+        scanned = as_scanned(score, unknown)
+        pred = np.where(scanned >= threshold, malware, 1 - malware)
     m = classification_metrics(y, probs, model_classes, pred)
     if pred is not None:
+        m |= scanned_metrics((y == malware).astype(int), scanned)  # the rates a scan's verdicts give
         m["threshold"] = threshold
         m["unscored"] = unscored((y == malware).astype(int), unknown)
+        if not getattr(ds, "triaged", True):
+            m["unscored"]["recorded"] = False
     if ds.spec.fixed_shape is None and ds.spec.max_len < spec.max_len:  # the cache cut what the model reads
         m["cut_samples"] = {
             "n": int((np.asarray(ds.lengths)[idx] >= ds.spec.max_len).sum()),
@@ -111,3 +115,29 @@ def evaluate_checkpoint(
             )
             m["unseen"] = {k: sub[k] for k in ("n", "accuracy", "macro_f1", "per_class")}
     return m
+
+
+def caveats(m: dict[str, Any]) -> list[str]:
+    """What an ``evaluate`` figure needs said beside it: samples cut by the cache, samples the model
+    trained on, and files a scan calls unknown."""
+    notes = []
+    if (cut := m.get("cut_samples")) and cut["n"]:
+        notes.append(
+            f"warning: {cut['n']} of {m['n']} samples are cut at {cut['cache_max_len']:,} tokens in this "
+            f"cache, where the model reads {cut['model_max_len']:,}: rebuild it with --max-len "
+            f"{cut['model_max_len']} for the model's own figures"
+        )
+    if m.get("n_seen_in_training"):
+        notes.append(f"warning: {m['n_seen_in_training']} of {m['n']} samples were used to train this model")
+    if (u := m.get("unscored")) and u.get("recorded") is False:
+        notes.append(
+            "warning: this cache predates format 3 and does not record which files a scan calls unknown; "
+            "rebuild it (malvision data build) for the figures a scan's verdicts give"
+        )
+    elif u and u["malware"] + u["benign"]:
+        why = ", ".join(f"{k} {v}" for k, v in u["reasons"].items())
+        notes.append(
+            f"note: scan calls {u['malware']} malware and {u['benign']} benign files unknown ({why}): "
+            "counted as not flagged"
+        )
+    return notes
