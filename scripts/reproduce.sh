@@ -163,6 +163,13 @@ big2015_search() {
     $S benchmarks/ngram_search.py --threads 1 --at 300 --config col_wise=true,extra=knn+svm &
     $S benchmarks/ngram_search.py --threads 1 --at 300 --config col_wise=true,extra=knn+svm,seed=1
     wait
+    # the similarities from 1,024 sign bits a row (SimHash): what a shipped model could keep; then with the SVM too
+    $S benchmarks/ngram_search.py --threads 1 --at 300 --config col_wise=true,extra=knn,knn_bits=1024 &
+    $S benchmarks/ngram_search.py --threads 1 --at 300 --config col_wise=true,extra=knn,knn_bits=1024,seed=1
+    wait
+    $S benchmarks/ngram_search.py --threads 1 --at 300 --config col_wise=true,extra=knn+svm,knn_bits=1024 &
+    $S benchmarks/ngram_search.py --threads 1 --at 300 --config col_wise=true,extra=knn+svm,knn_bits=1024,seed=1
+    wait
     $S benchmarks/ngram_search.py --report --out benchmarks/results/ngram-search-extra.md
 }
 
