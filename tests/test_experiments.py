@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -358,31 +359,26 @@ def test_a_resume_refuses_another_cache_and_takes_older_settings(opcode_cache: P
     idx = np.arange(len(ds))
     cfg = TrainConfig(model="cnn", epochs=1, batch_size=8)
     fit(ds, idx[::2], idx[1::2], cfg, tmp_path / "run")
+
+    def resume(data: CachedDataset, **change: object) -> Any:
+        return fit(
+            data,
+            idx[::2],
+            idx[1::2],
+            TrainConfig(**{**cfg.__dict__, **change}),
+            tmp_path / "run",
+            resume=True,
+        )
+
     with pytest.raises(MalvisionError, match="holds a run on another cache"):
-        fit(
-            other,
-            idx[::2],
-            idx[1::2],
-            TrainConfig(**{**cfg.__dict__, "epochs": 2}),
-            tmp_path / "run",
-            resume=True,
-        )
+        resume(other, epochs=2)
     with pytest.raises(MalvisionError, match="holds a run of other settings \\(lr 0.002 -> 0.01\\)"):
-        fit(
-            ds,
-            idx[::2],
-            idx[1::2],
-            TrainConfig(**{**cfg.__dict__, "lr": 0.01}),
-            tmp_path / "run",
-            resume=True,
-        )
+        resume(ds, lr=0.01)
     config = tmp_path / "run" / "config.json"
     config.write_text(
         json.dumps({k: v for k, v in json.loads(config.read_text()).items() if k != "type_power"})
     )
-    res = fit(
-        ds, idx[::2], idx[1::2], TrainConfig(**{**cfg.__dict__, "epochs": 2}), tmp_path / "run", resume=True
-    )
+    res = resume(ds, epochs=2)
     assert [h["epoch"] for h in res.history] == [0, 1]
 
 
