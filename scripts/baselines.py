@@ -31,12 +31,12 @@ import numpy as np
 from ember_features import SampleReader  # scripts/ is on sys.path when a script runs
 from rich.progress import track
 
-from malvision.calibration import fit_platt, platt_scale
+from malvision.calibration import platt_scale
 from malvision.data.cache import CachedDataset
 from malvision.data.splits import source_kfold
 from malvision.detector import write_oof
 from malvision.errors import MalvisionError
-from malvision.evaluate.detection import as_scanned
+from malvision.evaluate.detection import calibrate_as_scanned
 from malvision.evaluate.metrics import threshold_for_fpr
 from malvision.io import atomic_writer, expand_inputs, open_source
 
@@ -47,12 +47,19 @@ EMBER_PARAMS = {
 MALCONV_BYTES = 2**20
 
 
-def _write(out: Path, ds: Any, y: np.ndarray, raw: np.ndarray, splits: list, card: dict[str, Any]) -> None:
-    unknown = [r.unknown for r in ds.records]  # files a scan calls unknown: never flagged (as_scanned)
-    judged = np.asarray([u is None for u in unknown])
-    platt = fit_platt(raw[judged], y[judged])
-    score = as_scanned(platt_scale(raw, platt), unknown)
-    card |= {"platt": platt, "threshold": threshold_for_fpr(score[y == 0], 0.001), "target_fpr": 0.001}
+def _calibrate(ds: Any, y: np.ndarray, raw: np.ndarray) -> tuple[dict[str, float], np.ndarray, float]:
+    """Platt on the out-of-fold log-odds, the scores as a scan counts them (``calibrate_as_scanned``) and
+    the 0.1% FPR threshold on them: what the card, the scores and a held-out count all use."""
+    platt, score = calibrate_as_scanned(raw, y, [r.unknown for r in ds.records])
+    return platt, score, threshold_for_fpr(score[y == 0], 0.001)
+
+
+def _write(
+    out: Path, ds: Any, y: np.ndarray, calibrated: tuple[dict[str, float], np.ndarray, float], splits: list,
+    card: dict[str, Any],
+) -> None:  # fmt: skip
+    platt, score, cut = calibrated
+    card |= {"platt": platt, "threshold": cut, "target_fpr": 0.001}
     write_oof(out / "oof_scores.json", ds, y, score, "source", splits)
     with atomic_writer(out / "card.json") as f:
         f.write(json.dumps(card, indent=2).encode())
@@ -106,13 +113,13 @@ def ember(args: argparse.Namespace) -> None:
     t = time.perf_counter()
     final.predict(x[:500], raw_score=True)
     card["files_per_second_model_only"] = 500 / (time.perf_counter() - t)
+    calibrated = _calibrate(ds, y, raw)
     if args.heldout_features:
         h = np.load(args.heldout_features)["x"]
-        platt = fit_platt(raw, y)
-        cut = threshold_for_fpr(platt_scale(raw, platt)[y == 0], 0.001)
+        platt, _, cut = calibrated
         flagged = int((platt_scale(final.predict(h, raw_score=True), platt) >= cut).sum())
         card["heldout"] = {"n": len(h), "flagged": flagged}
-    _write(args.out, ds, y, raw, splits, card)
+    _write(args.out, ds, y, calibrated, splits, card)
 
 
 def _malconv_weights() -> Path:
@@ -199,18 +206,18 @@ def secml_malconv(args: argparse.Namespace) -> None:
         "baseline": "secml-malconv", "model_bytes": _malconv_weights().stat().st_size,
         "files_per_second_model_only": len(ds) / (time.perf_counter() - t),
     }  # fmt: skip
+    calibrated = _calibrate(ds, y, raw)
     if args.heldout:
         files = sorted(p for p, _ in expand_inputs([args.heldout]))
         seqs = (
             np.frombuffer(open_source(f).read(MALCONV_BYTES), np.uint8).astype(np.uint16) + 1 for f in files
         )
-        platt = fit_platt(raw, y)
-        cut = threshold_for_fpr(platt_scale(raw, platt)[y == 0], 0.001)
+        platt, _, cut = calibrated
         card["heldout"] = {
             "n": len(files),
             "flagged": int((platt_scale(_malconv_logits(model, seqs), platt) >= cut).sum()),
         }
-    _write(args.out, ds, y, raw, splits, card)
+    _write(args.out, ds, y, calibrated, splits, card)
 
 
 def main() -> None:

@@ -21,7 +21,7 @@ import numpy as np
 
 from malvision.calibration import fit_platt, platt_scale
 from malvision.data.splits import group_keys
-from malvision.evaluate.detection import as_scanned, detection_report
+from malvision.evaluate.detection import calibrate_as_scanned, detection_report
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 from _machine import command_line, cpu_model, write_report  # noqa: E402
@@ -43,9 +43,7 @@ def main(run: Path, out: Path | None) -> None:
     groups = group_keys(oof["group"], len(y))
     ways = {
         "every file scored (cards before)": platt_scale(raw, fit_platt(raw, y)),
-        "as a scan counts them (the card now)": as_scanned(
-            platt_scale(raw, fit_platt(raw[judged], y[judged])), unknown
-        ),
+        "as a scan counts them (the card now)": calibrate_as_scanned(raw, y, unknown)[1],
     }
     if not np.allclose(ways["as a scan counts them (the card now)"], oof["score"]):
         sys.exit(f"error: {run}: its oof_scores.json is not what this recomputes; rerun train-detector")

@@ -22,12 +22,11 @@ from typing import Any
 
 import numpy as np
 
-from malvision.calibration import fit_platt, platt_scale
 from malvision.card import save_with_card
 from malvision.data.splits import Split, group_keys, group_kfold, source_kfold
 from malvision.errors import DatasetError, MalvisionError
 from malvision.evaluate.crossval import claim_run, cross_validate, steps, train_model
-from malvision.evaluate.detection import as_scanned, detection_report, unscored
+from malvision.evaluate.detection import calibrate_as_scanned, detection_report, unscored
 from malvision.evaluate.metrics import bootstrap_tpr
 from malvision.io import atomic_writer
 from malvision.train import TrainConfig, check_trainable
@@ -116,8 +115,7 @@ def build_detector(
         splits, folder, split_text = split_of[proto]
         folds_of[proto] = splits
         oof = cross_validate(ds, cfg, folder, splits, say, name=f"{proto} fold")
-        fitted = fit_platt(oof[judged], y[judged])
-        score = as_scanned(platt_scale(oof, fitted), unknown)
+        fitted, score = calibrate_as_scanned(oof, y, unknown)
         reports[proto] = detection_report(
             y, score, groups, target_fpr=target_fpr, seed=cfg.seed, collections=ds.collections,
             pe_types=[r.pe_type for r in ds.records],

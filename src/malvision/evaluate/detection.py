@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from malvision.calibration import fit_platt, platt_scale
 from malvision.evaluate.metrics import bootstrap_tpr, detection_metrics, threshold_for_fpr
 from malvision.evaluate.threshold import threshold_interval
 
@@ -18,6 +19,7 @@ __all__ = [
     "THRESHOLD_INTERVAL_METHOD",
     "UNSCORED",
     "as_scanned",
+    "calibrate_as_scanned",
     "detection_report",
     "scanned_metrics",
     "unscored",
@@ -46,6 +48,17 @@ def as_scanned(score: np.ndarray, unknown: Sequence[str | None]) -> np.ndarray:
     out = np.asarray(score, dtype=np.float64).copy()
     out[np.asarray([u is not None for u in unknown], dtype=bool)] = UNSCORED
     return out
+
+
+def calibrate_as_scanned(
+    raw: np.ndarray, y: np.ndarray, unknown: Sequence[str | None]
+) -> tuple[dict[str, float], np.ndarray]:
+    """Platt scaling fitted on the out-of-fold log-odds ``raw`` of the files a scan scores, and every file's
+    calibrated score ``as_scanned`` (the rest at ``UNSCORED``)."""
+    raw, y = np.asarray(raw, dtype=np.float64), np.asarray(y)
+    judged = np.asarray([u is None for u in unknown], dtype=bool)
+    platt = fit_platt(raw[judged], y[judged])
+    return platt, as_scanned(platt_scale(raw, platt), unknown)
 
 
 def scanned_metrics(y: np.ndarray, score: np.ndarray) -> dict[str, Any]:
