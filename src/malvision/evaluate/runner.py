@@ -49,11 +49,12 @@ def open_cache(
         spec = ConvertSpec(kind="opcodes", max_len=spec.max_len)  # caches keep every token
     key = hashlib.sha256(f"{p.resolve()}|{sorted(spec.to_dict().items())}".encode()).hexdigest()[:16]
     dest = cache_home() / "caches" / f"{p.name}-{spec.kind}-{key}"
-    if not is_cache(dest) or not CachedDataset(dest).triaged:  # an older cache: no triage recorded
-        with open_dataset(p) as raw:
-            n, _ = write_cache(raw, dest, spec, progress=progress, overwrite=True)
-        if n == 0:
-            raise DatasetError(f"{p}: no sample could be converted")
+    if is_cache(dest) and (ds := CachedDataset(dest)).triaged:  # an older cache records no triage: rebuilt
+        return ds
+    with open_dataset(p) as raw:
+        n, _ = write_cache(raw, dest, spec, progress=progress, overwrite=True)
+    if n == 0:
+        raise DatasetError(f"{p}: no sample could be converted")
     return CachedDataset(dest)
 
 
