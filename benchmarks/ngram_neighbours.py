@@ -5,7 +5,7 @@
 Reads the out-of-fold scores a `malvision benchmark --full` row left in ``RUN/fold*/scores.npz``
 (default: the ``ngram-lgbm`` row of ``~/.cache/malvision/runs/big2015-full/stratified``) and the 1- to
 4-gram counts ``benchmarks/ngram_search.py`` caches, on the same folds (``stratified_kfold``, seed 0).
-For every test sample: the cosine similarity of its TF-IDF gram vector (``models.ngrams.tfidf``, the
+For every test sample: the cosine similarity of its TF-IDF gram vector (``models.grams.tfidf``, the
 linear head's, with idf from the fold's training rows) to its nearest training sample, and that sample's family (1-nearest-neighbour). If the
 errors had near copies in training, a neighbour would fix them; if they have none, they are samples
 unlike any the model learnt from. Writes benchmarks/results/ngram-neighbours.md.
@@ -30,7 +30,7 @@ def neighbours(run: Path, z: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Per test sample (all folds): label, model's prediction, nearest training sample's label and
     similarity, and sequence length."""
     from malvision.data.splits import stratified_kfold
-    from malvision.models.ngrams import idf_of, tfidf
+    from malvision.models.grams import idf_of, tfidf
 
     y, x = z["labels"], count_matrix(z)
     cols: dict[str, list[np.ndarray]] = {k: [] for k in ("y", "model", "nn", "sim", "length")}

@@ -1,7 +1,7 @@
 """Search the ``ngram`` tree head's settings on the full BIG2015 opcode cache, run on demand (not in CI).
 
 Counting every sample's 1- to 4-grams is the slow, repeated part of ``malvision benchmark --full``, so
-this counts them ONCE (``malvision.models.ngrams.gram_counts``) into a sparse matrix cached under
+this counts them ONCE (``malvision.models.grams.gram_counts``) into a sparse matrix cached under
 ``~/.cache/malvision/ngram-search/`` (never the repository), then runs what ``NgramModel.fit`` does per
 fold (document frequency and chi-squared on the fold's training rows, the kept grams' frequencies and
 the log length into LightGBM, through ``select_grams``, ``frequencies``, ``tree_input`` and
@@ -70,7 +70,7 @@ def count_all(data: Path, threads: int) -> dict[str, np.ndarray]:
     import torch
 
     from malvision.evaluate.runner import open_cache
-    from malvision.models.ngrams import gram_counts
+    from malvision.models.grams import gram_counts
 
     path = STORE / "counts.npz"
     if path.is_file():
@@ -143,7 +143,7 @@ def count_windows(data: Path, window: int) -> dict[str, Any]:
     import scipy.sparse as sp
     import torch
 
-    from malvision.models.ngrams import gram_counts
+    from malvision.models.grams import gram_counts
 
     paths = {side: STORE / f"windows-{window}-{side}.npz" for side in ("head", "tail")}
     if not all(p.is_file() for p in paths.values()):
@@ -208,7 +208,7 @@ def svm_scores(x: Any, y: np.ndarray, tr: np.ndarray, te: np.ndarray, w: np.ndar
     from sklearn.svm import LinearSVC
 
     from malvision.data.splits import stratified_kfold
-    from malvision.models.ngrams import idf_of, select_grams, tfidf
+    from malvision.models.grams import idf_of, select_grams, tfidf
 
     def fit_score(a: np.ndarray, b: np.ndarray, wa: np.ndarray) -> np.ndarray:
         kept, df = select_grams(x[a], y[a], 2, 100_000)
@@ -236,7 +236,7 @@ def knn_similarities(
     differ), the angle the bits estimate."""
     from sklearn.preprocessing import normalize
 
-    from malvision.models.ngrams import idf_of, select_grams, tfidf
+    from malvision.models.grams import idf_of, select_grams, tfidf
 
     kept, df = select_grams(x[tr], y[tr], 2, top_k)
     idf = idf_of(df[kept], len(tr))
@@ -300,7 +300,7 @@ def features(
     (``counted["segments"]``: the top opcodes' shares in equal parts of each sample) and ``long`` (the
     ``window_k`` 5- and 6-grams of the whole sample first by chi-squared); ``stacked`` holds
     more columns for each of ``rows`` (``svm``: ``svm_scores``; ``knn``: ``knn_similarities``)."""
-    from malvision.models.ngrams import frequencies, select_grams, tree_input
+    from malvision.models.grams import frequencies, select_grams, tree_input
 
     kept, _ = select_grams(x[tr], y[tr], cfg["min_df"], cfg["top_k"])
     extras = [e for e in cfg["extra"].split("+") if e]

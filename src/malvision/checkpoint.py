@@ -131,6 +131,15 @@ def _state_of(obj: Any, where: str) -> dict[str, Any] | None:
     return _plain(state, where)
 
 
+def _take_sizes(model: torch.nn.Module, state: Mapping[str, Any]) -> torch.nn.Module:
+    """``model`` with the buffers whose size only a fit decides (a part's ``take_sizes``) sized as in
+    ``state``, so the shape check compares the rest."""
+    for name, part in model.named_modules():
+        if callable(take := getattr(part, "take_sizes", None)):
+            take(state, f"{name}." if name else "")
+    return model
+
+
 def _shape_mismatch(expected: Mapping[str, torch.Tensor], got: Mapping[str, Any]) -> str | None:
     """A short description of how state dict ``got`` differs from ``expected``, or None."""
     missing = [k for k in expected if k not in got]
@@ -186,7 +195,7 @@ def save_checkpoint(
     except MalvisionError as e:
         raise CheckpointError(f"{dest}: cannot describe the model: {e}") from None
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    if diff := _shape_mismatch(reference.state_dict(), state):
+    if diff := _shape_mismatch(_take_sizes(reference, state).state_dict(), state):
         raise CheckpointError(f"{dest}: model does not match {model_name!r} with the given kwargs ({diff})")
     payload = {
         "format": FORMAT,
@@ -349,7 +358,7 @@ def load_checkpoint(path: Path | str) -> Checkpoint:
         raise CheckpointError(f"{p}: cannot rebuild the model ({e})") from None
     except TypeError as e:  # e.g. non-string kwarg names
         raise CheckpointError(f"{p}: cannot rebuild the model ({_first_line(e)})") from None
-    if diff := _shape_mismatch(model.state_dict(), state):
+    if diff := _shape_mismatch(_take_sizes(model, state).state_dict(), state):
         raise CheckpointError(
             f"{p}: weights do not fit model {meta['name']!r} ({diff}); the checkpoint is of another "
             "architecture or damaged"

@@ -14,7 +14,8 @@ from malvision.convert.sequence import pad_batch
 from malvision.errors import MalvisionError, ModelError
 from malvision.export import export_onnx
 from malvision.models import create_model, model_info
-from malvision.models.ngrams import gram_counts, gram_keys, gram_tokens
+from malvision.models.grams import gram_counts, gram_keys, gram_tokens, idf_of, tfidf
+from malvision.models.neighbours import planes
 
 
 def _docs(n: int, seed: int) -> tuple[list[np.ndarray], np.ndarray]:
@@ -147,9 +148,9 @@ def test_rows_laid_end_to_end_count_as_apart() -> None:
     docs, y = _docs(60, 6)
     model = create_model("ngram", in_kind="opcodes", n_classes=3, vocab_size=22, top_k=400, min_df=1)
     model.fit(docs, y, None, seed=0)
-    both, lengths = model._counts(torch.from_numpy(pad_batch(docs[:3])))  # one pass, a 0 between rows
+    both, lengths, _ = model._counts(torch.from_numpy(pad_batch(docs[:3])))  # one pass, a 0 between rows
     for i in range(3):
-        alone, n = model._counts(torch.from_numpy(docs[i].astype(np.int64))[None])
+        alone, n, _ = model._counts(torch.from_numpy(docs[i].astype(np.int64))[None])
         assert torch.equal(both[i], alone[0]) and int(lengths[i]) == int(n[0]) == len(docs[i])
     keys, at = gram_keys(torch.tensor([5, 6, 0]), 2)
     assert at.tolist() == [0, 1, 2, 0, 1] and len(keys) == 5  # (6, 0) gets a key no real gram has
@@ -169,4 +170,64 @@ def test_col_wise_histograms_grow_the_same_trees() -> None:
     assert torch.equal(rows.keys, cols.keys) and torch.allclose(a, b, atol=1e-3)
     for bad in ({"col_wise": "yes"}, {"col_wise": True, "classifier": "svm"}):
         with pytest.raises(ModelError, match="col_wise"):
+            create_model("ngram", in_kind="opcodes", n_classes=3, vocab_size=22, **bad)
+
+
+def test_simhash_planes_come_from_the_keys_alone() -> None:
+    keys = np.arange(5000, dtype=np.int64) * 7919 - 3
+    p = planes(keys, 64)
+    assert p.dtype == np.int8 and set(np.unique(p).tolist()) == {-1, 1}
+    assert np.array_equal(planes(keys[2040:2060], 64), p[2040:2060])  # no matter which keys come along
+    assert np.array_equal(planes(keys[:3], 128)[:, :64], p[:3])  # more bits extend, never redraw
+    assert abs(float(p.mean())) < 0.01 and abs(float(np.corrcoef(p[:, 0], p[:, 1])[0, 1])) < 0.05
+
+
+def test_nearest_training_samples_stack_under_the_trees(tmp_path: Path) -> None:
+    import scipy.sparse as sp
+
+    docs, y = _docs(240, 7)
+    kw = {"n_max": 2, "top_k": 60, "classifier": "lgbm", "n_trees": 30, "num_leaves": 4, "knn_bits": 1024,
+          "knn_k": 80}  # fmt: skip
+    model = create_model("ngram", in_kind="opcodes", n_classes=3, vocab_size=22, **kw)
+    model.fit(docs, y, None, seed=0)
+    near = model.near
+    assert near.signs.shape == (240, 128) and torch.equal(near.labels, torch.from_numpy(y))
+    assert model.trees.n_features == 60 + 1 + 6
+    test, ty = _docs(90, 8)
+    x = torch.from_numpy(pad_batch(test))
+    with torch.no_grad():
+        logits = model(x)
+    assert (logits.argmax(1).numpy() == ty).mean() > 0.9
+    # The bits estimate the cosine of the TF-IDF rows: a test row's nearest training row of each class.
+    cols = {int(k): j for j, k in enumerate(near.keys) if k >= 0}
+    train_counts, test_counts = (
+        sp.csr_matrix([[dict(zip(*(t.tolist() for t in gram_counts(torch.from_numpy(d.astype(np.int64)), 2, 64)),
+                                 strict=True)).get(k, 0) for k in cols] for d in ds])
+        for ds in (docs, test)
+    )  # fmt: skip
+    df = np.asarray((train_counts > 0).sum(0)).ravel()
+    idf = idf_of(df, len(docs))
+    exact = (tfidf(test_counts, idf) @ tfidf(train_counts, idf).T).toarray()
+    got = model._counts(x)[2].numpy()
+    for c in range(3):
+        assert np.abs(got[:, c] - exact[:, y == c].max(1)).max() < 0.12
+    # Leave-one-out: a training row read as a new sample finds itself (similarity 1), fit's rows did not.
+    own = model._counts(torch.from_numpy(pad_batch(docs[:4])))[2].numpy()
+    assert np.allclose(own[np.arange(4), y[:4]], 1.0, atol=1e-5)
+    # A checkpoint carries the training rows, however many, and refuses labels that do not match them.
+    path = save_checkpoint(
+        tmp_path / "m.pt", model, model_name="ngram", model_kwargs=kw, in_kind="opcodes", n_classes=3,
+        vocab_size=22, spec={"kind": "opcodes", "max_len": 10_000, "vocab": [f"t{i}" for i in range(20)]},
+        classes=["a", "b", "c"], seed=0, manifest_hash=None,
+    )  # fmt: skip
+    with torch.no_grad():
+        assert torch.equal(load_checkpoint(path).model(x), logits)
+    state = model.state_dict()
+    state["near.labels"] = state["near.labels"][:-1]
+    with pytest.raises(ModelError, match="239 neighbour labels for 240 rows"):
+        create_model("ngram", in_kind="opcodes", n_classes=3, vocab_size=22, **kw).load_state_dict(state)
+    grams = model.top_grams(torch.from_numpy(test[0].astype(np.int64)), int(ty[0]), 3)
+    assert grams and grams[0][0] in ([5, 6], [6, 5], [5, 5], [5], [6])
+    for bad in ({"knn_bits": 12}, {"knn_bits": -8}, {"knn_bits": 64, "classifier": "svm"}, {"knn_k": 0}):
+        with pytest.raises(ModelError, match="knn"):
             create_model("ngram", in_kind="opcodes", n_classes=3, vocab_size=22, **bad)

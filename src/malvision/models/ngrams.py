@@ -23,108 +23,25 @@ from torch import Tensor
 from malvision.errors import ModelError
 from malvision.models._base import FittedModel, OnStep, check_choice, check_positive
 from malvision.models._registry import register_model
+from malvision.models.grams import (
+    MAX_N,
+    N_SHIFT,
+    frequencies,
+    gram_counts,
+    gram_keys,
+    gram_tokens,
+    idf_of,
+    select_grams,
+    tfidf,
+    tfidf_rows,
+    tree_input,
+)
+from malvision.models.neighbours import Neighbours
 from malvision.models.trees import LightGBMTrees
 
-__all__ = [
-    "NgramModel",
-    "frequencies",
-    "gram_counts",
-    "gram_keys",
-    "gram_tokens",
-    "idf_of",
-    "select_grams",
-    "tfidf",
-    "tree_input",
-]
+__all__ = ["NgramModel"]
 
-BITS = 15  # bits per token id in a key; larger ids count as UNK
-N_SHIFT = 60  # the gram's length sits above 4 ids of 15 bits
-MAX_N = 4
-UNK = 1
 CLASSIFIERS = ("svm", "logistic", "lgbm")
-
-
-def gram_keys(ids: Tensor, n_max: int, starts: int | None = None) -> tuple[Tensor, Tensor]:
-    """Keys (int64) of every 1- to ``n_max``-gram of the 1-D ``ids`` that starts before ``starts``
-    (default: anywhere), and where each one starts. A gram that holds a 0 (padding, or the gap between
-    two sequences laid end to end) has a 0 slot in its key, which no gram of a real sequence has."""
-    a = torch.where(ids >= 1 << BITS, UNK, ids).to(torch.int64)
-    limit = len(a) if starts is None else starts
-    keys, where, k = [], [], a
-    for n in range(1, n_max + 1):
-        if n > 1:
-            k = (k[:-1] << BITS) | a[n - 1 :]
-        if len(k) == 0:
-            break
-        keys.append(k[:limit] | (n << N_SHIFT))
-        where.append(torch.arange(len(keys[-1])))
-    return (torch.cat(keys), torch.cat(where)) if keys else (a[:0], a[:0])
-
-
-def gram_counts(ids: Tensor, n_max: int, chunk_size: int) -> tuple[Tensor, Tensor]:
-    """Distinct gram keys of a whole sequence and how often each occurs, counted ``chunk_size`` ids at
-    a time (sorted keys, int64 counts)."""
-    keys, counts = [], []
-    for c in range(0, len(ids), chunk_size):
-        k, n = torch.unique(
-            gram_keys(ids[c : c + chunk_size + n_max - 1], n_max, chunk_size)[0], return_counts=True
-        )
-        keys.append(k)
-        counts.append(n)
-    if len(keys) == 1:
-        return keys[0], counts[0]
-    k, inverse = torch.unique(torch.cat(keys), return_inverse=True)
-    return k, torch.zeros(len(k), dtype=torch.int64).index_add_(0, inverse, torch.cat(counts))
-
-
-def select_grams(counts: Any, y: np.ndarray, min_df: int, top_k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The gram columns ``fit`` keeps of ``counts`` (scipy sparse, samples x grams), sorted: those found
-    in at least ``min_df`` samples, the ``top_k`` of them by chi-squared on log counts; and every
-    column's document frequency."""
-    from sklearn.feature_selection import chi2
-
-    df = np.diff(counts.tocsc().indptr)
-    kept = np.flatnonzero(df >= min_df)
-    if len(kept) > top_k:
-        sub = counts[:, kept]
-        sub.data = np.log1p(sub.data)
-        score = np.nan_to_num(chi2(sub, y)[0])
-        kept = np.sort(kept[np.argsort(-score, kind="stable")[:top_k]])
-    return kept, df
-
-
-def frequencies(counts: Any, lengths: np.ndarray) -> Any:
-    """Each kept gram's count over its sample's length (scipy sparse in, CSR out)."""
-    return counts.multiply(1.0 / np.asarray(lengths, dtype=np.float64)[:, None]).tocsr()
-
-
-def idf_of(df: np.ndarray, n_docs: int) -> np.ndarray:
-    """Smoothed inverse document frequency of grams found in ``df`` of ``n_docs`` samples."""
-    return np.log((1 + n_docs) / (1 + np.asarray(df, dtype=np.float64))) + 1.0
-
-
-def tfidf(counts: Any, idf: np.ndarray) -> Any:
-    """Sublinear TF-IDF rows, l2-normalised (scipy sparse in, CSR out): what the linear head reads, and
-    what ``forward`` computes for one sequence."""
-    from sklearn.preprocessing import normalize
-
-    tf = counts.astype(np.float64)
-    tf.data = 1.0 + np.log(tf.data)
-    return normalize(tf.multiply(idf).tocsr(), norm="l2")
-
-
-def tree_input(freqs: Any, lengths: np.ndarray) -> np.ndarray:
-    """What the tree head reads (float32, samples x kept + 1): the grams' frequencies, then the log of
-    the sample's length."""
-    length = np.asarray(lengths, dtype=np.float64)
-    return np.hstack([freqs.toarray(), np.log1p(length)[:, None]]).astype(np.float32)
-
-
-def gram_tokens(key: int) -> list[int]:
-    """The token ids of one gram key, first to last."""
-    n = key >> N_SHIFT
-    mask = (1 << BITS) - 1
-    return [(key >> (BITS * (n - 1 - j))) & mask for j in range(n)]
 
 
 @register_model("ngram")
@@ -153,15 +70,24 @@ class NgramModel(FittedModel):
         threads: int = 1,
         chunk_size: int = 65_536,
         col_wise: bool = False,
+        knn_bits: int = 0,
+        knn_k: int = 20_000,
     ) -> None:
         """``col_wise``: the tree head builds LightGBM's histograms feature by feature, several times
-        faster over thousands of grams sampled at ``colsample`` (the same trees up to float sums)."""
-        check_positive("ngram", n_max=n_max, top_k=top_k, min_df=min_df, chunk_size=chunk_size)
+        faster over thousands of grams sampled at ``colsample`` (the same trees up to float sums).
+        ``knn_bits``: the tree head also reads each sample's similarity to the nearest training samples of
+        each class (``Neighbours``: TF-IDF over the ``knn_k`` grams chi-squared ranks first, each training
+        sample kept as ``knn_bits`` SimHash bits; 0: not)."""
+        check_positive("ngram", n_max=n_max, top_k=top_k, min_df=min_df, chunk_size=chunk_size, knn_k=knn_k)
         check_choice("ngram", "classifier", classifier, CLASSIFIERS)
         if not isinstance(col_wise, bool):
             raise ModelError(f"ngram: col_wise must be true or false, got {col_wise!r}")
         if col_wise and classifier != "lgbm":
             raise ModelError("ngram: col_wise is for the tree head (classifier=lgbm)")
+        if not isinstance(knn_bits, int) or knn_bits < 0 or knn_bits % 8:
+            raise ModelError(f"ngram: knn_bits must be 0 or a positive multiple of 8, got {knn_bits!r}")
+        if knn_bits and classifier != "lgbm":
+            raise ModelError("ngram: knn_bits is for the tree head (classifier=lgbm)")
         if n_max > MAX_N:
             raise ModelError(f"ngram: n_max must be at most {MAX_N}, got {n_max}")
         if not c > 0:
@@ -175,10 +101,12 @@ class NgramModel(FittedModel):
         linear = classifier != "lgbm"
         self.register_buffer("weight", torch.zeros(top_k if linear else 0, n_classes))
         self.register_buffer("bias", torch.zeros(n_classes))
+        self.near = Neighbours(n_classes, knn_bits, knn_k) if knn_bits else None
         self.trees: LightGBMTrees | None = None
         if not linear:  # boosted trees, one a round for each class
-            self.trees = LightGBMTrees(  # the grams' frequencies, then the log of the sequence's length
-                in_kind="features", n_classes=n_classes, n_features=top_k + 1, n_trees=n_trees,
+            n_near = self.near.n_out if self.near is not None else 0
+            self.trees = LightGBMTrees(  # the grams' frequencies, the log of the sequence's length, neighbours
+                in_kind="features", n_classes=n_classes, n_features=top_k + 1 + n_near, n_trees=n_trees,
                 num_leaves=num_leaves, learning_rate=learning_rate, min_child_samples=3, colsample=colsample,
                 threads=threads, col_wise=col_wise,
             )  # fmt: skip
@@ -211,6 +139,7 @@ class NgramModel(FittedModel):
             shape=(len(x), len(vocab)),
         )
         del per_doc, rows, cols
+        near = self.near.fit(counts, vocab, y) if self.near is not None else np.zeros((len(x), 0))
         kept, df = select_grams(counts, y, self.min_df, self.n_features)
         counts = counts[:, kept].tocsr()
         idf = idf_of(df[kept], len(x))
@@ -220,10 +149,8 @@ class NgramModel(FittedModel):
             sample_weight = np.asarray(sample_weight, dtype=np.float64) / np.mean(sample_weight)
         pad = self.n_features - len(kept)  # unused columns come first: their key, -1, never matches
         if self.trees is not None:
-            head = tree_input(weights, lengths)
-            self.trees.fit(
-                np.hstack([np.zeros((len(x), pad), np.float32), head]), y, sample_weight, seed, on_step
-            )
+            head = np.hstack([np.zeros((len(x), pad), np.float32), tree_input(weights, lengths), near])
+            self.trees.fit(head, y, sample_weight, seed, on_step)
         else:
             w, b = self._fit_linear(weights, y, sample_weight, seed)
         with torch.no_grad():
@@ -269,6 +196,10 @@ class NgramModel(FittedModel):
         result = super().load_state_dict(state_dict, strict=strict, assign=assign)
         if self.trees is not None:
             self.trees.check_indices()
+        if self.near is not None and len(self.near.labels) != len(self.near.signs):
+            raise ModelError(
+                f"ngram: the checkpoint holds {len(self.near.labels)} neighbour labels for {len(self.near.signs)} rows"
+            )
         return result
 
     # -- scoring -------------------------------------------------------------------------------------
@@ -276,41 +207,54 @@ class NgramModel(FittedModel):
         if x.dim() != 2 or x.is_floating_point() or x.dtype == torch.bool:
             raise ModelError(f"ngram expects int64 (B, L) ids, got {x.dtype} {tuple(x.shape)}")
 
+    @staticmethod
+    def _column(keys: Tensor, k: Tensor) -> Tensor:
+        """Each gram key's column among the sorted ``keys``, or -1."""
+        col = torch.searchsorted(keys, k).clamp(max=len(keys) - 1)
+        return torch.where(keys[col] == k, col, -1)
+
     def _kept(self, ids: Tensor) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
         """Chunk by chunk of a 1-D sequence: the keys of the grams starting in it, where they start (in
         ``ids``) and each one's column, or -1."""
         for c in range(0, len(ids), self.chunk_size):
             k, at = gram_keys(ids[c : c + self.chunk_size + self.n_max - 1], self.n_max, self.chunk_size)
-            col = torch.searchsorted(self.keys, k).clamp(max=self.n_features - 1)
-            yield k, at + c, torch.where(self.keys[col] == k, col, -1)
+            yield k, at + c, self._column(self.keys, k)
 
-    def _counts(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """How often each kept gram occurs in each row of right-padded ids (B, top_k), and the rows'
-        lengths: every row in one pass, the rows laid end to end with a 0 between them."""
+    def _counts(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """How often each kept gram occurs in each row of right-padded ids (B, top_k), the rows' lengths,
+        and their similarities to the nearest training samples (B, 0 without ``knn_bits``): every row in
+        one pass, the rows laid end to end with a 0 between them."""
         lengths = (x != 0).sum(1)
         flat = torch.cat([torch.cat([r[: int(n)], r.new_zeros(1)]) for r, n in zip(x, lengths, strict=True)])
         row = torch.repeat_interleave(torch.arange(len(x)), lengths + 1)
         counts = torch.zeros(len(x) * self.n_features)
-        for _, at, col in self._kept(flat):
+        n_near = len(self.near.keys) if self.near is not None else 0
+        near = torch.zeros(len(x) * n_near)
+        for k, at, col in self._kept(flat):
             counts.index_add_(0, row[at] * self.n_features + col.clamp(min=0), (col >= 0).float())
-        return counts.view(len(x), self.n_features), lengths
+            if self.near is not None:
+                c = self._column(self.near.keys, k)
+                near.index_add_(0, row[at] * n_near + c.clamp(min=0), (c >= 0).float())
+        similar = self.near(near.view(len(x), n_near)) if self.near is not None else torch.zeros(len(x), 0)
+        return counts.view(len(x), self.n_features), lengths, similar
 
     def _weigh_rows(self, counts: Tensor, lengths: Tensor) -> Tensor:
         """What the classifier reads (B, top_k): TF-IDF weights for a linear head, frequencies (count /
         length) for trees."""
         if self.trees is not None:
             return counts / lengths.clamp(min=1)[:, None].float()
-        tf = torch.where(counts > 0, 1.0 + torch.log(counts.clamp(min=1.0)), 0.0) * self.idf
-        return tf / tf.norm(dim=1, keepdim=True).clamp(min=1e-12)
+        return tfidf_rows(counts, self.idf)
 
     def gram_weights(self, ids: Tensor) -> Tensor:
         """What the classifier reads of the kept grams of one sequence, (top_k,)."""
-        return self._weigh_rows(*self._counts(ids[None]))[0]
+        counts, lengths, _ = self._counts(ids[None])
+        return self._weigh_rows(counts, lengths)[0]
 
-    def _head(self, v: Tensor, lengths: Tensor) -> Tensor:
-        """Logits (B, n_classes) from gram weights (B, top_k) and sequence lengths (B,)."""
+    def _head(self, v: Tensor, lengths: Tensor, near: Tensor) -> Tensor:
+        """Logits (B, n_classes) from gram weights (B, top_k), sequence lengths (B,) and similarities to
+        the nearest training samples (B, 2 x classes, or B x 0)."""
         if self.trees is not None:
-            return self.trees(torch.cat([v, torch.log1p(lengths.float())[:, None]], dim=1))
+            return self.trees(torch.cat([v, torch.log1p(lengths.float())[:, None], near], dim=1))
         return v @ self.weight + self.bias
 
     def forward(self, x: Tensor) -> Tensor:
@@ -318,20 +262,22 @@ class NgramModel(FittedModel):
         self._check_input(x)
         if len(x) == 0:
             return x.new_zeros((0, self.n_classes), dtype=torch.float32)
-        counts, lengths = self._counts(x)
-        return self._head(self._weigh_rows(counts, lengths), lengths)
+        counts, lengths, near = self._counts(x)
+        return self._head(self._weigh_rows(counts, lengths), lengths, near)
 
-    def gram_parts(self, v: Tensor, length: int, target: int) -> Tensor:
+    def gram_parts(self, v: Tensor, length: int, target: int, near: Tensor | None = None) -> Tensor:
         """Each kept gram's part of the ``target`` logit for gram weights ``v`` (K,) of a sequence of
         ``length``: its weight times the linear model's, which add up to the logit (less the bias); for
-        trees, the logit's drop when the gram is taken out."""
+        trees, the logit's drop when the gram is taken out (its similarities to training samples,
+        ``near``, held as they are)."""
         if self.trees is None:
             return v * self.weight[:, target]
         present = torch.nonzero(v > 0).flatten()
         rows = v.repeat(len(present) + 1, 1)
         rows[torch.arange(1, len(present) + 1), present] = 0.0
+        near = torch.zeros(1, 0) if near is None else near.reshape(1, -1)
         with torch.no_grad():
-            logit = self._head(rows, torch.full((len(rows),), length))[:, target]
+            logit = self._head(rows, torch.full((len(rows),), length), near.expand(len(rows), -1))[:, target]
         return torch.zeros_like(v).index_put_((present,), logit[0] - logit[1:])
 
     def top_grams(
@@ -340,8 +286,9 @@ class NgramModel(FittedModel):
         """The ``k`` kept grams of ``ids`` that move the ``target`` logit most: (token ids, weight here
         (``gram_weights``), mean weight in training, part of the logit, share of all grams' absolute parts)."""
         ids = ids[ids != 0]
-        v = self.gram_weights(ids)
-        part = self.gram_parts(v, len(ids), target)
+        counts, lengths, near = self._counts(ids[None])
+        v = self._weigh_rows(counts, lengths)[0]
+        part = self.gram_parts(v, len(ids), target, near)
         total = float(part.abs().sum()) or 1.0
         top = [int(j) for j in torch.argsort(part.abs(), descending=True, stable=True)[:k] if v[j] > 0]
         return [
@@ -354,9 +301,9 @@ class NgramModel(FittedModel):
         """Each token's share of the ``target`` logit, (L,) for the L real tokens of ``ids``: a gram's part
         (``gram_parts``), shared equally by its occurrences and their tokens."""
         ids = ids[ids != 0]
-        counts, lengths = self._counts(ids[None])
+        counts, lengths, near = self._counts(ids[None])
         v = self._weigh_rows(counts, lengths)[0]
-        per_use = self.gram_parts(v, len(ids), target) / counts[0].clamp(min=1.0)
+        per_use = self.gram_parts(v, len(ids), target, near) / counts[0].clamp(min=1.0)
         heat = torch.zeros(len(ids) + self.n_max)
         for k, at, col in self._kept(ids):
             n = (k >> N_SHIFT).float()

@@ -1,0 +1,132 @@
+"""How close a sample is to the nearest training samples of each class, from SimHash sign bits.
+
+Each sample's sublinear TF-IDF vector over ``top_k`` grams is kept as ``bits`` signs of random
+projections (SimHash: ``bits`` / 8 bytes a training sample); the share of bits two samples differ in
+estimates the angle between their vectors, so cos(pi x share) estimates their cosine similarity. The
+projections are drawn from each gram's key (splitmix64 of the key and the bit's index), so a model keeps
+its keys, never a matrix, and no library's random stream decides them. ``ngram``'s tree head stacks these
+similarities (nearest and third-nearest of each class) beside the grams' frequencies: measured on the
+BIG2015 folds in ``benchmarks/ngram_search.py`` (``extra=knn,knn_bits=1024``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from malvision.models.grams import idf_of, select_grams, tfidf, tfidf_rows
+
+__all__ = ["Neighbours", "planes"]
+
+MIN_DF = 2  # a gram the similarities weigh is in at least this many training samples
+RANKS = (1, 3)  # the nearest and the third-nearest training sample of each class
+_GOLDEN, _M1, _M2 = (np.uint64(v) for v in (0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB))
+
+
+def _mix(z: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser (uint64 in, uint64 out; arithmetic wraps)."""
+    z = (z ^ (z >> np.uint64(30))) * _M1
+    z = (z ^ (z >> np.uint64(27))) * _M2
+    return z ^ (z >> np.uint64(31))
+
+
+def planes(keys: np.ndarray, bits: int) -> np.ndarray:
+    """(len(keys), bits) int8 of +-1: the random hyperplanes of gram ``keys``, each entry the top bit of
+    splitmix64 of the key and the bit's index."""
+    out = np.empty((len(keys), bits), dtype=np.int8)
+    step = _GOLDEN * np.arange(1, bits + 1, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for lo in range(0, len(keys), 2048):
+            seed = _mix(np.asarray(keys[lo : lo + 2048]).astype(np.uint64))
+            top = (_mix(seed[:, None] + step[None]) >> np.uint64(63)).astype(np.int8)
+            out[lo : lo + 2048] = 1 - 2 * top
+    return out
+
+
+class Neighbours(nn.Module):
+    """Similarities (B, 2 x classes) of samples to the nearest and third-nearest training sample of each
+    class, from their gram counts over ``keys`` (``forward``)."""
+
+    def __init__(self, n_classes: int, bits: int, top_k: int) -> None:
+        super().__init__()
+        self.n_classes, self.n_bits = n_classes, bits
+        self.n_out = len(RANKS) * n_classes
+        self.register_buffer("keys", torch.full((top_k,), -1, dtype=torch.int64))  # sorted; -1 never matches
+        self.register_buffer("idf", torch.zeros(top_k))
+        self.register_buffer("signs", torch.zeros((0, bits // 8), dtype=torch.uint8))  # training rows, packed
+        self.register_buffer("labels", torch.zeros(0, dtype=torch.int64))
+        self._cache: tuple[Tensor, Tensor] | None = None
+
+    def fit(self, counts: Any, vocab: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Keep the training samples (``counts``: scipy sparse, samples x ``vocab`` keys; class ids ``y``);
+        return their own similarities, each left out of its neighbours, so they read as a new sample's."""
+        kept, df = select_grams(counts, y, MIN_DF, len(self.keys))
+        pad = len(self.keys) - len(kept)  # unused columns first: their key, -1, never matches
+        with torch.no_grad():
+            self.keys.copy_(torch.from_numpy(np.concatenate([np.full(pad, -1), vocab[kept]])))
+            idf = idf_of(df[kept], counts.shape[0])
+            self.idf.copy_(torch.from_numpy(np.concatenate([np.zeros(pad), idf]).astype(np.float32)))
+        weights = tfidf(counts[:, kept], idf)
+        signs = np.vstack([
+            self._project(torch.from_numpy(weights[lo : lo + 1024].toarray()).float(), pad).numpy()
+            for lo in range(0, weights.shape[0], 1024)
+        ])  # fmt: skip
+        self.signs = torch.from_numpy(np.packbits(signs, axis=1))
+        self.labels = torch.from_numpy(np.asarray(y, dtype=np.int64))
+        self._cache = None
+        own = torch.from_numpy(signs)
+        return torch.cat([
+            self._similarities(own[lo : lo + 1024], torch.arange(lo, min(lo + 1024, len(own))))
+            for lo in range(0, len(own), 1024)
+        ]).numpy()  # fmt: skip
+
+    def forward(self, counts: Tensor) -> Tensor:
+        """Similarities (B, 2 x classes) from gram counts (B, top_k) over ``keys``."""
+        return self._similarities(self._project(tfidf_rows(counts, self.idf)))
+
+    def _project(self, weights: Tensor, skip: int | None = None) -> Tensor:
+        """Sign bits (B, bits, bool) of TF-IDF rows (B, top_k); ``skip``: the unused leading columns."""
+        planes_ = self._tables()[0]
+        skip = int((self.keys < 0).sum()) if skip is None else skip
+        return (weights[:, skip:] @ planes_[skip:]) >= 0
+
+    def _tables(self) -> tuple[Tensor, Tensor]:
+        """The hyperplanes (top_k, bits, float) and the training rows as +-1 (N, bits), made once."""
+        if self._cache is None:
+            keys = self.keys.numpy()
+            p = torch.from_numpy(planes(keys, self.n_bits)).float()
+            rows = torch.from_numpy(np.unpackbits(self.signs.numpy(), axis=1)).float() * 2 - 1
+            self._cache = (p, rows)
+        return self._cache
+
+    def _similarities(self, signs: Tensor, own: Tensor | None = None) -> Tensor:
+        """Each row's estimated cosine similarity to the ``RANKS``-th nearest training row of each class;
+        ``own``: the rows' own indices among the training rows, left out."""
+        rows = self._tables()[1]
+        dot = (signs.float() * 2 - 1) @ rows.T  # bits - 2 x (bits that differ)
+        sim = torch.cos(torch.pi * (self.n_bits - dot) / (2 * self.n_bits))
+        if own is not None:
+            sim[torch.arange(len(own)), own] = -1.0
+        out = torch.full((len(signs), self.n_out), -1.0)
+        for c in range(self.n_classes):
+            of_c = sim[:, self.labels == c]
+            if of_c.shape[1]:
+                top = of_c.topk(min(max(RANKS), of_c.shape[1]), dim=1).values
+                for j, rank in enumerate(RANKS):
+                    out[:, j * self.n_classes + c] = top[:, min(rank, top.shape[1]) - 1]
+        return out
+
+    def take_sizes(self, state_dict: dict, prefix: str) -> None:
+        """Take the training rows' count from a checkpoint's ``state_dict`` (a fit decides it)."""
+        for name in ("signs", "labels"):
+            mine = getattr(self, name)
+            if isinstance(got := state_dict.get(prefix + name), Tensor) and got.dim() == mine.dim():
+                setattr(self, name, mine.new_empty((len(got), *mine.shape[1:])))
+        self._cache = None
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any, **kwargs: Any) -> None:
+        self.take_sizes(state_dict, prefix)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
