@@ -624,6 +624,25 @@ pe_detector_hist_v13() {
 # 2026-12-03: files a scan calls unknown counted as it counts them (cache format 3). v11's and v12's files
 # rebuilt from nothing (their caches as build_caches.sh makes them), the card's protocol only; then each run's
 # figures both ways, and v11's threshold methods again.
+# Issue 16, 2026-12-03 (later): the nearest training samples stacked under the tree head in the product
+# (`ngram`'s knn_bits: SimHash bits of each training sample kept in the model), its 5-fold row on the folds of
+# big2015_full, then trained on every sample and shipped as big2015-opcodes with those figures (recipe.py's
+# SHIPPED recipe); its speed through the scanner.
+big2015_knn() {
+    local D="$C/caches/big2015-opcodes-full" R="$C/runs/big2015-knn"
+    $MV data build --opcodes "$C/big2015_opcodes" --out "$D" --max-len 1000000
+    $MV benchmark --full --data "$D" --out "$R" --folds 5 --grouped no --threads 1 --models ngram-knn=ngram \
+        --set ngram-knn.classifier=lgbm --set ngram-knn.top_k=3000 --set ngram-knn.min_df=5 \
+        --set ngram-knn.col_wise=true --set ngram-knn.knn_bits=1024
+    cp "$R/stratified/leaderboard.md" "$(ship docs/big2015-knn-leaderboard.md)"
+    cp "$R/stratified/ngram-knn/confusion.png" "$(ship docs/img/big2015-knn-confusion.png)"
+    $MV train --model ngram --data "$D" --out "$C/runs/big2015-knn-all" --test-size 0 --threads 1 \
+        --set classifier='"lgbm"' --set top_k=3000 --set min_df=5 --set col_wise=true --set knn_bits=1024
+    $MV bundle "$C/runs/big2015-knn-all" -o "$(ship src/malvision/weights/big2015-opcodes.pt)" \
+        --cv "$R/stratified/leaderboard.json" --cv-row ngram-knn
+    .venv/bin/python benchmarks/opcode_infer.py --n 1000 --threads 1
+}
+
 unscored() {
     local v
     for v in 11 12; do
@@ -645,5 +664,5 @@ unscored() {
     ship_default "$C/runs/v13-lgbm"
 }
 
-if [ $# -eq 0 ]; then set -- data leaderboard gradients caps big2015_full pe_leaderboard malimg detector features_detector features_seeds caches_v2 board_v2 threshold default_v5 default_v8 pe_detector_gh default_v9 default_v10 default_v11 default_v12 default_v13 pe_detector_v13 pe_detector_hist_v13 default_v14 unscored; fi
+if [ $# -eq 0 ]; then set -- data leaderboard gradients caps big2015_full pe_leaderboard malimg detector features_detector features_seeds caches_v2 board_v2 threshold default_v5 default_v8 pe_detector_gh default_v9 default_v10 default_v11 default_v12 default_v13 pe_detector_v13 pe_detector_hist_v13 default_v14 unscored big2015_knn; fi
 for step in "$@"; do "$step"; done

@@ -102,6 +102,7 @@ class NgramModel(FittedModel):
         self.register_buffer("weight", torch.zeros(top_k if linear else 0, n_classes))
         self.register_buffer("bias", torch.zeros(n_classes))
         self.near = Neighbours(n_classes, knn_bits, knn_k) if knn_bits else None
+        self._table: tuple[Tensor, Tensor, Tensor] | None = None  # _lookup's
         self.trees: LightGBMTrees | None = None
         if not linear:  # boosted trees, one a round for each class
             n_near = self.near.n_out if self.near is not None else 0
@@ -165,6 +166,7 @@ class NgramModel(FittedModel):
             self.feature_mean.copy_(
                 torch.from_numpy(np.concatenate([np.zeros(pad), dense_mean]).astype(np.float32))
             )
+        self._table = None
         if on_step is not None:
             on_step(len(x) + 1, len(x) + 1)
 
@@ -194,6 +196,7 @@ class NgramModel(FittedModel):
     def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
         """Load, then refuse trees that point outside their nodes (a damaged or hostile checkpoint)."""
         result = super().load_state_dict(state_dict, strict=strict, assign=assign)
+        self._table = None
         if self.trees is not None:
             self.trees.check_indices()
         if self.near is not None and len(self.near.labels) != len(self.near.signs):
@@ -210,15 +213,28 @@ class NgramModel(FittedModel):
     @staticmethod
     def _column(keys: Tensor, k: Tensor) -> Tensor:
         """Each gram key's column among the sorted ``keys``, or -1."""
+        if len(keys) == 0:
+            return torch.full_like(k, -1)
         col = torch.searchsorted(keys, k).clamp(max=len(keys) - 1)
         return torch.where(keys[col] == k, col, -1)
 
-    def _kept(self, ids: Tensor) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+    def _lookup(self) -> tuple[Tensor, Tensor, Tensor]:
+        """Every gram key the trees or the neighbours read (sorted), and its column in each (or -1): one
+        search a gram, made once after a fit or a load."""
+        if self._table is None:
+            near = self.near.keys if self.near is not None else self.keys[:0]
+            both = torch.unique(torch.cat([self.keys, near]))
+            self._table = (both, self._column(self.keys, both), self._column(near, both))
+        return self._table
+
+    def _kept(self, ids: Tensor) -> Iterator[tuple[Tensor, Tensor, Tensor, Tensor]]:
         """Chunk by chunk of a 1-D sequence: the keys of the grams starting in it, where they start (in
-        ``ids``) and each one's column, or -1."""
+        ``ids``), and each one's column for the trees and for the neighbours, or -1."""
+        both, col, near = self._lookup()
         for c in range(0, len(ids), self.chunk_size):
             k, at = gram_keys(ids[c : c + self.chunk_size + self.n_max - 1], self.n_max, self.chunk_size)
-            yield k, at + c, self._column(self.keys, k)
+            u = self._column(both, k)
+            yield k, at + c, torch.where(u >= 0, col[u], -1), torch.where(u >= 0, near[u], -1)
 
     def _counts(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """How often each kept gram occurs in each row of right-padded ids (B, top_k), the rows' lengths,
@@ -230,10 +246,9 @@ class NgramModel(FittedModel):
         counts = torch.zeros(len(x) * self.n_features)
         n_near = len(self.near.keys) if self.near is not None else 0
         near = torch.zeros(len(x) * n_near)
-        for k, at, col in self._kept(flat):
+        for _, at, col, c in self._kept(flat):
             counts.index_add_(0, row[at] * self.n_features + col.clamp(min=0), (col >= 0).float())
             if self.near is not None:
-                c = self._column(self.near.keys, k)
                 near.index_add_(0, row[at] * n_near + c.clamp(min=0), (c >= 0).float())
         similar = self.near(near.view(len(x), n_near)) if self.near is not None else torch.zeros(len(x), 0)
         return counts.view(len(x), self.n_features), lengths, similar
@@ -305,7 +320,7 @@ class NgramModel(FittedModel):
         v = self._weigh_rows(counts, lengths)[0]
         per_use = self.gram_parts(v, len(ids), target, near) / counts[0].clamp(min=1.0)
         heat = torch.zeros(len(ids) + self.n_max)
-        for k, at, col in self._kept(ids):
+        for k, at, col, _ in self._kept(ids):
             n = (k >> N_SHIFT).float()
             share = torch.where(col >= 0, per_use[col.clamp(min=0)], 0.0) / n
             for j in range(self.n_max):  # token j of every gram longer than j
