@@ -449,3 +449,17 @@ def test_the_default_model_names_the_imports_behind_its_features() -> None:
             assert f.imports == []
     assert any(f.name.startswith("import_other_") and f.imports for f in expl.features)
     assert json.loads(json.dumps(expl.to_dict()))["features"][0].keys() >= {"name", "imports", "rank"}
+
+
+def test_the_shipped_family_model_names_its_grams_and_nearest_training_samples() -> None:
+    scanner = Scanner("big2015-opcodes", backend="torch")
+    vocab = list(scanner.spec.vocab[:40])
+    text = "\n".join(random.Random(3).choice(vocab) for _ in range(2000)).encode()
+    expl = explain_bytes(scanner, "sample.asm.txt", text, top_k=5)
+    assert expl.features and all(f.description.startswith("how often the") for f in expl.features)
+    note = expl.note or ""
+    assert "nearest training samples" in note
+    named = note.split(": ", 1)[1].split(", ")
+    sims = [float(n.rsplit(" ", 1)[1]) for n in named]
+    assert len(named) == 3 and {n.rsplit(" ", 1)[0] for n in named} <= set(scanner.classes)
+    assert sims == sorted(sims, reverse=True) and -1.0 <= sims[-1] <= sims[0] <= 1.0

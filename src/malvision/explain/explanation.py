@@ -172,15 +172,26 @@ def explain_bytes(
             expl, heat, "image" if expl.kind == "views" else expl.kind, x, data, prepared.headers, top_k
         )
         if is_fitted(model):  # an n-gram model: the grams behind the verdict, by name
-            _name_grams(expl, model, x, t, scanner.spec.vocab, top_k)
+            _name_grams(expl, model, x, t, scanner.spec.vocab, scanner.classes, top_k)
     return expl
 
 
 def _name_grams(
-    expl: Explanation, model: Any, x: np.ndarray, target: int, vocab: tuple[str, ...], k: int
+    expl: Explanation,
+    model: Any,
+    x: np.ndarray,
+    target: int,
+    vocab: tuple[str, ...],
+    classes: list[str],
+    k: int,
 ) -> None:
-    """The top n-grams of an n-gram model as features: mnemonics (or bytes), weight here and typically."""
+    """The top n-grams of an n-gram model as features: mnemonics (or bytes), weight here and typically;
+    and, for a model that reads them, the classes of the nearest training samples, in a note."""
     import torch
+
+    if near := model.nearest(torch.from_numpy(x.astype(np.int64))):
+        top = ", ".join(f"{classes[c]} {sim:.2f}" for c, sim in near[:3])
+        _add_note(expl, f"nearest training samples (estimated cosine of their n-gram TF-IDF): {top}")
 
     def token(i: int) -> str:
         if expl.kind == "bytes":

@@ -295,6 +295,14 @@ class NgramModel(FittedModel):
             logit = self._head(rows, torch.full((len(rows),), length), near.expand(len(rows), -1))[:, target]
         return torch.zeros_like(v).index_put_((present,), logit[0] - logit[1:])
 
+    def nearest(self, ids: Tensor) -> list[tuple[int, float]]:
+        """Each class and the estimated similarity of 1-D ``ids`` to its nearest training sample, the most
+        similar first (what the tree head reads with ``knn_bits``; empty without)."""
+        if self.near is None:
+            return []
+        sim = self._counts(ids[ids != 0][None])[2][0, : self.n_classes]
+        return [(int(c), float(sim[c])) for c in torch.argsort(sim, descending=True, stable=True)]
+
     def top_grams(
         self, ids: Tensor, target: int, k: int
     ) -> list[tuple[list[int], float, float, float, float]]:
