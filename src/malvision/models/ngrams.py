@@ -7,8 +7,9 @@ collisions, and every kept gram reads back as mnemonics. ``fit`` keeps the grams
 l2-normalised rows (scikit-learn's ``TfidfTransformer``) and fits a linear SVM, a logistic regression or
 LightGBM's boosted trees on the grams' frequencies and the sequence's length (one tree a round for each
 class, held as tensors like ``lgbm``).
-Counting walks a sequence ``chunk_size`` ids at a time, so memory follows ``chunk_size`` and ``top_k``,
-never the sample's length: the model reads whole samples, however long.
+With ``knn_bits``, the trees also read how close a sample is to the nearest training samples of each
+class (``models.neighbours``). Counting walks a sequence ``chunk_size`` ids at a time, so memory follows
+``chunk_size`` and ``top_k``, never the sample's length: the model reads whole samples, however long.
 """
 
 from __future__ import annotations
@@ -194,7 +195,8 @@ class NgramModel(FittedModel):
         return "n-gram occlusion" if self.trees is not None else "n-gram weights"
 
     def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
-        """Load, then refuse trees that point outside their nodes (a damaged or hostile checkpoint)."""
+        """Load, then refuse trees that point outside their nodes, or neighbours whose labels and rows
+        differ in number (a damaged or hostile checkpoint)."""
         result = super().load_state_dict(state_dict, strict=strict, assign=assign)
         self._table = None
         if self.trees is not None:
