@@ -62,6 +62,7 @@ DEFAULTS = dict(
     knn_k=20000,  # extra=knn: the TF-IDF space's grams (top this many by chi-squared on the training rows)
     knn_dim=0,  # extra=knn: compare in this many dimensions (truncated SVD fitted on the training rows; 0: all)
     knn_bits=0,  # extra=knn: compare this many random-hyperplane sign bits a row (SimHash; 0: the vectors)
+    knn_ranks="1+3",  # extra=knn: the similarity to the nearest, third-nearest, ... training row of each class
 )
 
 
@@ -224,12 +225,19 @@ def svm_scores(x: Any, y: np.ndarray, tr: np.ndarray, te: np.ndarray, w: np.ndar
 
 
 def knn_similarities(
-    x: Any, y: np.ndarray, tr: np.ndarray, te: np.ndarray, top_k: int, dim: int = 0, bits: int = 0
+    x: Any,
+    y: np.ndarray,
+    tr: np.ndarray,
+    te: np.ndarray,
+    top_k: int,
+    dim: int = 0,
+    bits: int = 0,
+    ranks: tuple[int, ...] = (1, 3),
 ) -> list[np.ndarray]:
     """For each row of ``tr`` and of ``te``, its cosine similarity (sublinear TF-IDF over the ``top_k``
     grams chi-squared ranks first on ``tr``; with ``dim``, its truncated SVD to that many dimensions,
     fitted on ``tr``: what a model could keep of its training rows, 2 bytes a number) to the nearest and to
-    the third-nearest training row of each class: 2 x classes columns, for a stack under the trees. A
+    the third-nearest training row of each class (``ranks``): 2 x classes columns, for a stack under the trees. A
     training row is left out of its own neighbours (leave-one-out), so its columns read as a test row's
     would. With ``bits``, each row is kept as that many sign bits of random projections (SimHash: what a
     model could keep, ``bits`` / 8 bytes a row) and the similarity is cos(pi x the share of bits that
@@ -258,7 +266,7 @@ def knn_similarities(
     n_classes = int(y.max()) + 1
     out = []
     for rows, own in ((tr, True), (te, False)):
-        feats = np.zeros((len(rows), 2 * n_classes), dtype=np.float32)
+        feats = np.zeros((len(rows), len(ranks) * n_classes), dtype=np.float32)
         for lo in range(0, len(rows), 1024):
             part = rows[lo : lo + 1024]
             sim = np.asarray(project(tfidf(x[part][:, kept], idf)) @ train.T, dtype=np.float32)
@@ -268,8 +276,8 @@ def knn_similarities(
                 sim[np.arange(len(part)), np.arange(lo, lo + len(part))] = -1.0
             for c in range(n_classes):
                 s = np.sort(sim[:, y[tr] == c], axis=1)
-                feats[lo : lo + len(part), c] = s[:, -1]
-                feats[lo : lo + len(part), n_classes + c] = s[:, -3]
+                for j, rank in enumerate(ranks):
+                    feats[lo : lo + len(part), j * n_classes + c] = s[:, -min(rank, s.shape[1])]
         out.append(feats)
     return out
 
@@ -369,7 +377,8 @@ def run_config(
         w = w / w.mean()
         stacked = svm_scores(x, y, tr, te, w) if "svm" in extras else None
         if "knn" in extras:
-            near = knn_similarities(x, y, tr, te, cfg["knn_k"], cfg["knn_dim"], cfg["knn_bits"])
+            ranks = tuple(int(r) for r in str(cfg["knn_ranks"]).split("+"))
+            near = knn_similarities(x, y, tr, te, cfg["knn_k"], cfg["knn_dim"], cfg["knn_bits"], ranks)
             stacked = near if stacked is None else [np.hstack(p) for p in zip(stacked, near, strict=True)]
         (ftr, fte), kept = features(x, z["keys"], y, lengths, tr, [tr, te], cfg, counted, stacked)
         head = LightGBMTrees(

@@ -170,6 +170,16 @@ big2015_search() {
     $S benchmarks/ngram_search.py --threads 1 --at 300 --config col_wise=true,extra=knn+svm,knn_bits=1024 &
     $S benchmarks/ngram_search.py --threads 1 --at 300 --config col_wise=true,extra=knn+svm,knn_bits=1024,seed=1
     wait
+    # 2026-12-03 (a later session, after the bits shipped): more grams for the similarities (60,000 and 150,000 of
+    # the 583,338 in 2+ samples), then more ranks (the 1st, 2nd, 3rd and 5th nearest of each class)
+    $S benchmarks/ngram_search.py --threads 1 --at 300 --config col_wise=true,extra=knn,knn_bits=1024,knn_k=60000 &
+    $S benchmarks/ngram_search.py --threads 1 --at 300 --config col_wise=true,extra=knn,knn_bits=1024,knn_k=60000,seed=1
+    wait
+    $S benchmarks/ngram_search.py --threads 1 --at 300 --config col_wise=true,extra=knn,knn_bits=1024,knn_k=150000 &
+    $S benchmarks/ngram_search.py --threads 1 --at 300 --config col_wise=true,extra=knn,knn_bits=1024,knn_k=150000,seed=1
+    wait
+    $S benchmarks/ngram_search.py --threads 1 --at 300 --config col_wise=true,extra=knn,knn_bits=1024,knn_ranks=1+2+3+5 \
+        --config col_wise=true,extra=knn,knn_bits=1024,knn_ranks=1+2+3+5,seed=1
     $S benchmarks/ngram_search.py --report --out benchmarks/results/ngram-search-extra.md
 }
 
