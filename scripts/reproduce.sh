@@ -672,6 +672,21 @@ unscored() {
     .venv/bin/python scripts/heldout_operating_point.py "$C/runs/v13-lgbm" --corpus "$C/benign-github-heldout" \
         --out "$(ship docs/github-heldout-v13.md)"
     ship_default "$C/runs/v13-lgbm"
+    # pe-detector the same way: its MLP's training is not bit-reproducible on another CPU, so this is a refit
+    # of the same recipe, shipped with its own card
+    $MV reproduce pe-detector --keep-going
+    rm -rf "$C/caches/pe-hist-v13" "$C/runs/hist-v13"
+    mv "$C/reproduce/pe-detector/data" "$C/caches/pe-hist-v13"
+    mv "$C/reproduce/pe-detector/run" "$C/runs/hist-v13"
+    .venv/bin/python scripts/unscored_effect.py "$C/runs/hist-v13" "$(ship docs/unscored-hist-v13.md)"
+    .venv/bin/python scripts/threshold_report.py "$C/runs/hist-v13" --out "$(ship docs/threshold-hist-v13.md)"
+    local set
+    for set in heldout github-heldout; do
+        .venv/bin/python scripts/heldout_operating_point.py "$C/runs/hist-v13" --corpus "$C/benign-$set" \
+            --out "$(ship docs/$set-hist-v13.md)"
+    done
+    $MV bundle "$C/runs/hist-v13" -o "$(ship src/malvision/weights/pe-detector.pt)"
+    $MV export "$(ship src/malvision/weights/pe-detector.pt)" --onnx
 }
 
 if [ $# -eq 0 ]; then set -- data leaderboard gradients caps big2015_full pe_leaderboard malimg detector features_detector features_seeds caches_v2 board_v2 threshold default_v5 default_v8 pe_detector_gh default_v9 default_v10 default_v11 default_v12 default_v13 pe_detector_v13 pe_detector_hist_v13 default_v14 unscored big2015_knn; fi
