@@ -365,7 +365,7 @@ def load_checkpoint(path: Path | str) -> Checkpoint:
         )
     try:
         model.load_state_dict(state, strict=True)
-    except RuntimeError as e:
+    except (RuntimeError, MalvisionError) as e:
         raise CheckpointError(f"{p}: cannot load weights ({_first_line(e)})") from None
     if any(t.is_floating_point() and not bool(torch.isfinite(t).all()) for t in state.values()):
         raise CheckpointError(f"{p}: weights contain NaN or infinity; the training run diverged")

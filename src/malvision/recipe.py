@@ -183,11 +183,12 @@ def make_recipe(ds: Any, argv: list[str], model: str) -> dict[str, Any] | None:
 
 
 def recipe_for(name: str | None, card: dict[str, Any]) -> dict[str, Any]:
-    """A model's recipe: its card's, else the shipped one of bundled model ``name``; checked."""
+    """A model's recipe: its card's, or the shipped one of bundled model ``name`` when the card's is missing
+    or incomplete (figures from a benchmark); checked."""
     recipe = card.get("recipe")
-    if (not recipe or recipe.get("incomplete")) and (name or "") in SHIPPED:
+    if (not isinstance(recipe, dict) or recipe.get("incomplete")) and (name or "") in SHIPPED:
         recipe = SHIPPED[name or ""]
-    if not recipe:
+    if not recipe or not isinstance(recipe, dict):
         raise MalvisionError(
             f"{name}: its card records no recipe (made before recipes, or bundled from a benchmark's --cv "
             "figures); train it again with this malvision to record one"

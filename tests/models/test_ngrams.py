@@ -200,11 +200,14 @@ def test_nearest_training_samples_stack_under_the_trees(tmp_path: Path) -> None:
     assert (logits.argmax(1).numpy() == ty).mean() > 0.9
     # The bits estimate the cosine of the TF-IDF rows: a test row's nearest training row of each class.
     cols = {int(k): j for j, k in enumerate(near.keys) if k >= 0}
+
+    def counted(d: np.ndarray) -> dict[int, int]:
+        keys, n = gram_counts(torch.from_numpy(d.astype(np.int64)), 2, 64)
+        return dict(zip(keys.tolist(), n.tolist(), strict=True))
+
     train_counts, test_counts = (
-        sp.csr_matrix([[dict(zip(*(t.tolist() for t in gram_counts(torch.from_numpy(d.astype(np.int64)), 2, 64)),
-                                 strict=True)).get(k, 0) for k in cols] for d in ds])
-        for ds in (docs, test)
-    )  # fmt: skip
+        sp.csr_matrix([[counted(d).get(k, 0) for k in cols] for d in ds]) for ds in (docs, test)
+    )
     df = np.asarray((train_counts > 0).sum(0)).ravel()
     idf = idf_of(df, len(docs))
     exact = (tfidf(test_counts, idf) @ tfidf(train_counts, idf).T).toarray()
@@ -224,10 +227,68 @@ def test_nearest_training_samples_stack_under_the_trees(tmp_path: Path) -> None:
         assert torch.equal(load_checkpoint(path).model(x), logits)
     state = model.state_dict()
     state["near.labels"] = state["near.labels"][:-1]
-    with pytest.raises(ModelError, match="239 neighbour labels for 240 rows"):
+    with pytest.raises(ModelError, match="240 neighbours do not have one class id each"):
         create_model("ngram", in_kind="opcodes", n_classes=3, vocab_size=22, **kw).load_state_dict(state)
     grams = model.top_grams(torch.from_numpy(test[0].astype(np.int64)), int(ty[0]), 3)
     assert grams and grams[0][0] in ([5, 6], [6, 5], [5, 5], [5], [6])
     for bad in ({"knn_bits": 12}, {"knn_bits": -8}, {"knn_bits": 64, "classifier": "svm"}, {"knn_k": 0}):
         with pytest.raises(ModelError, match="knn"):
             create_model("ngram", in_kind="opcodes", n_classes=3, vocab_size=22, **bad)
+
+
+def _knn_model(**kw: object) -> torch.nn.Module:
+    base = {"n_max": 2, "top_k": 60, "classifier": "lgbm", "n_trees": 10, "num_leaves": 4, "knn_bits": 256,
+            "knn_k": 80}  # fmt: skip
+    return create_model("ngram", in_kind="opcodes", n_classes=3, vocab_size=22, **(base | kw))
+
+
+def test_neighbours_refit_and_score_as_a_fresh_model_would() -> None:
+    docs, y = _docs(90, 9)
+    other, oy = _docs(60, 10)
+    x = torch.from_numpy(pad_batch(docs))
+    used = _knn_model()
+    with torch.no_grad():
+        used(x)  # scored before any fit, then fitted twice: no table of an earlier fit may remain
+    used.fit(other, oy, None, seed=0)
+    used.fit(docs, y, None, seed=0)
+    fresh = _knn_model()
+    fresh.fit(docs, y, None, seed=0)
+    assert torch.equal(used.near.signs, fresh.near.signs)
+    with torch.no_grad():
+        assert torch.equal(used(x), fresh(x))
+    # The bits fit keeps are the ones scoring makes: a training sample finds itself at similarity 1.
+    own = fresh._counts(x)[2].numpy()
+    assert np.allclose(own[np.arange(len(y)), y], 1.0, atol=1e-6)
+
+
+def test_neighbours_leave_a_row_out_of_a_small_class_and_say_nothing_of_an_empty_row() -> None:
+    docs, y = _docs(60, 11)
+    keep = np.flatnonzero(y != 2).tolist() + np.flatnonzero(y == 2)[:2].tolist()  # class 2: two rows
+    docs, y = [docs[i] for i in keep], y[keep]
+    model = _knn_model()
+    model.fit(docs, y, None, seed=0)
+    near = model.near
+    signs = torch.from_numpy(np.unpackbits(near.signs.numpy(), axis=1).astype(bool))
+    a, b = np.flatnonzero(y == 2)
+    out = near._similarities(signs[[a]], torch.tensor([False]), torch.tensor([a]))[0]
+    rows = np.unpackbits(near.signs.numpy(), axis=1).astype(np.float64) * 2 - 1
+    want = np.cos(np.pi * (256 - rows[a] @ rows[b]) / 512)
+    # nearest and "third-nearest" of its own class: the one other row
+    assert out[2] == pytest.approx(want, abs=1e-5) and out[3 + 2] == pytest.approx(want, abs=1e-5)
+    empty = model._counts(torch.tensor([[21, 21, 21, 21]]))[2]  # a gram no training sample had
+    assert torch.equal(empty, torch.full((1, 6), -1.0))
+
+
+def test_a_damaged_neighbour_checkpoint_is_refused() -> None:
+    docs, y = _docs(60, 12)
+    model = _knn_model()
+    model.fit(docs, y, None, seed=0)
+    for key, damage in (
+        ("near.labels", lambda t: t + 5),
+        ("near.keys", lambda t: t.flip(0)),
+        ("keys", lambda t: t.flip(0)),
+    ):
+        state = model.state_dict()
+        state[key] = damage(state[key])
+        with pytest.raises(ModelError, match="class id|not sorted"):
+            _knn_model().load_state_dict(state)

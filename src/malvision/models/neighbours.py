@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from malvision.models.grams import idf_of, select_grams, tfidf, tfidf_rows
+from malvision.models.grams import idf_of, select_grams, tfidf_rows
 
 __all__ = ["Neighbours", "planes"]
 
@@ -58,7 +58,8 @@ class Neighbours(nn.Module):
         self.register_buffer("idf", torch.zeros(top_k))
         self.register_buffer("signs", torch.zeros((0, bits // 8), dtype=torch.uint8))  # training rows, packed
         self.register_buffer("labels", torch.zeros(0, dtype=torch.int64))
-        self._cache: tuple[Tensor, Tensor] | None = None
+        self._planes: tuple[int, Tensor] | None = None  # the unused leading columns, the used keys' planes
+        self._rows: Tensor | None = None  # the training rows' bits as +-1
 
     def fit(self, counts: Any, vocab: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Keep the training samples (``counts``: scipy sparse, samples x ``vocab`` keys; class ids ``y``);
@@ -69,54 +70,58 @@ class Neighbours(nn.Module):
             self.keys.copy_(torch.from_numpy(np.concatenate([np.full(pad, -1), vocab[kept]])))
             idf = idf_of(df[kept], counts.shape[0])
             self.idf.copy_(torch.from_numpy(np.concatenate([np.zeros(pad), idf]).astype(np.float32)))
-        weights = tfidf(counts[:, kept], idf)
-        signs = np.vstack([
-            self._project(torch.from_numpy(weights[lo : lo + 1024].toarray()).float(), pad).numpy()
-            for lo in range(0, weights.shape[0], 1024)
-        ])  # fmt: skip
-        self.signs = torch.from_numpy(np.packbits(signs, axis=1))
+        self._planes = self._rows = None
+        counts = counts[:, kept].tocsr()
+        spans = [(lo, min(lo + 1024, len(y))) for lo in range(0, len(y), 1024)]
+        # the counts over every column, as forward reads them: one path from counts to bits
+        dense = (np.hstack([np.zeros((hi - lo, pad)), counts[lo:hi].toarray()]) for lo, hi in spans)
+        parts = [self._project(torch.from_numpy(d).float()) for d in dense]
+        signs, empty = torch.cat([b for b, _ in parts]), torch.cat([e for _, e in parts])
+        self.signs = torch.from_numpy(np.packbits(signs.numpy(), axis=1))
         self.labels = torch.from_numpy(np.asarray(y, dtype=np.int64))
-        self._cache = None
-        own = torch.from_numpy(signs)
-        return torch.cat([
-            self._similarities(own[lo : lo + 1024], torch.arange(lo, min(lo + 1024, len(own))))
-            for lo in range(0, len(own), 1024)
-        ]).numpy()  # fmt: skip
+        self._rows = None
+        own = [self._similarities(signs[lo:hi], empty[lo:hi], torch.arange(lo, hi)) for lo, hi in spans]
+        return torch.cat(own).numpy()
 
     def forward(self, counts: Tensor) -> Tensor:
         """Similarities (B, 2 x classes) from gram counts (B, top_k) over ``keys``."""
-        return self._similarities(self._project(tfidf_rows(counts, self.idf)))
+        return self._similarities(*self._project(counts))
 
-    def _project(self, weights: Tensor, skip: int | None = None) -> Tensor:
-        """Sign bits (B, bits, bool) of TF-IDF rows (B, top_k); ``skip``: the unused leading columns."""
-        planes_ = self._tables()[0]
-        skip = int((self.keys < 0).sum()) if skip is None else skip
-        return (weights[:, skip:] @ planes_[skip:]) >= 0
+    def _project(self, counts: Tensor) -> tuple[Tensor, Tensor]:
+        """Sign bits (B, bits, bool) of the TF-IDF rows of gram counts (B, top_k), and which rows are empty
+        (no counted gram: all bits 0, no similarity)."""
+        skip, p = self._hyperplanes()
+        weights = tfidf_rows(counts, self.idf)[:, skip:]
+        return (weights @ p) > 0, ~(weights != 0).any(dim=1)
 
-    def _tables(self) -> tuple[Tensor, Tensor]:
-        """The hyperplanes (top_k, bits, float) and the training rows as +-1 (N, bits), made once."""
-        if self._cache is None:
-            keys = self.keys.numpy()
-            p = torch.from_numpy(planes(keys, self.n_bits)).float()
-            rows = torch.from_numpy(np.unpackbits(self.signs.numpy(), axis=1)).float() * 2 - 1
-            self._cache = (p, rows)
-        return self._cache
+    def _hyperplanes(self) -> tuple[int, Tensor]:
+        """How many leading columns are unused, and the used keys' hyperplanes (K, bits, float), made once."""
+        if self._planes is None:
+            skip = int((self.keys < 0).sum())
+            self._planes = (skip, torch.from_numpy(planes(self.keys[skip:].numpy(), self.n_bits)).float())
+        return self._planes
 
-    def _similarities(self, signs: Tensor, own: Tensor | None = None) -> Tensor:
-        """Each row's estimated cosine similarity to the ``RANKS``-th nearest training row of each class;
-        ``own``: the rows' own indices among the training rows, left out."""
-        rows = self._tables()[1]
-        dot = (signs.float() * 2 - 1) @ rows.T  # bits - 2 x (bits that differ)
+    def _similarities(self, signs: Tensor, empty: Tensor, own: Tensor | None = None) -> Tensor:
+        """Each row's estimated cosine similarity to the ``RANKS``-th nearest training row of each class
+        (-1 where the class has no such row, and for an empty row); ``own``: the rows' own indices among the
+        training rows, left out."""
+        if self._rows is None:
+            self._rows = torch.from_numpy(np.unpackbits(self.signs.numpy(), axis=1)).float() * 2 - 1
+        dot = (signs.float() * 2 - 1) @ self._rows.T  # bits - 2 x (bits that differ)
         sim = torch.cos(torch.pi * (self.n_bits - dot) / (2 * self.n_bits))
         if own is not None:
-            sim[torch.arange(len(own)), own] = -1.0
+            sim[torch.arange(len(own)), own] = -torch.inf
         out = torch.full((len(signs), self.n_out), -1.0)
         for c in range(self.n_classes):
             of_c = sim[:, self.labels == c]
             if of_c.shape[1]:
                 top = of_c.topk(min(max(RANKS), of_c.shape[1]), dim=1).values
+                found = torch.isfinite(top).sum(dim=1)  # a class's rows less the row itself
                 for j, rank in enumerate(RANKS):
-                    out[:, j * self.n_classes + c] = top[:, min(rank, top.shape[1]) - 1]
+                    at = (torch.clamp(found, max=rank) - 1).clamp(min=0)
+                    value = top.gather(1, at[:, None])[:, 0]
+                    out[:, j * self.n_classes + c] = torch.where(found > 0, value, -1.0)
+        out[empty] = -1.0
         return out
 
     def take_sizes(self, state_dict: dict, prefix: str) -> None:
@@ -125,7 +130,7 @@ class Neighbours(nn.Module):
             mine = getattr(self, name)
             if isinstance(got := state_dict.get(prefix + name), Tensor) and got.dim() == mine.dim():
                 setattr(self, name, mine.new_empty((len(got), *mine.shape[1:])))
-        self._cache = None
+        self._planes = self._rows = None
 
     def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any, **kwargs: Any) -> None:
         self.take_sizes(state_dict, prefix)

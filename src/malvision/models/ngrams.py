@@ -107,7 +107,7 @@ class NgramModel(FittedModel):
         self.trees: LightGBMTrees | None = None
         if not linear:  # boosted trees, one a round for each class
             n_near = self.near.n_out if self.near is not None else 0
-            self.trees = LightGBMTrees(  # the grams' frequencies, the log of the sequence's length, neighbours
+            self.trees = LightGBMTrees(  # the grams' frequencies, the log of the length, the neighbours
                 in_kind="features", n_classes=n_classes, n_features=top_k + 1 + n_near, n_trees=n_trees,
                 num_leaves=num_leaves, learning_rate=learning_rate, min_child_samples=3, colsample=colsample,
                 threads=threads, col_wise=col_wise,
@@ -195,16 +195,22 @@ class NgramModel(FittedModel):
         return "n-gram occlusion" if self.trees is not None else "n-gram weights"
 
     def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
-        """Load, then refuse trees that point outside their nodes, or neighbours whose labels and rows
-        differ in number (a damaged or hostile checkpoint)."""
+        """Load, then refuse trees that point outside their nodes, keys out of order, or neighbours whose
+        labels are not one a row of this model's classes (a damaged or hostile checkpoint)."""
         result = super().load_state_dict(state_dict, strict=strict, assign=assign)
         self._table = None
         if self.trees is not None:
             self.trees.check_indices()
-        if self.near is not None and len(self.near.labels) != len(self.near.signs):
-            raise ModelError(
-                f"ngram: the checkpoint holds {len(self.near.labels)} neighbour labels for {len(self.near.signs)} rows"
-            )
+        near = self.near
+        for keys in (self.keys, near.keys if near is not None else self.keys):
+            if bool((keys[1:] < keys[:-1]).any()):
+                raise ModelError("ngram: the checkpoint's gram keys are not sorted")
+        if near is not None:
+            labels, rows = near.labels, near.signs
+            if len(labels) != len(rows) or bool(((labels < 0) | (labels >= self.n_classes)).any()):
+                raise ModelError(
+                    f"ngram: the checkpoint's {len(rows)} neighbours do not have one class id each"
+                )
         return result
 
     # -- scoring -------------------------------------------------------------------------------------
