@@ -651,6 +651,11 @@ big2015_knn() {
     $MV bundle "$C/runs/big2015-knn-all" -o "$(ship src/malvision/weights/big2015-opcodes.pt)" \
         --cv "$R/stratified/leaderboard.json" --cv-row ngram-knn
     .venv/bin/python benchmarks/opcode_infer.py --n 1000 --threads 1
+    # the same pair on other folds (seed 1: folds and LightGBM's seed): the recipe before and the stack
+    $MV benchmark --full --data "$D" --out "$C/runs/big2015-knn-seed1" --folds 5 --grouped no --threads 1 --seed 1 \
+        --models ngram-lgbm=ngram,ngram-knn=ngram --set ngram-lgbm.classifier=lgbm --set ngram-lgbm.top_k=3000 \
+        --set ngram-lgbm.min_df=5 --set ngram-knn.classifier=lgbm --set ngram-knn.top_k=3000 \
+        --set ngram-knn.min_df=5 --set ngram-knn.col_wise=true --set ngram-knn.knn_bits=1024
 }
 
 unscored() {
