@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from malvision.errors import ModelError
 from malvision.models.grams import idf_of, select_grams, tfidf_rows
 
 __all__ = ["Neighbours", "planes"]
@@ -123,6 +124,16 @@ class Neighbours(nn.Module):
                     out[:, j * self.n_classes + c] = torch.where(found > 0, value, -1.0)
         out[empty] = -1.0
         return out
+
+    def check(self) -> None:
+        """Refuse loaded keys out of order, or rows without one class id each (a damaged checkpoint)."""
+        if bool((self.keys[1:] < self.keys[:-1]).any()):
+            raise ModelError("ngram: the checkpoint's gram keys are not sorted")
+        labels = self.labels
+        if len(labels) != len(self.signs) or bool(((labels < 0) | (labels >= self.n_classes)).any()):
+            raise ModelError(
+                f"ngram: the checkpoint's {len(self.signs)} neighbours do not have one class id each"
+            )
 
     def take_sizes(self, state_dict: dict, prefix: str) -> None:
         """Take the training rows' count from a checkpoint's ``state_dict`` (a fit decides it)."""

@@ -201,16 +201,10 @@ class NgramModel(FittedModel):
         self._table = None
         if self.trees is not None:
             self.trees.check_indices()
-        near = self.near
-        for keys in (self.keys, near.keys if near is not None else self.keys):
-            if bool((keys[1:] < keys[:-1]).any()):
-                raise ModelError("ngram: the checkpoint's gram keys are not sorted")
-        if near is not None:
-            labels, rows = near.labels, near.signs
-            if len(labels) != len(rows) or bool(((labels < 0) | (labels >= self.n_classes)).any()):
-                raise ModelError(
-                    f"ngram: the checkpoint's {len(rows)} neighbours do not have one class id each"
-                )
+        if bool((self.keys[1:] < self.keys[:-1]).any()):
+            raise ModelError("ngram: the checkpoint's gram keys are not sorted")
+        if self.near is not None:
+            self.near.check()
         return result
 
     # -- scoring -------------------------------------------------------------------------------------
