@@ -417,6 +417,19 @@ def test_page_is_self_contained(client: TestClient) -> None:
         assert client.get(f"/static/{name}").status_code == 200
 
 
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+def test_api_docs_come_from_the_server_itself(client: TestClient, page: str) -> None:
+    """An offline lab still gets its API docs: no script, style or font from a CDN, and a CSP that forbids one."""
+    answer = client.get(page)
+    assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/html")
+    csp = answer.headers["content-security-policy"]
+    assert "default-src 'self'" in csp and "http" not in csp
+    refs = re.findall(r'(?:src|href)="([^"]+)"', answer.text) + re.findall(r"url: '([^']+)'", answer.text)
+    assert refs and all(r.startswith("/") and not r.startswith("//") for r in refs), refs
+    for ref in refs:
+        assert client.get(ref).status_code == 200, ref
+
+
 # -- a real server: the limit holds while the body is still coming -----------------------------------------------
 @contextlib.contextmanager
 def live(app: Any) -> Iterator[int]:

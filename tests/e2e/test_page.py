@@ -354,3 +354,22 @@ def test_rows_of_files_with_one_name_open_their_own_file(
     wait.until(lambda d: d.find_element(By.ID, "file-name").text == pes[1].name)
     time.sleep(2.5)  # past the slowed answer
     assert driver.find_element(By.ID, "file-name").text == pes[1].name  # type: ignore[attr-defined]
+
+
+def test_api_docs_render_from_the_server_alone(server: str, browser: object) -> None:
+    """Swagger UI draws the API's routes from files the server holds: the CSP refuses any other origin."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = browser
+    driver.get(server + "/docs")  # type: ignore[attr-defined]
+    wait = WebDriverWait(driver, 60)
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".opblock-summary-path"))
+    paths = {
+        e.text.replace("\u200b", "") for e in driver.find_elements(By.CSS_SELECTOR, ".opblock-summary-path")
+    }  # type: ignore[attr-defined]
+    assert {"/v1/scan", "/healthz"} <= paths, paths
+    loaded = driver.execute_script(  # type: ignore[attr-defined]
+        "return performance.getEntriesByType('resource').map(e => e.name)"
+    )
+    assert loaded and all(u.startswith(server) for u in loaded), loaded

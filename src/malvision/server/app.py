@@ -33,6 +33,7 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.security import APIKeyHeader
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 
 from malvision.bundled import DEFAULT_MODEL
 from malvision.errors import ConversionError, InputError, MalvisionError
@@ -80,7 +81,7 @@ def create_app(scanner_or_model: Any = DEFAULT_MODEL, settings: ServerSettings |
     settings = settings or ServerSettings()
     scanner = Scanner(scanner_or_model) if isinstance(scanner_or_model, str | Path) else scanner_or_model
     svc = _Service(scanner, settings)
-    app = FastAPI(
+    app = FastAPIOffline(  # /docs and /redoc from files the package holds, not a CDN: labs are offline
         title="malvision",
         summary="Malware detection from a file's bytes seen as an image and as a sequence.",
         version=_version(),

@@ -19,7 +19,7 @@ from malvision.errors import MalvisionError
 from malvision.scan.verdict import Verdict
 
 __all__ = [
-    "CSP", "ERRORS", "ZIP_PASSWORD", "ErrorOut", "SecurityHeaders", "UploadVerdict", "add_error_handlers", "multipart",
+    "CSP", "DOCS_CSP", "ERRORS", "ZIP_PASSWORD", "ErrorOut", "SecurityHeaders", "UploadVerdict", "add_error_handlers", "multipart",
 ]  # fmt: skip
 
 log = logging.getLogger("malvision.server")
@@ -27,6 +27,11 @@ log = logging.getLogger("malvision.server")
 CSP = (
     "default-src 'self'; img-src 'self' blob: data:; object-src 'none'; base-uri 'none'; "
     "frame-ancestors 'none'; form-action 'self'"
+)
+# Swagger UI and ReDoc start from an inline script and style themselves inline; every file is still our own
+DOCS_CSP = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; worker-src 'self' blob:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
 )
 
 
@@ -75,7 +80,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 class SecurityHeaders:
-    """Pure ASGI middleware: nosniff everywhere, a strict CSP (no CDN) on everything but /docs."""
+    """Pure ASGI middleware: nosniff everywhere, a strict CSP everywhere, one that lets the API docs' inline
+    start-up script run on /docs and /redoc; none lets a page load anything from another origin."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -84,15 +90,14 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        strict = not str(scope.get("path", "")).startswith(("/docs", "/redoc"))
+        csp = DOCS_CSP if str(scope.get("path", "")).startswith(("/docs", "/redoc")) else CSP
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
                 headers.setdefault("X-Content-Type-Options", "nosniff")
                 headers.setdefault("Referrer-Policy", "no-referrer")
-                if strict:
-                    headers.setdefault("Content-Security-Policy", CSP)
+                headers.setdefault("Content-Security-Policy", csp)
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
