@@ -180,6 +180,9 @@ big2015_search() {
     wait
     $S benchmarks/ngram_search.py --threads 1 --at 300 --config col_wise=true,extra=knn,knn_bits=1024,knn_ranks=1+2+3+5 \
         --config col_wise=true,extra=knn,knn_bits=1024,knn_ranks=1+2+3+5,seed=1
+    # 2026-12-03 evening: the shipped stack without class weights (what paid for the PE detector, default_nocw)
+    $S benchmarks/ngram_search.py --threads 1 --at 300 --config col_wise=true,extra=knn,knn_bits=1024,weight=none \
+        --config col_wise=true,extra=knn,knn_bits=1024,weight=none,seed=1
     $S benchmarks/ngram_search.py --report --out benchmarks/results/ngram-search-extra.md
 }
 
