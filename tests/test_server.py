@@ -23,6 +23,7 @@ from corpus import pe_with_text
 from malvision.cli import app as cli_app
 from malvision.scan import FIELDS, Scanner
 from malvision.server import STATIC, ServerSettings, create_app, model_card
+from malvision.server.http import CSP
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -428,6 +429,7 @@ def test_api_docs_come_from_the_server_itself(client: TestClient, page: str) -> 
     assert refs and all(r.startswith("/") and not r.startswith("//") for r in refs), refs
     for ref in refs:
         assert client.get(ref).status_code == 200, ref
+    assert client.get(page + "x").headers["content-security-policy"] == CSP  # only the pages themselves
 
 
 # -- a real server: the limit holds while the body is still coming -----------------------------------------------

@@ -19,7 +19,7 @@ from malvision.errors import MalvisionError
 from malvision.scan.verdict import Verdict
 
 __all__ = [
-    "CSP", "DOCS_CSP", "ERRORS", "ZIP_PASSWORD", "ErrorOut", "SecurityHeaders", "UploadVerdict", "add_error_handlers", "multipart",
+    "CSP", "DOCS_CSP", "DOCS_PAGES", "ERRORS", "ZIP_PASSWORD", "ErrorOut", "SecurityHeaders", "UploadVerdict", "add_error_handlers", "multipart",
 ]  # fmt: skip
 
 log = logging.getLogger("malvision.server")
@@ -28,11 +28,14 @@ CSP = (
     "default-src 'self'; img-src 'self' blob: data:; object-src 'none'; base-uri 'none'; "
     "frame-ancestors 'none'; form-action 'self'"
 )
-# Swagger UI and ReDoc start from an inline script and style themselves inline; every file is still our own
+# Swagger UI and ReDoc start from an inline script, style themselves inline and show fetched images as blob:
+# URLs; every file is still our own
 DOCS_CSP = (
     "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
-    "img-src 'self' data:; worker-src 'self' blob:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+    "img-src 'self' blob: data:; worker-src 'self' blob:; object-src 'none'; base-uri 'none'; "
+    "frame-ancestors 'none'; form-action 'self'"
 )
+DOCS_PAGES = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc"})
 
 
 class ErrorOut(BaseModel):
@@ -90,7 +93,10 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        csp = DOCS_CSP if str(scope.get("path", "")).startswith(("/docs", "/redoc")) else CSP
+        path, root = str(scope.get("path", "")), str(scope.get("root_path", ""))
+        if root and path.startswith(root):  # mounted or behind a proxy: the path below the app's root
+            path = path[len(root) :]
+        csp = DOCS_CSP if path in DOCS_PAGES else CSP
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
