@@ -670,8 +670,11 @@ unscored() {
     done
     .venv/bin/python scripts/threshold_report.py "$C/runs/v11-lgbm-unscored" --out "$(ship docs/threshold-v11-rebuilt.md)"
     # 2026-12-03, later: the shipped default's own data rebuilt from its card's recipe and trained again (the
-    # same weights), its card now counting as a scan counts; re-bundled as the default
-    $MV reproduce default --keep-going
+    # same weights), its card now counting as a scan counts; re-bundled as the default. The models are those
+    # bundled then (commit 60a2f81): `reproduce default` now names the default shipped after (default_nocw)
+    git show 60a2f81:src/malvision/weights/pe-features.pt > "$C/v13-lgbm-60a2f81.pt"
+    git show 60a2f81:src/malvision/weights/pe-detector.pt > "$C/hist-v13-60a2f81.pt"
+    $MV reproduce "$C/v13-lgbm-60a2f81.pt" --work "$C/reproduce/default" --keep-going
     rm -rf "$C/caches/pe-features-v13" "$C/runs/v13-lgbm"
     mv "$C/reproduce/default/data" "$C/caches/pe-features-v13"
     mv "$C/reproduce/default/run" "$C/runs/v13-lgbm"
@@ -682,7 +685,7 @@ unscored() {
     ship_default "$C/runs/v13-lgbm"
     # pe-detector the same way: its MLP's training is not bit-reproducible on another CPU, so this is a refit
     # of the same recipe, shipped with its own card
-    $MV reproduce pe-detector --keep-going
+    $MV reproduce "$C/hist-v13-60a2f81.pt" --work "$C/reproduce/pe-detector" --keep-going
     rm -rf "$C/caches/pe-hist-v13" "$C/runs/hist-v13"
     mv "$C/reproduce/pe-detector/data" "$C/caches/pe-hist-v13"
     mv "$C/reproduce/pe-detector/run" "$C/runs/hist-v13"
