@@ -108,6 +108,23 @@ def test_numpy_trees_walk_as_torch_for_many_classes_and_refuse_damage(tmp_path: 
         TreeArrays(tmp_path / "junk.npz")
 
 
+def test_extremely_randomised_trees_are_other_trees_scored_as_lightgbm_scores_them() -> None:
+    x, y = _rows(400, 0)
+    kw = {"in_kind": "features", "n_classes": 2, "n_features": N, **TINY["lgbm"]}
+    plain, extra = create_model("lgbm", **kw), create_model("lgbm", extra_trees=True, **kw)
+    assert "extra_trees" not in plain.params  # a checkpoint of before builds the classifier it was fitted with
+    for model in (plain, extra):
+        model.fit(x, y, None, 0)
+    booster = extra.classifier(0).fit(x, y).booster_
+    assert booster.params["extra_trees"] is True
+    test = _rows(100, 1)[0]
+    with torch.no_grad():
+        got = extra(torch.from_numpy(test))
+        assert not torch.allclose(got, plain(torch.from_numpy(test)))
+    margin = (got[:, 1] - got[:, 0]).numpy()
+    np.testing.assert_allclose(margin, booster.predict(test, raw_score=True), atol=1e-4)
+
+
 @pytest.mark.parametrize("name", FITTED)
 def test_bad_rows_and_inputs_are_model_errors(name: str) -> None:
     model = create_model(name, in_kind="features", n_classes=2, n_features=N, **TINY[name])

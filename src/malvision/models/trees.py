@@ -221,9 +221,12 @@ class LightGBMTrees(TreeEnsemble):
         reg_lambda: float = 0.0,
         threads: int = 1,
         col_wise: bool = False,
+        extra_trees: bool = False,
     ) -> None:
         """``col_wise``: build histograms feature by feature (fast when ``colsample`` leaves out most of
-        many features, as for n-grams) instead of row by row; the same splits up to float sums."""
+        many features, as for n-grams) instead of row by row; the same splits up to float sums.
+        ``extra_trees``: each split tries one random threshold a feature (extremely randomised trees)
+        instead of the best one."""
         check_positive(
             "lgbm", num_leaves=num_leaves, min_child_samples=min_child_samples, max_depth=max_depth,
             threads=threads,
@@ -240,6 +243,8 @@ class LightGBMTrees(TreeEnsemble):
             num_leaves=num_leaves, learning_rate=learning_rate, min_child_samples=min_child_samples,
             subsample=subsample, subsample_freq=1, colsample_bytree=colsample, reg_lambda=reg_lambda,
         )  # fmt: skip
+        if extra_trees:  # only when asked, so a checkpoint's kwargs of before build the same classifier
+            self.params["extra_trees"] = True
 
     def classifier(self, seed: int) -> Any:
         """The unfitted ``lightgbm.LGBMClassifier`` that ``fit`` grows (deterministic for the same
