@@ -112,9 +112,8 @@ def test_extremely_randomised_trees_are_other_trees_scored_as_lightgbm_scores_th
     x, y = _rows(400, 0)
     kw = {"in_kind": "features", "n_classes": 2, "n_features": N, **TINY["lgbm"]}
     plain, extra = create_model("lgbm", **kw), create_model("lgbm", extra_trees=True, **kw)
-    assert (
-        "extra_trees" not in plain.params
-    )  # a checkpoint of before builds the classifier it was fitted with
+    # without the option the parameters are those of before, so an older checkpoint's classifier is the same
+    assert "extra_trees" not in plain.params
     for model in (plain, extra):
         model.fit(x, y, None, 0)
     booster = extra.classifier(0).fit(x, y).booster_
