@@ -177,6 +177,41 @@ def test_a_recipe_runs_training_commands_into_the_scratch_folder_only(step: list
         recipe_for("x", {"recipe": {"version": 1, "steps": [step], "model": "{run}/model.pt"}})
 
 
+def test_a_scratch_run_is_reused_only_by_the_step_that_made_it(tmp_path: Path) -> None:
+    """A run left by another recipe (another setting, same data) is trained again, never compared as if it
+    were this one's; the same step finds it done; a benchmark's folder is its own."""
+    from malvision.reproduce import plan, run_steps
+
+    def recipe(value: str) -> dict:
+        steps = [
+            ["benchmark", "--full", "--data", "{data}", "--out", "{work}/cv", "--set", f"m.a={value}"],
+            ["train-detector", "--data", "{data}", "--out", "{run}", "--set", f"a={value}"],
+        ]
+        return {"version": 1, "steps": steps, "model": "{run}/model.pt"}
+
+    calls: list[list[str]] = []
+    found: list[str | None] = []  # what each call found in its folder: the setting that made it, or None
+
+    def runner(step: list[str]) -> int:
+        out = Path(step[step.index("--out") + 1])
+        found.append((out / "model.pt").read_text() if (out / "model.pt").exists() else None)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "model.pt").write_text(step[-1])
+        calls.append(step)
+        return 0
+
+    def reproduce(value: str) -> None:
+        run_steps(plan("x", recipe(value), tmp_path / "work"), runner, lambda _: None)
+
+    reproduce("1")
+    assert [c[0] for c in calls] == ["benchmark", "train-detector"]
+    reproduce("1")  # the same recipe: the trained run stands, the benchmark resumes its own folds
+    assert [c[0] for c in calls] == ["benchmark", "train-detector", "benchmark"] and found[2] == "m.a=1"
+    reproduce("2")  # another setting: both folders are cleared and made again
+    assert [c[-1] for c in calls[3:]] == ["m.a=2", "a=2"] and found[3:] == [None, None]
+    assert (tmp_path / "work" / "run" / "model.pt").read_text() == "a=2"
+
+
 @pytest.mark.parametrize("name", sorted(BUNDLED))
 def test_the_shipped_recipes_are_what_made_the_shipped_models(name: str) -> None:
     """Each bundled model has a recipe (its card's, or ``SHIPPED``'s for cards older than recipes) that

@@ -29,6 +29,9 @@ __all__ = ["Row", "Reproduction", "check_work_dir", "plan", "run_steps", "data_d
 NOT_COMPARED = ("date", "command", "train_seconds", "file", "split", "score", "threshold_source", "recipe")
 REL_TOL = 1e-9
 DATA_STEP = "data-step.json"  # the data build step that made the scratch cache and its manifest_hash
+RUN_STEP = (
+    "run-steps.json"  # each scratch run folder and the training step it is for (no other step reuses it)
+)
 
 
 @dataclass(frozen=True)
@@ -101,25 +104,35 @@ def plan(name: str, recipe: dict[str, Any], work: Path) -> Reproduction:
     return rep
 
 
-def _recorded(rep: Reproduction) -> dict[str, Any]:
+def _recorded(rep: Reproduction, name: str = DATA_STEP) -> dict[str, Any]:
     try:
-        rec = json.loads((rep.work / DATA_STEP).read_text())
+        rec = json.loads((rep.work / name).read_text())
     except (OSError, json.JSONDecodeError):
         return {}
     return rec if isinstance(rec, dict) else {}
 
 
+def _out(step: list[str]) -> Path | None:
+    """The folder a training step writes (its ``--out``), or None for a step that trains nothing."""
+    if step[:1] not in (["train"], ["train-detector"], ["benchmark"]):
+        return None
+    # recipe steps hold options and values apart (recipe._rewrite splits --out=DIR)
+    return next((Path(step[i + 1]) for i, a in enumerate(step[:-1]) if a in ("--out", "-o")), None)
+
+
 def _done(rep: Reproduction, step: list[str], reuse_data: bool) -> str | None:
-    """Why ``step`` need not run again (its product is there and made from this data), or None. The
-    data is rebuilt every time unless ``reuse_data``: the corpora may have changed since."""
+    """Why ``step`` need not run again (its product is there, made from this data by this very step), or
+    None. The data is rebuilt every time unless ``reuse_data``: the corpora may have changed since."""
     if step[:2] == ["data", "build"]:
         same = _recorded(rep).get("step") == step and rep.data_dir.is_dir()
         return f"cache {rep.data_dir} is built (--reuse-data)" if reuse_data and same else None
-    run = Path(rep.places["run"])
-    if step[0] == "train-detector" and (run / "model.pt").is_file():
-        return f"{run}/model.pt is trained on this data"
-    if step[0] == "train" and (run / "metrics.json").is_file():
-        return f"{run} is trained on this data"
+    out = _out(step)
+    if out is None or _recorded(rep, RUN_STEP).get(str(out)) != step:  # another recipe's run, or none
+        return None
+    if step[0] == "train-detector" and (out / "model.pt").is_file():
+        return f"{out}/model.pt is trained on this data by this step"
+    if step[0] == "train" and (out / "metrics.json").is_file():
+        return f"{out} is trained on this data by this step"
     return None
 
 
@@ -140,12 +153,19 @@ def _data_built(rep: Reproduction, step: list[str]) -> None:
 
 def _prepare(rep: Reproduction, step: list[str]) -> None:
     """Clear what a step would refuse to write over, inside the scratch folder: the old cache, an
-    unfinished ``train`` run (``train-detector`` and ``benchmark`` resume their folds instead)."""
+    unfinished ``train`` run (``train-detector`` and ``benchmark`` resume their folds instead), and a run
+    another training step made; then record the step its folder is now for (finished or not)."""
+    from malvision.io import atomic_writer
+
     if step[:2] == ["data", "build"] and rep.data_dir.exists():
         shutil.rmtree(rep.data_dir)
-    run = Path(rep.places["run"])
-    if step[0] == "train" and run.exists():
-        shutil.rmtree(run)
+    if (out := _out(step)) is None:
+        return
+    made = _recorded(rep, RUN_STEP)
+    if out.exists() and (step[0] == "train" or made.get(str(out)) != step):
+        shutil.rmtree(out)  # folds are resumed only from a run of this very step
+    with atomic_writer(rep.work / RUN_STEP) as f:
+        f.write(json.dumps({**made, str(out): step}).encode())
 
 
 def run_steps(
