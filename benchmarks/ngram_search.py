@@ -63,6 +63,7 @@ DEFAULTS = dict(
     knn_dim=0,  # extra=knn: compare in this many dimensions (truncated SVD fitted on the training rows; 0: all)
     knn_bits=0,  # extra=knn: compare this many random-hyperplane sign bits a row (SimHash; 0: the vectors)
     knn_ranks="1+3",  # extra=knn: the similarity to the nearest, third-nearest, ... training row of each class
+    extra_trees=False,  # LightGBM's extremely randomised trees (one random threshold a feature at each split)
 )
 
 
@@ -384,7 +385,7 @@ def run_config(
         head = LightGBMTrees(
             in_kind="features", n_classes=len(classes), n_features=ftr.shape[1], n_trees=cfg["rounds"],
             num_leaves=cfg["leaves"], learning_rate=cfg["lr"], min_child_samples=3, colsample=cfg["colsample"],
-            threads=threads, col_wise=cfg["col_wise"],
+            threads=threads, col_wise=cfg["col_wise"], extra_trees=cfg["extra_trees"],
         )  # fmt: skip  # the parameters NgramModel's head grows with
         fits = [
             head.classifier(seed).fit(ftr, y[tr], sample_weight=w)
