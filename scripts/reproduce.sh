@@ -183,6 +183,10 @@ big2015_search() {
     # 2026-12-03 evening: the shipped stack without class weights (what paid for the PE detector, default_nocw)
     $S benchmarks/ngram_search.py --threads 1 --at 300 --config col_wise=true,extra=knn,knn_bits=1024,weight=none \
         --config col_wise=true,extra=knn,knn_bits=1024,weight=none,seed=1
+    # ... and with extremely randomised trees (what paid for the PE detector's ranking, default_et)
+    $S benchmarks/ngram_search.py --threads 1 --at 300 --config col_wise=true,extra=knn,knn_bits=1024,extra_trees=true &
+    $S benchmarks/ngram_search.py --threads 1 --at 300 --config col_wise=true,extra=knn,knn_bits=1024,extra_trees=true,seed=1
+    wait
     $S benchmarks/ngram_search.py --report --out benchmarks/results/ngram-search-extra.md
 }
 
