@@ -29,9 +29,8 @@ __all__ = ["Row", "Reproduction", "check_work_dir", "plan", "run_steps", "data_d
 NOT_COMPARED = ("date", "command", "train_seconds", "file", "split", "score", "threshold_source", "recipe")
 REL_TOL = 1e-9
 DATA_STEP = "data-step.json"  # the data build step that made the scratch cache and its manifest_hash
-RUN_STEP = (
-    "run-steps.json"  # each scratch run folder and the training step it is for (no other step reuses it)
-)
+# each scratch run folder and the training step it is for (no other step reuses it)
+RUN_STEP = "run-steps.json"
 
 
 @dataclass(frozen=True)
