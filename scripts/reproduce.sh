@@ -767,6 +767,7 @@ default_et() {
             --out "$(ship docs/github-benign6-$r.md)"
     done
     ship_default "$R"
+    .venv/bin/python benchmarks/cold_start.py --runs 21 --out "$(ship benchmarks/results/cold-start-v13-et.md)"
 }
 
 if [ $# -eq 0 ]; then set -- data leaderboard gradients caps big2015_full pe_leaderboard malimg detector features_detector features_seeds caches_v2 board_v2 threshold default_v5 default_v8 pe_detector_gh default_v9 default_v10 default_v11 default_v12 default_v13 pe_detector_v13 pe_detector_hist_v13 default_v14 unscored big2015_knn default_nocw default_et; fi
