@@ -13,7 +13,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from malvision.errors import ModelError
+
 __all__ = [
+    "check_sorted",
     "frequencies",
     "gram_counts",
     "gram_keys",
@@ -105,6 +108,12 @@ def tree_input(freqs: Any, lengths: np.ndarray) -> np.ndarray:
     the sample's length."""
     length = np.asarray(lengths, dtype=np.float64)
     return np.hstack([freqs.toarray(), np.log1p(length)[:, None]]).astype(np.float32)
+
+
+def check_sorted(keys: Tensor) -> None:
+    """Refuse a checkpoint's gram keys out of order (every key search assumes them sorted)."""
+    if bool((keys[1:] < keys[:-1]).any()):
+        raise ModelError("ngram: the checkpoint's gram keys are not sorted")
 
 
 def gram_tokens(key: int) -> list[int]:

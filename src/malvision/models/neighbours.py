@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from malvision.errors import ModelError
-from malvision.models.grams import idf_of, select_grams, tfidf_rows
+from malvision.models.grams import check_sorted, idf_of, select_grams, tfidf_rows
 
 __all__ = ["Neighbours", "planes"]
 
@@ -80,7 +80,6 @@ class Neighbours(nn.Module):
         signs, empty = torch.cat([b for b, _ in parts]), torch.cat([e for _, e in parts])
         self.signs = torch.from_numpy(np.packbits(signs.numpy(), axis=1))
         self.labels = torch.from_numpy(np.asarray(y, dtype=np.int64))
-        self._rows = None
         own = [self._similarities(signs[lo:hi], empty[lo:hi], torch.arange(lo, hi)) for lo, hi in spans]
         return torch.cat(own).numpy()
 
@@ -127,8 +126,7 @@ class Neighbours(nn.Module):
 
     def check(self) -> None:
         """Refuse loaded keys out of order, or rows without one class id each (a damaged checkpoint)."""
-        if bool((self.keys[1:] < self.keys[:-1]).any()):
-            raise ModelError("ngram: the checkpoint's gram keys are not sorted")
+        check_sorted(self.keys)
         labels = self.labels
         if len(labels) != len(self.signs) or bool(((labels < 0) | (labels >= self.n_classes)).any()):
             raise ModelError(

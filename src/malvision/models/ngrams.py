@@ -27,6 +27,7 @@ from malvision.models._registry import register_model
 from malvision.models.grams import (
     MAX_N,
     N_SHIFT,
+    check_sorted,
     frequencies,
     gram_counts,
     gram_keys,
@@ -201,8 +202,7 @@ class NgramModel(FittedModel):
         self._table = None
         if self.trees is not None:
             self.trees.check_indices()
-        if bool((self.keys[1:] < self.keys[:-1]).any()):
-            raise ModelError("ngram: the checkpoint's gram keys are not sorted")
+        check_sorted(self.keys)
         if self.near is not None:
             self.near.check()
         return result
