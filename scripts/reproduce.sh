@@ -665,6 +665,18 @@ big2015_knn() {
         --set ngram-knn.min_df=5 --set ngram-knn.col_wise=true --set ngram-knn.knn_bits=1024
 }
 
+# take_reproduced PT NAME CACHE RUN TAG: PT reproduced from its card's recipe in reproduce/NAME; the rebuilt cache
+# and run replace caches/CACHE and runs/RUN; the run's figures as a scan counts them (docs/unscored-TAG.md) and
+# its threshold methods (docs/threshold-TAG.md)
+take_reproduced() {
+    $MV reproduce "$1" --work "$C/reproduce/$2" --keep-going
+    rm -rf "$C/caches/$3" "$C/runs/$4"
+    mv "$C/reproduce/$2/data" "$C/caches/$3"
+    mv "$C/reproduce/$2/run" "$C/runs/$4"
+    .venv/bin/python scripts/unscored_effect.py "$C/runs/$4" "$(ship docs/unscored-$5.md)"
+    .venv/bin/python scripts/threshold_report.py "$C/runs/$4" --out "$(ship docs/threshold-$5.md)"
+}
+
 unscored() {
     local v
     for v in 11 12; do
@@ -678,23 +690,13 @@ unscored() {
     # bundled then (commit 60a2f81): `reproduce default` now names the default shipped after (default_nocw)
     git show 60a2f81:src/malvision/weights/pe-features.pt > "$C/v13-lgbm-60a2f81.pt"
     git show 60a2f81:src/malvision/weights/pe-detector.pt > "$C/hist-v13-60a2f81.pt"
-    $MV reproduce "$C/v13-lgbm-60a2f81.pt" --work "$C/reproduce/default" --keep-going
-    rm -rf "$C/caches/pe-features-v13" "$C/runs/v13-lgbm"
-    mv "$C/reproduce/default/data" "$C/caches/pe-features-v13"
-    mv "$C/reproduce/default/run" "$C/runs/v13-lgbm"
-    .venv/bin/python scripts/unscored_effect.py "$C/runs/v13-lgbm" "$(ship docs/unscored-v13.md)"
-    .venv/bin/python scripts/threshold_report.py "$C/runs/v13-lgbm" --out "$(ship docs/threshold-v13.md)"
+    take_reproduced "$C/v13-lgbm-60a2f81.pt" default pe-features-v13 v13-lgbm v13
     .venv/bin/python scripts/heldout_operating_point.py "$C/runs/v13-lgbm" --corpus "$C/benign-github-heldout" \
         --out "$(ship docs/github-heldout-v13.md)"
     ship_default "$C/runs/v13-lgbm"
     # pe-detector the same way: its MLP's training is not bit-reproducible on another CPU, so this is a refit
     # of the same recipe, shipped with its own card
-    $MV reproduce "$C/hist-v13-60a2f81.pt" --work "$C/reproduce/pe-detector" --keep-going
-    rm -rf "$C/caches/pe-hist-v13" "$C/runs/hist-v13"
-    mv "$C/reproduce/pe-detector/data" "$C/caches/pe-hist-v13"
-    mv "$C/reproduce/pe-detector/run" "$C/runs/hist-v13"
-    .venv/bin/python scripts/unscored_effect.py "$C/runs/hist-v13" "$(ship docs/unscored-hist-v13.md)"
-    .venv/bin/python scripts/threshold_report.py "$C/runs/hist-v13" --out "$(ship docs/threshold-hist-v13.md)"
+    take_reproduced "$C/hist-v13-60a2f81.pt" pe-detector pe-hist-v13 hist-v13 hist-v13
     local set
     for set in heldout github-heldout; do
         .venv/bin/python scripts/heldout_operating_point.py "$C/runs/hist-v13" --corpus "$C/benign-$set" \
@@ -702,6 +704,18 @@ unscored() {
     done
     $MV bundle "$C/runs/hist-v13" -o "$(ship src/malvision/weights/pe-detector.pt)"
     $MV export "$(ship src/malvision/weights/pe-detector.pt)" --onnx
+}
+
+# run_reports RUN: a detector run's reports, each docs/KIND-RUN.md: its threshold methods, its operating point by
+# file type, its figures as a scan counts them, and its threshold on the two held-out sets (registry, GitHub)
+run_reports() {
+    local R="$C/runs/$1"
+    .venv/bin/python scripts/threshold_report.py "$R" --out "$(ship docs/threshold-$1.md)"
+    .venv/bin/python scripts/type_operating_point.py "$R" "$(ship docs/type-point-$1.md)"
+    .venv/bin/python scripts/unscored_effect.py "$R" "$(ship docs/unscored-$1.md)"
+    .venv/bin/python scripts/heldout_operating_point.py "$R" --out "$(ship docs/heldout-point-$1.md)"
+    .venv/bin/python scripts/heldout_operating_point.py "$R" --corpus "$C/benign-github-heldout" \
+        --out "$(ship docs/github-heldout-$1.md)"
 }
 
 # 2026-12-03, evening: the default's recipe without class weights (every file weighs 1, so the 23,331 benign
@@ -728,21 +742,15 @@ default_nocw() {
     done
     $MV compare-detectors "$C/runs/v$v-lgbm" "$C/runs/v$v-nocw" "$C"/runs/v$v-nocw-{colsample,n_trees,num_leaves}-seed0 \
         --heldout "$C/benign-github-heldout" --out "$(ship docs/board-v13-nocw)"
-    local R="$C/runs/v$v-nocw"
-    .venv/bin/python scripts/threshold_report.py "$R" --out "$(ship docs/threshold-v13-nocw.md)"
-    .venv/bin/python scripts/heldout_operating_point.py "$R" --corpus "$C/benign-github-heldout" \
-        --out "$(ship docs/github-heldout-v13-nocw.md)"
-    .venv/bin/python scripts/heldout_operating_point.py "$R" --out "$(ship docs/heldout-point-v13-nocw.md)"
-    .venv/bin/python scripts/type_operating_point.py "$R" "$(ship docs/type-point-v13-nocw.md)"
-    .venv/bin/python scripts/unscored_effect.py "$R" "$(ship docs/unscored-v13-nocw.md)"
-    ship_default "$R"
+    run_reports v$v-nocw
+    ship_default "$C/runs/v$v-nocw"
 }
 
 # 2026-12-03, later that evening: the same without class weights and with extremely randomised trees (LightGBM's
 # extra_trees: one random threshold a feature at each split), seeds 0 to 2; shipped as the default. Both held-out
 # program sets are built by now (build_corpora.sh), so every shipped default of the day is measured on all four.
 default_et() {
-    local v=13 s r set
+    local v=13 s r
     nice -n 10 $MV train-detector --data "$C/caches/pe-features-v$v" --out "$C/runs/v$v-et" --model lgbm --threads 1 \
         --protocols source,group --no-class-weighting --set extra_trees=true
     for s in 1 2; do
@@ -751,13 +759,7 @@ default_et() {
     done
     $MV compare-detectors "$C/runs/v$v-lgbm" "$C/runs/v$v-nocw" "$C/runs/v$v-et" --heldout "$C/benign-github-heldout2" \
         --out "$(ship docs/board-v13-et)"
-    local R="$C/runs/v$v-et"
-    .venv/bin/python scripts/threshold_report.py "$R" --out "$(ship docs/threshold-v13-et.md)"
-    .venv/bin/python scripts/type_operating_point.py "$R" "$(ship docs/type-point-v13-et.md)"
-    .venv/bin/python scripts/unscored_effect.py "$R" "$(ship docs/unscored-v13-et.md)"
-    .venv/bin/python scripts/heldout_operating_point.py "$R" --out "$(ship docs/heldout-point-v13-et.md)"
-    .venv/bin/python scripts/heldout_operating_point.py "$R" --corpus "$C/benign-github-heldout" \
-        --out "$(ship docs/github-heldout-v13-et.md)"
+    run_reports v$v-et
     # the second held-out set and the sixth GitHub set at each default's own threshold (the class-weighted
     # one's reports of before used its first card's 0.8514)
     for r in v13-lgbm v13-nocw v13-et; do
@@ -766,7 +768,7 @@ default_et() {
         .venv/bin/python scripts/heldout_operating_point.py "$C/runs/$r" --corpus "$C/benign-github6" \
             --out "$(ship docs/github-benign6-$r.md)"
     done
-    ship_default "$R"
+    ship_default "$C/runs/v$v-et"
     .venv/bin/python benchmarks/cold_start.py --runs 21 --out "$(ship benchmarks/results/cold-start-v13-et.md)"
 }
 
