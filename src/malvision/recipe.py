@@ -34,6 +34,7 @@ __all__ = [
     "recipe_for",
     "expand",
     "corpus_paths",
+    "step_outputs",
 ]
 
 RECIPE_VERSION = 1
@@ -207,6 +208,12 @@ def recipe_for(name: str | None, card: dict[str, Any]) -> dict[str, Any]:
     return recipe
 
 
+def step_outputs(step: list[str]) -> list[str]:
+    """The folders a recipe step writes: the values of its ``--out`` / ``-o`` options."""
+    args = _options(step)
+    return [args[i + 1] for i, a in enumerate(args[:-1]) if a in ("--out", "-o")]
+
+
 def _check_step(name: str | None, step: list[str]) -> None:
     """Refuse a step that is not one of the training commands or writes outside the scratch folder."""
     head = " ".join(step[:2]) if step[:1] == ["data"] else step[0] if step else ""
@@ -214,12 +221,9 @@ def _check_step(name: str | None, step: list[str]) -> None:
         raise MalvisionError(
             f"{name}: recipe step {head!r} is not one reproduce runs ({', '.join(STEP_COMMANDS)})"
         )
-    args = _options(step)
-    for i, a in enumerate(args[:-1]):
-        if a in ("--out", "-o") and not args[i + 1].startswith(("{work}", "{data}", "{run}")):
-            raise MalvisionError(
-                f"{name}: recipe step {head} writes to {args[i + 1]}, outside the scratch folder"
-            )
+    for out in step_outputs(step):
+        if not out.startswith(("{work}", "{data}", "{run}")):
+            raise MalvisionError(f"{name}: recipe step {head} writes to {out}, outside the scratch folder")
 
 
 def expand(arg: str, places: dict[str, Path]) -> str:

@@ -21,7 +21,7 @@ from typing import Any
 
 from malvision.errors import MalvisionError
 from malvision.io import make_dirs
-from malvision.recipe import CORPORA, corpus_paths, expand
+from malvision.recipe import CORPORA, corpus_paths, expand, step_outputs
 
 __all__ = ["Row", "Reproduction", "check_work_dir", "plan", "run_steps", "data_differences", "compare_cards"]
 
@@ -115,8 +115,8 @@ def _out(step: list[str]) -> Path | None:
     """The folder a training step writes (its ``--out``), or None for a step that trains nothing."""
     if step[:1] not in (["train"], ["train-detector"], ["benchmark"]):
         return None
-    # recipe steps hold options and values apart (recipe._rewrite splits --out=DIR)
-    return next((Path(step[i + 1]) for i, a in enumerate(step[:-1]) if a in ("--out", "-o")), None)
+    outs = step_outputs(step)
+    return Path(outs[0]) if outs else None
 
 
 def _done(rep: Reproduction, step: list[str], reuse_data: bool) -> str | None:
