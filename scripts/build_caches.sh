@@ -7,7 +7,7 @@
 # see its header): SOURCES is the folder holding the eight public malware collections of
 # ../shared/data/malware_v2_manifest.csv and the 1,044 repositories of scripts/benign_github*.csv (fetched
 # snapshots `owner+repo/repo`, or `git clone`s). Then it builds each cache below (and the later ones of the
-# file, up to pe-features-v14 and pe-hist-v14) only when missing. The corpora it began with, and its first caches:
+# file, up to pe-features-v15) only when missing. The corpora it began with, and its first caches:
 #   ~/.cache/malvision/benign, benign-extra, benign-tools   the benign corpora (pinned packages)
 #   ~/.cache/malvision/malware_v2                           1,076 malware files, sha256 checked
 # and then the caches of the same 4,669 files (3,348 benign from 460 projects; the shared zip's 245 and
@@ -90,6 +90,12 @@ build pe-features-v14 --kind features --benign "$C/benign-win32" --benign "$C/be
 build pe-hist-v14 --kind histograms --benign "$C/benign-win32" --benign "$C/benign-github" \
     --benign "$C/benign-github2" --benign "$C/benign-github3" --benign "$C/benign-github4" --benign "$C/benign-bulk" \
     --benign "$C/benign-github5" --benign "$C/benign-github6"
+# 2026-12-03 (evening): features version 4 (the linker and image versions and the checksum flag, appended to the
+# vector) on pe-features-v13's files: pe-features-v15, the shipped default's data. (pe-features-v9 to v14 are of
+# features 3, which this malvision still reads: a model trained on them reads the start of today's vector.)
+build pe-features-v15 --kind features --benign "$C/benign-win32" --benign "$C/benign-github" \
+    --benign "$C/benign-github2" --benign "$C/benign-github3" --benign "$C/benign-github4" --benign "$C/benign-bulk" \
+    --benign "$C/benign-github5"
 [ -f "$C/caches/pe-bytes1m-gh/meta.json" ] || $MV data build --kind bytes --max-len 1048576 --benign "$C/benign" \
     --benign "$C/benign-extra" --benign "$C/benign-tools" --benign "$C/benign-github" \
     --malware-zip ../shared/data/thezoo_pe_malware.zip --malware "$C/malware_v2" --out "$C/caches/pe-bytes1m-gh"

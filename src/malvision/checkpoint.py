@@ -331,7 +331,8 @@ def _check_layout(p: Path, obj: Any) -> None:
 
 def load_checkpoint(path: Path | str) -> Checkpoint:
     """Read a checkpoint safely and rebuild its model (CPU, eval mode) via ``create_model``."""
-    from malvision.models import create_model
+    from malvision.convert.spec import ConvertSpec
+    from malvision.models import create_model, input_kwargs
 
     p = Path(path)
     try:
@@ -347,6 +348,7 @@ def load_checkpoint(path: Path | str) -> Checkpoint:
     _check_layout(p, obj)
     meta, kwargs, state = obj["model"], obj["model"]["kwargs"], obj["state_dict"]
     try:
+        kwargs = input_kwargs(meta["name"], ConvertSpec.from_dict(obj["spec"]), kwargs)
         model = create_model(
             meta["name"],
             in_kind=meta["in_kind"],

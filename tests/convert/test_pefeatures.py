@@ -20,8 +20,20 @@ def features(data: bytes) -> dict[str, float]:
 
 def test_names_are_unique_and_count() -> None:
     assert len(set(FEATURE_NAMES)) == N_FEATURES > 100
-    for leaky in ("timestamp", "linker", "checksum", "rich"):  # toolchain and date, not behaviour
+    for leaky in ("timestamp", "date", "rich"):  # the build date and the compiler ids stay out
         assert not any(leaky in n for n in FEATURE_NAMES)
+
+
+def test_linker_and_image_versions_and_the_checksum_flag_are_read_where_they_are() -> None:
+    pe = minimal_pe()
+    assert features(pe)["checksum_set"] == 0
+    (e,) = struct.unpack_from("<I", pe, PE.E_LFANEW)
+    opt = e + 24
+    pe = patch(patch(pe, opt + 2, "<BB", 6, 42), opt + 44, "<HH", 3, 4464)
+    f = features(patch(pe, opt + 64, "<I", 0x1234))
+    assert (f["linker_version_major"], f["linker_version_minor"]) == (6, 42)
+    assert (f["image_version_major"], f["image_version_minor"]) == (3, 255)  # capped: 4464 reads as 255
+    assert f["checksum_set"] == 1
 
 
 def test_a_minimal_pe_reads_as_what_it_is() -> None:

@@ -10,9 +10,12 @@ import pefile
 import pip
 import pytest
 
+from corpus import minimal_pe
 from malvision.convert.pefeatures import FEATURE_NAMES, FeatureTap, features_of
+from malvision.convert.prepare import model_input
 from malvision.convert.spec import ConvertSpec
 from malvision.errors import ConversionError
+from malvision.io import MemorySource
 from malvision.pe import HEAD_BYTES, api_name, import_window, parse, read_imports
 from malvision.pe.imports import MAX_FUNCTIONS
 
@@ -86,8 +89,8 @@ def test_api_names_drop_the_character_set_only() -> None:
 
 
 def test_an_old_feature_list_is_refused() -> None:
-    assert ConvertSpec(kind="features").version == 3 and ConvertSpec(kind="image").version == 1
-    assert ConvertSpec(kind="fused").version == 2  # fused vectors begin with the feature list
+    assert ConvertSpec(kind="features").version == 4 and ConvertSpec(kind="image").version == 1
+    assert ConvertSpec(kind="fused").version == 3  # fused vectors begin with the feature list
     for old in (1, 2):
         with pytest.raises(ConversionError, match=f"features conversion version {old} .* rebuild the cache"):
             ConvertSpec(kind="features", version=old)
@@ -108,3 +111,13 @@ def test_a_model_of_the_old_feature_list_says_so(tmp_path: Path) -> None:
     )  # fmt: skip
     with pytest.raises(CheckpointError, match="features conversion version 1 .* retrain the model"):
         load_checkpoint(path)
+
+
+def test_a_features_3_model_reads_the_start_of_the_vector() -> None:
+    src = MemorySource.of("a.exe", minimal_pe())
+    now, old = ConvertSpec(kind="features"), ConvertSpec(kind="features", version=3)
+    x, x3 = model_input(src, now), model_input(src, old)
+    assert x.shape == now.fixed_shape and x3.shape == old.fixed_shape == (len(FEATURE_NAMES) - 5,)
+    assert np.array_equal(x[: len(x3)], x3) and FEATURE_NAMES[len(x3)] == "linker_version_major"
+    fused = model_input(src, ConvertSpec(kind="fused", version=2, image_size=8))
+    assert fused.shape == (len(x3) + 64,) and np.array_equal(fused[: len(x3)], x3)

@@ -67,6 +67,11 @@ _OPTIONAL = {
     "os_version_major": ("MajorOperatingSystemVersion", "the Windows version the file asks for"),
     "subsystem_version_major": ("MajorSubsystemVersion", "the subsystem version the file asks for"),
     "n_data_directories": ("NumberOfRvaAndSizes", "how many data directories the header declares"),
+    "linker_version_major": ("MajorLinkerVersion", "the version of the linker that built the file"),
+    "linker_version_minor": ("MinorLinkerVersion", "the linker's minor version"),
+    "image_version_major": ("MajorImageVersion", "the file's own version, as linked (at most 255)"),
+    "image_version_minor": ("MinorImageVersion", "the file's own minor version (at most 255)"),
+    "checksum_set": ("CheckSum", "1 when the header carries a checksum (drivers must)"),
 }
 _PLAIN = {
     "log_size": ("file size", "log(1 + bytes)"),

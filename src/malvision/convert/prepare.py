@@ -123,13 +123,15 @@ def prepare(
     if spec.kind == "bytes":
         x = byte_sequence(bytes(reader.data), spec.max_len)
     elif spec.kind == "features":
-        x = tap.features(src.size)
+        x = tap.features(src.size)[: spec.n_features]
     elif spec.kind == "histograms":
         x = reader.vector(tap.hist, tap.features(src.size))
     elif spec.kind == "views" and image is not None:  # the plot, then its entropy
         x = np.stack([image, reader.image()])
     elif spec.kind == "fused" and image is not None:  # the PE vector, then the image in [0, 1]
-        x = np.concatenate([tap.features(src.size), image.ravel().astype(np.float32) / np.float32(255.0)])
+        x = np.concatenate(
+            [tap.features(src.size)[: spec.n_features], image.ravel().astype(np.float32) / np.float32(255.0)]
+        )
     elif spec.kind == "opcodes":
         try:
             x = (vocab or Vocabulary(spec.vocab)).encode(reader.tokens(bytes(tap.head), tap.hist, src.name))

@@ -12,13 +12,17 @@ import numpy as np
 from malvision.convert.sequence import DEFAULT_MAX_LEN
 from malvision.errors import ConversionError
 
-__all__ = ["SPEC_VERSION", "KIND_VERSIONS", "MAX_IMAGE_SIZE", "VECTOR_KINDS", "ConvertSpec"]
+__all__ = ["SPEC_VERSION", "KIND_VERSIONS", "OLDER_VERSIONS", "MAX_IMAGE_SIZE", "VECTOR_KINDS", "ConvertSpec"]
 
 SPEC_VERSION = 1
 # A kind whose conversion changed since SPEC_VERSION; features 2 added the import table, 3 the content
-# block (section entropies, strings, markers), which fused vectors begin with too; views 2 takes its
-# entropy channel over the plotted bytes only (a Malimg PNG and its file give the same input).
-KIND_VERSIONS = {"features": 3, "fused": 2, "views": 2}
+# block (section entropies, strings, markers), 4 the linker and image versions and the checksum flag,
+# each of which fused vectors begin with too; views 2 takes its entropy channel over the plotted bytes
+# only (a Malimg PNG and its file give the same input).
+KIND_VERSIONS = {"features": 4, "fused": 3, "views": 2}
+# Older versions still converted: a features 3 vector is the start of a features 4 one (the new columns
+# went last), and a fused 2 vector is that start and the image.
+OLDER_VERSIONS = {"features": (3,), "fused": (2,)}
 MAX_IMAGE_SIZE = 4096  # resizing holds two (side, 1024) 8-byte arrays: 64 MiB at this side
 Kind = Literal["image", "views", "bytes", "opcodes", "features", "fused", "histograms"]
 KINDS: tuple[str, ...] = ("image", "views", "bytes", "opcodes", "features", "fused", "histograms")
@@ -49,7 +53,7 @@ class ConvertSpec:
         current = KIND_VERSIONS.get(self.kind, SPEC_VERSION)
         if self.version is None:
             object.__setattr__(self, "version", current)
-        elif self.version != current:
+        elif self.version != current and self.version not in OLDER_VERSIONS.get(self.kind, ()):
             fix = "upgrade malvision" if self.version > current else "rebuild the cache or retrain the model"
             raise ConversionError(
                 f"{self.kind} conversion version {self.version} is not supported (this malvision reads "
@@ -73,16 +77,22 @@ class ConvertSpec:
         return "text" if self.kind == "opcodes" else "pe"
 
     @property
+    def n_features(self) -> int:
+        """How many PE features a ``features`` or ``fused`` input holds (or begins with)."""
+        from malvision.convert.pefeatures import N_FEATURES, N_FEATURES_V3
+
+        return N_FEATURES if self.version == KIND_VERSIONS.get(self.kind) else N_FEATURES_V3
+
+    @property
     def fixed_shape(self) -> tuple[int, ...] | None:
         """The shape of every model input of this kind, or None for sequences (their length varies)."""
         from malvision.convert.histograms import N_HISTOGRAM
-        from malvision.convert.pefeatures import N_FEATURES
 
         return {
             "image": (self.image_size, self.image_size),
             "views": (2, self.image_size, self.image_size),
-            "features": (N_FEATURES,),
-            "fused": (N_FEATURES + self.image_size**2,),
+            "features": (self.n_features,),
+            "fused": (self.n_features + self.image_size**2,),
             "histograms": (N_HISTOGRAM,),
         }.get(self.kind)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -19,6 +19,7 @@ __all__ = [
     "ModelInfo",
     "register_model",
     "create_model",
+    "input_kwargs",
     "list_models",
     "model_info",
 ]
@@ -93,6 +94,18 @@ def model_info(name: str) -> ModelInfo:
         return _REGISTRY[name]
     except (KeyError, TypeError):
         raise ModelError(f"unknown model {name!r}; valid models: {', '.join(list_models())}") from None
+
+
+def input_kwargs(name: str, spec: Any, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """``kwargs``, with ``n_features`` set for a vector model that reads an older, shorter features
+    version (``ConvertSpec.n_features``), which the builder's default (today's vector) would not fit."""
+    out = dict(kwargs)
+    if "n_features" not in out and "n_features" in model_info(name).defaults:
+        from malvision.convert.pefeatures import N_FEATURES
+
+        if spec.kind in ("features", "fused") and spec.n_features != N_FEATURES:
+            out["n_features"] = spec.n_features
+    return out
 
 
 def create_model(

@@ -90,6 +90,9 @@ class PEHeaders:
     file_alignment: int
     os_version_major: int
     subsystem_version_major: int
+    linker_version: tuple[int, int]
+    image_version: tuple[int, int]
+    checksum: int
     size_of_image: int
     size_of_headers: int
     subsystem: int
@@ -180,8 +183,11 @@ def parse(head: bytes) -> PEHeaders:
     if n_dirs_at + 4 > len(head):
         raise PEError("the optional header is cut short")
     size_code, size_init, size_uninit, entry = struct.unpack_from("<IIII", head, opt + 4)
+    linker = struct.unpack_from("<BB", head, opt + 2)
     sect_align, file_align, os_major = struct.unpack_from("<IIH", head, opt + 32)
+    image_version = struct.unpack_from("<HH", head, opt + 44)
     (subsys_major,) = struct.unpack_from("<H", head, opt + 48)
+    (checksum,) = struct.unpack_from("<I", head, opt + 64)
     size_image, size_headers = struct.unpack_from("<II", head, opt + 56)
     subsystem, dll_chars = struct.unpack_from("<HH", head, opt + 68)
     stack_reserve, stack_commit, heap_reserve = struct.unpack_from("<QQQ" if plus else "<III", head, opt + 72)
@@ -200,8 +206,9 @@ def parse(head: bytes) -> PEHeaders:
         sections.append(Section(raw_name.rstrip(b"\0"), vsize, vaddr, rsize, rptr, sc))
     return PEHeaders(
         e, machine, n_sections, chars, opt, opt_size, plus, size_code, size_init, size_uninit, entry,
-        sect_align, file_align, os_major, subsys_major, size_image, size_headers, subsystem, dll_chars,
-        stack_reserve, stack_commit, heap_reserve, n_dirs, tuple(directories), tuple(sections),
+        sect_align, file_align, os_major, subsys_major, linker, image_version, checksum, size_image,
+        size_headers, subsystem, dll_chars, stack_reserve, stack_commit, heap_reserve, n_dirs,
+        tuple(directories), tuple(sections),
     )  # fmt: skip
 
 

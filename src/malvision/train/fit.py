@@ -23,7 +23,7 @@ from malvision.data.loader import make_loader
 from malvision.errors import MalvisionError
 from malvision.evaluate.metrics import classification_metrics
 from malvision.io import make_dirs
-from malvision.models import create_model, model_info
+from malvision.models import create_model, input_kwargs, model_info
 from malvision.train.config import TrainConfig, TrainResult, class_weights, sample_weights, seed_everything
 from malvision.train.loop import (
     RESUME_FREE,
@@ -138,12 +138,11 @@ def _build(ds: Any, train_idx: np.ndarray, cfg: TrainConfig) -> tuple[nn.Module,
         if cfg.max_len:
             spec = ConvertSpec(kind="bytes", max_len=min(cfg.max_len, spec.max_len))
     n_classes = len(ds.classes)
-    model = create_model(
-        cfg.model, in_kind=spec.kind, n_classes=n_classes, vocab_size=vocab_size, **cfg.model_kwargs
-    )
+    kwargs = input_kwargs(cfg.model, spec, cfg.model_kwargs)
+    model = create_model(cfg.model, in_kind=spec.kind, n_classes=n_classes, vocab_size=vocab_size, **kwargs)
     meta = dict(
         model_name=cfg.model,
-        model_kwargs=cfg.model_kwargs,
+        model_kwargs=kwargs,
         in_kind=spec.kind,
         n_classes=n_classes,
         vocab_size=vocab_size,
@@ -161,9 +160,8 @@ def check_trainable(ds: Any, cfg: TrainConfig) -> None:
     (``build_detector``'s run.json)."""
     kind = ds.spec.kind
     vocab_size = {"opcodes": len(getattr(ds, "codebook", ())) + 2, "bytes": 257}.get(kind)
-    create_model(
-        cfg.model, in_kind=kind, n_classes=len(ds.classes), vocab_size=vocab_size, **cfg.model_kwargs
-    )
+    kwargs = input_kwargs(cfg.model, ds.spec, cfg.model_kwargs)
+    create_model(cfg.model, in_kind=kind, n_classes=len(ds.classes), vocab_size=vocab_size, **kwargs)
     _check_row_weights(cfg)
 
 
