@@ -295,3 +295,41 @@ def test_portable_paths_fold_dots_into_the_shared_folder(
     assert recipe.portable(repo / ".." / "shared" / "data" / "x.zip") == "{shared}/data/x.zip"
     assert recipe.portable(shared) == "{shared}"
     assert recipe.portable(tmp_path / "elsewhere") == str(tmp_path / "elsewhere")
+
+
+def test_a_scratch_run_of_the_same_files_converted_otherwise_is_trained_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same recipe and files, but the cache now holds another features version: the run made from
+    the old cache is cleared, not taken for this data's (the manifest alone does not tell them apart)."""
+    import malvision.data.cache as cache
+    from malvision.convert.spec import ConvertSpec
+    from malvision.reproduce import plan, run_steps
+
+    version = {"now": 3}
+
+    class Built:  # what the data step left: the same files each time, in the version of the day
+        def __init__(self, _: Path) -> None:
+            self.manifest_hash = "ab" * 32
+            self.spec = ConvertSpec(kind="features", version=version["now"])
+
+    monkeypatch.setattr(cache, "CachedDataset", Built)
+    steps = [["data", "build", "--kind", "features", "--out", "{data}"],
+             ["train-detector", "--data", "{data}", "--out", "{run}"]]  # fmt: skip
+    trained: list[bool] = []  # for each training call: was a model already in its folder
+
+    def runner(step: list[str]) -> int:
+        out = Path(step[step.index("--out") + 1])
+        out.mkdir(parents=True, exist_ok=True)
+        if step[0] == "train-detector":
+            trained.append((out / "model.pt").exists())
+            (out / "model.pt").write_text(str(version["now"]))
+        return 0
+
+    rep = plan("x", {"version": 1, "steps": steps, "model": "{run}/model.pt"}, tmp_path / "work")
+    run_steps(rep, runner, lambda _: None)
+    run_steps(rep, runner, lambda _: None)  # the same data again: the run stands
+    assert trained == [False]
+    version["now"] = 4
+    run_steps(rep, runner, lambda _: None)
+    assert trained == [False, False] and (tmp_path / "work" / "run" / "model.pt").read_text() == "4"

@@ -136,18 +136,21 @@ def _done(rep: Reproduction, step: list[str], reuse_data: bool) -> str | None:
 
 
 def _data_built(rep: Reproduction, step: list[str]) -> None:
-    """Record the cache just built; when its data is not what the scratch runs were trained on, clear
-    them (everything in the scratch folder but the cache), so no step reuses results of other data."""
+    """Record the cache just built; when its data is not what the scratch runs were trained on (other
+    files, or the same files converted otherwise: a new features version), clear them (everything in the
+    scratch folder but the cache), so no step reuses results of other data."""
     from malvision.data.cache import CachedDataset
     from malvision.io import atomic_writer
 
-    new = CachedDataset(rep.data_dir).manifest_hash
-    if _recorded(rep).get("manifest_hash") != new:
+    ds = CachedDataset(rep.data_dir)
+    new = {"manifest_hash": ds.manifest_hash, "spec": ds.spec.to_dict()}
+    before = _recorded(rep)
+    if any(before.get(k) != v for k, v in new.items()):
         for p in rep.work.iterdir():
             if p.name not in (rep.data_dir.name, DATA_STEP):
                 shutil.rmtree(p) if p.is_dir() else p.unlink()
     with atomic_writer(rep.work / DATA_STEP) as f:
-        f.write(json.dumps({"step": step, "manifest_hash": new}).encode())
+        f.write(json.dumps({"step": step, **new}).encode())
 
 
 def _prepare(rep: Reproduction, step: list[str]) -> None:
