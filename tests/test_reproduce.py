@@ -333,3 +333,53 @@ def test_a_scratch_run_of_the_same_files_converted_otherwise_is_trained_again(
     version["now"] = 4
     run_steps(rep, runner, lambda _: None)
     assert trained == [False, False] and (tmp_path / "work" / "run" / "model.pt").read_text() == "4"
+
+
+def test_an_older_conversion_is_pinned_on_the_data_step_only_when_the_model_reads_one() -> None:
+    from malvision.convert.spec import ConvertSpec
+    from malvision.recipe import pin_conversion
+
+    recipe = {"version": 1, "model": "{run}/model.pt", "steps": [
+        ["data", "build", "--kind", "features", "--benign", "{home}/benign", "--out", "{data}"],
+        ["train-detector", "--data", "{data}", "--out", "{run}"]]}  # fmt: skip
+    assert pin_conversion(recipe, ConvertSpec(kind="features")) == recipe
+    old = pin_conversion(recipe, ConvertSpec(kind="features", version=3))
+    assert old["steps"][0][-4:] == ["--kind-version", "3", "--out", "{data}"]
+    assert (
+        old["steps"][1] == recipe["steps"][1]
+        and pin_conversion(old, ConvertSpec(kind="features", version=3)) == old
+    )
+    assert pin_conversion(recipe, ConvertSpec(kind="fused", version=2)) == recipe  # another kind's data
+
+
+@pytest.mark.slow
+def test_a_model_of_features_3_reproduces_from_a_card_that_never_named_its_version(tmp_path: Path) -> None:
+    """A cache built as features 3 (``--kind-version 3``) has the shorter vector; a model trained on it,
+    its card's recipe stripped of the version as cards made before features 4 are, still reproduces:
+    ``reproduce`` rebuilds the data in the conversion the model reads."""
+    import torch
+
+    home = tmp_path / "home"
+    _benign(home / "benign")
+    zip_path, corpus = _malware(home)
+    cache = home / "caches" / "feat3"
+    _mv("data", "build", "--kind", "features", "--kind-version", "3", "--benign", home / "benign",
+        "--malware-zip", zip_path, "--malware", corpus, "--out", cache, home=home)  # fmt: skip
+    meta = json.loads((cache / "meta.json").read_text())
+    assert (
+        meta["spec"]["version"] == 3 and meta["command"][meta["command"].index("--kind-version") + 1] == "3"
+    )
+    from malvision.convert.pefeatures import N_FEATURES_V3
+
+    assert np.load(cache / "x.npy").shape[1] == N_FEATURES_V3
+    run = tmp_path / "run"
+    _mv("train-detector", "--data", cache, "--out", run, "--model", "lgbm", "--protocols", "source",
+        "--folds", "3", "--threads", "1", "--set", "min_child_samples=3", home=home)  # fmt: skip
+    model = run / "model.pt"
+    payload = torch.load(model, weights_only=True)
+    step = payload["extra"]["card"]["recipe"]["steps"][0]
+    at = step.index("--kind-version")
+    payload["extra"]["card"]["recipe"]["steps"][0] = step[:at] + step[at + 2 :]
+    torch.save(payload, model)
+    r = _mv("reproduce", model, "--work", tmp_path / "work", home=home)
+    assert "--kind-version 3" in r.stderr and "model: MATCHES" in r.stdout

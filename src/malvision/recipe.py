@@ -32,6 +32,7 @@ __all__ = [
     "data_argv",
     "make_recipe",
     "recipe_for",
+    "pin_conversion",
     "expand",
     "corpus_paths",
     "step_outputs",
@@ -206,6 +207,25 @@ def recipe_for(name: str | None, card: dict[str, Any]) -> dict[str, Any]:
             raise MalvisionError(f"{name}: a recipe step is not a list of arguments")
         _check_step(name, step)
     return recipe
+
+
+def pin_conversion(recipe: dict[str, Any], spec: Any) -> dict[str, Any]:
+    """``recipe`` with ``--kind-version`` on its data step when the model (``spec``, its ``ConvertSpec``)
+    reads an older conversion of its kind than this malvision builds: a card from before the new version,
+    whose data command had no need to say which it built."""
+    from malvision.convert.spec import KIND_VERSIONS, SPEC_VERSION
+
+    if spec.version == KIND_VERSIONS.get(spec.kind, SPEC_VERSION):
+        return recipe
+    steps = []
+    for step in recipe["steps"]:
+        args = _options(step)
+        kind = args[args.index("--kind") + 1] if "--kind" in args[:-1] else None
+        if step[:2] == ["data", "build"] and kind == spec.kind and "--kind-version" not in args:
+            at = step.index("--out") if "--out" in step else len(step)
+            step = [*step[:at], "--kind-version", str(spec.version), *step[at:]]
+        steps.append(step)
+    return {**recipe, "steps": steps}
 
 
 def step_outputs(step: list[str]) -> list[str]:

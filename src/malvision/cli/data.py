@@ -184,6 +184,12 @@ def data_build(
     ] = "image",
     image_size: Annotated[int, typer.Option(help="Side of the square image.")] = 64,
     max_len: Annotated[int | None, typer.Option(help="Bytes/opcodes kept per sample (default 2 Mi).")] = None,
+    kind_version: Annotated[
+        int | None,
+        typer.Option(
+            help="An older conversion of --kind that models still read (features 3); default: today's."
+        ),
+    ] = None,
     benign: Annotated[
         list[Path] | None,
         typer.Option(
@@ -248,6 +254,7 @@ def data_build(
         malware_zip = malware_zip or default_malware_zip()
         command = ["data", "build", "--kind", kind, "--image-size", str(image_size)]
         command += ["--max-len", str(max_len)] if max_len else []
+        command += ["--kind-version", str(kind_version)] if kind_version is not None else []
         for d in benign:
             command += ["--benign", _abs(d)]
         command += ["--malware-zip", _abs(malware_zip)]
@@ -260,6 +267,7 @@ def data_build(
             kind=kind,
             image_size=image_size,
             max_len=max_len,
+            kind_version=kind_version,
             benign_dir=benign or None,
             malware_zip=malware_zip,
             all_kinds=all_kinds,

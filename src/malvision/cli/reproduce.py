@@ -48,14 +48,16 @@ def reproduce(
     from malvision.checkpoint import load_checkpoint
     from malvision.data.build import cache_home
     from malvision.data.cache import CachedDataset
-    from malvision.recipe import recipe_for
+    from malvision.recipe import pin_conversion, recipe_for
     from malvision.reproduce import check_work_dir, data_differences, plan, run_steps
 
     path = resolve_checkpoint(model)
     shipped = load_checkpoint(path)
     card = dict((shipped.extra or {}).get("card") or {})
     name = model if model in BUNDLED else path.stem
-    recipe = recipe_for(model if model in BUNDLED else str(path), card)
+    recipe = pin_conversion(
+        recipe_for(model if model in BUNDLED else str(path), card), shipped.convert_spec()
+    )
     rep = plan(name, recipe, check_work_dir(work or cache_home() / "reproduce" / name))
     say = lambda s: err.print(clean(s), markup=False, highlight=False, soft_wrap=True)  # noqa: E731
     say(f"reproducing {name} ({path}) in {rep.work}")
