@@ -96,10 +96,14 @@ def main() -> None:
     ap.add_argument("--train", action="store_true", help=argparse.SUPPRESS)  # one run, in this process
     args, rest = ap.parse_known_args()
     if args.train:  # the widened feature list, for this process's train-detector only
+        import json
+
         import malvision.convert.pefeatures as pefeatures
 
-        pefeatures.FEATURE_NAMES += NAMES
-        pefeatures.N_FEATURES = len(pefeatures.FEATURE_NAMES)
+        version = json.loads((args.work / "cache" / "meta.json").read_text())["spec"]["version"]
+        width = pefeatures.FEATURE_WIDTHS[version]
+        pefeatures.FEATURE_NAMES = pefeatures.FEATURE_NAMES[:width] + NAMES
+        pefeatures.N_FEATURES = pefeatures.FEATURE_WIDTHS[version] = len(pefeatures.FEATURE_NAMES)
         from malvision.cli.app import app
 
         sys.argv = ["malvision", "train-detector", *rest]

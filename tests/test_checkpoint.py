@@ -277,18 +277,18 @@ def test_a_model_of_the_older_feature_list_loads_and_reads_its_start(tmp_path: P
     """A features 3 checkpoint saved before version 4 (no ``n_features`` in its kwargs, which then meant
     the shorter list) rebuilds at its own width and scores the start of today's vector."""
     from corpus import minimal_pe
-    from malvision.convert.pefeatures import N_FEATURES_V3
+    from malvision.convert.pefeatures import FEATURE_WIDTHS
     from malvision.scan import Scanner
 
     torch.manual_seed(0)
-    model = create_model("mlp", in_kind="features", n_classes=2, n_features=N_FEATURES_V3, hidden=(4,))
+    model = create_model("mlp", in_kind="features", n_classes=2, n_features=FEATURE_WIDTHS[3], hidden=(4,))
     spec = {"kind": "features", "image_size": 64, "max_len": 2097152, "vocab": [], "version": 3}
-    path = _save(tmp_path / "old.pt", model, model_name="mlp", model_kwargs={"n_features": N_FEATURES_V3,
+    path = _save(tmp_path / "old.pt", model, model_name="mlp", model_kwargs={"n_features": FEATURE_WIDTHS[3],
                  "hidden": (4,)}, in_kind="features", n_classes=2, vocab_size=None, spec=spec,
                  classes=["benign", "malware"])  # fmt: skip
     _rewrite(path, lambda p: p["model"]["kwargs"].pop("n_features"))
     ck = load_checkpoint(path)
-    assert ck.model.n_features == N_FEATURES_V3 and ck.convert_spec().n_features == N_FEATURES_V3
+    assert ck.model.n_features == FEATURE_WIDTHS[3] and ck.convert_spec().n_features == FEATURE_WIDTHS[3]
     (tmp_path / "a.exe").write_bytes(minimal_pe())
     (verdict,) = Scanner(path).scan([str(tmp_path / "a.exe")])
     assert verdict.score is not None and 0 <= verdict.score <= 1

@@ -437,8 +437,10 @@ def test_the_default_model_names_the_imports_behind_its_features() -> None:
 
     exe = Path(pip.__file__).parent / "_vendor" / "distlib" / "t64.exe"
     data = exe.read_bytes()
-    expl = explain_bytes(Scanner("default", backend="torch"), exe.name, data, top_k=len(FEATURE_NAMES))
-    assert expl.method == "occlusion" and len(expl.features) == len(FEATURE_NAMES)
+    scanner = Scanner("default", backend="torch")
+    expl = explain_bytes(scanner, exe.name, data, top_k=len(FEATURE_NAMES))
+    assert expl.method == "occlusion" and len(expl.features) == scanner.spec.n_features  # every one it reads
+    assert {f.name for f in expl.features} == set(FEATURE_NAMES[: scanner.spec.n_features])
     behind = imports_behind(data, parse(data[:HEAD_BYTES]))
     assert sum(len(v) for v in behind.values()) > 50  # every imported function lands in some feature
     for f in expl.features:

@@ -369,9 +369,9 @@ def test_a_model_of_features_3_reproduces_from_a_card_that_never_named_its_versi
     assert (
         meta["spec"]["version"] == 3 and meta["command"][meta["command"].index("--kind-version") + 1] == "3"
     )
-    from malvision.convert.pefeatures import N_FEATURES_V3
+    from malvision.convert.pefeatures import FEATURE_WIDTHS
 
-    assert np.load(cache / "x.npy").shape[1] == N_FEATURES_V3
+    assert np.load(cache / "x.npy").shape[1] == FEATURE_WIDTHS[3]
     run = tmp_path / "run"
     _mv("train-detector", "--data", cache, "--out", run, "--model", "lgbm", "--protocols", "source",
         "--folds", "3", "--threads", "1", "--set", "min_child_samples=3", home=home)  # fmt: skip

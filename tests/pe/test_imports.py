@@ -89,8 +89,8 @@ def test_api_names_drop_the_character_set_only() -> None:
 
 
 def test_an_old_feature_list_is_refused() -> None:
-    assert ConvertSpec(kind="features").version == 4 and ConvertSpec(kind="image").version == 1
-    assert ConvertSpec(kind="fused").version == 3  # fused vectors begin with the feature list
+    assert ConvertSpec(kind="features").version == 5 and ConvertSpec(kind="image").version == 1
+    assert ConvertSpec(kind="fused").version == 4  # fused vectors begin with the feature list
     for old in (1, 2):
         with pytest.raises(ConversionError, match=f"features conversion version {old} .* rebuild the cache"):
             ConvertSpec(kind="features", version=old)
@@ -113,11 +113,14 @@ def test_a_model_of_the_old_feature_list_says_so(tmp_path: Path) -> None:
         load_checkpoint(path)
 
 
-def test_a_features_3_model_reads_the_start_of_the_vector() -> None:
+def test_an_older_features_model_reads_the_start_of_the_vector() -> None:
     src = MemorySource.of("a.exe", minimal_pe())
-    now, old = ConvertSpec(kind="features"), ConvertSpec(kind="features", version=3)
-    x, x3 = model_input(src, now), model_input(src, old)
-    assert x.shape == now.fixed_shape and x3.shape == old.fixed_shape == (len(FEATURE_NAMES) - 5,)
-    assert np.array_equal(x[: len(x3)], x3) and FEATURE_NAMES[len(x3)] == "linker_version_major"
-    fused = model_input(src, ConvertSpec(kind="fused", version=2, image_size=8))
-    assert fused.shape == (len(x3) + 64,) and np.array_equal(fused[: len(x3)], x3)
+    x = model_input(src, ConvertSpec(kind="features"))
+    assert x.shape == ConvertSpec(kind="features").fixed_shape == (len(FEATURE_NAMES),)
+    for version, first_new in ((3, "linker_version_major"), (4, "res_n_types")):
+        old = ConvertSpec(kind="features", version=version)
+        xv = model_input(src, old)
+        assert xv.shape == old.fixed_shape and len(xv) < len(x) and FEATURE_NAMES[len(xv)] == first_new
+        assert np.array_equal(x[: len(xv)], xv)
+        fused = model_input(src, ConvertSpec(kind="fused", version=version - 1, image_size=8))
+        assert fused.shape == (len(xv) + 64,) and np.array_equal(fused[: len(xv)], xv)

@@ -11,8 +11,9 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from malvision.convert.contentfeatures import CONTENT_NAMES
-from malvision.convert.pefeatures import FEATURE_NAMES, section_key
+from malvision.convert.pefeatures import FEATURE_NAMES, RESOURCE_NAMES, section_key
 from malvision.pe import PEHeaders, import_window
+from malvision.pe.resources import resource_window
 
 __all__ = ["FeatureLabel", "FEATURE_LABELS", "feature_label", "feature_span"]
 
@@ -153,9 +154,23 @@ def _content_label(name: str) -> FeatureLabel:
     return FeatureLabel(f"section {section} entropy", f"entropy of the first {section} section (-1: none)")
 
 
+_RESOURCES = {
+    "res_n_types": ("resource types", "how many types the resource directory holds"),
+    "res_log_n_leaves": ("resources", "log(1 + resources in the resource directory, each language counted)"),
+    "res_n_languages": ("resource languages", "how many languages the resources are in"),
+    "res_log_rcdata_max": ("largest RT_RCDATA", "log(1 + bytes of the largest raw-data resource)"),
+    "res_rcdata_max_share": ("RT_RCDATA share", "the largest raw-data resource's share of the file"),
+    "res_log_other_types": ("other resource types", "log(1 + resource types that are not a predefined RT_*)"),
+} | {
+    n: (f"RT_{n[8:].upper()}", f"1 when the resource directory has RT_{n[8:].upper()} resources")
+    for n in RESOURCE_NAMES
+    if n.startswith("res_has_")
+}
+
+
 def _label(name: str) -> FeatureLabel:
-    if name in _PLAIN:
-        return FeatureLabel(*_PLAIN[name])
+    if (plain := _PLAIN.get(name) or _RESOURCES.get(name)) is not None:
+        return FeatureLabel(*plain)
     if name in CONTENT_NAMES:
         return _content_label(name)
     if name in _OPTIONAL:
@@ -233,6 +248,8 @@ def feature_span(name: str, headers: PEHeaders | None, size: int) -> tuple[int, 
         return _content_span(name, headers, size)
     if name.startswith("import") or name.endswith("_imports"):
         return import_window(headers)
+    if name.startswith("res_"):
+        return resource_window(headers)
     if name == "head_entropy":
         return (0, min(size, 1 << 16))
     if name.startswith("section_") or name.startswith("entry_") or name in ("log_overlay", "overlay_share"):

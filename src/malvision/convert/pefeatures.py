@@ -29,10 +29,11 @@ from malvision.pe import (
     parse_or_none,
     read_imports,
 )
+from malvision.pe.resources import TYPES, read_resources, resource_window
 from malvision.triage import byte_histogram, byte_stats, entropy_bits
 
 __all__ = [
-    "FEATURE_NAMES", "N_FEATURES", "N_FEATURES_V3", "HEAD_BYTES", "FeatureTap", "features_of", "imports_behind",
+    "FEATURE_NAMES", "N_FEATURES", "FEATURE_WIDTHS", "HEAD_BYTES", "FeatureTap", "features_of", "imports_behind",
 ]  # fmt: skip
 
 _MACHINES = {0x14C: "i386", 0x8664: "amd64", 0xAA64: "arm64"}
@@ -80,6 +81,11 @@ crypt32 ntdll msvcrt shlwapi psapi netapi32 mpr version winmm iphlpapi mscoree r
 secur32 dnsapi
 """.split()  # noqa: SIM905
 N_HASHED = 128
+RESOURCE_NAMES = (
+    "res_n_types", "res_log_n_leaves", "res_n_languages", "res_log_rcdata_max", "res_rcdata_max_share",
+    "res_log_other_types",
+) + tuple(f"res_has_{t}" for t in ("icon", "dialog", "string", "rcdata", "group_icon", "version", "manifest",
+                                    "menu", "bitmap", "accelerator", "html"))  # fmt: skip
 
 FEATURE_NAMES: tuple[str, ...] = (
     ("log_size", "entropy", "share_00", "share_ff", "share_printable")
@@ -108,13 +114,15 @@ FEATURE_NAMES: tuple[str, ...] = (
     + tuple(f"import_{a}" for a in _APIS)
     + tuple(f"import_other_{k:02x}" for k in range(N_HASHED))
     + CONTENT_NAMES
-    + (  # features version 4, last so that a version 3 vector is this one's start
+    + (  # features version 4; each version appends, so an older vector is this one's start
         "linker_version_major", "linker_version_minor", "image_version_major", "image_version_minor",
         "checksum_set",
     )
+    + RESOURCE_NAMES  # version 5
 )  # fmt: skip
 N_FEATURES = len(FEATURE_NAMES)
-N_FEATURES_V3 = N_FEATURES - 5  # what a features version 3 model reads: the vector without the last five
+# How many of the features each version has (an older version's model reads the vector's start).
+FEATURE_WIDTHS = {3: N_FEATURES - len(RESOURCE_NAMES) - 5, 4: N_FEATURES - len(RESOURCE_NAMES), 5: N_FEATURES}
 _INDEX = {n: i for i, n in enumerate(FEATURE_NAMES)}
 _API_INDEX = {a.lower(): _INDEX[f"import_{a}"] for a in _APIS}
 _DLL_INDEX = {f"{d}.dll": _INDEX[f"import_dll_{d}"] for d in _DLLS}
@@ -206,6 +214,23 @@ def _imports(headers: PEHeaders, window: bytes, start: int, f: np.ndarray) -> No
         f[_function_index(name)] = 1.0
 
 
+def _resources(window: bytes, size: int, f: np.ndarray) -> None:
+    """Fill the resource block of ``f`` from the resource directory's tree in ``window``."""
+    res = read_resources(window)
+    if not res.parsed:
+        return
+    put = lambda name, v: f.__setitem__(_INDEX[name], v)  # noqa: E731
+    put("res_n_types", float(len(res.types)))
+    put("res_log_n_leaves", _log(res.leaves))
+    put("res_n_languages", float(len(set(res.languages))))
+    put("res_log_rcdata_max", _log(res.rcdata_max))
+    put("res_rcdata_max_share", min(1.0, res.rcdata_max / max(size, 1)))
+    put("res_log_other_types", _log(sum(t not in TYPES for t in res.types)))
+    for t in res.types:
+        if (i := _INDEX.get(f"res_has_{TYPES.get(t)}")) is not None:
+            f[i] = 1.0
+
+
 def _function_index(name: str) -> int:
     """The feature an imported function sets: its own, or its hash bucket."""
     low = name.lower()
@@ -235,11 +260,12 @@ def _vector(
     window: bytes,
     start: int,
     content: np.ndarray,
+    resources: bytes = b"",
 ) -> np.ndarray:
     """The float32 feature vector (``FEATURE_NAMES``) of a ``size``-byte file: its first 64 KiB
     ``head``, its whole-file 256-bin byte histogram ``hist``, its parsed ``headers`` (None: not a PE,
     the header block stays zero), the bytes of ``import_window`` (``window``, from file offset
-    ``start``) and its ``ContentTap`` block."""
+    ``start``), its ``ContentTap`` block and the bytes of ``resource_window``."""
     f = np.zeros(N_FEATURES, dtype=np.float64)
     hist = np.asarray(hist, dtype=np.float64)
     total = hist.sum()
@@ -254,6 +280,7 @@ def _vector(
     if headers is not None:
         _header(headers, size, f)
         _imports(headers, window, start, f)
+        _resources(resources, size, f)
     f[_CONTENT : _CONTENT + len(content)] = content
     return f.astype(np.float32)
 
@@ -266,12 +293,16 @@ class FeatureTap:
     def __init__(self, vector: bool = True) -> None:
         self.hist = np.zeros(256, dtype=np.int64)
         self.head = bytearray()
-        self.window = bytearray()
         self.headers: PEHeaders | None = None
         self._content = ContentTap() if vector else None
         self._parsed = False
-        self._range: tuple[int, int] | None = None
+        self._imports = self._resources = _Slice(None)
         self._pos = 0
+
+    @property
+    def window(self) -> bytearray:
+        """The bytes of ``import_window`` read so far."""
+        return self._imports.data
 
     def update(self, chunk: bytes | bytearray | memoryview) -> None:
         if len(self.head) < HEAD_BYTES:
@@ -279,25 +310,21 @@ class FeatureTap:
             if len(self.head) == HEAD_BYTES:
                 self._locate()  # every byte read so far is in head
         self._pos += len(chunk)
-        if self._range is not None:
-            self._take(chunk, self._pos - len(chunk))
+        self._imports.take(chunk, self._pos - len(chunk))
+        self._resources.take(chunk, self._pos - len(chunk))
         # the content tap counts the bytes by section and hands back the chunk's histogram
         self.hist += byte_histogram(chunk) if self._content is None else self._content.update(chunk)
 
     def _locate(self) -> None:
         self._parsed = True
         self.headers = parse_or_none(bytes(self.head))
+        if self._content is not None and self.headers is not None:
+            self._imports = _Slice(import_window(self.headers))
+            self._resources = _Slice(resource_window(self.headers))
+            self._imports.take(self.head, 0)
+            self._resources.take(self.head, 0)
         if self._content is not None:
-            self._range = (import_window(self.headers) if self.headers else None) or (0, 0)
-            self._take(self.head, 0)
             self._content.locate(self.headers, self.head)
-
-    def _take(self, buf: bytes | bytearray | memoryview, at: int) -> None:
-        assert self._range is not None
-        lo = max(self._range[0] + len(self.window), at)
-        hi = min(self._range[1], at + len(buf))
-        if hi > lo:
-            self.window += buf[lo - at : hi - at]
 
     def finish(self) -> None:
         """Parse the headers of a file shorter than ``HEAD_BYTES``, once its last chunk is in."""
@@ -309,9 +336,24 @@ class FeatureTap:
         if self._content is None:
             raise ValueError("FeatureTap(vector=False) gathers no feature vector")
         self.finish()
-        start = self._range[0] if self._range else 0
         content = self._content.features(size)
-        return _vector(bytes(self.head), size, self.hist, self.headers, bytes(self.window), start, content)
+        return _vector(
+            bytes(self.head), size, self.hist, self.headers, bytes(self._imports.data), self._imports.lo,
+            content, bytes(self._resources.data),
+        )  # fmt: skip
+
+
+class _Slice:
+    """The bytes of one file range ``[lo, hi)`` (None: none), kept as a file's chunks stream past."""
+
+    def __init__(self, span: tuple[int, int] | None) -> None:
+        self.lo, self.hi = span or (0, 0)
+        self.data = bytearray()
+
+    def take(self, buf: bytes | bytearray | memoryview, at: int) -> None:
+        lo, hi = max(self.lo + len(self.data), at), min(self.hi, at + len(buf))
+        if hi > lo:
+            self.data += buf[lo - at : hi - at]
 
 
 def features_of(data: bytes | bytearray | memoryview) -> np.ndarray:

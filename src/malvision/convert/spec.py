@@ -16,13 +16,14 @@ __all__ = ["SPEC_VERSION", "KIND_VERSIONS", "OLDER_VERSIONS", "MAX_IMAGE_SIZE", 
 
 SPEC_VERSION = 1
 # A kind whose conversion changed since SPEC_VERSION; features 2 added the import table, 3 the content
-# block (section entropies, strings, markers), 4 the linker and image versions and the checksum flag,
-# each of which fused vectors begin with too; views 2 takes its entropy channel over the plotted bytes
-# only (a Malimg PNG and its file give the same input).
-KIND_VERSIONS = {"features": 4, "fused": 3, "views": 2}
-# Older versions still converted: a features 3 vector is the start of a features 4 one (the new columns
-# went last), and a fused 2 vector is that start and the image.
-OLDER_VERSIONS = {"features": (3,), "fused": (2,)}
+# block (section entropies, strings, markers), 4 the linker and image versions and the checksum flag, 5
+# the resource directory, each of which fused vectors begin with too (fused N holds features N + 1);
+# views 2 takes its entropy channel over the plotted bytes only (a Malimg PNG and its file give the same
+# input).
+KIND_VERSIONS = {"features": 5, "fused": 4, "views": 2}
+# Older versions still converted: since 3 each features version appends, so an older vector is the start
+# of today's (``pefeatures.FEATURE_WIDTHS``), and an older fused vector is that start and the image.
+OLDER_VERSIONS = {"features": (3, 4), "fused": (2, 3)}
 MAX_IMAGE_SIZE = 4096  # resizing holds two (side, 1024) 8-byte arrays: 64 MiB at this side
 Kind = Literal["image", "views", "bytes", "opcodes", "features", "fused", "histograms"]
 KINDS: tuple[str, ...] = ("image", "views", "bytes", "opcodes", "features", "fused", "histograms")
@@ -79,9 +80,11 @@ class ConvertSpec:
     @property
     def n_features(self) -> int:
         """How many PE features a ``features`` or ``fused`` input holds (or begins with)."""
-        from malvision.convert.pefeatures import N_FEATURES, N_FEATURES_V3
+        from malvision.convert.pefeatures import FEATURE_WIDTHS, N_FEATURES
 
-        return N_FEATURES if self.version == KIND_VERSIONS.get(self.kind) else N_FEATURES_V3
+        if self.kind not in ("features", "fused"):
+            return N_FEATURES
+        return FEATURE_WIDTHS[int(self.version or 0) + (self.kind == "fused")]
 
     @property
     def fixed_shape(self) -> tuple[int, ...] | None:
