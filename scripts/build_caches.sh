@@ -7,7 +7,7 @@
 # see its header): SOURCES is the folder holding the eight public malware collections of
 # ../shared/data/malware_v2_manifest.csv and the 1,044 repositories of scripts/benign_github*.csv (fetched
 # snapshots `owner+repo/repo`, or `git clone`s). Then it builds each cache below (and the later ones of the
-# file, up to pe-features-v15) only when missing. The corpora it began with, and its first caches:
+# file, up to pe-features-v16) only when missing. The corpora it began with, and its first caches:
 #   ~/.cache/malvision/benign, benign-extra, benign-tools   the benign corpora (pinned packages)
 #   ~/.cache/malvision/malware_v2                           1,076 malware files, sha256 checked
 # and then the caches of the same 4,669 files (3,348 benign from 460 projects; the shared zip's 245 and
@@ -57,21 +57,21 @@ build pe-features-v7 --kind features --benign "$C/benign-win32" --benign "$C/ben
 build pe-features-v8 --kind features --benign "$C/benign-win32" --benign "$C/benign-github" --benign "$C/benign-github2"
 # Features version 3 (convert/contentfeatures.py: section entropies, strings, markers) on pe-features-v8's
 # files: pe-features-v9. (Caches of features 2, v2 to v8, are refused by this malvision: rebuild them.)
-build pe-features-v9 --kind features --benign "$C/benign-win32" --benign "$C/benign-github" --benign "$C/benign-github2"
+build pe-features-v9 --kind features --kind-version 3 --benign "$C/benign-win32" --benign "$C/benign-github" --benign "$C/benign-github2"
 # The shipped default's data since 2026-12-02 (afternoon): the three GitHub widenings (the third: 1,167 files of
 # 247 projects), with features version 3.
-build pe-features-v10 --kind features --benign "$C/benign-win32" --benign "$C/benign-github" \
+build pe-features-v10 --kind features --kind-version 3 --benign "$C/benign-win32" --benign "$C/benign-github" \
     --benign "$C/benign-github2" --benign "$C/benign-github3"
 # 2026-12-02 (evening): the fourth GitHub set (822 files of 320 projects) on top.
-build pe-features-v11 --kind features --benign "$C/benign-win32" --benign "$C/benign-github" \
+build pe-features-v11 --kind features --kind-version 3 --benign "$C/benign-win32" --benign "$C/benign-github" \
     --benign "$C/benign-github2" --benign "$C/benign-github3" --benign "$C/benign-github4"
 # 2026-12-02 (13:00 UTC): the PyPI bulk widening (benign-bulk, issue 19: a calibration set that puts dozens of benign files
 # above the 0.1% threshold) on top.
-build pe-features-v12 --kind features --benign "$C/benign-win32" --benign "$C/benign-github" \
+build pe-features-v12 --kind features --kind-version 3 --benign "$C/benign-win32" --benign "$C/benign-github" \
     --benign "$C/benign-github2" --benign "$C/benign-github3" --benign "$C/benign-github4" --benign "$C/benign-bulk"
 # 2026-12-02 (15:30 UTC): the fifth GitHub set (benign-github5: 4,258 files of 548 projects, found after the bulk set;
 # the v12 default flagged 68 of them at its threshold before training on them) on top.
-build pe-features-v13 --kind features --benign "$C/benign-win32" --benign "$C/benign-github" \
+build pe-features-v13 --kind features --kind-version 3 --benign "$C/benign-win32" --benign "$C/benign-github" \
     --benign "$C/benign-github2" --benign "$C/benign-github3" --benign "$C/benign-github4" --benign "$C/benign-bulk" \
     --benign "$C/benign-github5"
 # pe-detector's data from 2026-12-02 17:00 to 21:30 UTC (mc-v13): pe-features-v13's files, the first 16 KiB of each (what MalConv reads).
@@ -84,16 +84,22 @@ build pe-hist-v13 --kind histograms --benign "$C/benign-win32" --benign "$C/beni
     --benign "$C/benign-github5"
 # 2026-12-03: the sixth GitHub set (benign-github6) on top of pe-features-v13's files: pe-features-v14, and their
 # histograms (pe-hist-v14).
-build pe-features-v14 --kind features --benign "$C/benign-win32" --benign "$C/benign-github" \
+build pe-features-v14 --kind features --kind-version 3 --benign "$C/benign-win32" --benign "$C/benign-github" \
     --benign "$C/benign-github2" --benign "$C/benign-github3" --benign "$C/benign-github4" --benign "$C/benign-bulk" \
     --benign "$C/benign-github5" --benign "$C/benign-github6"
 build pe-hist-v14 --kind histograms --benign "$C/benign-win32" --benign "$C/benign-github" \
     --benign "$C/benign-github2" --benign "$C/benign-github3" --benign "$C/benign-github4" --benign "$C/benign-bulk" \
     --benign "$C/benign-github5" --benign "$C/benign-github6"
 # 2026-12-03 (evening): features version 4 (the linker and image versions and the checksum flag, appended to the
-# vector) on pe-features-v13's files: pe-features-v15, the shipped default's data. (pe-features-v9 to v14 are of
-# features 3, which this malvision still reads: a model trained on them reads the start of today's vector.)
-build pe-features-v15 --kind features --benign "$C/benign-win32" --benign "$C/benign-github" \
+# vector) on pe-features-v13's files: pe-features-v15. (pe-features-v9 to v14 were built as features 3, which this
+# malvision still reads: a model trained on them reads the start of today's vector. On a fresh machine each cache
+# here names the version it was built in (`--kind-version`), as `malvision reproduce` does for an older card.)
+build pe-features-v15 --kind features --kind-version 4 --benign "$C/benign-win32" --benign "$C/benign-github" \
+    --benign "$C/benign-github2" --benign "$C/benign-github3" --benign "$C/benign-github4" --benign "$C/benign-bulk" \
+    --benign "$C/benign-github5"
+# 2026-12-03 (evening, later): features version 5 (the resource directory, appended) on the same files:
+# pe-features-v16.
+build pe-features-v16 --kind features --benign "$C/benign-win32" --benign "$C/benign-github" \
     --benign "$C/benign-github2" --benign "$C/benign-github3" --benign "$C/benign-github4" --benign "$C/benign-bulk" \
     --benign "$C/benign-github5"
 [ -f "$C/caches/pe-bytes1m-gh/meta.json" ] || $MV data build --kind bytes --max-len 1048576 --benign "$C/benign" \

@@ -796,8 +796,31 @@ default_v15() {
         "$C/runs/$r-seed1" "$C/runs/v13-et-seed2" "$C/runs/$r-seed2" --out "$(ship docs/heldout-pooled-v15.md)"
     .venv/bin/python benchmarks/rich_header.py "$C/caches/pe-features-v$v" --work "$C/rich-header" --seeds 0 1 2
     ship_default "$C/runs/$r"
-    .venv/bin/python benchmarks/cold_start.py --runs 21 --out "$(ship benchmarks/results/cold-start-v15-et.md)"
 }
 
-if [ $# -eq 0 ]; then set -- data leaderboard gradients caps big2015_full pe_leaderboard malimg detector features_detector features_seeds caches_v2 board_v2 threshold default_v5 default_v8 pe_detector_gh default_v9 default_v10 default_v11 default_v12 default_v13 pe_detector_v13 pe_detector_hist_v13 default_v14 unscored big2015_knn default_nocw default_et default_v15; fi
+# 2026-12-03 (evening, later): features version 5 (the resource directory, appended) on the same files
+# (pe-features-v16), the same recipe for seeds 0 to 2, the held-out sets, shipped as the default.
+default_v16() {
+    SOURCES=${SOURCES:-/work/.mirror} bash scripts/build_caches.sh
+    local v=16 s r=v16-et
+    nice -n 10 $MV train-detector --data "$C/caches/pe-features-v$v" --out "$C/runs/$r" --model lgbm --threads 1 \
+        --protocols source,group --no-class-weighting --set extra_trees=true
+    for s in 1 2; do
+        nice -n 10 $MV train-detector --data "$C/caches/pe-features-v$v" --out "$C/runs/$r-seed$s" --model lgbm \
+            --threads 1 --protocols source --seed "$s" --no-class-weighting --set extra_trees=true
+    done
+    $MV compare-detectors "$C/runs/v15-et" "$C/runs/$r" --heldout "$C/benign-github-heldout2" \
+        --out "$(ship docs/board-v16-et)"
+    run_reports $r
+    .venv/bin/python scripts/heldout_operating_point.py "$C/runs/$r" --corpus "$C/benign-github-heldout2" \
+        --out "$(ship docs/github-heldout2-$r.md)"
+    .venv/bin/python scripts/heldout_operating_point.py "$C/runs/$r" --corpus "$C/benign-github6" \
+        --out "$(ship docs/github-benign6-$r.md)"
+    .venv/bin/python scripts/heldout_pooled.py "$C/runs/v15-et" "$C/runs/$r" "$C/runs/v15-et-seed1" \
+        "$C/runs/$r-seed1" "$C/runs/v15-et-seed2" "$C/runs/$r-seed2" --out "$(ship docs/heldout-pooled-v16.md)"
+    ship_default "$C/runs/$r"
+    .venv/bin/python benchmarks/cold_start.py --runs 21 --out "$(ship benchmarks/results/cold-start-v16-et.md)"
+}
+
+if [ $# -eq 0 ]; then set -- data leaderboard gradients caps big2015_full pe_leaderboard malimg detector features_detector features_seeds caches_v2 board_v2 threshold default_v5 default_v8 pe_detector_gh default_v9 default_v10 default_v11 default_v12 default_v13 pe_detector_v13 pe_detector_hist_v13 default_v14 unscored big2015_knn default_nocw default_et default_v15 default_v16; fi
 for step in "$@"; do "$step"; done

@@ -1,14 +1,15 @@
 """PE structure as a fixed-length feature vector: what a byte plot cannot see.
 
 The headers (file header, optional header, data directories, section table) are read with ``struct``
-from the first 64 KiB; the byte statistics cover the whole file; the import table (``malvision.pe``)
-comes from the range of the file that holds it; section entropies, strings and markers
-(``convert.contentfeatures``, since features version 3) from every byte. ``FeatureTap`` gathers them
-all in one pass over a file's chunks. The build date (TimeDateStamp) and the Rich header are left out on
-purpose: a detector keyed on them would learn when and with which compiler our benign files were built,
-not the malware. The linker and image versions and whether a checksum is set (features version 4) are
-in: on source-disjoint folds they raised detection at the card's threshold for every seed, where the
-Rich header's compiler ids added nothing (docs/detection.md, "Linker and image versions"). Any bytes give a vector (a header that does not parse leaves its block at zero with
+from the first 64 KiB; the byte statistics cover the whole file; the import table and the resource
+directory's tree (``malvision.pe``) come from the ranges of the file that hold them; section
+entropies, strings and markers (``convert.contentfeatures``, since features version 3) from every
+byte. ``FeatureTap`` gathers them all in one pass over a file's chunks. Each version appends to the
+vector (``FEATURE_WIDTHS``): 4 the linker and image versions and whether a checksum is set, 5 the
+resources. The build date (TimeDateStamp) and the Rich header are left out on purpose: a detector keyed
+on them would learn when and with which compiler our benign files were built, not the malware, and the
+Rich header's compiler ids added nothing on source-disjoint folds (docs/detection.md, "Linker and image
+versions"). Any bytes give a vector (a header that does not parse leaves its block at zero with
 ``pe_parsed`` 0); triage decides separately whether a file is a PE worth judging.
 """
 
@@ -287,8 +288,9 @@ def _vector(
 
 class FeatureTap:
     """One pass over a file's chunks: whole-file byte histogram, the first ``HEAD_BYTES``, the PE
-    headers parsed from them once, and (``vector``) what only the feature vector needs: the range
-    ``import_window`` names (at most 2 MiB) and the content block (``ContentTap``)."""
+    headers parsed from them once, and (``vector``) what only the feature vector needs: the ranges
+    ``import_window`` (at most 2 MiB) and ``resource_window`` (64 KiB) name, and the content block
+    (``ContentTap``)."""
 
     def __init__(self, vector: bool = True) -> None:
         self.hist = np.zeros(256, dtype=np.int64)
@@ -298,11 +300,6 @@ class FeatureTap:
         self._parsed = False
         self._imports = self._resources = _Slice(None)
         self._pos = 0
-
-    @property
-    def window(self) -> bytearray:
-        """The bytes of ``import_window`` read so far."""
-        return self._imports.data
 
     def update(self, chunk: bytes | bytearray | memoryview) -> None:
         if len(self.head) < HEAD_BYTES:
