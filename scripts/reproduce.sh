@@ -718,6 +718,26 @@ run_reports() {
         --out "$(ship docs/github-heldout-$1.md)"
 }
 
+# The default's recipe since 2026-12-03 (no class weights, extremely randomised trees) on caches/pe-features-vV:
+# runs/R (both protocols: the card's) and runs/R-seed1, R-seed2 (source-disjoint; a seed also redraws the benign folds).
+et_runs() {
+    local v=$1 r=$2 s
+    nice -n 10 $MV train-detector --data "$C/caches/pe-features-v$v" --out "$C/runs/$r" --model lgbm --threads 1 \
+        --protocols source,group --no-class-weighting --set extra_trees=true
+    for s in 1 2; do
+        nice -n 10 $MV train-detector --data "$C/caches/pe-features-v$v" --out "$C/runs/$r-seed$s" --model lgbm \
+            --threads 1 --protocols source --seed "$s" --no-class-weighting --set extra_trees=true
+    done
+}
+
+# A run at its own card's threshold on the second held-out set of programs and on the sixth GitHub set.
+more_heldout() {
+    .venv/bin/python scripts/heldout_operating_point.py "$C/runs/$1" --corpus "$C/benign-github-heldout2" \
+        --out "$(ship docs/github-heldout2-$1.md)"
+    .venv/bin/python scripts/heldout_operating_point.py "$C/runs/$1" --corpus "$C/benign-github6" \
+        --out "$(ship docs/github-benign6-$1.md)"
+}
+
 # 2026-12-03, evening: the default's recipe without class weights (every file weighs 1, so the 23,331 benign
 # files outweigh the 1,321 malware 18 to 1 and the trees spend their splits on the benign tail), and three
 # LightGBM settings without them, each for seeds 0 to 2 (a seed also redraws the benign projects' folds);
@@ -750,23 +770,15 @@ default_nocw() {
 # extra_trees: one random threshold a feature at each split), seeds 0 to 2; shipped as the default. Both held-out
 # program sets are built by now (build_corpora.sh), so every shipped default of the day is measured on all four.
 default_et() {
-    local v=13 s r
-    nice -n 10 $MV train-detector --data "$C/caches/pe-features-v$v" --out "$C/runs/v$v-et" --model lgbm --threads 1 \
-        --protocols source,group --no-class-weighting --set extra_trees=true
-    for s in 1 2; do
-        nice -n 10 $MV train-detector --data "$C/caches/pe-features-v$v" --out "$C/runs/v$v-et-seed$s" --model lgbm \
-            --threads 1 --protocols source --seed "$s" --no-class-weighting --set extra_trees=true
-    done
+    local v=13 r
+    et_runs $v v$v-et
     $MV compare-detectors "$C/runs/v$v-lgbm" "$C/runs/v$v-nocw" "$C/runs/v$v-et" --heldout "$C/benign-github-heldout2" \
         --out "$(ship docs/board-v13-et)"
     run_reports v$v-et
     # the second held-out set and the sixth GitHub set at each default's own threshold (the class-weighted
     # one's reports of before used its first card's 0.8514)
     for r in v13-lgbm v13-nocw v13-et; do
-        .venv/bin/python scripts/heldout_operating_point.py "$C/runs/$r" --corpus "$C/benign-github-heldout2" \
-            --out "$(ship docs/github-heldout2-$r.md)"
-        .venv/bin/python scripts/heldout_operating_point.py "$C/runs/$r" --corpus "$C/benign-github6" \
-            --out "$(ship docs/github-benign6-$r.md)"
+        more_heldout $r
     done
     ship_default "$C/runs/v$v-et"
     .venv/bin/python benchmarks/cold_start.py --runs 21 --out "$(ship benchmarks/results/cold-start-v13-et.md)"
@@ -778,20 +790,12 @@ default_et() {
 # (benchmarks/rich_header.py, not shipped); shipped as the default.
 default_v15() {
     SOURCES=${SOURCES:-/work/.mirror} bash scripts/build_caches.sh
-    local v=15 s r=v15-et
-    nice -n 10 $MV train-detector --data "$C/caches/pe-features-v$v" --out "$C/runs/$r" --model lgbm --threads 1 \
-        --protocols source,group --no-class-weighting --set extra_trees=true
-    for s in 1 2; do
-        nice -n 10 $MV train-detector --data "$C/caches/pe-features-v$v" --out "$C/runs/$r-seed$s" --model lgbm \
-            --threads 1 --protocols source --seed "$s" --no-class-weighting --set extra_trees=true
-    done
+    local v=15 r=v15-et
+    et_runs $v $r
     $MV compare-detectors "$C/runs/v13-et" "$C/runs/$r" --heldout "$C/benign-github-heldout2" \
         --out "$(ship docs/board-v15-et)"
     run_reports $r
-    .venv/bin/python scripts/heldout_operating_point.py "$C/runs/$r" --corpus "$C/benign-github-heldout2" \
-        --out "$(ship docs/github-heldout2-$r.md)"
-    .venv/bin/python scripts/heldout_operating_point.py "$C/runs/$r" --corpus "$C/benign-github6" \
-        --out "$(ship docs/github-benign6-$r.md)"
+    more_heldout $r
     .venv/bin/python scripts/heldout_pooled.py "$C/runs/v13-et" "$C/runs/$r" "$C/runs/v13-et-seed1" \
         "$C/runs/$r-seed1" "$C/runs/v13-et-seed2" "$C/runs/$r-seed2" --out "$(ship docs/heldout-pooled-v15.md)"
     .venv/bin/python benchmarks/rich_header.py "$C/caches/pe-features-v$v" --work "$C/rich-header" --seeds 0 1 2
@@ -802,20 +806,12 @@ default_v15() {
 # (pe-features-v16), the same recipe for seeds 0 to 2, the held-out sets, shipped as the default.
 default_v16() {
     SOURCES=${SOURCES:-/work/.mirror} bash scripts/build_caches.sh
-    local v=16 s r=v16-et
-    nice -n 10 $MV train-detector --data "$C/caches/pe-features-v$v" --out "$C/runs/$r" --model lgbm --threads 1 \
-        --protocols source,group --no-class-weighting --set extra_trees=true
-    for s in 1 2; do
-        nice -n 10 $MV train-detector --data "$C/caches/pe-features-v$v" --out "$C/runs/$r-seed$s" --model lgbm \
-            --threads 1 --protocols source --seed "$s" --no-class-weighting --set extra_trees=true
-    done
+    local v=16 r=v16-et
+    et_runs $v $r
     $MV compare-detectors "$C/runs/v15-et" "$C/runs/$r" --heldout "$C/benign-github-heldout2" \
         --out "$(ship docs/board-v16-et)"
     run_reports $r
-    .venv/bin/python scripts/heldout_operating_point.py "$C/runs/$r" --corpus "$C/benign-github-heldout2" \
-        --out "$(ship docs/github-heldout2-$r.md)"
-    .venv/bin/python scripts/heldout_operating_point.py "$C/runs/$r" --corpus "$C/benign-github6" \
-        --out "$(ship docs/github-benign6-$r.md)"
+    more_heldout $r
     .venv/bin/python scripts/heldout_pooled.py "$C/runs/v15-et" "$C/runs/$r" "$C/runs/v15-et-seed1" \
         "$C/runs/$r-seed1" "$C/runs/v15-et-seed2" "$C/runs/$r-seed2" --out "$(ship docs/heldout-pooled-v16.md)"
     ship_default "$C/runs/$r"

@@ -187,7 +187,7 @@ def data_build(
     kind_version: Annotated[
         int | None,
         typer.Option(
-            help="An older conversion of --kind that models still read (features 3); default: today's."
+            help="An older conversion of --kind that models still read (features 3 or 4); default: today's."
         ),
     ] = None,
     benign: Annotated[

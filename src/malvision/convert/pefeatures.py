@@ -34,7 +34,8 @@ from malvision.pe.resources import TYPES, read_resources, resource_window
 from malvision.triage import byte_histogram, byte_stats, entropy_bits
 
 __all__ = [
-    "FEATURE_NAMES", "N_FEATURES", "FEATURE_WIDTHS", "HEAD_BYTES", "FeatureTap", "features_of", "imports_behind",
+    "FEATURE_NAMES", "N_FEATURES", "FEATURE_WIDTHS", "RESOURCE_NAMES", "HEAD_BYTES", "FeatureTap", "features_of",
+    "imports_behind",
 ]  # fmt: skip
 
 _MACHINES = {0x14C: "i386", 0x8664: "amd64", 0xAA64: "arm64"}
