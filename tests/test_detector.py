@@ -206,7 +206,8 @@ def test_a_features_detector_trains_scans_and_exports(
 
     ds = CachedDataset(pe_feature_cache / "cache")
     assert ds[0][0].dtype == np.float32 and ds[0][0].ndim == 1
-    cfg = TrainConfig(model=model, model_kwargs=kwargs, epochs=12, batch_size=8, lr=1e-2)
+    # 20 epochs: at 12 the MLP on one thread (as in the whole suite) stopped at ROC-AUC 0.90 in one fold set
+    cfg = TrainConfig(model=model, model_kwargs=kwargs, epochs=20, batch_size=8, lr=1e-2)
     card = build_detector(ds, cfg, tmp_path / "run", folds=3, target_fpr=0.05, command="test")
     assert card["metrics"]["roc_auc"] > 0.9  # the overlay gives malware away, across unseen groups
     path = tmp_path / "run" / "model.pt"

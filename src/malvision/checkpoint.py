@@ -300,9 +300,9 @@ def _read(p: Path) -> Any:
         ) from None
 
 
-def _check_layout(p: Path, obj: Any) -> None:
+def _check_layout(p: Path, obj: Any) -> Any:
     """Refuse, in one line, what is not a whole checkpoint of this format, and conversion settings that
-    are bad or hostile (a billion-pixel image side) before anyone converts with them."""
+    are bad or hostile (a billion-pixel image side) before anyone converts with them; the ``ConvertSpec``."""
     from malvision.convert.spec import ConvertSpec
 
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
@@ -324,14 +324,13 @@ def _check_layout(p: Path, obj: Any) -> None:
     if not isinstance(obj["spec"], dict):
         raise CheckpointError(f"{p}: malformed metadata (the conversion spec is not a mapping)")
     try:
-        ConvertSpec.from_dict(obj["spec"])
+        return ConvertSpec.from_dict(obj["spec"])
     except MalvisionError as e:
         raise CheckpointError(f"{p}: bad conversion settings ({e})") from None
 
 
 def load_checkpoint(path: Path | str) -> Checkpoint:
     """Read a checkpoint safely and rebuild its model (CPU, eval mode) via ``create_model``."""
-    from malvision.convert.spec import ConvertSpec
     from malvision.models import create_model, input_kwargs
 
     p = Path(path)
@@ -345,10 +344,10 @@ def load_checkpoint(path: Path | str) -> Checkpoint:
             "(scan reads the export alone)"
         )
     obj = _read(p)
-    _check_layout(p, obj)
+    spec = _check_layout(p, obj)
     meta, kwargs, state = obj["model"], obj["model"]["kwargs"], obj["state_dict"]
     try:
-        kwargs = input_kwargs(meta["name"], ConvertSpec.from_dict(obj["spec"]), kwargs)
+        kwargs = input_kwargs(meta["name"], spec, kwargs)
         model = create_model(
             meta["name"],
             in_kind=meta["in_kind"],
