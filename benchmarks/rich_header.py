@@ -18,15 +18,16 @@ and the runs.
 from __future__ import annotations
 
 import argparse
-import csv
 import shutil
 import struct
 import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
 import numpy as np
+from _corpus import SampleReader
+
+from malvision.data.cache import CachedDataset
 
 N_BUCKETS = 32
 NAMES = (
@@ -74,20 +75,6 @@ def rich_columns(head: bytes) -> np.ndarray:
     return v
 
 
-def _heads(manifest: Path, size: int = 8192):
-    zips: dict[str, zipfile.ZipFile] = {}
-    with manifest.open(newline="") as f:
-        for row in csv.DictReader(f):
-            where, _, entry = row["source"].partition("!")
-            if entry:
-                z = zips.get(where) or zips.setdefault(where, zipfile.ZipFile(where))
-                with z.open(entry, pwd=b"infected") as member:
-                    yield member.read(size)
-            else:
-                with open(where, "rb") as fh:
-                    yield fh.read(size)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     ap.add_argument("cache", type=Path)
@@ -112,7 +99,9 @@ def main() -> None:
     copy = args.work / "cache"
     if not (copy / "x.npy").exists():
         x = np.load(args.cache / "x.npy")
-        extra = np.stack([rich_columns(h) for h in _heads(args.cache / "manifest.csv")])
+        reader = SampleReader()
+        records = CachedDataset(args.cache).records
+        extra = np.stack([rich_columns(reader.read(r.source, 8192)) for r in records])
         print(f"Rich header in {int(extra[:, 0].sum()):,} of {len(extra):,} files", file=sys.stderr)
         tmp = args.work / "cache.partial"
         shutil.rmtree(tmp, ignore_errors=True)

@@ -30,7 +30,6 @@ import queue
 import struct
 import subprocess
 import sys
-import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
@@ -38,9 +37,11 @@ import numpy as np
 from rich.progress import Progress
 
 from malvision.data.cache import CachedDataset
-from malvision.data.zips import ZipDataset
 from malvision.errors import MalvisionError
-from malvision.io import atomic_writer, expand_inputs, open_source
+from malvision.io import atomic_writer, expand_inputs
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+from _corpus import SampleReader  # noqa: E402
 
 DEFAULT_PYTHON = Path.home() / ".cache" / "malvision" / "ember-venv" / "bin" / "python"
 WORKER = r"""
@@ -89,26 +90,6 @@ while True:
     out.write(struct.pack("<Q", v.nbytes) + v.tobytes())
     out.flush()
 """
-
-
-class SampleReader:
-    """A sample's bytes from where its manifest row says it came from: a file, or a zip entry."""
-
-    def __init__(self) -> None:
-        self.zips: dict[str, tuple[ZipDataset, dict[str, int]]] = {}
-        self.lock = threading.Lock()  # one zip handle shared by the worker threads
-
-    def read(self, source: str, limit: int | None = None) -> bytes:
-        """The sample's bytes, or its first ``limit`` (a file is read no further)."""
-        if "!" not in source:
-            return open_source(source).read(limit)
-        zpath, name = source.split("!", 1)
-        with self.lock:
-            if zpath not in self.zips:
-                z = ZipDataset(zpath)
-                self.zips[zpath] = (z, {r.id: k for k, r in enumerate(z.records)})
-            z, index = self.zips[zpath]
-            return z.open(index[name]).read(limit)
 
 
 class _Workers:
