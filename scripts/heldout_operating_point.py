@@ -58,14 +58,7 @@ def main() -> None:
         sys.exit(
             f"error: {a.run} or {', '.join(map(str, corpora))}: not a detector run and a held-out corpus ({e})"
         )
-    seen = training_ids(scanner.card)
-    files = [f for f in files if f.name not in seen]
-    # a held-out file a scan calls unknown is never flagged: UNSCORED, as the out-of-fold side counts its own
-    scored = [
-        (Path(v.path).name, UNSCORED if v.score is None else v.score)
-        for v in scanner.scan([str(f) for f in files])
-        if isinstance(v, Verdict)
-    ]
+    scored = held_out_scores(scanner, files)
     held = np.array([s for _, s in scored])
     y, score = np.asarray(oof["y"]), np.asarray(oof["score"], dtype=np.float64)
     mal = score[y == 1]
@@ -100,6 +93,17 @@ def main() -> None:
         write_report(text, a.out)
     else:
         print(text)
+
+
+def held_out_scores(scanner: Scanner, files: list[Path]) -> list[tuple[str, float]]:
+    """(file name, score) of each of ``files`` the scanner's model did not train on; a file a scan calls
+    unknown is never flagged: UNSCORED, as the out-of-fold side counts its own."""
+    seen = training_ids(scanner.card)
+    return [
+        (Path(v.path).name, UNSCORED if v.score is None else v.score)
+        for v in scanner.scan([str(f) for f in files if f.name not in seen])
+        if isinstance(v, Verdict)
+    ]
 
 
 def _projects(corpus: Path) -> dict[str, str]:

@@ -20,12 +20,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from heldout_operating_point import held_out_scores
 
-from malvision.card import training_ids
 from malvision.errors import MalvisionError
-from malvision.evaluate.detection import UNSCORED
 from malvision.evaluate.metrics import threshold_for_fpr
-from malvision.scan import Scanner, Verdict
+from malvision.scan import Scanner
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 from _machine import command_line, cpu_model, write_report  # noqa: E402
@@ -38,14 +37,10 @@ POINTS = (0.01, 0.003, 0.001)
 def _row(run: Path, corpora: list[Path]) -> str:
     oof = json.loads((run / "oof_scores.json").read_text())
     scanner = Scanner(run / "model.pt")
-    seen = training_ids(scanner.card)
     held, flagged = [], []
     card_t = float(scanner.card["threshold"])
     for corpus in corpora:
-        files = sorted(str(f) for f in (corpus / "pe").iterdir() if f.name not in seen)
-        scores = [
-            UNSCORED if v.score is None else v.score for v in scanner.scan(files) if isinstance(v, Verdict)
-        ]
+        scores = [s for _, s in held_out_scores(scanner, sorted((corpus / "pe").iterdir()))]
         held += scores
         flagged.append(f"{sum(s >= card_t for s in scores)} of {len(scores)}")
     h = np.asarray(held)
