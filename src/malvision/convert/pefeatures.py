@@ -83,6 +83,9 @@ crypt32 ntdll msvcrt shlwapi psapi netapi32 mpr version winmm iphlpapi mscoree r
 secur32 dnsapi
 """.split()  # noqa: SIM905
 N_HASHED = 128
+VERSION_NAMES = (
+    "linker_version_major", "linker_version_minor", "image_version_major", "image_version_minor", "checksum_set",
+)  # fmt: skip
 RESOURCE_NAMES = (
     "res_n_types", "res_log_n_leaves", "res_n_languages", "res_log_rcdata_max", "res_rcdata_max_share",
     "res_log_other_types",
@@ -116,15 +119,14 @@ FEATURE_NAMES: tuple[str, ...] = (
     + tuple(f"import_{a}" for a in _APIS)
     + tuple(f"import_other_{k:02x}" for k in range(N_HASHED))
     + CONTENT_NAMES
-    + (  # features version 4; each version appends, so an older vector is this one's start
-        "linker_version_major", "linker_version_minor", "image_version_major", "image_version_minor",
-        "checksum_set",
-    )
+    + VERSION_NAMES  # features version 4; each version appends, so an older vector is this one's start
     + RESOURCE_NAMES  # version 5
 )  # fmt: skip
 N_FEATURES = len(FEATURE_NAMES)
 # How many of the features each version has (an older version's model reads the vector's start).
-FEATURE_WIDTHS = {3: N_FEATURES - len(RESOURCE_NAMES) - 5, 4: N_FEATURES - len(RESOURCE_NAMES), 5: N_FEATURES}
+FEATURE_WIDTHS = {
+    3: N_FEATURES - len(RESOURCE_NAMES) - len(VERSION_NAMES), 4: N_FEATURES - len(RESOURCE_NAMES), 5: N_FEATURES,
+}  # fmt: skip
 _INDEX = {n: i for i, n in enumerate(FEATURE_NAMES)}
 _API_INDEX = {a.lower(): _INDEX[f"import_{a}"] for a in _APIS}
 _DLL_INDEX = {f"{d}.dll": _INDEX[f"import_dll_{d}"] for d in _DLLS}

@@ -99,12 +99,15 @@ def model_info(name: str) -> ModelInfo:
 def input_kwargs(name: str, spec: Any, kwargs: Mapping[str, Any]) -> dict[str, Any]:
     """``kwargs``, with ``n_features`` set for a vector model that reads an older, shorter features
     version (``ConvertSpec.n_features``), which the builder's default (today's vector) would not fit."""
-    out = dict(kwargs)
-    if "n_features" not in out and "n_features" in model_info(name).defaults:
-        from malvision.convert.pefeatures import N_FEATURES
+    from malvision.convert.pefeatures import N_FEATURES
 
-        if spec.kind in ("features", "fused") and spec.n_features != N_FEATURES:
-            out["n_features"] = spec.n_features
+    out = dict(kwargs)
+    if (
+        "n_features" not in out
+        and "n_features" in model_info(name).defaults
+        and spec.n_features != N_FEATURES
+    ):
+        out["n_features"] = spec.n_features  # only a features or fused spec has another width
     return out
 
 
