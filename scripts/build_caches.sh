@@ -71,37 +71,25 @@ build pe-features-v12 --kind features --kind-version 3 --benign "$C/benign-win32
     --benign "$C/benign-github2" --benign "$C/benign-github3" --benign "$C/benign-github4" --benign "$C/benign-bulk"
 # 2026-12-02 (15:30 UTC): the fifth GitHub set (benign-github5: 4,258 files of 548 projects, found after the bulk set;
 # the v12 default flagged 68 of them at its threshold before training on them) on top.
-build pe-features-v13 --kind features --kind-version 3 --benign "$C/benign-win32" --benign "$C/benign-github" \
-    --benign "$C/benign-github2" --benign "$C/benign-github3" --benign "$C/benign-github4" --benign "$C/benign-bulk" \
-    --benign "$C/benign-github5"
+V13=(--benign "$C/benign-win32" --benign "$C/benign-github" --benign "$C/benign-github2" --benign "$C/benign-github3"
+    --benign "$C/benign-github4" --benign "$C/benign-bulk" --benign "$C/benign-github5")  # v13's benign corpora
+build pe-features-v13 --kind features --kind-version 3 "${V13[@]}"
 # pe-detector's data from 2026-12-02 17:00 to 21:30 UTC (mc-v13): pe-features-v13's files, the first 16 KiB of each (what MalConv reads).
-build pe-bytes16k-v13 --kind bytes --max-len 16384 --benign "$C/benign-win32" --benign "$C/benign-github" \
-    --benign "$C/benign-github2" --benign "$C/benign-github3" --benign "$C/benign-github4" --benign "$C/benign-bulk" \
-    --benign "$C/benign-github5"
+build pe-bytes16k-v13 --kind bytes --max-len 16384 "${V13[@]}"
 # pe-detector's data since 2026-12-02 (21:30 UTC): the same files' histograms (convert/histograms.py).
-build pe-hist-v13 --kind histograms --benign "$C/benign-win32" --benign "$C/benign-github" \
-    --benign "$C/benign-github2" --benign "$C/benign-github3" --benign "$C/benign-github4" --benign "$C/benign-bulk" \
-    --benign "$C/benign-github5"
+build pe-hist-v13 --kind histograms "${V13[@]}"
 # 2026-12-03: the sixth GitHub set (benign-github6) on top of pe-features-v13's files: pe-features-v14, and their
 # histograms (pe-hist-v14).
-build pe-features-v14 --kind features --kind-version 3 --benign "$C/benign-win32" --benign "$C/benign-github" \
-    --benign "$C/benign-github2" --benign "$C/benign-github3" --benign "$C/benign-github4" --benign "$C/benign-bulk" \
-    --benign "$C/benign-github5" --benign "$C/benign-github6"
-build pe-hist-v14 --kind histograms --benign "$C/benign-win32" --benign "$C/benign-github" \
-    --benign "$C/benign-github2" --benign "$C/benign-github3" --benign "$C/benign-github4" --benign "$C/benign-bulk" \
-    --benign "$C/benign-github5" --benign "$C/benign-github6"
+build pe-features-v14 --kind features --kind-version 3 "${V13[@]}" --benign "$C/benign-github6"
+build pe-hist-v14 --kind histograms "${V13[@]}" --benign "$C/benign-github6"
 # 2026-12-03 (evening): features version 4 (the linker and image versions and the checksum flag, appended to the
 # vector) on pe-features-v13's files: pe-features-v15. (pe-features-v9 to v14 were built as features 3, which this
 # malvision still reads: a model trained on them reads the start of today's vector. On a fresh machine each cache
 # here names the version it was built in (`--kind-version`), as `malvision reproduce` does for an older card.)
-build pe-features-v15 --kind features --kind-version 4 --benign "$C/benign-win32" --benign "$C/benign-github" \
-    --benign "$C/benign-github2" --benign "$C/benign-github3" --benign "$C/benign-github4" --benign "$C/benign-bulk" \
-    --benign "$C/benign-github5"
+build pe-features-v15 --kind features --kind-version 4 "${V13[@]}"
 # 2026-12-03 (evening, later): features version 5 (the resource directory, appended) on the same files:
 # pe-features-v16.
-build pe-features-v16 --kind features --benign "$C/benign-win32" --benign "$C/benign-github" \
-    --benign "$C/benign-github2" --benign "$C/benign-github3" --benign "$C/benign-github4" --benign "$C/benign-bulk" \
-    --benign "$C/benign-github5"
+build pe-features-v16 --kind features "${V13[@]}"
 [ -f "$C/caches/pe-bytes1m-gh/meta.json" ] || $MV data build --kind bytes --max-len 1048576 --benign "$C/benign" \
     --benign "$C/benign-extra" --benign "$C/benign-tools" --benign "$C/benign-github" \
     --malware-zip ../shared/data/thezoo_pe_malware.zip --malware "$C/malware_v2" --out "$C/caches/pe-bytes1m-gh"
