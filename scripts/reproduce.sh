@@ -784,37 +784,36 @@ default_et() {
     .venv/bin/python benchmarks/cold_start.py --runs 21 --out "$(ship benchmarks/results/cold-start-v13-et.md)"
 }
 
+# A new feature vector on caches/pe-features-vV, against the default before it (run OLD): the default's recipe
+# for seeds 0 to 2 (runs/vV-et), the board of the two on the second held-out set, the card's reports, both later
+# held-out sets, every held-out set pooled for both runs and all three seeds, and runs/vV-et shipped as the default.
+vector_default() {
+    local old=$1 v=$2 r=v$2-et
+    et_runs $v $r
+    $MV compare-detectors "$C/runs/$old" "$C/runs/$r" --heldout "$C/benign-github-heldout2" \
+        --out "$(ship docs/board-$r)"
+    run_reports $r
+    more_heldout $r
+    .venv/bin/python scripts/heldout_pooled.py "$C/runs/$old" "$C/runs/$r" "$C/runs/$old-seed1" \
+        "$C/runs/$r-seed1" "$C/runs/$old-seed2" "$C/runs/$r-seed2" --out "$(ship docs/heldout-pooled-v$v.md)"
+    ship_default "$C/runs/$r"
+}
+
 # 2026-12-03 (evening): features version 4 (the linker and image versions and the checksum flag, appended to the
 # vector) on pe-features-v13's files (pe-features-v15), the shipped default's recipe (`v13-et`) on it for LightGBM
 # seeds 0 to 2, the four held-out sets at its own threshold, and what the Rich header would add on top
 # (benchmarks/rich_header.py, not shipped); shipped as the default.
 default_v15() {
     SOURCES=${SOURCES:-/work/.mirror} bash scripts/build_caches.sh
-    local v=15 r=v15-et
-    et_runs $v $r
-    $MV compare-detectors "$C/runs/v13-et" "$C/runs/$r" --heldout "$C/benign-github-heldout2" \
-        --out "$(ship docs/board-v15-et)"
-    run_reports $r
-    more_heldout $r
-    .venv/bin/python scripts/heldout_pooled.py "$C/runs/v13-et" "$C/runs/$r" "$C/runs/v13-et-seed1" \
-        "$C/runs/$r-seed1" "$C/runs/v13-et-seed2" "$C/runs/$r-seed2" --out "$(ship docs/heldout-pooled-v15.md)"
-    .venv/bin/python benchmarks/rich_header.py "$C/caches/pe-features-v$v" --work "$C/rich-header" --seeds 0 1 2
-    ship_default "$C/runs/$r"
+    vector_default v13-et 15
+    .venv/bin/python benchmarks/rich_header.py "$C/caches/pe-features-v15" --work "$C/rich-header" --seeds 0 1 2
 }
 
 # 2026-12-03 (evening, later): features version 5 (the resource directory, appended) on the same files
 # (pe-features-v16), the same recipe for seeds 0 to 2, the held-out sets, shipped as the default.
 default_v16() {
     SOURCES=${SOURCES:-/work/.mirror} bash scripts/build_caches.sh
-    local v=16 r=v16-et
-    et_runs $v $r
-    $MV compare-detectors "$C/runs/v15-et" "$C/runs/$r" --heldout "$C/benign-github-heldout2" \
-        --out "$(ship docs/board-v16-et)"
-    run_reports $r
-    more_heldout $r
-    .venv/bin/python scripts/heldout_pooled.py "$C/runs/v15-et" "$C/runs/$r" "$C/runs/v15-et-seed1" \
-        "$C/runs/$r-seed1" "$C/runs/v15-et-seed2" "$C/runs/$r-seed2" --out "$(ship docs/heldout-pooled-v16.md)"
-    ship_default "$C/runs/$r"
+    vector_default v15-et 16
     .venv/bin/python benchmarks/cold_start.py --runs 21 --out "$(ship benchmarks/results/cold-start-v16-et.md)"
 }
 
