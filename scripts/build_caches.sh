@@ -7,7 +7,7 @@
 # see its header): SOURCES is the folder holding the eight public malware collections of
 # ../shared/data/malware_v2_manifest.csv and the 1,044 repositories of scripts/benign_github*.csv (fetched
 # snapshots `owner+repo/repo`, or `git clone`s). Then it builds each cache below (and the later ones of the
-# file, up to pe-features-v16) only when missing. The corpora it began with, and its first caches:
+# file, up to pe-features-v17) only when missing. The corpora it began with, and its first caches:
 #   ~/.cache/malvision/benign, benign-extra, benign-tools   the benign corpora (pinned packages)
 #   ~/.cache/malvision/malware_v2                           1,076 malware files, sha256 checked
 # and then the caches of the same 4,669 files (3,348 benign from 460 projects; the shared zip's 245 and
@@ -89,7 +89,9 @@ build pe-hist-v14 --kind histograms "${V13[@]}" --benign "$C/benign-github6"
 build pe-features-v15 --kind features --kind-version 4 "${V13[@]}"
 # 2026-12-03 (evening, later): features version 5 (the resource directory, appended) on the same files:
 # pe-features-v16.
-build pe-features-v16 --kind features "${V13[@]}"
+build pe-features-v16 --kind features --kind-version 5 "${V13[@]}"
+# 2026-12-03 (night): features version 6 (the words of the strings, appended) on the same files: pe-features-v17.
+build pe-features-v17 --kind features "${V13[@]}"
 [ -f "$C/caches/pe-bytes1m-gh/meta.json" ] || $MV data build --kind bytes --max-len 1048576 --benign "$C/benign" \
     --benign "$C/benign-extra" --benign "$C/benign-tools" --benign "$C/benign-github" \
     --malware-zip ../shared/data/thezoo_pe_malware.zip --malware "$C/malware_v2" --out "$C/caches/pe-bytes1m-gh"

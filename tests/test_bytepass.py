@@ -17,9 +17,11 @@ from malvision._bytepass import (
     nibble_blocks,
     nibble_pairs,
     printable_runs,
+    wide_runs,
 )
 
 _RUN = re.compile(rb"[\x20-\x7e]{%d,}" % MIN_RUN)
+_WIDE = re.compile(rb"(?:[\x20-\x7e]\x00){%d,}" % MIN_RUN)
 _MARKERS = (b"http://", b"https://", b"C:\\", b".exe", b"cmd.exe", b"This program cannot", b"aa")
 # printable and other bytes at random, with the markers' bytes and runs of every length near MIN_RUN
 _TEXTY = st.lists(
@@ -73,6 +75,41 @@ def test_printable_runs_cross_blocks_and_pieces() -> None:
     found = _RUN.findall(data)
     for cuts in ([], [8190], [3, 8194, 65_000], list(range(1000, 100_000, 7001))):
         assert runs_in_pieces(data, cuts)[:2] == (b"".join(found), len(found))
+
+
+def wide_in_pieces(data: bytes, cuts: list[int]) -> bytes:
+    """``wide_runs`` fed ``data`` cut at ``cuts``, each piece after the bytes the one before kept."""
+    keep, text = b"", []
+    for lo, hi in zip([0, *cuts], [*cuts, len(data)], strict=True):
+        buf = keep + data[lo:hi]
+        t, k = wide_runs(buf, hi == len(data))
+        keep = buf[len(buf) - k :] if k else b""
+        text.append(t)
+    assert keep == b""  # the last piece takes every run
+    return b"".join(text)
+
+
+# UTF-16LE text among other bytes, both alignments
+_WIDE_PIECES = [b"\x00", b"\xff", b"a", b"\x00\x00", b"a\x00\x01\x00"] + [
+    w.encode("utf-16-le") for w in ("abcd", "abcdef", "x" * 9)
+]
+_WIDE_TEXTY = st.lists(st.sampled_from(_WIDE_PIECES), max_size=300).map(b"".join)
+
+
+@fuzz(300)
+@given(st.one_of(st.binary(max_size=2000), _WIDE_TEXTY), st.lists(st.integers(0, 3000), max_size=6))
+def test_wide_runs_are_the_runs_a_regex_finds_wherever_the_stream_is_cut(
+    data: bytes, cuts: list[int]
+) -> None:
+    want = b"".join(m.replace(b"\x00", b"") + b"\n" for m in _WIDE.findall(data))
+    assert wide_in_pieces(data, sorted(c for c in cuts if c <= len(data))) == want
+
+
+def test_a_wide_run_longer_than_a_piece_keeps_is_taken_at_the_pieces_end() -> None:
+    data = "y".encode("utf-16-le") * 5000 + b"\x01"
+    assert wide_in_pieces(data, []) == b"y" * 5000 + b"\n"
+    split = wide_in_pieces(data, [9000])  # 9,000 bytes of the run before the cut: more than it keeps
+    assert split == b"y" * 4500 + b"\n" + b"y" * 500 + b"\n"
 
 
 @fuzz(300)

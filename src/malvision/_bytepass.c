@@ -1,4 +1,4 @@
-/* The passes over every byte of a file, in C: byte histograms, printable-ASCII runs and marker counts
+/* The passes over every byte of a file, in C: byte histograms, printable-ASCII and UTF-16LE runs and marker counts
  * (the feature vector), high-nibble counts by block and high-nibble transitions (the histograms input). Each loop runs with the GIL released, so reader threads overlap. numpy did the
  * same with whole-array masks, several passes a chunk; benchmarks/results/bytepass.md has the timings
  * that justified this module, bytepass-printable.md those of the printable runs as bit masks (twice as
@@ -260,6 +260,56 @@ static PyObject *count_patterns(PyObject *self, PyObject *args) {
     return outl;
 }
 
+PyDoc_STRVAR(wide_runs_doc,
+             "wide_runs(data, final)\n--\n\n"
+             "The characters of ``data``'s UTF-16LE runs of at least 5 printable ASCII characters (each a\n"
+             "printable byte then 0x00), each run followed by a newline, for a stream fed in pieces.\n"
+             "Returns (text, keep): the last ``keep`` bytes may start a run the next piece goes on with, so\n"
+             "the caller puts them before it; with ``final`` every run is taken. A run of more than\n"
+             "MAX_KEEP bytes at a piece's end is taken there (it is split in two).");
+
+#define MAX_KEEP 4096
+
+static inline int wide_char(const unsigned char *s, Py_ssize_t i) { return printable(s[i]) && s[i + 1] == 0; }
+
+static PyObject *wide_runs(PyObject *self, PyObject *args) {
+    Py_buffer data;
+    int final;
+    if (!PyArg_ParseTuple(args, "y*p", &data, &final)) return NULL;
+    const unsigned char *s = data.buf;
+    Py_ssize_t n = data.len, i = 0, k = 0, keep = 0;
+    /* a run of c >= MIN_RUN characters takes 2c bytes and writes c + 1 */
+    PyObject *text = PyBytes_FromStringAndSize(NULL, n / 2 + n / (2 * MIN_RUN) + 1);
+    if (text == NULL) {
+        PyBuffer_Release(&data);
+        return NULL;
+    }
+    unsigned char *o = (unsigned char *)PyBytes_AS_STRING(text);
+    Py_BEGIN_ALLOW_THREADS
+    while (i + 1 < n) {
+        if (s[i + 1] != 0 || !printable(s[i])) {
+            i++;
+            continue;
+        }
+        Py_ssize_t j = i + 2;
+        while (j + 1 < n && wide_char(s, j)) j += 2;
+        if (j + 1 >= n && !final && n - i <= MAX_KEEP) { /* it may go on in the next piece */
+            keep = n - i;
+            break;
+        }
+        if ((j - i) / 2 >= MIN_RUN) {
+            for (Py_ssize_t m = i; m < j; m += 2) o[k++] = s[m];
+            o[k++] = '\n';
+        }
+        i = j; /* the byte that ended it may start a run of the other alignment */
+    }
+    if (!keep && !final && i == n - 1 && printable(s[i])) keep = 1;
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&data);
+    if (_PyBytes_Resize(&text, k) < 0) return NULL;
+    return Py_BuildValue("(Nn)", text, keep);
+}
+
 PyDoc_STRVAR(nibble_blocks_doc,
              "nibble_blocks(data, block, out)\n--\n\n"
              "Count the high nibbles (byte >> 4) of each ``block``-byte block of ``data`` (whole blocks\n"
@@ -344,6 +394,7 @@ static PyMethodDef methods[] = {
     {"histogram", histogram, METH_VARARGS, histogram_doc},
     {"printable_runs", printable_runs, METH_VARARGS, printable_runs_doc},
     {"count_patterns", count_patterns, METH_VARARGS, count_patterns_doc},
+    {"wide_runs", wide_runs, METH_VARARGS, wide_runs_doc},
     {"nibble_blocks", nibble_blocks, METH_VARARGS, nibble_blocks_doc},
     {"nibble_pairs", nibble_pairs, METH_VARARGS, nibble_pairs_doc},
     {NULL, NULL, 0, NULL},

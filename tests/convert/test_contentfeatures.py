@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from corpus import minimal_pe
-from malvision.convert.contentfeatures import _MARKERS, CONTENT_NAMES
+from malvision.convert.contentfeatures import _MARKERS, CONTENT_NAMES, WORD_NAMES
 from malvision.convert.pefeatures import FEATURE_NAMES, FeatureTap, features_of
+from malvision.convert.stringwords import WORDS
 from malvision.pe import parse
 from malvision.triage import entropy_bits
 
@@ -97,3 +98,27 @@ def test_strings_and_markers_are_the_same_however_long_the_runs_and_wherever_cut
     assert whole["strings_log_n"] > 0 and whole["marker_exe"] > 0
     for chunk in (1, 3, 8, 19, 1000):
         assert content(data, chunk) == whole
+
+
+def test_words_count_in_ascii_and_utf16_strings_any_case_wherever_cut() -> None:
+    first, second = WORDS[0], WORDS[1]
+    data = (
+        b"\x00" + first.upper().encode() + b"\x01xx" + first.encode() + b"\xff"  # two ASCII strings
+        + f"say {first}".encode("utf-16-le") + b"\x01\x02"  # a UTF-16 string
+        + second.encode("utf-16-le") + b"\x00\x00"  # another UTF-16 string
+        + first[:4].encode("utf-16-le") + b"\x01"  # four characters: too short to be a string
+    )  # fmt: skip
+
+    def words(chunk: int | None = None) -> dict[str, float]:
+        tap = FeatureTap()
+        step = chunk or len(data)
+        for i in range(0, len(data), step):
+            tap.update(data[i : i + step])
+        return dict(zip(FEATURE_NAMES, tap.features(len(data)).tolist(), strict=True))
+
+    whole = words()
+    assert whole[f"word_{first}"] == pytest.approx(math.log1p(3))
+    assert whole[f"word_{second}"] == pytest.approx(math.log1p(1))
+    assert sum(whole[n] > 0 for n in WORD_NAMES) == 2
+    for chunk in (1, 3, 8, 17):
+        assert words(chunk) == whole

@@ -15,6 +15,8 @@ sections, whatever the file's size:
   Run key, command interpreters, an embedded PE's DOS stub, manifest fields.
   No toolchain names (``Borland``, ``Nullsoft``, ...): as for the header block, a detector keyed on
   those learns how the benign corpus was built, not what malware does.
+- **words** (features version 6, ``words``): how often the ASCII strings (run together) and the UTF-16LE
+  strings (``_bytepass.wide_runs``), in lower case, hold each of ``convert.stringwords.WORDS``.
 """
 
 from __future__ import annotations
@@ -23,11 +25,12 @@ import math
 
 import numpy as np
 
-from malvision._bytepass import count_patterns, histogram, printable_runs
+from malvision._bytepass import count_patterns, histogram, printable_runs, wide_runs
+from malvision.convert.stringwords import WORDS
 from malvision.pe import MAX_SECTIONS, PEHeaders
 from malvision.triage import byte_histogram, byte_stats
 
-__all__ = ["CONTENT_NAMES", "ContentTap"]
+__all__ = ["CONTENT_NAMES", "WORD_NAMES", "ContentTap"]
 
 HIGH_ENTROPY = 7.0
 _CHARS = range(0x20, 0x7F)
@@ -40,7 +43,10 @@ _MARKERS = (
     ("require_admin", b"requireAdministrator"), ("as_invoker", b"asInvoker"),
 )  # fmt: skip
 _PATTERNS = tuple(m for _, m in _MARKERS)
-_CARRY = max(len(m) for m in _PATTERNS) - 1  # a marker that ends in a piece starts at most this far before it
+_WORDS = tuple(w.encode() for w in WORDS)
+_WORD_GROUPS = tuple(_WORDS[i : i + 64] for i in range(0, len(_WORDS), 64))  # count_patterns takes 64 at most
+# a marker or word that ends in a piece starts at most this far before it
+_CARRY = max(len(m) for m in _PATTERNS + _WORDS) - 1
 _SECTION_BLOCK = (
     "section_entropy_max", "section_entropy_min", "section_entropy_mean", "section_entropy_weighted",
     "entry_section_entropy", "text_entropy", "rdata_entropy", "data_entropy", "rsrc_entropy",
@@ -59,6 +65,7 @@ CONTENT_NAMES: tuple[str, ...] = (
     + tuple(f"strings_char_{c:02x}" for c in _CHARS)
     + tuple(f"marker_{name}" for name, _ in _MARKERS)
 )
+WORD_NAMES: tuple[str, ...] = tuple(f"word_{w}" for w in WORDS)
 
 
 class _Strings:
@@ -84,7 +91,9 @@ class ContentTap:
         self._ascii = _Strings()
         self._chars = np.zeros(256, dtype=np.int64)  # the ASCII strings' characters
         self._counts = np.zeros(len(_MARKERS), dtype=np.int64)
+        self._words = np.zeros(len(_WORDS), dtype=np.int64)
         self._tail = b""  # the end of the strings so far, for markers that straddle two pieces
+        self._wide = b""  # the bytes at the end of the file so far that may start a UTF-16 run
         self._pos = 0
         self._covered = 0  # bytes already in the section histograms
         self._bounds = np.zeros((0, 2), dtype=np.int64)  # [start, end) of sections, headers, overlay
@@ -115,6 +124,7 @@ class ContentTap:
             return np.zeros(256, dtype=np.int64)
         hist = byte_histogram(a) if self._hists is None else self._sections(a, at)
         self._text(self._ascii.feed(a))
+        self._wide_text(a, final=False)
         return hist
 
     def _text(self, text: bytes) -> None:
@@ -124,7 +134,28 @@ class ContentTap:
         histogram(text, self._chars)
         buf = self._tail + text  # a marker may start in the strings before and end in these
         self._counts += count_patterns(buf, len(self._tail), _PATTERNS)
+        self._count_words(buf.lower(), len(self._tail))
         self._tail = buf[-_CARRY:]
+
+    def _wide_text(self, a: np.ndarray | bytes, final: bool) -> None:
+        """Count the words of the UTF-16 runs in the next piece (``final``: the file's last)."""
+        buf = self._wide + bytes(a) if self._wide else a  # rarely: a run goes on from the piece before
+        text, keep = wide_runs(buf, final)
+        self._wide = bytes(buf[len(buf) - keep :]) if keep else b""
+        if text:
+            self._count_words(text.lower(), 0)
+
+    def _count_words(self, low: bytes, skip: int) -> None:
+        at = 0
+        for group in _WORD_GROUPS:
+            self._words[at : at + len(group)] += count_patterns(low, skip, group)
+            at += len(group)
+
+    def words(self) -> np.ndarray:
+        """The word block (``WORD_NAMES``: log(1 + count)), once every chunk has gone through ``update``."""
+        if self._wide:  # a run open at the end of the file
+            self._wide_text(b"", final=True)
+        return np.log1p(self._words).astype(np.float64)
 
     def _sections(self, a: np.ndarray, at: int) -> np.ndarray:
         """Count ``a`` (file offset ``at``) into every region that holds its bytes, once per piece

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from malvision.convert.contentfeatures import CONTENT_NAMES
+from malvision.convert.contentfeatures import CONTENT_NAMES, WORD_NAMES
 from malvision.convert.pefeatures import FEATURE_NAMES, RESOURCE_NAMES, section_key
 from malvision.pe import PEHeaders, import_window
 from malvision.pe.resources import resource_window
@@ -168,8 +168,14 @@ _RESOURCES = {
 }
 
 
+_WORDS = {
+    n: (f'strings: "{n[5:]}"', f'log(1 + times the lower-cased ASCII or UTF-16 strings hold "{n[5:]}")')
+    for n in WORD_NAMES
+}
+
+
 def _label(name: str) -> FeatureLabel:
-    if (plain := _PLAIN.get(name) or _RESOURCES.get(name)) is not None:
+    if (plain := _PLAIN.get(name) or _RESOURCES.get(name) or _WORDS.get(name)) is not None:
         return FeatureLabel(*plain)
     if name in CONTENT_NAMES:
         return _content_label(name)
@@ -242,6 +248,7 @@ def feature_span(name: str, headers: PEHeaders | None, size: int) -> tuple[int, 
         headers is None
         or name.startswith(("hist_", "share_"))
         or name in ("log_size", "entropy", "pe_parsed")
+        or name.startswith("word_")  # the strings hold them anywhere
     ):
         return None
     if name in CONTENT_NAMES:

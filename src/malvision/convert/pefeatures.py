@@ -6,7 +6,7 @@ directory's tree (``malvision.pe``) come from the ranges of the file that hold t
 entropies, strings and markers (``convert.contentfeatures``, since features version 3) from every
 byte. ``FeatureTap`` gathers them all in one pass over a file's chunks. Each version appends to the
 vector (``FEATURE_WIDTHS``): 4 the linker and image versions and whether a checksum is set, 5 the
-resources. The build date (TimeDateStamp) and the Rich header are left out on purpose: a detector keyed
+resources, 6 the words of the strings (``convert.stringwords``). The build date (TimeDateStamp) and the Rich header are left out on purpose: a detector keyed
 on them would learn when and with which compiler our benign files were built, not the malware, and the
 Rich header's compiler ids added nothing on source-disjoint folds (docs/detection.md, "Linker and image
 versions"). Any bytes give a vector (a header that does not parse leaves its block at zero with
@@ -20,7 +20,7 @@ import zlib
 
 import numpy as np
 
-from malvision.convert.contentfeatures import CONTENT_NAMES, ContentTap
+from malvision.convert.contentfeatures import CONTENT_NAMES, WORD_NAMES, ContentTap
 from malvision.pe import (
     DIRECTORIES,
     HEAD_BYTES,
@@ -121,17 +121,19 @@ FEATURE_NAMES: tuple[str, ...] = (
     + CONTENT_NAMES
     + VERSION_NAMES  # features version 4; each version appends, so an older vector is this one's start
     + RESOURCE_NAMES  # version 5
+    + WORD_NAMES  # version 6
 )  # fmt: skip
 N_FEATURES = len(FEATURE_NAMES)
 # How many of the features each version has (an older version's model reads the vector's start).
-FEATURE_WIDTHS = {
-    3: N_FEATURES - len(RESOURCE_NAMES) - len(VERSION_NAMES), 4: N_FEATURES - len(RESOURCE_NAMES), 5: N_FEATURES,
-}  # fmt: skip
+FEATURE_WIDTHS = {6: N_FEATURES}
+for _version, _block in ((5, WORD_NAMES), (4, RESOURCE_NAMES), (3, VERSION_NAMES)):
+    FEATURE_WIDTHS[_version] = FEATURE_WIDTHS[_version + 1] - len(_block)
 _INDEX = {n: i for i, n in enumerate(FEATURE_NAMES)}
 _API_INDEX = {a.lower(): _INDEX[f"import_{a}"] for a in _APIS}
 _DLL_INDEX = {f"{d}.dll": _INDEX[f"import_dll_{d}"] for d in _DLLS}
 _OTHER = _INDEX["import_other_00"]
 _CONTENT = _INDEX[CONTENT_NAMES[0]]
+_WORDS = _INDEX[WORD_NAMES[0]]
 
 
 def _log(v: float) -> float:
@@ -264,12 +266,13 @@ def _vector(
     window: bytes,
     start: int,
     content: np.ndarray,
-    resources: bytes = b"",
+    resources: bytes,
+    words: np.ndarray,
 ) -> np.ndarray:
     """The float32 feature vector (``FEATURE_NAMES``) of a ``size``-byte file: its first 64 KiB
     ``head``, its whole-file 256-bin byte histogram ``hist``, its parsed ``headers`` (None: not a PE,
     the header block stays zero), the bytes of ``import_window`` (``window``, from file offset
-    ``start``), its ``ContentTap`` block and the bytes of ``resource_window``."""
+    ``start``), its ``ContentTap`` blocks (content and ``words``) and the bytes of ``resource_window``."""
     f = np.zeros(N_FEATURES, dtype=np.float64)
     hist = np.asarray(hist, dtype=np.float64)
     total = hist.sum()
@@ -286,6 +289,7 @@ def _vector(
         _imports(headers, window, start, f)
         _resources(resources, size, f)
     f[_CONTENT : _CONTENT + len(content)] = content
+    f[_WORDS : _WORDS + len(words)] = words
     return f.astype(np.float32)
 
 
@@ -339,7 +343,7 @@ class FeatureTap:
         content = self._content.features(size)
         return _vector(
             bytes(self.head), size, self.hist, self.headers, bytes(self._imports.data), self._imports.lo,
-            content, bytes(self._resources.data),
+            content, bytes(self._resources.data), self._content.words(),
         )  # fmt: skip
 
 

@@ -17,13 +17,13 @@ __all__ = ["SPEC_VERSION", "KIND_VERSIONS", "OLDER_VERSIONS", "MAX_IMAGE_SIZE", 
 SPEC_VERSION = 1
 # A kind whose conversion changed since SPEC_VERSION; features 2 added the import table, 3 the content
 # block (section entropies, strings, markers), 4 the linker and image versions and the checksum flag, 5
-# the resource directory, each of which fused vectors begin with too (fused N holds features N + 1);
+# the resource directory, 6 the words of the strings, each of which fused vectors begin with too (fused N holds features N + 1);
 # views 2 takes its entropy channel over the plotted bytes only (a Malimg PNG and its file give the same
 # input).
-KIND_VERSIONS = {"features": 5, "fused": 4, "views": 2}
+KIND_VERSIONS = {"features": 6, "fused": 5, "views": 2}
 # Older versions still converted: since 3 each features version appends, so an older vector is the start
 # of today's (``pefeatures.FEATURE_WIDTHS``), and an older fused vector is that start and the image.
-OLDER_VERSIONS = {"features": (3, 4), "fused": (2, 3)}
+OLDER_VERSIONS = {"features": (3, 4, 5), "fused": (2, 3, 4)}
 MAX_IMAGE_SIZE = 4096  # resizing holds two (side, 1024) 8-byte arrays: 64 MiB at this side
 Kind = Literal["image", "views", "bytes", "opcodes", "features", "fused", "histograms"]
 KINDS: tuple[str, ...] = ("image", "views", "bytes", "opcodes", "features", "fused", "histograms")

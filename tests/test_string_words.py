@@ -1,0 +1,38 @@
+"""scripts/string_words.py: the words of a file's strings, their ranking, and the module it writes."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+ROOT = Path(__file__).parents[1]
+
+
+def _script():  # noqa: ANN202
+    sys.path.insert(0, str(ROOT / "benchmarks"))  # the script reads samples through benchmarks/_corpus.py
+    spec = importlib.util.spec_from_file_location("string_words", ROOT / "scripts" / "string_words.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_file_words_are_the_lower_cased_words_of_ascii_and_utf16_strings() -> None:
+    sw = _script()
+    data = b"\x00Hello Ransomware 42\x01abc\x01" + "DisableTaskMgr".encode("utf-16-le") + b"\x01\x00xyz1\x00"
+    assert sw.file_words(data) == {b"hello", b"ransomware", b"disabletaskmgr"}  # "abc", "xyz": no string
+
+
+def test_words_are_ranked_by_how_well_presence_tells_the_labels_apart_and_written_as_a_module() -> None:
+    sw = _script()
+    vocab = [b"always", b"benignword", b"malwareword", b"noise"]
+    m = sp.csr_matrix(np.array([[1, 1, 0, 1], [1, 1, 0, 0], [1, 0, 1, 1], [1, 0, 1, 0]], dtype=np.float32))
+    words = sw.ranked(vocab, m, np.array([0, 0, 1, 1]), top=2)
+    assert sorted(words) == ["benignword", "malwareword"]
+    namespace: dict[str, object] = {}
+    exec(sw.module_text(words * 40, "a command"), namespace)  # long enough to wrap
+    assert namespace["WORDS"] == tuple(words * 40) and "a command" in str(namespace["__doc__"])
