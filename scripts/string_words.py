@@ -1,9 +1,9 @@
 """Choose the words of features version 6 (``convert.stringwords``) from a features cache's files.
 
-Every file's ASCII strings (runs of at least 5 printable bytes) and UTF-16LE strings (``_bytepass.wide_runs``)
-are cut into words (4 to 24 letters, lower case); each word in at least 5 files is ranked by chi-squared
-between its presence and the file's label, and the ``--top`` first are written as the module's word list,
-in that order. Reads sample bytes only (files and the shared zip's entries, in memory).
+Every file's words are found as the feature vector finds them (``contentfeatures.words_of``: runs of 4 to 24
+ASCII letters in lower case, in its bytes and its UTF-16LE strings); each word in at least 5 files is ranked
+by chi-squared between its presence and the file's label, and the ``--top`` first are written as the
+module's word list, in that order. Reads sample bytes only (files and the shared zip's entries, in memory).
 
     .venv/bin/python scripts/string_words.py ~/.cache/malvision/caches/pe-features-v16 --top 1000 \\
         --write src/malvision/convert/stringwords.py
@@ -16,7 +16,6 @@ training files only.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from datetime import date
 from multiprocessing import Pool
@@ -27,25 +26,17 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from _corpus import SampleReader  # noqa: E402
 
-from malvision._bytepass import wide_runs  # noqa: E402
+from malvision.convert.contentfeatures import words_of  # noqa: E402
 from malvision.io import atomic_writer  # noqa: E402
 
-ASCII = re.compile(rb"[\x20-\x7e]{5,}")
-WORD = re.compile(rb"[a-z]{4,24}")
 MIN_FILES = 5
 _reader: SampleReader | None = None
-
-
-def file_words(data: bytes) -> set[bytes]:
-    """The words of a file's ASCII and UTF-16LE strings."""
-    words = {w for m in ASCII.finditer(data) for w in WORD.findall(m.group().lower())}
-    return words | set(WORD.findall(wide_runs(data, True)[0].lower()))
 
 
 def _words_of(source: str) -> set[bytes]:
     global _reader
     _reader = _reader or SampleReader()
-    return file_words(_reader.read(source))
+    return set(words_of(_reader.read(source)))
 
 
 def word_matrix(sources: list[str], workers: int = 2) -> tuple[list[bytes], object]:
@@ -90,8 +81,8 @@ def module_text(words: list[str], command: str) -> str:
         '"""The words features version 6 counts in a file\'s strings (``convert.contentfeatures``).\n\n'
         "Chosen by ``scripts/string_words.py`` (the words of the default's training files ranked by chi-squared\n"
         f"between presence and label), {date.today().isoformat()}:\n\n    {command}\n\n"
-        "Lower case, 4 to 24 letters; a file's count of each is taken in its lower-cased strings. Fixed: a\n"
-        'vector of this version always holds these words, in this order."""\n\n'
+        "Lower case, 4 to 24 letters (``contentfeatures.words_of``). Fixed: a vector of this version always\n"
+        'holds these words, in this order."""\n\n'
         f'WORDS: tuple[str, ...] = tuple(\n    """\n{body}\n""".split()  # noqa: SIM905\n)\n'
     )
 

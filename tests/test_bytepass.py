@@ -14,6 +14,7 @@ from malvision._bytepass import (
     MIN_RUN,
     count_patterns,
     histogram,
+    letter_words,
     nibble_blocks,
     nibble_pairs,
     printable_runs,
@@ -112,6 +113,39 @@ def test_a_wide_run_longer_than_a_piece_keeps_is_taken_at_the_pieces_end() -> No
     assert split == b"y" * 4500 + b"\n" + b"y" * 500 + b"\n"
 
 
+def letters_in_pieces(data: bytes, cuts: list[int], words: tuple[bytes, ...] | None = None) -> bytes:
+    """``letter_words`` fed ``data`` cut at ``cuts``, each piece after the bytes the one before kept."""
+    keep, text = b"", []
+    for lo, hi in zip([0, *cuts], [*cuts, len(data)], strict=True):
+        buf = keep + data[lo:hi]
+        t, k = letter_words(buf, hi == len(data), words)
+        keep = buf[len(buf) - k :] if k else b""
+        text.append(t)
+    assert keep == b""
+    return b"".join(text)
+
+
+_LETTERY = st.lists(
+    st.sampled_from(
+        [b"\x00", b" ", b"1", b"@", b"[", b"`", b"{", b"\xc1", b"a", b"Z", b"xyz", b"Word", b"Q" * 30]
+    ),
+    max_size=300,
+).map(b"".join)
+_WORD = re.compile(rb"[a-z]{4,24}")
+
+
+@fuzz(300)
+@given(st.one_of(st.binary(max_size=2000), _LETTERY), st.lists(st.integers(0, 3000), max_size=6))
+def test_letter_words_are_what_a_regex_finds_in_lower_case_wherever_the_stream_is_cut(
+    data: bytes, cuts: list[int]
+) -> None:
+    cuts = sorted(c for c in cuts if c <= len(data))
+    found = _WORD.findall(data.lower())
+    assert letters_in_pieces(data, cuts) == b"".join(w + b" " for w in found)
+    only = (b"word", b"qqqqqqqqqqqqqqqqqqqqqqqq", b"xyzz")
+    assert letters_in_pieces(data, cuts, only) == b"".join(w + b" " for w in found if w in only)
+
+
 @fuzz(300)
 @given(_TEXTY, st.integers(0, 40))
 def test_count_patterns_counts_the_matches_that_end_past_skip(data: bytes, skip: int) -> None:
@@ -151,6 +185,10 @@ def test_bad_arguments_are_errors_not_crashes() -> None:
         histogram(b"abc", np.zeros(255, dtype=np.int64))
     with pytest.raises(ValueError, match="pending"):
         printable_runs(b"abc", 2, b"a")
+    with pytest.raises(ValueError, match="tuple"):
+        letter_words(b"abcd", True, [b"abcd"])
+    with pytest.raises(TypeError, match="bytes"):
+        letter_words(b"abcd", True, ("abcd",))
     with pytest.raises(TypeError, match="at least 2"):
         count_patterns(b"abc", 0, (b"a",))
     with pytest.raises(ValueError, match="64"):

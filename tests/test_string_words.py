@@ -21,12 +21,6 @@ def _script():  # noqa: ANN202
     return module
 
 
-def test_file_words_are_the_lower_cased_words_of_ascii_and_utf16_strings() -> None:
-    sw = _script()
-    data = b"\x00Hello Ransomware 42\x01abc\x01" + "DisableTaskMgr".encode("utf-16-le") + b"\x01\x00xyz1\x00"
-    assert sw.file_words(data) == {b"hello", b"ransomware", b"disabletaskmgr"}  # "abc", "xyz": no string
-
-
 def test_words_are_ranked_by_how_well_presence_tells_the_labels_apart_and_written_as_a_module() -> None:
     sw = _script()
     vocab = [b"always", b"benignword", b"malwareword", b"noise"]

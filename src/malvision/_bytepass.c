@@ -1,4 +1,4 @@
-/* The passes over every byte of a file, in C: byte histograms, printable-ASCII and UTF-16LE runs and marker counts
+/* The passes over every byte of a file, in C: byte histograms, printable-ASCII and UTF-16LE runs, marker counts and words
  * (the feature vector), high-nibble counts by block and high-nibble transitions (the histograms input). Each loop runs with the GIL released, so reader threads overlap. numpy did the
  * same with whole-array masks, several passes a chunk; benchmarks/results/bytepass.md has the timings
  * that justified this module, bytepass-printable.md those of the printable runs as bit masks (twice as
@@ -272,12 +272,39 @@ PyDoc_STRVAR(wide_runs_doc,
 
 static inline int wide_char(const unsigned char *s, Py_ssize_t i) { return printable(s[i]) && s[i + 1] == 0; }
 
+/* Bit i: whether p[i] is 0, for the first n (at most 64) bytes; 0 past them. */
+static inline uint64_t zero_mask(const unsigned char *p, size_t n) {
+    uint64_t m = 0;
+#if defined(__SSE2__)
+    if (n == 64) {
+        for (int j = 0; j < 4; j++) {
+            __m128i ok = _mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(p + 16 * j)), _mm_setzero_si128());
+            m |= (uint64_t)(uint16_t)_mm_movemask_epi8(ok) << (16 * j);
+        }
+        return m;
+    }
+#endif
+    for (size_t i = 0; i < n; i++) m |= (uint64_t)(p[i] == 0) << i;
+    return m;
+}
+
+/* Where the last bytes of s[lo:n] may start a UTF-16 string a next piece goes on with: the first byte of
+ * the (printable, 0) pairs that end the data, or of those before a last printable byte; n if none. */
+static Py_ssize_t open_wide(const unsigned char *s, Py_ssize_t lo, Py_ssize_t n) {
+    Py_ssize_t b = n;
+    if (n > lo && printable(s[n - 1])) b = n - 1; /* a lone printable byte: the start of a character */
+    else if (n - 2 < lo || !wide_char(s, n - 2)) return n;
+    while (b - 2 >= lo && wide_char(s, b - 2)) b -= 2;
+    return b;
+}
+
 static PyObject *wide_runs(PyObject *self, PyObject *args) {
     Py_buffer data;
     int final;
     if (!PyArg_ParseTuple(args, "y*p", &data, &final)) return NULL;
     const unsigned char *s = data.buf;
-    Py_ssize_t n = data.len, i = 0, k = 0, keep = 0;
+    Py_ssize_t n = data.len, k = 0, keep = 0, r = 0; /* the bytes before r are done */
+    int open = 0;
     /* a run of c >= MIN_RUN characters takes 2c bytes and writes c + 1 */
     PyObject *text = PyBytes_FromStringAndSize(NULL, n / 2 + n / (2 * MIN_RUN) + 1);
     if (text == NULL) {
@@ -286,25 +313,181 @@ static PyObject *wide_runs(PyObject *self, PyObject *args) {
     }
     unsigned char *o = (unsigned char *)PyBytes_AS_STRING(text);
     Py_BEGIN_ALLOW_THREADS
-    while (i + 1 < n) {
-        if (s[i + 1] != 0 || !printable(s[i])) {
-            i++;
-            continue;
-        }
-        Py_ssize_t j = i + 2;
-        while (j + 1 < n && wide_char(s, j)) j += 2;
-        if (j + 1 >= n && !final && n - i <= MAX_KEEP) { /* it may go on in the next piece */
-            keep = n - i;
-            break;
-        }
-        if ((j - i) / 2 >= MIN_RUN) {
-            for (Py_ssize_t m = i; m < j; m += 2) o[k++] = s[m];
+    /* 64 bytes a word, one bit a byte: W whether a character starts there (printable, then 0), V whether
+     * MIN_RUN characters do (W at i, i + 2, ..., i + 8). A string's first V bit is its start; each string
+     * is then read to its end, so most words are passed over. */
+    size_t first = n < 64 ? (size_t)n : 64;
+    uint64_t p = printable_mask(s, first), z = zero_mask(s, first);
+    for (Py_ssize_t at = 0; at < n && !open; at += 64) {
+        Py_ssize_t rest = n - at - (n - at < 64 ? n - at : 64);
+        size_t m = rest < 64 ? (size_t)rest : 64;
+        uint64_t pn = rest ? printable_mask(s + at + 64, m) : 0, zn = rest ? zero_mask(s + at + 64, m) : 0;
+        uint64_t w = p & ahead(z, zn, 1), wn = pn & (zn >> 1); /* wn: the next word's W below its bit 63 */
+        uint64_t v = w & ahead(w, wn, 2) & ahead(w, wn, 4) & ahead(w, wn, 6) & ahead(w, wn, 8);
+        p = pn;
+        z = zn;
+        for (; v; v &= v - 1) {
+            Py_ssize_t i = at + low_zeros(v), j;
+            if (i < r) continue;
+            for (j = i + 2 * MIN_RUN; j + 1 < n && wide_char(s, j); j += 2) {}
+            int ends = j >= n || (j == n - 1 && printable(s[j])); /* at the end: the next piece may go on */
+            if (ends && !final && n - i <= MAX_KEEP) {
+                open = 1;
+                break;
+            }
+            for (Py_ssize_t c = i; c < j; c += 2) o[k++] = s[c];
             o[k++] = '\n';
+            r = j;
         }
-        i = j; /* the byte that ended it may start a run of the other alignment */
     }
-    if (!keep && !final && i == n - 1 && printable(s[i])) keep = 1;
+    if (!final) {
+        Py_ssize_t b = open_wide(s, r, n);
+        keep = n - b <= MAX_KEEP ? n - b : 0;
+    }
     Py_END_ALLOW_THREADS
+    PyBuffer_Release(&data);
+    if (_PyBytes_Resize(&text, k) < 0) return NULL;
+    return Py_BuildValue("(Nn)", text, keep);
+}
+
+PyDoc_STRVAR(letter_words_doc,
+             "letter_words(data, final, words=None)\n--\n\n"
+             "The words of ``data``: its runs of ASCII letters cut into pieces of at most 24 letters, each piece\n"
+             "of 4 or more in lower case and followed by a space (what re.findall(b'[a-z]{4,24}') finds in the\n"
+             "lower-cased bytes), for a stream fed in pieces. Returns (text, keep): the last ``keep`` bytes\n"
+             "are letters of a run the next piece may go on with, so the caller puts them before it; with\n"
+             "``final`` every run is taken. A run of more than MAX_KEEP letters at a piece's end is taken there.\n"
+             "With ``words`` (a tuple of lower-case bytes), only the pieces that are one of them are written.");
+
+#define WORD_MIN 4
+#define WORD_MAX 24
+
+static inline int letter(unsigned char c) { return (unsigned char)((c | 0x20) - 'a') < 26; }
+
+/* Bit i: whether p[i] is an ASCII letter, for the first n (at most 64) bytes; 0 past them. */
+static inline uint64_t letter_mask(const unsigned char *p, size_t n) {
+    uint64_t m = 0;
+#if defined(__SSE2__)
+    if (n == 64) { /* (c | 0x20) - 'a' < 26 unsigned, moved to the signed range */
+        const __m128i lower = _mm_set1_epi8(0x20), shift = _mm_set1_epi8((char)(0x80 - 'a')),
+                      below = _mm_set1_epi8((char)(0x80 + 26));
+        for (int j = 0; j < 4; j++) {
+            __m128i v = _mm_or_si128(_mm_loadu_si128((const __m128i *)(p + 16 * j)), lower);
+            __m128i ok = _mm_cmplt_epi8(_mm_add_epi8(v, shift), below);
+            m |= (uint64_t)(uint16_t)_mm_movemask_epi8(ok) << (16 * j);
+        }
+        return m;
+    }
+#endif
+    for (size_t i = 0; i < n; i++) m |= (uint64_t)letter(p[i]) << i;
+    return m;
+}
+
+#define WORD_SLOTS 4096 /* open addressing for at most half as many words */
+
+static inline uint32_t word_hash(const unsigned char *p, Py_ssize_t len) { /* FNV-1a, lower case */
+    uint32_t h = 2166136261u;
+    for (Py_ssize_t i = 0; i < len; i++) h = (h ^ (p[i] | 0x20)) * 16777619u;
+    return h;
+}
+
+typedef struct {
+    const char *word[WORD_SLOTS];
+    Py_ssize_t len[WORD_SLOTS];
+} WordSet;
+
+/* Whether the letters p[0:len] are, in lower case, one of the set's words. */
+static int word_in(const WordSet *set, const unsigned char *p, Py_ssize_t len) {
+    for (uint32_t h = word_hash(p, len) & (WORD_SLOTS - 1); set->word[h]; h = (h + 1) & (WORD_SLOTS - 1)) {
+        if (set->len[h] != len) continue;
+        Py_ssize_t i = 0;
+        while (i < len && (p[i] | 0x20) == (unsigned char)set->word[h][i]) i++;
+        if (i == len) return 1;
+    }
+    return 0;
+}
+
+static PyObject *letter_words(PyObject *self, PyObject *args) {
+    Py_buffer data;
+    int final;
+    PyObject *words = Py_None;
+    if (!PyArg_ParseTuple(args, "y*p|O", &data, &final, &words)) return NULL;
+    WordSet *set = NULL;
+    if (words != Py_None) {
+        Py_ssize_t m = PyTuple_Check(words) ? PyTuple_GET_SIZE(words) : -1;
+        if (m < 0 || 2 * m > WORD_SLOTS) {
+            PyBuffer_Release(&data);
+            PyErr_SetString(PyExc_ValueError, "words must be a tuple of at most 2048 lower-case bytes");
+            return NULL;
+        }
+        set = PyMem_Calloc(1, sizeof(WordSet));
+        if (set == NULL) {
+            PyBuffer_Release(&data);
+            return PyErr_NoMemory();
+        }
+        for (Py_ssize_t j = 0; j < m; j++) {
+            PyObject *w = PyTuple_GET_ITEM(words, j);
+            if (!PyBytes_Check(w)) {
+                PyMem_Free(set);
+                PyBuffer_Release(&data);
+                PyErr_SetString(PyExc_TypeError, "words must be bytes");
+                return NULL;
+            }
+            const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(w);
+            Py_ssize_t len = PyBytes_GET_SIZE(w);
+            uint32_t h = word_hash(p, len) & (WORD_SLOTS - 1);
+            while (set->word[h]) h = (h + 1) & (WORD_SLOTS - 1);
+            set->word[h] = (const char *)p; /* the tuple holds them for the call */
+            set->len[h] = len;
+        }
+    }
+    const unsigned char *s = data.buf;
+    Py_ssize_t n = data.len, k = 0, keep = 0, r = 0; /* the bytes before r are done */
+    /* a word of w >= WORD_MIN letters writes w + 1 bytes */
+    PyObject *text = PyBytes_FromStringAndSize(NULL, n + n / WORD_MIN + 1);
+    if (text == NULL) {
+        PyMem_Free(set);
+        PyBuffer_Release(&data);
+        return NULL;
+    }
+    unsigned char *o = (unsigned char *)PyBytes_AS_STRING(text);
+    Py_BEGIN_ALLOW_THREADS
+    /* 64 bytes a word, one bit a byte: W whether the WORD_MIN bytes from it are all letters. A run's first
+     * W bit is its start; each run is then read to its end byte by byte, so most words are passed over. */
+    uint64_t p = letter_mask(s, n < 64 ? (size_t)n : 64);
+    for (Py_ssize_t at = 0; at < n && !keep; at += 64) {
+        Py_ssize_t rest = n - at - (n - at < 64 ? n - at : 64);
+        uint64_t next = rest ? letter_mask(s + at + 64, rest < 64 ? (size_t)rest : 64) : 0;
+        uint64_t win = p & ahead(p, next, 1) & ahead(p, next, 2) & ahead(p, next, 3);
+        p = next;
+        while (win) {
+            Py_ssize_t i = at + low_zeros(win);
+            if (i >= r) {
+                Py_ssize_t j = i + WORD_MIN;
+                while (j < n && letter(s[j])) j++;
+                if (j == n && !final && n - i <= MAX_KEEP) { /* it may go on in the next piece */
+                    keep = n - i;
+                    break;
+                }
+                for (Py_ssize_t q = i; q < j; q += WORD_MAX) { /* pieces of WORD_MAX, as the regex cuts */
+                    Py_ssize_t len = j - q < WORD_MAX ? j - q : WORD_MAX;
+                    if (len < WORD_MIN) break;
+                    if (set != NULL && !word_in(set, s + q, len)) continue;
+                    for (Py_ssize_t m = q; m < q + len; m++) o[k++] = s[m] | 0x20;
+                    o[k++] = ' ';
+                }
+                r = j;
+            }
+            win &= win - 1;
+        }
+    }
+    if (!final && !keep) { /* fewer than WORD_MIN letters at the end may begin a word */
+        Py_ssize_t t = 0;
+        while (t < n && t < WORD_MIN && letter(s[n - 1 - t])) t++;
+        if (t && n - t >= r) keep = t;
+    }
+    Py_END_ALLOW_THREADS
+    PyMem_Free(set);
     PyBuffer_Release(&data);
     if (_PyBytes_Resize(&text, k) < 0) return NULL;
     return Py_BuildValue("(Nn)", text, keep);
@@ -395,6 +578,7 @@ static PyMethodDef methods[] = {
     {"printable_runs", printable_runs, METH_VARARGS, printable_runs_doc},
     {"count_patterns", count_patterns, METH_VARARGS, count_patterns_doc},
     {"wide_runs", wide_runs, METH_VARARGS, wide_runs_doc},
+    {"letter_words", letter_words, METH_VARARGS, letter_words_doc},
     {"nibble_blocks", nibble_blocks, METH_VARARGS, nibble_blocks_doc},
     {"nibble_pairs", nibble_pairs, METH_VARARGS, nibble_pairs_doc},
     {NULL, NULL, 0, NULL},

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from corpus import minimal_pe
-from malvision.convert.contentfeatures import _MARKERS, CONTENT_NAMES, WORD_NAMES
+from malvision.convert.contentfeatures import _MARKERS, CONTENT_NAMES, WORD_NAMES, words_of
 from malvision.convert.pefeatures import FEATURE_NAMES, FeatureTap, features_of
 from malvision.convert.stringwords import WORDS
 from malvision.pe import parse
@@ -100,10 +100,11 @@ def test_strings_and_markers_are_the_same_however_long_the_runs_and_wherever_cut
         assert content(data, chunk) == whole
 
 
-def test_words_count_in_ascii_and_utf16_strings_any_case_wherever_cut() -> None:
+def test_words_count_in_the_bytes_and_utf16_strings_any_case_wherever_cut() -> None:
     first, second = WORDS[0], WORDS[1]
     data = (
-        b"\x00" + first.upper().encode() + b"\x01xx" + first.encode() + b"\xff"  # two ASCII strings
+        b"\x00" + first.upper().encode() + b"\x01xx " + first.encode() + b"\xff"  # twice in the bytes
+        + b"xx" + first.encode()  # a longer word, not this one
         + f"say {first}".encode("utf-16-le") + b"\x01\x02"  # a UTF-16 string
         + second.encode("utf-16-le") + b"\x00\x00"  # another UTF-16 string
         + first[:4].encode("utf-16-le") + b"\x01"  # four characters: too short to be a string
@@ -122,3 +123,13 @@ def test_words_count_in_ascii_and_utf16_strings_any_case_wherever_cut() -> None:
     assert sum(whole[n] > 0 for n in WORD_NAMES) == 2
     for chunk in (1, 3, 8, 17):
         assert words(chunk) == whole
+
+
+def test_words_are_runs_of_four_to_24_letters_in_the_bytes_and_the_utf16_strings() -> None:
+    data = (
+        b"\x00Hello Ransomware 42\x01abc\x01" + "DisableTaskMgr".encode("utf-16-le") + b"\x01\x00xyz1\x00"
+        + b"RegisterServiceCtrlHandlerEx hello"  # 28 letters: 24, then 4
+    )  # fmt: skip
+    assert words_of(data) == {
+        b"hello": 2, b"ransomware": 1, b"disabletaskmgr": 1, b"registerservicectrlhandl": 1, b"erex": 1
+    }  # fmt: skip

@@ -15,22 +15,24 @@ sections, whatever the file's size:
   Run key, command interpreters, an embedded PE's DOS stub, manifest fields.
   No toolchain names (``Borland``, ``Nullsoft``, ...): as for the header block, a detector keyed on
   those learns how the benign corpus was built, not what malware does.
-- **words** (features version 6, ``words``): how often the ASCII strings (run together) and the UTF-16LE
-  strings (``_bytepass.wide_runs``), in lower case, hold each of ``convert.stringwords.WORDS``.
+- **words** (features version 6, ``words``): how often each of ``convert.stringwords.WORDS`` is a word of
+  the file (``words_of``): a run of 4 to 24 ASCII letters, in lower case (``_bytepass.letter_words``: a
+  longer run is cut into pieces of 24), in its bytes or in its UTF-16LE strings (``_bytepass.wide_runs``).
 """
 
 from __future__ import annotations
 
 import math
+from collections import Counter
 
 import numpy as np
 
-from malvision._bytepass import count_patterns, histogram, printable_runs, wide_runs
+from malvision._bytepass import count_patterns, histogram, letter_words, printable_runs, wide_runs
 from malvision.convert.stringwords import WORDS
 from malvision.pe import MAX_SECTIONS, PEHeaders
 from malvision.triage import byte_histogram, byte_stats
 
-__all__ = ["CONTENT_NAMES", "WORD_NAMES", "ContentTap"]
+__all__ = ["CONTENT_NAMES", "WORD_NAMES", "ContentTap", "words_of"]
 
 HIGH_ENTROPY = 7.0
 _CHARS = range(0x20, 0x7F)
@@ -44,9 +46,7 @@ _MARKERS = (
 )  # fmt: skip
 _PATTERNS = tuple(m for _, m in _MARKERS)
 _WORDS = tuple(w.encode() for w in WORDS)
-_WORD_GROUPS = tuple(_WORDS[i : i + 64] for i in range(0, len(_WORDS), 64))  # count_patterns takes 64 at most
-# a marker or word that ends in a piece starts at most this far before it
-_CARRY = max(len(m) for m in _PATTERNS + _WORDS) - 1
+_CARRY = max(len(m) for m in _PATTERNS) - 1  # a marker that ends in a piece starts at most this far before it
 _SECTION_BLOCK = (
     "section_entropy_max", "section_entropy_min", "section_entropy_mean", "section_entropy_weighted",
     "entry_section_entropy", "text_entropy", "rdata_entropy", "data_entropy", "rsrc_entropy",
@@ -83,6 +83,43 @@ class _Strings:
         return text
 
 
+class _Words:
+    """How often each word occurs in a stream fed in pieces: the words of its bytes and of its UTF-16LE
+    strings (``letter_words``, ``wide_runs``); a run the next piece may go on with waits for it. With
+    ``only`` (lower-case bytes), the other words are not counted."""
+
+    def __init__(self, only: tuple[bytes, ...] | None = None) -> None:
+        self.only = only
+        self.counts: Counter[bytes] = Counter()
+        self._letters = b""  # the letters at the end of the bytes so far
+        self._wide = b""  # the bytes at the end so far that may start a UTF-16 string
+
+    def feed(self, chunk: np.ndarray | bytes, final: bool = False) -> None:
+        buf = self._letters + bytes(chunk) if self._letters else chunk  # rarely: a run goes on
+        text, keep = letter_words(buf, final, self.only)
+        self._letters = bytes(buf[len(buf) - keep :]) if keep else b""
+        buf = self._wide + bytes(chunk) if self._wide else chunk
+        wide, keep = wide_runs(buf, final)
+        self._wide = bytes(buf[len(buf) - keep :]) if keep else b""
+        if wide:
+            text += letter_words(wide, True, self.only)[0]
+        if text:
+            self.counts.update(text.split())
+
+    def finish(self) -> Counter[bytes]:
+        """The counts, once the last piece is in."""
+        if self._letters or self._wide:
+            self.feed(b"", final=True)
+        return self.counts
+
+
+def words_of(data: bytes | bytearray | memoryview) -> Counter[bytes]:
+    """How often each word (lower case, 4 to 24 letters) occurs in a whole file's bytes and UTF-16 strings."""
+    w = _Words()
+    w.feed(bytes(data), final=True)
+    return w.counts
+
+
 class ContentTap:
     """The content block of one file, fed its chunks in order (``update``) and its parsed headers as
     soon as they are known (``locate``, with the bytes already seen)."""
@@ -91,9 +128,8 @@ class ContentTap:
         self._ascii = _Strings()
         self._chars = np.zeros(256, dtype=np.int64)  # the ASCII strings' characters
         self._counts = np.zeros(len(_MARKERS), dtype=np.int64)
-        self._words = np.zeros(len(_WORDS), dtype=np.int64)
+        self._words = _Words(_WORDS)
         self._tail = b""  # the end of the strings so far, for markers that straddle two pieces
-        self._wide = b""  # the bytes at the end of the file so far that may start a UTF-16 run
         self._pos = 0
         self._covered = 0  # bytes already in the section histograms
         self._bounds = np.zeros((0, 2), dtype=np.int64)  # [start, end) of sections, headers, overlay
@@ -124,7 +160,7 @@ class ContentTap:
             return np.zeros(256, dtype=np.int64)
         hist = byte_histogram(a) if self._hists is None else self._sections(a, at)
         self._text(self._ascii.feed(a))
-        self._wide_text(a, final=False)
+        self._words.feed(a)
         return hist
 
     def _text(self, text: bytes) -> None:
@@ -134,28 +170,12 @@ class ContentTap:
         histogram(text, self._chars)
         buf = self._tail + text  # a marker may start in the strings before and end in these
         self._counts += count_patterns(buf, len(self._tail), _PATTERNS)
-        self._count_words(buf.lower(), len(self._tail))
         self._tail = buf[-_CARRY:]
-
-    def _wide_text(self, a: np.ndarray | bytes, final: bool) -> None:
-        """Count the words of the UTF-16 runs in the next piece (``final``: the file's last)."""
-        buf = self._wide + bytes(a) if self._wide else a  # rarely: a run goes on from the piece before
-        text, keep = wide_runs(buf, final)
-        self._wide = bytes(buf[len(buf) - keep :]) if keep else b""
-        if text:
-            self._count_words(text.lower(), 0)
-
-    def _count_words(self, low: bytes, skip: int) -> None:
-        at = 0
-        for group in _WORD_GROUPS:
-            self._words[at : at + len(group)] += count_patterns(low, skip, group)
-            at += len(group)
 
     def words(self) -> np.ndarray:
         """The word block (``WORD_NAMES``: log(1 + count)), once every chunk has gone through ``update``."""
-        if self._wide:  # a run open at the end of the file
-            self._wide_text(b"", final=True)
-        return np.log1p(self._words).astype(np.float64)
+        counts = self._words.finish()
+        return np.log1p(np.array([counts.get(w, 0) for w in _WORDS], dtype=np.float64))
 
     def _sections(self, a: np.ndarray, at: int) -> np.ndarray:
         """Count ``a`` (file offset ``at``) into every region that holds its bytes, once per piece
