@@ -78,7 +78,7 @@ def module_text(words: list[str], command: str) -> str:
     lines.append(line)
     body = "\n".join(f"    {x}" for x in lines)
     return (
-        '"""The words features version 6 counts in a file\'s strings (``convert.contentfeatures``).\n\n'
+        '"""The words features version 6 counts in a file\'s bytes and UTF-16 strings (``convert.contentfeatures``).\n\n'
         "Chosen by ``scripts/string_words.py`` (the words of the default's training files ranked by chi-squared\n"
         f"between presence and label), {date.today().isoformat()}:\n\n    {command}\n\n"
         "Lower case, 4 to 24 letters (``contentfeatures.words_of``). Fixed: a vector of this version always\n"

@@ -1,4 +1,4 @@
-"""The words features version 6 counts in a file's strings (``convert.contentfeatures``).
+"""The words features version 6 counts in a file's bytes and UTF-16 strings (``convert.contentfeatures``).
 
 Chosen by ``scripts/string_words.py`` (the words of the default's training files ranked by chi-squared
 between presence and label), 2026-12-03:
