@@ -832,6 +832,7 @@ default_v17() {
     vector_default v16-et 17
     .venv/bin/python benchmarks/cold_start.py --runs 21 --out "$(ship benchmarks/results/cold-start-v17-et.md)"
     .venv/bin/python benchmarks/fresh_ratio.py --pairs 9 --out "$(ship benchmarks/results/fresh-ratio-v17-et.md)"
+    .venv/bin/python benchmarks/convert.py --repeat 3 --out "$(ship benchmarks/results/convert-v6.md)"
 }
 
 if [ $# -eq 0 ]; then set -- data leaderboard gradients caps big2015_full pe_leaderboard malimg detector features_detector features_seeds caches_v2 board_v2 threshold default_v5 default_v8 pe_detector_gh default_v9 default_v10 default_v11 default_v12 default_v13 pe_detector_v13 pe_detector_hist_v13 default_v14 unscored big2015_knn default_nocw default_et default_v15 default_v16 default_v17; fi
