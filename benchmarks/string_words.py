@@ -50,17 +50,17 @@ def run(x: np.ndarray, m: object, y: np.ndarray, splits: list, way: str, top: in
     return oof
 
 
-def figures(y: np.ndarray, oof: np.ndarray, unknown: np.ndarray) -> dict[str, float]:
-    from sklearn.metrics import roc_auc_score
+def figures(y: np.ndarray, oof: np.ndarray, unknown: list[str | None]) -> dict[str, float]:
+    """The card's figures of out-of-fold log-odds, counted as a scan counts them (``scanned_metrics``)."""
+    from malvision.calibration import sigmoid
+    from malvision.evaluate.detection import as_scanned, scanned_metrics
 
-    from malvision.evaluate.metrics import threshold_for_fpr
-
-    s = np.where(unknown, -np.inf, oof)  # a scan calls them unknown: never flagged
-    out = {"roc_auc": round(float(roc_auc_score(y[~unknown], oof[~unknown])), 4)}
-    for fpr in (0.001, 0.01):
-        t = threshold_for_fpr(s[y == 0], fpr)
-        out[f"tpr_at_{fpr:g}"] = round(float((s[y == 1] >= t).mean()), 4)
-    return out
+    m = scanned_metrics(y, as_scanned(sigmoid(oof), unknown))
+    return {
+        "roc_auc": round(m["roc_auc"], 4),
+        "tpr_at_0.001": round(m["tpr_at_0.1pct_fpr"], 4),
+        "tpr_at_0.01": round(m["tpr_at_1pct_fpr"], 4),
+    }
 
 
 def main() -> None:
@@ -82,7 +82,7 @@ def main() -> None:
         raise SystemExit(f"error: {args.words} has {m.shape[0]} rows for {len(ds)} files in {args.cache}")
     x = np.stack([ds[i][0] for i in range(len(ds))]).astype(np.float32)
     y = (np.asarray(ds.labels) == list(ds.classes).index("malware")).astype(int)
-    unknown = np.asarray([r.unknown is not None for r in ds.records])
+    unknown = [r.unknown for r in ds.records]
     for seed in args.seeds:
         splits, _ = source_kfold(y == 1, ds.groups, ds.collections, random_state=seed)
         for way in args.ways:

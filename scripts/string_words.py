@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections import Counter
 from datetime import date
 from multiprocessing import Pool
 from pathlib import Path
@@ -48,15 +49,13 @@ def word_matrix(sources: list[str], workers: int = 2) -> tuple[list[bytes], obje
     with Pool(workers) as pool:
         found = pool.imap(_words_of, sources, chunksize=16)
         sets = list(track(found, total=len(sources), description="words", console=Console(stderr=True)))
-    df: dict[bytes, int] = {}
-    for s in sets:
-        for w in s:
-            df[w] = df.get(w, 0) + 1
+    df = Counter(w for s in sets for w in s)
     vocab = sorted(w for w, n in df.items() if n >= MIN_FILES)
     index = {w: i for i, w in enumerate(vocab)}
-    rows = [r for r, s in enumerate(sets) for w in s if w in index]
-    cols = [index[w] for s in sets for w in s if w in index]
-    m = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(len(sets), len(vocab)))
+    cols = [[index[w] for w in s if w in index] for s in sets]
+    rows = np.repeat(np.arange(len(sets)), [len(c) for c in cols])
+    flat = np.fromiter((c for row in cols for c in row), dtype=np.int64, count=len(rows))
+    m = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, flat)), shape=(len(sets), len(vocab)))
     return vocab, m
 
 

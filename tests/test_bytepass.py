@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import numpy as np
 import pytest
@@ -78,12 +79,13 @@ def test_printable_runs_cross_blocks_and_pieces() -> None:
         assert runs_in_pieces(data, cuts)[:2] == (b"".join(found), len(found))
 
 
-def wide_in_pieces(data: bytes, cuts: list[int]) -> bytes:
-    """``wide_runs`` fed ``data`` cut at ``cuts``, each piece after the bytes the one before kept."""
+def carried_in_pieces(scan: Any, data: bytes, cuts: list[int], *args: Any) -> bytes:
+    """``scan`` (``wide_runs``, ``letter_words``) fed ``data`` cut at ``cuts``, each piece after the bytes the
+    one before kept."""
     keep, text = b"", []
     for lo, hi in zip([0, *cuts], [*cuts, len(data)], strict=True):
         buf = keep + data[lo:hi]
-        t, k = wide_runs(buf, hi == len(data))
+        t, k = scan(buf, hi == len(data), *args)
         keep = buf[len(buf) - k :] if k else b""
         text.append(t)
     assert keep == b""  # the last piece takes every run
@@ -103,26 +105,16 @@ def test_wide_runs_are_the_runs_a_regex_finds_wherever_the_stream_is_cut(
     data: bytes, cuts: list[int]
 ) -> None:
     want = b"".join(m.replace(b"\x00", b"") + b"\n" for m in _WIDE.findall(data))
-    assert wide_in_pieces(data, sorted(c for c in cuts if c <= len(data))) == want
+    assert carried_in_pieces(wide_runs, data, sorted(c for c in cuts if c <= len(data))) == want
 
 
 def test_a_wide_run_longer_than_a_piece_keeps_is_taken_at_the_pieces_end() -> None:
     data = "y".encode("utf-16-le") * 5000 + b"\x01"
-    assert wide_in_pieces(data, []) == b"y" * 5000 + b"\n"
-    split = wide_in_pieces(data, [9000])  # 9,000 bytes of the run before the cut: more than it keeps
+    assert carried_in_pieces(wide_runs, data, []) == b"y" * 5000 + b"\n"
+    split = carried_in_pieces(
+        wide_runs, data, [9000]
+    )  # 9,000 bytes of the run before the cut: more than it keeps
     assert split == b"y" * 4500 + b"\n" + b"y" * 500 + b"\n"
-
-
-def letters_in_pieces(data: bytes, cuts: list[int], words: tuple[bytes, ...] | None = None) -> bytes:
-    """``letter_words`` fed ``data`` cut at ``cuts``, each piece after the bytes the one before kept."""
-    keep, text = b"", []
-    for lo, hi in zip([0, *cuts], [*cuts, len(data)], strict=True):
-        buf = keep + data[lo:hi]
-        t, k = letter_words(buf, hi == len(data), words)
-        keep = buf[len(buf) - k :] if k else b""
-        text.append(t)
-    assert keep == b""
-    return b"".join(text)
 
 
 _LETTERY = st.lists(
@@ -141,9 +133,9 @@ def test_letter_words_are_what_a_regex_finds_in_lower_case_wherever_the_stream_i
 ) -> None:
     cuts = sorted(c for c in cuts if c <= len(data))
     found = _WORD.findall(data.lower())
-    assert letters_in_pieces(data, cuts) == b"".join(w + b" " for w in found)
+    assert carried_in_pieces(letter_words, data, cuts) == b"".join(w + b" " for w in found)
     only = (b"word", b"qqqqqqqqqqqqqqqqqqqqqqqq", b"xyzz")
-    assert letters_in_pieces(data, cuts, only) == b"".join(w + b" " for w in found if w in only)
+    assert carried_in_pieces(letter_words, data, cuts, only) == b"".join(w + b" " for w in found if w in only)
 
 
 @fuzz(300)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from typing import Any
 
 import numpy as np
 
@@ -83,6 +84,16 @@ class _Strings:
         return text
 
 
+def _resumed(
+    scan: Any, kept: bytes, chunk: np.ndarray | bytes, final: bool, *args: Any
+) -> tuple[bytes, bytes]:
+    """``scan`` (``letter_words``, ``wide_runs``) over the bytes the piece before kept and ``chunk``: what it
+    found, and the bytes it keeps for the next piece."""
+    buf = kept + bytes(chunk) if kept else chunk  # rarely: a run goes on
+    text, keep = scan(buf, final, *args)
+    return text, bytes(buf[len(buf) - keep :]) if keep else b""
+
+
 class _Words:
     """How often each word occurs in a stream fed in pieces: the words of its bytes and of its UTF-16LE
     strings (``letter_words``, ``wide_runs``); a run the next piece may go on with waits for it. With
@@ -95,12 +106,8 @@ class _Words:
         self._wide = b""  # the bytes at the end so far that may start a UTF-16 string
 
     def feed(self, chunk: np.ndarray | bytes, final: bool = False) -> None:
-        buf = self._letters + bytes(chunk) if self._letters else chunk  # rarely: a run goes on
-        text, keep = letter_words(buf, final, self.only)
-        self._letters = bytes(buf[len(buf) - keep :]) if keep else b""
-        buf = self._wide + bytes(chunk) if self._wide else chunk
-        wide, keep = wide_runs(buf, final)
-        self._wide = bytes(buf[len(buf) - keep :]) if keep else b""
+        text, self._letters = _resumed(letter_words, self._letters, chunk, final, self.only)
+        wide, self._wide = _resumed(wide_runs, self._wide, chunk, final)
         if wide:
             text += letter_words(wide, True, self.only)[0]
         if text:

@@ -169,7 +169,7 @@ _RESOURCES = {
 
 
 _WORDS = {
-    n: (f'strings: "{n[5:]}"', f'log(1 + times the lower-cased ASCII or UTF-16 strings hold "{n[5:]}")')
+    n: (f'word "{n[5:]}"', f'log(1 + times "{n[5:]}" is a word of the bytes or the UTF-16 strings, any case)')
     for n in WORD_NAMES
 }
 
@@ -248,7 +248,7 @@ def feature_span(name: str, headers: PEHeaders | None, size: int) -> tuple[int, 
         headers is None
         or name.startswith(("hist_", "share_"))
         or name in ("log_size", "entropy", "pe_parsed")
-        or name.startswith("word_")  # the strings hold them anywhere
+        or name.startswith("word_")  # counted over the whole file
     ):
         return None
     if name in CONTENT_NAMES:

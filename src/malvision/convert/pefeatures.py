@@ -6,11 +6,12 @@ directory's tree (``malvision.pe``) come from the ranges of the file that hold t
 entropies, strings and markers (``convert.contentfeatures``, since features version 3) from every
 byte. ``FeatureTap`` gathers them all in one pass over a file's chunks. Each version appends to the
 vector (``FEATURE_WIDTHS``): 4 the linker and image versions and whether a checksum is set, 5 the
-resources, 6 the words of the strings (``convert.stringwords``). The build date (TimeDateStamp) and the Rich header are left out on purpose: a detector keyed
-on them would learn when and with which compiler our benign files were built, not the malware, and the
-Rich header's compiler ids added nothing on source-disjoint folds (docs/detection.md, "Linker and image
-versions"). Any bytes give a vector (a header that does not parse leaves its block at zero with
-``pe_parsed`` 0); triage decides separately whether a file is a PE worth judging.
+resources, 6 the words of the bytes and UTF-16 strings (``convert.stringwords``). The build date
+(TimeDateStamp) and the Rich header are left out on purpose: a detector keyed on them would learn when
+and with which compiler our benign files were built, not the malware, and the Rich header's compiler ids
+added nothing on source-disjoint folds (docs/detection.md, "Linker and image versions"). Any bytes give
+a vector (a header that does not parse leaves its block at zero with ``pe_parsed`` 0); triage decides
+separately whether a file is a PE worth judging.
 """
 
 from __future__ import annotations

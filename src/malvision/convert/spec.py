@@ -17,9 +17,9 @@ __all__ = ["SPEC_VERSION", "KIND_VERSIONS", "OLDER_VERSIONS", "MAX_IMAGE_SIZE", 
 SPEC_VERSION = 1
 # A kind whose conversion changed since SPEC_VERSION; features 2 added the import table, 3 the content
 # block (section entropies, strings, markers), 4 the linker and image versions and the checksum flag, 5
-# the resource directory, 6 the words of the strings, each of which fused vectors begin with too (fused N holds features N + 1);
-# views 2 takes its entropy channel over the plotted bytes only (a Malimg PNG and its file give the same
-# input).
+# the resource directory, 6 the words of the bytes and UTF-16 strings, each of which fused vectors begin
+# with too (fused N holds features N + 1); views 2 takes its entropy channel over the plotted bytes only (a
+# Malimg PNG and its file give the same input).
 KIND_VERSIONS = {"features": 6, "fused": 5, "views": 2}
 # Older versions still converted: since 3 each features version appends, so an older vector is the start
 # of today's (``pefeatures.FEATURE_WIDTHS``), and an older fused vector is that start and the image.
