@@ -68,6 +68,7 @@ def main() -> None:
 
     from malvision.data.cache import CachedDataset
     from malvision.data.splits import source_kfold
+    from malvision.errors import MalvisionError
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     ap.add_argument("cache", type=Path, help="a features cache of version 5 (the vector without words)")
@@ -76,8 +77,14 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--ways", nargs="+", default=["none", "fold", "all"], choices=["none", "fold", "all"])
     args = ap.parse_args()
-    ds = CachedDataset(args.cache)
-    m = sp.load_npz(args.words.with_suffix(".npz")).tocsc()
+    try:
+        ds = CachedDataset(args.cache)
+    except MalvisionError as e:
+        sys.exit(f"error: {e}")
+    try:
+        m = sp.load_npz(args.words.with_suffix(".npz")).tocsc()
+    except (OSError, ValueError) as e:
+        sys.exit(f"error: {args.words}: not string_words.py --matrix's output ({e})")
     if m.shape[0] != len(ds):
         raise SystemExit(f"error: {args.words} has {m.shape[0]} rows for {len(ds)} files in {args.cache}")
     x = np.stack([ds[i][0] for i in range(len(ds))]).astype(np.float32)

@@ -88,6 +88,7 @@ def module_text(words: list[str], command: str) -> str:
 
 def main() -> None:
     from malvision.data.cache import CachedDataset
+    from malvision.errors import MalvisionError
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     ap.add_argument("cache", type=Path)
@@ -95,7 +96,10 @@ def main() -> None:
     ap.add_argument("--write", type=Path, help="the module to write (default: print the words)")
     ap.add_argument("--matrix", type=Path, help="save the presence matrix and its words here (.npz, .txt)")
     args = ap.parse_args()
-    ds = CachedDataset(args.cache)
+    try:
+        ds = CachedDataset(args.cache)
+    except MalvisionError as e:
+        sys.exit(f"error: {e}")
     vocab, m = word_matrix([r.source for r in ds.records])
     if args.matrix:
         import scipy.sparse as sp
