@@ -17,6 +17,9 @@ within that noise, not bit for bit. The product's own command confirms a winner.
     .venv/bin/python benchmarks/ngram_search.py --config top_k=3000           # the shipped recipe
     .venv/bin/python benchmarks/ngram_search.py --config top_k=8000,lr=0.05,rounds=800 --at 400,600,800
 
+``calib=K`` fits one offset a class to the trees' log-odds on K inner folds of each training fold (what
+``ngram``'s ``offset_folds`` does), nested inside the CV, so the offsets never see the fold they score.
+
 Each result (config, fold, rounds: wrong, accuracy, macro-F1) is appended to
 ``~/.cache/malvision/ngram-search/results.jsonl`` (a rerun skips what is there), its test rows'
 probabilities saved beside it in ``probs/``; ``--report`` writes every configuration tried to
@@ -63,6 +66,8 @@ DEFAULTS = dict(
     knn_dim=0,  # extra=knn: compare in this many dimensions (truncated SVD fitted on the training rows; 0: all)
     knn_bits=0,  # extra=knn: compare this many random-hyperplane sign bits a row (SimHash; 0: the vectors)
     knn_ranks="1+3",  # extra=knn: the similarity to the nearest, third-nearest, ... training row of each class
+    class_k=300,  # extra=perclass: each class's top this many grams by chi-squared against the rest
+    calib=0,  # fit per-class offsets to the log-odds on this many inner folds of the training rows (0: none)
     extra_trees=False,  # LightGBM's extremely randomised trees (one random threshold a feature at each split)
 )
 
@@ -180,6 +185,22 @@ def count_long(data: Path, n_values: tuple[int, ...] = (5, 6)) -> Any:
                         h = h * np.uint64(0x9E3779B97F4A7C15) + a[j : len(a) - n + 1 + j]
                     hs.append(h)
                 rows.append(np.unique(np.concatenate(hs), return_counts=True) if hs else (a[:0], a[:0]))
+        STORE.mkdir(parents=True, exist_ok=True)
+        sp.save_npz(path, in_two_or_more(rows))
+    return sp.load_npz(path).tocsr()
+
+
+def count_skip(data: Path, gaps: tuple[int, ...] = (2, 3, 4)) -> Any:
+    """Every sample's gapped pairs (opcode ``a``, the opcode ``d`` places after it) for each ``d`` of
+    ``gaps``, counted (``in_two_or_more``): pairs that survive junk instructions inserted between them."""
+    import scipy.sparse as sp
+
+    path = STORE / f"skip-{'-'.join(map(str, gaps))}.npz"
+    if not path.is_file():
+        rows = []
+        for ids in each_sample(data):
+            hs = [(np.int64(d) << 40) | (ids[:-d] << 20) | ids[d:] for d in gaps if len(ids) > d]
+            rows.append(np.unique(np.concatenate(hs), return_counts=True) if hs else (ids[:0], ids[:0]))
         STORE.mkdir(parents=True, exist_ok=True)
         sp.save_npz(path, in_two_or_more(rows))
     return sp.load_npz(path).tocsr()
@@ -307,15 +328,23 @@ def features(
     and ``tail`` (the ``window_k`` grams of ``counted[side]``, the first / last ``window`` opcodes' counts,
     that chi-squared ranks first on the training rows, as frequencies in the window) and ``segments``
     (``counted["segments"]``: the top opcodes' shares in equal parts of each sample) and ``long`` (the
-    ``window_k`` 5- and 6-grams of the whole sample first by chi-squared); ``stacked`` holds
+    ``window_k`` 5- and 6-grams of the whole sample first by chi-squared), ``skip`` (the ``window_k`` gapped
+    pairs of ``count_skip`` first by chi-squared) and ``perclass`` (each class's ``class_k`` grams first
+    by chi-squared against the rest, beside the ``top_k``); ``stacked`` holds
     more columns for each of ``rows`` (``svm``: ``svm_scores``; ``knn``: ``knn_similarities``)."""
     from malvision.models.grams import frequencies, select_grams, tree_input
 
     kept, _ = select_grams(x[tr], y[tr], cfg["min_df"], cfg["top_k"])
     extras = [e for e in cfg["extra"].split("+") if e]
+    if "perclass" in extras:  # and each class's own top grams against the rest (rare classes' grams too)
+        own = [
+            select_grams(x[tr], (y[tr] == c).astype(int), cfg["min_df"], cfg["class_k"])[0]
+            for c in np.unique(y)
+        ]
+        kept = np.union1d(kept, np.concatenate(own))
     window_kept = {
         side: select_grams(counted[side][tr], y[tr], cfg["min_df"], cfg["window_k"])[0]
-        for side in ("head", "tail", "long")
+        for side in ("head", "tail", "long", "skip")
         if side in extras
     }
     out = []
@@ -323,7 +352,7 @@ def features(
         c = x[r][:, kept]
         parts = [tree_input(frequencies(c, lengths[r]), lengths[r])]
         for side, cols in window_kept.items():
-            span = lengths[r] if side == "long" else np.minimum(lengths[r], cfg["window"])
+            span = lengths[r] if side in ("long", "skip") else np.minimum(lengths[r], cfg["window"])
             parts.append(frequencies(counted[side][r][:, cols], span).toarray())
         if "logcount" in extras:
             parts.append(np.log1p(c.toarray()))
@@ -348,13 +377,57 @@ def features(
     return out, kept
 
 
+def fit_head(
+    z: dict[str, np.ndarray], x: Any, y: np.ndarray, lengths: np.ndarray, tr: np.ndarray, te: np.ndarray,
+    cfg: dict, counted: dict[str, Any], threads: int,
+) -> tuple[list, np.ndarray, np.ndarray]:  # fmt: skip
+    """The tree head(s) ``cfg`` grows on rows ``tr``, and the rows ``te`` as they read them."""
+    from malvision.models.trees import LightGBMTrees
+    from malvision.train import class_weights
+
+    n_classes = int(y.max()) + 1
+    extras = set(cfg["extra"].split("+"))
+    w = class_weights(y[tr], n_classes).numpy()[y[tr]]
+    if cfg["weight"] == "sqrt":
+        w = np.sqrt(w)
+    elif cfg["weight"] == "none":
+        w = np.ones_like(w)
+    w = w / w.mean()
+    stacked = svm_scores(x, y, tr, te, w) if "svm" in extras else None
+    if "knn" in extras:
+        ranks = tuple(int(r) for r in str(cfg["knn_ranks"]).split("+"))
+        near = knn_similarities(x, y, tr, te, cfg["knn_k"], cfg["knn_dim"], cfg["knn_bits"], ranks)
+        stacked = near if stacked is None else [np.hstack(p) for p in zip(stacked, near, strict=True)]
+    (ftr, fte), kept = features(x, z["keys"], y, lengths, tr, [tr, te], cfg, counted, stacked)
+    head = LightGBMTrees(
+        in_kind="features", n_classes=n_classes, n_features=ftr.shape[1], n_trees=cfg["rounds"],
+        num_leaves=cfg["leaves"], learning_rate=cfg["lr"], min_child_samples=3, colsample=cfg["colsample"],
+        threads=threads, col_wise=cfg["col_wise"], extra_trees=cfg["extra_trees"],
+    )  # fmt: skip  # the parameters NgramModel's head grows with
+    fits = [
+        head.classifier(seed).fit(ftr, y[tr], sample_weight=w)
+        for seed in range(cfg["seed"], cfg["seed"] + cfg["bag"])
+    ]
+    return fits, fte, kept
+
+
+def class_offsets(raw: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Per-class offsets to out-of-fold log-odds ``raw`` that minimise their (unweighted) log-loss."""
+    from scipy.optimize import minimize
+    from scipy.special import log_softmax
+
+    def loss(b: np.ndarray) -> float:
+        return -float(log_softmax(raw + b, axis=1)[np.arange(len(y)), y].mean())
+
+    b = minimize(loss, np.zeros(raw.shape[1]), method="L-BFGS-B").x
+    return b - b.mean()
+
+
 def run_config(
     z: dict[str, np.ndarray], data: Path, cfg: dict, at: list[int], threads: int, done: set, only: list[int]
 ) -> None:
     from malvision.data.splits import stratified_kfold
     from malvision.evaluate.metrics import classification_metrics
-    from malvision.models.trees import LightGBMTrees
-    from malvision.train import class_weights
 
     y, lengths = z["labels"], z["lengths"]
     x = count_matrix(z)
@@ -366,48 +439,42 @@ def run_config(
         counted["segments"] = count_segments(data, cfg["segments"])
     if "long" in extras:
         counted["long"] = count_long(data)
+    if "skip" in extras:
+        counted["skip"] = count_skip(data)
     for k, (tr, te) in enumerate(stratified_kfold(y, 5, random_state=0)):
         if (name, k) in done or (only and k not in only):
             continue
         t0 = time.perf_counter()
-        w = class_weights(y[tr], len(classes)).numpy()[y[tr]]
-        if cfg["weight"] == "sqrt":
-            w = np.sqrt(w)
-        elif cfg["weight"] == "none":
-            w = np.ones_like(w)
-        w = w / w.mean()
-        stacked = svm_scores(x, y, tr, te, w) if "svm" in extras else None
-        if "knn" in extras:
-            ranks = tuple(int(r) for r in str(cfg["knn_ranks"]).split("+"))
-            near = knn_similarities(x, y, tr, te, cfg["knn_k"], cfg["knn_dim"], cfg["knn_bits"], ranks)
-            stacked = near if stacked is None else [np.hstack(p) for p in zip(stacked, near, strict=True)]
-        (ftr, fte), kept = features(x, z["keys"], y, lengths, tr, [tr, te], cfg, counted, stacked)
-        head = LightGBMTrees(
-            in_kind="features", n_classes=len(classes), n_features=ftr.shape[1], n_trees=cfg["rounds"],
-            num_leaves=cfg["leaves"], learning_rate=cfg["lr"], min_child_samples=3, colsample=cfg["colsample"],
-            threads=threads, col_wise=cfg["col_wise"], extra_trees=cfg["extra_trees"],
-        )  # fmt: skip  # the parameters NgramModel's head grows with
-        fits = [
-            head.classifier(seed).fit(ftr, y[tr], sample_weight=w)
-            for seed in range(cfg["seed"], cfg["seed"] + cfg["bag"])
-        ]
+        fits, fte, kept = fit_head(z, x, y, lengths, tr, te, cfg, counted, threads)
+        offsets = np.zeros(len(classes))
+        if cfg["calib"]:  # per-class offsets to the log-odds, fitted on inner out-of-fold scores of tr
+            inner = np.zeros((len(tr), len(classes)))
+            for itr, ite in stratified_kfold(y[tr], cfg["calib"], random_state=0):
+                ifits, ifte, _ = fit_head(z, x, y, lengths, tr[itr], tr[ite], cfg, counted, threads)
+                inner[ite] = np.mean([c.booster_.predict(ifte, raw_score=True) for c in ifits], axis=0)
+            offsets = class_offsets(inner, y[tr])
+            print(f"fold {k}: offsets {np.round(offsets, 2).tolist()}", flush=True)
         seconds = time.perf_counter() - t0
         with (STORE / "results.jsonl").open("a") as f:
             for r in [a for a in at if a <= cfg["rounds"]] or [cfg["rounds"]]:
                 probs = np.zeros((len(te), len(classes)))
                 for clf in fits:
-                    raw = clf.booster_.predict(fte, raw_score=True, num_iteration=r)
+                    raw = clf.booster_.predict(fte, raw_score=True, num_iteration=r) + offsets
                     p = np.exp(raw - raw.max(1, keepdims=True))
                     probs += p / p.sum(1, keepdims=True) / len(fits)
                 (STORE / "probs").mkdir(exist_ok=True)
                 np.save(STORE / "probs" / f"{name};fold={k};rounds={r}.npy", probs.astype(np.float32))
                 m = classification_metrics(y[te], probs, classes)
                 wrong = int((probs.argmax(1) != y[te]).sum())
+                plain = np.mean(
+                    [c.booster_.predict(fte, raw_score=True, num_iteration=r) for c in fits], axis=0
+                )
+                wrong_plain = int((plain.argmax(1) != y[te]).sum())
                 row = dict(config=name, cfg=cfg, fold=k, rounds=r, wrong=wrong, accuracy=m["accuracy"],
                            macro_f1=m["macro_f1"], seconds=seconds, threads=threads, n_test=len(te),
-                           n_kept=len(kept))  # fmt: skip
+                           n_kept=len(kept), wrong_plain=wrong_plain, offsets=offsets.tolist())  # fmt: skip
                 f.write(json.dumps(row) + "\n")
-                print(f"{name} fold {k} rounds {r}: {wrong} wrong, acc {m['accuracy']:.4f} "
+                print(f"{name} fold {k} rounds {r}: {wrong} wrong ({wrong_plain} plain), acc {m['accuracy']:.4f} "
                       f"macro-F1 {m['macro_f1']:.4f} ({seconds:.0f} s)", flush=True)  # fmt: skip
 
 
@@ -441,19 +508,22 @@ def report() -> str:
         "Folds: `stratified_kfold(labels, 5, random_state=0)` on the 8,887 de-duplicated samples (those of",
         "`malvision benchmark --full`). Unlisted settings are the shipped recipe's: "
         + ", ".join(f"{k}={v}" for k, v in DEFAULTS.items())
-        + f". `reference wrong`: the `{REFERENCE}` row's errors on the same folds, with the same seed.",
+        + f". `reference wrong`: the `{REFERENCE}` row's errors on the same folds, with the same seed;",
+        "`without offsets`: a `calib` row's own trees' errors before the offsets (the same fits).",
         "Settings were compared on these CV folds themselves (no nested split): read the best row as",
         "optimistic by the number of rows tried. A row with fewer than 5 folds was stopped early.\n",
-        "| config | rounds | folds | wrong | reference wrong | accuracy (mean ± std) | macro-F1 | threads | fit s/fold |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| config | rounds | folds | wrong | reference wrong | without offsets | accuracy (mean ± std) | macro-F1 "
+        "| threads | fit s/fold |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for (name, rounds), rs in sorted(by.items(), key=lambda kv: (-len(kv[1]), kv[0][0], kv[0][1])):
         acc = np.array([r["accuracy"] for r in rs])
         f1 = np.array([r["macro_f1"] for r in rs])
         keys = [(r["cfg"].get("seed", 0), r["fold"]) for r in rs]
         base = sum(ref[k] for k in keys) if all(k in ref for k in keys) else "-"
+        plain = sum(r["wrong_plain"] for r in rs) if all("wrong_plain" in r for r in rs) else "-"
         lines.append(
-            f"| {name} | {rounds} | {len(rs)} | {sum(r['wrong'] for r in rs)} | {base} "
+            f"| {name} | {rounds} | {len(rs)} | {sum(r['wrong'] for r in rs)} | {base} | {plain} "
             f"| {acc.mean():.4f} ± {acc.std():.4f} | {f1.mean():.4f} | {rs[0].get('threads', '-')} "
             f"| {np.mean([r['seconds'] for r in rs]):.0f} |"
         )

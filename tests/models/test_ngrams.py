@@ -292,3 +292,54 @@ def test_a_damaged_neighbour_checkpoint_is_refused() -> None:
         state[key] = damage(state[key])
         with pytest.raises(ModelError, match="class id|not sorted"):
             _knn_model().load_state_dict(state)
+
+
+def test_offsets_are_fitted_out_of_fold_and_added_to_the_trees_logits() -> None:
+    import scipy.sparse as sp
+    from scipy.special import log_softmax
+
+    from malvision.data.splits import stratified_kfold
+
+    docs, y = _docs(150, 12)
+    plain, offset = _knn_model(), _knn_model(offset_folds=3)
+    plain.fit(docs, y, None, seed=0)
+    offset.fit(docs, y, None, seed=0)
+    test, _ = _docs(45, 13)
+    x = torch.from_numpy(pad_batch(test))
+    with torch.no_grad():
+        base, got = plain(x), offset(x)
+    b = offset.bias
+    assert abs(float(b.sum())) < 1e-5 and float(b.abs().max()) > 0  # the same trees, moved class by class
+    assert torch.allclose(got, base + b, atol=1e-5) and not plain.bias.any()
+    # The offsets are those that minimise the log-loss of each fold's logits from a fit on the other folds.
+    logits = np.zeros((len(y), 3))
+    for tr, te in stratified_kfold(y, 3, random_state=0):
+        fold = _knn_model()
+        fold.fit([docs[i] for i in tr], y[tr], None, seed=0)
+        with torch.no_grad():
+            logits[te] = fold(torch.from_numpy(pad_batch([docs[i] for i in te]))).double().numpy()
+
+    def loss(v: np.ndarray) -> float:
+        return -float(log_softmax(logits + v, axis=1)[np.arange(len(y)), y].mean())
+
+    fitted = b.double().numpy()
+    assert loss(fitted) < loss(np.zeros(3)) - 1e-4
+    for step in np.eye(3) * 0.05:
+        assert loss(fitted) <= min(loss(fitted + step), loss(fitted - step)) + 1e-6
+    # _score_counts, which scores the folds, is forward's head on counts made elsewhere.
+    keys = [gram_counts(torch.from_numpy(d.astype(np.int64)), 2, 64) for d in test]
+    vocab = np.unique(np.concatenate([k.numpy() for k, _ in keys]))
+    counts = sp.csr_matrix(
+        np.array(
+            [[dict(zip(k.tolist(), n.tolist(), strict=True)).get(int(v), 0) for v in vocab] for k, n in keys]
+        )
+    )
+    lengths = np.array([len(d) for d in test], dtype=np.float64)
+    assert np.allclose(offset._score_counts(counts, vocab, lengths), got.numpy(), atol=1e-4)
+    for bad in (
+        {"offset_folds": 1},
+        {"offset_folds": -2},
+        {"offset_folds": 3, "knn_bits": 0, "classifier": "svm"},
+    ):
+        with pytest.raises(ModelError, match="offset_folds"):
+            _knn_model(**bad)

@@ -74,12 +74,15 @@ class NgramModel(FittedModel):
         col_wise: bool = False,
         knn_bits: int = 0,
         knn_k: int = 20_000,
+        offset_folds: int = 0,
     ) -> None:
         """``col_wise``: the tree head builds LightGBM's histograms feature by feature, several times
         faster over thousands of grams sampled at ``colsample`` (the same trees up to float sums).
         ``knn_bits``: the tree head also reads each sample's similarity to the nearest training samples of
         each class (``Neighbours``: TF-IDF over the ``knn_k`` grams chi-squared ranks first, each training
-        sample kept as ``knn_bits`` SimHash bits; 0: not)."""
+        sample kept as ``knn_bits`` SimHash bits; 0: not). ``offset_folds``: the tree head's logits get one
+        offset a class, fitted to minimise the log-loss of the training rows' out-of-fold logits over that
+        many folds (each fold a fit of its own; 0: no offsets)."""
         check_positive("ngram", n_max=n_max, top_k=top_k, min_df=min_df, chunk_size=chunk_size, knn_k=knn_k)
         check_choice("ngram", "classifier", classifier, CLASSIFIERS)
         if not isinstance(col_wise, bool):
@@ -90,6 +93,10 @@ class NgramModel(FittedModel):
             raise ModelError(f"ngram: knn_bits must be 0 or a positive multiple of 8, got {knn_bits!r}")
         if knn_bits and classifier != "lgbm":
             raise ModelError("ngram: knn_bits is for the tree head (classifier=lgbm)")
+        if not isinstance(offset_folds, int) or offset_folds < 0 or offset_folds == 1:
+            raise ModelError(f"ngram: offset_folds must be 0 or at least 2, got {offset_folds!r}")
+        if offset_folds and classifier != "lgbm":
+            raise ModelError("ngram: offset_folds is for the tree head (classifier=lgbm)")
         if n_max > MAX_N:
             raise ModelError(f"ngram: n_max must be at most {MAX_N}, got {n_max}")
         if not c > 0:
@@ -98,11 +105,18 @@ class NgramModel(FittedModel):
         self.vocab_size = vocab_size
         self.n_max, self.min_df, self.chunk_size = n_max, min_df, chunk_size
         self.classifier, self.c = classifier, c
+        self.offset_folds = offset_folds
+        self._fold_args = dict(  # what each of offset_folds' fits is built with
+            in_kind=in_kind, n_classes=n_classes, vocab_size=vocab_size, n_max=n_max, top_k=top_k, min_df=min_df,
+            classifier=classifier, n_trees=n_trees, num_leaves=num_leaves, learning_rate=learning_rate,
+            colsample=colsample, threads=threads, chunk_size=chunk_size, col_wise=col_wise, knn_bits=knn_bits,
+            knn_k=knn_k,
+        )  # fmt: skip
         self.register_buffer("keys", torch.full((top_k,), -1, dtype=torch.int64))  # sorted; -1 never matches
         self.register_buffer("idf", torch.zeros(top_k))
         linear = classifier != "lgbm"
         self.register_buffer("weight", torch.zeros(top_k if linear else 0, n_classes))
-        self.register_buffer("bias", torch.zeros(n_classes))
+        self.register_buffer("bias", torch.zeros(n_classes))  # the linear head's, or the trees' offsets
         self.near = Neighbours(n_classes, knn_bits, knn_k) if knn_bits else None
         self._table: tuple[Tensor, Tensor, Tensor] | None = None  # _lookup's
         self.trees: LightGBMTrees | None = None
@@ -142,17 +156,34 @@ class NgramModel(FittedModel):
             shape=(len(x), len(vocab)),
         )
         del per_doc, rows, cols
-        near = self.near.fit(counts, vocab, y) if self.near is not None else np.zeros((len(x), 0))
-        kept, df = select_grams(counts, y, self.min_df, self.n_features)
-        counts = counts[:, kept].tocsr()
-        idf = idf_of(df[kept], len(x))
         lengths = np.array([len(ids) for ids in x], dtype=np.float64)
-        weights = tfidf(counts, idf) if self.trees is None else frequencies(counts, lengths)
         if sample_weight is not None:  # mean 1 over the rows, so c means what it says
             sample_weight = np.asarray(sample_weight, dtype=np.float64) / np.mean(sample_weight)
+        offsets = self._offsets(counts, vocab, y, lengths, sample_weight, seed, on_step)
+        last = self.offset_folds  # the offsets' fits first, then this one: one share each of the progress
+        step = (
+            on_step if on_step is None or not last else (lambda d, t: on_step(last * t + d, (last + 1) * t))
+        )
+        self._fit_counts(counts, vocab, y, lengths, sample_weight, seed, step)
+        if self.trees is not None:
+            with torch.no_grad():
+                self.bias.copy_(torch.from_numpy(offsets.astype(np.float32)))
+        if on_step is not None:
+            on_step(len(x) + 1, len(x) + 1)
+
+    def _fit_counts(
+        self, counts: Any, vocab: np.ndarray, y: np.ndarray, lengths: np.ndarray,
+        sample_weight: np.ndarray | None, seed: int, on_step: OnStep = None,
+    ) -> None:  # fmt: skip
+        """Fit on the training rows' gram ``counts`` (scipy CSR, samples x the sorted ``vocab`` keys)."""
+        near = self.near.fit(counts, vocab, y) if self.near is not None else np.zeros((len(y), 0))
+        kept, df = select_grams(counts, y, self.min_df, self.n_features)
+        counts = counts[:, kept].tocsr()
+        idf = idf_of(df[kept], len(y))
+        weights = tfidf(counts, idf) if self.trees is None else frequencies(counts, lengths)
         pad = self.n_features - len(kept)  # unused columns come first: their key, -1, never matches
         if self.trees is not None:
-            head = np.hstack([np.zeros((len(x), pad), np.float32), tree_input(weights, lengths), near])
+            head = np.hstack([np.zeros((len(y), pad), np.float32), tree_input(weights, lengths), near])
             self.trees.fit(head, y, sample_weight, seed, on_step)
         else:
             w, b = self._fit_linear(weights, y, sample_weight, seed)
@@ -169,8 +200,60 @@ class NgramModel(FittedModel):
                 torch.from_numpy(np.concatenate([np.zeros(pad), dense_mean]).astype(np.float32))
             )
         self._table = None
-        if on_step is not None:
-            on_step(len(x) + 1, len(x) + 1)
+
+    def _offsets(
+        self, counts: Any, vocab: np.ndarray, y: np.ndarray, lengths: np.ndarray,
+        sample_weight: np.ndarray | None, seed: int, on_step: OnStep = None,
+    ) -> np.ndarray:  # fmt: skip
+        """One offset a class (summing to 0) that minimises the log-loss of the training rows' logits
+        out of ``offset_folds`` folds, each scored by a fit on the others (zeros without ``offset_folds``).
+        The tree head's confidence is not calibrated across classes: the inverse-frequency class weights
+        and the trees' fit to their own rows both tilt it."""
+        if not self.offset_folds:
+            return np.zeros(self.n_classes)
+        from scipy.optimize import minimize
+        from scipy.special import log_softmax
+
+        from malvision.data.splits import stratified_kfold
+
+        logits = np.zeros((len(y), self.n_classes))
+        splits = stratified_kfold(y, self.offset_folds, random_state=seed)
+        for j, (tr, te) in enumerate(splits):
+            fold = NgramModel(**self._fold_args)
+            step = None if on_step is None else (lambda d, t, j=j: on_step(j * t + d, (len(splits) + 1) * t))
+            weight = None if sample_weight is None else sample_weight[tr]
+            fold._fit_counts(counts[tr], vocab, y[tr], lengths[tr], weight, seed, step)
+            logits[te] = fold._score_counts(counts[te], vocab, lengths[te])
+
+        def loss(b: np.ndarray) -> float:
+            return -float(log_softmax(logits + b, axis=1)[np.arange(len(y)), y].mean())
+
+        b = minimize(loss, np.zeros(self.n_classes), method="L-BFGS-B").x
+        return b - b.mean()
+
+    def _score_counts(self, counts: Any, vocab: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """Logits (float64) of rows of gram ``counts`` over the sorted ``vocab`` keys: ``forward``'s head
+        on counts already made, 512 rows at a time."""
+
+        def columns(keys: Tensor) -> tuple[np.ndarray, np.ndarray]:
+            k = keys.numpy()
+            at = np.minimum(np.searchsorted(vocab, k), len(vocab) - 1)
+            return at, (k >= 0) & (vocab[at] == k)
+
+        mine = columns(self.keys)
+        near = columns(self.near.keys) if self.near is not None else None
+        out = []
+        for lo in range(0, counts.shape[0], 512):
+            part = counts[lo : lo + 512]
+            n = torch.from_numpy(lengths[lo : lo + 512])
+
+            def dense(cols: tuple[np.ndarray, np.ndarray], part: Any = part) -> Tensor:
+                return torch.from_numpy(part[:, cols[0]].toarray() * cols[1]).float()
+
+            similar = self.near(dense(near)) if near is not None else torch.zeros(len(n), 0)
+            with torch.no_grad():
+                out.append(self._head(self._weigh_rows(dense(mine), n), n, similar).double().numpy())
+        return np.concatenate(out)
 
     def _fit_linear(
         self, tfidf: Any, y: np.ndarray, sample_weight: np.ndarray | None, seed: int
@@ -271,7 +354,7 @@ class NgramModel(FittedModel):
         """Logits (B, n_classes) from gram weights (B, top_k), sequence lengths (B,) and similarities to
         the nearest training samples (B, 2 x classes, or B x 0)."""
         if self.trees is not None:
-            return self.trees(torch.cat([v, torch.log1p(lengths.float())[:, None], near], dim=1))
+            return self.trees(torch.cat([v, torch.log1p(lengths.float())[:, None], near], dim=1)) + self.bias
         return v @ self.weight + self.bias
 
     def forward(self, x: Tensor) -> Tensor:
