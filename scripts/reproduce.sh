@@ -665,6 +665,41 @@ big2015_knn() {
         --set ngram-knn.min_df=5 --set ngram-knn.col_wise=true --set ngram-knn.knn_bits=1024
 }
 
+# 2026-12-03 night (AMD EPYC, 2 cores): one offset a class on the tree head's logits, fitted on inner folds
+big2015_offsets() {
+    local S=.venv/bin/python D="$C/caches/big2015-opcodes-full" R="$C/runs/big2015-offsets"
+    [ -d "$D" ] || $MV data build --opcodes "$C/big2015_opcodes" --out "$D" --max-len 1000000
+    # the search, on its folds: the shipped stack (its reference here), gapped opcode pairs (not kept), then the
+    # offsets on 3 inner folds of each training fold, LightGBM seeds 0 and 1 (each line also prints its trees'
+    # errors before the offsets)
+    $S benchmarks/ngram_search.py --threads 1 --at 300 --config col_wise=true,extra=knn,knn_bits=1024 &
+    $S benchmarks/ngram_search.py --threads 1 --at 300 --config col_wise=true,extra=knn+skip,knn_bits=1024
+    wait
+    # each class's own 300 grams against the rest beside the 3,000 (stopped after 3 folds: 28 errors against 27)
+    $S benchmarks/ngram_search.py --threads 1 --at 300 --config col_wise=true,extra=knn+perclass,knn_bits=1024 --folds 0,1,2
+    $S benchmarks/ngram_search.py --threads 1 --at 300 --config col_wise=true,extra=knn,knn_bits=1024,calib=3 &
+    $S benchmarks/ngram_search.py --threads 1 --at 300 --config col_wise=true,extra=knn,knn_bits=1024,calib=3,seed=1
+    wait
+    $S benchmarks/ngram_search.py --report --out benchmarks/results/ngram-search-offsets.md
+    # the product, on the two sets of folds of big2015_knn (seed 0; seed 1: other folds, another LightGBM seed)
+    local set=(--set ngram-offsets.classifier=lgbm --set ngram-offsets.top_k=3000 --set ngram-offsets.min_df=5
+        --set ngram-offsets.col_wise=true --set ngram-offsets.knn_bits=1024 --set ngram-offsets.offset_folds=3)
+    $MV benchmark --full --data "$D" --out "$R" --folds 5 --grouped no --threads 1 --models ngram-offsets=ngram \
+        "${set[@]}" &
+    $MV benchmark --full --data "$D" --out "$R-seed1" --folds 5 --grouped no --threads 1 --seed 1 \
+        --models ngram-offsets=ngram "${set[@]}"
+    wait
+    cp "$R/stratified/leaderboard.md" "$(ship docs/big2015-offsets-leaderboard.md)"
+    cp "$R-seed1/stratified/leaderboard.md" "$(ship docs/big2015-offsets-leaderboard-seed1.md)"
+    cp "$R/stratified/ngram-offsets/confusion.png" "$(ship docs/img/big2015-offsets-confusion.png)"
+    $MV train --model ngram --data "$D" --out "$C/runs/big2015-offsets-all" --test-size 0 --threads 1 \
+        --set classifier='"lgbm"' --set top_k=3000 --set min_df=5 --set col_wise=true --set knn_bits=1024 \
+        --set offset_folds=3
+    $MV bundle "$C/runs/big2015-offsets-all" -o "$(ship src/malvision/weights/big2015-opcodes.pt)" \
+        --cv "$R/stratified/leaderboard.json" --cv-row ngram-offsets
+    .venv/bin/python benchmarks/opcode_infer.py --n 1000 --threads 1
+}
+
 # take_reproduced PT NAME CACHE RUN TAG: PT reproduced from its card's recipe in reproduce/NAME; the rebuilt cache
 # and run replace caches/CACHE and runs/RUN; the run's figures as a scan counts them (docs/unscored-TAG.md) and
 # its threshold methods (docs/threshold-TAG.md)
@@ -835,5 +870,5 @@ default_v17() {
     .venv/bin/python benchmarks/convert.py --repeat 3 --out "$(ship benchmarks/results/convert-v6.md)"
 }
 
-if [ $# -eq 0 ]; then set -- data leaderboard gradients caps big2015_full pe_leaderboard malimg detector features_detector features_seeds caches_v2 board_v2 threshold default_v5 default_v8 pe_detector_gh default_v9 default_v10 default_v11 default_v12 default_v13 pe_detector_v13 pe_detector_hist_v13 default_v14 unscored big2015_knn default_nocw default_et default_v15 default_v16 default_v17; fi
+if [ $# -eq 0 ]; then set -- data leaderboard gradients caps big2015_full pe_leaderboard malimg detector features_detector features_seeds caches_v2 board_v2 threshold default_v5 default_v8 pe_detector_gh default_v9 default_v10 default_v11 default_v12 default_v13 pe_detector_v13 pe_detector_hist_v13 default_v14 unscored big2015_knn default_nocw default_et default_v15 default_v16 default_v17 big2015_offsets; fi
 for step in "$@"; do "$step"; done

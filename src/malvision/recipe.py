@@ -87,16 +87,17 @@ _BIG2015 = {
     "version": RECIPE_VERSION,
     "steps": [
         ["data", "build", "--opcodes", "{home}/big2015_opcodes", "--max-len", "1000000", "--out", "{data}"],
-        # the card's figures: 5-fold CV of the recipe (the ngram-knn row of reproduce.sh big2015_knn)
+        # the card's figures: 5-fold CV of the recipe (the ngram-offsets row of reproduce.sh big2015_offsets)
         ["benchmark", "--full", "--data", "{data}", "--out", "{work}/cv", "--folds", "5", "--grouped", "no",
-         "--threads", "1", "--models", "ngram-knn=ngram", "--set", "ngram-knn.classifier=lgbm",
-         "--set", "ngram-knn.top_k=3000", "--set", "ngram-knn.min_df=5", "--set", "ngram-knn.col_wise=true",
-         "--set", "ngram-knn.knn_bits=1024"],
+         "--threads", "1", "--models", "ngram-offsets=ngram", "--set", "ngram-offsets.classifier=lgbm",
+         "--set", "ngram-offsets.top_k=3000", "--set", "ngram-offsets.min_df=5",
+         "--set", "ngram-offsets.col_wise=true", "--set", "ngram-offsets.knn_bits=1024",
+         "--set", "ngram-offsets.offset_folds=3"],
         ["train", "--model", "ngram", "--data", "{data}", "--out", "{run}", "--test-size", "0", "--threads", "1",
          "--set", "classifier=lgbm", "--set", "top_k=3000", "--set", "min_df=5", "--set", "col_wise=true",
-         "--set", "knn_bits=1024"],
+         "--set", "knn_bits=1024", "--set", "offset_folds=3"],
         ["bundle", "{run}", "--out", "{work}/model.pt", "--cv", "{work}/cv/stratified/leaderboard.json",
-         "--cv-row", "ngram-knn"],
+         "--cv-row", "ngram-offsets"],
     ],
     "model": "{work}/model.pt",
     "data_hash": "a94a2f26c2c51f7ec12c564b1b3d7b1cb433db66d16230c2e56bd07f07e520c3",
