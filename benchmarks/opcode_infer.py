@@ -1,8 +1,9 @@
 """Opcode-model inference, run on demand (not in CI): samples/s and peak RSS of whole-sample scoring.
 
 Scores BIG2015 opcode files through the public ``Scanner`` (read, convert, score: what ``malvision scan``
-does), each measurement in a fresh child process: ``--n`` files picked with a seed, then the longest file
-alone (the memory bound). Peak RSS is the child's ``VmHWM``. Prints a Markdown table and writes it to
+does), each measurement in a fresh child process: ``--n`` files picked with a seed (``--repeat`` times: the
+median, and the range, since a shared machine's rate moves by a tenth from run to run), then the longest
+file alone (the memory bound). Peak RSS is the child's ``VmHWM`` (the highest of the runs). Prints a Markdown table and writes it to
 benchmarks/results/opcode-infer.md.
 
     .venv/bin/python benchmarks/opcode_infer.py                              # the bundled big2015-opcodes
@@ -75,6 +76,7 @@ def main() -> None:
         help="torch threads (one is fastest: the readers use the other core)",
     )
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--repeat", type=int, default=3, help="throughput runs, each in a fresh process")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("files", nargs="*", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -89,7 +91,11 @@ def main() -> None:
     n_ops = {r["sample_id"]: int(r["n_opcodes"]) for r in rows}
     picked = random.Random(args.seed).sample(sorted(path), min(args.n, len(path)))
     longest = max(n_ops, key=n_ops.__getitem__)
-    bulk = measure(args.model, [path[s] for s in picked], args.threads)
+    if args.repeat < 1:
+        raise SystemExit("--repeat: at least 1")
+    runs = [measure(args.model, [path[s] for s in picked], args.threads) for _ in range(args.repeat)]
+    bulk = sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2]
+    rates = sorted(r["files"] / r["seconds"] for r in runs)
     alone = measure(args.model, [path[longest]], args.threads)
     ops = sum(n_ops[s] for s in picked)
     rate = bulk["files"] / bulk["seconds"]
@@ -102,11 +108,12 @@ def main() -> None:
             f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {cpu_model()}, {os.cpu_count()} cores, "
             f"load average {os.getloadavg()[0]:.2f}, torch threads {args.threads}, model `{args.model}`",
             "",
-            "| run | files | opcodes | seconds | samples/s | ms/sample | peak RSS |",
-            "|---|---|---|---|---|---|---|",
-            f"| {args.n} files (seed {args.seed}) | {bulk['files']:,} | {ops:,} | {bulk['seconds']:.1f} "
-            f"| {rate:.0f} | {1000 / rate:.2f} | {bulk['peak_rss_mib']:.0f} MiB |",
-            f"| the longest sample alone | 1 | {n_ops[longest]:,} | {alone['seconds']:.2f} | - | - "
+            "| run | files | opcodes | seconds | samples/s | range of runs | ms/sample | peak RSS |",
+            "|---|---|---|---|---|---|---|---|",
+            f"| {args.n} files (seed {args.seed}), median of {len(runs)} | {bulk['files']:,} | {ops:,} "
+            f"| {bulk['seconds']:.1f} | {rate:.0f} | {rates[0]:.0f}-{rates[-1]:.0f} | {1000 / rate:.2f} "
+            f"| {max(r['peak_rss_mib'] for r in runs):.0f} MiB |",
+            f"| the longest sample alone | 1 | {n_ops[longest]:,} | {alone['seconds']:.2f} | - | - | - "
             f"| {alone['peak_rss_mib']:.0f} MiB |",
             "",
             "Seconds run from the first read to the last verdict (reading, conversion and scoring), after the",

@@ -304,39 +304,48 @@ class NgramModel(FittedModel):
         return torch.where(keys[col] == k, col, -1)
 
     def _lookup(self) -> tuple[Tensor, Tensor, Tensor]:
-        """Every gram key the trees or the neighbours read (sorted), and its column in each (or -1): one
-        search a gram, made once after a fit or a load."""
+        """Every gram key the trees or the neighbours read (sorted), and its column in each; one more entry,
+        for a gram neither reads, points at a spare column past the last of each. Made once after a fit or
+        a load: one search a gram."""
         if self._table is None:
             near = self.near.keys if self.near is not None else self.keys[:0]
             both = torch.unique(torch.cat([self.keys, near]))
-            self._table = (both, self._column(self.keys, both), self._column(near, both))
+            cols = []
+            for keys in (self.keys, near):
+                c = self._column(keys, both)
+                cols.append(torch.cat([torch.where(c >= 0, c, len(keys)), torch.tensor([len(keys)])]))
+            self._table = (both, *cols)
         return self._table
 
     def _kept(self, ids: Tensor) -> Iterator[tuple[Tensor, Tensor, Tensor, Tensor]]:
         """Chunk by chunk of a 1-D sequence: the keys of the grams starting in it, where they start (in
-        ``ids``), and each one's column for the trees and for the neighbours, or -1."""
+        ``ids``), and each one's column for the trees and for the neighbours (the spare column past the last
+        for a gram one does not read)."""
         both, col, near = self._lookup()
         for c in range(0, len(ids), self.chunk_size):
             k, at = gram_keys(ids[c : c + self.chunk_size + self.n_max - 1], self.n_max, self.chunk_size)
-            u = self._column(both, k)
-            yield k, at + c, torch.where(u >= 0, col[u], -1), torch.where(u >= 0, near[u], -1)
+            u = torch.searchsorted(both, k).clamp_(max=max(len(both) - 1, 0))
+            u = torch.where(both[u] == k, u, len(both)) if len(both) else torch.zeros_like(k)
+            yield k, at + c, col[u], near[u]
 
     def _counts(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """How often each kept gram occurs in each row of right-padded ids (B, top_k), the rows' lengths,
         and their similarities to the nearest training samples (B, 0 without ``knn_bits``): every row in
-        one pass, the rows laid end to end with a 0 between them."""
+        one pass, the rows laid end to end with a 0 between them, each gram counted in its row's spare
+        column when neither reads it."""
         lengths = (x != 0).sum(1)
         flat = torch.cat([torch.cat([r[: int(n)], r.new_zeros(1)]) for r, n in zip(x, lengths, strict=True)])
         row = torch.repeat_interleave(torch.arange(len(x)), lengths + 1)
-        counts = torch.zeros(len(x) * self.n_features)
         n_near = len(self.near.keys) if self.near is not None else 0
-        near = torch.zeros(len(x) * n_near)
-        for _, at, col, c in self._kept(flat):
-            counts.index_add_(0, row[at] * self.n_features + col.clamp(min=0), (col >= 0).float())
-            if self.near is not None:
-                near.index_add_(0, row[at] * n_near + c.clamp(min=0), (c >= 0).float())
-        similar = self.near(near.view(len(x), n_near)) if self.near is not None else torch.zeros(len(x), 0)
-        return counts.view(len(x), self.n_features), lengths, similar
+        widths = (self.n_features + 1, n_near + 1)
+        counts = [torch.zeros(len(x) * w, dtype=torch.int64) for w in widths]
+        for _, at, *cols in self._kept(flat):
+            r = row[at]
+            for total, w, c in zip(counts, widths, cols, strict=True):
+                total += torch.bincount(r * w + c, minlength=len(total))
+        trees, near = (c.view(len(x), w)[:, :-1].float() for c, w in zip(counts, widths, strict=True))
+        similar = self.near(near) if self.near is not None else torch.zeros(len(x), 0)
+        return trees, lengths, similar
 
     def _weigh_rows(self, counts: Tensor, lengths: Tensor) -> Tensor:
         """What the classifier reads (B, top_k): TF-IDF weights for a linear head, frequencies (count /
@@ -413,9 +422,10 @@ class NgramModel(FittedModel):
         v = self._weigh_rows(counts, lengths)[0]
         per_use = self.gram_parts(v, len(ids), target, near) / counts[0].clamp(min=1.0)
         heat = torch.zeros(len(ids) + self.n_max)
+        per_use = torch.cat([per_use, per_use.new_zeros(1)])  # the spare column: a gram the trees do not read
         for k, at, col, _ in self._kept(ids):
             n = (k >> N_SHIFT).float()
-            share = torch.where(col >= 0, per_use[col.clamp(min=0)], 0.0) / n
+            share = per_use[col] / n
             for j in range(self.n_max):  # token j of every gram longer than j
                 longer = n > j
                 heat.index_add_(0, at[longer] + j, share[longer])
