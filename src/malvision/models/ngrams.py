@@ -324,8 +324,8 @@ class NgramModel(FittedModel):
         both, col, near = self._lookup()
         for c in range(0, len(ids), self.chunk_size):
             k, at = gram_keys(ids[c : c + self.chunk_size + self.n_max - 1], self.n_max, self.chunk_size)
-            u = torch.searchsorted(both, k).clamp_(max=max(len(both) - 1, 0))
-            u = torch.where(both[u] == k, u, len(both)) if len(both) else torch.zeros_like(k)
+            u = torch.searchsorted(both, k)  # both is never empty: keys holds top_k entries, -1 for unused
+            u = torch.where(both[u.clamp(max=len(both) - 1)] == k, u, len(both))
             yield k, at + c, col[u], near[u]
 
     def _counts(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -343,9 +343,9 @@ class NgramModel(FittedModel):
             r = row[at]
             for total, w, c in zip(counts, widths, cols, strict=True):
                 total += torch.bincount(r * w + c, minlength=len(total))
-        trees, near = (c.view(len(x), w)[:, :-1].float() for c, w in zip(counts, widths, strict=True))
+        grams, near = (c.view(len(x), w)[:, :-1].float() for c, w in zip(counts, widths, strict=True))
         similar = self.near(near) if self.near is not None else torch.zeros(len(x), 0)
-        return trees, lengths, similar
+        return grams, lengths, similar
 
     def _weigh_rows(self, counts: Tensor, lengths: Tensor) -> Tensor:
         """What the classifier reads (B, top_k): TF-IDF weights for a linear head, frequencies (count /
