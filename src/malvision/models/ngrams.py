@@ -8,7 +8,8 @@ l2-normalised rows (scikit-learn's ``TfidfTransformer``) and fits a linear SVM, 
 LightGBM's boosted trees on the grams' frequencies and the sequence's length (one tree a round for each
 class, held as tensors like ``lgbm``).
 With ``knn_bits``, the trees also read how close a sample is to the nearest training samples of each
-class (``models.neighbours``). Counting walks a sequence ``chunk_size`` ids at a time, so memory follows
+class (``models.neighbours``); with ``offset_folds``, their logits get one offset a class fitted out of fold.
+Counting walks a sequence ``chunk_size`` ids at a time, so memory follows
 ``chunk_size`` and ``top_k``, never the sample's length: the model reads whole samples, however long.
 """
 
