@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from malvision.calibration import fit_temperature
+from malvision.calibration import fit_class_offsets, fit_temperature
 from malvision.checkpoint import load_checkpoint
 from malvision.convert.spec import ConvertSpec
 from malvision.data.cache import CachedDataset
@@ -38,6 +38,16 @@ def test_temperature_undoes_overconfidence() -> None:
     separable = np.full((100, 2), 0.01)
     separable[np.arange(100), labels[:100]] = 0.99
     assert 0.4 < fit_temperature(np.log(separable), labels[:100]) < 1.0
+
+
+def test_class_offsets_undo_a_tilt_between_classes() -> None:
+    rng = np.random.default_rng(0)
+    honest = rng.normal(size=(3000, 3)) * 2.0
+    labels = np.array([rng.choice(3, p=p) for p in np.exp(honest) / np.exp(honest).sum(1, keepdims=True)])
+    tilt = np.array([1.5, -0.5, -1.0])
+    fitted = fit_class_offsets(honest + tilt, labels)
+    assert abs(fitted.sum()) < 1e-9 and np.allclose(fitted, -tilt, atol=0.2)
+    assert np.allclose(fit_class_offsets(honest, labels), 0.0, atol=0.2)
 
 
 def test_confident_scores_keep_their_order_as_the_scanner_sees_them() -> None:

@@ -14,7 +14,7 @@ from malvision.convert.sequence import pad_batch
 from malvision.errors import MalvisionError, ModelError
 from malvision.export import export_onnx
 from malvision.models import create_model, model_info
-from malvision.models.grams import gram_counts, gram_keys, gram_tokens, idf_of, tfidf
+from malvision.models.grams import count_matrix, gram_counts, gram_keys, gram_tokens, idf_of, tfidf
 from malvision.models.neighbours import planes
 
 
@@ -335,6 +335,8 @@ def test_offsets_are_fitted_out_of_fold_and_added_to_the_trees_logits() -> None:
         )
     )
     lengths = np.array([len(d) for d in test], dtype=np.float64)
+    made, made_vocab = count_matrix(test, 2, 64)  # what fit counts with: the same matrix
+    assert np.array_equal(made_vocab, vocab) and (made != counts).nnz == 0
     assert np.allclose(offset._score_counts(counts, vocab, lengths), got.numpy(), atol=1e-4)
     for bad in (
         {"offset_folds": 1},

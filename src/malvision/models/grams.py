@@ -1,5 +1,6 @@
 """Token n-grams as exact int64 keys: counting them over a whole sequence in chunks, choosing them on
-training rows (document frequency, chi-squared) and weighing them (frequencies, sublinear TF-IDF).
+training rows (document frequency, chi-squared), weighing them (frequencies, sublinear TF-IDF) and
+fitting a linear head on their TF-IDF.
 
 Every 1- to 4-gram of token ids is one key (15 bits per id, ``n`` above them): no hash collisions, and
 every kept gram reads back as its tokens (``gram_tokens``).
@@ -17,11 +18,13 @@ from malvision.errors import ModelError
 
 __all__ = [
     "check_sorted",
+    "count_matrix",
     "frequencies",
     "gram_counts",
     "gram_keys",
     "gram_tokens",
     "idf_of",
+    "linear_head",
     "select_grams",
     "tfidf",
     "tfidf_rows",
@@ -67,6 +70,23 @@ def gram_counts(ids: Tensor, n_max: int, chunk_size: int) -> tuple[Tensor, Tenso
     return k, torch.zeros(len(k), dtype=torch.int64).index_add_(0, inverse, torch.cat(counts))
 
 
+def count_matrix(x: Any, n_max: int, chunk_size: int, on_step: Any = None) -> tuple[Any, np.ndarray]:
+    """The gram counts of whole sequences ``x`` (1-D id arrays) as a scipy CSR matrix (samples x grams,
+    float32) and its columns' sorted keys; ``on_step(done, len(x) + 1)`` hears every 256 samples."""
+    import scipy.sparse as sp
+
+    per_doc = []
+    for i, ids in enumerate(x):
+        k, n = gram_counts(torch.from_numpy(np.asarray(ids, dtype=np.int64)), n_max, chunk_size)
+        per_doc.append((k.numpy(), n.numpy()))
+        if on_step is not None and (i + 1) % 256 == 0:
+            on_step(i + 1, len(x) + 1)
+    vocab, cols = np.unique(np.concatenate([k for k, _ in per_doc]), return_inverse=True)
+    rows = np.repeat(np.arange(len(x)), [len(k) for k, _ in per_doc])
+    values = np.concatenate([n for _, n in per_doc]).astype(np.float32)
+    return sp.csr_matrix((values, (rows, cols)), shape=(len(x), len(vocab))), vocab
+
+
 def select_grams(counts: Any, y: np.ndarray, min_df: int, top_k: int) -> tuple[np.ndarray, np.ndarray]:
     """The gram columns ``fit`` keeps of ``counts`` (scipy sparse, samples x grams), sorted: those found
     in at least ``min_df`` samples, the ``top_k`` of them by chi-squared on log counts; and every
@@ -101,6 +121,25 @@ def tfidf(counts: Any, idf: np.ndarray) -> Any:
     tf = counts.astype(np.float64)
     tf.data = 1.0 + np.log(tf.data)
     return normalize(tf.multiply(idf).tocsr(), norm="l2")
+
+
+def linear_head(
+    tfidf: Any, y: np.ndarray, sample_weight: np.ndarray | None, classifier: str, c: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(kept grams, classes) weights and the biases of a linear head on TF-IDF rows: a one-vs-rest linear
+    SVM (``classifier="svm"``) or a multinomial logistic regression, at inverse regularisation ``c``."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.svm import LinearSVC
+
+    if classifier == "svm":
+        clf = LinearSVC(C=c, random_state=seed, max_iter=5000)
+    else:
+        clf = LogisticRegression(C=c, max_iter=2000, random_state=seed)
+    clf.fit(tfidf, y, sample_weight=sample_weight)
+    w, b = clf.coef_.T, np.asarray(clf.intercept_)
+    if w.shape[1] == 1:  # one column scores class 1: logits (-s/2, s/2) give its softmax sigmoid(s)
+        w, b = np.hstack([-w / 2, w / 2]), np.array([-b[0] / 2, b[0] / 2])
+    return w, b
 
 
 def tree_input(freqs: Any, lengths: np.ndarray) -> np.ndarray:

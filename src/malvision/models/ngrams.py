@@ -29,11 +29,12 @@ from malvision.models.grams import (
     MAX_N,
     N_SHIFT,
     check_sorted,
+    count_matrix,
     frequencies,
-    gram_counts,
     gram_keys,
     gram_tokens,
     idf_of,
+    linear_head,
     select_grams,
     tfidf,
     tfidf_rows,
@@ -88,16 +89,13 @@ class NgramModel(FittedModel):
         check_choice("ngram", "classifier", classifier, CLASSIFIERS)
         if not isinstance(col_wise, bool):
             raise ModelError(f"ngram: col_wise must be true or false, got {col_wise!r}")
-        if col_wise and classifier != "lgbm":
-            raise ModelError("ngram: col_wise is for the tree head (classifier=lgbm)")
         if not isinstance(knn_bits, int) or knn_bits < 0 or knn_bits % 8:
             raise ModelError(f"ngram: knn_bits must be 0 or a positive multiple of 8, got {knn_bits!r}")
-        if knn_bits and classifier != "lgbm":
-            raise ModelError("ngram: knn_bits is for the tree head (classifier=lgbm)")
         if not isinstance(offset_folds, int) or offset_folds < 0 or offset_folds == 1:
             raise ModelError(f"ngram: offset_folds must be 0 or at least 2, got {offset_folds!r}")
-        if offset_folds and classifier != "lgbm":
-            raise ModelError("ngram: offset_folds is for the tree head (classifier=lgbm)")
+        for name, value in (("col_wise", col_wise), ("knn_bits", knn_bits), ("offset_folds", offset_folds)):
+            if value and classifier != "lgbm":
+                raise ModelError(f"ngram: {name} is for the tree head (classifier=lgbm)")
         if n_max > MAX_N:
             raise ModelError(f"ngram: n_max must be at most {MAX_N}, got {n_max}")
         if not c > 0:
@@ -139,24 +137,10 @@ class NgramModel(FittedModel):
         on_step: OnStep = None,
     ) -> None:
         """Learn from the training sequences ``x`` (1-D id arrays, whole) and class ids ``y``."""
-        import scipy.sparse as sp
-
         y = np.asarray(y)
         if len(x) != len(y) or set(np.unique(y).tolist()) != set(range(self.n_classes)):
             raise ModelError("ngram needs one class id per sequence and every class in its training rows")
-        per_doc = []
-        for i, ids in enumerate(x):
-            k, n = gram_counts(torch.from_numpy(np.asarray(ids, dtype=np.int64)), self.n_max, self.chunk_size)
-            per_doc.append((k.numpy(), n.numpy()))
-            if on_step is not None and (i + 1) % 256 == 0:
-                on_step(i + 1, len(x) + 1)
-        vocab, cols = np.unique(np.concatenate([k for k, _ in per_doc]), return_inverse=True)
-        rows = np.repeat(np.arange(len(x)), [len(k) for k, _ in per_doc])
-        counts = sp.csr_matrix(
-            (np.concatenate([n for _, n in per_doc]).astype(np.float32), (rows, cols)),
-            shape=(len(x), len(vocab)),
-        )
-        del per_doc, rows, cols
+        counts, vocab = count_matrix(x, self.n_max, self.chunk_size, on_step)
         lengths = np.array([len(ids) for ids in x], dtype=np.float64)
         if sample_weight is not None:  # mean 1 over the rows, so c means what it says
             sample_weight = np.asarray(sample_weight, dtype=np.float64) / np.mean(sample_weight)
@@ -187,7 +171,7 @@ class NgramModel(FittedModel):
             head = np.hstack([np.zeros((len(y), pad), np.float32), tree_input(weights, lengths), near])
             self.trees.fit(head, y, sample_weight, seed, on_step)
         else:
-            w, b = self._fit_linear(weights, y, sample_weight, seed)
+            w, b = linear_head(weights, y, sample_weight, self.classifier, self.c, seed)
         with torch.no_grad():
             self.keys.copy_(torch.from_numpy(np.concatenate([np.full(pad, -1), vocab[kept]])))
             self.idf.copy_(torch.from_numpy(np.concatenate([np.zeros(pad), idf]).astype(np.float32)))
@@ -212,9 +196,7 @@ class NgramModel(FittedModel):
         and the trees' fit to their own rows both tilt it."""
         if not self.offset_folds:
             return np.zeros(self.n_classes)
-        from scipy.optimize import minimize
-        from scipy.special import log_softmax
-
+        from malvision.calibration import fit_class_offsets
         from malvision.data.splits import stratified_kfold
 
         logits = np.zeros((len(y), self.n_classes))
@@ -225,12 +207,7 @@ class NgramModel(FittedModel):
             weight = None if sample_weight is None else sample_weight[tr]
             fold._fit_counts(counts[tr], vocab, y[tr], lengths[tr], weight, seed, step)
             logits[te] = fold._score_counts(counts[te], vocab, lengths[te])
-
-        def loss(b: np.ndarray) -> float:
-            return -float(log_softmax(logits + b, axis=1)[np.arange(len(y)), y].mean())
-
-        b = minimize(loss, np.zeros(self.n_classes), method="L-BFGS-B").x
-        return b - b.mean()
+        return fit_class_offsets(logits, y)
 
     def _score_counts(self, counts: Any, vocab: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         """Logits (float64) of rows of gram ``counts`` over the sorted ``vocab`` keys: ``forward``'s head
@@ -255,24 +232,6 @@ class NgramModel(FittedModel):
             with torch.no_grad():
                 out.append(self._head(self._weigh_rows(dense(mine), n), n, similar).double().numpy())
         return np.concatenate(out)
-
-    def _fit_linear(
-        self, tfidf: Any, y: np.ndarray, sample_weight: np.ndarray | None, seed: int
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """(top kept, n_classes) weights and the biases of a one-vs-rest linear SVM or a multinomial
-        logistic regression."""
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.svm import LinearSVC
-
-        if self.classifier == "svm":
-            clf = LinearSVC(C=self.c, random_state=seed, max_iter=5000)
-        else:
-            clf = LogisticRegression(C=self.c, max_iter=2000, random_state=seed)
-        clf.fit(tfidf, y, sample_weight=sample_weight)
-        w, b = clf.coef_.T, np.asarray(clf.intercept_)
-        if self.n_classes == 2:  # one column scores class 1: logits (-s/2, s/2) give its softmax sigmoid(s)
-            w, b = np.hstack([-w / 2, w / 2]), np.array([-b[0] / 2, b[0] / 2])
-        return w, b
 
     @property
     def attribution_method(self) -> str:
