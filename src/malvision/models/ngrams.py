@@ -277,35 +277,35 @@ class NgramModel(FittedModel):
             self._table = (both, *cols)
         return self._table
 
-    def _kept(self, ids: Tensor) -> Iterator[tuple[Tensor, Tensor, Tensor, Tensor]]:
+    def _kept(self, ids: Tensor) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
         """Chunk by chunk of a 1-D sequence: the keys of the grams starting in it, where they start (in
-        ``ids``), and each one's column for the trees and for the neighbours (the spare column past the last
-        for a gram one does not read)."""
-        both, col, near = self._lookup()
+        ``ids``), and each one's index among ``_lookup``'s keys (past the last for a gram neither reads)."""
+        both = self._lookup()[0]
         for c in range(0, len(ids), self.chunk_size):
             k, at = gram_keys(ids[c : c + self.chunk_size + self.n_max - 1], self.n_max, self.chunk_size)
             u = torch.searchsorted(both, k)  # both is never empty: keys holds top_k entries, -1 for unused
-            u = torch.where(both[u.clamp(max=len(both) - 1)] == k, u, len(both))
-            yield k, at + c, col[u], near[u]
+            yield k, at + c, torch.where(both[u.clamp(max=len(both) - 1)] == k, u, len(both))
 
     def _counts(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """How often each kept gram occurs in each row of right-padded ids (B, top_k), the rows' lengths,
         and their similarities to the nearest training samples (B, 0 without ``knn_bits``): every row in
-        one pass, the rows laid end to end with a 0 between them, each gram counted in its row's spare
-        column when neither reads it."""
+        one pass, the rows laid end to end with a 0 between them, each gram counted once by its index among
+        ``_lookup``'s keys, then spread to the trees' and the neighbours' columns."""
+        both, col, near_col = self._lookup()
         lengths = (x != 0).sum(1)
         flat = torch.cat([torch.cat([r[: int(n)], r.new_zeros(1)]) for r, n in zip(x, lengths, strict=True)])
         row = torch.repeat_interleave(torch.arange(len(x)), lengths + 1)
-        n_near = len(self.near.keys) if self.near is not None else 0
-        widths = (self.n_features + 1, n_near + 1)
-        counts = [torch.zeros(len(x) * w, dtype=torch.int64) for w in widths]
-        for _, at, *cols in self._kept(flat):
-            r = row[at]
-            for total, w, c in zip(counts, widths, cols, strict=True):
-                total += torch.bincount(r * w + c, minlength=len(total))
-        grams, near = (c.view(len(x), w)[:, :-1].float() for c, w in zip(counts, widths, strict=True))
-        similar = self.near(near) if self.near is not None else torch.zeros(len(x), 0)
-        return grams, lengths, similar
+        width = len(both) + 1
+        total = torch.zeros(len(x) * width, dtype=torch.int64)
+        for _, at, u in self._kept(flat):
+            total += torch.bincount(row[at] * width + u, minlength=len(total))
+        total = total.view(len(x), width).float()
+        spread = [
+            total.new_zeros(len(x), n + 1).index_add_(1, c, total)[:, :-1]
+            for n, c in ((self.n_features, col), (len(self.near.keys) if self.near else 0, near_col))
+        ]
+        similar = self.near(spread[1]) if self.near is not None else torch.zeros(len(x), 0)
+        return spread[0], lengths, similar
 
     def _weigh_rows(self, counts: Tensor, lengths: Tensor) -> Tensor:
         """What the classifier reads (B, top_k): TF-IDF weights for a linear head, frequencies (count /
@@ -382,10 +382,10 @@ class NgramModel(FittedModel):
         v = self._weigh_rows(counts, lengths)[0]
         per_use = self.gram_parts(v, len(ids), target, near) / counts[0].clamp(min=1.0)
         heat = torch.zeros(len(ids) + self.n_max)
-        per_use = torch.cat([per_use, per_use.new_zeros(1)])  # the spare column: a gram the trees do not read
-        for k, at, col, _ in self._kept(ids):
+        per_use = torch.cat([per_use, per_use.new_zeros(1)])[self._lookup()[1]]  # by key; 0: the trees' spare
+        for k, at, u in self._kept(ids):
             n = (k >> N_SHIFT).float()
-            share = per_use[col] / n
+            share = per_use[u] / n
             for j in range(self.n_max):  # token j of every gram longer than j
                 longer = n > j
                 heat.index_add_(0, at[longer] + j, share[longer])
