@@ -411,21 +411,10 @@ def fit_head(
     return fits, fte, kept
 
 
-def class_offsets(raw: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Per-class offsets to out-of-fold log-odds ``raw`` that minimise their (unweighted) log-loss."""
-    from scipy.optimize import minimize
-    from scipy.special import log_softmax
-
-    def loss(b: np.ndarray) -> float:
-        return -float(log_softmax(raw + b, axis=1)[np.arange(len(y)), y].mean())
-
-    b = minimize(loss, np.zeros(raw.shape[1]), method="L-BFGS-B").x
-    return b - b.mean()
-
-
 def run_config(
     z: dict[str, np.ndarray], data: Path, cfg: dict, at: list[int], threads: int, done: set, only: list[int]
 ) -> None:
+    from malvision.calibration import fit_class_offsets
     from malvision.data.splits import stratified_kfold
     from malvision.evaluate.metrics import classification_metrics
 
@@ -452,7 +441,7 @@ def run_config(
             for itr, ite in stratified_kfold(y[tr], cfg["calib"], random_state=0):
                 ifits, ifte, _ = fit_head(z, x, y, lengths, tr[itr], tr[ite], cfg, counted, threads)
                 inner[ite] = np.mean([c.booster_.predict(ifte, raw_score=True) for c in ifits], axis=0)
-            offsets = class_offsets(inner, y[tr])
+            offsets = fit_class_offsets(inner, y[tr])
             print(f"fold {k}: offsets {np.round(offsets, 2).tolist()}", flush=True)
         seconds = time.perf_counter() - t0
         with (STORE / "results.jsonl").open("a") as f:

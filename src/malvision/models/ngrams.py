@@ -300,9 +300,10 @@ class NgramModel(FittedModel):
         for _, at, u in self._kept(flat):
             total += torch.bincount(row[at] * width + u, minlength=len(total))
         total = total.view(len(x), width).float()
+        n_near = len(self.near.keys) if self.near is not None else 0
         spread = [
             total.new_zeros(len(x), n + 1).index_add_(1, c, total)[:, :-1]
-            for n, c in ((self.n_features, col), (len(self.near.keys) if self.near else 0, near_col))
+            for n, c in ((self.n_features, col), (n_near, near_col))
         ]
         similar = self.near(spread[1]) if self.near is not None else torch.zeros(len(x), 0)
         return spread[0], lengths, similar
