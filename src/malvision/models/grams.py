@@ -124,7 +124,7 @@ def tfidf(counts: Any, idf: np.ndarray) -> Any:
 
 
 def linear_head(
-    tfidf: Any, y: np.ndarray, sample_weight: np.ndarray | None, classifier: str, c: float, seed: int
+    rows: Any, y: np.ndarray, sample_weight: np.ndarray | None, classifier: str, c: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """(kept grams, classes) weights and the biases of a linear head on TF-IDF rows: a one-vs-rest linear
     SVM (``classifier="svm"``) or a multinomial logistic regression, at inverse regularisation ``c``."""
@@ -135,7 +135,7 @@ def linear_head(
         clf = LinearSVC(C=c, random_state=seed, max_iter=5000)
     else:
         clf = LogisticRegression(C=c, max_iter=2000, random_state=seed)
-    clf.fit(tfidf, y, sample_weight=sample_weight)
+    clf.fit(rows, y, sample_weight=sample_weight)
     w, b = clf.coef_.T, np.asarray(clf.intercept_)
     if w.shape[1] == 1:  # one column scores class 1: logits (-s/2, s/2) give its softmax sigmoid(s)
         w, b = np.hstack([-w / 2, w / 2]), np.array([-b[0] / 2, b[0] / 2])

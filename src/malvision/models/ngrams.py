@@ -300,13 +300,11 @@ class NgramModel(FittedModel):
         for _, at, u in self._kept(flat):
             total += torch.bincount(row[at] * width + u, minlength=len(total))
         total = total.view(len(x), width).float()
-        n_near = len(self.near.keys) if self.near is not None else 0
-        spread = [
-            total.new_zeros(len(x), n + 1).index_add_(1, c, total)[:, :-1]
-            for n, c in ((self.n_features, col), (n_near, near_col))
-        ]
-        similar = self.near(spread[1]) if self.near is not None else torch.zeros(len(x), 0)
-        return spread[0], lengths, similar
+        grams = total.new_zeros(len(x), self.n_features + 1).index_add_(1, col, total)[:, :-1]
+        if self.near is None:
+            return grams, lengths, torch.zeros(len(x), 0)
+        near = total.new_zeros(len(x), len(self.near.keys) + 1).index_add_(1, near_col, total)[:, :-1]
+        return grams, lengths, self.near(near)
 
     def _weigh_rows(self, counts: Tensor, lengths: Tensor) -> Tensor:
         """What the classifier reads (B, top_k): TF-IDF weights for a linear head, frequencies (count /
