@@ -183,3 +183,16 @@ def test_cam_layer_gives_a_feature_map(name: str, build, make_input) -> None:
         model(make_input("image"))
     handle.remove()
     assert seen and seen[-1].dim() == 4
+
+
+@pytest.mark.parametrize("kind", ["image", "views"])
+def test_cnn_image_stride_shrinks_the_plot_at_once(kind: str, build, make_input) -> None:
+    plain, strided = build("cnn", kind).eval(), build("cnn", kind, image_stride=4).eval()
+    x = make_input(kind, batch=2)
+    with torch.no_grad():
+        assert plain._feature_map(x, None)[0].shape[-1] == 4 * strided._feature_map(x, None)[0].shape[-1]
+        out = strided(x)
+    assert out.shape == (2, N_CLASSES) and torch.isfinite(out).all()
+    # image_stride=1 adds no stem: the default keeps its old parameters, so older checkpoints load
+    assert set(build("cnn", kind, image_stride=1).state_dict()) == set(plain.state_dict())
+    assert any(k.startswith("image_stem.") for k in strided.state_dict())

@@ -69,17 +69,34 @@ class CNN(MalvisionModel):
         stem_stride: int = 4,
         global_pool: str = "avgmax",
         dropout: float = 0.1,
+        image_stride: int = 1,
     ) -> None:
         super().__init__(in_kind=in_kind, n_classes=n_classes, vocab_size=vocab_size)
         channels = int_tuple("cnn", "channels", channels)
-        check_positive("cnn", kernel_size=kernel_size, embed_dim=embed_dim, stem_stride=stem_stride)
+        check_positive(
+            "cnn",
+            kernel_size=kernel_size,
+            embed_dim=embed_dim,
+            stem_stride=stem_stride,
+            image_stride=image_stride,
+        )
         check_choice("cnn", "global_pool", global_pool, GLOBAL_POOLS)
         self.pool_mode = global_pool
         dim = 1 if self.is_sequence else 2
         conv, bn, pool = layers_for(dim)
         self._init_embedding(embed_dim)
         self.stem = _SeqStem(embed_dim, channels[0], stem_stride) if self.is_sequence else None
-        in_ch = channels[0] if self.is_sequence else self.in_chans
+        # pictures: a patchify stem (kernel = stride = image_stride) lets a large plot shrink at once
+        self.image_stem = (
+            nn.Sequential(
+                nn.Conv2d(self.in_chans, channels[0], image_stride, stride=image_stride, bias=False),
+                nn.BatchNorm2d(channels[0]),
+                nn.ReLU(),
+            )
+            if image_stride > 1 and not self.is_sequence
+            else None
+        )
+        in_ch = channels[0] if self.is_sequence or self.image_stem is not None else self.in_chans
         self.blocks = nn.ModuleList()
         for ch in channels:
             self.blocks.append(
@@ -99,6 +116,8 @@ class CNN(MalvisionModel):
         x = e
         if self.stem is not None:
             x, mask = self.stem(e, mask)
+        elif self.image_stem is not None:
+            x = self.image_stem(e)
         for b in self.blocks:
             x = apply_mask(b["act"](b["bn"](b["conv"](x))), mask)
             x = b["pool"](x)
