@@ -870,5 +870,22 @@ default_v17() {
     .venv/bin/python benchmarks/convert.py --repeat 3 --out "$(ship benchmarks/results/convert-v6.md)"
 }
 
-if [ $# -eq 0 ]; then set -- data leaderboard gradients caps big2015_full pe_leaderboard malimg detector features_detector features_seeds caches_v2 board_v2 threshold default_v5 default_v8 pe_detector_gh default_v9 default_v10 default_v11 default_v12 default_v13 pe_detector_v13 pe_detector_hist_v13 default_v14 unscored big2015_knn default_nocw default_et default_v15 default_v16 default_v17 big2015_offsets; fi
+# 2026-12-04: the byte plot at 256x256 instead of 64x64 (issue 15: higher resolution with global pooling), the
+# CNN shrinking it at once through a 4x4 patchify stem (image_stride=4), alone and with the entropy plot, on the
+# v2 board's files and folds, beside cnn64 run again; not kept (docs/detection.md, what worked and what did not).
+picture_256() {
+    local D="$C/caches" R="$C/runs" k c=(--benign "$C/benign" --benign "$C/benign-extra" --benign "$C/benign-tools"
+        --malware "$C/malware_v2")
+    local nn=(--model cnn --protocols source --epochs 15 --patience 4 --threads 1 --label-smoothing 0.1)
+    for k in image views; do
+        [ -f "$D/pe-${k}256-v2/meta.json" ] || $MV data build --kind $k --image-size 256 "${c[@]}" --out "$D/pe-${k}256-v2"
+    done
+    $MV train-detector --data "$D/pe-image64-v2" --out "$R/v2-cnn64" "${nn[@]}"
+    $MV train-detector --data "$D/pe-image256-v2" --out "$R/v2-cnn256s4" "${nn[@]}" --set image_stride=4
+    $MV train-detector --data "$D/pe-views256-v2" --out "$R/v2-views256s4" "${nn[@]}" --set image_stride=4
+    $MV compare-detectors "$R"/v2-cnn64 "$R"/v2-cnn256s4 "$R"/v2-views256s4 --heldout "$C/benign-heldout/pe" \
+        --out "$(ship docs/board-picture256)"
+}
+
+if [ $# -eq 0 ]; then set -- data leaderboard gradients caps big2015_full pe_leaderboard malimg detector features_detector features_seeds caches_v2 board_v2 threshold default_v5 default_v8 pe_detector_gh default_v9 default_v10 default_v11 default_v12 default_v13 pe_detector_v13 pe_detector_hist_v13 default_v14 unscored big2015_knn default_nocw default_et default_v15 default_v16 default_v17 big2015_offsets picture_256; fi
 for step in "$@"; do "$step"; done
