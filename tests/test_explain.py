@@ -341,6 +341,21 @@ def test_explain_refuses_what_it_cannot_draw(tiny_detector: Path) -> None:
         explain_bytes(sc, "x", _random(4096, 1), target="goodware")
 
 
+def test_a_tiled_image_model_scans_but_is_not_mapped_back_to_the_file(tmp_path: Path) -> None:
+    model = create_model("cnn", in_kind="image", n_classes=2, channels=[4])
+    path = save_checkpoint(
+        tmp_path / "tiles.pt", model, model_name="cnn", model_kwargs={"channels": [4]}, in_kind="image",
+        n_classes=2, vocab_size=None, spec=ConvertSpec(image_size=16, tile=8).to_dict(),
+        classes=["benign", "malware"], seed=0, manifest_hash=None,
+    )  # fmt: skip
+    sc = Scanner(path, backend="torch")
+    data = _random(40_000, 3)
+    x = model_input(MemorySource.of("x", data), sc.spec)
+    assert sc.spec.tile == 8 and x.shape == (16, 16) and sc.infer([x]).shape == (1, 2)
+    with pytest.raises(MalvisionError, match="this model reads 8x8 tiles"):
+        explain_bytes(sc, "x", data)
+
+
 # -- the command ------------------------------------------------------------------------------------------
 def test_cli_explain_json(tiny_detector: Path, tmp_path: Path) -> None:
     f = tmp_path / "sample.exe"

@@ -110,6 +110,21 @@ def test_a_byte_plot_source_keeps_its_own_width(rng: np.random.Generator) -> Non
     )
 
 
+def test_a_tiled_image_is_made_of_the_plots_own_pixels(rng: np.random.Generator) -> None:
+    """With a tile side, the picture is the mosaic of ``tile_rows``, for a file as for its Malimg PNG."""
+    data = rng.integers(0, 256, 40_000, dtype=np.uint8).tobytes() + bytes(5_000)
+    plot = byte_plot(data)
+    spec = ConvertSpec(image_size=16, tile=8)
+    x = model_input(MemorySource.of("f", data), spec)
+    assert np.array_equal(x, cimage.tile_rows([plot], *plot.shape, 16, 8))
+    assert np.array_equal(x[:8, :8], plot[:8, :8]) and np.array_equal(x[8:, 8:], plot[-8:, :8])
+    png = MemorySource.of("f.png", plot.tobytes(), plot_width=plot.shape[1])
+    assert np.array_equal(model_input(png, spec), x)
+    assert not np.array_equal(x, model_input(MemorySource.of("f", data), ConvertSpec(image_size=16)))
+    with pytest.raises(ConversionError, match="smaller than one 8x8 tile"):
+        model_input(MemorySource.of("small", data[:200]), spec)
+
+
 @pytest.mark.parametrize("kind", ["image", "views"])
 def test_a_file_and_its_malimg_png_give_one_input(rng: np.random.Generator, kind: str) -> None:
     """The PNG holds the file's whole rows only (Malimg drops the last partial row): both channels of the

@@ -18,6 +18,7 @@ from malvision.convert.image import (
     plot_shape,
     resize_plot,
     resize_rows,
+    tile_rows,
     write_png,
 )
 from malvision.errors import ConversionError
@@ -259,6 +260,47 @@ def test_resize_does_not_depend_on_row_blocking(
     streamed = resize_rows(iter_plot_rows(odd_chunks(data), len(data)), height, width, size)
     assert np.array_equal(streamed, whole)
     assert np.array_equal(resize_plot(byte_plot(data), size), whole)
+
+
+@pytest.mark.parametrize(("size", "tile"), [(64, 8), (64, 16), (32, 32), (48, 4)])
+@pytest.mark.parametrize("n_bytes", [9_000, 300_001])
+@pytest.mark.parametrize("block_bytes", [1, 1000, 33_333])
+def test_tiles_are_the_plot_at_its_own_resolution_in_any_row_blocking(
+    rng: np.random.Generator,
+    monkeypatch: pytest.MonkeyPatch,
+    size: int,
+    tile: int,
+    n_bytes: int,
+    block_bytes: int,
+) -> None:
+    data = rng.integers(0, 256, n_bytes, dtype=np.uint8).tobytes()
+    plot = byte_plot(data)
+    height, width = plot.shape
+    monkeypatch.setattr(image, "BLOCK_BYTES", block_bytes)
+    mosaic = tile_rows(iter_plot_rows(odd_chunks(data), len(data)), height, width, size, tile)
+    side = size // tile
+    assert mosaic.shape == (size, size) and mosaic.dtype == np.uint8
+    tops = []
+    for i in range(side * side):  # tile i, row-major, is the plot's own pixels at its left edge
+        r, c = divmod(i, side)
+        got = mosaic[r * tile : (r + 1) * tile, c * tile : (c + 1) * tile]
+        top = next(t for t in range(height - tile + 1) if np.array_equal(plot[t : t + tile, :tile], got))
+        tops.append(top)
+    assert tops[0] == 0 and tops[-1] == (height - tile if side > 1 else 0)  # from the first rows to the last
+    steps = np.diff(tops)
+    assert (steps >= 0).all() and (steps.size == 0 or np.ptp(steps) <= 1)  # evenly spread, in reading order
+
+
+def test_tiles_refuse_a_plot_smaller_than_a_tile_or_a_tile_that_does_not_divide(
+    rng: np.random.Generator,
+) -> None:
+    plot = rng.integers(0, 256, (7, 32), dtype=np.uint8)
+    with pytest.raises(ConversionError, match="smaller than one 8x8 tile"):
+        tile_rows([plot], 7, 32, 64, 8)
+    with pytest.raises(ConversionError, match="tile 12 must divide the image side 64"):
+        tile_rows([plot], 7, 32, 64, 12)
+    with pytest.raises(ConversionError, match="got 7 plot rows, expected 9"):
+        tile_rows([plot], 9, 32, 64, 8)
 
 
 def test_resize_refuses_bad_arguments(rng: np.random.Generator) -> None:

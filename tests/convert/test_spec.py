@@ -20,6 +20,7 @@ from malvision.errors import ConversionError
         ConvertSpec(kind="image", image_size=224),
         ConvertSpec(kind="bytes", max_len=4096),
         ConvertSpec(kind="opcodes", max_len=100, vocab=("mov", "push")),
+        ConvertSpec(kind="image", image_size=64, tile=8),
     ],
 )
 def test_spec_round_trips_through_a_json_dict(spec: ConvertSpec) -> None:
@@ -61,11 +62,21 @@ def test_spec_is_frozen() -> None:
         ({"max_len": -1}, "max_len"),
         ({"vocab": "mov"}, "vocab"),
         ({"vocab": [1, 2]}, "vocab"),
+        ({"tile": -1}, "tile must be a whole number"),
+        ({"tile": 2.0}, "tile must be a whole number"),
+        ({"tile": 12}, "must divide its side"),
+        ({"kind": "views", "tile": 8}, "tiles make an image kind's picture"),
     ],
 )
 def test_bad_spec_is_a_conversion_error(d: dict[str, Any], match: str) -> None:
     with pytest.raises(ConversionError, match=match):
         ConvertSpec.from_dict(d)
+
+
+def test_an_untiled_spec_is_stored_as_before_tiles_existed() -> None:
+    assert "tile" not in ConvertSpec().to_dict()  # older caches and checkpoints read the same
+    assert ConvertSpec(tile=8).to_dict()["tile"] == 8
+    assert ConvertSpec.from_dict(ConvertSpec().to_dict()) == ConvertSpec(tile=0)
 
 
 def test_from_dict_ignores_keys_it_does_not_know() -> None:

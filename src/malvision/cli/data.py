@@ -183,6 +183,13 @@ def data_build(
         typer.Option(help="image, views, bytes, features, fused or histograms (PE set); opcodes (BIG2015)."),
     ] = "image",
     image_size: Annotated[int, typer.Option(help="Side of the square image.")] = 64,
+    tile: Annotated[
+        int,
+        typer.Option(
+            help="image only: make the image of tiles this many bytes a side, the plot at its own resolution "
+            "(0: the area-averaged plot)."
+        ),
+    ] = 0,
     max_len: Annotated[int | None, typer.Option(help="Bytes/opcodes kept per sample (default 2 Mi).")] = None,
     kind_version: Annotated[
         int | None,
@@ -255,6 +262,7 @@ def data_build(
         command = ["data", "build", "--kind", kind, "--image-size", str(image_size)]
         command += ["--max-len", str(max_len)] if max_len else []
         command += ["--kind-version", str(kind_version)] if kind_version is not None else []
+        command += ["--tile", str(tile)] if tile else []
         for d in benign:
             command += ["--benign", _abs(d)]
         command += ["--malware-zip", _abs(malware_zip)]
@@ -268,6 +276,7 @@ def data_build(
             image_size=image_size,
             max_len=max_len,
             kind_version=kind_version,
+            tile=tile,
             benign_dir=benign or None,
             malware_zip=malware_zip,
             all_kinds=all_kinds,

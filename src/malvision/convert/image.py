@@ -7,6 +7,8 @@ last partial row are dropped, as in Malimg.
 Models read a fixed-size square image made from the byte plot by exact area averaging (a box filter
 in integer arithmetic, rounded half up). Integer sums make the result independent of how the rows are
 chunked, so a multi-GB file streamed in blocks gives bit-for-bit the image of the same file in memory.
+With a tile side (``ConvertSpec.tile``) they read a mosaic of small tiles of the plot at its own
+resolution instead (``tile_rows``): fewer bytes, but each with its own value and its neighbours.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ __all__ = [
     "iter_plot_rows",
     "resize_plot",
     "resize_rows",
+    "tile_rows",
     "EntropyPlot",
     "write_png",
 ]
@@ -175,6 +178,35 @@ def resize_rows(blocks: Iterable[np.ndarray], height: int, width: int, size: int
     total = (acc.astype(np.float64) @ col_weights.T).astype(np.int64)
     denom = height * width
     return ((total + denom // 2) // denom).astype(np.uint8)
+
+
+def tile_rows(blocks: Iterable[np.ndarray], height: int, width: int, size: int, tile: int) -> np.ndarray:
+    """A (size, size) uint8 mosaic of ``(size // tile) ** 2`` tiles of a (height, width) plot at its own
+    resolution, given as consecutive row blocks: tile ``i`` (row-major) is the first ``tile`` pixels of
+    ``tile`` consecutive rows from row ``i * (height - tile) // (n - 1)``, so the tiles run evenly from
+    the file's first rows to its last in reading order, and each keeps its bytes' own values."""
+    if not 1 <= tile <= size or size % tile:
+        raise ConversionError(f"tile {tile} must divide the image side {size}")
+    if height < tile or width < tile:
+        raise ConversionError(f"a {height}x{width} byte plot is smaller than one {tile}x{tile} tile")
+    side = size // tile
+    n = side * side
+    starts = (np.arange(n, dtype=np.int64) * (height - tile)) // max(n - 1, 1)
+    rows = (starts[:, None] + np.arange(tile, dtype=np.int64)).ravel()  # tiles overlap in a short plot
+    order = np.argsort(rows, kind="stable")
+    ordered = rows[order]
+    out = np.empty((rows.size, tile), dtype=np.uint8)
+    k0 = 0
+    for block in blocks:
+        if block.ndim != 2 or block.shape[1] != width:
+            raise ConversionError(f"expected plot rows {width} wide, got a block of shape {block.shape}")
+        k1 = k0 + block.shape[0]
+        lo, hi = np.searchsorted(ordered, (k0, k1))
+        out[order[lo:hi]] = block[ordered[lo:hi] - k0, :tile]
+        k0 = k1
+    if k0 != height:
+        raise ConversionError(f"got {k0} plot rows, expected {height}")
+    return out.reshape(side, side, tile, tile).transpose(0, 2, 1, 3).reshape(size, size)
 
 
 def resize_plot(plot: np.ndarray, size: int) -> np.ndarray:

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from malvision.convert.image import EntropyPlot, iter_plot_rows, plot_shape, resize_rows
+from malvision.convert.image import EntropyPlot, iter_plot_rows, plot_shape, resize_rows, tile_rows
 from malvision.convert.opcodes import OpcodeReader
 from malvision.convert.pefeatures import FeatureTap
 from malvision.convert.sequence import Vocabulary, byte_sequence
@@ -164,12 +164,16 @@ def _histograms() -> Any:
 def _plot(
     chunks: Iterator[memoryview], src: Source, spec: ConvertSpec
 ) -> tuple[np.ndarray | None, str | None]:
-    """The S x S image of the source's byte plot (its own width for a Malimg PNG's rows), or why not."""
+    """The S x S image of the source's byte plot (its own width for a Malimg PNG's rows), area-averaged
+    or, with ``spec.tile``, its mosaic of tiles; or why not."""
     try:
         height, width = (
             (src.size // src.plot_width, src.plot_width) if src.plot_width else plot_shape(src.size)
         )
-        return resize_rows(iter_plot_rows(chunks, src.size, width), height, width, spec.image_size), None
+        rows = iter_plot_rows(chunks, src.size, width)
+        if spec.tile:
+            return tile_rows(rows, height, width, spec.image_size, spec.tile), None
+        return resize_rows(rows, height, width, spec.image_size), None
     except ConversionError as e:
         return None, f"too small for a byte plot ({e})"
 

@@ -39,7 +39,9 @@ class ConvertSpec:
     transition histograms and the printable strings' statistics, none from the PE structure:
     ``convert.histograms``).
 
-    ``vocab`` holds the opcode vocabulary (training data only) for ``opcodes``.
+    ``vocab`` holds the opcode vocabulary (training data only) for ``opcodes``. ``tile`` (``image``
+    only): 0 for the area-averaged plot, or the side of the tiles of the mosaic the image is made of
+    instead (``convert.image.tile_rows``: the plot at its own resolution, tiles spread through the file).
     """
 
     kind: Kind = "image"
@@ -47,6 +49,7 @@ class ConvertSpec:
     max_len: int = DEFAULT_MAX_LEN
     vocab: tuple[str, ...] = field(default=())
     version: int | None = None  # None: this malvision's version for ``kind``
+    tile: int = 0
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -65,6 +68,14 @@ class ConvertSpec:
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
                 raise ConversionError(f"{name} must be a positive integer, got {value!r}")
             object.__setattr__(self, name, int(value))  # numpy integers become plain ints
+        if isinstance(self.tile, bool) or not isinstance(self.tile, numbers.Integral) or self.tile < 0:
+            raise ConversionError(f"tile must be a whole number of at least 0, got {self.tile!r}")
+        object.__setattr__(self, "tile", int(self.tile))
+        if self.tile and (self.kind != "image" or self.image_size % self.tile):
+            raise ConversionError(
+                f"tile {self.tile}: tiles make an image kind's picture, and must divide its side "
+                f"(kind {self.kind}, side {self.image_size})"
+            )
         if self.image_size > MAX_IMAGE_SIZE:
             raise ConversionError(f"image_size {self.image_size} is over the limit of {MAX_IMAGE_SIZE}")
         if not isinstance(self.vocab, list | tuple) or not all(isinstance(t, str) for t in self.vocab):
@@ -111,11 +122,13 @@ class ConvertSpec:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["vocab"] = list(self.vocab)
+        if not self.tile:  # the area-averaged plot: stored as before tiles existed
+            del d["tile"]
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ConvertSpec:
         if not isinstance(d, Mapping):
             raise ConversionError(f"a conversion spec is a mapping of its fields, got {type(d).__name__}")
-        known = {k: d[k] for k in ("kind", "image_size", "max_len", "vocab", "version") if k in d}
+        known = {k: d[k] for k in ("kind", "image_size", "max_len", "vocab", "version", "tile") if k in d}
         return cls(**known)

@@ -239,17 +239,18 @@ def build_detection_cache(
     max_per_group: int | None = None,
     command: list[str] | None = None,
     kind_version: int | None = None,
+    tile: int = 0,
 ) -> tuple[int, list[tuple[str, str]]]:
     """Cache the malware-vs-benign PE set as input ``kind`` (any but opcodes); returns (written, failures).
-    ``kind_version``: an older conversion of ``kind`` (``ConvertSpec.version``); ``command``: see
-    ``write_cache``."""
+    ``kind_version``: an older conversion of ``kind`` (``ConvertSpec.version``); ``tile``: see
+    ``ConvertSpec``; ``command``: see ``write_cache``."""
     if kind not in ("image", "views", "bytes", "features", "fused", "histograms"):
         raise DatasetError(
             f"--kind {kind!r}: the PE set builds as image, views, bytes, features, fused or histograms "
             "(opcodes: use --opcodes)"
         )
     spec = ConvertSpec(
-        kind=kind, image_size=image_size, max_len=max_len or DEFAULT_MAX_LEN, version=kind_version
+        kind=kind, image_size=image_size, max_len=max_len or DEFAULT_MAX_LEN, version=kind_version, tile=tile
     )  # type: ignore[arg-type]
     with detection_dataset(
         benign_dir, malware_zip, all_kinds, password, max_size, malware_dirs, max_per_group

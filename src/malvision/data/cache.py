@@ -181,7 +181,14 @@ class CachedDataset(Closing):
         """How this cache converted its files (kind, size, cut, version; not a model's vocabulary): with
         ``manifest_hash``, what results made on it depend on. Caches of the same files share a manifest."""
         s = self._base_spec
-        return {"kind": s.kind, "image_size": s.image_size, "max_len": s.max_len, "version": s.version}
+        tiled = {"tile": s.tile} if s.tile else {}  # the area-averaged plot: as before tiles existed
+        return {
+            "kind": s.kind,
+            "image_size": s.image_size,
+            "max_len": s.max_len,
+            "version": s.version,
+            **tiled,
+        }
 
     @property
     def lengths(self) -> np.ndarray:

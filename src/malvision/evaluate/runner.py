@@ -65,10 +65,13 @@ def evaluate_checkpoint(
     files are called as ``scan`` calls them: its card's score against its card's threshold. Samples of
     its card's training lists or of ``seen`` are counted and scored apart (``unseen``)."""
     spec = ConvertSpec.from_dict(ck.spec)
-    if ds.spec.kind != spec.kind or (spec.kind == "image" and ds.spec.image_size != spec.image_size):
+    if ds.spec.kind != spec.kind or (
+        spec.kind == "image" and (ds.spec.image_size, ds.spec.tile) != (spec.image_size, spec.tile)
+    ):
         raise DatasetError(
-            f"{ds.path}: data is {ds.spec.kind} (size {ds.spec.image_size}) but the model reads "
-            f"{spec.kind} (size {spec.image_size}); rebuild the cache with the model's settings"
+            f"{ds.path}: data is {ds.spec.kind} (size {ds.spec.image_size}, tile {ds.spec.tile}) but the "
+            f"model reads {spec.kind} (size {spec.image_size}, tile {spec.tile}); rebuild the cache with the "
+            "model's settings"
         )
     ds.read_as(spec)
     model_classes = list(ck.classes)

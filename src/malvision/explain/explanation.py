@@ -129,6 +129,11 @@ def explain_bytes(
 
     if not data:
         raise InputError(f"{name}: empty file, nothing to explain")
+    if scanner.spec.tile:  # its pixels are tiles from all over the file: no row of it is a range of bytes
+        raise MalvisionError(
+            f"explain maps an area-averaged byte plot back to the file; this model reads {scanner.spec.tile}x"
+            f"{scanner.spec.tile} tiles"
+        )
     prepared = prepare(MemorySource.of(name, data), scanner.spec, scanner.vocab)
     verdict = scanner.verdict_of(prepared)
     x = prepared.x

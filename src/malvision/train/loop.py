@@ -251,14 +251,19 @@ def resumable(path: Path, ds: Any) -> Any:
     ck = load_checkpoint(path)
     if ck.manifest_hash and ds.manifest_hash and ck.manifest_hash != ds.manifest_hash:
         raise MalvisionError(f"{path} was trained on other data; pick another run folder or delete it")
-    kind, size = ck.spec.get("kind"), ck.spec.get("image_size")
-    sized = kind in ("image", "views", "fused")  # the kinds whose input has a side
-    if kind != ds.spec.kind or (sized and size != ds.spec.image_size):
+    trained, cached = _input(ck.spec), _input(ds.spec.to_dict())
+    if trained != cached:
         raise MalvisionError(
-            f"{path} was trained on {kind} input{f' of size {size}' if sized else ''}, this cache is "
-            f"{ds.spec.kind}{f' of size {ds.spec.image_size}' if sized else ''}; pick another run folder or delete it"
+            f"{path} was trained on {trained} input, this cache is {cached}; pick another run folder or delete it"
         )
     return ck
+
+
+def _input(spec: dict[str, Any]) -> str:
+    """A model input's kind, with its side for the kinds that have one and its tiles if any."""
+    kind, size, tile = spec.get("kind"), spec.get("image_size"), spec.get("tile", 0)
+    sized = kind in ("image", "views", "fused")
+    return f"{kind}{f' of size {size}' if sized else ''}{f' in {tile}x{tile} tiles' if tile else ''}"
 
 
 def write_history(path: Path, history: list[dict[str, float]]) -> None:
