@@ -65,7 +65,7 @@ def test_spec_is_frozen() -> None:
         ({"tile": -1}, "tile must be a whole number"),
         ({"tile": 2.0}, "tile must be a whole number"),
         ({"tile": 12}, "must divide its side"),
-        ({"kind": "views", "tile": 8}, "tiles make an image kind's picture"),
+        ({"kind": "bytes", "tile": 8}, "tiles make the picture of an image or views input"),
     ],
 )
 def test_bad_spec_is_a_conversion_error(d: dict[str, Any], match: str) -> None:

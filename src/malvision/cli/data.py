@@ -186,8 +186,8 @@ def data_build(
     tile: Annotated[
         int,
         typer.Option(
-            help="image only: make the image of tiles this many bytes a side, the plot at its own resolution "
-            "(0: the area-averaged plot)."
+            help="image and views: make the picture of tiles this many bytes a side, the plot at its own "
+            "resolution (0: the area-averaged plot)."
         ),
     ] = 0,
     max_len: Annotated[int | None, typer.Option(help="Bytes/opcodes kept per sample (default 2 Mi).")] = None,

@@ -39,8 +39,8 @@ class ConvertSpec:
     transition histograms and the printable strings' statistics, none from the PE structure:
     ``convert.histograms``).
 
-    ``vocab`` holds the opcode vocabulary (training data only) for ``opcodes``. ``tile`` (``image``
-    only): 0 for the area-averaged plot, or the side of the tiles of the mosaic the image is made of
+    ``vocab`` holds the opcode vocabulary (training data only) for ``opcodes``. ``tile`` (``image`` and
+    ``views``): 0 for the area-averaged plot, or the side of the tiles of the mosaic the picture is made of
     instead (``convert.image.tile_rows``: the plot at its own resolution, tiles spread through the file).
     """
 
@@ -71,9 +71,9 @@ class ConvertSpec:
         if isinstance(self.tile, bool) or not isinstance(self.tile, numbers.Integral) or self.tile < 0:
             raise ConversionError(f"tile must be a whole number of at least 0, got {self.tile!r}")
         object.__setattr__(self, "tile", int(self.tile))
-        if self.tile and (self.kind != "image" or self.image_size % self.tile):
+        if self.tile and (self.kind not in ("image", "views") or self.image_size % self.tile):
             raise ConversionError(
-                f"tile {self.tile}: tiles make an image kind's picture, and must divide its side "
+                f"tile {self.tile}: tiles make the picture of an image or views input, and must divide its side "
                 f"(kind {self.kind}, side {self.image_size})"
             )
         if self.image_size > MAX_IMAGE_SIZE:

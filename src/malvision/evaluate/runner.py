@@ -66,7 +66,7 @@ def evaluate_checkpoint(
     its card's training lists or of ``seen`` are counted and scored apart (``unseen``)."""
     spec = ConvertSpec.from_dict(ck.spec)
     if ds.spec.kind != spec.kind or (
-        spec.kind == "image" and (ds.spec.image_size, ds.spec.tile) != (spec.image_size, spec.tile)
+        spec.kind in ("image", "views") and (ds.spec.image_size, ds.spec.tile) != (spec.image_size, spec.tile)
     ):
         raise DatasetError(
             f"{ds.path}: data is {ds.spec.kind} (size {ds.spec.image_size}, tile {ds.spec.tile}) but the "
