@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from malvision.convert.spec import SPEC_VERSION, ConvertSpec
+from malvision.convert.spec import SPEC_VERSION, ConvertSpec, input_name
 from malvision.errors import ConversionError
 
 
@@ -87,3 +87,21 @@ def test_from_dict_ignores_keys_it_does_not_know() -> None:
 def test_from_dict_refuses_what_is_no_mapping(d: Any) -> None:
     with pytest.raises(ConversionError, match="a conversion spec is a mapping of its fields, got"):
         ConvertSpec.from_dict(d)
+
+
+def test_input_name_tells_apart_what_a_model_and_a_cache_must_agree_on() -> None:
+    names = {
+        input_name(ConvertSpec(**kw).to_dict())  # type: ignore[arg-type]
+        for kw in (
+            {},
+            {"image_size": 32},
+            {"tile": 8},
+            {"tile": 4},
+            {"kind": "views", "tile": 8},
+            {"kind": "bytes"},
+        )
+    }
+    assert len(names) == 6 and "image of size 64 in 8x8 tiles" in names and "bytes" in names
+    assert input_name(ConvertSpec(kind="features").to_dict()) == input_name(
+        {"kind": "features", "version": 3}
+    )

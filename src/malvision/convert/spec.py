@@ -12,7 +12,15 @@ import numpy as np
 from malvision.convert.sequence import DEFAULT_MAX_LEN
 from malvision.errors import ConversionError
 
-__all__ = ["SPEC_VERSION", "KIND_VERSIONS", "OLDER_VERSIONS", "MAX_IMAGE_SIZE", "VECTOR_KINDS", "ConvertSpec"]
+__all__ = [
+    "SPEC_VERSION",
+    "KIND_VERSIONS",
+    "OLDER_VERSIONS",
+    "MAX_IMAGE_SIZE",
+    "VECTOR_KINDS",
+    "ConvertSpec",
+    "input_name",
+]
 
 SPEC_VERSION = 1
 # A kind whose conversion changed since SPEC_VERSION; features 2 added the import table, 3 the content
@@ -132,3 +140,11 @@ class ConvertSpec:
             raise ConversionError(f"a conversion spec is a mapping of its fields, got {type(d).__name__}")
         known = {k: d[k] for k in ("kind", "image_size", "max_len", "vocab", "version", "tile") if k in d}
         return cls(**known)
+
+
+def input_name(spec: Mapping[str, Any]) -> str:
+    """A stored spec's model input as a message names it, and as a model and a cache must agree on it: its
+    kind, its side for the kinds that have one, its tiles if any."""
+    kind, size, tile = spec.get("kind"), spec.get("image_size"), spec.get("tile", 0)
+    sized = kind in ("image", "views", "fused")
+    return f"{kind}{f' of size {size}' if sized else ''}{f' in {tile}x{tile} tiles' if tile else ''}"

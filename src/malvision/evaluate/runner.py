@@ -11,7 +11,7 @@ import numpy as np
 from malvision.calibration import detector_score, softmax
 from malvision.card import training_ids
 from malvision.checkpoint import Checkpoint
-from malvision.convert.spec import ConvertSpec
+from malvision.convert.spec import ConvertSpec, input_name
 from malvision.data.loader import make_loader
 from malvision.errors import DatasetError
 from malvision.evaluate.detection import as_scanned, scanned_metrics, unscored
@@ -65,13 +65,10 @@ def evaluate_checkpoint(
     files are called as ``scan`` calls them: its card's score against its card's threshold. Samples of
     its card's training lists or of ``seen`` are counted and scored apart (``unseen``)."""
     spec = ConvertSpec.from_dict(ck.spec)
-    if ds.spec.kind != spec.kind or (
-        spec.kind in ("image", "views") and (ds.spec.image_size, ds.spec.tile) != (spec.image_size, spec.tile)
-    ):
+    data, reads = input_name(ds.spec.to_dict()), input_name(ck.spec)
+    if data != reads:
         raise DatasetError(
-            f"{ds.path}: data is {ds.spec.kind} (size {ds.spec.image_size}, tile {ds.spec.tile}) but the "
-            f"model reads {spec.kind} (size {spec.image_size}, tile {spec.tile}); rebuild the cache with the "
-            "model's settings"
+            f"{ds.path}: data is {data} but the model reads {reads}; rebuild the cache with the model's settings"
         )
     ds.read_as(spec)
     model_classes = list(ck.classes)

@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader
 
 from malvision.calibration import softmax
 from malvision.checkpoint import load_checkpoint, rng_after_save, save_checkpoint
+from malvision.convert.spec import input_name
 from malvision.data.loader import SizeBucketSampler
 from malvision.errors import MalvisionError
 from malvision.evaluate.metrics import classification_metrics
@@ -251,19 +252,12 @@ def resumable(path: Path, ds: Any) -> Any:
     ck = load_checkpoint(path)
     if ck.manifest_hash and ds.manifest_hash and ck.manifest_hash != ds.manifest_hash:
         raise MalvisionError(f"{path} was trained on other data; pick another run folder or delete it")
-    trained, cached = _input(ck.spec), _input(ds.spec.to_dict())
+    trained, cached = input_name(ck.spec), input_name(ds.spec.to_dict())
     if trained != cached:
         raise MalvisionError(
             f"{path} was trained on {trained} input, this cache is {cached}; pick another run folder or delete it"
         )
     return ck
-
-
-def _input(spec: dict[str, Any]) -> str:
-    """A model input's kind, with its side for the kinds that have one and its tiles if any."""
-    kind, size, tile = spec.get("kind"), spec.get("image_size"), spec.get("tile", 0)
-    sized = kind in ("image", "views", "fused")
-    return f"{kind}{f' of size {size}' if sized else ''}{f' in {tile}x{tile} tiles' if tile else ''}"
 
 
 def write_history(path: Path, history: list[dict[str, float]]) -> None:
