@@ -187,8 +187,7 @@ class CachedDataset(Closing):
             "image_size": s.image_size,
             "max_len": s.max_len,
             "version": s.version,
-            **tiled,
-        }
+        } | tiled
 
     @property
     def lengths(self) -> np.ndarray:
