@@ -125,9 +125,8 @@ def test_a_tiled_image_is_made_of_the_plots_own_pixels(rng: np.random.Generator)
         model_input(MemorySource.of("small", data[:200]), spec)
     views = model_input(MemorySource.of("f", data), ConvertSpec(kind="views", image_size=16, tile=8))
     untiled = model_input(MemorySource.of("f", data), ConvertSpec(kind="views", image_size=16))
-    assert np.array_equal(views[0], x) and np.array_equal(
-        views[1], untiled[1]
-    )  # the mosaic, then the entropy
+    # the mosaic, then the entropy
+    assert np.array_equal(views[0], x) and np.array_equal(views[1], untiled[1])
 
 
 @pytest.mark.parametrize("kind", ["image", "views"])
