@@ -131,6 +131,7 @@ def test_build_detector_writes_an_honest_card(grouped_cache: Path, tmp_path: Pat
     assert m["tpr_ci95"] == m["operating_points"]["0.05"]["tpr_ci95"]
     assert card["platt"]["a"] > 0  # Platt scaling keeps the order of scores
     assert card["data"]["counts"] == {"benign": 30, "malware": 30}
+    assert card["input"] == "image of size 16"  # what a board shows: the side (and tiles) beside the kind
     # where the files came from: the benign files by folder (the CSV's), the malware by collection
     assert card["data"]["sources"] == {
         str(grouped_cache.parent): {"files": {"benign": 30}, "registries": {}},

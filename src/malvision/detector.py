@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from malvision.card import save_with_card
+from malvision.convert.spec import input_name
 from malvision.data.splits import Split, group_keys, group_kfold, source_kfold
 from malvision.errors import DatasetError, MalvisionError
 from malvision.evaluate.crossval import claim_run, cross_validate, steps, train_model
@@ -135,6 +136,7 @@ def build_detector(
         "task": "malware vs benign detection (Windows PE)",
         "architecture": cfg.model,
         "input_kind": ds.spec.kind,
+        "input": input_name(ds.spec.to_dict()),
         "temperature": 1.0,
         "platt": platt,
         "score": (

@@ -59,7 +59,7 @@ def read_run(path: Path | str) -> Run:
     except (OSError, ValueError, KeyError) as e:
         raise MalvisionError(f"{p}: not a detector run folder ({e})") from None
     model = p / "model.pt"
-    kind = card.get("input_kind", "?")
+    kind = card.get("input") or card.get("input_kind", "?")  # "input" names the side and tiles too
     return Run(
         p.name, str(card.get("architecture", "?")), str(kind), cols["sha256"], y.astype(int),
         score.astype(np.float64), fold.astype(int), cols["group"], cols["collection"], cols["pe_type"],
