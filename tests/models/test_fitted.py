@@ -126,6 +126,31 @@ def test_extremely_randomised_trees_are_other_trees_scored_as_lightgbm_scores_th
     np.testing.assert_allclose(margin, booster.predict(test, raw_score=True), atol=1e-4)
 
 
+def test_bagged_boosters_score_the_mean_log_odds_of_their_seeds(tmp_path: Path) -> None:
+    x, y = _rows(400, 0)
+    kw = {"in_kind": "features", "n_classes": 2, "n_features": N, "extra_trees": True, **TINY["lgbm"]}
+    bagged = create_model("lgbm", bags=3, **kw)
+    steps: list[tuple[int, int]] = []
+    bagged.fit(x, y, None, 5, on_step=lambda done, total: steps.append((done, total)))
+    assert bagged.n_trees == 180 and steps[-1] == (180, 180) and [d for d, _ in steps] == list(range(1, 181))
+    test = _rows(100, 1)[0]
+    alone = [create_model("lgbm", **kw).classifier(5 + b).fit(x, y).booster_ for b in range(3)]
+    mean = np.mean([b.predict(test, raw_score=True) for b in alone], axis=0)
+    with torch.no_grad():
+        got = bagged(torch.from_numpy(test))
+    np.testing.assert_allclose((got[:, 1] - got[:, 0]).numpy(), mean, atol=1e-4)
+    assert np.abs(mean - alone[0].predict(test, raw_score=True)).max() > 1e-2  # the seeds grow other trees
+    path = save_checkpoint(
+        tmp_path / "bagged.pt", bagged, model_name="lgbm", model_kwargs={"n_features": N, "bags": 3, **TINY["lgbm"],
+        "extra_trees": True}, in_kind="features", n_classes=2, vocab_size=None, spec={"kind": "features"},
+        classes=["benign", "malware"], seed=5, manifest_hash=None,
+    )  # fmt: skip
+    with torch.no_grad():
+        torch.testing.assert_close(load_checkpoint(path).model(torch.from_numpy(test)), got)
+    with pytest.raises(ModelError, match="bags must be a positive integer"):
+        create_model("lgbm", bags=0, **kw)
+
+
 @pytest.mark.parametrize("name", FITTED)
 def test_bad_rows_and_inputs_are_model_errors(name: str) -> None:
     model = create_model(name, in_kind="features", n_classes=2, n_features=N, **TINY[name])

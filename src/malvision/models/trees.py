@@ -222,18 +222,21 @@ class LightGBMTrees(TreeEnsemble):
         threads: int = 1,
         col_wise: bool = False,
         extra_trees: bool = False,
+        bags: int = 1,
     ) -> None:
         """``col_wise``: build histograms feature by feature (fast when ``colsample`` leaves out most of
         many features, as for n-grams) instead of row by row; the same splits up to float sums.
         ``extra_trees``: each split tries one random threshold a feature (extremely randomised trees)
-        instead of the best one."""
+        instead of the best one. ``bags``: fit that many boosters of ``n_trees`` rounds, each with its own
+        seed, and score their mean log-odds (one ensemble of ``bags * n_trees`` trees, leaves scaled)."""
         check_positive(
             "lgbm", num_leaves=num_leaves, min_child_samples=min_child_samples, max_depth=max_depth,
-            threads=threads,
+            threads=threads, bags=bags,
         )  # fmt: skip
-        args = dict(in_kind=in_kind, n_classes=n_classes, n_features=n_features, n_trees=n_trees)
+        args = dict(in_kind=in_kind, n_classes=n_classes, n_features=n_features, n_trees=n_trees * bags)
         nodes = min(2 ** (max_depth + 1) - 1, 2 * num_leaves - 1)  # splits, then leaves
         super().__init__(name="lgbm", max_depth=max_depth, nodes=nodes, **args)
+        self.rounds, self.bags = n_trees, bags
         self.threads = threads
         self.layout = {"force_col_wise": True} if col_wise else {"force_row_wise": True}
         _unit("lgbm", learning_rate=learning_rate, subsample=subsample, colsample=colsample)
@@ -252,28 +255,38 @@ class LightGBMTrees(TreeEnsemble):
         import lightgbm as lgb
 
         return lgb.LGBMClassifier(
-            n_estimators=self.n_trees, max_depth=self.max_depth, random_state=seed, n_jobs=self.threads,
+            n_estimators=self.rounds, max_depth=self.max_depth, random_state=seed, n_jobs=self.threads,
             verbose=-1, deterministic=True, **self.layout, **self.params,
         )  # fmt: skip
 
     def fit(self, x: Rows, y: Rows, sample_weight: Rows | None, seed: int, on_step: OnStep = None) -> None:
-        """Grow the trees with LightGBM, then load them as tensors."""
+        """Grow the trees with LightGBM (each bag with seed ``seed + bag``), then load them as tensors."""
         x = self._check_rows(x, y)
-        clf = self.classifier(seed)
-        callbacks = [] if on_step is None else [lambda env: on_step(env.iteration + 1, self.n_trees)]
-        clf.fit(x, y, sample_weight=sample_weight, callbacks=callbacks)
-        trees = self._empty()
-        for t, info in enumerate(clf.booster_.dump_model()["tree_info"]):
-            self._add_tree(trees, t, info["tree_structure"])
-        head = x[: min(len(x), 256)]
-        self._load(trees, head, clf.booster_.predict(head, raw_score=True))
+        trees, head = self._empty(), x[: min(len(x), 256)]
+        theirs = 0.0
+        for bag in range(self.bags):
+            clf = self.classifier(seed + bag)
+            done = bag * self.rounds
+            callbacks = (
+                []
+                if on_step is None
+                else [lambda env, done=done: on_step(done + env.iteration + 1, self.n_trees)]
+            )
+            clf.fit(x, y, sample_weight=sample_weight, callbacks=callbacks)
+            dumped = clf.booster_.dump_model()["tree_info"]
+            for t, info in enumerate(dumped):
+                self._add_tree(trees, bag * len(dumped) + t, info["tree_structure"], 1 / self.bags)
+            theirs = theirs + clf.booster_.predict(head, raw_score=True) / self.bags
+        self._load(trees, head, np.asarray(theirs))
 
-    def _add_tree(self, trees: dict[str, np.ndarray], t: int, root: dict[str, Any]) -> None:
-        """One dumped tree into slot ``t``: split nodes first, leaves after them."""
+    def _add_tree(
+        self, trees: dict[str, np.ndarray], t: int, root: dict[str, Any], scale: float = 1.0
+    ) -> None:
+        """One dumped tree into slot ``t``, its leaves times ``scale``: split nodes first, leaves after them."""
         n_split = sum(1 for _ in _walk(root) if "split_index" in _)
         for node in _walk(root):
             if "split_index" not in node:
-                trees["value"][t, n_split + node.get("leaf_index", 0)] = node["leaf_value"]
+                trees["value"][t, n_split + node.get("leaf_index", 0)] = node["leaf_value"] * scale
                 continue
             if node["decision_type"] != "<=":
                 raise ModelError(f"lgbm: split {node['decision_type']!r} is not supported")
@@ -287,7 +300,8 @@ class LightGBMTrees(TreeEnsemble):
                 )
 
     def extra_repr(self) -> str:
-        return f"n_trees={self.n_trees}, max_depth={self.max_depth}, {self.params}"
+        bags = f", bags={self.bags}" if self.bags > 1 else ""
+        return f"n_trees={self.rounds}{bags}, max_depth={self.max_depth}, {self.params}"
 
 
 def _walk(node: dict[str, Any]) -> Any:
