@@ -1,0 +1,85 @@
+"""Runs of one recipe under different seeds, and the mean of their out-of-fold log-odds, as Markdown.
+
+    .venv/bin/python scripts/seed_mean.py RUN RUN... --out docs/seed-mean-cnn64.md
+
+Each run's out-of-fold scores as a scan counts them (files it calls unknown never flagged): ROC-AUC and
+the detection at 1% and 0.1% FPR. Then the mean of the runs' log-odds, file by file: what an ensemble of
+the seeds' models would score. A seed also redraws the benign projects' folds, but every score of every
+run comes from a model that saw neither the file's collection nor its project, so the mean is out-of-fold
+too. The runs must hold the same files with the same labels.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from malvision.errors import MalvisionError
+from malvision.evaluate.board import read_run
+from malvision.evaluate.detection import UNSCORED, as_scanned, scanned_metrics
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+from _machine import command_line, cpu_model, write_report  # noqa: E402
+
+
+def _row(name: str, m: dict) -> str:
+    return f"| {name} | {m['roc_auc']:.4f} | {m['tpr_at_1pct_fpr']:.1%} | {m['tpr_at_0.1pct_fpr']:.1%} |"
+
+
+def report(paths: list[Path]) -> list[str]:
+    """The report's lines: one row a run, the mean of their rows, and the row of their mean log-odds."""
+    runs = [read_run(p) for p in paths]
+    order = sorted(set(runs[0].sha256))
+    if any(set(r.sha256) != set(order) for r in runs[1:]):
+        raise MalvisionError("the runs do not hold the same files")
+    scores, y = [], None
+    for r in runs:
+        at = np.argsort(r.sha256)
+        if y is not None and not np.array_equal(r.y[at], y):
+            raise MalvisionError(f"{r.name}: other labels for the same files")
+        y = r.y[at]
+        scores.append(as_scanned(r.score[at], list(r.unknown[at])))
+    rows = [scanned_metrics(y, s) for s in scores]
+    p = np.clip(np.asarray(scores), 1e-12, 1 - 1e-12)
+    z = (np.log(p) - np.log1p(-p)).mean(0)
+    mean = 1 / (1 + np.exp(-z))
+    mean[np.asarray(scores[0]) == UNSCORED] = UNSCORED  # unknown to a scan in every run (the same triage)
+    keys = ("roc_auc", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr")
+    lines = [
+        f"# {len(runs)} seeds of one recipe, and the mean of their scores",
+        "",
+        f"Made on {dt.date.today()} on {cpu_model()}, by `{command_line()}`. {len(y):,} files "
+        f"({int(y.sum()):,} malware); out-of-fold scores as a scan counts them (files it calls unknown never "
+        "flagged; ROC-AUC over the files it scores). The last row averages each file's log-odds over the runs: "
+        "what an ensemble of the runs' models would score (every score out-of-fold, so the mean is too).",
+        "",
+        "| run | ROC-AUC | TPR at 1% FPR | TPR at 0.1% FPR |",
+        "|---|---|---|---|",
+        *(_row(r.name, m) for r, m in zip(runs, rows, strict=True)),
+        _row("mean of the runs' figures", {k: float(np.mean([m[k] for m in rows])) for k in keys}),
+        _row(f"**mean of the {len(runs)} runs' log-odds**", scanned_metrics(y, mean)),
+    ]
+    return lines
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument(
+        "runs", type=Path, nargs="+", help="run folders of `malvision train-detector` (source-disjoint)"
+    )
+    ap.add_argument("--out", type=Path, required=True, help="Markdown report")
+    a = ap.parse_args()
+    if len(a.runs) < 2:
+        sys.exit("error: give two or more runs")
+    try:
+        write_report("\n".join(report(a.runs)) + "\n", a.out)
+    except MalvisionError as e:
+        sys.exit(f"error: {e}")
+
+
+if __name__ == "__main__":
+    main()
