@@ -151,6 +151,26 @@ def test_bagged_boosters_score_the_mean_log_odds_of_their_seeds(tmp_path: Path) 
         create_model("lgbm", bags=0, **kw)
 
 
+def test_bagged_boosters_can_each_learn_from_a_share_of_the_groups() -> None:
+    x, y = _rows(400, 0)
+    groups = [f"g{i % 40}" for i in range(400)]
+    kw = {"in_kind": "features", "n_classes": 2, "n_features": N, "bags": 2, **TINY["lgbm"]}
+    whole, shared = create_model("lgbm", **kw), create_model("lgbm", bag_groups=0.5, **kw)
+    for model in (whole, shared):
+        model.fit(x, y, None, 0, groups=groups)
+    test = torch.from_numpy(_rows(100, 1)[0])
+    with torch.no_grad():
+        assert not torch.allclose(shared(test), whole(test))  # the boosters saw other rows
+        assert ((shared(test)[:, 1] > shared(test)[:, 0]).numpy() == _rows(100, 1)[1]).mean() > 0.8
+    # a booster on half of the groups: the first one's rows are those of the groups its seed drew
+    kept = np.unique(np.asarray(groups)[shared._bag_rows(y, groups, 0)])
+    assert 10 < len(kept) < 30 and set(kept) < set(groups)
+    with pytest.raises(ModelError, match="needs each row's group"):
+        create_model("lgbm", bag_groups=0.5, **kw).fit(x, y, None, 0)
+    with pytest.raises(ModelError, match="bag_groups must be in"):
+        create_model("lgbm", bag_groups=0.0, **kw)
+
+
 @pytest.mark.parametrize("name", FITTED)
 def test_bad_rows_and_inputs_are_model_errors(name: str) -> None:
     model = create_model(name, in_kind="features", n_classes=2, n_features=N, **TINY[name])

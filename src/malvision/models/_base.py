@@ -17,7 +17,7 @@ ids with 0 as padding (right-padded); "features" is a float (B, F) PE feature ve
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import ClassVar
 
 import numpy as np
@@ -57,6 +57,9 @@ BYTES_VOCAB = 257  # byte b is id b + 1, 0 is padding
 GLOBAL_POOLS = ("avg", "max", "avgmax")
 Rows = np.ndarray  # training rows (N, F) float32, class ids (N,), sample weights (N,)
 OnStep = Callable[[int, int], None] | None  # progress of a fit: (done, total)
+Groups = (
+    Sequence[object] | None
+)  # each training row's group (family, project), for a fit that draws whole groups
 
 
 def _check_kind(model: nn.Module, kinds: tuple[str, ...], in_kind: str, n_classes: int) -> None:
@@ -207,8 +210,17 @@ class FittedModel(nn.Module):
         self.register_buffer("feature_mean", torch.zeros(n_features))
         self.register_buffer("feature_std", torch.ones(n_features))
 
-    def fit(self, x: Rows, y: Rows, sample_weight: Rows | None, seed: int, on_step: OnStep = None) -> None:
-        """Learn from float32 rows ``x`` and class ids ``y``; ``on_step(done, total)`` follows the fit."""
+    def fit(
+        self,
+        x: Rows,
+        y: Rows,
+        sample_weight: Rows | None,
+        seed: int,
+        on_step: OnStep = None,
+        groups: Groups = None,
+    ) -> None:
+        """Learn from float32 rows ``x`` and class ids ``y``; ``on_step(done, total)`` follows the fit.
+        ``groups`` (each row's family or project) is for a model that draws whole groups; others ignore it."""
         raise NotImplementedError
 
     def _check_rows(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:

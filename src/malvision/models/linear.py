@@ -14,7 +14,7 @@ from torch import Tensor
 
 from malvision.convert.pefeatures import N_FEATURES
 from malvision.errors import ModelError
-from malvision.models._base import FittedModel, OnStep, Rows, check_positive
+from malvision.models._base import FittedModel, Groups, OnStep, Rows, check_positive
 from malvision.models._registry import register_model
 
 __all__ = ["Linear", "CLIP"]
@@ -56,7 +56,15 @@ class Linear(FittedModel):
         z = self._standardise(x.float()) @ self.coef.T + self.intercept
         return torch.cat([torch.zeros_like(z), z], dim=1) if self.n_classes == 2 else z
 
-    def fit(self, x: Rows, y: Rows, sample_weight: Rows | None, seed: int, on_step: OnStep = None) -> None:
+    def fit(
+        self,
+        x: Rows,
+        y: Rows,
+        sample_weight: Rows | None,
+        seed: int,
+        on_step: OnStep = None,
+        groups: Groups = None,
+    ) -> None:
         """Fit on float32 rows ``x`` and class ids ``y``; ``on_step`` hears once, when it is done."""
         from sklearn.linear_model import LogisticRegression
 

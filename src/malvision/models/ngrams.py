@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from malvision.errors import ModelError
-from malvision.models._base import FittedModel, OnStep, check_choice, check_positive
+from malvision.models._base import FittedModel, Groups, OnStep, check_choice, check_positive
 from malvision.models._registry import register_model
 from malvision.models.grams import (
     MAX_N,
@@ -135,6 +135,7 @@ class NgramModel(FittedModel):
         sample_weight: np.ndarray | None,
         seed: int,
         on_step: OnStep = None,
+        groups: Groups = None,
     ) -> None:
         """Learn from the training sequences ``x`` (1-D id arrays, whole) and class ids ``y``."""
         y = np.asarray(y)

@@ -21,7 +21,7 @@ from torch import Tensor
 
 from malvision.convert.pefeatures import N_FEATURES
 from malvision.errors import ModelError
-from malvision.models._base import FittedModel, OnStep, Rows, check_positive
+from malvision.models._base import FittedModel, Groups, OnStep, Rows, check_positive
 from malvision.models._registry import register_model
 
 __all__ = ["TreeEnsemble", "GradientBoostedTrees", "LightGBMTrees"]
@@ -171,7 +171,15 @@ class GradientBoostedTrees(TreeEnsemble):
         _unit("gbt", learning_rate=learning_rate, subsample=subsample, max_features=max_features)
         self.params = dict(learning_rate=learning_rate, subsample=subsample, max_features=max_features)
 
-    def fit(self, x: Rows, y: Rows, sample_weight: Rows | None, seed: int, on_step: OnStep = None) -> None:
+    def fit(
+        self,
+        x: Rows,
+        y: Rows,
+        sample_weight: Rows | None,
+        seed: int,
+        on_step: OnStep = None,
+        groups: Groups = None,
+    ) -> None:
         """Grow the trees on float32 rows ``x`` and labels ``y`` (0/1), then load them as tensors;
         ``on_step(done, total)`` is called as each tree is grown."""
         from sklearn.ensemble import GradientBoostingClassifier
@@ -223,12 +231,15 @@ class LightGBMTrees(TreeEnsemble):
         col_wise: bool = False,
         extra_trees: bool = False,
         bags: int = 1,
+        bag_groups: float = 1.0,
     ) -> None:
         """``col_wise``: build histograms feature by feature (fast when ``colsample`` leaves out most of
         many features, as for n-grams) instead of row by row; the same splits up to float sums.
         ``extra_trees``: each split tries one random threshold a feature (extremely randomised trees)
         instead of the best one. ``bags``: fit that many boosters of ``n_trees`` rounds, each with its own
-        seed, and score their mean log-odds (one ensemble of ``bags * n_trees`` trees, leaves scaled)."""
+        seed, and score their mean log-odds (one ensemble of ``bags * n_trees`` trees, leaves scaled).
+        ``bag_groups``: each booster learns from the rows of that share of the groups (families, projects),
+        drawn with its seed, so the boosters differ in what they saw as the folds of a cross-validation do."""
         check_positive(
             "lgbm", num_leaves=num_leaves, min_child_samples=min_child_samples, max_depth=max_depth,
             threads=threads, bags=bags,
@@ -236,10 +247,16 @@ class LightGBMTrees(TreeEnsemble):
         args = dict(in_kind=in_kind, n_classes=n_classes, n_features=n_features, n_trees=n_trees * bags)
         nodes = min(2 ** (max_depth + 1) - 1, 2 * num_leaves - 1)  # splits, then leaves
         super().__init__(name="lgbm", max_depth=max_depth, nodes=nodes, **args)
-        self.rounds, self.bags = n_trees, bags
+        self.rounds, self.bags, self.bag_groups = n_trees, bags, bag_groups
         self.threads = threads
         self.layout = {"force_col_wise": True} if col_wise else {"force_row_wise": True}
-        _unit("lgbm", learning_rate=learning_rate, subsample=subsample, colsample=colsample)
+        _unit(
+            "lgbm",
+            learning_rate=learning_rate,
+            subsample=subsample,
+            colsample=colsample,
+            bag_groups=bag_groups,
+        )
         if reg_lambda < 0:
             raise ModelError(f"lgbm: reg_lambda must be 0 or more, got {reg_lambda}")
         self.params = dict(
@@ -259,12 +276,21 @@ class LightGBMTrees(TreeEnsemble):
             verbose=-1, deterministic=True, **self.layout, **self.params,
         )  # fmt: skip
 
-    def fit(self, x: Rows, y: Rows, sample_weight: Rows | None, seed: int, on_step: OnStep = None) -> None:
+    def fit(
+        self,
+        x: Rows,
+        y: Rows,
+        sample_weight: Rows | None,
+        seed: int,
+        on_step: OnStep = None,
+        groups: Groups = None,
+    ) -> None:
         """Grow the trees with LightGBM (each bag with seed ``seed + bag``), then load them as tensors."""
         x = self._check_rows(x, y)
         trees, head = self._empty(), x[: min(len(x), 256)]
         theirs = 0.0
         for bag in range(self.bags):
+            rows = self._bag_rows(np.asarray(y), groups, seed + bag)
             clf = self.classifier(seed + bag)
             done = bag * self.rounds
             callbacks = (
@@ -272,12 +298,25 @@ class LightGBMTrees(TreeEnsemble):
                 if on_step is None
                 else [lambda env, done=done: on_step(done + env.iteration + 1, self.n_trees)]
             )
-            clf.fit(x, y, sample_weight=sample_weight, callbacks=callbacks)
+            weight = None if sample_weight is None else np.asarray(sample_weight)[rows]
+            clf.fit(x[rows], np.asarray(y)[rows], sample_weight=weight, callbacks=callbacks)
             dumped = clf.booster_.dump_model()["tree_info"]
             for t, info in enumerate(dumped):
                 self._add_tree(trees, bag * len(dumped) + t, info["tree_structure"], 1 / self.bags)
             theirs = theirs + clf.booster_.predict(head, raw_score=True) / self.bags
         self._load(trees, head, np.asarray(theirs))
+
+    def _bag_rows(self, y: np.ndarray, groups: Groups, seed: int) -> np.ndarray | slice:
+        """The rows one booster learns from: all, or those of a ``bag_groups`` share of the groups."""
+        if self.bag_groups == 1.0:
+            return slice(None)
+        if groups is None or len(groups) != len(y):
+            raise ModelError("lgbm: bag_groups draws whole groups, so the fit needs each row's group")
+        names, inverse = np.unique(np.asarray(groups, dtype=str), return_inverse=True)
+        rows = (np.random.default_rng(seed).random(len(names)) < self.bag_groups)[inverse]
+        if len(np.unique(y[rows])) < self.n_classes:
+            raise ModelError(f"lgbm: a bag of {self.bag_groups:g} of the groups left out a class; draw more")
+        return rows
 
     def _add_tree(
         self, trees: dict[str, np.ndarray], t: int, root: dict[str, Any], scale: float = 1.0
@@ -301,6 +340,7 @@ class LightGBMTrees(TreeEnsemble):
 
     def extra_repr(self) -> str:
         bags = f", bags={self.bags}" if self.bags > 1 else ""
+        bags += f", bag_groups={self.bag_groups:g}" if self.bag_groups < 1 else ""
         return f"n_trees={self.rounds}{bags}, max_depth={self.max_depth}, {self.params}"
 
 

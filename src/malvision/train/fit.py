@@ -221,9 +221,10 @@ def _fit_direct(
         else:
             x = np.stack(rows).astype(np.float32)
         y = np.asarray(ds.labels)[train_idx]
+        groups = [ds.groups[int(i)] for i in train_idx]
         weights = sample_weights(
             y,
-            [ds.groups[int(i)] for i in train_idx],
+            groups,
             list(ds.classes),
             class_weighting=cfg.class_weighting,
             group_power=cfg.group_power,
@@ -231,7 +232,7 @@ def _fit_direct(
             types=[ds.records[int(i)].pe_type for i in train_idx] if cfg.type_power else None,
             type_power=cfg.type_power,
         )
-        model.fit(x, y, weights, cfg.seed, on_step)  # type: ignore[operator]
+        model.fit(x, y, weights, cfg.seed, on_step, groups=groups)  # type: ignore[operator]
         m: dict[str, Any] = {}  # no validation rows, no metrics
         if len(val_idx):
             probs, labels = predict(model, make_loader(ds, val_idx, cfg.batch_size * 2, shuffle=False))
