@@ -57,9 +57,8 @@ BYTES_VOCAB = 257  # byte b is id b + 1, 0 is padding
 GLOBAL_POOLS = ("avg", "max", "avgmax")
 Rows = np.ndarray  # training rows (N, F) float32, class ids (N,), sample weights (N,)
 OnStep = Callable[[int, int], None] | None  # progress of a fit: (done, total)
-Groups = (
-    Sequence[object] | None
-)  # each training row's group (family, project), for a fit that draws whole groups
+# each training row's group (family, project), for a fit that draws whole groups
+Groups = Sequence[object] | None
 
 
 def _check_kind(model: nn.Module, kinds: tuple[str, ...], in_kind: str, n_classes: int) -> None:

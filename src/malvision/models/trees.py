@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from malvision.convert.pefeatures import N_FEATURES
+from malvision.data.splits import group_keys
 from malvision.errors import ModelError
 from malvision.models._base import FittedModel, Groups, OnStep, Rows, check_positive
 from malvision.models._registry import register_model
@@ -312,7 +313,9 @@ class LightGBMTrees(TreeEnsemble):
             return slice(None)
         if groups is None or len(groups) != len(y):
             raise ModelError("lgbm: bag_groups draws whole groups, so the fit needs each row's group")
-        names, inverse = np.unique(np.asarray(groups, dtype=str), return_inverse=True)
+        names, inverse = np.unique(
+            group_keys(groups, len(y)), return_inverse=True
+        )  # None: a group of its own
         rows = (np.random.default_rng(seed).random(len(names)) < self.bag_groups)[inverse]
         if len(np.unique(y[rows])) < self.n_classes:
             raise ModelError(f"lgbm: a bag of {self.bag_groups:g} of the groups left out a class; draw more")
