@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 from _machine import command_line, cpu_model, write_report  # noqa: E402
 
 
-def _row(name: str, m: dict) -> str:
+def _row(name: str, m: dict[str, float]) -> str:
     return f"| {name} | {m['roc_auc']:.4f} | {m['tpr_at_1pct_fpr']:.1%} | {m['tpr_at_0.1pct_fpr']:.1%} |"
 
 
