@@ -178,16 +178,10 @@ class CachedDataset(Closing):
 
     @property
     def conversion(self) -> dict[str, Any]:
-        """How this cache converted its files (kind, size, cut, version; not a model's vocabulary): with
-        ``manifest_hash``, what results made on it depend on. Caches of the same files share a manifest."""
-        s = self._base_spec
-        tiled = {"tile": s.tile} if s.tile else {}  # the area-averaged plot: as before tiles existed
-        return {
-            "kind": s.kind,
-            "image_size": s.image_size,
-            "max_len": s.max_len,
-            "version": s.version,
-        } | tiled
+        """How this cache converted its files (kind, size, cut, version, tiles; not a model's vocabulary):
+        with ``manifest_hash``, what results made on it depend on. Caches of the same files share a manifest.
+        The stored spec without its vocabulary, so an untiled cache reads as before tiles existed."""
+        return {k: v for k, v in self._base_spec.to_dict().items() if k != "vocab"}
 
     @property
     def lengths(self) -> np.ndarray:

@@ -287,11 +287,11 @@ class LightGBMTrees(TreeEnsemble):
         groups: Groups = None,
     ) -> None:
         """Grow the trees with LightGBM (each bag with seed ``seed + bag``), then load them as tensors."""
-        x = self._check_rows(x, y)
+        x, y = self._check_rows(x, y), np.asarray(y)
         trees, head = self._empty(), x[: min(len(x), 256)]
         theirs = 0.0
         for bag in range(self.bags):
-            rows = self._bag_rows(np.asarray(y), groups, seed + bag)
+            rows = self._bag_rows(y, groups, seed + bag)
             clf = self.classifier(seed + bag)
             done = bag * self.rounds
             callbacks = (
@@ -300,7 +300,7 @@ class LightGBMTrees(TreeEnsemble):
                 else [lambda env, done=done: on_step(done + env.iteration + 1, self.n_trees)]
             )
             weight = None if sample_weight is None else np.asarray(sample_weight)[rows]
-            clf.fit(x[rows], np.asarray(y)[rows], sample_weight=weight, callbacks=callbacks)
+            clf.fit(x[rows], y[rows], sample_weight=weight, callbacks=callbacks)
             dumped = clf.booster_.dump_model()["tree_info"]
             for t, info in enumerate(dumped):
                 self._add_tree(trees, bag * len(dumped) + t, info["tree_structure"], 1 / self.bags)
@@ -313,9 +313,8 @@ class LightGBMTrees(TreeEnsemble):
             return slice(None)
         if groups is None or len(groups) != len(y):
             raise ModelError("lgbm: bag_groups draws whole groups, so the fit needs each row's group")
-        names, inverse = np.unique(
-            group_keys(groups, len(y)), return_inverse=True
-        )  # None: a group of its own
+        # a row without a group is a group of its own, as the cross-validation keys them
+        names, inverse = np.unique(group_keys(groups, len(y)), return_inverse=True)
         rows = (np.random.default_rng(seed).random(len(names)) < self.bag_groups)[inverse]
         if len(np.unique(y[rows])) < self.n_classes:
             raise ModelError(f"lgbm: a bag of {self.bag_groups:g} of the groups left out a class; draw more")
