@@ -912,7 +912,8 @@ default_bags() {
     more_heldout v17-bag3
     .venv/bin/python scripts/heldout_pooled.py "$R/v17-et" "$R/v17-bag3" "$R/v17-et-seed1" "$R/v17-et-bag3-seed1" \
         "$R/v17-et-seed2" "$R/v17-et-bag3-seed2" --out "$(ship docs/heldout-pooled-bags.md)" \
-        --corpus "$C/benign-github-heldout" --corpus "$C/benign-github-heldout2" --corpus "$C/benign-heldout"
+        --corpus "$C/benign-github-heldout" --corpus "$C/benign-github-heldout2" --corpus "$C/benign-github6" \
+        --corpus "$C/benign-heldout"
     ship_default "$R/v17-bag3"
     .venv/bin/python benchmarks/cold_start.py --runs 21 --out "$(ship benchmarks/results/cold-start-v17-bag3.md)"
     .venv/bin/python benchmarks/fresh_ratio.py --pairs 9 --out "$(ship benchmarks/results/fresh-ratio-v17-bag3.md)"
