@@ -206,7 +206,11 @@ def pe_feature_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.parametrize(
     ("model", "kwargs", "method"),
-    [("mlp", {"hidden": [16]}, "ig"), ("gbt", {"n_trees": 30, "max_depth": 3}, "occlusion")],
+    [
+        ("mlp", {"hidden": [16]}, "ig"),
+        ("mlp", {"hidden": [16], "members": 2}, "ig"),
+        ("gbt", {"n_trees": 30, "max_depth": 3}, "occlusion"),
+    ],
 )
 @pytest.mark.slow
 def test_a_features_detector_trains_scans_and_exports(

@@ -11,6 +11,7 @@ from torch import nn
 
 from malvision.errors import ModelError
 from malvision.models._base import BYTE_KINDS, BYTES_VOCAB, KINDS, FittedModel, MalvisionModel
+from malvision.models.ensemble import Ensemble
 
 __all__ = [
     "BYTE_KINDS",
@@ -117,6 +118,7 @@ def create_model(
     """Build model ``name`` for ``in_kind`` input with ``n_classes`` logits (the only way in).
 
     ``vocab_size`` is required for "opcodes", fixed at 257 for "bytes" and ignored for "image".
+    ``members=K`` (a network's recipe) builds K of them as one ``Ensemble``, the mean of their logits.
     The returned module carries ``model_config`` (name, in_kind, n_classes, vocab_size, kwargs).
     """
     info = model_info(name)
@@ -126,13 +128,19 @@ def create_model(
             f"model {name!r} does not take {in_kind!r} input (it takes {', '.join(info.input_kinds)}); "
             f"models for {in_kind!r}: {takers}"
         )
+    members = kwargs.pop("members", 1)
     if unknown := sorted(set(kwargs) - set(info.defaults)):
         raise ModelError(
             f"model {name!r} has no argument {', '.join(map(repr, unknown))}; "
             f"valid: {', '.join(info.defaults) or 'none'}"
         )
+    _check_members(info, members)
     try:
-        model = info.builder(in_kind=in_kind, n_classes=n_classes, vocab_size=vocab_size, **kwargs)
+        built = [
+            info.builder(in_kind=in_kind, n_classes=n_classes, vocab_size=vocab_size, **kwargs)
+            for _ in range(members)
+        ]
+        model = built[0] if members == 1 else Ensemble(built)
     except ModelError:
         raise
     except (TypeError, ValueError, RuntimeError, ZeroDivisionError) as e:
@@ -143,6 +151,18 @@ def create_model(
         "in_kind": in_kind,
         "n_classes": n_classes,
         "vocab_size": getattr(model, "vocab_size", vocab_size),
-        "kwargs": dict(kwargs),
+        "kwargs": dict(kwargs) | ({"members": members} if members != 1 else {}),
     }
     return model
+
+
+def _check_members(info: ModelInfo, members: object) -> None:
+    """``members``: how many networks of ``info``'s recipe one model averages (``models.ensemble``)."""
+    if isinstance(members, bool) or not isinstance(members, int) or members < 1:
+        raise ModelError(
+            f"model {info.name!r}: members must be a whole number of at least 1, got {members!r}"
+        )
+    if members > 1 and info.fitted:
+        raise ModelError(
+            f"model {info.name!r} is fitted in one call and takes no members; lgbm averages boosters with bags"
+        )

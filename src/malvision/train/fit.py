@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from malvision.errors import MalvisionError
 from malvision.evaluate.metrics import classification_metrics
 from malvision.io import make_dirs
 from malvision.models import create_model, input_kwargs, model_info
+from malvision.models.ensemble import Ensemble
 from malvision.train.config import TrainConfig, TrainResult, class_weights, sample_weights, seed_everything
 from malvision.train.loop import (
     RESUME_FREE,
@@ -89,6 +91,8 @@ def fit(
         write_data_stamp(out, ds)
     if fitted_in_one_call(cfg.model):
         return _fit_direct(model, ds, train_idx, val_idx, cfg, out, meta, resume, on_step)
+    if isinstance(model, Ensemble):
+        return _fit_members(model, ds, train_idx, val_idx, cfg, out, meta, resume, on_epoch, on_step)
     run = GradientRun(model, ds, cfg, out, meta, distributed, rank)
     run.train_loader = make_loader(
         ds,
@@ -122,6 +126,45 @@ def fit(
         dist.barrier()
     st = run.state
     return TrainResult(run.best_path, st.best_epoch, st.best_metrics, st.history, seconds)
+
+
+def _fit_members(
+    model: Ensemble,
+    ds: Any,
+    train_idx: np.ndarray,
+    val_idx: np.ndarray,
+    cfg: TrainConfig,
+    out: Path,
+    meta: dict[str, Any],
+    resume: bool,
+    on_epoch: Callable[[dict[str, float]], None] | None,
+    on_step: Callable[[int, int], None] | None,
+) -> TrainResult:
+    """Train each member of ``model`` as a run of its own (``out/member<i>``, seed ``cfg.seed + i``: its own
+    weights, batch order and dropout; the same rows), then save the ensemble of the weights each kept as
+    ``best.pt``. ``history.csv`` holds every member's epochs; the result's history is the first member's."""
+    t0 = time.perf_counter()
+    alone = {k: v for k, v in cfg.model_kwargs.items() if k != "members"}
+    runs = [
+        fit(ds, train_idx, val_idx, replace(cfg, model_kwargs=alone, seed=cfg.seed + i), out / f"member{i}",
+            resume=resume, on_epoch=on_epoch, on_step=on_step)
+        for i in range(len(model.members))
+    ]  # fmt: skip
+    distributed, rank, _ = _dist_info()
+    best_path, m = out / "best.pt", {}
+    if rank == 0:
+        for member, run in zip(model.members, runs, strict=True):
+            member.load_state_dict(load_checkpoint(run.checkpoint).model.state_dict())
+        if len(val_idx):
+            probs, labels = predict(model, make_loader(ds, val_idx, cfg.batch_size * 2, shuffle=False))
+            m = classification_metrics(labels, probs, list(ds.classes))
+        save_checkpoint(best_path, model, metrics=m, **meta)
+        write_history(
+            out / "history.csv", [{"member": i} | row for i, r in enumerate(runs) for row in r.history]
+        )
+    if distributed:
+        dist.barrier()
+    return TrainResult(best_path, runs[0].best_epoch, m, runs[0].history, time.perf_counter() - t0)
 
 
 def _build(ds: Any, train_idx: np.ndarray, cfg: TrainConfig) -> tuple[nn.Module, dict[str, Any]]:
