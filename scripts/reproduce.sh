@@ -885,8 +885,7 @@ picture_seeds() {
 # same folds, one board); and three boosters each on a random 89% or 97% of the groups (bag_groups, seeds 0 to 2,
 # not kept).
 # Issue 19: the 0.1% threshold's interval narrows for every seed with bags=3. Shipped as the default
-# (v17-bag3: both protocols, as every default). The pooled held-out report leaves out the sixth GitHub set (its
-# repositories were not fetched again on the day); more_heldout's report on it needs benign-github6.
+# (v17-bag3: both protocols, as every default). The held-out reports need benign-github6 (302 fetches).
 default_bags() {
     local D="$C/caches/pe-features-v17" R="$C/runs" s
     local et=(--model lgbm --threads 1 --no-class-weighting --set extra_trees=true)
@@ -963,5 +962,27 @@ picture_tiles() {
     done
 }
 
-if [ $# -eq 0 ]; then set -- data leaderboard gradients caps big2015_full pe_leaderboard malimg detector features_detector features_seeds caches_v2 board_v2 threshold default_v5 default_v8 pe_detector_gh default_v9 default_v10 default_v11 default_v12 default_v13 pe_detector_v13 pe_detector_hist_v13 default_v14 unscored big2015_knn default_nocw default_et default_v15 default_v16 default_v17 big2015_offsets picture_256 picture_tiles picture_seeds default_bags; fi
+# 2026-12-04 (evening): networks of one recipe as one model (`--set members=3`: each member a run of its own seed on
+# the same rows, scored as the mean of their logits), for the byte-level detector (pe-detector's recipe on
+# pe-hist-v13, seeds 0 to 2, beside one network of each seed, all on one thread) and the picture CNN (the v2
+# board's files and folds, beside cnn64 of seed 0, which is its first member's run).
+members() {
+    local D="$C/caches" R="$C/runs" s
+    local h=(--model mlp --protocols source --patience 20 --keep last --batch-size 256 --set 'hidden=[256,256]'
+        --set dropout=0.3 --no-class-weighting --threads 1)
+    SOURCES=${SOURCES:-/work/.mirror} bash scripts/build_caches.sh
+    for s in 0 1 2; do
+        $MV train-detector --data "$D/pe-hist-v13" --out "$R/hist-v13-t1$([ $s = 0 ] || echo -s$s)" "${h[@]}" --seed $s
+        $MV train-detector --data "$D/pe-hist-v13" --out "$R/hist-v13-m3$([ $s = 0 ] || echo -s$s)" "${h[@]}" \
+            --set members=3 --seed $s
+    done
+    $MV compare-detectors "$R/hist-v13-t1" "$R/hist-v13-m3" --heldout "$C/benign-github-heldout2/pe" \
+        --out "$(ship docs/board-hist-members)"
+    $MV train-detector --data "$D/pe-image64-v2" --out "$R/v2-cnn64-m3" --model cnn --protocols source --epochs 15 \
+        --patience 4 --threads 1 --label-smoothing 0.1 --set members=3
+    $MV compare-detectors "$R/v2-cnn64" "$R/v2-cnn64-m3" --heldout "$C/benign-heldout/pe" \
+        --out "$(ship docs/board-cnn-members)"
+}
+
+if [ $# -eq 0 ]; then set -- data leaderboard gradients caps big2015_full pe_leaderboard malimg detector features_detector features_seeds caches_v2 board_v2 threshold default_v5 default_v8 pe_detector_gh default_v9 default_v10 default_v11 default_v12 default_v13 pe_detector_v13 pe_detector_hist_v13 default_v14 unscored big2015_knn default_nocw default_et default_v15 default_v16 default_v17 big2015_offsets picture_256 picture_tiles picture_seeds default_bags members; fi
 for step in "$@"; do "$step"; done

@@ -103,6 +103,8 @@ def test_train_detector_refuses_bad_settings_and_leaves_no_run_behind(
         (["--folds", "1"], "n_splits must be at least 2, got 1"),
         (["-m", "nosuch"], "unknown model 'nosuch'"),
         (["--group-power", "0.5", "-m", "mlp"], "group_power and type_power weigh the rows"),
+        (["--set", "members=2"], "model 'gbt' is fitted in one call and takes no members"),
+        (["--set", "members=0", "-m", "mlp"], "members must be a whole number of at least 1, got 0"),
     ]
     for args, message in cases:
         run = call_main([*base, *args], capsys)
