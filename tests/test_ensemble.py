@@ -13,6 +13,7 @@ from malvision.checkpoint import load_checkpoint
 from malvision.convert.spec import ConvertSpec
 from malvision.data.cache import CachedDataset
 from malvision.data.cache_write import write_cache
+from malvision.data.readers import CsvDataset
 from malvision.errors import ModelError
 from malvision.models import create_model
 from malvision.models.ensemble import Ensemble
@@ -58,8 +59,6 @@ def test_members_train_as_runs_of_their_own_seeds_and_join_in_one_checkpoint(tmp
         (tmp_path / f"{label}-{i}.bin").write_bytes(data)
         rows.append(f"{label}-{i}.bin,{label},g{i % 8}")
     (tmp_path / "labels.csv").write_text("path,label,group\n" + "\n".join(rows) + "\n")
-    from malvision.data.readers import CsvDataset
-
     write_cache(CsvDataset(tmp_path / "labels.csv"), tmp_path / "cache", ConvertSpec(kind="histograms"))
     ds = CachedDataset(tmp_path / "cache")
     idx = np.arange(len(ds))
