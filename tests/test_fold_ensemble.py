@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,19 +12,11 @@ from malvision.checkpoint import save_checkpoint
 from malvision.convert.spec import ConvertSpec
 from malvision.errors import MalvisionError
 from malvision.models import create_model
-
-ROOT = Path(__file__).parents[1]
+from repo_scripts import load_script
 
 
 def _script():  # noqa: ANN202
-    sys.path.insert(
-        0, str(ROOT / "benchmarks")
-    )  # the script records the machine through benchmarks/_machine.py
-    spec = importlib.util.spec_from_file_location("fold_ensemble", ROOT / "scripts" / "fold_ensemble.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("fold_ensemble")
 
 
 def test_each_fold_model_scores_through_its_runs_platt_scaling(tmp_path: Path) -> None:

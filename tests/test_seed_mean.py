@@ -2,28 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from malvision.errors import MalvisionError
-
-ROOT = Path(__file__).parents[1]
+from repo_scripts import load_script
 
 
 def _script():  # noqa: ANN202
-    sys.path.insert(
-        0, str(ROOT / "benchmarks")
-    )  # the script records the machine through benchmarks/_machine.py
-    spec = importlib.util.spec_from_file_location("seed_mean", ROOT / "scripts" / "seed_mean.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("seed_mean")
 
 
 def _run(folder: Path, sha: list[str], y: np.ndarray, score: np.ndarray) -> Path:

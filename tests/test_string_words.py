@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import scipy.sparse as sp
 
-ROOT = Path(__file__).parents[1]
+from repo_scripts import load_script
 
 
 def _script():  # noqa: ANN202
-    sys.path.insert(0, str(ROOT / "benchmarks"))  # the script reads samples through benchmarks/_corpus.py
-    spec = importlib.util.spec_from_file_location("string_words", ROOT / "scripts" / "string_words.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("string_words")
 
 
 def test_words_are_ranked_by_how_well_presence_tells_the_labels_apart_and_written_as_a_module() -> None:
