@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import sys
 from pathlib import Path
 
@@ -26,7 +25,8 @@ import torch
 from malvision.checkpoint import load_checkpoint
 from malvision.convert.pefeatures import features_of
 from malvision.errors import MalvisionError
-from malvision.evaluate.detection import UNSCORED, as_scanned
+from malvision.evaluate.board import read_run
+from malvision.evaluate.detection import UNSCORED
 from malvision.evaluate.metrics import threshold_for_fpr
 from malvision.evaluate.threshold import threshold_interval
 from malvision.scan import Scanner
@@ -35,24 +35,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 from _machine import command_line, cpu_model, write_report  # noqa: E402
 from heldout_operating_point import held_out_scores  # noqa: E402
+from seed_mean import aligned  # noqa: E402
 
 
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, 1e-12, 1 - 1e-12)
-    return np.log(p) - np.log1p(-p)
-
-
-def _oof(run: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """sha256, labels, out-of-fold scores (as a scan counts them) and groups of a run, in sha256 order."""
-    d = json.loads((run / "oof_scores.json").read_text())
-    at = np.argsort(d["sha256"])
-    score = as_scanned(np.asarray(d["score"], dtype=np.float64)[at], [d["unknown"][i] for i in at])
-    return np.asarray(d["sha256"])[at], np.asarray(d["y"])[at], score, np.asarray(d["group"])[at]
-
-
-def fold_logits(run: Path, x: torch.Tensor) -> np.ndarray:
-    """(folds, files): each source fold model's calibrated log-odds (the run's Platt a, b) of rows ``x``."""
-    platt = json.loads((run / "card.json").read_text())["platt"]
+def fold_logits(run: Path, platt: dict[str, float], x: torch.Tensor) -> np.ndarray:
+    """(folds, files): each source fold model's calibrated log-odds (the run's Platt ``a``, ``b``) of rows ``x``."""
     out = []
     for best in sorted((run / "cv-source").glob("fold*/best.pt")):
         model = load_checkpoint(best).model.eval()
@@ -75,27 +62,25 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args()
     try:
-        oofs = [_oof(r) for r in a.runs]
-        if any(not np.array_equal(o[0], oofs[0][0]) or not np.array_equal(o[1], oofs[0][1]) for o in oofs):
-            raise MalvisionError("the runs do not hold the same files with the same labels")
+        runs = [read_run(r) for r in a.runs]
+        y, groups, scores, mean = aligned(runs)
         files = sorted((f for c in a.corpus for f in (c / "pe").iterdir()), key=lambda f: f.name)
         scanners = [Scanner(r / "model.pt") for r in a.runs]
     except (OSError, ValueError, KeyError, MalvisionError) as e:
         sys.exit(f"error: {e}")
-    y = oofs[0][1]
-    mean = 1 / (1 + np.exp(-np.mean([_logit(o[2]) for o in oofs], axis=0)))
-    mean[oofs[0][2] == UNSCORED] = UNSCORED
     finals = [dict(held_out_scores(s, files)) for s in scanners]
     names = sorted(set.intersection(*(set(f) for f in finals)))  # held out from every run's training
     known = np.array([all(f[n] != UNSCORED for f in finals) for n in names])
     by_name = {f.name: f for f in files}
     x = torch.from_numpy(np.stack([features_of(by_name[n].read_bytes()) for n in names]).astype(np.float32))
-    z = np.concatenate([fold_logits(r, x) for r in a.runs])
+    z = np.concatenate(
+        [fold_logits(path, run.card["platt"], x) for path, run in zip(a.runs, runs, strict=True)]
+    )
     held = np.where(known, 1 / (1 + np.exp(-z.mean(0))), UNSCORED)
     rows = []
-    for run, o, f, s in zip(a.runs, oofs, finals, scanners, strict=True):
+    for run, score, f, s in zip(a.runs, scores, finals, scanners, strict=True):
         h = np.array([f[n] for n in names])
-        rows.append((f"{run.name} (its final model, its card)", o[2], float(s.card["threshold"]), h))
+        rows.append((f"{run.name} (its final model, its card)", score, float(s.card["threshold"]), h))
     t = threshold_for_fpr(mean[y == 0], a.fpr)
     rows.append((f"**the {len(z)} fold models of the {len(a.runs)} runs**", mean, t, held))
     lines = [
@@ -104,8 +89,10 @@ def main() -> None:
         f"Made on {dt.date.today()} on {cpu_model()}, by `{command_line()}`. {len(names):,} held-out benign files "
         f"({', '.join(c.name for c in a.corpus)}; {int((~known).sum())} a scan calls unknown, never flagged); "
         f"{int(y.sum()):,} malware files, out-of-fold. The threshold: {a.fpr:.1%} of the out-of-fold benign "
-        "scores (a run's card's; for the fold models, of the runs' mean out-of-fold log-odds), with its 95% interval over 2,000 replicates (seed 0; a card of seed s draws its own, so its width can differ a little) that redraw the benign projects. Gap: detection at "
-        "the held-out files' own point less detection at the threshold (issue 19: within 5 points).",
+        "scores (a run's card's; for the fold models, of the runs' mean out-of-fold log-odds), with its 95% "
+        "interval over 2,000 replicates (seed 0; a card of seed s draws its own, so its width can differ a "
+        "little) that redraw the benign projects. Gap: detection at the held-out files' own point less "
+        "detection at the threshold (issue 19: within 5 points).",
         "",
         f"| model | threshold (95% interval, width) | detected at it | held-out flagged at it | held-out {a.fpr:.1%} "
         "point | detected there | gap |",
@@ -115,10 +102,10 @@ def main() -> None:
         mal = score[y == 1]
         own = threshold_for_fpr(h, a.fpr)
         det, det_own = float((mal >= thr).mean()), float((mal >= own).mean())
-        lo, hi = threshold_interval(y, score, oofs[0][3], a.fpr)[0]["threshold_ci95"]
+        lo, hi = threshold_interval(y, score, groups, a.fpr)[0]["threshold_ci95"]
         lines.append(
-            f"| {name} | {thr:.4f} ({lo:.4f} to {hi:.4f}, {hi - lo:.3f}) | {det:.1%} | {int((h >= thr).sum())} of {len(h)} | {own:.4f} | {det_own:.1%} | "
-            f"{100 * (det_own - det):+.1f} |"
+            f"| {name} | {thr:.4f} ({lo:.4f} to {hi:.4f}, {hi - lo:.3f}) | {det:.1%} | "
+            f"{int((h >= thr).sum())} of {len(h)} | {own:.4f} | {det_own:.1%} | {100 * (det_own - det):+.1f} |"
         )
     write_report("\n".join(lines) + "\n", a.out)
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from malvision.errors import MalvisionError
-from malvision.evaluate.board import read_run
+from malvision.evaluate.board import Run, read_run
 from malvision.evaluate.detection import UNSCORED, as_scanned, scanned_metrics
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
@@ -30,9 +30,9 @@ def _row(name: str, m: dict[str, float]) -> str:
     return f"| {name} | {m['roc_auc']:.4f} | {m['tpr_at_1pct_fpr']:.1%} | {m['tpr_at_0.1pct_fpr']:.1%} |"
 
 
-def report(paths: list[Path]) -> list[str]:
-    """The report's lines: one row a run, the mean of their rows, and the row of their mean log-odds."""
-    runs = [read_run(p) for p in paths]
+def aligned(runs: list[Run]) -> tuple[np.ndarray, np.ndarray, list[np.ndarray], np.ndarray]:
+    """In one file order (sha256): the labels, the groups, each run's out-of-fold scores as a scan counts
+    them, and the score of their mean log-odds. The runs must hold the same files with the same labels."""
     order = sorted(set(runs[0].sha256))
     if any(set(r.sha256) != set(order) for r in runs[1:]):
         raise MalvisionError("the runs do not hold the same files")
@@ -43,11 +43,19 @@ def report(paths: list[Path]) -> list[str]:
             raise MalvisionError(f"{r.name}: other labels for the same files")
         y = r.y[at]
         scores.append(as_scanned(r.score[at], list(r.unknown[at])))
-    rows = [scanned_metrics(y, s) for s in scores]
+    assert y is not None
     p = np.clip(np.asarray(scores), 1e-12, 1 - 1e-12)
     z = (np.log(p) - np.log1p(-p)).mean(0)
     mean = 1 / (1 + np.exp(-z))
     mean[np.asarray(scores[0]) == UNSCORED] = UNSCORED  # unknown to a scan in every run (the same triage)
+    return y, runs[0].group[np.argsort(runs[0].sha256)], scores, mean
+
+
+def report(paths: list[Path]) -> list[str]:
+    """The report's lines: one row a run, the mean of their rows, and the row of their mean log-odds."""
+    runs = [read_run(p) for p in paths]
+    y, _, scores, mean = aligned(runs)
+    rows = [scanned_metrics(y, s) for s in scores]
     keys = ("roc_auc", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr")
     lines = [
         f"# {len(runs)} seeds of one recipe, and the mean of their scores",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -23,9 +22,8 @@ def test_each_fold_model_scores_through_its_runs_platt_scaling(tmp_path: Path) -
     fold_logits = _script().fold_logits
     run = tmp_path / "run"
     (run / "cv-source").mkdir(parents=True)
-    (run / "card.json").write_text(json.dumps({"platt": {"a": 2.0, "b": -1.0}}))
     with pytest.raises(MalvisionError, match="no source fold models"):
-        fold_logits(run, torch.zeros(1, 4))
+        fold_logits(run, {"a": 2.0, "b": -1.0}, torch.zeros(1, 4))
     torch.manual_seed(0)
     models = []
     for k in range(2):
@@ -38,7 +36,7 @@ def test_each_fold_model_scores_through_its_runs_platt_scaling(tmp_path: Path) -
         )  # fmt: skip
         models.append(model)
     x = torch.randn(5, 4)
-    got = fold_logits(run, x)
+    got = fold_logits(run, {"a": 2.0, "b": -1.0}, x)
     assert got.shape == (2, 5)
     with torch.no_grad():
         for k, model in enumerate(models):
