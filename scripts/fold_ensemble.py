@@ -4,12 +4,13 @@
 
 Runs of one recipe under different seeds draw other folds; the mean of their out-of-fold log-odds
 (``scripts/seed_mean.py``) ranks better than any run. A model that ships every fold model of the runs (the
-mean of their calibrated log-odds: each run's Platt scaling on each of its fold models' raw log-odds) is what
-that mean describes: each file's out-of-fold mean comes from the runs' models that left it out, one per run,
-and the shipped mean averages all of them. Its threshold is set at 0.1% of the out-of-fold mean's benign
-scores, as a card's is. This checks whether that threshold holds on benign projects none of the models saw:
-the held-out files flagged at it, and the detection at the held-out files' own 0.1% point, beside each run's
-own card threshold and final model (the held-out files a scan calls unknown are never flagged).
+mean of their calibrated log-odds: each run's Platt scaling on each of its fold models' raw log-odds) gets its
+threshold here at 0.1% of that mean's benign scores, as a card's is, and its held-out benign files scored by
+all the fold models. This checks whether that threshold holds on benign projects none of the models saw: the
+held-out files flagged at it, beside each run's own card threshold and final model (the held-out files a scan
+calls unknown are never flagged). The malware's detection in its row is the runs' mean out-of-fold scores',
+not the fold models': each of them saw all but one collection, so only nested folds measure what they detect
+as one model (``scripts/nested_folds.py``), and there they gain nothing on one model a fold.
 """
 
 from __future__ import annotations
@@ -82,7 +83,9 @@ def main() -> None:
         h = np.array([f[n] for n in names])
         rows.append((f"{run.name} (its final model, its card)", score, float(s.card["threshold"]), h))
     t = threshold_for_fpr(mean[y == 0], a.fpr)
-    rows.append((f"**the {len(z)} fold models of the {len(a.runs)} runs**", mean, t, held))
+    rows.append(
+        (f"the runs' mean out-of-fold scores; held-out files: the {len(z)} fold models", mean, t, held)
+    )
     lines = [
         f"# The fold models of {len(a.runs)} runs as one model, on held-out benign files",
         "",
@@ -92,7 +95,9 @@ def main() -> None:
         "scores (a run's card's; for the fold models, of the runs' mean out-of-fold log-odds), with its 95% "
         "interval over 2,000 replicates (seed 0; a card of seed s draws its own, so its width can differ a "
         "little) that redraw the benign projects. Gap: detection at the held-out files' own point less "
-        "detection at the threshold (issue 19: within 5 points).",
+        "detection at the threshold (issue 19: within 5 points). The last row's detection is the runs' mean "
+        "out-of-fold scores', not the fold models' (each saw all but one collection): nested folds measure "
+        "those (`scripts/nested_folds.py`).",
         "",
         f"| model | threshold (95% interval, width) | detected at it | held-out flagged at it | held-out {a.fpr:.1%} "
         "point | detected there | gap |",

@@ -1004,5 +1004,19 @@ fold_ensemble() {
     .venv/bin/python scripts/fold_ensemble.py "$R"/v17-et-t100-s{0,1,2} "${h[@]}" --out "$(ship docs/fold-ensemble-v17-t100.md)"
 }
 
-if [ $# -eq 0 ]; then set -- data leaderboard gradients caps big2015_full pe_leaderboard malimg detector features_detector features_seeds caches_v2 board_v2 threshold default_v5 default_v8 pe_detector_gh default_v9 default_v10 default_v11 default_v12 default_v13 pe_detector_v13 pe_detector_hist_v13 default_v14 unscored big2015_knn default_nocw default_et default_v15 default_v16 default_v17 big2015_offsets picture_256 picture_tiles picture_seeds default_bags members fold_ensemble; fi
+# 2026-12-04 (night): what the fold models of v17-et's three seeds detect as one model, by nested folds (each
+# outer fold's files scored by the 26 inner fold models trained without them; about 35 minutes in two processes)
+nested_folds() {
+    local runs=("$C"/runs/v17-et{,-seed1,-seed2}) out a b
+    out=$(ship docs/nested-folds-v17-et.md)
+    .venv/bin/python scripts/nested_folds.py "${runs[@]}" --work "$C/nested/v17-et" --outer 0 2 4 6 8 --out "$out" &
+    a=$!
+    .venv/bin/python scripts/nested_folds.py "${runs[@]}" --work "$C/nested/v17-et" --outer 1 3 5 7 --out "$out" &
+    b=$!
+    wait "$a"
+    wait "$b"
+    .venv/bin/python scripts/nested_folds.py "${runs[@]}" --work "$C/nested/v17-et" --out "$out"  # all kept: the report
+}
+
+if [ $# -eq 0 ]; then set -- data leaderboard gradients caps big2015_full pe_leaderboard malimg detector features_detector features_seeds caches_v2 board_v2 threshold default_v5 default_v8 pe_detector_gh default_v9 default_v10 default_v11 default_v12 default_v13 pe_detector_v13 pe_detector_hist_v13 default_v14 unscored big2015_knn default_nocw default_et default_v15 default_v16 default_v17 big2015_offsets picture_256 picture_tiles picture_seeds default_bags members fold_ensemble nested_folds; fi
 for step in "$@"; do "$step"; done

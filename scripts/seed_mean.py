@@ -3,10 +3,12 @@
     .venv/bin/python scripts/seed_mean.py RUN RUN... --out docs/seed-mean-cnn64.md
 
 Each run's out-of-fold scores as a scan counts them (files it calls unknown never flagged): ROC-AUC and
-the detection at 1% and 0.1% FPR. Then the mean of the runs' log-odds, file by file: what an ensemble of
-the seeds' models would score. A seed also redraws the benign projects' folds, but every score of every
+the detection at 1% and 0.1% FPR. Then the mean of the runs' log-odds, file by file. Every score of every
 run comes from a model that saw neither the file's collection nor its project, so the mean is out-of-fold
-too. The runs must hold the same files with the same labels.
+too, but it is not what any model of the runs scores: a seed also redraws the benign projects' folds, so a
+benign file's mean averages models that each left out another malware collection, where a malware file's
+models all left out its own. What the fold models detect as one model is measured by nested folds
+(``scripts/nested_folds.py``). The runs must hold the same files with the same labels.
 """
 
 from __future__ import annotations
@@ -62,8 +64,10 @@ def report(paths: list[Path]) -> list[str]:
         "",
         f"Made on {dt.date.today()} on {cpu_model()}, by `{command_line()}`. {len(y):,} files "
         f"({int(y.sum()):,} malware); out-of-fold scores as a scan counts them (files it calls unknown never "
-        "flagged; ROC-AUC over the files it scores). The last row averages each file's log-odds over the runs: "
-        "what an ensemble of the runs' models would score (every score out-of-fold, so the mean is too).",
+        "flagged; ROC-AUC over the files it scores). The last row averages each file's log-odds over the runs "
+        "(every score out-of-fold, so the mean is too). It is not what a model of the runs would score: a benign "
+        "file's mean averages models that each left out another malware collection, a malware file's models all "
+        "left out its own (the fold models as one model: `scripts/nested_folds.py`).",
         "",
         "| run | ROC-AUC | TPR at 1% FPR | TPR at 0.1% FPR |",
         "|---|---|---|---|",
