@@ -126,6 +126,24 @@ def test_extremely_randomised_trees_are_other_trees_scored_as_lightgbm_scores_th
     np.testing.assert_allclose(margin, booster.predict(test, raw_score=True), atol=1e-4)
 
 
+def test_path_smoothing_reaches_lightgbm_and_tempers_leaves_of_few_rows() -> None:
+    x, y = _rows(400, 0)
+    kw = {"in_kind": "features", "n_classes": 2, "n_features": N, **TINY["lgbm"]}
+    plain, smooth = create_model("lgbm", **kw), create_model("lgbm", path_smooth=50.0, **kw)
+    assert "path_smooth" not in plain.params  # an older checkpoint's classifier is the same
+    for model in (plain, smooth):
+        model.fit(x, y, None, 0)
+    booster = smooth.classifier(0).fit(x, y).booster_
+    assert booster.params["path_smooth"] == 50.0
+    test = torch.from_numpy(_rows(100, 1)[0])
+    with torch.no_grad():
+        odds = [(m(test)[:, 1] - m(test)[:, 0]).numpy() for m in (plain, smooth)]
+    assert np.abs(odds[1]).mean() < np.abs(odds[0]).mean()  # leaves pulled toward their parents' values
+    np.testing.assert_allclose(odds[1], booster.predict(test.numpy(), raw_score=True), atol=1e-4)
+    with pytest.raises(ModelError, match="path_smooth must be 0 or more"):
+        create_model("lgbm", path_smooth=-1.0, **kw)
+
+
 def test_bagged_boosters_score_the_mean_log_odds_of_their_seeds(tmp_path: Path) -> None:
     x, y = _rows(400, 0)
     kw = {"in_kind": "features", "n_classes": 2, "n_features": N, "extra_trees": True, **TINY["lgbm"]}

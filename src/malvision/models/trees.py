@@ -228,6 +228,7 @@ class LightGBMTrees(TreeEnsemble):
         subsample: float = 0.8,
         colsample: float = 0.3,
         reg_lambda: float = 0.0,
+        path_smooth: float = 0.0,
         threads: int = 1,
         col_wise: bool = False,
         extra_trees: bool = False,
@@ -240,7 +241,9 @@ class LightGBMTrees(TreeEnsemble):
         instead of the best one. ``bags``: fit that many boosters of ``n_trees`` rounds, each with its own
         seed, and score their mean log-odds (one ensemble of ``bags * n_trees`` trees, leaves scaled).
         ``bag_groups``: each booster learns from the rows of that share of the groups (families, projects),
-        drawn with its seed, so the boosters differ in what they saw as the folds of a cross-validation do."""
+        drawn with its seed, so the boosters differ in what they saw as the folds of a cross-validation do.
+        ``path_smooth``: LightGBM's pull of each leaf's value toward its parent's, stronger for leaves of few
+        rows (0: none)."""
         check_positive(
             "lgbm", num_leaves=num_leaves, min_child_samples=min_child_samples, max_depth=max_depth,
             threads=threads, bags=bags,
@@ -258,14 +261,17 @@ class LightGBMTrees(TreeEnsemble):
             colsample=colsample,
             bag_groups=bag_groups,
         )
-        if reg_lambda < 0:
-            raise ModelError(f"lgbm: reg_lambda must be 0 or more, got {reg_lambda}")
+        for name, value in (("reg_lambda", reg_lambda), ("path_smooth", path_smooth)):
+            if value < 0:
+                raise ModelError(f"lgbm: {name} must be 0 or more, got {value}")
         self.params = dict(
             num_leaves=num_leaves, learning_rate=learning_rate, min_child_samples=min_child_samples,
             subsample=subsample, subsample_freq=1, colsample_bytree=colsample, reg_lambda=reg_lambda,
         )  # fmt: skip
         if extra_trees:  # only when asked, so a checkpoint's kwargs of before build the same classifier
             self.params["extra_trees"] = True
+        if path_smooth:
+            self.params["path_smooth"] = path_smooth
 
     def classifier(self, seed: int) -> Any:
         """The unfitted ``lightgbm.LGBMClassifier`` that ``fit`` grows (deterministic for the same
