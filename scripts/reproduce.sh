@@ -1018,5 +1018,20 @@ nested_folds() {
     .venv/bin/python scripts/nested_folds.py "${runs[@]}" --work "$C/nested/v17-et" --out "$out"  # all kept: the report
 }
 
-if [ $# -eq 0 ]; then set -- data leaderboard gradients caps big2015_full pe_leaderboard malimg detector features_detector features_seeds caches_v2 board_v2 threshold default_v5 default_v8 pe_detector_gh default_v9 default_v10 default_v11 default_v12 default_v13 pe_detector_v13 pe_detector_hist_v13 default_v14 unscored big2015_knn default_nocw default_et default_v15 default_v16 default_v17 big2015_offsets picture_256 picture_tiles picture_seeds default_bags members fold_ensemble nested_folds; fi
+# 2026-12-04 (night): the shipped recipe with leaves pulled toward their parents' values (`path_smooth=30`),
+# seeds 0 to 2, against `v17-bag3` and its seeds on the same folds and the four held-out sets (not shipped)
+path_smooth() {
+    local R="$C/runs" s
+    for s in 0 1 2; do
+        nice -n 10 $MV train-detector --data "$C/caches/pe-features-v17" --out "$R/v17-bag3-ps30-s$s" --model lgbm \
+            --threads 1 --protocols source --no-class-weighting --set extra_trees=true --set bags=3 \
+            --set path_smooth=30 --seed $s
+    done
+    .venv/bin/python scripts/heldout_pooled.py "$R/v17-bag3" "$R/v17-bag3-ps30-s0" "$R/v17-et-bag3-seed1" \
+        "$R/v17-bag3-ps30-s1" "$R/v17-et-bag3-seed2" "$R/v17-bag3-ps30-s2" --out "$(ship docs/heldout-pooled-ps30.md)" \
+        --corpus "$C/benign-github-heldout" --corpus "$C/benign-github-heldout2" --corpus "$C/benign-github6" \
+        --corpus "$C/benign-heldout"
+}
+
+if [ $# -eq 0 ]; then set -- data leaderboard gradients caps big2015_full pe_leaderboard malimg detector features_detector features_seeds caches_v2 board_v2 threshold default_v5 default_v8 pe_detector_gh default_v9 default_v10 default_v11 default_v12 default_v13 pe_detector_v13 pe_detector_hist_v13 default_v14 unscored big2015_knn default_nocw default_et default_v15 default_v16 default_v17 big2015_offsets picture_256 picture_tiles picture_seeds default_bags members fold_ensemble nested_folds path_smooth; fi
 for step in "$@"; do "$step"; done
