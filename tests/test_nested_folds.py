@@ -42,25 +42,25 @@ def test_nested_fold_models_never_see_the_outer_fold_and_resume(tmp_path: Path) 
     script = load_script("nested_folds")
     runs = [read_run(tmp_path / f"run{s}") for s in (0, 3)]
     folds = script.cache_folds(ds, runs)
-    assert folds.shape == (2, len(ds)) and not np.array_equal(
-        folds[0], folds[1]
-    )  # a seed redraws the benign folds
+    assert folds.shape == (2, len(ds))
+    assert not np.array_equal(folds[0], folds[1])  # a seed redraws the benign folds
     for k in np.unique(folds[0]):
         outside = set(np.flatnonzero(folds[0] != k).tolist())
         for splits in script.inner_splits(folds, k):
-            assert set().union(*(set(te.tolist()) for _, te in splits)) == outside  # every file outside, once
+            assert set().union(*(set(te.tolist()) for _, te in splits)) == outside  # every file outside
+            assert sum(len(te) for _, te in splits) == len(outside)  # in one inner test fold
             for tr, te in splits:
-                assert set(tr.tolist()) | set(te.tolist()) == outside and not set(tr.tolist()) & set(
-                    te.tolist()
-                )
+                train, test = set(tr.tolist()), set(te.tolist())
+                assert train | test == outside and not train & test
     cfgs = [TrainConfig(model="gbt", model_kwargs={"n_trees": 10, "max_depth": 2}, seed=s) for s in (0, 3)]
     quiet = Console(quiet=True)
     first = script.outer_scores(ds, cfgs, folds, 0, tmp_path / "work", quiet)
     assert first.shape == ((folds[0] == 0).sum(),) and np.isfinite(first).all()
     model = next((tmp_path / "work" / "outer0").rglob("best.pt"))
     stamp = model.stat().st_mtime_ns
+    (tmp_path / "work" / "outer0" / "scores.npy").unlink()  # as if stopped before the outer fold's mean
     assert np.array_equal(script.outer_scores(ds, cfgs, folds, 0, tmp_path / "work", quiet), first)
-    assert model.stat().st_mtime_ns == stamp  # kept work is read, not trained again
+    assert model.stat().st_mtime_ns == stamp  # the kept inner models are read, not trained again
     nested = np.full(len(ds), np.nan)
     for k in np.unique(folds[0]):
         nested[folds[0] == k] = script.outer_scores(ds, cfgs, folds, int(k), tmp_path / "work", quiet)
