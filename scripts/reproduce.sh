@@ -1027,6 +1027,9 @@ path_smooth() {
             --threads 1 --protocols source --no-class-weighting --set extra_trees=true --set bags=3 \
             --set path_smooth=30 --seed $s
     done
+    # seed 0's card with both protocols (its source folds are v17-bag3-ps30-s0's)
+    nice -n 10 $MV train-detector --data "$C/caches/pe-features-v17" --out "$R/v17-bag3-ps30" --model lgbm \
+        --threads 1 --protocols source,group --no-class-weighting --set extra_trees=true --set bags=3 --set path_smooth=30
     .venv/bin/python scripts/heldout_pooled.py "$R/v17-bag3" "$R/v17-bag3-ps30-s0" "$R/v17-et-bag3-seed1" \
         "$R/v17-bag3-ps30-s1" "$R/v17-et-bag3-seed2" "$R/v17-bag3-ps30-s2" --out "$(ship docs/heldout-pooled-ps30.md)" \
         --corpus "$C/benign-github-heldout" --corpus "$C/benign-github-heldout2" --corpus "$C/benign-github6" \
