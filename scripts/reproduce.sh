@@ -1036,5 +1036,16 @@ path_smooth() {
         --corpus "$C/benign-heldout"
 }
 
-if [ $# -eq 0 ]; then set -- data leaderboard gradients caps big2015_full pe_leaderboard malimg detector features_detector features_seeds caches_v2 board_v2 threshold default_v5 default_v8 pe_detector_gh default_v9 default_v10 default_v11 default_v12 default_v13 pe_detector_v13 pe_detector_hist_v13 default_v14 unscored big2015_knn default_nocw default_et default_v15 default_v16 default_v17 big2015_offsets picture_256 picture_tiles picture_seeds default_bags members fold_ensemble nested_folds path_smooth; fi
+# 2026-12-04 (night): the EMBER recipe (EMBER v3 features, LightGBM at EMBER 2018's settings) on the default's own
+# files up to 4 MiB and folds, against the shipped default (the extractor: about 2 hours on 2 cores, resumable)
+ember_v17() {
+    bash scripts/ember_env.sh
+    [ -f "$C/caches/ember-v17.npz" ] || .venv/bin/python scripts/ember_features.py "$C/caches/pe-features-v17" \
+        --out "$C/caches/ember-v17.npz" --workers 2 --max-mb 4
+    .venv/bin/python scripts/baselines.py ember --data "$C/caches/pe-features-v17" --features "$C/caches/ember-v17.npz" \
+        --subset --out "$C/runs/v17-ember-lgbm"
+    $MV compare-detectors "$C"/runs/v17-{bag3,ember-lgbm} --out "$(ship docs/board-ember-v17)"
+}
+
+if [ $# -eq 0 ]; then set -- data leaderboard gradients caps big2015_full pe_leaderboard malimg detector features_detector features_seeds caches_v2 board_v2 threshold default_v5 default_v8 pe_detector_gh default_v9 default_v10 default_v11 default_v12 default_v13 pe_detector_v13 pe_detector_hist_v13 default_v14 unscored big2015_knn default_nocw default_et default_v15 default_v16 default_v17 big2015_offsets picture_256 picture_tiles picture_seeds default_bags members fold_ensemble nested_folds path_smooth ember_v17; fi
 for step in "$@"; do "$step"; done
