@@ -23,13 +23,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from malvision.calibration import log_odds, sigmoid
 from malvision.checkpoint import load_checkpoint
-from malvision.convert.pefeatures import features_of
+from malvision.convert.batch import batch
 from malvision.errors import MalvisionError
 from malvision.evaluate.board import read_run
 from malvision.evaluate.detection import UNSCORED
 from malvision.evaluate.metrics import threshold_for_fpr
 from malvision.evaluate.threshold import threshold_interval
+from malvision.io import open_source
 from malvision.scan import Scanner
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -43,11 +45,10 @@ def fold_logits(run: Path, platt: dict[str, float], x: torch.Tensor) -> np.ndarr
     """(folds, files): each source fold model's calibrated log-odds (the run's Platt ``a``, ``b``) of rows ``x``."""
     out = []
     for best in sorted((run / "cv-source").glob("fold*/best.pt")):
-        model = load_checkpoint(best).model.eval()
+        ck = load_checkpoint(best)
         with torch.no_grad():
-            logits = model(x)
-        z = (logits[:, 1] - logits[:, 0]).double().numpy()
-        out.append(platt["a"] * z + platt["b"])
+            logits = ck.model.eval()(x).double().numpy()
+        out.append(platt["a"] * log_odds(logits, ck.classes.index("malware")) + platt["b"])
     if not out:
         raise MalvisionError(f"{run}: no source fold models (cv-source/fold*/best.pt)")
     return np.asarray(out)
@@ -71,13 +72,21 @@ def main() -> None:
         sys.exit(f"error: {e}")
     finals = [dict(held_out_scores(s, files)) for s in scanners]
     names = sorted(set.intersection(*(set(f) for f in finals)))  # held out from every run's training
-    known = np.array([all(f[n] != UNSCORED for f in finals) for n in names])
     by_name = {f.name: f for f in files}
-    x = torch.from_numpy(np.stack([features_of(by_name[n].read_bytes()) for n in names]).astype(np.float32))
+    # the fold models' input through the one path a scan takes (the runs share a recipe, so a spec)
+    judged = [scanners[0].prepare(open_source(by_name[n])) for n in names]
+    known = np.array(
+        [
+            all(f[n] != UNSCORED for f in finals) and j.x is not None
+            for n, j in zip(names, judged, strict=True)
+        ]
+    )
+    x = torch.from_numpy(batch([j.x for j, k in zip(judged, known, strict=True) if k]))
     z = np.concatenate(
         [fold_logits(path, run.card["platt"], x) for path, run in zip(a.runs, runs, strict=True)]
     )
-    held = np.where(known, 1 / (1 + np.exp(-z.mean(0))), UNSCORED)
+    held = np.full(len(names), UNSCORED)
+    held[known] = sigmoid(z.mean(0))
     rows = []
     for run, score, f, s in zip(a.runs, scores, finals, scanners, strict=True):
         h = np.array([f[n] for n in names])

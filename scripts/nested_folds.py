@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 from rich.console import Console
 
-from malvision.calibration import log_odds
+from malvision.calibration import log_odds, sigmoid
 from malvision.checkpoint import load_checkpoint
 from malvision.data.cache import CachedDataset
 from malvision.data.loader import make_loader
@@ -93,7 +92,7 @@ def report(runs: list[Run], ds: CachedDataset, nested: np.ndarray, n_models: int
     pick = np.argsort(runs[0].sha256)
     if not np.array_equal(np.asarray([rec.sha256 for rec in ds.records])[order], runs[0].sha256[pick]):
         raise MalvisionError("the runs do not hold the cache's files")
-    nest = as_scanned(1 / (1 + np.exp(-nested[order])), list(runs[0].unknown[pick]))
+    nest = as_scanned(sigmoid(nested[order]), list(runs[0].unknown[pick]))
     rows = [
         (f"{runs[0].name}: one model a fold (its card)", scores[0]),
         (f"the mean of the {len(runs)} runs' out-of-fold scores (fold_ensemble.py's threshold)", mean),
@@ -129,7 +128,7 @@ def main() -> None:
     try:
         runs = [read_run(r) for r in a.runs]
         ds = CachedDataset(runs[0].card["data"]["cache"])
-        cfgs = [TrainConfig(**json.loads((p / "final" / "config.json").read_text())) for p in a.runs]
+        cfgs = [TrainConfig(**r.card["train_config"]) for r in runs]
         folds = cache_folds(ds, runs)
         outer = sorted(set(folds[0].tolist()))
         for k in a.outer if a.outer is not None else outer:

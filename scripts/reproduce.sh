@@ -1027,7 +1027,7 @@ path_smooth() {
             --threads 1 --protocols source --no-class-weighting --set extra_trees=true --set bags=3 \
             --set path_smooth=30 --seed $s
     done
-    # seed 0's card with both protocols (its source folds are v17-bag3-ps30-s0's)
+    # seed 0's card with both protocols (its source-disjoint half is v17-bag3-ps30-s0 again: same seed and folds)
     nice -n 10 $MV train-detector --data "$C/caches/pe-features-v17" --out "$R/v17-bag3-ps30" --model lgbm \
         --threads 1 --protocols source,group --no-class-weighting --set extra_trees=true --set bags=3 --set path_smooth=30
     .venv/bin/python scripts/heldout_pooled.py "$R/v17-bag3" "$R/v17-bag3-ps30-s0" "$R/v17-et-bag3-seed1" \

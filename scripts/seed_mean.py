@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from malvision.calibration import sigmoid
 from malvision.errors import MalvisionError
 from malvision.evaluate.board import Run, read_run
 from malvision.evaluate.detection import UNSCORED, as_scanned, scanned_metrics
@@ -48,7 +49,7 @@ def aligned(runs: list[Run]) -> tuple[np.ndarray, np.ndarray, list[np.ndarray], 
     assert y is not None
     p = np.clip(np.asarray(scores), 1e-12, 1 - 1e-12)
     z = (np.log(p) - np.log1p(-p)).mean(0)
-    mean = 1 / (1 + np.exp(-z))
+    mean = sigmoid(z)
     mean[np.asarray(scores[0]) == UNSCORED] = UNSCORED  # unknown to a scan in every run (the same triage)
     return y, runs[0].group[np.argsort(runs[0].sha256)], scores, mean
 
